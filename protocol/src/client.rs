@@ -1,0 +1,363 @@
+//! Client -> server frames.
+//!
+//! Decoding is lazy on purpose: the reference server checks connection state
+//! (e.g. "not in a room") *before* it looks at `data`, so [`decode`] only
+//! finds the type and keeps `data` as a borrowed value; each message's
+//! `parse` then runs the data checks in the reference order and returns the
+//! reference's exact error text. Nothing is copied: strings and bins borrow
+//! the frame.
+//!
+//! The structs also implement `Serialize`, so our own clients (load generator,
+//! tests) encode with [`encode`] exactly what existing clients send.
+
+use rmpv::ValueRef;
+use serde::Serialize;
+
+use crate::kind;
+use crate::reject::{texts, Reject};
+use crate::value::{int_of, Fields};
+
+/// The longest display name, in Unicode scalar values ("runes").
+pub const MAX_NAME_RUNES: usize = 20;
+
+/// How deep a client frame may nest; real frames nest 3 levels.
+const MAX_DEPTH: usize = 16;
+
+/// What a client frame asks for, by its `type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageType {
+    CreateRoom,
+    JoinRoom,
+    SendMessage,
+    LeaveRoom,
+    Typing,
+    Pong,
+    SendReaction,
+    SendFileMeta,
+    SendFileChunk,
+    SendFileComplete,
+    SendFileCancel,
+    SendFileAck,
+    /// 0x20–0x2F: the random-match module, which this project disables.
+    Match(u8),
+    /// Anything else: logged, never answered.
+    Unknown(u64),
+}
+
+impl MessageType {
+    fn of(t: u64) -> MessageType {
+        match u8::try_from(t) {
+            Ok(kind::CREATE_ROOM) => MessageType::CreateRoom,
+            Ok(kind::JOIN_ROOM) => MessageType::JoinRoom,
+            Ok(kind::SEND_MESSAGE) => MessageType::SendMessage,
+            Ok(kind::LEAVE_ROOM) => MessageType::LeaveRoom,
+            Ok(kind::TYPING) => MessageType::Typing,
+            Ok(kind::PONG) => MessageType::Pong,
+            Ok(kind::SEND_REACTION) => MessageType::SendReaction,
+            Ok(kind::SEND_FILE_META) => MessageType::SendFileMeta,
+            Ok(kind::SEND_FILE_CHUNK) => MessageType::SendFileChunk,
+            Ok(kind::SEND_FILE_COMPLETE) => MessageType::SendFileComplete,
+            Ok(kind::SEND_FILE_CANCEL) => MessageType::SendFileCancel,
+            Ok(kind::SEND_FILE_ACK) => MessageType::SendFileAck,
+            Ok(m @ kind::MATCH_FIRST..=kind::MATCH_LAST) => MessageType::Match(m),
+            _ => MessageType::Unknown(t),
+        }
+    }
+}
+
+/// A decoded client envelope: its type, and `data` still undecoded.
+#[derive(Debug, Clone)]
+pub struct Envelope<'a> {
+    /// What the client asks for.
+    pub message_type: MessageType,
+    /// The `data` field (nil when absent), borrowing the frame.
+    pub data: ValueRef<'a>,
+}
+
+/// Decodes a client frame's envelope. Anything that is not a MessagePack map
+/// (with an integer `type`, when present) is E005 "invalid message format".
+pub fn decode(frame: &[u8]) -> Result<Envelope<'_>, Reject> {
+    let mut rd = frame;
+    let value = rmpv::decode::read_value_ref_with_max_depth(&mut rd, MAX_DEPTH)
+        .map_err(|_| texts::INVALID_FORMAT)?;
+    let ValueRef::Map(entries) = value else {
+        return Err(texts::INVALID_FORMAT);
+    };
+    let mut message_type = 0u64;
+    let mut data = ValueRef::Nil;
+    for (k, v) in entries {
+        let ValueRef::String(k) = k else { continue };
+        match k.as_bytes() {
+            b"type" => match v {
+                ValueRef::Integer(i) => message_type = i.as_u64().unwrap_or(u64::MAX),
+                ValueRef::Nil => message_type = 0,
+                _ => return Err(texts::INVALID_FORMAT),
+            },
+            b"data" => data = v,
+            _ => {}
+        }
+    }
+    Ok(Envelope {
+        message_type: MessageType::of(message_type),
+        data,
+    })
+}
+
+/// Encodes a client frame `{type, data}` (for our own clients and tests).
+pub fn encode<T: Serialize>(message_type: u8, data: &T) -> Vec<u8> {
+    crate::server::encode(message_type, data).to_vec()
+}
+
+fn fields<'v, 'a>(
+    data: &'v ValueRef<'a>,
+    not_a_map: &'static str,
+) -> Result<Fields<'v, 'a>, Reject> {
+    Fields::of(data).ok_or(Reject::invalid(not_a_map))
+}
+
+/// The display-name rule: 1..=20 runes, judged as the reference does (empty by
+/// bytes, long by runes; whitespace-only passes).
+pub fn check_name(name: &str) -> Result<(), Reject> {
+    if name.is_empty() || name.chars().count() > MAX_NAME_RUNES {
+        return Err(Reject::invalid("name must be 1-20 characters"));
+    }
+    Ok(())
+}
+
+/// 0x01 CreateRoom.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+pub struct CreateRoom<'a> {
+    pub name: &'a str,
+    /// "" or the 64-character SHA-256 hex of the password.
+    pub password: &'a str,
+    /// Seconds after which clients delete messages; stored and echoed only.
+    pub ephemeral: i64,
+    /// Requested lifetime in seconds (the relay clamps it).
+    pub expiry: i64,
+    pub public: bool,
+    pub title: &'a str,
+    pub description: &'a str,
+    pub tags: Vec<&'a str>,
+    #[serde(rename = "keyEncoded")]
+    pub key_encoded: &'a str,
+}
+
+impl<'a> CreateRoom<'a> {
+    /// Data checks 2–4 of PROTOCOL.md §2.1, in order.
+    pub fn parse(data: &ValueRef<'a>) -> Result<CreateRoom<'a>, Reject> {
+        let f = fields(data, "invalid create room data")?;
+        let name = f.str("name");
+        check_name(name)?;
+        let password = f.str("password");
+        if !password.is_empty() && password.len() != 64 {
+            return Err(Reject::invalid("invalid password format"));
+        }
+        Ok(CreateRoom {
+            name,
+            password,
+            ephemeral: f.int("ephemeral"),
+            expiry: f.int("expiry"),
+            public: f.bool("public"),
+            title: f.str("title"),
+            description: f.str("description"),
+            tags: f.str_array("tags"),
+            key_encoded: f.str("keyEncoded"),
+        })
+    }
+}
+
+/// 0x02 JoinRoom.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+pub struct JoinRoom<'a> {
+    #[serde(rename = "roomId")]
+    pub room_id: &'a str,
+    pub name: &'a str,
+    pub password: &'a str,
+    /// Extension: a join ticket from the gateway's HTTP API, instead of `password`.
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub ticket: &'a str,
+}
+
+impl<'a> JoinRoom<'a> {
+    /// Data checks 2–3 of PROTOCOL.md §2.2, in order.
+    pub fn parse(data: &ValueRef<'a>) -> Result<JoinRoom<'a>, Reject> {
+        let f = fields(data, "invalid join room data")?;
+        let name = f.str("name");
+        check_name(name)?;
+        Ok(JoinRoom {
+            room_id: f.str("roomId"),
+            name,
+            password: f.str("password"),
+            ticket: f.str("ticket"),
+        })
+    }
+}
+
+/// 0x03 SendMessage and 0x07 SendReaction: an encrypted payload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+pub struct Sealed<'a> {
+    /// base64url IV.
+    pub iv: &'a str,
+    /// base64url AES-GCM ciphertext.
+    pub ciphertext: &'a str,
+}
+
+impl<'a> Sealed<'a> {
+    /// Data checks of §2.3 (`not_a_map` names the message for the E005 text).
+    pub fn parse(data: &ValueRef<'a>, not_a_map: &'static str) -> Result<Sealed<'a>, Reject> {
+        let f = fields(data, not_a_map)?;
+        match (f.opt_str("iv"), f.opt_str("ciphertext")) {
+            (Some(iv), Some(ciphertext)) if !iv.is_empty() && !ciphertext.is_empty() => {
+                Ok(Sealed { iv, ciphertext })
+            }
+            _ => Err(Reject::invalid(
+                "iv and ciphertext must be non-empty strings",
+            )),
+        }
+    }
+
+    /// SendMessage's data checks.
+    pub fn parse_message(data: &ValueRef<'a>) -> Result<Sealed<'a>, Reject> {
+        Sealed::parse(data, "invalid message data")
+    }
+
+    /// SendReaction's data checks.
+    pub fn parse_reaction(data: &ValueRef<'a>) -> Result<Sealed<'a>, Reject> {
+        Sealed::parse(data, "invalid reaction data")
+    }
+}
+
+/// 0x05 Typing: plain `typing`, or (web clients) an encrypted `iv`/`ciphertext`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+pub struct Typing<'a> {
+    pub typing: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iv: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ciphertext: Option<&'a str>,
+}
+
+impl<'a> Typing<'a> {
+    /// §2.5: data must be a map; `typing` defaults to false.
+    pub fn parse(data: &ValueRef<'a>) -> Result<Typing<'a>, Reject> {
+        let f = fields(data, "invalid typing data")?;
+        Ok(Typing {
+            typing: f.bool("typing"),
+            iv: f.opt_str("iv"),
+            ciphertext: f.opt_str("ciphertext"),
+        })
+    }
+}
+
+/// 0x06 Pong: `t` as any integer; `None` when data is not a map (ignored).
+pub fn parse_pong(data: &ValueRef<'_>) -> Option<i64> {
+    Fields::of(data).map(|f| f.int("t"))
+}
+
+/// 0x08 SendFileMeta.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+pub struct FileMeta<'a> {
+    #[serde(rename = "transferId")]
+    pub transfer_id: &'a str,
+    /// base64url IV of the encrypted metadata.
+    pub iv: &'a str,
+    /// Encrypted metadata, **bin**.
+    #[serde(with = "serde_bytes")]
+    pub ciphertext: &'a [u8],
+}
+
+impl<'a> FileMeta<'a> {
+    /// Data checks 3–4 of §6 Meta.
+    pub fn parse(data: &ValueRef<'a>) -> Result<FileMeta<'a>, Reject> {
+        let f = fields(data, "invalid file meta data")?;
+        let meta = FileMeta {
+            transfer_id: f.str("transferId"),
+            iv: f.str("iv"),
+            ciphertext: f.bin("ciphertext"),
+        };
+        if meta.transfer_id.is_empty() || meta.iv.is_empty() || meta.ciphertext.is_empty() {
+            return Err(Reject::invalid(
+                "transferId, iv, and ciphertext are required",
+            ));
+        }
+        Ok(meta)
+    }
+}
+
+/// 0x09 SendFileChunk.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+pub struct FileChunk<'a> {
+    #[serde(rename = "transferId")]
+    pub transfer_id: &'a str,
+    /// Chunk number; any integer, not range-checked.
+    pub index: i64,
+    /// Raw 12-byte IV, **bin**.
+    #[serde(with = "serde_bytes")]
+    pub iv: &'a [u8],
+    /// Encrypted chunk with its GCM tag, **bin**.
+    #[serde(with = "serde_bytes")]
+    pub data: &'a [u8],
+}
+
+impl<'a> FileChunk<'a> {
+    /// Data checks 2–4 of §6 Chunk.
+    pub fn parse(data: &ValueRef<'a>) -> Result<FileChunk<'a>, Reject> {
+        let f = fields(data, "invalid file chunk data")?;
+        let transfer_id = f.str("transferId");
+        if transfer_id.is_empty() {
+            return Err(Reject::invalid("missing transferId"));
+        }
+        let chunk = FileChunk {
+            transfer_id,
+            index: f.int("index"),
+            iv: f.bin("iv"),
+            data: f.bin("data"),
+        };
+        if chunk.iv.is_empty() || chunk.data.is_empty() {
+            return Err(Reject::invalid("iv and data must be non-empty"));
+        }
+        Ok(chunk)
+    }
+}
+
+/// 0x0A Complete, 0x0B Cancel and 0x0C Ack: just a transfer id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+pub struct TransferRef<'a> {
+    #[serde(rename = "transferId")]
+    pub transfer_id: &'a str,
+}
+
+impl<'a> TransferRef<'a> {
+    fn parse(
+        data: &ValueRef<'a>,
+        not_a_map: &'static str,
+        empty: &'static str,
+    ) -> Result<TransferRef<'a>, Reject> {
+        let f = fields(data, not_a_map)?;
+        let transfer_id = f.str("transferId");
+        if transfer_id.is_empty() {
+            return Err(Reject::invalid(empty));
+        }
+        Ok(TransferRef { transfer_id })
+    }
+
+    /// SendFileComplete's data checks.
+    pub fn parse_complete(data: &ValueRef<'a>) -> Result<TransferRef<'a>, Reject> {
+        TransferRef::parse(data, "invalid file complete data", "transferId is required")
+    }
+
+    /// SendFileCancel's data checks.
+    pub fn parse_cancel(data: &ValueRef<'a>) -> Result<TransferRef<'a>, Reject> {
+        TransferRef::parse(data, "invalid file cancel data", "transferId is required")
+    }
+
+    /// SendFileAck's data checks.
+    pub fn parse_ack(data: &ValueRef<'a>) -> Result<TransferRef<'a>, Reject> {
+        TransferRef::parse(data, "invalid file ack data", "missing transferId")
+    }
+}
+
+/// Reads any integer the way the reference does (used by tests and fuzzing).
+pub fn any_int(v: &ValueRef<'_>) -> i64 {
+    int_of(v)
+}
