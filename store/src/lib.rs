@@ -1,1 +1,37 @@
-//! placeholder
+//! The engine seam: where room state and the message bus live.
+//!
+//! The relay and the gateway talk to two traits and nothing else:
+//!
+//! - [`RoomStore`]: room records, members (presence), public listings, and
+//!   fixed-window counters for rate limits. Every operation that must be
+//!   atomic across nodes (create, join, leave) is one call.
+//! - [`Bus`]: one channel per room. A relay subscribes to the rooms where it
+//!   has local members and publishes each accepted message once; every
+//!   subscribed relay (the publisher included) gets it once, in the room's
+//!   order, through its [`BusSink`].
+//!
+//! Engines: [`memory`] (one process; `cargo run` and unit tests) and, behind
+//! the same traits, the Redis engines.
+
+pub mod bus;
+pub mod memory;
+pub mod room;
+
+pub use bus::{Bus, BusError, BusMessage, BusSink, Target};
+pub use room::{
+    JoinError, Joined, Left, Listing, ListingView, MemberRecord, NewRoom, RoomRecord, RoomStore,
+    StoreError,
+};
+
+/// Seconds since the Unix epoch (room timestamps).
+pub fn unix_secs() -> i64 {
+    unix_millis() / 1000
+}
+
+/// Milliseconds since the Unix epoch (message timestamps).
+pub fn unix_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

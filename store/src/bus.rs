@@ -1,0 +1,165 @@
+//! The per-room message bus.
+//!
+//! A [`BusMessage`] is a client frame, already encoded once by the relay that
+//! accepted it, plus a small routing [`Target`]. Over Redis it travels as
+//! `header ++ frame` on the room's channel; every relay that hosts members of
+//! the room receives it once and pushes the same `Bytes` to each local
+//! recipient.
+
+use async_trait::async_trait;
+use bytes::{BufMut, Bytes, BytesMut};
+use protocol::member::MemberId;
+
+/// Who, among a room's members, receives a bus message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// Every member except `except` (the sender), or everyone.
+    Room { except: Option<MemberId> },
+    /// The member whose active or last completed file transfer has this id
+    /// (a file ack goes to the transfer's sender only).
+    TransferSender { transfer_id: String },
+    /// Every member of the room on every relay must leave it now: the room
+    /// expired (`RoomClosed` is the frame). Relays also clear local state.
+    CloseRoom,
+}
+
+/// A routed, encoded frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BusMessage {
+    pub target: Target,
+    /// The frame recipients receive, encoded once.
+    pub frame: Bytes,
+}
+
+const WIRE_VERSION: u8 = 1;
+const TAG_ROOM_ALL: u8 = 0;
+const TAG_ROOM_EXCEPT: u8 = 1;
+const TAG_TRANSFER: u8 = 2;
+const TAG_CLOSE: u8 = 3;
+
+/// A bus payload that is not ours (wrong version, truncated).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("malformed bus message")]
+pub struct MalformedBusMessage;
+
+impl BusMessage {
+    /// Serialises for Redis: `version, tag, [target], frame`.
+    pub fn to_wire(&self) -> Bytes {
+        let mut out = BytesMut::with_capacity(self.frame.len() + 12);
+        out.put_u8(WIRE_VERSION);
+        match &self.target {
+            Target::Room { except: None } => out.put_u8(TAG_ROOM_ALL),
+            Target::Room { except: Some(id) } => {
+                out.put_u8(TAG_ROOM_EXCEPT);
+                out.put_slice(id.as_bytes());
+            }
+            Target::TransferSender { transfer_id } => {
+                out.put_u8(TAG_TRANSFER);
+                // Transfer ids longer than 255 bytes are cut; ids are UUIDs.
+                let id = &transfer_id.as_bytes()[..transfer_id.len().min(255)];
+                out.put_u8(id.len() as u8);
+                out.put_slice(id);
+            }
+            Target::CloseRoom => out.put_u8(TAG_CLOSE),
+        }
+        out.put_slice(&self.frame);
+        out.freeze()
+    }
+
+    /// Parses what [`to_wire`](Self::to_wire) wrote; the frame shares `wire`.
+    pub fn from_wire(wire: Bytes) -> Result<BusMessage, MalformedBusMessage> {
+        let (&version, rest) = wire.split_first().ok_or(MalformedBusMessage)?;
+        let (&tag, rest) = rest.split_first().ok_or(MalformedBusMessage)?;
+        if version != WIRE_VERSION {
+            return Err(MalformedBusMessage);
+        }
+        let (target, header_len) = match tag {
+            TAG_ROOM_ALL => (Target::Room { except: None }, 2),
+            TAG_ROOM_EXCEPT => {
+                let id = rest.get(..8).ok_or(MalformedBusMessage)?;
+                let id = std::str::from_utf8(id).map_err(|_| MalformedBusMessage)?;
+                let id = MemberId::parse(id).ok_or(MalformedBusMessage)?;
+                (Target::Room { except: Some(id) }, 10)
+            }
+            TAG_TRANSFER => {
+                let (&len, rest) = rest.split_first().ok_or(MalformedBusMessage)?;
+                let id = rest.get(..len as usize).ok_or(MalformedBusMessage)?;
+                let transfer_id = String::from_utf8(id.to_vec()).map_err(|_| MalformedBusMessage)?;
+                (Target::TransferSender { transfer_id }, 3 + len as usize)
+            }
+            TAG_CLOSE => (Target::CloseRoom, 2),
+            _ => return Err(MalformedBusMessage),
+        };
+        Ok(BusMessage {
+            target,
+            frame: wire.slice(header_len..),
+        })
+    }
+}
+
+/// The bus is unreachable (Redis down or reconnecting).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("bus unavailable: {0}")]
+pub struct BusError(pub String);
+
+/// Where a relay receives bus messages. Called synchronously by the engine,
+/// in the room's order; it must not block (push to bounded queues only).
+pub trait BusSink: Send + Sync + 'static {
+    /// A message for `room_id`.
+    fn deliver(&self, room_id: &str, message: BusMessage);
+}
+
+/// One channel per room.
+///
+/// Guarantees:
+/// - **at-most-once**: a message is delivered to each subscribed relay at most
+///   once; while the bus is down, `publish` fails (the sender is told) and
+///   nothing is queued for later;
+/// - **per-room order**: all relays see a room's messages in one order,
+///   the publisher included (it receives its own messages back through the
+///   bus);
+/// - `subscribe` returns only once the subscription is confirmed, so a
+///   member added to the local index afterwards misses nothing published
+///   after that point.
+#[async_trait]
+pub trait Bus: Send + Sync + 'static {
+    /// Starts receiving a room's messages.
+    async fn subscribe(&self, room_id: &str) -> Result<(), BusError>;
+    /// Stops receiving a room's messages.
+    async fn unsubscribe(&self, room_id: &str) -> Result<(), BusError>;
+    /// Sends one message to every relay subscribed to the room.
+    async fn publish(&self, room_id: &str, message: BusMessage) -> Result<(), BusError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_target_round_trips_over_the_wire() {
+        let frame = Bytes::from_static(b"\x82frame");
+        for target in [
+            Target::Room { except: None },
+            Target::Room {
+                except: MemberId::parse("0123abcd"),
+            },
+            Target::TransferSender {
+                transfer_id: "t-1".into(),
+            },
+            Target::CloseRoom,
+        ] {
+            let msg = BusMessage {
+                target,
+                frame: frame.clone(),
+            };
+            assert_eq!(BusMessage::from_wire(msg.to_wire()).unwrap(), msg);
+        }
+    }
+
+    #[test]
+    fn truncated_or_foreign_payloads_are_refused() {
+        for wire in [&b""[..], b"\x01", b"\x02\x00x", b"\x01\x01abc", b"\x01\x02\x09ab", b"\x01\x09"] {
+            assert!(BusMessage::from_wire(Bytes::copy_from_slice(wire)).is_err());
+        }
+    }
+}

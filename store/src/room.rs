@@ -1,0 +1,176 @@
+//! Room records, members and listings, and the [`RoomStore`] trait.
+
+use async_trait::async_trait;
+use protocol::member::MemberId;
+use std::time::Duration;
+
+/// A backend failure (Redis unreachable, a script error). Callers answer
+/// the client with an error frame; nothing panics.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("store unavailable: {0}")]
+pub struct StoreError(pub String);
+
+/// What a room is, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomRecord {
+    /// NanoID, 21 characters.
+    pub id: String,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds; 0 = never expires. Expired means `now > expires_at`.
+    pub expires_at: i64,
+    /// Seconds after which clients delete messages; stored and echoed only.
+    pub ephemeral: i64,
+    /// argon2id PHC string of the client's SHA-256 hex, or empty (no password).
+    pub password_hash: String,
+    /// Most members the room takes.
+    pub capacity: u32,
+    /// Whether the room is in the public directory (activity is counted).
+    pub listed: bool,
+}
+
+impl RoomRecord {
+    /// Whether joining needs a password check.
+    pub fn has_password(&self) -> bool {
+        !self.password_hash.is_empty()
+    }
+
+    /// Expired means strictly after `expires_at`.
+    pub fn is_expired(&self, now_secs: i64) -> bool {
+        self.expires_at > 0 && now_secs > self.expires_at
+    }
+}
+
+/// What the gateway asks the store to create.
+#[derive(Debug, Clone)]
+pub struct NewRoom {
+    pub record: RoomRecord,
+    /// An unjoined room vanishes after this long (its creator never came).
+    pub unjoined_ttl: Duration,
+}
+
+/// A member, as the room's other members see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberRecord {
+    pub id: MemberId,
+    pub name: String,
+    /// `#rrggbb`, from the id.
+    pub color: String,
+    /// The relay node the member's socket is on.
+    pub node: String,
+    /// Unix milliseconds; orders the member list.
+    pub joined_at: i64,
+}
+
+/// A successful join.
+#[derive(Debug, Clone)]
+pub struct Joined {
+    pub room: RoomRecord,
+    /// Join order; the joiner is last.
+    pub members: Vec<MemberRecord>,
+}
+
+/// Why a join was refused, in the order the checks run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JoinError {
+    #[error("room not found")]
+    NotFound,
+    #[error("room has expired")]
+    Expired,
+    /// The room has a password and the caller has not had it checked.
+    #[error("password required")]
+    NeedsPassword,
+    #[error("room is full")]
+    Full,
+    /// Another member of the room has this id: pick a new one and retry.
+    #[error("member id taken")]
+    IdTaken,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The outcome of a leave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Left {
+    /// The member was in the room (false: already gone, nothing to announce).
+    pub was_member: bool,
+    /// The room was empty afterwards and has been destroyed.
+    pub destroyed: bool,
+}
+
+/// A public directory entry (PROTOCOL.md §9), as registered at creation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listing {
+    pub room_id: String,
+    pub title: String,
+    pub description: String,
+    pub tags: Vec<String>,
+    /// `roomId:keyEncoded:ephemeral:expiresAt`, published by the creator's choice.
+    pub share_code: String,
+    pub has_password: bool,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub is_daily_topic: bool,
+}
+
+/// A listing with its live figures.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListingView {
+    pub listing: Listing,
+    pub member_count: u32,
+    /// Chat messages in the last 5 minutes (capped).
+    pub message_count_5min: u32,
+}
+
+/// Room records, presence, listings and counters.
+///
+/// Guarantees every engine keeps:
+/// - `create_room`, `join`, `leave` and `destroy` are atomic: two relays
+///   racing for the last seat, or the last two members leaving at once,
+///   see one consistent order;
+/// - member ids are unique within a room (`join` refuses a taken id);
+/// - the member list comes back in join order;
+/// - only ids, names, colours, timestamps, password hashes and counters are
+///   stored, never ciphertext.
+#[async_trait]
+pub trait RoomStore: Send + Sync + 'static {
+    /// Stores a new, empty room. Fails with `Ok(false)` if the id exists.
+    async fn create_room(&self, room: NewRoom) -> Result<bool, StoreError>;
+
+    /// Reads a room record.
+    async fn room(&self, room_id: &str) -> Result<Option<RoomRecord>, StoreError>;
+
+    /// Adds a member. Checks, in order: the room exists, is not expired
+    /// (`now_secs`), has no password or `password_checked`, is not full, and
+    /// the id is free.
+    async fn join(
+        &self,
+        room_id: &str,
+        member: MemberRecord,
+        password_checked: bool,
+        now_secs: i64,
+    ) -> Result<Joined, JoinError>;
+
+    /// Removes a member; destroys the room (and its listing) when it empties.
+    async fn leave(&self, room_id: &str, member_id: MemberId) -> Result<Left, StoreError>;
+
+    /// Removes a room, its members and its listing (expiry). Idempotent.
+    async fn destroy(&self, room_id: &str) -> Result<(), StoreError>;
+
+    /// Lists a room publicly unless `max_listed` rooms (daily topics aside)
+    /// are listed already; `Ok(false)` when the directory is full.
+    async fn list_room(&self, listing: Listing, max_listed: usize) -> Result<bool, StoreError>;
+
+    /// Every listing with its member count and 5-minute activity.
+    async fn listings(&self, now_millis: i64) -> Result<Vec<ListingView>, StoreError>;
+
+    /// Counts one chat message in a listed room's 5-minute activity.
+    async fn count_activity(&self, room_id: &str, now_millis: i64) -> Result<(), StoreError>;
+
+    /// Adds `n` to a fixed-window counter and returns its value in the
+    /// current window (`n = 0` reads it).
+    async fn hit(&self, key: &str, n: u64, window: Duration) -> Result<u64, StoreError>;
+
+    /// Atomically claims a single-use token (tickets); false if used before.
+    async fn claim_once(&self, key: &str, ttl: Duration) -> Result<bool, StoreError>;
+}
