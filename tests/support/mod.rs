@@ -1,0 +1,15 @@
+//! The harness shared by the black-box suites: start the real binary (`server`), talk to it
+//! over WebSockets (`client`) and HTTP (`http`) with independently encoded MessagePack (`msg`),
+//! and the room-level steps most tests start with (`room`).
+#![allow(dead_code)]
+
+pub mod client;
+pub mod http;
+pub mod msg;
+pub mod room;
+pub mod server;
+
+pub use client::{t, Client, ConnectError, ConnectOpts, Event};
+pub use msg::{member_color, ValueExt};
+pub use room::{Member, open_room, open_room_with, say, assert_room_chats, unique};
+pub use server::{Env, Opts};
