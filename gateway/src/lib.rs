@@ -1,1 +1,63 @@
-//! placeholder
+//! The gateway: everything about rooms that is not moving messages.
+//!
+//! - [`rooms`]: creating rooms (NanoID ids, argon2id of the client's
+//!   password hash) and checking passwords, with wrong-guess limits held in
+//!   the store so they hold across replicas;
+//! - [`password`]: argon2id on a bounded blocking pool, so a burst of
+//!   guesses queues (or is refused) instead of stalling anything else;
+//! - [`listing`]: the public directory's validation rules (PROTOCOL.md §9).
+//!
+//! Relays never run argon2: they call [`Gateway`] in process (the all-in-one
+//! binary) or over HTTP (the cluster).
+
+pub mod listing;
+pub mod password;
+pub mod rooms;
+
+pub use rooms::{CreateRoomRequest, CreatedRoom, Gateway, GatewayConfig, ListingRequest};
+
+use std::net::IpAddr;
+
+use async_trait::async_trait;
+use protocol::Reject;
+
+/// What a relay needs from the gateway. The all-in-one binary uses
+/// [`Gateway`] in process; cluster relays use the gateway's internal HTTP API
+/// through a client implementing the same trait.
+#[async_trait]
+pub trait Authority: Send + Sync + 'static {
+    /// Creates an empty room (the relay joins the creator afterwards).
+    async fn create_room(&self, request: CreateRoomRequest) -> Result<CreatedRoom, Reject>;
+    /// Checks a join password (SHA-256 hex from the client) for `room_id`;
+    /// refusals are E001, E004 (guess limit) or E006.
+    async fn check_password(
+        &self,
+        room_id: &str,
+        password: &str,
+        client_ip: IpAddr,
+    ) -> Result<(), Reject>;
+    /// Redeems a single-use join ticket for `room_id` (extension); a bad,
+    /// used or expired ticket is E006 "invalid ticket".
+    async fn redeem_ticket(&self, room_id: &str, ticket: &str) -> Result<(), Reject>;
+}
+
+#[async_trait]
+impl Authority for Gateway {
+    async fn create_room(&self, request: CreateRoomRequest) -> Result<CreatedRoom, Reject> {
+        Gateway::create_room(self, request).await
+    }
+
+    async fn check_password(
+        &self,
+        room_id: &str,
+        password: &str,
+        client_ip: IpAddr,
+    ) -> Result<(), Reject> {
+        Gateway::check_password(self, room_id, password, client_ip).await
+    }
+
+    async fn redeem_ticket(&self, _room_id: &str, _ticket: &str) -> Result<(), Reject> {
+        // Tickets are issued by the HTTP API (issue 3); until then none is valid.
+        Err(protocol::reject::texts::INVALID_TICKET)
+    }
+}
