@@ -14,7 +14,11 @@ async fn message_is_relayed_to_every_other_member() {
     let env = Env::single().await;
     let [mut a, mut b, mut c] = open_room::<3>(&env).await;
     let before = now_ms();
-    a.send(t::SEND_MESSAGE, map! {"iv" => "aXY", "ciphertext" => "Y2lwaGVy"}).await;
+    a.send(
+        t::SEND_MESSAGE,
+        map! {"iv" => "aXY", "ciphertext" => "Y2lwaGVy"},
+    )
+    .await;
     for m in [&mut b, &mut c] {
         let data = m.expect(t::RELAY_MESSAGE).await;
         assert_keys(&data, &["senderId", "senderName", "iv", "ciphertext", "t"]);
@@ -23,7 +27,10 @@ async fn message_is_relayed_to_every_other_member() {
         assert_eq!(data.str("iv"), "aXY");
         assert_eq!(data.str("ciphertext"), "Y2lwaGVy");
         let at = data.int("t");
-        assert!((before..=now_ms()).contains(&at), "t {at} is not the server's unix ms");
+        assert!(
+            (before..=now_ms()).contains(&at),
+            "t {at} is not the server's unix ms"
+        );
     }
 }
 
@@ -43,7 +50,11 @@ async fn messages_arrive_in_the_order_sent() {
     let [mut a, mut b, mut c] = open_room::<3>(&env).await;
     let cts: Vec<String> = (0..8).map(|_| unique("ct")).collect();
     for ct in &cts {
-        a.send(t::SEND_MESSAGE, map! {"iv" => "iv", "ciphertext" => ct.as_str()}).await;
+        a.send(
+            t::SEND_MESSAGE,
+            map! {"iv" => "iv", "ciphertext" => ct.as_str()},
+        )
+        .await;
     }
     for m in [&mut b, &mut c] {
         for ct in &cts {
@@ -59,23 +70,50 @@ async fn all_members_see_interleaved_messages_in_the_same_order() {
     // a and b send concurrently-ish; c (who sends nothing) defines the room order, and every
     // receiver's view must agree with it where both saw the messages.
     for i in 0..5 {
-        a.send(t::SEND_MESSAGE, map! {"iv" => "a", "ciphertext" => format!("a{i}")}).await;
-        b.send(t::SEND_MESSAGE, map! {"iv" => "b", "ciphertext" => format!("b{i}")}).await;
+        a.send(
+            t::SEND_MESSAGE,
+            map! {"iv" => "a", "ciphertext" => format!("a{i}")},
+        )
+        .await;
+        b.send(
+            t::SEND_MESSAGE,
+            map! {"iv" => "b", "ciphertext" => format!("b{i}")},
+        )
+        .await;
     }
     let mut order_c = Vec::new();
     for _ in 0..10 {
-        order_c.push(c.expect(t::RELAY_MESSAGE).await.str("ciphertext").to_string());
+        order_c.push(
+            c.expect(t::RELAY_MESSAGE)
+                .await
+                .str("ciphertext")
+                .to_string(),
+        );
     }
     let mut seen_a = Vec::new();
     for _ in 0..5 {
-        seen_a.push(a.expect(t::RELAY_MESSAGE).await.str("ciphertext").to_string());
+        seen_a.push(
+            a.expect(t::RELAY_MESSAGE)
+                .await
+                .str("ciphertext")
+                .to_string(),
+        );
     }
     let mut seen_b = Vec::new();
     for _ in 0..5 {
-        seen_b.push(b.expect(t::RELAY_MESSAGE).await.str("ciphertext").to_string());
+        seen_b.push(
+            b.expect(t::RELAY_MESSAGE)
+                .await
+                .str("ciphertext")
+                .to_string(),
+        );
     }
     let only = |prefix: &str| -> Vec<String> {
-        order_c.iter().filter(|c| c.starts_with(prefix)).cloned().collect()
+        order_c
+            .iter()
+            .filter(|c| c.starts_with(prefix))
+            .cloned()
+            .collect()
     };
     assert_eq!(seen_a, only("b"));
     assert_eq!(seen_b, only("a"));
@@ -85,7 +123,8 @@ async fn all_members_see_interleaved_messages_in_the_same_order() {
 async fn message_outside_a_room_gets_e003() {
     let env = Env::single().await;
     let mut c = Client::connect(&env.ws_url(0)).await;
-    c.send(t::SEND_MESSAGE, map! {"iv" => "i", "ciphertext" => "c"}).await;
+    c.send(t::SEND_MESSAGE, map! {"iv" => "i", "ciphertext" => "c"})
+        .await;
     c.expect_error("E003", "not in a room").await;
     // Not in a room is checked before the data.
     c.send(t::SEND_MESSAGE, Value::Nil).await;
@@ -96,7 +135,11 @@ async fn message_outside_a_room_gets_e003() {
 async fn message_with_non_map_data_gets_e005() {
     let env = Env::single().await;
     let [mut a, mut b] = open_room::<2>(&env).await;
-    for data in [Value::Nil, Value::from("text"), Value::Array(vec![Value::from("i")])] {
+    for data in [
+        Value::Nil,
+        Value::from("text"),
+        Value::Array(vec![Value::from("i")]),
+    ] {
         a.send(t::SEND_MESSAGE, data).await;
         a.expect_error("E005", "invalid message data").await;
     }
@@ -124,11 +167,20 @@ async fn message_with_missing_or_empty_iv_or_ciphertext_gets_e005() {
 async fn message_with_bin_iv_or_ciphertext_gets_e005() {
     let env = Env::single().await;
     let [mut a, mut b] = open_room::<2>(&env).await;
-    a.send(t::SEND_MESSAGE, map! {"iv" => b"iv".to_vec(), "ciphertext" => "c"}).await;
+    a.send(
+        t::SEND_MESSAGE,
+        map! {"iv" => b"iv".to_vec(), "ciphertext" => "c"},
+    )
+    .await;
     a.expect_error("E005", IV_ERROR).await;
-    a.send(t::SEND_MESSAGE, map! {"iv" => "i", "ciphertext" => b"c".to_vec()}).await;
+    a.send(
+        t::SEND_MESSAGE,
+        map! {"iv" => "i", "ciphertext" => b"c".to_vec()},
+    )
+    .await;
     a.expect_error("E005", IV_ERROR).await;
-    a.send(t::SEND_MESSAGE, map! {"iv" => 5, "ciphertext" => "c"}).await;
+    a.send(t::SEND_MESSAGE, map! {"iv" => 5, "ciphertext" => "c"})
+        .await;
     a.expect_error("E005", IV_ERROR).await;
     assert_room_chats(&mut [&mut a, &mut b]).await;
 }
@@ -159,8 +211,10 @@ async fn eleventh_message_in_ten_seconds_gets_e004() {
     let env = Env::single().await;
     let [mut a, mut b] = open_room::<2>(&env).await;
     send_n(&mut a, &mut b, 10).await;
-    a.send(t::SEND_MESSAGE, map! {"iv" => "i", "ciphertext" => "over"}).await;
-    a.expect_error("E004", "rate limited, please slow down").await;
+    a.send(t::SEND_MESSAGE, map! {"iv" => "i", "ciphertext" => "over"})
+        .await;
+    a.expect_error("E004", "rate limited, please slow down")
+        .await;
     // The rejected message was not relayed: b's next frame is a's barrier... b syncs itself.
     b.sync().await;
 }
@@ -170,8 +224,10 @@ async fn rate_limit_is_per_connection() {
     let env = Env::single().await;
     let [mut a, mut b] = open_room::<2>(&env).await;
     send_n(&mut a, &mut b, 10).await;
-    a.send(t::SEND_MESSAGE, map! {"iv" => "i", "ciphertext" => "over"}).await;
-    a.expect_error("E004", "rate limited, please slow down").await;
+    a.send(t::SEND_MESSAGE, map! {"iv" => "i", "ciphertext" => "over"})
+        .await;
+    a.expect_error("E004", "rate limited, please slow down")
+        .await;
     // b has its own budget, and a still receives.
     send_n(&mut b, &mut a, 10).await;
 }
@@ -181,15 +237,20 @@ async fn rejected_messages_do_not_count_toward_the_rate_limit() {
     let env = Env::single().await;
     let [mut a, mut b] = open_room::<2>(&env).await;
     for _ in 0..5 {
-        a.send(t::SEND_MESSAGE, map! {"iv" => "", "ciphertext" => "c"}).await;
+        a.send(t::SEND_MESSAGE, map! {"iv" => "", "ciphertext" => "c"})
+            .await;
         a.expect_error("E005", IV_ERROR).await;
     }
     send_n(&mut a, &mut b, 10).await;
-    a.send(t::SEND_MESSAGE, map! {"iv" => "i", "ciphertext" => "over"}).await;
-    a.expect_error("E004", "rate limited, please slow down").await;
+    a.send(t::SEND_MESSAGE, map! {"iv" => "i", "ciphertext" => "over"})
+        .await;
+    a.expect_error("E004", "rate limited, please slow down")
+        .await;
     // Rate-limited attempts are not recorded either.
-    a.send(t::SEND_MESSAGE, map! {"iv" => "i", "ciphertext" => "over"}).await;
-    a.expect_error("E004", "rate limited, please slow down").await;
+    a.send(t::SEND_MESSAGE, map! {"iv" => "i", "ciphertext" => "over"})
+        .await;
+    a.expect_error("E004", "rate limited, please slow down")
+        .await;
 }
 
 #[tokio::test]
@@ -203,8 +264,10 @@ async fn rate_limit_follows_its_flags_and_the_window_slides() {
     let [mut a, mut b] = open_room::<2>(&env).await;
     send_n(&mut a, &mut b, 3).await;
     let last_accepted = tokio::time::Instant::now();
-    a.send(t::SEND_MESSAGE, map! {"iv" => "i", "ciphertext" => "over"}).await;
-    a.expect_error("E004", "rate limited, please slow down").await;
+    a.send(t::SEND_MESSAGE, map! {"iv" => "i", "ciphertext" => "over"})
+        .await;
+    a.expect_error("E004", "rate limited, please slow down")
+        .await;
     // Once the window has passed since the accepted messages, sending works again.
     tokio::time::sleep_until(last_accepted + std::time::Duration::from_millis(1800)).await;
     send_n(&mut a, &mut b, 3).await;
@@ -218,8 +281,10 @@ async fn rate_limited_member_does_not_disturb_the_room() {
         say(&mut a, &mut [&mut b, &mut c]).await;
     }
     for _ in 0..5 {
-        a.send(t::SEND_MESSAGE, map! {"iv" => "i", "ciphertext" => "over"}).await;
-        a.expect_error("E004", "rate limited, please slow down").await;
+        a.send(t::SEND_MESSAGE, map! {"iv" => "i", "ciphertext" => "over"})
+            .await;
+        a.expect_error("E004", "rate limited, please slow down")
+            .await;
     }
     say(&mut b, &mut [&mut a, &mut c]).await;
     say(&mut c, &mut [&mut a, &mut b]).await;
@@ -230,7 +295,11 @@ async fn reaction_is_relayed_to_others_without_echo() {
     let env = Env::single().await;
     let [mut a, mut b, mut c] = open_room::<3>(&env).await;
     let before = now_ms();
-    b.send(t::SEND_REACTION, map! {"iv" => "rIV", "ciphertext" => "rCT"}).await;
+    b.send(
+        t::SEND_REACTION,
+        map! {"iv" => "rIV", "ciphertext" => "rCT"},
+    )
+    .await;
     for m in [&mut a, &mut c] {
         let data = m.expect(t::RELAY_REACTION).await;
         assert_keys(&data, &["senderId", "senderName", "iv", "ciphertext", "t"]);
@@ -248,7 +317,11 @@ async fn reactions_are_not_rate_limited() {
     let env = Env::single().await;
     let [mut a, mut b] = open_room::<2>(&env).await;
     for i in 0..30 {
-        a.send(t::SEND_REACTION, map! {"iv" => "i", "ciphertext" => format!("r{i}")}).await;
+        a.send(
+            t::SEND_REACTION,
+            map! {"iv" => "i", "ciphertext" => format!("r{i}")},
+        )
+        .await;
     }
     for i in 0..30 {
         let data = b.expect(t::RELAY_REACTION).await;
@@ -262,7 +335,8 @@ async fn reactions_are_not_rate_limited() {
 async fn reaction_outside_a_room_gets_e003() {
     let env = Env::single().await;
     let mut c = Client::connect(&env.ws_url(0)).await;
-    c.send(t::SEND_REACTION, map! {"iv" => "i", "ciphertext" => "c"}).await;
+    c.send(t::SEND_REACTION, map! {"iv" => "i", "ciphertext" => "c"})
+        .await;
     c.expect_error("E003", "not in a room").await;
 }
 
@@ -296,7 +370,9 @@ async fn reaction_with_empty_or_bin_fields_gets_e005() {
 async fn lone_member_can_send_into_an_empty_audience() {
     let env = Env::single().await;
     let mut a = create_room(&env, 0, "alone").await;
-    a.send(t::SEND_MESSAGE, map! {"iv" => "i", "ciphertext" => "c"}).await;
-    a.send(t::SEND_REACTION, map! {"iv" => "i", "ciphertext" => "c"}).await;
+    a.send(t::SEND_MESSAGE, map! {"iv" => "i", "ciphertext" => "c"})
+        .await;
+    a.send(t::SEND_REACTION, map! {"iv" => "i", "ciphertext" => "c"})
+        .await;
     a.sync().await;
 }

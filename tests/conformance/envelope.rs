@@ -16,10 +16,16 @@ fn junk() -> Vec<(&'static str, Vec<u8>)> {
         ("never-used byte 0xc1", vec![0xc1]),
         ("empty payload", vec![]),
         ("truncated map", vec![0x82, 0xa4, b't', b'y', b'p', b'e']),
-        ("array", encode(&Value::Array(vec![Value::from(3), Value::Map(vec![])]))),
+        (
+            "array",
+            encode(&Value::Array(vec![Value::from(3), Value::Map(vec![])])),
+        ),
         ("integer", vec![0x05]),
         ("string", encode(&Value::from("hello"))),
-        ("random bytes", vec![0xde, 0xad, 0xbe, 0xef, 0x00, 0x13, 0x37]),
+        (
+            "random bytes",
+            vec![0xde, 0xad, 0xbe, 0xef, 0x00, 0x13, 0x37],
+        ),
     ]
 }
 
@@ -68,14 +74,18 @@ async fn text_frame_with_junk_gets_e005() {
 async fn text_frame_carrying_msgpack_is_processed() {
     let env = Env::single().await;
     let [mut a, mut b] = open_room::<2>(&env).await;
-    a.send_text_bytes(envelope(t::SEND_MESSAGE, map! {"iv" => "tiv", "ciphertext" => "tct"}))
-        .await;
+    a.send_text_bytes(envelope(
+        t::SEND_MESSAGE,
+        map! {"iv" => "tiv", "ciphertext" => "tct"},
+    ))
+    .await;
     let data = b.expect(t::RELAY_MESSAGE).await;
     assert_eq!(data.str("senderId"), a.id);
     assert_eq!(data.str("ciphertext"), "tct");
     // A whole session in text frames works too.
     let mut c = Client::connect(&env.ws_url(2)).await;
-    c.send_text_bytes(envelope(t::CREATE_ROOM, create_data("texty"))).await;
+    c.send_text_bytes(envelope(t::CREATE_ROOM, create_data("texty")))
+        .await;
     c.expect(t::ROOM_CREATED).await;
     c.expect(t::ROOM_JOINED).await;
 }
@@ -84,7 +94,9 @@ async fn text_frame_carrying_msgpack_is_processed() {
 async fn unknown_types_get_no_reply() {
     let env = Env::single().await;
     let mut c = Client::connect(&env.ws_url(0)).await;
-    for ty in [0x00u8, 0x0D, 0x0F, 0x10, 0x14, 0x17, 0x18, 0x1F, 0x30, 0x7F, 0xFF] {
+    for ty in [
+        0x00u8, 0x0D, 0x0F, 0x10, 0x14, 0x17, 0x18, 0x1F, 0x30, 0x7F, 0xFF,
+    ] {
         c.send(ty, map! {"iv" => "i", "ciphertext" => "c"}).await;
     }
     c.sync().await;
@@ -109,7 +121,11 @@ async fn every_match_type_gets_m001_random_match_is_disabled() {
         c.send(ty, map! {}).await;
         let data = c.expect(t::MATCH_ERROR).await;
         assert_eq!(data.str("code"), "M001", "reply to 0x{ty:02X}");
-        assert_eq!(data.str("msg"), "random match is disabled", "reply to 0x{ty:02X}");
+        assert_eq!(
+            data.str("msg"),
+            "random match is disabled",
+            "reply to 0x{ty:02X}"
+        );
     }
 }
 
@@ -170,7 +186,8 @@ async fn integers_of_any_width_are_accepted() {
     for (what, raw) in encodings {
         let mut c = Client::connect(&env.ws_url(0)).await;
         let data = map! {"name" => "w", "password" => "", "ephemeral" => "\u{1}eph", "expiry" => 0};
-        c.send_bytes(envelope_with_raw(t::CREATE_ROOM, data, "\u{1}eph", &raw)).await;
+        c.send_bytes(envelope_with_raw(t::CREATE_ROOM, data, "\u{1}eph", &raw))
+            .await;
         c.expect(t::ROOM_CREATED).await;
         let joined = c.expect(t::ROOM_JOINED).await;
         assert_eq!(joined.int("ephemeral"), 30, "ephemeral sent as {what}");
@@ -185,11 +202,15 @@ async fn negative_integers_of_any_width_are_accepted() {
         ("int8", vec![0xd0, 0xfb]),
         ("int16", vec![0xd1, 0xff, 0xfb]),
         ("int32", vec![0xd2, 0xff, 0xff, 0xff, 0xfb]),
-        ("int64", vec![0xd3, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfb]),
+        (
+            "int64",
+            vec![0xd3, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfb],
+        ),
     ] {
         let mut c = Client::connect(&env.ws_url(1)).await;
         let data = map! {"name" => "w", "password" => "", "ephemeral" => "\u{1}eph", "expiry" => 0};
-        c.send_bytes(envelope_with_raw(t::CREATE_ROOM, data, "\u{1}eph", &raw)).await;
+        c.send_bytes(envelope_with_raw(t::CREATE_ROOM, data, "\u{1}eph", &raw))
+            .await;
         c.expect(t::ROOM_CREATED).await;
         let joined = c.expect(t::ROOM_JOINED).await;
         assert_eq!(joined.int("ephemeral"), -5, "ephemeral sent as {what}");
@@ -207,7 +228,8 @@ async fn envelope_type_of_any_integer_width_is_accepted() {
         vec![0xd3, 0, 0, 0, 0, 0, 0, 0, 0x01],
     ] {
         let mut c = Client::connect(&env.ws_url(0)).await;
-        c.send_bytes(envelope_raw_type(&raw, create_data("w"))).await;
+        c.send_bytes(envelope_raw_type(&raw, create_data("w")))
+            .await;
         c.expect(t::ROOM_CREATED).await;
         c.expect(t::ROOM_JOINED).await;
     }
@@ -223,7 +245,11 @@ async fn floats_become_zero() {
     )
     .await;
     assert_eq!(joined.int("ephemeral"), 0);
-    assert_eq!(created.int("expiresAt"), 0, "a float expiry becomes 0 = never");
+    assert_eq!(
+        created.int("expiresAt"),
+        0,
+        "a float expiry becomes 0 = never"
+    );
     let mut d = Client::connect(&env.ws_url(1)).await;
     let (_, joined) = create_on(
         &mut d,
@@ -274,7 +300,8 @@ async fn key_order_and_extra_keys_do_not_matter() {
 async fn envelope_without_data_is_non_map_data() {
     let env = Env::single().await;
     let [mut a, mut b] = open_room::<2>(&env).await;
-    a.send_bytes(encode(&map! {"type" => t::SEND_MESSAGE})).await;
+    a.send_bytes(encode(&map! {"type" => t::SEND_MESSAGE}))
+        .await;
     a.expect_error("E005", "invalid message data").await;
     assert_room_chats(&mut [&mut a, &mut b]).await;
 }
@@ -286,9 +313,17 @@ async fn bad_input_of_every_kind_never_disturbs_the_room() {
     let mut inputs: Vec<Vec<u8>> = junk().into_iter().map(|(_, b)| b).collect();
     inputs.push(envelope(t::SEND_MESSAGE, Value::Nil));
     inputs.push(envelope(t::FILE_CHUNK, map! {"transferId" => 5}));
-    inputs.push(envelope(t::FILE_META, map! {"transferId" => "x", "iv" => "", "ciphertext" => "str"}));
-    inputs.push(envelope(t::JOIN_ROOM, map! {"roomId" => Value::Array(vec![])}));
-    inputs.push(encode(&map! {"type" => 3, "data" => map! {"iv" => map! {}, "ciphertext" => Value::Nil}}));
+    inputs.push(envelope(
+        t::FILE_META,
+        map! {"transferId" => "x", "iv" => "", "ciphertext" => "str"},
+    ));
+    inputs.push(envelope(
+        t::JOIN_ROOM,
+        map! {"roomId" => Value::Array(vec![])},
+    ));
+    inputs.push(encode(
+        &map! {"type" => 3, "data" => map! {"iv" => map! {}, "ciphertext" => Value::Nil}},
+    ));
     // Each of these is answered with exactly one E005 (whatever the text).
     for bytes in inputs {
         a.send_bytes(bytes).await;

@@ -3,7 +3,8 @@
 use crate::map;
 use crate::support::msg::{assert_keys, is_member_id, is_room_id, now_secs};
 use crate::support::room::{
-    create_data, create_on, create_room, create_room_with, expect_member_joined, join_data, join_room,
+    create_data, create_on, create_room, create_room_with, expect_member_joined, join_data,
+    join_room,
 };
 use crate::support::{assert_room_chats, member_color, open_room, t, Client, Env, Opts, ValueExt};
 
@@ -23,7 +24,10 @@ async fn create_room_replies_room_created_then_room_joined() {
     assert!(is_room_id(created.str("roomId")), "room id {created}");
     assert_eq!(created.int("expiresAt"), 0);
     let joined = c.expect(t::ROOM_JOINED).await;
-    assert_keys(&joined, &["roomId", "members", "hasPassword", "ephemeral", "expiresAt"]);
+    assert_keys(
+        &joined,
+        &["roomId", "members", "hasPassword", "ephemeral", "expiresAt"],
+    );
     assert_eq!(joined.str("roomId"), created.str("roomId"));
     assert!(!joined.boolean("hasPassword"));
     assert_eq!(joined.int("ephemeral"), 0);
@@ -51,7 +55,11 @@ async fn member_ids_are_8_lowercase_hex_and_colours_follow_the_id() {
     let members = open_room::<4>(&env).await;
     let mut ids = Vec::new();
     for m in &members {
-        assert!(is_member_id(&m.id), "member id {:?} is not 8 lowercase hex chars", m.id);
+        assert!(
+            is_member_id(&m.id),
+            "member id {:?} is not 8 lowercase hex chars",
+            m.id
+        );
         assert_eq!(m.color, member_color(&m.id), "colour of member {}", m.id);
         ids.push(m.id.clone());
     }
@@ -163,7 +171,10 @@ async fn expiry_above_seven_days_is_clamped() {
     .await;
     let after = now_secs();
     let at = created.int("expiresAt");
-    assert!((before + 604_800..=after + 604_800).contains(&at), "expiresAt {at}");
+    assert!(
+        (before + 604_800..=after + 604_800).contains(&at),
+        "expiresAt {at}"
+    );
 }
 
 #[tokio::test]
@@ -256,7 +267,8 @@ async fn whitespace_only_name_is_accepted() {
 async fn name_is_checked_before_password_format() {
     let env = Env::single().await;
     let mut c = Client::connect(&env.ws_url(0)).await;
-    c.send(t::CREATE_ROOM, map! {"name" => "", "password" => "short"}).await;
+    c.send(t::CREATE_ROOM, map! {"name" => "", "password" => "short"})
+        .await;
     c.expect_error("E005", NAME_ERROR).await;
 }
 
@@ -286,7 +298,10 @@ async fn join_sends_member_joined_to_existing_then_room_joined_with_joiner_last(
     assert_eq!(members[0].str("color"), a.color);
     assert_eq!(members[1].str("name"), "bob");
     assert_eq!(members[1].str("color"), member_color(members[1].str("id")));
-    assert_keys(&joined_b, &["roomId", "members", "hasPassword", "ephemeral", "expiresAt"]);
+    assert_keys(
+        &joined_b,
+        &["roomId", "members", "hasPassword", "ephemeral", "expiresAt"],
+    );
     // The joiner does not get a MemberJoined about itself.
     b.sync().await;
     a.sync().await;
@@ -302,8 +317,15 @@ async fn room_joined_lists_members_in_join_order_joiner_last() {
     expect_member_joined(&mut [&mut a, &mut b], &c).await;
     let (d, joined_d) = join_room(&env, 0, &a.room_id, "m3", "").await;
     expect_member_joined(&mut [&mut a, &mut b, &mut c], &d).await;
-    let ids: Vec<&str> = joined_d.array("members").iter().map(|m| m.str("id")).collect();
-    assert_eq!(ids, [a.id.as_str(), b.id.as_str(), c.id.as_str(), d.id.as_str()]);
+    let ids: Vec<&str> = joined_d
+        .array("members")
+        .iter()
+        .map(|m| m.str("id"))
+        .collect();
+    assert_eq!(
+        ids,
+        [a.id.as_str(), b.id.as_str(), c.id.as_str(), d.id.as_str()]
+    );
 }
 
 #[tokio::test]
@@ -315,7 +337,11 @@ async fn member_list_keeps_join_order_after_a_member_leaves() {
         assert_eq!(m.expect(t::MEMBER_LEFT).await.str("id"), b.id);
     }
     let (d, joined) = join_room(&env, 1, &a.room_id, "m3", "").await;
-    let ids: Vec<&str> = joined.array("members").iter().map(|m| m.str("id")).collect();
+    let ids: Vec<&str> = joined
+        .array("members")
+        .iter()
+        .map(|m| m.str("id"))
+        .collect();
     assert_eq!(ids, [a.id.as_str(), c.id.as_str(), d.id.as_str()]);
 }
 
@@ -338,7 +364,8 @@ async fn joiner_room_joined_carries_the_room_settings() {
 async fn join_unknown_room_gets_e001() {
     let env = Env::single().await;
     let mut c = Client::connect(&env.ws_url(0)).await;
-    c.send(t::JOIN_ROOM, join_data("AAAAAAAAAAAAAAAAAAAAA", "bob", "")).await;
+    c.send(t::JOIN_ROOM, join_data("AAAAAAAAAAAAAAAAAAAAA", "bob", ""))
+        .await;
     c.expect_error("E001", "room not found").await;
 }
 
@@ -346,7 +373,8 @@ async fn join_unknown_room_gets_e001() {
 async fn join_without_room_id_gets_e001() {
     let env = Env::single().await;
     let mut c = Client::connect(&env.ws_url(0)).await;
-    c.send(t::JOIN_ROOM, map! {"name" => "bob", "password" => ""}).await;
+    c.send(t::JOIN_ROOM, map! {"name" => "bob", "password" => ""})
+        .await;
     c.expect_error("E001", "room not found").await;
     c.send(t::JOIN_ROOM, join_data("", "bob", "")).await;
     c.expect_error("E001", "room not found").await;
@@ -370,7 +398,8 @@ async fn join_while_in_room_gets_e005_already_in_a_room() {
     let env = Env::single().await;
     let [mut a, mut b] = open_room::<2>(&env).await;
     let other = create_room(&env, 2, "other").await;
-    b.send(t::JOIN_ROOM, join_data(&other.room_id, "b", "")).await;
+    b.send(t::JOIN_ROOM, join_data(&other.room_id, "b", ""))
+        .await;
     b.expect_error("E005", "already in a room").await;
     b.send(t::JOIN_ROOM, join_data(&a.room_id, "b", "")).await;
     b.expect_error("E005", "already in a room").await;
@@ -381,7 +410,11 @@ async fn join_while_in_room_gets_e005_already_in_a_room() {
 async fn join_with_non_map_data_gets_e005() {
     let env = Env::single().await;
     let mut c = Client::connect(&env.ws_url(0)).await;
-    for data in [rmpv::Value::Nil, rmpv::Value::from("x"), rmpv::Value::Array(vec![])] {
+    for data in [
+        rmpv::Value::Nil,
+        rmpv::Value::from("x"),
+        rmpv::Value::Array(vec![]),
+    ] {
         c.send(t::JOIN_ROOM, data).await;
         c.expect_error("E005", "invalid join room data").await;
     }
@@ -391,10 +424,14 @@ async fn join_with_non_map_data_gets_e005() {
 async fn join_name_is_checked_before_the_room_lookup() {
     let env = Env::single().await;
     let mut c = Client::connect(&env.ws_url(0)).await;
-    c.send(t::JOIN_ROOM, join_data("AAAAAAAAAAAAAAAAAAAAA", "", "")).await;
-    c.expect_error("E005", NAME_ERROR).await;
-    c.send(t::JOIN_ROOM, join_data("AAAAAAAAAAAAAAAAAAAAA", &"é".repeat(21), ""))
+    c.send(t::JOIN_ROOM, join_data("AAAAAAAAAAAAAAAAAAAAA", "", ""))
         .await;
+    c.expect_error("E005", NAME_ERROR).await;
+    c.send(
+        t::JOIN_ROOM,
+        join_data("AAAAAAAAAAAAAAAAAAAAA", &"é".repeat(21), ""),
+    )
+    .await;
     c.expect_error("E005", NAME_ERROR).await;
 }
 
@@ -461,7 +498,8 @@ async fn full_room_at_default_capacity_of_50() {
         others.push(m);
     }
     let mut late = Client::connect(&env.ws_url(0)).await;
-    late.send(t::JOIN_ROOM, join_data(&first.room_id, "late", "")).await;
+    late.send(t::JOIN_ROOM, join_data(&first.room_id, "late", ""))
+        .await;
     late.expect_error("E002", "room is full").await;
     // The first member saw exactly 49 joins and nothing else.
     for m in &others {
@@ -501,11 +539,13 @@ async fn leaver_gets_no_more_room_messages() {
     let [mut a, mut b] = open_room::<2>(&env).await;
     b.send(t::LEAVE_ROOM, map! {}).await;
     a.expect(t::MEMBER_LEFT).await;
-    a.send(t::SEND_MESSAGE, map! {"iv" => "i", "ciphertext" => "c"}).await;
+    a.send(t::SEND_MESSAGE, map! {"iv" => "i", "ciphertext" => "c"})
+        .await;
     a.sync().await;
     // The barrier reply to b comes first: nothing from the room was delivered to b.
     b.sync().await;
-    b.send(t::SEND_MESSAGE, map! {"iv" => "i", "ciphertext" => "c"}).await;
+    b.send(t::SEND_MESSAGE, map! {"iv" => "i", "ciphertext" => "c"})
+        .await;
     b.expect_error("E003", "not in a room").await;
 }
 

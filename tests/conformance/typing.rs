@@ -30,11 +30,18 @@ async fn plain_typing_is_relayed_to_others_as_member_typing() {
 async fn encrypted_typing_carries_iv_and_ciphertext() {
     let env = Env::single().await;
     let [mut a, mut b] = open_room::<2>(&env).await;
-    a.send(t::TYPING, map! {"iv" => "dGlJVg", "ciphertext" => "dHlwaW5n"}).await;
+    a.send(
+        t::TYPING,
+        map! {"iv" => "dGlJVg", "ciphertext" => "dHlwaW5n"},
+    )
+    .await;
     let data = b.expect(t::MEMBER_TYPING).await;
     assert_keys(&data, &["id", "typing", "iv", "ciphertext"]);
     assert_eq!(data.str("id"), a.id);
-    assert!(!data.boolean("typing"), "typing defaults to false when missing");
+    assert!(
+        !data.boolean("typing"),
+        "typing defaults to false when missing"
+    );
     assert_eq!(data.str("iv"), "dGlJVg");
     assert_eq!(data.str("ciphertext"), "dHlwaW5n");
 }
@@ -43,7 +50,11 @@ async fn encrypted_typing_carries_iv_and_ciphertext() {
 async fn encrypted_typing_keeps_a_plain_typing_flag_too() {
     let env = Env::single().await;
     let [mut a, mut b] = open_room::<2>(&env).await;
-    a.send(t::TYPING, map! {"typing" => true, "iv" => "x", "ciphertext" => "y"}).await;
+    a.send(
+        t::TYPING,
+        map! {"typing" => true, "iv" => "x", "ciphertext" => "y"},
+    )
+    .await;
     let data = b.expect(t::MEMBER_TYPING).await;
     assert!(data.boolean("typing"));
     assert_eq!(data.str("iv"), "x");
@@ -89,7 +100,10 @@ async fn typing_is_not_rate_limited() {
         a.send(t::TYPING, map! {"typing" => i % 2 == 0}).await;
     }
     for i in 0..30 {
-        assert_eq!(b.expect(t::MEMBER_TYPING).await.boolean("typing"), i % 2 == 0);
+        assert_eq!(
+            b.expect(t::MEMBER_TYPING).await.boolean("typing"),
+            i % 2 == 0
+        );
     }
     // Typing did not use the chat budget.
     for _ in 0..10 {

@@ -158,6 +158,9 @@ pub struct Client {
     pub timeout: Duration,
     /// Set once a close frame or the end of the connection was seen.
     pub closed: bool,
+    /// Skip app-level Ping (0x18) messages in `recv`/`expect` (for tests with a short
+    /// ping interval that are about something else).
+    pub skip_app_pings: bool,
 }
 
 impl Client {
@@ -229,6 +232,7 @@ impl Client {
             label: "client".to_string(),
             timeout: RECV_TIMEOUT,
             closed: false,
+            skip_app_pings: false,
         })
     }
 
@@ -322,13 +326,16 @@ impl Client {
             ),
             OpCode::Close => {
                 let payload = frame.payload.to_vec();
-                let code = (payload.len() >= 2).then(|| u16::from_be_bytes([payload[0], payload[1]]));
-                let reason = String::from_utf8_lossy(payload.get(2..).unwrap_or_default()).to_string();
+                let code =
+                    (payload.len() >= 2).then(|| u16::from_be_bytes([payload[0], payload[1]]));
+                let reason =
+                    String::from_utf8_lossy(payload.get(2..).unwrap_or_default()).to_string();
                 self.closed = true;
                 // Answer the close as a well-behaved client would; the server may be gone.
                 let _ = tokio::time::timeout(
                     Duration::from_millis(500),
-                    self.ws.write_frame(Frame::close_raw(Payload::Owned(payload))),
+                    self.ws
+                        .write_frame(Frame::close_raw(Payload::Owned(payload))),
                 )
                 .await;
                 Event::Close(code, reason)
@@ -360,8 +367,10 @@ impl Client {
     async fn recv_for(&mut self, waiting_for: &str) -> (u8, Value) {
         loop {
             match self.event(waiting_for).await {
+                Event::Msg(ty, _) if ty == t::PING && self.skip_app_pings => continue,
                 Event::Msg(ty, data) => return (ty, data),
                 Event::Pong => continue,
+                Event::Ping(_) if self.skip_app_pings => continue,
                 other => panic!("{}: expected {waiting_for}, got {other:?}", self.label),
             }
         }
@@ -403,7 +412,12 @@ impl Client {
     /// The next message must be an Error with this code (whatever its text); returns the text.
     pub async fn expect_error_code(&mut self, code: &str) -> String {
         let data = self.expect(t::ERROR).await;
-        assert_eq!(data.str("code"), code, "{}: wrong error code in {data}", self.label);
+        assert_eq!(
+            data.str("code"),
+            code,
+            "{}: wrong error code in {data}",
+            self.label
+        );
         data.str("msg").to_string()
     }
 
@@ -416,7 +430,12 @@ impl Client {
             match self.next_event(left).await {
                 None => panic!("{}: no close {code} within {within:?}", self.label),
                 Some(Event::Close(got, reason)) => {
-                    assert_eq!(got, Some(code), "{}: wrong close code (reason {reason:?})", self.label);
+                    assert_eq!(
+                        got,
+                        Some(code),
+                        "{}: wrong close code (reason {reason:?})",
+                        self.label
+                    );
                     return;
                 }
                 Some(Event::Gone(e)) => panic!(

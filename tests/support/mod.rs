@@ -11,5 +11,5 @@ pub mod server;
 
 pub use client::{t, Client, ConnectError, ConnectOpts, Event};
 pub use msg::{member_color, ValueExt};
-pub use room::{Member, open_room, open_room_with, say, assert_room_chats, unique};
+pub use room::{assert_room_chats, open_room, open_room_with, say, unique, Member};
 pub use server::{Env, Opts};

@@ -124,8 +124,9 @@ impl ValueExt for Value {
 
     fn int(&self, key: &str) -> i64 {
         let v = self.field(key);
-        v.as_i64()
-            .unwrap_or_else(|| panic!("field {key:?} should be an integer (i64), got {v:?} in {self}"))
+        v.as_i64().unwrap_or_else(|| {
+            panic!("field {key:?} should be an integer (i64), got {v:?} in {self}")
+        })
     }
 
     fn boolean(&self, key: &str) -> bool {
@@ -163,12 +164,18 @@ pub fn member_color(id: &str) -> String {
 
 /// True for a member id: exactly 8 lowercase hex characters.
 pub fn is_member_id(id: &str) -> bool {
-    id.len() == 8 && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    id.len() == 8
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// True for a room id: a 21-character NanoID over `A-Z a-z 0-9 _ -`.
 pub fn is_room_id(id: &str) -> bool {
-    id.len() == 21 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    id.len() == 21
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 /// Current unix time in milliseconds.

@@ -65,7 +65,11 @@ pub async fn create_on(client: &mut Client, data: Value) -> (Value, Value) {
         joined.str("roomId"),
         "RoomCreated and RoomJoined name different rooms"
     );
-    assert_eq!(joined.array("members").len(), 1, "a new room has only its creator: {joined}");
+    assert_eq!(
+        joined.array("members").len(),
+        1,
+        "a new room has only its creator: {joined}"
+    );
     (created, joined)
 }
 
@@ -100,14 +104,30 @@ pub async fn create_room(env: &Env, node: usize, name: &str) -> Member {
 
 /// Connects to `node` and joins `room_id`; checks RoomJoined (joiner last) and returns it.
 /// The existing members' MemberJoined frames are left for the caller.
-pub async fn join_room(env: &Env, node: usize, room_id: &str, name: &str, password: &str) -> (Member, Value) {
+pub async fn join_room(
+    env: &Env,
+    node: usize,
+    room_id: &str,
+    name: &str,
+    password: &str,
+) -> (Member, Value) {
     let mut client = Client::connect(&env.ws_url(node)).await;
     client.label = name.to_string();
-    client.send(t::JOIN_ROOM, join_data(room_id, name, password)).await;
+    client
+        .send(t::JOIN_ROOM, join_data(room_id, name, password))
+        .await;
     let joined = client.expect(t::ROOM_JOINED).await;
     assert_eq!(joined.str("roomId"), room_id);
-    let last = joined.array("members").last().expect("members not empty").clone();
-    assert_eq!(last.str("name"), name, "the joiner must be the last member: {joined}");
+    let last = joined
+        .array("members")
+        .last()
+        .expect("members not empty")
+        .clone();
+    assert_eq!(
+        last.str("name"),
+        name,
+        "the joiner must be the last member: {joined}"
+    );
     (member_from(client, &joined), joined)
 }
 
@@ -115,7 +135,12 @@ pub async fn join_room(env: &Env, node: usize, room_id: &str, name: &str, passwo
 pub async fn expect_member_joined(existing: &mut [&mut Member], joiner: &Member) {
     for m in existing.iter_mut() {
         let data = m.expect(t::MEMBER_JOINED).await;
-        assert_eq!(data.str("id"), joiner.id, "{}: MemberJoined for the wrong member", m.name);
+        assert_eq!(
+            data.str("id"),
+            joiner.id,
+            "{}: MemberJoined for the wrong member",
+            m.name
+        );
         assert_eq!(data.str("name"), joiner.name);
         assert_eq!(data.str("color"), joiner.color);
     }
@@ -151,8 +176,11 @@ pub async fn open_room_with<const N: usize>(env: &Env, data: Value, password: &s
 pub async fn say(from: &mut Member, to: &mut [&mut Member]) -> String {
     let iv = unique("iv");
     let ciphertext = unique("ct");
-    from.send(t::SEND_MESSAGE, map! {"iv" => iv.as_str(), "ciphertext" => ciphertext.as_str()})
-        .await;
+    from.send(
+        t::SEND_MESSAGE,
+        map! {"iv" => iv.as_str(), "ciphertext" => ciphertext.as_str()},
+    )
+    .await;
     for m in to.iter_mut() {
         expect_message(m, from, &iv, &ciphertext).await;
     }
@@ -162,7 +190,12 @@ pub async fn say(from: &mut Member, to: &mut [&mut Member]) -> String {
 /// The next frame of `to` must be `from`'s RelayMessage with this iv and ciphertext.
 pub async fn expect_message(to: &mut Member, from: &Member, iv: &str, ciphertext: &str) {
     let data = to.expect(t::RELAY_MESSAGE).await;
-    assert_eq!(data.str("senderId"), from.id, "{}: message from the wrong sender", to.name);
+    assert_eq!(
+        data.str("senderId"),
+        from.id,
+        "{}: message from the wrong sender",
+        to.name
+    );
     assert_eq!(data.str("senderName"), from.name);
     assert_eq!(data.str("iv"), iv);
     assert_eq!(data.str("ciphertext"), ciphertext);

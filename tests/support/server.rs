@@ -98,7 +98,10 @@ impl Server {
             loop {
                 match err_pipe.read(&mut buf) {
                     Ok(0) | Err(_) => break,
-                    Ok(n) => sink.lock().expect("stderr lock").extend_from_slice(&buf[..n]),
+                    Ok(n) => sink
+                        .lock()
+                        .expect("stderr lock")
+                        .extend_from_slice(&buf[..n]),
                 }
             }
         });
