@@ -44,7 +44,10 @@ async fn ping_endpoint_answers_pong_to_any_method() {
         let resp = http::request(method, &format!("{}/ping", env.http_url(0)), &[]).await;
         assert_eq!(resp.status, 200, "{method} /ping");
         let ct = resp.header("content-type").unwrap_or_default();
-        assert!(ct.starts_with("text/plain"), "{method} /ping content-type {ct:?}");
+        assert!(
+            ct.starts_with("text/plain"),
+            "{method} /ping content-type {ct:?}"
+        );
         assert_eq!(resp.text(), "pong", "{method} /ping body");
     }
 }
@@ -69,17 +72,21 @@ async fn websocket_endpoint_path_is_exact() {
 #[tokio::test]
 async fn without_allowed_origins_every_origin_is_allowed() {
     let env = Env::single().await;
-    for origin in [None, Some("https://evil.example"), Some("arthas-cli"), Some("null")] {
+    for origin in [
+        None,
+        Some("https://evil.example"),
+        Some("arthas-cli"),
+        Some("null"),
+    ] {
         assert_origin_allowed(&env, origin).await;
     }
 }
 
 #[tokio::test]
 async fn allowed_origins_must_match_exactly() {
-    let env = Env::single_with(
-        Opts::new().flag("--allowed-origins", "https://chat.example, arthas-cli"),
-    )
-    .await;
+    let env =
+        Env::single_with(Opts::new().flag("--allowed-origins", "https://chat.example, arthas-cli"))
+            .await;
     assert_origin_allowed(&env, Some("https://chat.example")).await;
     assert_origin_allowed(&env, Some("arthas-cli")).await;
     for origin in [
@@ -118,7 +125,8 @@ async fn list_without_usable_entries_allows_everything() {
 
 #[tokio::test]
 async fn allowed_origins_can_be_set_by_environment_variable() {
-    let env = Env::single_with(Opts::new().env("ARTHAS_ALLOWED_ORIGINS", "https://chat.example")).await;
+    let env =
+        Env::single_with(Opts::new().env("ARTHAS_ALLOWED_ORIGINS", "https://chat.example")).await;
     assert_origin_allowed(&env, Some("https://chat.example")).await;
     assert_origin_rejected(&env, Some("https://other.example")).await;
 }
@@ -161,7 +169,9 @@ async fn server_sends_ws_ping_then_app_ping_periodically() {
         auto_pong: false,
         ..ConnectOpts::default()
     };
-    let mut c = Client::connect_opts(&env.ws_url(0), &opts).await.expect("connect");
+    let mut c = Client::connect_opts(&env.ws_url(0), &opts)
+        .await
+        .expect("connect");
     for round in 0..3 {
         match c.event("a WS ping").await {
             Event::Ping(payload) => assert!(payload.is_empty(), "WS ping payload must be empty"),
@@ -170,10 +180,17 @@ async fn server_sends_ws_ping_then_app_ping_periodically() {
         let before = now_ms();
         match c.event("app Ping 0x18").await {
             Event::Msg(ty, data) => {
-                assert_eq!(ty, t::PING, "round {round}: app ping after the WS ping, got {data}");
+                assert_eq!(
+                    ty,
+                    t::PING,
+                    "round {round}: app ping after the WS ping, got {data}"
+                );
                 crate::support::msg::assert_keys(&data, &["t"]);
                 let at = data.int("t");
-                assert!((before - 2000..=now_ms() + 100).contains(&at), "t {at} is not server unix ms");
+                assert!(
+                    (before - 2000..=now_ms() + 100).contains(&at),
+                    "t {at} is not server unix ms"
+                );
             }
             other => panic!("round {round}: expected app Ping 0x18, got {other:?}"),
         }
@@ -224,12 +241,20 @@ async fn client_not_answering_ws_pings_is_closed_with_4002() {
         auto_pong: false,
         ..ConnectOpts::default()
     };
-    let mut mute = Client::connect_opts(&env.ws_url(1), &opts).await.expect("connect");
+    let mut mute = Client::connect_opts(&env.ws_url(1), &opts)
+        .await
+        .expect("connect");
     mute.skip_app_pings = true;
     let started = tokio::time::Instant::now();
-    mute.send(t::JOIN_ROOM, join_data(&a.room_id, "mute", "")).await;
+    mute.send(t::JOIN_ROOM, join_data(&a.room_id, "mute", ""))
+        .await;
     let joined = mute.expect(t::ROOM_JOINED).await;
-    let mute_id = joined.array("members").last().expect("joiner").str("id").to_string();
+    let mute_id = joined
+        .array("members")
+        .last()
+        .expect("joiner")
+        .str("id")
+        .to_string();
     assert_eq!(a.expect(t::MEMBER_JOINED).await.str("id"), mute_id);
     mute.expect_close_within(4002, Duration::from_secs(5)).await;
     assert!(
@@ -253,7 +278,9 @@ async fn app_pongs_and_messages_do_not_renew_the_read_deadline() {
         auto_pong: false,
         ..ConnectOpts::default()
     };
-    let mut c = Client::connect_opts(&env.ws_url(0), &opts).await.expect("connect");
+    let mut c = Client::connect_opts(&env.ws_url(0), &opts)
+        .await
+        .expect("connect");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     loop {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
@@ -292,7 +319,11 @@ async fn graceful_shutdown_closes_every_socket_with_1001_and_exits_0() {
     for w in waiters {
         w.await.expect("client saw close 1001");
     }
-    assert_eq!(status.code(), Some(0), "exit status after SIGTERM: {status:?}");
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "exit status after SIGTERM: {status:?}"
+    );
 }
 
 #[tokio::test]
@@ -316,7 +347,10 @@ async fn stats_count_connected_websockets() {
         if online == 2 {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "online stayed {online}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "online stayed {online}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -37,7 +37,8 @@ async fn expired_room_is_closed_for_every_member_without_member_left() {
     }
     // The members stay connected, out of the room, and got no MemberLeft.
     for m in [&mut a, &mut b, &mut c] {
-        m.send(t::SEND_MESSAGE, map! {"iv" => "i", "ciphertext" => "c"}).await;
+        m.send(t::SEND_MESSAGE, map! {"iv" => "i", "ciphertext" => "c"})
+            .await;
         m.expect_error("E003", "not in a room").await;
     }
 }
@@ -62,7 +63,8 @@ async fn joining_after_the_sweep_gets_e001() {
     let [mut a] = open_room_with::<1>(&env, expiring("m0", 1), "").await;
     expect_room_closed(&mut a).await;
     let mut c = Client::connect(&env.ws_url(1)).await;
-    c.send(t::JOIN_ROOM, join_data(&a.room_id, "late", "")).await;
+    c.send(t::JOIN_ROOM, join_data(&a.room_id, "late", ""))
+        .await;
     c.expect_error("E001", "room not found").await;
 }
 
@@ -80,10 +82,14 @@ async fn joining_an_expired_room_before_the_sweep_gets_e007() {
     let deadline = tokio::time::Instant::now() + CLOSE_WITHIN;
     // Until expiresAt has passed the join succeeds; poll with fresh clients until E007.
     loop {
-        c.send(t::JOIN_ROOM, join_data(&a.room_id, "late", "")).await;
+        c.send(t::JOIN_ROOM, join_data(&a.room_id, "late", ""))
+            .await;
         let (ty, data) = c.recv().await;
         if ty == t::ERROR {
-            assert_eq!((data.str("code"), data.str("msg")), ("E007", "room has expired"));
+            assert_eq!(
+                (data.str("code"), data.str("msg")),
+                ("E007", "room has expired")
+            );
             break;
         }
         assert_eq!(ty, t::ROOM_JOINED, "unexpected {data}");
@@ -111,8 +117,15 @@ async fn expired_password_room_gets_e007_before_the_password_check() {
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
     let mut c = Client::connect(&env.ws_url(1)).await;
-    c.send(t::JOIN_ROOM, join_data(&a.room_id, "c", &crate::support::msg::password_hash("wrong")))
-        .await;
+    c.send(
+        t::JOIN_ROOM,
+        join_data(
+            &a.room_id,
+            "c",
+            &crate::support::msg::password_hash("wrong"),
+        ),
+    )
+    .await;
     c.expect_error("E007", "room has expired").await;
 }
 

@@ -41,7 +41,17 @@ async fn file_meta_is_relayed_to_others_with_typed_fields() {
     a.send(t::FILE_META, meta("tr-1")).await;
     for m in [&mut b, &mut c] {
         let data = m.expect(t::RELAY_FILE_META).await;
-        assert_keys(&data, &["senderId", "senderName", "transferId", "iv", "ciphertext", "t"]);
+        assert_keys(
+            &data,
+            &[
+                "senderId",
+                "senderName",
+                "transferId",
+                "iv",
+                "ciphertext",
+                "t",
+            ],
+        );
         assert_eq!(data.str("senderId"), a.id);
         assert_eq!(data.str("senderName"), "m0");
         assert_eq!(data.str("transferId"), "tr-1");
@@ -58,7 +68,8 @@ async fn file_chunk_is_relayed_without_sender_name_or_time() {
     let env = Env::single().await;
     let [mut a, mut b, mut c] = open_room::<3>(&env).await;
     start(&mut a, &mut [&mut b, &mut c], "tr-1").await;
-    a.send(t::FILE_CHUNK, chunk("tr-1", 0, vec![9u8; 100])).await;
+    a.send(t::FILE_CHUNK, chunk("tr-1", 0, vec![9u8; 100]))
+        .await;
     for m in [&mut b, &mut c] {
         let data = m.expect(t::RELAY_FILE_CHUNK).await;
         assert_keys(&data, &["senderId", "transferId", "index", "iv", "data"]);
@@ -103,9 +114,14 @@ async fn chunk_index_is_any_integer_and_not_checked() {
         a.send(t::FILE_CHUNK, chunk("tr", index, vec![1])).await;
         assert_eq!(b.expect(t::RELAY_FILE_CHUNK).await.int("index"), index);
     }
-    for raw in [vec![0xd1u8, 0x00, 0x03], vec![0xce, 0, 0, 0, 3], vec![0xd0, 0x03]] {
+    for raw in [
+        vec![0xd1u8, 0x00, 0x03],
+        vec![0xce, 0, 0, 0, 3],
+        vec![0xd0, 0x03],
+    ] {
         let data = map! {"transferId" => "tr", "index" => "\u{1}idx", "iv" => vec![1u8], "data" => vec![2u8]};
-        a.send_bytes(envelope_with_raw(t::FILE_CHUNK, data, "\u{1}idx", &raw)).await;
+        a.send_bytes(envelope_with_raw(t::FILE_CHUNK, data, "\u{1}idx", &raw))
+            .await;
         assert_eq!(b.expect(t::RELAY_FILE_CHUNK).await.int("index"), 3);
     }
 }
@@ -197,8 +213,14 @@ async fn one_active_transfer_per_member_not_per_room() {
     start(&mut b, &mut [&mut a, &mut c], "tr-b").await;
     a.send(t::FILE_CHUNK, chunk("tr-a", 0, vec![1])).await;
     b.send(t::FILE_CHUNK, chunk("tr-b", 0, vec![2])).await;
-    assert_eq!(b.expect(t::RELAY_FILE_CHUNK).await.str("transferId"), "tr-a");
-    assert_eq!(a.expect(t::RELAY_FILE_CHUNK).await.str("transferId"), "tr-b");
+    assert_eq!(
+        b.expect(t::RELAY_FILE_CHUNK).await.str("transferId"),
+        "tr-a"
+    );
+    assert_eq!(
+        a.expect(t::RELAY_FILE_CHUNK).await.str("transferId"),
+        "tr-b"
+    );
     // A member cannot push chunks into someone else's transfer.
     c.send(t::FILE_CHUNK, chunk("tr-a", 1, vec![3])).await;
     c.expect_error("E005", MISMATCH).await;
@@ -253,10 +275,15 @@ async fn chunk_errors_in_order() {
     start(&mut a, &mut [&mut b], "tr").await;
     a.send(t::FILE_CHUNK, Value::Nil).await;
     a.expect_error("E005", "invalid file chunk data").await;
-    a.send(t::FILE_CHUNK, map! {"index" => 0, "iv" => vec![1u8], "data" => vec![1u8]}).await;
+    a.send(
+        t::FILE_CHUNK,
+        map! {"index" => 0, "iv" => vec![1u8], "data" => vec![1u8]},
+    )
+    .await;
     a.expect_error("E005", "missing transferId").await;
     // transferId is checked before iv/data.
-    a.send(t::FILE_CHUNK, map! {"transferId" => "", "index" => 0}).await;
+    a.send(t::FILE_CHUNK, map! {"transferId" => "", "index" => 0})
+        .await;
     a.expect_error("E005", "missing transferId").await;
     for data in [
         map! {"transferId" => "tr", "index" => 0, "data" => vec![1u8]},
@@ -282,7 +309,8 @@ async fn chunk_errors_in_order() {
 async fn chunk_without_an_active_transfer_gets_mismatch() {
     let env = Env::single().await;
     let [mut a, mut b] = open_room::<2>(&env).await;
-    a.send(t::FILE_CHUNK, chunk("never-started", 0, vec![1])).await;
+    a.send(t::FILE_CHUNK, chunk("never-started", 0, vec![1]))
+        .await;
     a.expect_error("E005", MISMATCH).await;
     assert_room_chats(&mut [&mut a, &mut b]).await;
 }
@@ -410,7 +438,10 @@ async fn stale_transfer_is_cleared_silently_by_the_sweep() {
         }
         assert_eq!(first, "already has active transfer");
         a.expect_error("E005", "missing transferId").await;
-        assert!(tokio::time::Instant::now() < deadline, "stale transfer was never cleared");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "stale transfer was never cleared"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert!(
@@ -419,7 +450,10 @@ async fn stale_transfer_is_cleared_silently_by_the_sweep() {
         started.elapsed()
     );
     // b saw no cancel for the stale transfer: the next frame is the new Meta.
-    assert_eq!(b.expect(t::RELAY_FILE_META).await.str("transferId"), "tr-new");
+    assert_eq!(
+        b.expect(t::RELAY_FILE_META).await.str("transferId"),
+        "tr-new"
+    );
     // The old transfer is gone.
     a.send(t::FILE_CHUNK, chunk("tr-old", 0, vec![1])).await;
     a.expect_error("E005", MISMATCH).await;
@@ -453,7 +487,9 @@ async fn five_megabyte_transfer_reaches_a_reading_client_completely() {
     let id = unique("big");
     start(&mut a, &mut [&mut b, &mut c], &id).await;
     let payload = |i: usize| -> Vec<u8> {
-        (0..CHUNK_BYTES).map(|j| ((i * 31 + j) % 251) as u8).collect()
+        (0..CHUNK_BYTES)
+            .map(|j| ((i * 31 + j) % 251) as u8)
+            .collect()
     };
     let readers: Vec<_> = [b, c]
         .into_iter()
@@ -464,7 +500,11 @@ async fn five_megabyte_transfer_reaches_a_reading_client_completely() {
                     let data = m.expect(t::RELAY_FILE_CHUNK).await;
                     assert_eq!(data.str("transferId"), id);
                     assert_eq!(data.int("index"), i as i64);
-                    assert_eq!(data.bin("data"), payload(i).as_slice(), "chunk {i} corrupted");
+                    assert_eq!(
+                        data.bin("data"),
+                        payload(i).as_slice(),
+                        "chunk {i} corrupted"
+                    );
                 }
                 m.expect(t::RELAY_FILE_COMPLETE).await;
                 m
@@ -472,7 +512,8 @@ async fn five_megabyte_transfer_reaches_a_reading_client_completely() {
         })
         .collect();
     for i in 0..CHUNKS {
-        a.send(t::FILE_CHUNK, chunk(&id, i as i64, payload(i))).await;
+        a.send(t::FILE_CHUNK, chunk(&id, i as i64, payload(i)))
+            .await;
     }
     a.send(t::FILE_COMPLETE, tid(&id)).await;
     let mut back = Vec::new();
@@ -484,8 +525,14 @@ async fn five_megabyte_transfer_reaches_a_reading_client_completely() {
     b.send(t::FILE_ACK, tid(&id)).await;
     c.send(t::FILE_ACK, tid(&id)).await;
     let mut ackers = vec![
-        a.expect(t::RELAY_FILE_ACK).await.str("receiverId").to_string(),
-        a.expect(t::RELAY_FILE_ACK).await.str("receiverId").to_string(),
+        a.expect(t::RELAY_FILE_ACK)
+            .await
+            .str("receiverId")
+            .to_string(),
+        a.expect(t::RELAY_FILE_ACK)
+            .await
+            .str("receiverId")
+            .to_string(),
     ];
     ackers.sort();
     let mut want = vec![b.id.clone(), c.id.clone()];
@@ -500,7 +547,8 @@ async fn join_during_a_transfer_sees_the_rest_of_it() {
     let [mut a, mut b] = open_room::<2>(&env).await;
     start(&mut a, &mut [&mut b], "tr").await;
     let mut c = Client::connect(&env.ws_url(2)).await;
-    c.send(t::JOIN_ROOM, join_data(&a.room_id, "late", "")).await;
+    c.send(t::JOIN_ROOM, join_data(&a.room_id, "late", ""))
+        .await;
     c.expect(t::ROOM_JOINED).await;
     a.expect(t::MEMBER_JOINED).await;
     b.expect(t::MEMBER_JOINED).await;

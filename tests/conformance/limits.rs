@@ -3,8 +3,6 @@
 
 use std::time::Duration;
 
-
-
 use crate::map;
 use crate::support::msg::envelope;
 use crate::support::room::{expect_member_joined, join_data, member_from};
@@ -15,11 +13,17 @@ use crate::support::{
 /// A SendMessage envelope of exactly `total` bytes (the ciphertext is padded).
 fn message_of_size(total: usize) -> (Vec<u8>, String) {
     let probe = 70_000; // > 65535, so the str32 header is used, as it is at the target size
-    let overhead = envelope(t::SEND_MESSAGE, map! {"iv" => "i", "ciphertext" => "x".repeat(probe)})
-        .len()
+    let overhead = envelope(
+        t::SEND_MESSAGE,
+        map! {"iv" => "i", "ciphertext" => "x".repeat(probe)},
+    )
+    .len()
         - probe;
     let ciphertext = "x".repeat(total - overhead);
-    let bytes = envelope(t::SEND_MESSAGE, map! {"iv" => "i", "ciphertext" => ciphertext.as_str()});
+    let bytes = envelope(
+        t::SEND_MESSAGE,
+        map! {"iv" => "i", "ciphertext" => ciphertext.as_str()},
+    );
     assert_eq!(bytes.len(), total);
     (bytes, ciphertext)
 }
@@ -27,8 +31,11 @@ fn message_of_size(total: usize) -> (Vec<u8>, String) {
 /// A SendMessage envelope of exactly `total` bytes for small sizes (str16 range).
 fn small_message_of_size(total: usize) -> Vec<u8> {
     let probe = 1000;
-    let overhead = envelope(t::SEND_MESSAGE, map! {"iv" => "i", "ciphertext" => "x".repeat(probe)})
-        .len()
+    let overhead = envelope(
+        t::SEND_MESSAGE,
+        map! {"iv" => "i", "ciphertext" => "x".repeat(probe)},
+    )
+    .len()
         - probe;
     let bytes = envelope(
         t::SEND_MESSAGE,
@@ -56,7 +63,9 @@ async fn message_over_102400_bytes_closes_with_1009() {
     let [mut a, mut b, mut c] = open_room::<3>(&env).await;
     let (bytes, _) = message_of_size(102_401);
     // The server may close before it has read the whole frame; a failed write is fine.
-    let _ = a.try_send_frame(fastwebsockets::OpCode::Binary, bytes).await;
+    let _ = a
+        .try_send_frame(fastwebsockets::OpCode::Binary, bytes)
+        .await;
     a.expect_close(1009).await;
     for m in [&mut b, &mut c] {
         assert_eq!(m.expect(t::MEMBER_LEFT).await.str("id"), a.id);
@@ -82,7 +91,9 @@ async fn fragmented_message_is_reassembled_and_processed() {
     let env = Env::single().await;
     let [mut a, mut b] = open_room::<2>(&env).await;
     let (bytes, ciphertext) = message_of_size(90_000);
-    a.send_fragmented(&bytes, 16_000).await.expect("send fragments");
+    a.send_fragmented(&bytes, 16_000)
+        .await
+        .expect("send fragments");
     let data = b.expect(t::RELAY_MESSAGE).await;
     assert_eq!(data.str("ciphertext"), ciphertext);
 }
@@ -104,7 +115,9 @@ async fn oversized_message_does_not_disturb_other_rooms() {
     let [mut a, mut b] = open_room::<2>(&env).await;
     let [mut x, mut y] = open_room::<2>(&env).await;
     let (bytes, _) = message_of_size(200_000);
-    let _ = a.try_send_frame(fastwebsockets::OpCode::Binary, bytes).await;
+    let _ = a
+        .try_send_frame(fastwebsockets::OpCode::Binary, bytes)
+        .await;
     a.expect_close(1009).await;
     b.expect(t::MEMBER_LEFT).await;
     assert_room_chats(&mut [&mut x, &mut y]).await;
@@ -122,7 +135,8 @@ async fn slow_consumer_is_removed_and_the_others_keep_chatting() {
     let mut slow = Client::connect_opts(&env.ws_url(2), &opts)
         .await
         .expect("connect slow client");
-    slow.send(t::JOIN_ROOM, join_data(&a.room_id, "slow", "")).await;
+    slow.send(t::JOIN_ROOM, join_data(&a.room_id, "slow", ""))
+        .await;
     let joined = slow.expect(t::ROOM_JOINED).await;
     let mut slow: Member = member_from(slow, &joined);
     expect_member_joined(&mut [&mut a, &mut b], &slow).await;
@@ -164,12 +178,16 @@ async fn slow_consumer_is_removed_and_the_others_keep_chatting() {
         if reader.is_finished() {
             break;
         }
-        a.send(t::FILE_CHUNK, super::files::chunk("flood", sent as i64, payload.clone()))
-            .await;
+        a.send(
+            t::FILE_CHUNK,
+            super::files::chunk("flood", sent as i64, payload.clone()),
+        )
+        .await;
         sent += 1;
     }
     let (mut b, _) = reader.await.expect("reader task");
-    a.send(t::FILE_COMPLETE, map! {"transferId" => "flood"}).await;
+    a.send(t::FILE_COMPLETE, map! {"transferId" => "flood"})
+        .await;
     // b drains the chunks still queued, then gets the Complete.
     loop {
         let (ty, data) = b.recv().await;
@@ -204,8 +222,11 @@ async fn normal_member_is_not_a_slow_consumer_under_a_burst() {
     let [mut a, mut b] = open_room::<2>(&env).await;
     // 64 reactions of ~3 KB each in a burst: the reader keeps up, nobody is removed.
     for i in 0..64 {
-        a.send(t::SEND_REACTION, map! {"iv" => "i", "ciphertext" => format!("{i:03}{}", "r".repeat(3000))})
-            .await;
+        a.send(
+            t::SEND_REACTION,
+            map! {"iv" => "i", "ciphertext" => format!("{i:03}{}", "r".repeat(3000))},
+        )
+        .await;
     }
     for i in 0..64 {
         let data = b.expect(t::RELAY_REACTION).await;

@@ -16,7 +16,8 @@ fn password_room(name: &str, hash: &str) -> rmpv::Value {
 #[tokio::test]
 async fn password_room_reports_has_password_to_the_creator() {
     let env = Env::single().await;
-    let (_, _, joined) = create_room_with(&env, 0, password_room("a", &password_hash("s3cret"))).await;
+    let (_, _, joined) =
+        create_room_with(&env, 0, password_room("a", &password_hash("s3cret"))).await;
     assert!(joined.boolean("hasPassword"));
 }
 
@@ -34,13 +35,22 @@ async fn join_with_the_right_password_joins() {
 #[tokio::test]
 async fn join_wrong_password_gets_e006() {
     let env = Env::single().await;
-    let (mut a, _, _) = create_room_with(&env, 0, password_room("a", &password_hash("right"))).await;
+    let (mut a, _, _) =
+        create_room_with(&env, 0, password_room("a", &password_hash("right"))).await;
     let mut c = Client::connect(&env.ws_url(1)).await;
-    c.send(t::JOIN_ROOM, join_data(&a.room_id, "c", &password_hash("wrong"))).await;
+    c.send(
+        t::JOIN_ROOM,
+        join_data(&a.room_id, "c", &password_hash("wrong")),
+    )
+    .await;
     c.expect_error("E006", "wrong password").await;
     // The room saw nothing, and c is free to try again.
     a.sync().await;
-    c.send(t::JOIN_ROOM, join_data(&a.room_id, "c", &password_hash("right"))).await;
+    c.send(
+        t::JOIN_ROOM,
+        join_data(&a.room_id, "c", &password_hash("right")),
+    )
+    .await;
     c.expect(t::ROOM_JOINED).await;
 }
 
@@ -51,7 +61,11 @@ async fn join_without_a_password_to_a_password_room_gets_e006() {
     let mut c = Client::connect(&env.ws_url(1)).await;
     c.send(t::JOIN_ROOM, join_data(&a.room_id, "c", "")).await;
     c.expect_error("E006", "wrong password").await;
-    c.send(t::JOIN_ROOM, map! {"roomId" => a.room_id.as_str(), "name" => "c"}).await;
+    c.send(
+        t::JOIN_ROOM,
+        map! {"roomId" => a.room_id.as_str(), "name" => "c"},
+    )
+    .await;
     c.expect_error("E006", "wrong password").await;
 }
 
@@ -61,7 +75,11 @@ async fn password_comparison_is_exact_so_uppercase_hex_is_wrong() {
     let hash = password_hash("right");
     let (a, _, _) = create_room_with(&env, 0, password_room("a", &hash)).await;
     let mut c = Client::connect(&env.ws_url(1)).await;
-    c.send(t::JOIN_ROOM, join_data(&a.room_id, "c", &hash.to_uppercase())).await;
+    c.send(
+        t::JOIN_ROOM,
+        join_data(&a.room_id, "c", &hash.to_uppercase()),
+    )
+    .await;
     c.expect_error("E006", "wrong password").await;
 }
 
@@ -70,7 +88,8 @@ async fn plain_text_password_is_not_the_credential() {
     let env = Env::single().await;
     let (a, _, _) = create_room_with(&env, 0, password_room("a", &password_hash("right"))).await;
     let mut c = Client::connect(&env.ws_url(1)).await;
-    c.send(t::JOIN_ROOM, join_data(&a.room_id, "c", "right")).await;
+    c.send(t::JOIN_ROOM, join_data(&a.room_id, "c", "right"))
+        .await;
     c.expect_error("E006", "wrong password").await;
 }
 
@@ -79,9 +98,11 @@ async fn create_with_63_char_password_gets_invalid_password_format() {
     let env = Env::single().await;
     let mut c = Client::connect(&env.ws_url(0)).await;
     let hash = password_hash("x");
-    c.send(t::CREATE_ROOM, password_room("a", &hash[..63])).await;
+    c.send(t::CREATE_ROOM, password_room("a", &hash[..63]))
+        .await;
     c.expect_error("E005", "invalid password format").await;
-    c.send(t::CREATE_ROOM, password_room("a", &format!("{hash}0"))).await;
+    c.send(t::CREATE_ROOM, password_room("a", &format!("{hash}0")))
+        .await;
     c.expect_error("E005", "invalid password format").await;
     c.send(t::CREATE_ROOM, password_room("a", "short")).await;
     c.expect_error("E005", "invalid password format").await;
@@ -103,7 +124,11 @@ async fn any_64_byte_password_is_accepted_hex_or_not() {
 async fn unknown_room_is_checked_before_the_password() {
     let env = Env::single().await;
     let mut c = Client::connect(&env.ws_url(0)).await;
-    c.send(t::JOIN_ROOM, join_data("AAAAAAAAAAAAAAAAAAAAA", "c", &password_hash("x"))).await;
+    c.send(
+        t::JOIN_ROOM,
+        join_data("AAAAAAAAAAAAAAAAAAAAA", "c", &password_hash("x")),
+    )
+    .await;
     c.expect_error("E001", "room not found").await;
 }
 
@@ -113,9 +138,14 @@ async fn password_is_checked_before_capacity() {
     let hash = password_hash("right");
     let [a, _b] = open_room_with::<2>(&env, password_room("m0", &hash), &hash).await;
     let mut c = Client::connect(&env.ws_url(2)).await;
-    c.send(t::JOIN_ROOM, join_data(&a.room_id, "c", &password_hash("wrong"))).await;
+    c.send(
+        t::JOIN_ROOM,
+        join_data(&a.room_id, "c", &password_hash("wrong")),
+    )
+    .await;
     c.expect_error("E006", "wrong password").await;
-    c.send(t::JOIN_ROOM, join_data(&a.room_id, "c", &hash)).await;
+    c.send(t::JOIN_ROOM, join_data(&a.room_id, "c", &hash))
+        .await;
     c.expect_error("E002", "room is full").await;
 }
 
@@ -126,11 +156,18 @@ async fn wrong_guesses_beyond_the_room_limit_get_e004() {
     let [mut a, mut b] = open_room_with::<2>(&env, password_room("m0", &hash), &hash).await;
     let mut c = Client::connect(&env.ws_url(2)).await;
     for i in 0..3 {
-        c.send(t::JOIN_ROOM, join_data(&a.room_id, "c", &password_hash(&format!("guess{i}"))))
-            .await;
+        c.send(
+            t::JOIN_ROOM,
+            join_data(&a.room_id, "c", &password_hash(&format!("guess{i}"))),
+        )
+        .await;
         c.expect_error("E006", "wrong password").await;
     }
-    c.send(t::JOIN_ROOM, join_data(&a.room_id, "c", &password_hash("guess3"))).await;
+    c.send(
+        t::JOIN_ROOM,
+        join_data(&a.room_id, "c", &password_hash("guess3")),
+    )
+    .await;
     c.expect_error("E004", TOO_MANY).await;
     // The members are not affected.
     assert_room_chats(&mut [&mut a, &mut b]).await;
@@ -143,11 +180,19 @@ async fn room_guess_limit_counts_guesses_from_every_connection() {
     let (a, _, _) = create_room_with(&env, 0, password_room("a", &hash)).await;
     for node in 0..2 {
         let mut c = Client::connect(&env.ws_url(node)).await;
-        c.send(t::JOIN_ROOM, join_data(&a.room_id, "c", &password_hash("nope"))).await;
+        c.send(
+            t::JOIN_ROOM,
+            join_data(&a.room_id, "c", &password_hash("nope")),
+        )
+        .await;
         c.expect_error("E006", "wrong password").await;
     }
     let mut c = Client::connect(&env.ws_url(2)).await;
-    c.send(t::JOIN_ROOM, join_data(&a.room_id, "c", &password_hash("nope"))).await;
+    c.send(
+        t::JOIN_ROOM,
+        join_data(&a.room_id, "c", &password_hash("nope")),
+    )
+    .await;
     c.expect_error("E004", TOO_MANY).await;
 }
 
@@ -163,13 +208,26 @@ async fn room_guess_limit_does_not_affect_other_rooms() {
     let (a, _, _) = create_room_with(&env, 0, password_room("a", &hash)).await;
     let (b, _, _) = create_room_with(&env, 1, password_room("b", &hash)).await;
     let mut c = Client::connect(&env.ws_url(2)).await;
-    c.send(t::JOIN_ROOM, join_data(&a.room_id, "c", &password_hash("nope"))).await;
+    c.send(
+        t::JOIN_ROOM,
+        join_data(&a.room_id, "c", &password_hash("nope")),
+    )
+    .await;
     c.expect_error("E006", "wrong password").await;
-    c.send(t::JOIN_ROOM, join_data(&a.room_id, "c", &password_hash("nope"))).await;
+    c.send(
+        t::JOIN_ROOM,
+        join_data(&a.room_id, "c", &password_hash("nope")),
+    )
+    .await;
     c.expect_error("E004", TOO_MANY).await;
-    c.send(t::JOIN_ROOM, join_data(&b.room_id, "c", &password_hash("nope"))).await;
+    c.send(
+        t::JOIN_ROOM,
+        join_data(&b.room_id, "c", &password_hash("nope")),
+    )
+    .await;
     c.expect_error("E006", "wrong password").await;
-    c.send(t::JOIN_ROOM, join_data(&b.room_id, "c", &hash)).await;
+    c.send(t::JOIN_ROOM, join_data(&b.room_id, "c", &hash))
+        .await;
     c.expect(t::ROOM_JOINED).await;
 }
 
@@ -185,11 +243,23 @@ async fn wrong_guesses_beyond_the_ip_limit_get_e004() {
     let (a, _, _) = create_room_with(&env, 0, password_room("a", &hash)).await;
     let (b, _, _) = create_room_with(&env, 1, password_room("b", &hash)).await;
     let mut c = Client::connect(&env.ws_url(2)).await;
-    c.send(t::JOIN_ROOM, join_data(&a.room_id, "c", &password_hash("x1"))).await;
+    c.send(
+        t::JOIN_ROOM,
+        join_data(&a.room_id, "c", &password_hash("x1")),
+    )
+    .await;
     c.expect_error("E006", "wrong password").await;
-    c.send(t::JOIN_ROOM, join_data(&b.room_id, "c", &password_hash("x2"))).await;
+    c.send(
+        t::JOIN_ROOM,
+        join_data(&b.room_id, "c", &password_hash("x2")),
+    )
+    .await;
     c.expect_error("E006", "wrong password").await;
-    c.send(t::JOIN_ROOM, join_data(&b.room_id, "c", &password_hash("x3"))).await;
+    c.send(
+        t::JOIN_ROOM,
+        join_data(&b.room_id, "c", &password_hash("x3")),
+    )
+    .await;
     c.expect_error("E004", TOO_MANY).await;
 }
 

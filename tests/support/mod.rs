@@ -11,5 +11,5 @@ pub mod server;
 
 pub use client::{t, Client, ConnectError, ConnectOpts, Event};
 pub use msg::{member_color, ValueExt};
-pub use room::{assert_room_chats, open_room, open_room_with, say, unique, Member};
+pub use room::{assert_room_chats, open_room, open_room_with, say, Member};
 pub use server::{Env, Opts};
