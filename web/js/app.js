@@ -1,0 +1,1083 @@
+// The Arthas browser client: UI and room state. Everything the server sees
+// is ciphertext, the room id, a display name and (for password rooms) the
+// SHA-256 hex of the password.
+
+import { C, S, LIMITS, SYSTEM_SENDER, EXPIRY_WARNING_SENTINEL, errorText, validName } from './protocol.js';
+import { Connection, sameOriginWsUrl } from './connection.js';
+import {
+  generateRoomKey, exportRoomKey, importRoomKey, encryptJson, decryptText, decryptJson,
+  hashPassword, generateSigningKeyPair, importVerifyKey, verifyPayload, buildPayload, parsePayload,
+} from './crypto.js';
+import { formatShareCode, parseShareCode, shareLink } from './sharecode.js';
+import { SlidingWindowLimiter } from './ratelimit.js';
+import { FileTransfers, formatBytes } from './files.js';
+
+const $ = (id) => document.getElementById(id);
+
+const REACTIONS = ['👍', '❤️', '😂', '😮', '😢', '🎉'];
+const TYPING_SEND_EVERY_MS = 3000;
+const TYPING_IDLE_MS = 4000;
+const TYPING_SHOW_MS = 6000;
+const VERIFY_WAIT_MS = 60_000;
+const STABLE_ID_TOLERANCE_MS = 15_000;
+const COLOR_RE = /^#[0-9a-fA-F]{6}$/;
+
+// ------------------------------------------------------------------ state
+
+const state = {
+  conn: null,
+  joining: null, // pending create/join: {kind, name, passwordHash, key, keyEncoded, roomId?, expiresAt?}
+  room: null, // {roomId, key, keyEncoded, name, passwordHash, myId, members, hasPassword, ephemeral, expiresAt, closed, rejoining}
+  signing: null, // {privateKey, publicKeyB64}
+  pubkeys: new Map(), // senderId -> {key, b64}
+  messages: new Map(), // stableId -> record
+  unverified: new Map(), // senderId -> Set(record)
+  outbox: [],
+  draining: false,
+  drainTimer: null,
+  inbox: Promise.resolve(),
+  typing: { sent: false, lastSent: 0, idleTimer: null, shown: new Map() },
+  replyTo: null,
+  announceTimer: null,
+  expiryTimer: null,
+};
+
+const limiter = new SlidingWindowLimiter(LIMITS.CHAT_PER_WINDOW, LIMITS.CHAT_WINDOW_MS + 500);
+
+const files = new FileTransfers({
+  send: (type, data) => !!state.conn && state.conn.send(type, data),
+  bufferedAmount: () => (state.conn ? state.conn.bufferedAmount : 0),
+  key: () => state.room.key,
+  receivers: () => (state.room ? Math.max(0, state.room.members.size - 1) : 0),
+  onUpdate: (t) => renderTransfer(t),
+});
+
+// ------------------------------------------------------------------ helpers
+
+function el(tag, props = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(props)) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k === 'class') node.className = v;
+    else if (k === 'text') node.textContent = v;
+    else if (k.startsWith('data-') || k.startsWith('aria-') || k === 'role' || k === 'for') node.setAttribute(k, v === true ? '' : String(v));
+    else node[k] = v;
+  }
+  for (const c of children) if (c !== null && c !== undefined) node.append(c);
+  return node;
+}
+
+function toast(message, kind = 'error') {
+  const t = el('div', { class: `toast toast-${kind}`, text: message });
+  $('toasts').append(t);
+  setTimeout(() => t.remove(), 6000);
+}
+
+function showLandingError(message) {
+  const p = $('landing-error');
+  p.textContent = message;
+  p.hidden = !message;
+}
+
+function setBusy(busy) {
+  $('create-submit').disabled = busy;
+  $('join-submit').disabled = busy;
+}
+
+function timeLabel(ms) {
+  return new Date(ms).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+}
+
+function memberColor(id) {
+  const m = state.room && state.room.members.get(id);
+  return m && COLOR_RE.test(m.color) ? m.color : null;
+}
+
+function stableIdOf(senderId, t) {
+  return `${senderId}:${t}`;
+}
+
+// ------------------------------------------------------------------ connection
+
+function connection() {
+  if (state.conn) return state.conn;
+  const conn = new Connection(sameOriginWsUrl());
+  conn.addEventListener('status', (e) => renderConnStatus(e.detail));
+  conn.addEventListener('open', (e) => onOpen(e.detail));
+  conn.addEventListener('closed', () => onClosed());
+  conn.addEventListener('message', (e) => {
+    const env = e.detail;
+    state.inbox = state.inbox.then(() => handleMessage(env)).catch((err) => {
+      toast(`Could not process a message: ${err && err.message ? err.message : err}`);
+    });
+  });
+  state.conn = conn;
+  return conn;
+}
+
+function renderConnStatus({ state: s, delay }) {
+  const p = $('conn-status');
+  p.dataset.state = s;
+  if (s === 'open') p.textContent = 'Connected';
+  else if (s === 'connecting') p.textContent = 'Connecting…';
+  else if (s === 'reconnecting') p.textContent = 'Reconnecting…';
+  else if (s === 'waiting') p.textContent = `Connection lost. Retrying in ${Math.round(delay / 1000)} s…`;
+  else p.textContent = 'Not connected';
+}
+
+function onOpen({ reconnect }) {
+  if (!reconnect || !state.room || state.room.closed) return;
+  // Rejoin the room after a reconnect: a new member id, the same key.
+  state.room.rejoining = true;
+  state.conn.send(C.JOIN_ROOM, { roomId: state.room.roomId, name: state.room.name, password: state.room.passwordHash });
+}
+
+function onClosed() {
+  files.onDisconnect();
+  clearTypingShown();
+  if (state.joining) {
+    state.joining = null;
+    setBusy(false);
+    showLandingError('The connection to the server was lost. Please try again.');
+  }
+  if (state.room && !state.room.closed) systemLine('Connection lost. Reconnecting…', 'warn');
+}
+
+// ------------------------------------------------------------------ create / join
+
+async function onCreate(ev) {
+  ev.preventDefault();
+  showLandingError('');
+  const name = $('create-name').value.trim();
+  if (!validName(name)) {
+    showLandingError('Please enter a name of 1 to 20 characters.');
+    $('create-name').focus();
+    return;
+  }
+  setBusy(true);
+  try {
+    const key = await generateRoomKey();
+    const keyEncoded = await exportRoomKey(key);
+    const passwordHash = await hashPassword($('create-password').value);
+    const expiry = Number($('create-expiry').value) || 0;
+    const ephemeral = Number($('create-ephemeral').value) || 0;
+    const conn = connection();
+    await conn.whenOpen();
+    state.joining = { kind: 'create', name, passwordHash, key, keyEncoded };
+    conn.send(C.CREATE_ROOM, { name, password: passwordHash, ephemeral, expiry });
+  } catch (err) {
+    setBusy(false);
+    showLandingError(err && err.message ? err.message : String(err));
+  }
+}
+
+async function onJoin(ev) {
+  ev.preventDefault();
+  showLandingError('');
+  const parsed = parseShareCode($('join-code').value);
+  if (!parsed) {
+    showLandingError('That invite link or share code is not valid.');
+    $('join-code').focus();
+    return;
+  }
+  const name = $('join-name').value.trim();
+  if (!validName(name)) {
+    showLandingError('Please enter a name of 1 to 20 characters.');
+    $('join-name').focus();
+    return;
+  }
+  setBusy(true);
+  try {
+    const key = await importRoomKey(parsed.key);
+    const passwordHash = await hashPassword($('join-password').value);
+    const conn = connection();
+    await conn.whenOpen();
+    state.joining = { kind: 'join', name, passwordHash, key, keyEncoded: parsed.key, roomId: parsed.roomId };
+    // Only the room id, the name and the hashed password go to the server.
+    conn.send(C.JOIN_ROOM, { roomId: parsed.roomId, name, password: passwordHash });
+  } catch (err) {
+    setBusy(false);
+    showLandingError(err && err.message ? err.message : String(err));
+  }
+}
+
+async function enterRoom(data) {
+  const j = state.joining;
+  state.joining = null;
+  setBusy(false);
+  const members = Array.isArray(data.members) ? data.members : [];
+  const me = members[members.length - 1];
+  if (!me || typeof data.roomId !== 'string' || (j.kind === 'join' && data.roomId !== j.roomId)) {
+    showLandingError('The server sent an unexpected answer.');
+    return;
+  }
+  resetRoomState();
+  state.room = {
+    roomId: data.roomId,
+    key: j.key,
+    keyEncoded: j.keyEncoded,
+    name: j.name,
+    passwordHash: j.passwordHash,
+    myId: me.id,
+    members: new Map(),
+    hasPassword: !!data.hasPassword,
+    ephemeral: Number.isSafeInteger(data.ephemeral) && data.ephemeral > 0 ? data.ephemeral : 0,
+    expiresAt: Number.isSafeInteger(data.expiresAt) && data.expiresAt > 0 ? data.expiresAt : 0,
+    closed: false,
+    rejoining: false,
+  };
+  setMembers(members);
+  state.signing = await generateSigningKeyPair();
+  showChat();
+  if (j.kind === 'create') systemLine('Room created. Use “Invite” to share the link: it carries the key, so share it privately.');
+  else systemLine(`You joined as ${state.room.name}.`);
+  if (!state.signing) systemLine('This browser cannot sign messages (no Ed25519); your messages will show as unverified.', 'warn');
+  announcePubkey();
+  // The fragment holds the key: do not leave it in the address bar.
+  if (location.hash) history.replaceState(null, '', location.pathname + location.search);
+}
+
+function rejoined(data) {
+  const r = state.room;
+  r.rejoining = false;
+  const members = Array.isArray(data.members) ? data.members : [];
+  const me = members[members.length - 1];
+  if (me) r.myId = me.id;
+  setMembers(members);
+  systemLine('Reconnected.');
+  announcePubkey();
+  drainOutbox();
+}
+
+function resetRoomState() {
+  files.clear();
+  state.pubkeys.clear();
+  state.messages.clear();
+  state.unverified.clear();
+  state.outbox = [];
+  clearTimeout(state.drainTimer);
+  clearTimeout(state.announceTimer);
+  clearTypingShown();
+  state.replyTo = null;
+  limiter.reset();
+  $('messages').replaceChildren();
+}
+
+function leaveRoom() {
+  if (state.room && !state.room.closed && state.conn) state.conn.send(C.LEAVE_ROOM, {});
+  state.room = null;
+  state.signing = null;
+  resetRoomState();
+  clearInterval(state.expiryTimer);
+  showLanding();
+}
+
+// ------------------------------------------------------------------ views
+
+function showChat() {
+  $('landing').hidden = true;
+  $('chat').hidden = false;
+  const r = state.room;
+  $('room-title').textContent = `Room ${r.roomId.slice(0, 6)}…`;
+  $('room-lock').hidden = !r.hasPassword;
+  const eph = $('room-ephemeral');
+  eph.hidden = !r.ephemeral;
+  if (r.ephemeral) eph.textContent = `Messages vanish after ${formatDuration(r.ephemeral)}`;
+  const code = formatShareCode({ roomId: r.roomId, key: r.keyEncoded, ephemeral: r.ephemeral, expiresAt: r.expiresAt });
+  $('share-link').value = shareLink(location.origin, code);
+  $('share-panel').hidden = true;
+  $('share-toggle').setAttribute('aria-expanded', 'false');
+  $('closed-bar').hidden = true;
+  $('reply-bar').hidden = true;
+  setComposerEnabled(true);
+  startExpiryTicker();
+  $('message-input').focus();
+}
+
+function showLanding() {
+  $('chat').hidden = true;
+  $('landing').hidden = false;
+  document.title = 'Arthas · encrypted ephemeral chat';
+}
+
+function setComposerEnabled(on) {
+  for (const id of ['message-input', 'send-btn', 'file-input']) $(id).disabled = !on;
+  $('attach-label').classList.toggle('disabled', !on);
+}
+
+function formatDuration(secs) {
+  if (secs < 60) return `${secs} s`;
+  if (secs < 3600) return `${Math.round(secs / 60)} min`;
+  if (secs < 86400) return `${Math.round(secs / 3600)} h`;
+  return `${Math.round(secs / 86400)} d`;
+}
+
+function formatRemaining(secs) {
+  if (secs <= 0) return 'Expiring now';
+  const d = Math.floor(secs / 86400);
+  const h = Math.floor((secs % 86400) / 3600);
+  const m = Math.floor((secs % 3600) / 60);
+  const s = secs % 60;
+  if (d > 0) return `Expires in ${d}d ${h}h`;
+  if (h > 0) return `Expires in ${h}h ${String(m).padStart(2, '0')}m`;
+  return `Expires in ${m}:${String(s).padStart(2, '0')}`;
+}
+
+function startExpiryTicker() {
+  clearInterval(state.expiryTimer);
+  const badge = $('room-expiry');
+  const tick = () => {
+    const r = state.room;
+    if (!r) return;
+    if (r.closed) {
+      badge.textContent = 'Closed';
+      badge.dataset.state = 'closed';
+      return;
+    }
+    if (!r.expiresAt) {
+      badge.textContent = 'Never expires';
+      badge.dataset.state = 'none';
+      return;
+    }
+    const left = r.expiresAt - Math.floor(Date.now() / 1000);
+    badge.textContent = formatRemaining(left);
+    badge.dataset.state = left <= 300 ? 'soon' : 'later';
+    badge.title = `Expires at ${new Date(r.expiresAt * 1000).toLocaleString()}`;
+  };
+  tick();
+  state.expiryTimer = setInterval(tick, 1000);
+}
+
+// ------------------------------------------------------------------ members
+
+function setMembers(list) {
+  const r = state.room;
+  r.members.clear();
+  for (const m of list) {
+    if (m && typeof m.id === 'string') r.members.set(m.id, { id: m.id, name: typeof m.name === 'string' ? m.name : '?', color: m.color });
+  }
+  renderMembers();
+}
+
+function renderMembers() {
+  const r = state.room;
+  const ul = $('member-list');
+  ul.replaceChildren();
+  for (const m of r.members.values()) {
+    const dot = el('span', { class: 'dot', 'aria-hidden': 'true' });
+    if (COLOR_RE.test(m.color)) dot.style.setProperty('--member-color', m.color);
+    const li = el('li', { 'data-member-id': m.id }, dot, el('span', { class: 'member-name', text: m.name }));
+    if (m.id === r.myId) li.append(el('span', { class: 'you', text: '(you)' }));
+    ul.append(li);
+  }
+  $('member-count').textContent = String(r.members.size);
+}
+
+function memberName(id, fallback) {
+  const m = state.room && state.room.members.get(id);
+  return m ? m.name : fallback || 'Someone';
+}
+
+// ------------------------------------------------------------------ messages view
+
+function scrollToBottom(force = false) {
+  const list = $('messages');
+  const near = list.scrollHeight - list.scrollTop - list.clientHeight < 120;
+  if (force || near) list.scrollTop = list.scrollHeight;
+}
+
+function scheduleEphemeral(rec) {
+  const r = state.room;
+  if (!r || !r.ephemeral) return;
+  setTimeout(() => removeRecord(rec), r.ephemeral * 1000);
+}
+
+function removeRecord(rec) {
+  rec.li.remove();
+  if (rec.stableId) state.messages.delete(rec.stableId);
+  if (rec.transfer) files.release(rec.transfer);
+}
+
+function systemLine(text, kind = 'info') {
+  const li = el('li', { class: `msg system system-${kind}`, 'data-kind': 'system' }, el('p', { class: 'body', text }));
+  $('messages').append(li);
+  scrollToBottom(true);
+  return li;
+}
+
+const VERIFY_LABEL = {
+  verified: ['✓', 'Verified', 'The signature matches the key this member announced.'],
+  unknown: ['?', 'Unverified', 'No signature could be checked for this message (the sender has not announced a key, or did not sign).'],
+  failed: ['✗', 'Signature failed', 'The signature does not match this member’s key: the message may be forged.'],
+  own: ['✓', 'Signed by you', 'You signed this message.'],
+};
+
+function setVerify(rec, status) {
+  rec.verify = status;
+  rec.li.dataset.verify = status;
+  const [icon, label, title] = VERIFY_LABEL[status];
+  rec.verifyEl.replaceChildren(el('span', { 'aria-hidden': 'true', text: icon }), ` ${label}`);
+  rec.verifyEl.title = title;
+  rec.verifyEl.className = `verify verify-${status}`;
+}
+
+function buildMessageItem({ senderId, senderName, time, mine }) {
+  const author = el('span', { class: 'author', text: mine ? 'You' : senderName });
+  const color = memberColor(senderId);
+  const li = el('li', { class: `msg${mine ? ' mine' : ''}`, 'data-sender-id': senderId, 'data-kind': 'chat' });
+  if (color) li.style.setProperty('--member-color', color);
+  const verifyEl = el('span', { class: 'verify' });
+  const timeEl = el('time', { dateTime: new Date(time).toISOString(), text: timeLabel(time) });
+  const meta = el('p', { class: 'meta' }, author, ' ', timeEl, ' ', verifyEl);
+  li.append(meta);
+  return { li, verifyEl, meta };
+}
+
+function addActions(rec) {
+  const actions = el('div', { class: 'actions' });
+  const reactBtn = el('button', { type: 'button', class: 'act react-btn', 'aria-label': 'Add a reaction', 'aria-expanded': 'false', text: '☺' });
+  const picker = el('div', { class: 'picker', role: 'group', 'aria-label': 'Choose a reaction', hidden: true });
+  for (const emoji of REACTIONS) {
+    const b = el('button', { type: 'button', class: 'pick', 'aria-label': `React with ${emoji}`, 'data-emoji': emoji, text: emoji });
+    b.addEventListener('click', () => {
+      picker.hidden = true;
+      reactBtn.setAttribute('aria-expanded', 'false');
+      toggleReaction(rec, emoji);
+      reactBtn.focus();
+    });
+    picker.append(b);
+  }
+  picker.addEventListener('keydown', (e) => {
+    if (e.key === 'Escape') {
+      picker.hidden = true;
+      reactBtn.setAttribute('aria-expanded', 'false');
+      reactBtn.focus();
+    }
+  });
+  reactBtn.addEventListener('click', () => {
+    picker.hidden = !picker.hidden;
+    reactBtn.setAttribute('aria-expanded', String(!picker.hidden));
+    if (!picker.hidden) picker.querySelector('button').focus();
+  });
+  const replyBtn = el('button', { type: 'button', class: 'act reply-btn', 'aria-label': 'Reply', text: '↩' });
+  replyBtn.addEventListener('click', () => startReply(rec));
+  actions.append(replyBtn, reactBtn);
+  rec.li.append(actions, picker);
+  rec.reactionsEl = el('div', { class: 'reactions', 'aria-label': 'Reactions' });
+  rec.li.insertBefore(rec.reactionsEl, actions);
+}
+
+function renderReply(reply) {
+  if (!reply || typeof reply !== 'object') return null;
+  const name = typeof reply.senderName === 'string' ? reply.senderName : '';
+  const preview = typeof reply.preview === 'string' ? reply.preview : '';
+  return el('blockquote', { class: 'quote' }, el('span', { class: 'quote-author', text: name }), ' ', el('span', { text: preview }));
+}
+
+function addChatMessage({ senderId, senderName, time, payload, mine }) {
+  const { li, verifyEl } = buildMessageItem({ senderId, senderName, time, mine });
+  const rec = { li, verifyEl, senderId, senderName, time, mine, text: payload.text, reactions: new Map(), stableId: null };
+  const quote = renderReply(payload.reply);
+  if (quote) li.append(quote);
+  li.append(el('p', { class: 'body', text: payload.text }));
+  addActions(rec);
+  $('messages').append(li);
+  scrollToBottom(mine);
+  scheduleEphemeral(rec);
+  return rec;
+}
+
+function registerStableId(rec, stableId) {
+  rec.stableId = stableId;
+  rec.li.dataset.stableId = stableId;
+  state.messages.set(stableId, rec);
+}
+
+/** Exact stableId, else the same sender's message closest in time. */
+function findMessage(stableId) {
+  const exact = state.messages.get(stableId);
+  if (exact) return exact;
+  const i = stableId.lastIndexOf(':');
+  if (i <= 0) return null;
+  const sender = stableId.slice(0, i);
+  const t = Number(stableId.slice(i + 1));
+  if (!Number.isFinite(t)) return null;
+  let best = null;
+  let bestDiff = STABLE_ID_TOLERANCE_MS;
+  for (const rec of state.messages.values()) {
+    if (rec.senderId !== sender) continue;
+    const diff = Math.abs(rec.time - t);
+    if (diff <= bestDiff) {
+      best = rec;
+      bestDiff = diff;
+    }
+  }
+  return best;
+}
+
+// ------------------------------------------------------------------ reactions
+
+function renderReactions(rec) {
+  const box = rec.reactionsEl;
+  box.replaceChildren();
+  const myId = state.room && state.room.myId;
+  for (const [emoji, who] of rec.reactions) {
+    if (!who.size) continue;
+    const mineToo = who.has(myId);
+    const names = [...who].map((id) => (id === myId ? 'you' : memberName(id, 'someone')));
+    const chip = el('button', {
+      type: 'button',
+      class: `chip${mineToo ? ' chip-mine' : ''}`,
+      'aria-pressed': String(mineToo),
+      'aria-label': `${emoji} ${who.size}: ${names.join(', ')}`,
+      'data-emoji': emoji,
+      title: names.join(', '),
+    }, el('span', { text: emoji }), el('span', { class: 'count', text: String(who.size) }));
+    chip.addEventListener('click', () => toggleReaction(rec, emoji));
+    box.append(chip);
+  }
+}
+
+function applyReaction(rec, memberId, emoji, action) {
+  let who = rec.reactions.get(emoji);
+  if (!who) {
+    who = new Set();
+    rec.reactions.set(emoji, who);
+  }
+  if (action === 'add') who.add(memberId);
+  else who.delete(memberId);
+  if (!who.size) rec.reactions.delete(emoji);
+  renderReactions(rec);
+}
+
+async function toggleReaction(rec, emoji) {
+  const r = state.room;
+  if (!r || r.closed || !rec.stableId) return;
+  const who = rec.reactions.get(emoji);
+  const action = who && who.has(r.myId) ? 'remove' : 'add';
+  const enc = await encryptJson(r.key, { stableId: rec.stableId, emoji, action });
+  if (!state.conn.send(C.SEND_REACTION, enc)) {
+    toast('Not connected: the reaction was not sent.');
+    return;
+  }
+  applyReaction(rec, r.myId, emoji, action);
+}
+
+async function onRelayReaction(d) {
+  if (typeof d.iv !== 'string' || typeof d.ciphertext !== 'string') return;
+  let p;
+  try {
+    p = await decryptJson(state.room.key, d.iv, d.ciphertext);
+  } catch {
+    return;
+  }
+  if (!p || typeof p.stableId !== 'string' || typeof p.emoji !== 'string' || p.emoji.length === 0 || p.emoji.length > 16) return;
+  if (p.action !== 'add' && p.action !== 'remove') return;
+  const rec = findMessage(p.stableId);
+  if (rec) applyReaction(rec, d.senderId, p.emoji, p.action);
+}
+
+// ------------------------------------------------------------------ replies
+
+function startReply(rec) {
+  const preview = rec.text.length > 50 ? `${rec.text.slice(0, 50)}…` : rec.text;
+  state.replyTo = { stableId: rec.stableId, senderName: rec.mine ? state.room.name : rec.senderName, preview };
+  $('reply-text').textContent = `Replying to ${state.replyTo.senderName}: ${preview}`;
+  $('reply-bar').hidden = false;
+  $('message-input').focus();
+}
+
+function cancelReply() {
+  state.replyTo = null;
+  $('reply-bar').hidden = true;
+}
+
+// ------------------------------------------------------------------ signatures
+
+async function announcePubkey() {
+  if (!state.signing || !state.room) return;
+  const payload = await buildPayload({ text: '', type: 'pubkey', pubkey: state.signing.publicKeyB64 }, state.signing.privateKey);
+  enqueueChat(payload, null);
+}
+
+function scheduleAnnounce() {
+  clearTimeout(state.announceTimer);
+  state.announceTimer = setTimeout(announcePubkey, 300);
+}
+
+async function onPubkey(senderId, payload) {
+  if (typeof payload.pubkey !== 'string') return;
+  const known = state.pubkeys.get(senderId);
+  if (known) {
+    if (known.b64 !== payload.pubkey) {
+      systemLine(`${memberName(senderId)} announced a different signing key; it was ignored.`, 'warn');
+    }
+    return;
+  }
+  let key;
+  try {
+    key = await importVerifyKey(payload.pubkey);
+  } catch {
+    return;
+  }
+  // A signed announcement must be signed by the key it announces.
+  if (payload.sig !== undefined && !(await verifyPayload(key, payload))) return;
+  state.pubkeys.set(senderId, { key, b64: payload.pubkey });
+  const waiting = state.unverified.get(senderId);
+  if (waiting) {
+    state.unverified.delete(senderId);
+    for (const rec of waiting) {
+      clearTimeout(rec.verifyTimer);
+      setVerify(rec, (await verifyPayload(key, rec.payload)) ? 'verified' : 'failed');
+    }
+  }
+}
+
+async function verifyIncoming(rec, payload) {
+  if (typeof payload.sig !== 'string') {
+    setVerify(rec, 'unknown');
+    return;
+  }
+  const known = state.pubkeys.get(rec.senderId);
+  if (known) {
+    setVerify(rec, (await verifyPayload(known.key, payload)) ? 'verified' : 'failed');
+    return;
+  }
+  // Key not announced yet: show unknown, re-check when it arrives.
+  setVerify(rec, 'unknown');
+  rec.payload = payload;
+  let set = state.unverified.get(rec.senderId);
+  if (!set) {
+    set = new Set();
+    state.unverified.set(rec.senderId, set);
+  }
+  if (set.size >= 50) return;
+  set.add(rec);
+  rec.verifyTimer = setTimeout(() => {
+    set.delete(rec);
+    rec.payload = null;
+  }, VERIFY_WAIT_MS);
+}
+
+// ------------------------------------------------------------------ sending chat
+
+function enqueueChat(payload, rec) {
+  state.outbox.push({ payload, rec });
+  drainOutbox();
+}
+
+async function drainOutbox() {
+  if (state.draining) return;
+  state.draining = true;
+  try {
+    while (state.outbox.length) {
+      const r = state.room;
+      if (!r || r.closed || r.rejoining || !state.conn || !state.conn.isOpen()) break;
+      const wait = limiter.msUntilFree();
+      if (wait > 0) {
+        for (const item of state.outbox) if (item.rec) item.rec.li.dataset.state = 'queued';
+        clearTimeout(state.drainTimer);
+        state.drainTimer = setTimeout(drainOutbox, wait);
+        break;
+      }
+      const item = state.outbox[0];
+      const enc = await encryptJson(r.key, item.payload);
+      if (state.room !== r || !state.conn.send(C.SEND_MESSAGE, enc)) break;
+      limiter.record();
+      state.outbox.shift();
+      if (item.rec) {
+        item.rec.li.dataset.state = 'sent';
+        item.rec.time = Date.now();
+        registerStableId(item.rec, stableIdOf(r.myId, item.rec.time));
+      }
+    }
+  } finally {
+    state.draining = false;
+  }
+}
+
+async function onSubmit(ev) {
+  ev.preventDefault();
+  const r = state.room;
+  if (!r || r.closed) return;
+  const input = $('message-input');
+  const text = input.value;
+  if (!text.trim()) return;
+  const reply = state.replyTo;
+  input.value = '';
+  autoGrow();
+  cancelReply();
+  stopTyping();
+  const payload = await buildPayload({ text, reply }, state.signing && state.signing.privateKey);
+  const rec = addChatMessage({ senderId: r.myId, senderName: r.name, time: Date.now(), payload, mine: true });
+  rec.li.dataset.state = 'sending';
+  setVerify(rec, state.signing ? 'own' : 'unknown');
+  enqueueChat(payload, rec);
+  if (limiter.msUntilFree() > 0) toast('You are sending quickly: messages are queued (10 per 10 seconds).', 'info');
+}
+
+// ------------------------------------------------------------------ typing
+
+async function sendTyping(typing) {
+  const r = state.room;
+  if (!r || r.closed || !state.conn || !state.conn.isOpen()) return;
+  const enc = await encryptJson(r.key, { typing });
+  state.conn.send(C.TYPING, enc);
+}
+
+function onInput() {
+  autoGrow();
+  const t = state.typing;
+  if (!$('message-input').value) {
+    stopTyping();
+    return;
+  }
+  const now = Date.now();
+  if (!t.sent || now - t.lastSent > TYPING_SEND_EVERY_MS) {
+    t.sent = true;
+    t.lastSent = now;
+    sendTyping(true);
+  }
+  clearTimeout(t.idleTimer);
+  t.idleTimer = setTimeout(stopTyping, TYPING_IDLE_MS);
+}
+
+function stopTyping() {
+  const t = state.typing;
+  clearTimeout(t.idleTimer);
+  if (t.sent) {
+    t.sent = false;
+    sendTyping(false);
+  }
+}
+
+async function onMemberTyping(d) {
+  if (typeof d.id !== 'string' || !state.room || d.id === state.room.myId) return;
+  let typing = d.typing === true;
+  if (typeof d.iv === 'string' && d.iv && typeof d.ciphertext === 'string' && d.ciphertext) {
+    try {
+      const p = await decryptJson(state.room.key, d.iv, d.ciphertext);
+      typing = !!(p && p.typing === true);
+    } catch {
+      return;
+    }
+  }
+  const shown = state.typing.shown;
+  clearTimeout(shown.get(d.id));
+  if (typing) shown.set(d.id, setTimeout(() => { shown.delete(d.id); renderTyping(); }, TYPING_SHOW_MS));
+  else shown.delete(d.id);
+  renderTyping();
+}
+
+function clearTypingShown() {
+  for (const timer of state.typing.shown.values()) clearTimeout(timer);
+  state.typing.shown.clear();
+  renderTyping();
+}
+
+function renderTyping() {
+  const names = [...state.typing.shown.keys()].map((id) => memberName(id));
+  const p = $('typing');
+  if (!names.length) p.textContent = '';
+  else if (names.length === 1) p.textContent = `${names[0]} is typing…`;
+  else if (names.length === 2) p.textContent = `${names[0]} and ${names[1]} are typing…`;
+  else p.textContent = 'Several people are typing…';
+}
+
+// ------------------------------------------------------------------ files view
+
+const transferViews = new Map();
+
+function transferStatusText(t) {
+  switch (t.status) {
+    case 'queued': return 'Waiting to send…';
+    case 'sending': return `Sending… ${Math.round((t.done / t.totalChunks) * 100)}%`;
+    case 'sent': {
+      const n = t.receivers;
+      if (!n) return 'Sent (nobody else was in the room)';
+      return `Sent · delivered to ${Math.min(t.acks.size, n)} of ${n}`;
+    }
+    case 'receiving': return `Receiving… ${Math.round((t.done / t.totalChunks) * 100)}%`;
+    case 'received': return 'Received';
+    case 'cancelled': return 'Cancelled';
+    case 'failed': return `Failed: ${t.error || 'unknown error'}`;
+    default: return t.status;
+  }
+}
+
+function renderTransfer(t) {
+  const r = state.room;
+  if (!r) return;
+  let v = transferViews.get(t);
+  if (!v) {
+    const mine = t.direction === 'send';
+    const senderId = mine ? r.myId : t.senderId;
+    const senderName = mine ? r.name : t.senderName;
+    const time = mine ? Date.now() : t.time;
+    const { li, verifyEl } = buildMessageItem({ senderId, senderName, time, mine });
+    li.dataset.kind = 'file';
+    li.dataset.transferId = t.transferId;
+    verifyEl.remove();
+    const name = el('span', { class: 'file-name', text: t.name });
+    const size = el('span', { class: 'file-size', text: formatBytes(t.size) });
+    const progress = el('progress', { max: t.totalChunks, value: 0, 'aria-label': `Progress of ${t.name}` });
+    const status = el('span', { class: 'file-status', role: 'status' });
+    const box = el('div', { class: 'file' }, el('span', { class: 'file-icon', 'aria-hidden': 'true', text: '📄' }), el('div', { class: 'file-main' }, name, size, progress, status));
+    li.append(box);
+    const rec = { li, transfer: t, stableId: null };
+    if (mine) {
+      const cancel = el('button', { type: 'button', class: 'file-cancel', text: 'Cancel' });
+      cancel.addEventListener('click', () => files.cancel(t.transferId));
+      box.append(cancel);
+      v = { li, box, progress, status, cancel, rec };
+    } else {
+      v = { li, box, progress, status, rec };
+    }
+    transferViews.set(t, v);
+    $('messages').append(li);
+    scrollToBottom(mine);
+    scheduleEphemeral(rec);
+  }
+  v.li.dataset.state = t.status;
+  v.progress.value = t.done;
+  v.status.textContent = transferStatusText(t);
+  if (v.cancel) v.cancel.hidden = !(t.status === 'sending' || t.status === 'queued');
+  if (t.previewUrl && !v.preview) {
+    v.preview = el('img', { class: 'file-preview', src: t.previewUrl, alt: `Preview of ${t.name}` });
+    v.box.after(v.preview);
+  }
+  if (t.status === 'received' && t.url && !v.link) {
+    v.link = el('a', { class: 'file-download', href: t.url, download: t.name, text: `Download ${t.name}` });
+    v.box.querySelector('.file-main').append(v.link);
+  }
+  if (t.status !== 'sending' && t.status !== 'receiving' && t.status !== 'queued') v.progress.hidden = t.status !== 'sent' && t.status !== 'received';
+}
+
+function onFileChosen() {
+  const input = $('file-input');
+  const file = input.files && input.files[0];
+  input.value = '';
+  if (!file || !state.room || state.room.closed) return;
+  try {
+    files.send(file);
+  } catch (err) {
+    toast(err.message);
+  }
+}
+
+// ------------------------------------------------------------------ incoming
+
+async function handleMessage({ type, data }) {
+  const d = data && typeof data === 'object' && !Array.isArray(data) ? data : {};
+  switch (type) {
+    case S.ROOM_CREATED:
+      if (state.joining && state.joining.kind === 'create') {
+        state.joining.roomId = d.roomId;
+        state.joining.expiresAt = d.expiresAt;
+      }
+      return;
+    case S.ROOM_JOINED:
+      if (state.joining) await enterRoom(d);
+      else if (state.room && state.room.rejoining) rejoined(d);
+      return;
+    case S.ERROR:
+      return onError(d);
+    case S.MATCH_ERROR:
+      return onError(d);
+    default:
+      break;
+  }
+  const r = state.room;
+  if (!r || r.rejoining) return;
+  switch (type) {
+    case S.MEMBER_JOINED:
+      if (typeof d.id !== 'string') return;
+      r.members.set(d.id, { id: d.id, name: typeof d.name === 'string' ? d.name : '?', color: d.color });
+      renderMembers();
+      systemLine(`${memberName(d.id)} joined.`);
+      scheduleAnnounce();
+      return;
+    case S.MEMBER_LEFT: {
+      if (typeof d.id !== 'string') return;
+      const name = memberName(d.id);
+      r.members.delete(d.id);
+      renderMembers();
+      state.typing.shown.delete(d.id);
+      renderTyping();
+      systemLine(`${name} left.`);
+      return;
+    }
+    case S.RELAY_MESSAGE:
+      return onRelayMessage(d);
+    case S.MEMBER_TYPING:
+      return onMemberTyping(d);
+    case S.RELAY_REACTION:
+      return onRelayReaction(d);
+    case S.ROOM_CLOSED:
+      return onRoomClosed(d);
+    case S.RELAY_FILE_META:
+      await files.onMeta(d);
+      return;
+    case S.RELAY_FILE_CHUNK:
+      await files.onChunk(d);
+      return;
+    case S.RELAY_FILE_COMPLETE:
+      files.onComplete(d);
+      return;
+    case S.RELAY_FILE_CANCEL:
+      files.onCancel(d);
+      return;
+    case S.RELAY_FILE_ACK:
+      files.onAck(d);
+      return;
+    default:
+      return; // unknown types are ignored
+  }
+}
+
+async function onRelayMessage(d) {
+  const r = state.room;
+  if (d.senderId === SYSTEM_SENDER && d.ciphertext === EXPIRY_WARNING_SENTINEL) {
+    // Server notice with an empty iv: never decrypted.
+    systemLine('This room expires in less than 5 minutes.', 'warn');
+    return;
+  }
+  if (typeof d.senderId !== 'string' || typeof d.iv !== 'string' || typeof d.ciphertext !== 'string') return;
+  let plaintext;
+  try {
+    plaintext = await decryptText(r.key, d.iv, d.ciphertext);
+  } catch {
+    systemLine(`A message from ${typeof d.senderName === 'string' ? d.senderName : 'someone'} could not be decrypted.`, 'warn');
+    return;
+  }
+  const payload = parsePayload(plaintext);
+  if (payload.type === 'pubkey') {
+    await onPubkey(d.senderId, payload);
+    return;
+  }
+  if (!payload.text) return;
+  const time = typeof d.t === 'number' ? d.t : Date.now();
+  const senderName = typeof d.senderName === 'string' ? d.senderName : memberName(d.senderId);
+  const rec = addChatMessage({ senderId: d.senderId, senderName, time, payload, mine: false });
+  registerStableId(rec, stableIdOf(d.senderId, time));
+  await verifyIncoming(rec, payload);
+}
+
+function onRoomClosed(d) {
+  const r = state.room;
+  r.closed = true;
+  files.clear();
+  clearTypingShown();
+  state.outbox = [];
+  const why = d.reason === 'expired' ? 'This room has expired and was closed.' : 'This room was closed.';
+  systemLine(why, 'warn');
+  $('closed-text').textContent = why;
+  $('closed-bar').hidden = false;
+  setComposerEnabled(false);
+  startExpiryTicker();
+}
+
+function onError(d) {
+  const code = typeof d.code === 'string' ? d.code : '';
+  const text = errorText(code, d.msg);
+  if (state.joining) {
+    state.joining = null;
+    setBusy(false);
+    showLandingError(text);
+    if (code === 'E006') $('join-password').focus();
+    return;
+  }
+  const r = state.room;
+  if (r && r.rejoining) {
+    r.rejoining = false;
+    r.closed = true;
+    systemLine(`Could not rejoin the room: ${text}`, 'warn');
+    $('closed-text').textContent = 'The room is no longer available.';
+    $('closed-bar').hidden = false;
+    setComposerEnabled(false);
+    return;
+  }
+  if (r && (code === 'E003') && !r.closed) {
+    onRoomClosed({});
+    return;
+  }
+  toast(text);
+}
+
+// ------------------------------------------------------------------ composer
+
+function autoGrow() {
+  const ta = $('message-input');
+  ta.style.height = 'auto';
+  ta.style.height = `${Math.min(ta.scrollHeight, 160)}px`;
+}
+
+function onComposerKey(e) {
+  if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
+    e.preventDefault();
+    $('composer').requestSubmit();
+  }
+}
+
+// ------------------------------------------------------------------ boot
+
+function init() {
+  if (!globalThis.crypto || !globalThis.crypto.subtle) {
+    showLandingError('This page must be opened over https (or on localhost): the browser only offers its cryptography to secure pages.');
+    setBusy(true);
+    return;
+  }
+  $('create-form').addEventListener('submit', onCreate);
+  $('join-form').addEventListener('submit', onJoin);
+  $('composer').addEventListener('submit', onSubmit);
+  $('message-input').addEventListener('input', onInput);
+  $('message-input').addEventListener('keydown', onComposerKey);
+  $('file-input').addEventListener('change', onFileChosen);
+  $('reply-cancel').addEventListener('click', cancelReply);
+  $('leave-btn').addEventListener('click', leaveRoom);
+  $('closed-home').addEventListener('click', leaveRoom);
+  $('share-toggle').addEventListener('click', () => {
+    const panel = $('share-panel');
+    panel.hidden = !panel.hidden;
+    $('share-toggle').setAttribute('aria-expanded', String(!panel.hidden));
+    if (!panel.hidden) $('share-link').select();
+  });
+  $('copy-link').addEventListener('click', async () => {
+    const input = $('share-link');
+    try {
+      await navigator.clipboard.writeText(input.value);
+      $('copy-status').textContent = 'Link copied.';
+    } catch {
+      input.select();
+      $('copy-status').textContent = 'Press Ctrl+C (⌘C) to copy the selected link.';
+    }
+  });
+  $('members-toggle').addEventListener('click', () => {
+    const open = !$('members').classList.contains('open');
+    $('members').classList.toggle('open', open);
+    $('members-toggle').setAttribute('aria-expanded', String(open));
+  });
+  document.addEventListener('keydown', (e) => {
+    if (e.key === 'Escape' && !$('share-panel').hidden) {
+      $('share-panel').hidden = true;
+      $('share-toggle').setAttribute('aria-expanded', 'false');
+      $('share-toggle').focus();
+    }
+  });
+  window.addEventListener('online', () => state.conn && state.conn.retryNow());
+
+  // An invite link opens the join form pre-filled (the fragment stays local).
+  if (location.hash.length > 1) {
+    const code = decodeURIComponent(location.hash.slice(1));
+    if (parseShareCode(code)) {
+      $('join-code').value = code;
+      $('join-name').focus();
+      document.querySelector('#join-form').closest('.card').classList.add('highlight');
+    }
+  } else {
+    $('create-name').focus();
+  }
+  document.documentElement.dataset.ready = 'true';
+}
+
+init();

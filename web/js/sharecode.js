@@ -1,0 +1,63 @@
+// Share codes: `{roomId}:{base64url(roomKey)}[:{ephemeral}[:{expiresAt}]]`.
+// The share link carries the code in the URL fragment, which browsers never
+// send to a server: `https://host/#{code}`.
+
+import { fromBase64Url } from './encoding.js';
+
+const ROOM_ID_RE = /^[A-Za-z0-9_-]{21}$/;
+const KEY_RE = /^[A-Za-z0-9_-]{43}$/;
+
+function parseNonNegativeInt(s) {
+  if (!/^\d{1,15}$/.test(s)) return null;
+  return Number(s);
+}
+
+/** Build a share code; segments 3 and 4 appear only when needed. */
+export function formatShareCode({ roomId, key, ephemeral = 0, expiresAt = 0 }) {
+  const base = `${roomId}:${key}`;
+  if (expiresAt > 0) return `${base}:${ephemeral}:${expiresAt}`;
+  if (ephemeral > 0) return `${base}:${ephemeral}`;
+  return base;
+}
+
+/**
+ * Parse a share code, or a share link / fragment containing one.
+ * Returns {roomId, key, ephemeral, expiresAt} or null when invalid.
+ */
+export function parseShareCode(input) {
+  if (typeof input !== 'string') return null;
+  let code = input.trim();
+  const hash = code.indexOf('#');
+  if (hash >= 0) code = code.slice(hash + 1);
+  try {
+    code = decodeURIComponent(code);
+  } catch {
+    return null;
+  }
+  code = code.trim();
+  const parts = code.split(':');
+  if (parts.length < 2 || parts.length > 4) return null;
+  const [roomId, key] = parts;
+  if (!ROOM_ID_RE.test(roomId) || !KEY_RE.test(key)) return null;
+  try {
+    if (fromBase64Url(key).length !== 32) return null;
+  } catch {
+    return null;
+  }
+  let ephemeral = 0;
+  let expiresAt = 0;
+  if (parts.length >= 3) {
+    ephemeral = parseNonNegativeInt(parts[2]);
+    if (ephemeral === null) return null;
+  }
+  if (parts.length === 4) {
+    expiresAt = parseNonNegativeInt(parts[3]);
+    if (expiresAt === null) return null;
+  }
+  return { roomId, key, ephemeral, expiresAt };
+}
+
+/** The share link for a code, on the given origin (fragment only). */
+export function shareLink(origin, code) {
+  return `${origin}/#${code}`;
+}
