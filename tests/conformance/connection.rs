@@ -6,9 +6,10 @@ use std::time::Duration;
 use crate::map;
 use crate::support::http;
 use crate::support::msg::now_ms;
-use crate::support::room::{create_data, create_on, join_data};
+use crate::support::room::{create_data, create_on, create_room, join_data};
 use crate::support::{
-    assert_room_chats, open_room, t, Client, ConnectError, ConnectOpts, Env, Event, Opts, ValueExt,
+    assert_room_chats, open_room, t, Client, ConnectError, ConnectOpts, Env, Event, Member, Opts,
+    ValueExt,
 };
 
 async fn connect_with_origin(env: &Env, origin: Option<&str>) -> Result<Client, ConnectError> {
@@ -198,6 +199,22 @@ async fn server_sends_ws_ping_then_app_ping_periodically() {
     }
 }
 
+/// Reads `m` for `period`, accepting only app pings (auto-pong answers the WS pings).
+async fn keep_reading(mut m: Member, period: Duration) -> Member {
+    let until = tokio::time::Instant::now() + period;
+    loop {
+        let left = until.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            return m;
+        }
+        match m.next_event(left).await {
+            None => return m,
+            Some(Event::Msg(ty, _)) if ty == t::PING => continue,
+            Some(other) => panic!("{}: unexpected {other:?}", m.name),
+        }
+    }
+}
+
 #[tokio::test]
 async fn client_answering_ws_pings_outlives_the_read_timeout() {
     let env = Env::single_with(
@@ -209,21 +226,12 @@ async fn client_answering_ws_pings_outlives_the_read_timeout() {
     let [mut a, mut b] = open_room::<2>(&env).await;
     a.skip_app_pings = true;
     b.skip_app_pings = true;
-    // Stay connected for 2.5 read timeouts, reading (so auto-pong answers the WS pings).
-    let until = tokio::time::Instant::now() + Duration::from_millis(2500);
-    for m in [&mut a, &mut b] {
-        loop {
-            let left = until.saturating_duration_since(tokio::time::Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            match m.next_event(left).await {
-                None => break,
-                Some(Event::Msg(ty, _)) if ty == t::PING => continue,
-                Some(other) => panic!("{}: unexpected {other:?}", m.name),
-            }
-        }
-    }
+    // Both stay connected for 2.5 read timeouts, reading concurrently.
+    let period = Duration::from_millis(2500);
+    let ta = tokio::spawn(keep_reading(a, period));
+    let tb = tokio::spawn(keep_reading(b, period));
+    let mut a = ta.await.expect("reader a");
+    let mut b = tb.await.expect("reader b");
     assert_room_chats(&mut [&mut a, &mut b]).await;
 }
 
@@ -235,7 +243,7 @@ async fn client_not_answering_ws_pings_is_closed_with_4002() {
             .flag("--read-timeout-ms", 1000),
     )
     .await;
-    let [mut a, _] = open_room::<2>(&env).await;
+    let mut a = create_room(&env, 0, "a").await;
     a.skip_app_pings = true;
     let opts = ConnectOpts {
         auto_pong: false,
@@ -255,15 +263,22 @@ async fn client_not_answering_ws_pings_is_closed_with_4002() {
         .expect("joiner")
         .str("id")
         .to_string();
-    assert_eq!(a.expect(t::MEMBER_JOINED).await.str("id"), mute_id);
+    // a keeps reading (and so answering WS pings) while the mute member times out.
+    let watcher = tokio::spawn(async move {
+        a.timeout = Duration::from_secs(6);
+        let joined = a.expect(t::MEMBER_JOINED).await.str("id").to_string();
+        let left = a.expect(t::MEMBER_LEFT).await.str("id").to_string();
+        (joined, left)
+    });
     mute.expect_close_within(4002, Duration::from_secs(5)).await;
     assert!(
         started.elapsed() >= Duration::from_millis(900),
         "closed after {:?}, before the 1 s read timeout",
         started.elapsed()
     );
-    a.timeout = Duration::from_secs(5);
-    assert_eq!(a.expect(t::MEMBER_LEFT).await.str("id"), mute_id);
+    let (joined, left) = watcher.await.expect("watcher");
+    assert_eq!(joined, mute_id);
+    assert_eq!(left, mute_id);
 }
 
 #[tokio::test]

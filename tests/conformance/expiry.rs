@@ -212,7 +212,10 @@ async fn expiry_cancels_active_transfers_to_everyone_including_the_sender() {
     // The transfer was cleared: a new one may start in a new room.
     create_on(&mut a.client, create_data("again")).await;
     a.send(t::FILE_META, super::files::meta("tr-next")).await;
-    a.sync().await;
+    // An Ack without transferId is answered "missing transferId": if the Meta had been refused,
+    // its "already has active transfer" would come first.
+    a.send(t::FILE_ACK, map! {}).await;
+    a.expect_error("E005", "missing transferId").await;
 }
 
 #[tokio::test]
