@@ -19,5 +19,6 @@ mod conformance {
     mod logs;
     mod passwords;
     mod rooms;
+    mod spa;
     mod typing;
 }
