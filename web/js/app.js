@@ -1021,6 +1021,21 @@ function onComposerKey(e) {
 
 // ------------------------------------------------------------------ boot
 
+function prefillFromFragment() {
+  if (location.hash.length <= 1) return false;
+  let code;
+  try {
+    code = decodeURIComponent(location.hash.slice(1));
+  } catch {
+    return false;
+  }
+  if (!parseShareCode(code)) return false;
+  $('join-code').value = code;
+  $('join-name').focus();
+  $('join-form').closest('.card').classList.add('highlight');
+  return true;
+}
+
 function init() {
   if (!globalThis.crypto || !globalThis.crypto.subtle) {
     showLandingError('This page must be opened over https (or on localhost): the browser only offers its cryptography to secure pages.');
@@ -1067,16 +1082,10 @@ function init() {
   window.addEventListener('online', () => state.conn && state.conn.retryNow());
 
   // An invite link opens the join form pre-filled (the fragment stays local).
-  if (location.hash.length > 1) {
-    const code = decodeURIComponent(location.hash.slice(1));
-    if (parseShareCode(code)) {
-      $('join-code').value = code;
-      $('join-name').focus();
-      document.querySelector('#join-form').closest('.card').classList.add('highlight');
-    }
-  } else {
-    $('create-name').focus();
-  }
+  if (!prefillFromFragment()) $('create-name').focus();
+  window.addEventListener('hashchange', () => {
+    if (!state.room) prefillFromFragment();
+  });
   document.documentElement.dataset.ready = 'true';
 }
 
