@@ -10,7 +10,7 @@
 //! The structs also implement `Serialize`, so our own clients (load generator,
 //! tests) encode with [`encode`] exactly what existing clients send.
 
-use rmpv::ValueRef;
+pub use rmpv::ValueRef;
 use serde::Serialize;
 
 use crate::kind;

@@ -1,1 +1,126 @@
-//! placeholder
+//! The relay: accepts WebSockets, speaks the Arthas protocol, keeps the
+//! local room index and fans messages out through the bus.
+//!
+//! - [`server`]: HTTP front, `/ws` upgrade, origin policy;
+//! - [`connection`]: one socket's task (read, write, ping, deadlines);
+//! - [`websocket`]: RFC 6455 framing;
+//! - [`session`]: the protocol state machine of one connection;
+//! - [`hub`]: the local room index and the bus fan-out;
+//! - [`outbox`]: the bounded per-connection queue;
+//! - [`expiry`]: per-node expiry warnings and closes;
+//! - [`metrics`]: Prometheus counters.
+//!
+//! The relay does not know which engine runs behind [`store::RoomStore`] and
+//! [`store::Bus`], nor whether the gateway ([`gateway::Authority`]) is in
+//! process or remote.
+
+pub mod config;
+pub mod connection;
+pub mod expiry;
+pub mod hub;
+pub mod metrics;
+pub mod outbox;
+pub mod server;
+pub mod session;
+pub mod websocket;
+
+use std::sync::{Arc, OnceLock};
+
+use gateway::Authority;
+use store::{Bus, BusSink, RoomStore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use config::{OriginPolicy, RelayConfig};
+use hub::{Hub, HubSink};
+use metrics::Metrics;
+
+/// A relay node: its configuration and the parts every connection shares.
+pub struct Relay {
+    pub config: RelayConfig,
+    pub origins: OriginPolicy,
+    pub store: Arc<dyn RoomStore>,
+    pub bus: Arc<dyn Bus>,
+    pub authority: Arc<dyn Authority>,
+    pub hub: Arc<Hub>,
+    pub metrics: Metrics,
+    /// Cancelled when the node shuts down or drains.
+    pub shutdown: CancellationToken,
+    /// Every connection task, so shutdown can wait for them.
+    pub tasks: TaskTracker,
+}
+
+/// The first half of building a relay: the bus needs the relay's sink before
+/// the relay can have the bus.
+pub struct RelayBuilder {
+    metrics: Metrics,
+    sink: Arc<HubSink>,
+}
+
+impl RelayBuilder {
+    /// Creates the local room index and its sink.
+    pub fn new() -> RelayBuilder {
+        let metrics = Metrics::new();
+        let hub = Arc::new(Hub::new(metrics.clone()));
+        RelayBuilder {
+            metrics,
+            sink: Arc::new(HubSink {
+                hub,
+                bus: OnceLock::new(),
+            }),
+        }
+    }
+
+    /// Where the bus engine delivers.
+    pub fn sink(&self) -> Arc<dyn BusSink> {
+        self.sink.clone()
+    }
+
+    /// Completes the relay.
+    pub fn build(
+        self,
+        config: RelayConfig,
+        store: Arc<dyn RoomStore>,
+        bus: Arc<dyn Bus>,
+        authority: Arc<dyn Authority>,
+    ) -> Arc<Relay> {
+        let _ = self.sink.bus.set(bus.clone());
+        Arc::new(Relay {
+            origins: OriginPolicy::parse(&config.allowed_origins),
+            config,
+            store,
+            bus,
+            authority,
+            hub: self.sink.hub.clone(),
+            metrics: self.metrics,
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+        })
+    }
+}
+
+impl Default for RelayBuilder {
+    fn default() -> Self {
+        RelayBuilder::new()
+    }
+}
+
+impl Relay {
+    /// Starts the node's background work (expiry sweep).
+    pub fn start_background(self: &Arc<Self>) {
+        self.tasks.spawn(expiry::run(self.clone()));
+    }
+
+    /// Shuts down: stop accepting, close every connection with 1001 (spread
+    /// over the drain window), and wait at most `grace` for them to finish.
+    pub async fn shutdown(&self, grace: std::time::Duration) {
+        self.shutdown.cancel();
+        self.tasks.close();
+        if tokio::time::timeout(grace, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("shutdown grace period over with connections still open");
+        }
+    }
+}

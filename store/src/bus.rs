@@ -84,7 +84,8 @@ impl BusMessage {
             TAG_TRANSFER => {
                 let (&len, rest) = rest.split_first().ok_or(MalformedBusMessage)?;
                 let id = rest.get(..len as usize).ok_or(MalformedBusMessage)?;
-                let transfer_id = String::from_utf8(id.to_vec()).map_err(|_| MalformedBusMessage)?;
+                let transfer_id =
+                    String::from_utf8(id.to_vec()).map_err(|_| MalformedBusMessage)?;
                 (Target::TransferSender { transfer_id }, 3 + len as usize)
             }
             TAG_CLOSE => (Target::CloseRoom, 2),
@@ -158,7 +159,14 @@ mod tests {
 
     #[test]
     fn truncated_or_foreign_payloads_are_refused() {
-        for wire in [&b""[..], b"\x01", b"\x02\x00x", b"\x01\x01abc", b"\x01\x02\x09ab", b"\x01\x09"] {
+        for wire in [
+            &b""[..],
+            b"\x01",
+            b"\x02\x00x",
+            b"\x01\x01abc",
+            b"\x01\x02\x09ab",
+            b"\x01\x09",
+        ] {
             assert!(BusMessage::from_wire(Bytes::copy_from_slice(wire)).is_err());
         }
     }

@@ -360,13 +360,22 @@ mod tests {
     #[tokio::test]
     async fn join_checks_run_in_reference_order() {
         let e = MemoryEngine::new(MemoryLimits::default());
-        assert_eq!(e.join("nope", member(1), false, 0).await.unwrap_err(), JoinError::NotFound);
+        assert_eq!(
+            e.join("nope", member(1), false, 0).await.unwrap_err(),
+            JoinError::NotFound
+        );
         assert!(e.create_room(record("r", 1, "hash")).await.unwrap());
         assert!(!e.create_room(record("r", 1, "")).await.unwrap());
-        assert_eq!(e.join("r", member(1), false, 0).await.unwrap_err(), JoinError::NeedsPassword);
+        assert_eq!(
+            e.join("r", member(1), false, 0).await.unwrap_err(),
+            JoinError::NeedsPassword
+        );
         let joined = e.join("r", member(1), true, 0).await.unwrap();
         assert_eq!(joined.members.len(), 1);
-        assert_eq!(e.join("r", member(2), true, 0).await.unwrap_err(), JoinError::Full);
+        assert_eq!(
+            e.join("r", member(2), true, 0).await.unwrap_err(),
+            JoinError::Full
+        );
     }
 
     #[tokio::test]
@@ -374,7 +383,10 @@ mod tests {
         let e = MemoryEngine::new(MemoryLimits::default());
         e.create_room(record("r", 5, "")).await.unwrap();
         e.join("r", member(1), false, 0).await.unwrap();
-        assert_eq!(e.join("r", member(1), false, 0).await.unwrap_err(), JoinError::IdTaken);
+        assert_eq!(
+            e.join("r", member(1), false, 0).await.unwrap_err(),
+            JoinError::IdTaken
+        );
         let joined = e.join("r", member(2), false, 0).await.unwrap();
         assert_eq!(joined.members.last().unwrap().id, MemberId::from_random(2));
         let left = e.leave("r", MemberId::from_random(1)).await.unwrap();

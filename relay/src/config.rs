@@ -1,0 +1,115 @@
+//! The relay's limits and timings, each a named value (documented in the
+//! README's configuration table; binaries fill it from flags and `ARTHAS_*`
+//! environment variables).
+
+use std::time::Duration;
+
+/// Everything a relay node is configured with.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// This node's id (presence entries, logs).
+    pub node_id: String,
+    /// Allowed `Origin` values for the WebSocket upgrade, raw comma list
+    /// (empty: every origin, including none, is allowed).
+    pub allowed_origins: String,
+    /// Take the client IP from X-Forwarded-For / X-Real-IP (behind a proxy).
+    pub trust_forwarded_for: bool,
+    /// Largest inbound message; larger ones close the connection with 1009.
+    pub max_message_bytes: usize,
+    /// How often the server sends a WebSocket ping and an application Ping.
+    pub ping_interval: Duration,
+    /// A connection with no WebSocket pong for this long is closed (4002).
+    pub read_timeout: Duration,
+    /// Longest time one frame may take to write.
+    pub write_timeout: Duration,
+    /// Most payload bytes queued to one connection; overflow closes it (4001).
+    pub max_outbound_queue_bytes: usize,
+    /// Accepted chat messages (SendMessage) per window per connection.
+    pub chat_rate_limit: usize,
+    /// The chat rate window.
+    pub chat_rate_window: Duration,
+    /// How often this node checks its rooms for expiry and the warning.
+    pub expiry_sweep_interval: Duration,
+    /// The expiry warning goes out this long before `expiresAt`.
+    pub expiry_warning_lead: Duration,
+    /// An active file transfer older than this is forgotten.
+    pub file_transfer_stale: Duration,
+    /// On shutdown, connections are closed (1001) spread over this window.
+    pub drain_window: Duration,
+    /// Most open WebSocket connections on this node; more get HTTP 503.
+    pub max_connections: usize,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        RelayConfig {
+            node_id: "local".into(),
+            allowed_origins: String::new(),
+            trust_forwarded_for: false,
+            max_message_bytes: 102_400,
+            ping_interval: Duration::from_secs(25),
+            read_timeout: Duration::from_secs(40),
+            write_timeout: Duration::from_secs(10),
+            max_outbound_queue_bytes: 8 * 1024 * 1024,
+            chat_rate_limit: 10,
+            chat_rate_window: Duration::from_secs(10),
+            expiry_sweep_interval: Duration::from_secs(1),
+            expiry_warning_lead: Duration::from_secs(300),
+            file_transfer_stale: Duration::from_secs(90),
+            drain_window: Duration::ZERO,
+            max_connections: 19_000,
+        }
+    }
+}
+
+/// The origin allow-list, parsed once (PROTOCOL.md §1).
+#[derive(Debug, Clone, Default)]
+pub struct OriginPolicy {
+    /// Exact, case-sensitive entries; empty = allow everything.
+    allowed: Vec<String>,
+}
+
+impl OriginPolicy {
+    /// Splits on commas, trims, drops empty entries, keeps order.
+    pub fn parse(raw: &str) -> OriginPolicy {
+        let allowed: Vec<String> = raw
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if allowed.is_empty() && !raw.trim().is_empty() {
+            tracing::warn!("allowed origins has no usable entries: every origin is allowed");
+        }
+        OriginPolicy { allowed }
+    }
+
+    /// Whether an upgrade with this `Origin` header (or none) is allowed.
+    pub fn allows(&self, origin: Option<&str>) -> bool {
+        if self.allowed.is_empty() {
+            return true;
+        }
+        origin.is_some_and(|o| self.allowed.iter().any(|a| a == o))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_follow_the_reference_rules() {
+        let any = OriginPolicy::parse("");
+        assert!(any.allows(None) && any.allows(Some("x")));
+        let blank = OriginPolicy::parse(" , ,");
+        assert!(blank.allows(None));
+        let list = OriginPolicy::parse(" https://a.example , arthas-cli,");
+        assert!(list.allows(Some("https://a.example")));
+        assert!(list.allows(Some("arthas-cli")));
+        assert!(!list.allows(Some("https://A.example")));
+        assert!(!list.allows(Some("http://a.example")));
+        assert!(!list.allows(None));
+        let star = OriginPolicy::parse("*");
+        assert!(star.allows(Some("*")) && !star.allows(Some("https://a.example")));
+    }
+}

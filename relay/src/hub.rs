@@ -1,0 +1,369 @@
+//! The relay's local room index: which of this node's connections sit in
+//! which room, and the fan-out of bus messages to them.
+//!
+//! Hot path ([`Hub::deliver`]): one map lookup under a short lock, a clone
+//! of the room's copy-on-write member list (`Arc<[LocalMember]>`) under
+//! another, then one reference-counted `Bytes` pushed into each recipient's
+//! bounded queue. No lock is held while pushing, nothing is encoded or
+//! allocated per recipient.
+//!
+//! Subscriptions: a relay is subscribed to a room's bus channel exactly while
+//! it has local members there. Joins and the last local leave serialise on
+//! the room's `subscription` lock, so a SUBSCRIBE and an UNSUBSCRIBE for the
+//! same room never race on the bus connection.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use protocol::member::MemberId;
+use store::{Bus, BusError, BusMessage, BusSink, Target};
+
+use crate::metrics::Metrics;
+use crate::outbox::{Outbox, PushError};
+
+/// A connection's file-transfer state (PROTOCOL.md §6).
+#[derive(Debug, Default)]
+pub struct Transfers {
+    /// The one active transfer and when its Meta arrived.
+    active: Option<(String, Instant)>,
+    /// The id of the last completed transfer (acks may still arrive).
+    last_completed: Option<String>,
+}
+
+/// What of a connection the rest of the relay may touch: its queue and its
+/// file-transfer state (for directed acks and expiry cancels).
+#[derive(Debug)]
+pub struct Peer {
+    pub outbox: Outbox,
+    transfers: Mutex<Transfers>,
+    /// An active transfer older than this is stale and forgotten.
+    transfer_stale_after: Duration,
+}
+
+impl Peer {
+    /// A peer with an empty queue of `max_queue_bytes`.
+    pub fn new(max_queue_bytes: usize, transfer_stale_after: Duration) -> Peer {
+        Peer {
+            outbox: Outbox::new(max_queue_bytes),
+            transfers: Mutex::new(Transfers::default()),
+            transfer_stale_after,
+        }
+    }
+
+    fn transfers(&self) -> MutexGuard<'_, Transfers> {
+        self.transfers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The active transfer's id, unless it went stale.
+    pub fn active_transfer(&self) -> Option<String> {
+        let mut t = self.transfers();
+        if let Some((_, started)) = &t.active {
+            if started.elapsed() > self.transfer_stale_after {
+                t.active = None;
+            }
+        }
+        t.active.as_ref().map(|(id, _)| id.clone())
+    }
+
+    /// Starts a transfer.
+    pub fn start_transfer(&self, id: &str) {
+        self.transfers().active = Some((id.to_owned(), Instant::now()));
+    }
+
+    /// Ends the active transfer; `completed` remembers it for late acks.
+    pub fn end_transfer(&self, completed: bool) -> Option<String> {
+        let mut t = self.transfers();
+        let ended = t.active.take().map(|(id, _)| id);
+        if completed {
+            t.last_completed = ended.clone();
+        }
+        ended
+    }
+
+    /// Whether an ack for `transfer_id` belongs to this peer.
+    fn owns_transfer(&self, transfer_id: &str) -> bool {
+        let t = self.transfers();
+        let active = t.active.as_ref().is_some_and(|(id, started)| {
+            id == transfer_id && started.elapsed() <= self.transfer_stale_after
+        });
+        active || t.last_completed.as_deref() == Some(transfer_id)
+    }
+}
+
+/// One local member of a room.
+#[derive(Debug, Clone)]
+pub struct LocalMember {
+    pub id: MemberId,
+    pub peer: Arc<Peer>,
+}
+
+/// A room as this relay sees it.
+#[derive(Debug)]
+pub struct LocalRoom {
+    pub id: Arc<str>,
+    /// Unix seconds; 0 = never.
+    pub expires_at: i64,
+    /// Listed in the public directory (chat activity is counted).
+    pub listed: bool,
+    /// Copy-on-write member list, join order.
+    members: Mutex<Arc<[LocalMember]>>,
+    /// Whether this relay is subscribed to the room's channel; held across
+    /// the SUBSCRIBE/UNSUBSCRIBE await so they never interleave.
+    subscription: tokio::sync::Mutex<bool>,
+    /// The expiry warning was sent to this relay's members.
+    pub warned: AtomicBool,
+    /// The room expired: its members are no longer in it.
+    closed: AtomicBool,
+}
+
+impl LocalRoom {
+    fn new(id: &str, expires_at: i64, listed: bool) -> LocalRoom {
+        LocalRoom {
+            id: Arc::from(id),
+            expires_at,
+            listed,
+            members: Mutex::new(Arc::from(Vec::new())),
+            subscription: tokio::sync::Mutex::new(false),
+            warned: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    fn lock_members(&self) -> MutexGuard<'_, Arc<[LocalMember]>> {
+        self.members.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A snapshot of the local members.
+    pub fn members(&self) -> Arc<[LocalMember]> {
+        self.lock_members().clone()
+    }
+
+    /// Whether the room expired (and this relay closed it).
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Adds a member and queues its first frame (RoomJoined) under the same
+    /// lock, so every later delivery reaches it after that frame.
+    fn add(&self, member: LocalMember, first_frame: Bytes) -> Result<(), PushError> {
+        let mut members = self.lock_members();
+        member.peer.outbox.push(first_frame)?;
+        let mut next = members.to_vec();
+        next.push(member);
+        *members = Arc::from(next);
+        Ok(())
+    }
+
+    /// Removes a member; returns whether the room has no local members left.
+    fn remove(&self, id: MemberId) -> bool {
+        let mut members = self.lock_members();
+        if members.iter().any(|m| m.id == id) {
+            let next: Vec<LocalMember> = members.iter().filter(|m| m.id != id).cloned().collect();
+            *members = Arc::from(next);
+        }
+        members.is_empty()
+    }
+
+    /// Queues `frame` to every local member but `except`; returns how many.
+    fn push_all(&self, frame: &Bytes, except: Option<MemberId>, metrics: &Metrics) -> u64 {
+        let members = self.members();
+        let mut delivered = 0;
+        for m in members.iter().filter(|m| Some(m.id) != except) {
+            match m.peer.outbox.push(frame.clone()) {
+                Ok(()) => delivered += 1,
+                Err(PushError::Overflow) => metrics.slow_consumers.inc(),
+                Err(PushError::Closed) => {}
+            }
+        }
+        delivered
+    }
+}
+
+/// This relay's rooms.
+pub struct Hub {
+    rooms: Mutex<HashMap<Arc<str>, Arc<LocalRoom>>>,
+    metrics: Metrics,
+}
+
+impl Hub {
+    /// An empty index.
+    pub fn new(metrics: Metrics) -> Hub {
+        Hub {
+            rooms: Mutex::new(HashMap::new()),
+            metrics,
+        }
+    }
+
+    fn lock_rooms(&self) -> MutexGuard<'_, HashMap<Arc<str>, Arc<LocalRoom>>> {
+        self.rooms.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn room(&self, room_id: &str) -> Option<Arc<LocalRoom>> {
+        self.lock_rooms().get(room_id).cloned()
+    }
+
+    /// Every room hosted here (for the expiry sweep).
+    pub fn rooms(&self) -> Vec<Arc<LocalRoom>> {
+        self.lock_rooms().values().cloned().collect()
+    }
+
+    fn is_current(&self, room: &Arc<LocalRoom>) -> bool {
+        self.lock_rooms()
+            .get(&room.id)
+            .is_some_and(|r| Arc::ptr_eq(r, room))
+    }
+
+    /// Adds a member to the local index, subscribing to the room's channel
+    /// first if it is the room's first local member. `first_frame`
+    /// (RoomJoined) is queued before any later bus delivery.
+    pub async fn join(
+        &self,
+        bus: &dyn Bus,
+        room_id: &str,
+        expires_at: i64,
+        listed: bool,
+        member: LocalMember,
+        first_frame: Bytes,
+    ) -> Result<Arc<LocalRoom>, BusError> {
+        loop {
+            let room = {
+                let mut rooms = self.lock_rooms();
+                let room = rooms
+                    .entry(Arc::from(room_id))
+                    .or_insert_with(|| Arc::new(LocalRoom::new(room_id, expires_at, listed)))
+                    .clone();
+                self.metrics.local_rooms.set(rooms.len() as i64);
+                room
+            };
+            let mut subscribed = room.subscription.lock().await;
+            if room.is_closed() || !self.is_current(&room) {
+                continue; // emptied and retired while we waited: take the new one
+            }
+            if !*subscribed {
+                if let Err(e) = bus.subscribe(room_id).await {
+                    drop(subscribed);
+                    self.retire_if_empty(bus, &room).await;
+                    return Err(e);
+                }
+                *subscribed = true;
+            }
+            // A full queue here means the joiner is closing anyway.
+            let _ = room.add(member.clone(), first_frame.clone());
+            drop(subscribed);
+            return Ok(room);
+        }
+    }
+
+    /// Removes a member from the local index; unsubscribes when it was the
+    /// room's last local member.
+    pub async fn leave(&self, bus: &dyn Bus, room: &Arc<LocalRoom>, id: MemberId) {
+        if room.remove(id) {
+            self.retire_if_empty(bus, room).await;
+        }
+    }
+
+    async fn retire_if_empty(&self, bus: &dyn Bus, room: &Arc<LocalRoom>) {
+        let mut subscribed = room.subscription.lock().await;
+        if !room.members().is_empty() {
+            return;
+        }
+        if *subscribed {
+            if let Err(e) = bus.unsubscribe(&room.id).await {
+                tracing::warn!(room = %room.id, error = %e, "unsubscribe failed");
+            }
+            *subscribed = false;
+        }
+        let mut rooms = self.lock_rooms();
+        if rooms.get(&room.id).is_some_and(|r| Arc::ptr_eq(r, room)) {
+            rooms.remove(&room.id);
+        }
+        self.metrics.local_rooms.set(rooms.len() as i64);
+    }
+
+    /// Sends a frame to this relay's members of a room only (the expiry
+    /// warning, which each relay sends to its own members).
+    pub fn push_local(&self, room: &LocalRoom, frame: &Bytes) {
+        let n = room.push_all(frame, None, &self.metrics);
+        self.metrics.deliveries.inc_by(n);
+    }
+
+    /// Closes a room on this relay: queues `frame` (RoomClosed) to every
+    /// local member and forgets them, without MemberLeft. Returns the room
+    /// so the caller can unsubscribe.
+    pub fn close_local(&self, room_id: &str, frame: &Bytes) -> Option<Arc<LocalRoom>> {
+        let room = {
+            let mut rooms = self.lock_rooms();
+            let room = rooms.remove(room_id)?;
+            self.metrics.local_rooms.set(rooms.len() as i64);
+            room
+        };
+        room.closed.store(true, Ordering::Release);
+        self.push_local(&room, frame);
+        *room.lock_members() = Arc::from(Vec::new());
+        Some(room)
+    }
+
+    /// Unsubscribes a room closed by [`close_local`](Self::close_local).
+    pub async fn unsubscribe_closed(&self, bus: &dyn Bus, room: &LocalRoom) {
+        let mut subscribed = room.subscription.lock().await;
+        if *subscribed {
+            if let Err(e) = bus.unsubscribe(&room.id).await {
+                tracing::warn!(room = %room.id, error = %e, "unsubscribe failed");
+            }
+            *subscribed = false;
+        }
+    }
+
+    /// Every local member's id and peer across all rooms (shutdown).
+    pub fn is_empty(&self) -> bool {
+        self.lock_rooms().is_empty()
+    }
+}
+
+/// The bus delivers here, synchronously and in each room's order.
+pub struct HubSink {
+    pub hub: Arc<Hub>,
+    /// Closing a room needs an async unsubscribe; it is spawned with this.
+    pub bus: std::sync::OnceLock<Arc<dyn Bus>>,
+}
+
+impl BusSink for HubSink {
+    /// Hot path: fan-out of one bus message to this relay's members.
+    fn deliver(&self, room_id: &str, message: BusMessage) {
+        let hub = &self.hub;
+        match message.target {
+            Target::Room { except } => {
+                if let Some(room) = hub.room(room_id) {
+                    let n = room.push_all(&message.frame, except, &hub.metrics);
+                    hub.metrics.deliveries.inc_by(n);
+                }
+            }
+            Target::TransferSender { transfer_id } => {
+                if let Some(room) = hub.room(room_id) {
+                    if let Some(m) = room
+                        .members()
+                        .iter()
+                        .find(|m| m.peer.owns_transfer(&transfer_id))
+                    {
+                        if m.peer.outbox.push(message.frame.clone()).is_ok() {
+                            hub.metrics.deliveries.inc();
+                        }
+                    }
+                }
+            }
+            Target::CloseRoom => {
+                if let Some(room) = hub.close_local(room_id, &message.frame) {
+                    if let Some(bus) = self.bus.get().cloned() {
+                        let hub = hub.clone();
+                        tokio::spawn(
+                            async move { hub.unsubscribe_closed(bus.as_ref(), &room).await },
+                        );
+                    }
+                }
+            }
+        }
+    }
+}

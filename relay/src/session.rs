@@ -1,0 +1,625 @@
+//! One connection's protocol state machine: every client message of
+//! PROTOCOL.md §2 and §6, with its checks in the reference order, its exact
+//! error texts and its reply sequence.
+//!
+//! Replies to the client go into the connection's own queue, so they are
+//! ordered with everything the bus delivers to it. Frames for other members
+//! are encoded once here and published on the room's bus channel.
+
+use std::collections::VecDeque;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use gateway::{CreateRoomRequest, ListingRequest};
+use protocol::client::{
+    self, CreateRoom, FileChunk, FileMeta, JoinRoom, MessageType, Sealed, TransferRef, Typing,
+    ValueRef,
+};
+use protocol::member::{member_color, MemberId};
+use protocol::reject::texts;
+use protocol::server::{
+    self, MemberLeft, MemberTyping, MemberView, RelayFileAck, RelayFileChunk, RelayFileMeta,
+    RelayFileRef, Relayed, RoomCreated, RoomJoined,
+};
+use protocol::{kind, Reject};
+use store::{BusMessage, JoinError, Joined, MemberRecord, Target};
+
+use crate::hub::{LocalMember, LocalRoom, Peer};
+use crate::Relay;
+
+/// Attempts at a member id that is free in the room.
+const MEMBER_ID_ATTEMPTS: usize = 5;
+
+/// A connection's protocol state.
+pub struct Session {
+    relay: Arc<Relay>,
+    /// The shared half: outbound queue and file-transfer state.
+    peer: Arc<Peer>,
+    /// The client's address (password guess limits).
+    ip: IpAddr,
+    /// This member's id (re-rolled if taken in the room it joins).
+    id: MemberId,
+    /// The display name given at create/join.
+    name: String,
+    /// The room this connection is in.
+    room: Option<Arc<LocalRoom>>,
+    /// When recent accepted chat messages were sent (rate limit); empty
+    /// and unallocated until the first one.
+    chat_times: VecDeque<Instant>,
+}
+
+fn random_member_id() -> MemberId {
+    MemberId::from_random(rand::random())
+}
+
+impl Session {
+    /// A session for a new connection.
+    pub fn new(relay: Arc<Relay>, peer: Arc<Peer>, ip: IpAddr) -> Session {
+        Session {
+            relay,
+            peer,
+            ip,
+            id: random_member_id(),
+            name: String::new(),
+            room: None,
+            chat_times: VecDeque::new(),
+        }
+    }
+
+    fn reply(&self, frame: Bytes) {
+        // A full queue closes the connection; nothing else to do here.
+        let _ = self.peer.outbox.push(frame);
+    }
+
+    fn reject(&self, reject: &Reject) {
+        self.relay
+            .metrics
+            .errors_out
+            .with_label_values(&[reject.code.as_str()])
+            .inc();
+        self.reply(server::error(reject));
+    }
+
+    /// The current room, forgetting it if it expired meanwhile.
+    fn current_room(&mut self) -> Option<Arc<LocalRoom>> {
+        if self.room.as_ref().is_some_and(|r| r.is_closed()) {
+            self.room = None;
+        }
+        self.room.clone()
+    }
+
+    fn in_room(&mut self) -> Result<Arc<LocalRoom>, Reject> {
+        self.current_room().ok_or(texts::NOT_IN_ROOM)
+    }
+
+    async fn publish(&self, room: &LocalRoom, target: Target, frame: Bytes) -> Result<(), Reject> {
+        publish(&self.relay, room, target, frame).await
+    }
+
+    /// Handles one client message (any WebSocket data frame).
+    pub async fn handle(&mut self, frame: &[u8]) {
+        let envelope = match client::decode(frame) {
+            Ok(e) => e,
+            Err(reject) => return self.reject(&reject),
+        };
+        let message_type = envelope.message_type;
+        self.relay
+            .metrics
+            .frames_in
+            .with_label_values(&[type_label(message_type)])
+            .inc();
+        let data = &envelope.data;
+        let result = match message_type {
+            MessageType::CreateRoom => self.create_room(data).await,
+            MessageType::JoinRoom => self.join_room(data).await,
+            MessageType::SendMessage => self.send_message(data).await,
+            MessageType::LeaveRoom => {
+                self.leave_room().await;
+                Ok(())
+            }
+            MessageType::Typing => self.typing(data).await,
+            MessageType::Pong => {
+                let _ = client::parse_pong(data);
+                Ok(())
+            }
+            MessageType::SendReaction => self.send_reaction(data).await,
+            MessageType::SendFileMeta => self.file_meta(data).await,
+            MessageType::SendFileChunk => self.file_chunk(data).await,
+            MessageType::SendFileComplete => self.file_end(data, true).await,
+            MessageType::SendFileCancel => self.file_end(data, false).await,
+            MessageType::SendFileAck => self.file_ack(data).await,
+            MessageType::Match(_) => Err(texts::MATCH_DISABLED),
+            MessageType::Unknown(t) => {
+                tracing::debug!(message_type = t, "unknown message type ignored");
+                Ok(())
+            }
+        };
+        if let Err(reject) = result {
+            self.reject(&reject);
+        }
+    }
+
+    async fn create_room(&mut self, data: &ValueRef<'_>) -> Result<(), Reject> {
+        if self.current_room().is_some() {
+            return Err(texts::ALREADY_IN_ROOM);
+        }
+        let request = CreateRoom::parse(data)?;
+        let listing = request.public.then(|| ListingRequest {
+            title: request.title.to_owned(),
+            description: request.description.to_owned(),
+            tags: request.tags.iter().map(|t| (*t).to_owned()).collect(),
+            key_encoded: request.key_encoded.to_owned(),
+        });
+        let created = self
+            .relay
+            .authority
+            .create_room(CreateRoomRequest {
+                password: request.password.to_owned(),
+                ephemeral: request.ephemeral,
+                expiry_secs: request.expiry,
+                listing,
+            })
+            .await?;
+        let room_id = created.room.id.clone();
+        let joined = self
+            .join_store(&room_id, request.name, true, "", "")
+            .await?;
+        self.reply(server::encode(
+            kind::ROOM_CREATED,
+            &RoomCreated {
+                room_id: &room_id,
+                expires_at: created.room.expires_at,
+            },
+        ));
+        self.enter_room(joined, request.name).await?;
+        tracing::info!(room = %room_id, member = %self.id, "room created");
+        if let Some(listing_error) = created.listing_error {
+            self.reject(&listing_error);
+        }
+        Ok(())
+    }
+
+    async fn join_room(&mut self, data: &ValueRef<'_>) -> Result<(), Reject> {
+        if self.current_room().is_some() {
+            return Err(texts::ALREADY_IN_ROOM);
+        }
+        let request = JoinRoom::parse(data)?;
+        let joined = self
+            .join_store(
+                request.room_id,
+                request.name,
+                false,
+                request.password,
+                request.ticket,
+            )
+            .await?;
+        let room_id = joined.room.id.clone();
+        let color = member_color(self.id.as_str());
+        let member_joined = server::encode(
+            kind::MEMBER_JOINED,
+            &MemberView {
+                id: self.id.as_str(),
+                name: request.name,
+                color: &color,
+            },
+        );
+        self.enter_room(joined, request.name).await?;
+        let room = self.in_room()?;
+        // Best effort: the joiner is in; a bus failure only hides the notice.
+        let _ = self
+            .publish(
+                &room,
+                Target::Room {
+                    except: Some(self.id),
+                },
+                member_joined,
+            )
+            .await;
+        tracing::info!(room = %room_id, member = %self.id, "member joined");
+        Ok(())
+    }
+
+    /// Adds this member to the room record, checking the password through
+    /// the gateway when the store says the room has one.
+    async fn join_store(
+        &mut self,
+        room_id: &str,
+        name: &str,
+        mut password_checked: bool,
+        password: &str,
+        ticket: &str,
+    ) -> Result<Joined, Reject> {
+        for _ in 0..MEMBER_ID_ATTEMPTS {
+            let member = MemberRecord {
+                id: self.id,
+                name: name.to_owned(),
+                color: member_color(self.id.as_str()),
+                node: self.relay.config.node_id.clone(),
+                joined_at: store::unix_millis(),
+            };
+            let now = store::unix_secs();
+            match self
+                .relay
+                .store
+                .join(room_id, member, password_checked, now)
+                .await
+            {
+                Ok(joined) => return Ok(joined),
+                Err(JoinError::NeedsPassword) if !password_checked => {
+                    if ticket.is_empty() {
+                        self.relay
+                            .authority
+                            .check_password(room_id, password, self.ip)
+                            .await?;
+                    } else {
+                        self.relay.authority.redeem_ticket(room_id, ticket).await?;
+                    }
+                    password_checked = true;
+                }
+                Err(JoinError::IdTaken) => self.id = random_member_id(),
+                Err(JoinError::NotFound) => return Err(texts::ROOM_NOT_FOUND),
+                Err(JoinError::Expired) => return Err(texts::ROOM_EXPIRED),
+                Err(JoinError::Full) => return Err(texts::ROOM_FULL),
+                Err(JoinError::NeedsPassword) => return Err(texts::WRONG_PASSWORD),
+                Err(JoinError::Store(e)) => {
+                    tracing::error!(room = %room_id, error = %e, "join failed");
+                    return Err(texts::UNAVAILABLE);
+                }
+            }
+        }
+        Err(texts::UNAVAILABLE)
+    }
+
+    /// Enters the local index (subscribing if needed) with RoomJoined as the
+    /// member's first frame from the room.
+    async fn enter_room(&mut self, joined: Joined, name: &str) -> Result<(), Reject> {
+        let room = &joined.room;
+        let members: Vec<MemberView<'_>> = joined
+            .members
+            .iter()
+            .map(|m| MemberView {
+                id: m.id.as_str(),
+                name: &m.name,
+                color: &m.color,
+            })
+            .collect();
+        let room_joined = server::encode(
+            kind::ROOM_JOINED,
+            &RoomJoined {
+                room_id: &room.id,
+                members,
+                has_password: room.has_password(),
+                ephemeral: room.ephemeral,
+                expires_at: room.expires_at,
+            },
+        );
+        let member = LocalMember {
+            id: self.id,
+            peer: self.peer.clone(),
+        };
+        let relay = &self.relay;
+        match relay
+            .hub
+            .join(
+                relay.bus.as_ref(),
+                &room.id,
+                room.expires_at,
+                room.listed,
+                member,
+                room_joined,
+            )
+            .await
+        {
+            Ok(local) => {
+                self.room = Some(local);
+                self.name = name.to_owned();
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(room = %room.id, error = %e, "subscribe failed; join rolled back");
+                let _ = relay.store.leave(&room.id, self.id).await;
+                Err(texts::UNAVAILABLE)
+            }
+        }
+    }
+
+    /// Leaves the current room (LeaveRoom, or disconnect): MemberLeft to the
+    /// others, the room destroyed when it empties. An expired room is just
+    /// forgotten.
+    pub async fn leave_room(&mut self) {
+        let Some(room) = self.current_room() else {
+            return;
+        };
+        self.room = None;
+        let relay = &self.relay;
+        relay.hub.leave(relay.bus.as_ref(), &room, self.id).await;
+        match relay.store.leave(&room.id, self.id).await {
+            Ok(left) if left.was_member && !left.destroyed => {
+                let frame = server::encode(
+                    kind::MEMBER_LEFT,
+                    &MemberLeft {
+                        id: self.id.as_str(),
+                    },
+                );
+                let _ = self
+                    .publish(&room, Target::Room { except: None }, frame)
+                    .await;
+            }
+            Ok(left) => {
+                if left.destroyed {
+                    tracing::info!(room = %room.id, "room destroyed: last member left");
+                }
+            }
+            Err(e) => tracing::warn!(room = %room.id, error = %e, "leave not recorded"),
+        }
+    }
+
+    /// The connection ended: an active transfer is cancelled for the others
+    /// before the member leaves.
+    pub async fn disconnect(&mut self) {
+        let Some(room) = self.current_room() else {
+            return;
+        };
+        if self.peer.active_transfer().is_some() {
+            if let Some(transfer_id) = self.peer.end_transfer(false) {
+                let frame = server::encode(
+                    kind::RELAY_FILE_CANCEL,
+                    &RelayFileRef {
+                        sender_id: self.id.as_str(),
+                        transfer_id: &transfer_id,
+                    },
+                );
+                let _ = self
+                    .publish(
+                        &room,
+                        Target::Room {
+                            except: Some(self.id),
+                        },
+                        frame,
+                    )
+                    .await;
+            }
+        }
+        self.leave_room().await;
+    }
+
+    /// Records an accepted chat message, or refuses it (sliding window).
+    fn check_chat_rate(&mut self) -> Result<(), Reject> {
+        let now = Instant::now();
+        let window = self.relay.config.chat_rate_window;
+        while self
+            .chat_times
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= window)
+        {
+            self.chat_times.pop_front();
+        }
+        if self.chat_times.len() >= self.relay.config.chat_rate_limit {
+            return Err(texts::RATE_LIMITED);
+        }
+        self.chat_times.push_back(now);
+        Ok(())
+    }
+
+    /// Hot path: one chat message, encoded once, published once.
+    async fn send_message(&mut self, data: &ValueRef<'_>) -> Result<(), Reject> {
+        let room = self.in_room()?;
+        let message = Sealed::parse_message(data)?;
+        self.check_chat_rate()?;
+        let now = store::unix_millis();
+        let frame = self.relayed(kind::RELAY_MESSAGE, &message, now);
+        self.publish(
+            &room,
+            Target::Room {
+                except: Some(self.id),
+            },
+            frame,
+        )
+        .await?;
+        if room.listed {
+            if let Err(e) = self.relay.store.count_activity(&room.id, now).await {
+                tracing::debug!(room = %room.id, error = %e, "activity not counted");
+            }
+        }
+        Ok(())
+    }
+
+    fn relayed(&self, message_type: u8, sealed: &Sealed<'_>, t: i64) -> Bytes {
+        let relayed = Relayed {
+            sender_id: self.id.as_str(),
+            sender_name: &self.name,
+            iv: sealed.iv,
+            ciphertext: sealed.ciphertext,
+            t,
+        };
+        let hint = sealed.iv.len() + sealed.ciphertext.len() + self.name.len();
+        server::encode_sized(message_type, &relayed, hint)
+    }
+
+    async fn send_reaction(&mut self, data: &ValueRef<'_>) -> Result<(), Reject> {
+        let room = self.in_room()?;
+        let reaction = Sealed::parse_reaction(data)?;
+        let frame = self.relayed(kind::RELAY_REACTION, &reaction, store::unix_millis());
+        self.publish(
+            &room,
+            Target::Room {
+                except: Some(self.id),
+            },
+            frame,
+        )
+        .await
+    }
+
+    async fn typing(&mut self, data: &ValueRef<'_>) -> Result<(), Reject> {
+        let room = self.in_room()?;
+        let typing = Typing::parse(data)?;
+        let frame = server::encode(
+            kind::MEMBER_TYPING,
+            &MemberTyping {
+                id: self.id.as_str(),
+                typing: typing.typing,
+                iv: typing.iv,
+                ciphertext: typing.ciphertext,
+            },
+        );
+        self.publish(
+            &room,
+            Target::Room {
+                except: Some(self.id),
+            },
+            frame,
+        )
+        .await
+    }
+
+    async fn file_meta(&mut self, data: &ValueRef<'_>) -> Result<(), Reject> {
+        let room = self.in_room()?;
+        if self.peer.active_transfer().is_some() {
+            return Err(texts::ACTIVE_TRANSFER);
+        }
+        let meta = FileMeta::parse(data)?;
+        self.peer.start_transfer(meta.transfer_id);
+        let frame = server::encode_sized(
+            kind::RELAY_FILE_META,
+            &RelayFileMeta {
+                sender_id: self.id.as_str(),
+                sender_name: &self.name,
+                transfer_id: meta.transfer_id,
+                iv: meta.iv,
+                ciphertext: meta.ciphertext,
+                t: store::unix_millis(),
+            },
+            meta.ciphertext.len() + meta.transfer_id.len(),
+        );
+        self.publish(
+            &room,
+            Target::Room {
+                except: Some(self.id),
+            },
+            frame,
+        )
+        .await
+    }
+
+    fn check_transfer(&self, transfer_id: &str) -> Result<(), Reject> {
+        match self.peer.active_transfer() {
+            Some(active) if active == transfer_id => Ok(()),
+            _ => Err(texts::TRANSFER_MISMATCH),
+        }
+    }
+
+    async fn file_chunk(&mut self, data: &ValueRef<'_>) -> Result<(), Reject> {
+        let room = self.in_room()?;
+        let chunk = FileChunk::parse(data)?;
+        self.check_transfer(chunk.transfer_id)?;
+        let frame = server::encode_sized(
+            kind::RELAY_FILE_CHUNK,
+            &RelayFileChunk {
+                sender_id: self.id.as_str(),
+                transfer_id: chunk.transfer_id,
+                index: chunk.index,
+                iv: chunk.iv,
+                data: chunk.data,
+            },
+            chunk.data.len() + chunk.iv.len() + chunk.transfer_id.len(),
+        );
+        self.publish(
+            &room,
+            Target::Room {
+                except: Some(self.id),
+            },
+            frame,
+        )
+        .await
+    }
+
+    /// SendFileComplete (`completed`) and SendFileCancel.
+    async fn file_end(&mut self, data: &ValueRef<'_>, completed: bool) -> Result<(), Reject> {
+        let room = self.in_room()?;
+        let reference = if completed {
+            TransferRef::parse_complete(data)?
+        } else {
+            TransferRef::parse_cancel(data)?
+        };
+        self.check_transfer(reference.transfer_id)?;
+        self.peer.end_transfer(completed);
+        let message_type = if completed {
+            kind::RELAY_FILE_COMPLETE
+        } else {
+            kind::RELAY_FILE_CANCEL
+        };
+        let frame = server::encode(
+            message_type,
+            &RelayFileRef {
+                sender_id: self.id.as_str(),
+                transfer_id: reference.transfer_id,
+            },
+        );
+        self.publish(
+            &room,
+            Target::Room {
+                except: Some(self.id),
+            },
+            frame,
+        )
+        .await
+    }
+
+    /// An ack goes to the transfer's sender only, on whichever relay it is.
+    async fn file_ack(&mut self, data: &ValueRef<'_>) -> Result<(), Reject> {
+        let room = self.in_room()?;
+        let ack = TransferRef::parse_ack(data)?;
+        let frame = server::encode(
+            kind::RELAY_FILE_ACK,
+            &RelayFileAck {
+                receiver_id: self.id.as_str(),
+                transfer_id: ack.transfer_id,
+            },
+        );
+        let target = Target::TransferSender {
+            transfer_id: ack.transfer_id.to_owned(),
+        };
+        self.publish(&room, target, frame).await
+    }
+}
+
+/// Publishes one frame on a room's channel; a bus failure becomes an error
+/// frame for the sender (never silence).
+pub(crate) async fn publish(
+    relay: &Relay,
+    room: &LocalRoom,
+    target: Target,
+    frame: Bytes,
+) -> Result<(), Reject> {
+    relay.metrics.publishes.inc();
+    relay
+        .bus
+        .publish(&room.id, BusMessage { target, frame })
+        .await
+        .map_err(|e| {
+            relay.metrics.publish_errors.inc();
+            tracing::warn!(room = %room.id, error = %e, "publish failed");
+            texts::UNAVAILABLE
+        })
+}
+
+fn type_label(t: MessageType) -> &'static str {
+    match t {
+        MessageType::CreateRoom => "create_room",
+        MessageType::JoinRoom => "join_room",
+        MessageType::SendMessage => "send_message",
+        MessageType::LeaveRoom => "leave_room",
+        MessageType::Typing => "typing",
+        MessageType::Pong => "pong",
+        MessageType::SendReaction => "send_reaction",
+        MessageType::SendFileMeta => "file_meta",
+        MessageType::SendFileChunk => "file_chunk",
+        MessageType::SendFileComplete => "file_complete",
+        MessageType::SendFileCancel => "file_cancel",
+        MessageType::SendFileAck => "file_ack",
+        MessageType::Match(_) => "match",
+        MessageType::Unknown(_) => "unknown",
+    }
+}
