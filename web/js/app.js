@@ -822,7 +822,7 @@ function renderTransfer(t) {
     const size = el('span', { class: 'file-size', text: formatBytes(t.size) });
     const progress = el('progress', { max: t.totalChunks, value: 0, 'aria-label': `Progress of ${t.name}` });
     const status = el('span', { class: 'file-status', role: 'status' });
-    const box = el('div', { class: 'file' }, el('span', { class: 'file-icon', 'aria-hidden': 'true', text: '📄' }), el('div', { class: 'file-main' }, name, size, progress, status));
+    const box = el('div', { class: 'file' }, el('img', { class: 'file-icon', src: 'icons/file.svg', alt: '', width: 32, height: 32 }), el('div', { class: 'file-main' }, name, size, progress, status));
     li.append(box);
     const rec = { li, transfer: t, stableId: null };
     if (mine) {

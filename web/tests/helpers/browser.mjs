@@ -20,7 +20,7 @@ export function launchBrowser() {
 
 /**
  * A fresh browser context + page bound to `baseUrl`, with recorders:
- *   frames: [{dir:'sent'|'received', bytes: Buffer, url}]
+ *   frames: [{dir:'sent'|'received', bytes: Buffer, url, at}]
  *   errors: console errors and uncaught page errors
  *   foreign: URLs of requests/websockets to any other origin
  */
@@ -44,7 +44,7 @@ export async function openClient(browser, baseUrl, { viewport = { width: 1100, h
     if (new URL(ws.url()).host !== host) rec.foreign.push(ws.url());
     const push = (dir) => (f) => {
       const bytes = typeof f.payload === 'string' ? Buffer.from(f.payload, 'utf8') : Buffer.from(f.payload);
-      rec.frames.push({ dir, bytes, url: ws.url() });
+      rec.frames.push({ dir, bytes, url: ws.url(), at: Date.now() });
     };
     ws.on('framesent', push('sent'));
     ws.on('framereceived', push('received'));
@@ -93,3 +93,17 @@ export function findLeaks(recs, secrets) {
   }
   return leaks;
 }
+
+/** Wait until `fn()` is truthy (polling a recorder, not a fixed sleep). */
+export async function waitUntil(fn, { timeout = 15_000, what = 'condition' } = {}) {
+  const end = Date.now() + timeout;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+/** Pages are allowed to log these while a server is deliberately down. */
+export const RECONNECT_NOISE = /WebSocket connection to .* failed|ERR_CONNECTION_REFUSED/;

@@ -6,6 +6,7 @@
 //
 //   node web/tests/helpers/dev-relay.mjs [--listen 127.0.0.1:0]
 //        [--ping-interval-ms 25000] [--expiry-warning-lead-secs 300]
+//        [--expiry-sweep-interval-ms 1000]
 
 import http from 'node:http';
 import crypto from 'node:crypto';
@@ -290,6 +291,7 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
     listen: arg('listen', '127.0.0.1:0'),
     pingIntervalMs: Number(arg('ping-interval-ms', 25000)),
     warningLeadSecs: Number(arg('expiry-warning-lead-secs', 300)),
+    sweepMs: Number(arg('expiry-sweep-interval-ms', 1000)),
   });
   process.stdout.write(`listening on ${relay.url}\n`);
   const stop = () => relay.close().then(() => process.exit(0));
