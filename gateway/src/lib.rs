@@ -5,16 +5,31 @@
 //!   the store so they hold across replicas;
 //! - [`password`]: argon2id on a bounded blocking pool, so a burst of
 //!   guesses queues (or is refused) instead of stalling anything else;
-//! - [`listing`]: the public directory's validation rules (PROTOCOL.md §9).
+//! - [`listing`]: the public directory's validation rules (PROTOCOL.md §9);
+//! - [`ticket`]: short-lived signed single-use join tickets;
+//! - [`hub`]: the public directory's query, filter, sort and paging;
+//! - [`problem`]: RFC 9457 problem JSON, the error shape of every HTTP API;
+//! - [`http`]: the public HTTP surface (directory, room API, web client);
+//! - [`internal`]: the authenticated HTTP API relays call;
+//! - [`remote`]: [`remote::RemoteGateway`], the relays' client of it;
+//! - [`server`]: serving a handler on a listener with graceful shutdown.
 //!
 //! Relays never run argon2: they call [`Gateway`] in process (the all-in-one
 //! binary) or over HTTP (the cluster).
 
+pub mod http;
+pub mod hub;
+pub mod internal;
 pub mod listing;
 pub mod password;
+pub mod problem;
+pub mod remote;
 pub mod rooms;
+pub mod server;
+pub mod ticket;
+mod web;
 
-pub use rooms::{CreateRoomRequest, CreatedRoom, Gateway, GatewayConfig, ListingRequest};
+pub use rooms::{CreateRoomRequest, CreatedRoom, Gateway, GatewayConfig, ListingRequest, RoomInfo};
 
 use std::net::IpAddr;
 
@@ -56,8 +71,7 @@ impl Authority for Gateway {
         Gateway::check_password(self, room_id, password, client_ip).await
     }
 
-    async fn redeem_ticket(&self, _room_id: &str, _ticket: &str) -> Result<(), Reject> {
-        // Tickets are issued by the HTTP API (issue 3); until then none is valid.
-        Err(protocol::reject::texts::INVALID_TICKET)
+    async fn redeem_ticket(&self, room_id: &str, ticket: &str) -> Result<(), Reject> {
+        Gateway::redeem_ticket(self, room_id, ticket).await
     }
 }

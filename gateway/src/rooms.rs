@@ -1,7 +1,8 @@
 //! Creating rooms and checking passwords.
 
+use std::fmt;
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use protocol::reject::texts;
@@ -11,6 +12,7 @@ use store::{Listing, NewRoom, RoomRecord, RoomStore};
 
 use crate::listing;
 use crate::password::{PasswordConfig, PasswordError, PasswordHasherPool};
+use crate::ticket::{IssuedTicket, TicketError, TicketSigner};
 
 /// The NanoID alphabet (64 symbols, so a random byte maps without bias).
 const NANOID_ALPHABET: &[u8; 64] =
@@ -20,8 +22,24 @@ const ROOM_ID_LEN: usize = 21;
 /// Attempts at a fresh id before giving up (a collision is ~2^-126).
 const ROOM_ID_ATTEMPTS: usize = 3;
 
+/// Bytes of the random ticket secret made when none is configured.
+const GENERATED_TICKET_SECRET_BYTES: usize = 32;
+
+/// One random ticket secret per process, shared by every default config, so
+/// two `GatewayConfig::default()` in one process accept each other's tickets.
+pub fn process_ticket_secret() -> Vec<u8> {
+    static SECRET: OnceLock<Vec<u8>> = OnceLock::new();
+    SECRET
+        .get_or_init(|| {
+            (0..GENERATED_TICKET_SECRET_BYTES)
+                .map(|_| rand::random::<u8>())
+                .collect()
+        })
+        .clone()
+}
+
 /// The gateway's limits.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct GatewayConfig {
     /// Members a new room takes.
     pub max_room_members: u32,
@@ -39,6 +57,35 @@ pub struct GatewayConfig {
     pub max_password_guesses_per_ip: u64,
     /// argon2id cost and pool bounds.
     pub password: PasswordConfig,
+    /// HMAC key of join tickets. Every gateway replica (and every relay with
+    /// an in-process gateway) that must accept a ticket needs the same one;
+    /// the default is a random secret per process. Never logged.
+    pub ticket_secret: Vec<u8>,
+    /// How long an issued join ticket stays valid.
+    pub ticket_ttl: Duration,
+}
+
+impl fmt::Debug for GatewayConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GatewayConfig")
+            .field("max_room_members", &self.max_room_members)
+            .field("max_expiry_secs", &self.max_expiry_secs)
+            .field("unjoined_room_ttl", &self.unjoined_room_ttl)
+            .field("max_public_rooms", &self.max_public_rooms)
+            .field("password_guess_window", &self.password_guess_window)
+            .field(
+                "max_password_guesses_per_room",
+                &self.max_password_guesses_per_room,
+            )
+            .field(
+                "max_password_guesses_per_ip",
+                &self.max_password_guesses_per_ip,
+            )
+            .field("password", &self.password)
+            .field("ticket_secret", &"<redacted>")
+            .field("ticket_ttl", &self.ticket_ttl)
+            .finish()
+    }
 }
 
 impl Default for GatewayConfig {
@@ -52,6 +99,8 @@ impl Default for GatewayConfig {
             max_password_guesses_per_room: 10,
             max_password_guesses_per_ip: 30,
             password: PasswordConfig::default(),
+            ticket_secret: process_ticket_secret(),
+            ticket_ttl: Duration::from_secs(60),
         }
     }
 }
@@ -91,6 +140,18 @@ pub struct Gateway {
     store: Arc<dyn RoomStore>,
     config: Arc<GatewayConfig>,
     passwords: PasswordHasherPool,
+    tickets: TicketSigner,
+}
+
+/// What anyone may learn about a room by its id (GET /v1/rooms/{id}).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomInfo {
+    pub room_id: String,
+    pub has_password: bool,
+    /// Unix seconds; 0 = never.
+    pub expires_at: i64,
+    /// Only for publicly listed rooms (the directory shows it anyway).
+    pub member_count: Option<u32>,
 }
 
 /// Generates a 21-character NanoID.
@@ -117,10 +178,12 @@ impl Gateway {
     /// A gateway over `store`.
     pub fn new(store: Arc<dyn RoomStore>, config: GatewayConfig) -> Result<Gateway, PasswordError> {
         let passwords = PasswordHasherPool::new(&config.password)?;
+        let tickets = TicketSigner::new(&config.ticket_secret, config.ticket_ttl);
         Ok(Gateway {
             store,
             config: Arc::new(config),
             passwords,
+            tickets,
         })
     }
 
@@ -222,6 +285,79 @@ impl Gateway {
                 Err(texts::HUB_FULL)
             }
         }
+    }
+
+    /// Issues a join ticket for `room_id`. The caller has checked the
+    /// password already (an HTTP client) or created the room itself.
+    pub async fn issue_ticket(&self, room_id: &str) -> Result<IssuedTicket, Reject> {
+        self.tickets
+            .issue(room_id, store::unix_secs())
+            .map_err(|_| texts::ROOM_NOT_FOUND)
+    }
+
+    /// Redeems a join ticket: signature, expiry and room, then single use
+    /// through the store (so it holds across replicas). Any refusal is
+    /// E006 "invalid ticket"; a store failure is the "unavailable" E005.
+    pub async fn redeem_ticket(&self, room_id: &str, ticket: &str) -> Result<(), Reject> {
+        let now = store::unix_secs();
+        let verified = self.tickets.verify(ticket, room_id, now).map_err(|e| {
+            tracing::info!(room = %room_id, reason = %e, "ticket refused");
+            texts::INVALID_TICKET
+        })?;
+        match self
+            .store
+            .claim_once(&verified.claim_key(), verified.claim_ttl(now))
+            .await
+        {
+            Ok(true) => Ok(()),
+            Ok(false) => {
+                tracing::info!(room = %room_id, reason = %TicketError::Used, "ticket refused");
+                Err(texts::INVALID_TICKET)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "ticket claim failed");
+                Err(texts::UNAVAILABLE)
+            }
+        }
+    }
+
+    /// Public facts about a room: E001 when unknown, E007 when expired.
+    pub async fn room_info(&self, room_id: &str) -> Result<RoomInfo, Reject> {
+        let unavailable = |e: store::StoreError| {
+            tracing::error!(error = %e, "room lookup failed");
+            texts::UNAVAILABLE
+        };
+        let record = self
+            .store
+            .room(room_id)
+            .await
+            .map_err(unavailable)?
+            .ok_or(texts::ROOM_NOT_FOUND)?;
+        if record.is_expired(store::unix_secs()) {
+            return Err(texts::ROOM_EXPIRED);
+        }
+        let member_count = if record.listed {
+            self.store
+                .listings(store::unix_millis())
+                .await
+                .map_err(unavailable)?
+                .into_iter()
+                .find(|view| view.listing.room_id == record.id)
+                .map(|view| view.member_count)
+        } else {
+            None
+        };
+        Ok(RoomInfo {
+            has_password: record.has_password(),
+            expires_at: record.expires_at,
+            room_id: record.id,
+            member_count,
+        })
+    }
+
+    /// Whether the store answers (readiness).
+    pub async fn store_ready(&self) -> bool {
+        self.store.room("").await.is_ok()
     }
 
     fn guess_keys(room_id: &str, ip: IpAddr) -> (String, String) {

@@ -1,0 +1,656 @@
+//! The gateway's public HTTP surface, as one async function of a request.
+//!
+//! Both binaries use it: the all-in-one binary's relay server forwards every
+//! request that is not `/ws` here, and the standalone gateway serves it on
+//! its own port ([`crate::server::serve`]). Routes:
+//!
+//! - `/ping`, `/healthz`, `/readyz`;
+//! - `/api/hub`, `/api/hub/stats`: the reference directory, byte for byte
+//!   (PROTOCOL.md §9), read from the store so every replica agrees;
+//! - `/v1/rooms...` and `/openapi.json`: the public room API for native
+//!   clients (our extension), errors as RFC 9457 problem JSON;
+//! - everything else: the embedded web client.
+//!
+//! Nothing here panics on input, and nothing logs a password or a ticket.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{HeaderMap, HeaderValue, CACHE_CONTROL, CONTENT_TYPE, LOCATION, RETRY_AFTER};
+use hyper::{Method, Request, Response, StatusCode};
+use protocol::reject::texts;
+use protocol::{ErrorCode, Reject};
+use serde::{Deserialize, Serialize};
+
+use crate::hub::{self, HubStats};
+use crate::problem::Problem;
+use crate::rooms::{CreateRoomRequest, Gateway, ListingRequest};
+use crate::server::{json_response, read_json, DEFAULT_MAX_BODY_BYTES};
+use crate::web;
+
+/// The connected-WebSocket count (`online`, `totalOnline`).
+pub type OnlineCount = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+/// Length of the fixed rate-limit windows of this API.
+pub const RATE_WINDOW: Duration = Duration::from_secs(60);
+/// Length of a client-supplied SHA-256 hex password.
+const PASSWORD_HEX_LEN: usize = 64;
+/// Longest room id accepted in a path (ids are 21 characters).
+const MAX_ROOM_ID_BYTES: usize = 64;
+/// The OpenAPI document of the public room API.
+const OPENAPI_JSON: &str = include_str!("openapi.json");
+
+/// Settings of the public HTTP surface.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// `--allowed-origins`, raw: echoed as `Access-Control-Allow-Origin` on
+    /// the directory when non-empty (the reference does exactly this).
+    pub allowed_origins: String,
+    /// `/api/hub` requests per client IP per minute.
+    pub hub_requests_per_minute: u64,
+    /// `POST /v1/rooms` per client IP per minute.
+    pub room_creations_per_minute: u64,
+    /// Take the client IP from X-Forwarded-For / X-Real-IP (behind a proxy
+    /// only: otherwise any client picks its own rate-limit key).
+    pub trust_forwarded_for: bool,
+    /// Largest JSON request body accepted.
+    pub max_body_bytes: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            allowed_origins: String::new(),
+            hub_requests_per_minute: 30,
+            room_creations_per_minute: 30,
+            trust_forwarded_for: false,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+        }
+    }
+}
+
+/// The client's IP. With `trust_forwarded_for`, the reference rule: the
+/// first X-Forwarded-For entry if it parses as an IP, else X-Real-IP if it
+/// parses, else the TCP peer. Without it, always the TCP peer.
+pub fn client_ip(headers: &HeaderMap, peer: SocketAddr, trust_forwarded_for: bool) -> IpAddr {
+    let header_ip = |name: &str, first_of_list: bool| {
+        let value = headers.get(name)?.to_str().ok()?;
+        let value = if first_of_list {
+            value.split(',').next()?
+        } else {
+            value
+        };
+        value.trim().parse::<IpAddr>().ok()
+    };
+    if trust_forwarded_for {
+        if let Some(ip) = header_ip("x-forwarded-for", true) {
+            return ip.to_canonical();
+        }
+        if let Some(ip) = header_ip("x-real-ip", false) {
+            return ip.to_canonical();
+        }
+    }
+    peer.ip().to_canonical()
+}
+
+/// The public HTTP API. Cheap to clone (one `Arc`).
+#[derive(Clone)]
+pub struct HttpApi {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// Rooms, passwords, tickets, listings.
+    gateway: Gateway,
+    config: HttpConfig,
+    /// The ACAO header value, when origins are configured and form a valid header.
+    allow_origin: Option<HeaderValue>,
+    online: OnlineCount,
+}
+
+/// `POST /v1/rooms`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CreateRoomBody {
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    ephemeral: i64,
+    #[serde(default)]
+    expiry: i64,
+    #[serde(default)]
+    public: bool,
+    #[serde(default)]
+    title: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    tags: Vec<String>,
+    #[serde(default)]
+    key_encoded: String,
+}
+
+#[derive(Debug, Serialize)]
+struct RejectBody {
+    code: &'static str,
+    msg: String,
+}
+
+impl From<Reject> for RejectBody {
+    fn from(reject: Reject) -> RejectBody {
+        RejectBody {
+            code: reject.code.as_str(),
+            msg: reject.msg.into_owned(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct CreatedRoomBody {
+    room_id: String,
+    expires_at: i64,
+    has_password: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    listing_error: Option<RejectBody>,
+}
+
+/// `POST /v1/rooms/{id}/tickets`.
+#[derive(Debug, Default, Deserialize)]
+struct TicketBody {
+    #[serde(default)]
+    password: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct TicketCreatedBody {
+    ticket: String,
+    expires_at: i64,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RoomBody {
+    room_id: String,
+    has_password: bool,
+    expires_at: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    member_count: Option<u32>,
+}
+
+fn text_response(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body.into()));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+/// The reference's `http.Error`: text/plain, nosniff, the JSON-looking text.
+fn hub_error(status: StatusCode, text: &str) -> Response<Full<Bytes>> {
+    let mut response = text_response(status, "text/plain; charset=utf-8", hub::error_body(text));
+    response.headers_mut().insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    response
+}
+
+fn method_not_allowed(allow: &'static str) -> Response<Full<Bytes>> {
+    let mut response = Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("this resource supports {allow}"),
+    )
+    .into_response();
+    response
+        .headers_mut()
+        .insert("allow", HeaderValue::from_static(allow));
+    response
+}
+
+fn not_found() -> Response<Full<Bytes>> {
+    Problem::new(StatusCode::NOT_FOUND, "no such resource").into_response()
+}
+
+/// A refusal as problem JSON; guess-limit refusals say when to retry.
+fn refusal(reject: &Reject, retry_after: Duration) -> Response<Full<Bytes>> {
+    let problem = Problem::from_reject(reject);
+    let problem = if reject.code == ErrorCode::RateLimited {
+        problem.retry_after(retry_after.as_secs().max(1))
+    } else {
+        problem
+    };
+    problem.into_response()
+}
+
+/// A room id from a path segment, or `None` when it cannot be one.
+fn room_id_segment(segment: &str) -> Option<&str> {
+    (!segment.is_empty()
+        && segment.len() <= MAX_ROOM_ID_BYTES
+        && segment
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'))
+    .then_some(segment)
+}
+
+impl HttpApi {
+    /// The API over `gateway`; `online` counts connected WebSockets.
+    pub fn new(gateway: Gateway, config: HttpConfig, online: OnlineCount) -> HttpApi {
+        let allow_origin = if config.allowed_origins.is_empty() {
+            None
+        } else {
+            let value = HeaderValue::from_str(&config.allowed_origins);
+            if value.is_err() {
+                tracing::warn!("allowed origins are not a valid header value; no CORS headers");
+            }
+            value.ok()
+        };
+        HttpApi {
+            inner: Arc::new(Inner {
+                gateway,
+                config,
+                allow_origin,
+                online,
+            }),
+        }
+    }
+
+    /// The gateway behind the API.
+    pub fn gateway(&self) -> &Gateway {
+        &self.inner.gateway
+    }
+
+    /// The settings in force.
+    pub fn config(&self) -> &HttpConfig {
+        &self.inner.config
+    }
+
+    /// Answers one request from `peer` (the TCP peer address).
+    pub async fn handle(
+        &self,
+        request: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Response<Full<Bytes>> {
+        let path = request.uri().path().to_owned();
+        let method = request.method().clone();
+        match path.as_str() {
+            "/ping" => text_response(StatusCode::OK, "text/plain", "pong"),
+            "/healthz" | "/readyz" => self.health().await,
+            "/api/hub" => self.hub(request, peer).await,
+            "/api/hub/stats" => self.hub_stats(&method),
+            "/openapi.json" => match method {
+                Method::GET | Method::HEAD => {
+                    let mut response =
+                        text_response(StatusCode::OK, "application/json", OPENAPI_JSON);
+                    response
+                        .headers_mut()
+                        .insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+                    response
+                }
+                _ => method_not_allowed("GET, HEAD"),
+            },
+            "/v1/rooms" => match method {
+                Method::POST => self.create_room(request, peer).await,
+                _ => method_not_allowed("POST"),
+            },
+            _ => match path.strip_prefix("/v1/") {
+                Some(rest) => self.v1(request, peer, rest).await,
+                None => web::serve(&method, &path),
+            },
+        }
+    }
+
+    async fn health(&self) -> Response<Full<Bytes>> {
+        if self.inner.gateway.store_ready().await {
+            text_response(StatusCode::OK, "text/plain", "ok")
+        } else {
+            Problem::new(StatusCode::SERVICE_UNAVAILABLE, "the store does not answer")
+                .into_response()
+        }
+    }
+
+    /// CORS headers of the directory endpoints.
+    fn cors(&self, response: &mut Response<Full<Bytes>>) {
+        if let Some(origin) = &self.inner.allow_origin {
+            let headers = response.headers_mut();
+            headers.insert("access-control-allow-origin", origin.clone());
+            headers.insert(
+                "access-control-allow-methods",
+                HeaderValue::from_static("GET, OPTIONS"),
+            );
+            headers.insert(
+                "access-control-allow-headers",
+                HeaderValue::from_static("Content-Type"),
+            );
+        }
+    }
+
+    fn hub_json<T: Serialize>(&self, value: &T) -> Response<Full<Bytes>> {
+        // Go's json.Encoder ends the document with a newline
+        let mut body = serde_json::to_vec(value).unwrap_or_default();
+        body.push(b'\n');
+        let mut response = text_response(StatusCode::OK, "application/json", body);
+        response.headers_mut().insert(
+            CACHE_CONTROL,
+            HeaderValue::from_static("no-cache, no-store, must-revalidate"),
+        );
+        response
+    }
+
+    fn hub_stats(&self, method: &Method) -> Response<Full<Bytes>> {
+        let mut response = match *method {
+            Method::OPTIONS => crate::server::empty_response(StatusCode::NO_CONTENT),
+            Method::GET => self.hub_json(&HubStats {
+                online: (self.inner.online)(),
+                match_enabled: false,
+                match_queue_size: 0,
+            }),
+            _ => hub_error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
+        };
+        self.cors(&mut response);
+        response
+    }
+
+    async fn hub(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
+        let mut response = self.hub_page(request, peer).await;
+        self.cors(&mut response);
+        response
+    }
+
+    async fn hub_page(
+        &self,
+        request: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Response<Full<Bytes>> {
+        match *request.method() {
+            Method::OPTIONS => return crate::server::empty_response(StatusCode::NO_CONTENT),
+            Method::GET => {}
+            _ => return hub_error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
+        }
+        let config = &self.inner.config;
+        let store = self.inner.gateway.store();
+        let ip = client_ip(request.headers(), peer, config.trust_forwarded_for);
+        match store.hit(&format!("hub:{ip}"), 1, RATE_WINDOW).await {
+            Ok(n) if n > config.hub_requests_per_minute => {
+                let mut response = hub_error(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate limited, try again later",
+                );
+                response
+                    .headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from(RATE_WINDOW.as_secs()));
+                return response;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "hub rate limit unavailable");
+                return hub_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "service temporarily unavailable",
+                );
+            }
+        }
+        let query = match hub::parse_query(request.uri().query().unwrap_or("")) {
+            Ok(query) => query,
+            Err(e) => return hub_error(StatusCode::BAD_REQUEST, &e.to_string()),
+        };
+        match store.listings(store::unix_millis()).await {
+            Ok(views) => self.hub_json(&hub::page(views, &query, (self.inner.online)())),
+            Err(e) => {
+                tracing::error!(error = %e, "listings unavailable");
+                hub_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "service temporarily unavailable",
+                )
+            }
+        }
+    }
+
+    /// `/v1/rooms/{id}` and `/v1/rooms/{id}/tickets`; `rest` follows `/v1/`.
+    async fn v1(
+        &self,
+        request: Request<Incoming>,
+        peer: SocketAddr,
+        rest: &str,
+    ) -> Response<Full<Bytes>> {
+        let segments: Vec<&str> = rest.split('/').collect();
+        match segments.as_slice() {
+            ["rooms", id] => match room_id_segment(id) {
+                None => not_found(),
+                Some(id) => match *request.method() {
+                    Method::GET | Method::HEAD => self.room(id).await,
+                    _ => method_not_allowed("GET, HEAD"),
+                },
+            },
+            ["rooms", id, "tickets"] => match room_id_segment(id) {
+                None => not_found(),
+                Some(id) => match *request.method() {
+                    Method::POST => self.ticket(request, peer, id).await,
+                    _ => method_not_allowed("POST"),
+                },
+            },
+            _ => not_found(),
+        }
+    }
+
+    async fn create_room(
+        &self,
+        request: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Response<Full<Bytes>> {
+        let config = &self.inner.config;
+        let gateway = &self.inner.gateway;
+        let ip = client_ip(request.headers(), peer, config.trust_forwarded_for);
+        match gateway
+            .store()
+            .hit(&format!("create:{ip}"), 1, RATE_WINDOW)
+            .await
+        {
+            Ok(n) if n > config.room_creations_per_minute => {
+                return refusal(&texts::RATE_LIMITED, RATE_WINDOW);
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "room creation rate limit unavailable");
+                return refusal(&texts::UNAVAILABLE, RATE_WINDOW);
+            }
+        }
+        let body: CreateRoomBody = match read_json(request.into_body(), config.max_body_bytes).await
+        {
+            Ok(body) => body,
+            Err(problem) => return problem.into_response(),
+        };
+        if !body.password.is_empty() && body.password.len() != PASSWORD_HEX_LEN {
+            return refusal(&Reject::invalid("invalid password format"), RATE_WINDOW);
+        }
+        let listing = body.public.then_some(ListingRequest {
+            title: body.title,
+            description: body.description,
+            tags: body.tags,
+            key_encoded: body.key_encoded,
+        });
+        let created = match gateway
+            .create_room(CreateRoomRequest {
+                password: body.password,
+                ephemeral: body.ephemeral,
+                expiry_secs: body.expiry,
+                listing,
+            })
+            .await
+        {
+            Ok(created) => created,
+            Err(reject) => return refusal(&reject, RATE_WINDOW),
+        };
+        let room = created.room;
+        let mut response = json_response(
+            StatusCode::CREATED,
+            &CreatedRoomBody {
+                has_password: room.has_password(),
+                expires_at: room.expires_at,
+                listing_error: created.listing_error.map(RejectBody::from),
+                room_id: room.id.clone(),
+            },
+        );
+        if let Ok(location) = HeaderValue::from_str(&format!("/v1/rooms/{}", room.id)) {
+            response.headers_mut().insert(LOCATION, location);
+        }
+        response
+    }
+
+    async fn room(&self, room_id: &str) -> Response<Full<Bytes>> {
+        match self.inner.gateway.room_info(room_id).await {
+            Ok(info) => {
+                let mut response = json_response(
+                    StatusCode::OK,
+                    &RoomBody {
+                        room_id: info.room_id,
+                        has_password: info.has_password,
+                        expires_at: info.expires_at,
+                        member_count: info.member_count,
+                    },
+                );
+                response
+                    .headers_mut()
+                    .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                response
+            }
+            Err(reject) => refusal(&reject, RATE_WINDOW),
+        }
+    }
+
+    async fn ticket(
+        &self,
+        request: Request<Incoming>,
+        peer: SocketAddr,
+        room_id: &str,
+    ) -> Response<Full<Bytes>> {
+        let gateway = &self.inner.gateway;
+        let ip = client_ip(
+            request.headers(),
+            peer,
+            self.inner.config.trust_forwarded_for,
+        );
+        let body: TicketBody =
+            match read_json(request.into_body(), self.inner.config.max_body_bytes).await {
+                Ok(body) => body,
+                Err(problem) => return problem.into_response(),
+            };
+        let guess_window = gateway.config().password_guess_window;
+        if let Err(reject) = gateway.check_password(room_id, &body.password, ip).await {
+            return refusal(&reject, guess_window);
+        }
+        match gateway.issue_ticket(room_id).await {
+            Ok(issued) => {
+                let mut response = json_response(
+                    StatusCode::CREATED,
+                    &TicketCreatedBody {
+                        ticket: issued.ticket,
+                        expires_at: issued.expires_at,
+                    },
+                );
+                response
+                    .headers_mut()
+                    .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                response
+            }
+            Err(reject) => refusal(&reject, guess_window),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer() -> SocketAddr {
+        "10.0.0.9:5000".parse().unwrap()
+    }
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (k, v) in pairs {
+            map.insert(*k, HeaderValue::from_static(v));
+        }
+        map
+    }
+
+    #[test]
+    fn without_trust_the_peer_is_the_client() {
+        let h = headers(&[("x-forwarded-for", "1.2.3.4"), ("x-real-ip", "5.6.7.8")]);
+        assert_eq!(client_ip(&h, peer(), false), peer().ip());
+    }
+
+    #[test]
+    fn with_trust_the_first_forwarded_entry_wins() {
+        let h = headers(&[
+            ("x-forwarded-for", " 1.2.3.4 , 9.9.9.9"),
+            ("x-real-ip", "5.6.7.8"),
+        ]);
+        assert_eq!(
+            client_ip(&h, peer(), true),
+            "1.2.3.4".parse::<IpAddr>().unwrap()
+        );
+    }
+
+    #[test]
+    fn with_trust_a_bad_forwarded_entry_falls_back_to_real_ip_then_peer() {
+        let h = headers(&[
+            ("x-forwarded-for", "unknown, 1.2.3.4"),
+            ("x-real-ip", "5.6.7.8"),
+        ]);
+        assert_eq!(
+            client_ip(&h, peer(), true),
+            "5.6.7.8".parse::<IpAddr>().unwrap()
+        );
+        let h = headers(&[("x-forwarded-for", "garbage"), ("x-real-ip", "nope")]);
+        assert_eq!(client_ip(&h, peer(), true), peer().ip());
+        let h = headers(&[("x-forwarded-for", "2001:db8::1")]);
+        assert_eq!(
+            client_ip(&h, peer(), true),
+            "2001:db8::1".parse::<IpAddr>().unwrap()
+        );
+    }
+
+    #[test]
+    fn mapped_ipv4_peers_are_plain_ipv4() {
+        let mapped: SocketAddr = "[::ffff:127.0.0.1]:80".parse().unwrap();
+        assert_eq!(
+            client_ip(&HeaderMap::new(), mapped, false),
+            "127.0.0.1".parse::<IpAddr>().unwrap()
+        );
+    }
+
+    #[test]
+    fn room_ids_in_paths_must_look_like_room_ids() {
+        assert_eq!(
+            room_id_segment("V1StGXR8_Z5jdHi6B-myT"),
+            Some("V1StGXR8_Z5jdHi6B-myT")
+        );
+        assert_eq!(room_id_segment(""), None);
+        assert_eq!(room_id_segment("a%20b"), None);
+        assert_eq!(room_id_segment(&"a".repeat(65)), None);
+    }
+
+    #[test]
+    fn the_openapi_document_is_valid_json_naming_every_public_route() {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI_JSON).unwrap();
+        assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+        for path in [
+            "/v1/rooms",
+            "/v1/rooms/{roomId}",
+            "/v1/rooms/{roomId}/tickets",
+        ] {
+            assert!(doc["paths"].get(path).is_some(), "{path}");
+        }
+    }
+}

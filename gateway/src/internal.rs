@@ -1,0 +1,363 @@
+//! The gateway's internal HTTP API: what cluster relays call instead of
+//! running argon2 themselves. Served on its own port (never exposed to the
+//! internet) and authenticated with a shared secret
+//! (`Authorization: Bearer <secret>`, compared in constant time).
+//!
+//! | route | body | success |
+//! |---|---|---|
+//! | `POST /internal/v1/rooms` | [`wire::CreateRoom`] | 200 [`wire::CreatedRoom`] |
+//! | `POST /internal/v1/rooms/{id}/password-check` | [`wire::PasswordCheck`] | 204 |
+//! | `POST /internal/v1/rooms/{id}/ticket-redemptions` | [`wire::TicketRedemption`] | 204 |
+//!
+//! A refusal is problem JSON whose `code` and `detail` are the Arthas code
+//! and text ([`crate::problem::Problem::to_reject`]), so a relay using
+//! [`crate::remote::RemoteGateway`] sends exactly the error frame the
+//! in-process gateway would have produced.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::AUTHORIZATION;
+use hyper::{Method, Request, Response, StatusCode};
+use protocol::Reject;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::hub::unescape;
+use crate::problem::Problem;
+use crate::rooms::{CreateRoomRequest, Gateway, ListingRequest};
+use crate::server::{empty_response, json_response, read_json, DEFAULT_MAX_BODY_BYTES};
+
+/// The path prefix of every internal route.
+pub const PREFIX: &str = "/internal/v1/rooms";
+
+/// The request and response bodies, shared with [`crate::remote`].
+pub mod wire {
+    use serde::{Deserialize, Serialize};
+    use std::net::IpAddr;
+
+    /// `POST /internal/v1/rooms`.
+    #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct CreateRoom {
+        /// "" or the client's SHA-256 hex.
+        #[serde(default)]
+        pub password: String,
+        #[serde(default)]
+        pub ephemeral: i64,
+        #[serde(default)]
+        pub expiry_secs: i64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub listing: Option<Listing>,
+    }
+
+    /// The public-listing part of a creation.
+    #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct Listing {
+        #[serde(default)]
+        pub title: String,
+        #[serde(default)]
+        pub description: String,
+        #[serde(default)]
+        pub tags: Vec<String>,
+        #[serde(default)]
+        pub key_encoded: String,
+    }
+
+    /// A stored room record.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct Room {
+        pub id: String,
+        pub created_at: i64,
+        pub expires_at: i64,
+        pub ephemeral: i64,
+        /// The argon2id PHC string (relays read the same record from the
+        /// store anyway; it is never the client's password).
+        pub password_hash: String,
+        pub capacity: u32,
+        pub listed: bool,
+    }
+
+    /// An Arthas refusal.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct Refusal {
+        pub code: String,
+        pub msg: String,
+    }
+
+    /// The answer to a creation.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct CreatedRoom {
+        pub room: Room,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub listing_error: Option<Refusal>,
+    }
+
+    /// `POST /internal/v1/rooms/{id}/password-check`.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct PasswordCheck {
+        pub password: String,
+        /// The client's IP as the relay sees it (guess limits per IP).
+        pub client_ip: IpAddr,
+    }
+
+    /// `POST /internal/v1/rooms/{id}/ticket-redemptions`.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct TicketRedemption {
+        pub ticket: String,
+    }
+}
+
+impl From<store::RoomRecord> for wire::Room {
+    fn from(r: store::RoomRecord) -> wire::Room {
+        wire::Room {
+            id: r.id,
+            created_at: r.created_at,
+            expires_at: r.expires_at,
+            ephemeral: r.ephemeral,
+            password_hash: r.password_hash,
+            capacity: r.capacity,
+            listed: r.listed,
+        }
+    }
+}
+
+impl From<wire::Room> for store::RoomRecord {
+    fn from(r: wire::Room) -> store::RoomRecord {
+        store::RoomRecord {
+            id: r.id,
+            created_at: r.created_at,
+            expires_at: r.expires_at,
+            ephemeral: r.ephemeral,
+            password_hash: r.password_hash,
+            capacity: r.capacity,
+            listed: r.listed,
+        }
+    }
+}
+
+impl From<&Reject> for wire::Refusal {
+    fn from(r: &Reject) -> wire::Refusal {
+        wire::Refusal {
+            code: r.code.as_str().to_owned(),
+            msg: r.msg.clone().into_owned(),
+        }
+    }
+}
+
+/// Settings of the internal API.
+#[derive(Clone)]
+pub struct InternalConfig {
+    /// The shared secret relays present. Empty = every request is refused.
+    pub secret: String,
+    /// Largest JSON request body accepted.
+    pub max_body_bytes: usize,
+}
+
+impl std::fmt::Debug for InternalConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InternalConfig")
+            .field("secret", &"<redacted>")
+            .field("max_body_bytes", &self.max_body_bytes)
+            .finish()
+    }
+}
+
+impl InternalConfig {
+    /// A config with `secret` and the default body limit.
+    pub fn new(secret: impl Into<String>) -> InternalConfig {
+        InternalConfig {
+            secret: secret.into(),
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+        }
+    }
+}
+
+/// The internal API. Cheap to clone.
+#[derive(Clone)]
+pub struct InternalApi {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    gateway: Gateway,
+    /// SHA-256 of the secret, so the comparison is constant-time whatever
+    /// the length of what is presented; `None` when no secret is set.
+    secret_digest: Option<[u8; 32]>,
+    max_body_bytes: usize,
+}
+
+fn unauthorized() -> Response<Full<Bytes>> {
+    let mut response = Problem::new(
+        StatusCode::UNAUTHORIZED,
+        "missing or wrong internal API credentials",
+    )
+    .into_response();
+    response.headers_mut().insert(
+        "www-authenticate",
+        hyper::header::HeaderValue::from_static("Bearer"),
+    );
+    response
+}
+
+fn refused(reject: &Reject) -> Response<Full<Bytes>> {
+    Problem::from_reject(reject).into_response()
+}
+
+impl InternalApi {
+    /// The internal API over `gateway`.
+    pub fn new(gateway: Gateway, config: InternalConfig) -> InternalApi {
+        let secret_digest =
+            (!config.secret.is_empty()).then(|| Sha256::digest(config.secret.as_bytes()).into());
+        if secret_digest.is_none() {
+            tracing::warn!("internal API has no secret: every request will be refused");
+        }
+        InternalApi {
+            inner: Arc::new(Inner {
+                gateway,
+                secret_digest,
+                max_body_bytes: config.max_body_bytes,
+            }),
+        }
+    }
+
+    fn authorized(&self, request: &Request<Incoming>) -> bool {
+        let Some(expected) = &self.inner.secret_digest else {
+            return false;
+        };
+        let Some(presented) = request
+            .headers()
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                let (scheme, token) = v.split_once(' ')?;
+                scheme
+                    .eq_ignore_ascii_case("bearer")
+                    .then_some(token.trim())
+            })
+        else {
+            return false;
+        };
+        let presented: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        presented.ct_eq(expected).into()
+    }
+
+    /// Answers one request from a relay.
+    pub async fn handle(
+        &self,
+        request: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Response<Full<Bytes>> {
+        if !self.authorized(&request) {
+            tracing::warn!(%peer, "internal API request refused: bad credentials");
+            return unauthorized();
+        }
+        let path = request.uri().path().to_owned();
+        let Some(rest) = path.strip_prefix(PREFIX) else {
+            return Problem::new(StatusCode::NOT_FOUND, "no such resource").into_response();
+        };
+        let segments: Vec<&str> = rest.split('/').collect();
+        let route = match segments.as_slice() {
+            [""] => Route::Create,
+            ["", id, "password-check"] => Route::PasswordCheck(unescape(&id.replace('+', "%2B"))),
+            ["", id, "ticket-redemptions"] => {
+                Route::TicketRedemption(unescape(&id.replace('+', "%2B")))
+            }
+            _ => return Problem::new(StatusCode::NOT_FOUND, "no such resource").into_response(),
+        };
+        if request.method() != Method::POST {
+            let mut response = Problem::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "this resource supports POST",
+            )
+            .into_response();
+            response
+                .headers_mut()
+                .insert("allow", hyper::header::HeaderValue::from_static("POST"));
+            return response;
+        }
+        let body = request.into_body();
+        match route {
+            Route::Create => self.create(body).await,
+            Route::PasswordCheck(Some(id)) => self.password_check(body, &id).await,
+            Route::TicketRedemption(Some(id)) => self.redeem(body, &id).await,
+            Route::PasswordCheck(None) | Route::TicketRedemption(None) => {
+                Problem::new(StatusCode::NOT_FOUND, "no such resource").into_response()
+            }
+        }
+    }
+
+    async fn create(&self, body: Incoming) -> Response<Full<Bytes>> {
+        let body: wire::CreateRoom = match read_json(body, self.inner.max_body_bytes).await {
+            Ok(body) => body,
+            Err(problem) => return problem.into_response(),
+        };
+        let request = CreateRoomRequest {
+            password: body.password,
+            ephemeral: body.ephemeral,
+            expiry_secs: body.expiry_secs,
+            listing: body.listing.map(|l| ListingRequest {
+                title: l.title,
+                description: l.description,
+                tags: l.tags,
+                key_encoded: l.key_encoded,
+            }),
+        };
+        match self.inner.gateway.create_room(request).await {
+            Ok(created) => json_response(
+                StatusCode::OK,
+                &wire::CreatedRoom {
+                    listing_error: created.listing_error.as_ref().map(wire::Refusal::from),
+                    room: created.room.into(),
+                },
+            ),
+            Err(reject) => refused(&reject),
+        }
+    }
+
+    async fn password_check(&self, body: Incoming, room_id: &str) -> Response<Full<Bytes>> {
+        let body: wire::PasswordCheck = match read_json(body, self.inner.max_body_bytes).await {
+            Ok(body) => body,
+            Err(problem) => return problem.into_response(),
+        };
+        let ip: IpAddr = body.client_ip;
+        match self
+            .inner
+            .gateway
+            .check_password(room_id, &body.password, ip)
+            .await
+        {
+            Ok(()) => empty_response(StatusCode::NO_CONTENT),
+            Err(reject) => refused(&reject),
+        }
+    }
+
+    async fn redeem(&self, body: Incoming, room_id: &str) -> Response<Full<Bytes>> {
+        let body: wire::TicketRedemption = match read_json(body, self.inner.max_body_bytes).await {
+            Ok(body) => body,
+            Err(problem) => return problem.into_response(),
+        };
+        match self
+            .inner
+            .gateway
+            .redeem_ticket(room_id, &body.ticket)
+            .await
+        {
+            Ok(()) => empty_response(StatusCode::NO_CONTENT),
+            Err(reject) => refused(&reject),
+        }
+    }
+}
+
+enum Route {
+    Create,
+    PasswordCheck(Option<String>),
+    TicketRedemption(Option<String>),
+}

@@ -1,0 +1,324 @@
+//! [`RemoteGateway`]: the [`Authority`] a cluster relay uses, calling the
+//! gateway's internal API ([`crate::internal`]) over HTTP/1.1.
+//!
+//! One client per relay, with a keep-alive pool: a join storm reuses warm
+//! connections instead of paying a TCP handshake per password check. Every
+//! call has a deadline; when the gateway is down, slow or misconfigured,
+//! the relay gets the "service temporarily unavailable" refusal (an error
+//! frame, never a hang), and existing chats are unaffected. Refusals the
+//! gateway made come back as the very `Reject` it produced.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
+use hyper::{Method, Request, StatusCode, Uri};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use protocol::reject::texts;
+use protocol::{ErrorCode, Reject};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::internal::{wire, PREFIX};
+use crate::problem::Problem;
+use crate::rooms::{CreateRoomRequest, CreatedRoom};
+use crate::Authority;
+
+/// How to reach the gateway's internal API.
+#[derive(Clone)]
+pub struct RemoteConfig {
+    /// `http://host:port` of the internal API (no path).
+    pub base_url: String,
+    /// The shared secret (`--internal-secret` of the gateway).
+    pub secret: String,
+    /// Deadline for establishing a TCP connection.
+    pub connect_timeout: Duration,
+    /// Deadline for a whole call (connect, argon2 queueing, response).
+    pub request_timeout: Duration,
+    /// Idle pooled connections are closed after this long.
+    pub pool_idle_timeout: Duration,
+    /// Most idle connections kept to the gateway.
+    pub pool_max_idle: usize,
+    /// Largest response body read.
+    pub max_response_bytes: usize,
+}
+
+impl std::fmt::Debug for RemoteConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteConfig")
+            .field("base_url", &self.base_url)
+            .field("secret", &"<redacted>")
+            .field("connect_timeout", &self.connect_timeout)
+            .field("request_timeout", &self.request_timeout)
+            .field("pool_idle_timeout", &self.pool_idle_timeout)
+            .field("pool_max_idle", &self.pool_max_idle)
+            .field("max_response_bytes", &self.max_response_bytes)
+            .finish()
+    }
+}
+
+impl RemoteConfig {
+    /// Defaults for everything but the address and the secret.
+    pub fn new(base_url: impl Into<String>, secret: impl Into<String>) -> RemoteConfig {
+        RemoteConfig {
+            base_url: base_url.into(),
+            secret: secret.into(),
+            connect_timeout: Duration::from_secs(2),
+            request_timeout: Duration::from_secs(10),
+            pool_idle_timeout: Duration::from_secs(60),
+            pool_max_idle: 32,
+            max_response_bytes: 64 * 1024,
+        }
+    }
+}
+
+/// A configuration that cannot work.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RemoteError {
+    #[error("gateway URL must look like http://host:port, got {0:?}")]
+    BadUrl(String),
+    #[error("the internal API secret is empty or not a valid header value")]
+    BadSecret,
+}
+
+/// The gateway's internal API as an [`Authority`].
+#[derive(Clone)]
+pub struct RemoteGateway {
+    client: Client<HttpConnector, Full<Bytes>>,
+    /// `http://host:port`, no trailing slash.
+    base: String,
+    /// `Bearer <secret>`, marked sensitive.
+    authorization: HeaderValue,
+    request_timeout: Duration,
+    max_response_bytes: usize,
+}
+
+impl std::fmt::Debug for RemoteGateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteGateway")
+            .field("base", &self.base)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Percent-encodes a path segment (a room id comes from a client).
+fn encode_segment(segment: &str) -> String {
+    let mut out = String::with_capacity(segment.len());
+    for b in segment.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// A failed call: what the relay tells the client.
+fn unavailable(what: &str, detail: impl std::fmt::Display) -> Reject {
+    tracing::warn!(call = what, error = %detail, "gateway call failed");
+    texts::UNAVAILABLE
+}
+
+impl RemoteGateway {
+    /// A client for the internal API at `config.base_url`. Must be called
+    /// inside a tokio runtime (the pool's timer is tokio's).
+    pub fn new(config: RemoteConfig) -> Result<RemoteGateway, RemoteError> {
+        let base = config.base_url.trim_end_matches('/').to_owned();
+        let uri: Uri = base
+            .parse()
+            .map_err(|_| RemoteError::BadUrl(config.base_url.clone()))?;
+        if uri.scheme_str() != Some("http")
+            || uri.authority().is_none()
+            || !matches!(uri.path(), "" | "/")
+        {
+            return Err(RemoteError::BadUrl(config.base_url));
+        }
+        if config.secret.is_empty() {
+            return Err(RemoteError::BadSecret);
+        }
+        let mut authorization = HeaderValue::from_str(&format!("Bearer {}", config.secret))
+            .map_err(|_| RemoteError::BadSecret)?;
+        authorization.set_sensitive(true);
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(config.connect_timeout));
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(config.pool_idle_timeout)
+            .pool_max_idle_per_host(config.pool_max_idle)
+            .pool_timer(TokioTimer::new())
+            .build(connector);
+        Ok(RemoteGateway {
+            client,
+            base,
+            authorization,
+            request_timeout: config.request_timeout,
+            max_response_bytes: config.max_response_bytes,
+        })
+    }
+
+    /// POSTs `body` to `path`; `Ok(None)` for 204, `Ok(Some(T))` for a JSON
+    /// 2xx, `Err` with the gateway's refusal or "unavailable".
+    async fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        what: &'static str,
+        path: &str,
+        body: &B,
+    ) -> Result<Option<T>, Reject> {
+        let body = serde_json::to_vec(body).map_err(|e| unavailable(what, e))?;
+        let request = Request::builder()
+            .method(Method::POST)
+            .uri(format!("{}{path}", self.base))
+            .header(AUTHORIZATION, self.authorization.clone())
+            .header(CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| unavailable(what, e))?;
+        let call = async {
+            let response = self
+                .client
+                .request(request)
+                .await
+                .map_err(|e| unavailable(what, e))?;
+            let status = response.status();
+            let bytes = Limited::new(response.into_body(), self.max_response_bytes)
+                .collect()
+                .await
+                .map_err(|e| unavailable(what, e))?
+                .to_bytes();
+            Ok::<_, Reject>((status, bytes))
+        };
+        let (status, bytes) = tokio::time::timeout(self.request_timeout, call)
+            .await
+            .map_err(|_| unavailable(what, "timed out"))??;
+        if status == StatusCode::NO_CONTENT {
+            return Ok(None);
+        }
+        if status.is_success() {
+            return serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| unavailable(what, e));
+        }
+        match serde_json::from_slice::<Problem>(&bytes)
+            .ok()
+            .and_then(|p| p.to_reject())
+        {
+            Some(reject) => Err(reject),
+            None => Err(unavailable(what, format!("status {status}"))),
+        }
+    }
+
+    fn room_path(room_id: &str, action: &str) -> String {
+        format!("{PREFIX}/{}/{action}", encode_segment(room_id))
+    }
+}
+
+fn refusal(r: wire::Refusal) -> Option<Reject> {
+    ErrorCode::parse(&r.code).map(|code| Reject::owned(code, r.msg))
+}
+
+#[async_trait]
+impl Authority for RemoteGateway {
+    async fn create_room(&self, request: CreateRoomRequest) -> Result<CreatedRoom, Reject> {
+        let body = wire::CreateRoom {
+            password: request.password,
+            ephemeral: request.ephemeral,
+            expiry_secs: request.expiry_secs,
+            listing: request.listing.map(|l| wire::Listing {
+                title: l.title,
+                description: l.description,
+                tags: l.tags,
+                key_encoded: l.key_encoded,
+            }),
+        };
+        let created: wire::CreatedRoom = self
+            .post("create_room", PREFIX, &body)
+            .await?
+            .ok_or_else(|| unavailable("create_room", "empty answer"))?;
+        Ok(CreatedRoom {
+            room: created.room.into(),
+            listing_error: created.listing_error.and_then(refusal),
+        })
+    }
+
+    async fn check_password(
+        &self,
+        room_id: &str,
+        password: &str,
+        client_ip: IpAddr,
+    ) -> Result<(), Reject> {
+        let body = wire::PasswordCheck {
+            password: password.to_owned(),
+            client_ip,
+        };
+        self.post::<_, serde_json::Value>(
+            "check_password",
+            &Self::room_path(room_id, "password-check"),
+            &body,
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn redeem_ticket(&self, room_id: &str, ticket: &str) -> Result<(), Reject> {
+        let body = wire::TicketRedemption {
+            ticket: ticket.to_owned(),
+        };
+        self.post::<_, serde_json::Value>(
+            "redeem_ticket",
+            &Self::room_path(room_id, "ticket-redemptions"),
+            &body,
+        )
+        .await
+        .map(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segments_are_percent_encoded() {
+        assert_eq!(encode_segment("V1St-_x"), "V1St-_x");
+        assert_eq!(encode_segment("a/b c+é"), "a%2Fb%20c%2B%C3%A9");
+    }
+
+    #[tokio::test]
+    async fn bad_configs_are_refused() {
+        assert!(matches!(
+            RemoteGateway::new(RemoteConfig::new("https://gw:8082", "s")),
+            Err(RemoteError::BadUrl(_))
+        ));
+        assert!(matches!(
+            RemoteGateway::new(RemoteConfig::new("gw:8082", "s")),
+            Err(RemoteError::BadUrl(_))
+        ));
+        assert!(matches!(
+            RemoteGateway::new(RemoteConfig::new("http://gw:8082/x", "s")),
+            Err(RemoteError::BadUrl(_))
+        ));
+        assert_eq!(
+            RemoteGateway::new(RemoteConfig::new("http://gw:8082", "")).unwrap_err(),
+            RemoteError::BadSecret
+        );
+        assert!(RemoteGateway::new(RemoteConfig::new("http://gw:8082/", "s")).is_ok());
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_gateway_is_unavailable_not_a_hang() {
+        // a port nothing listens on
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(listener);
+        let remote = RemoteGateway::new(RemoteConfig::new(format!("http://{addr}"), "s")).unwrap();
+        assert_eq!(
+            remote.redeem_ticket("room", "t").await,
+            Err(texts::UNAVAILABLE)
+        );
+    }
+}

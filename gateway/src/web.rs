@@ -1,0 +1,166 @@
+//! The web client, embedded at build time from the repository's `web/`
+//! directory (`debug-embed`: debug builds embed too, so a binary never reads
+//! the file system at run time and `cargo run` from any directory works).
+//!
+//! Routing is the reference SPA's: an existing file is served (`/assets/*`
+//! as immutable), anything else gets `index.html` with `no-cache`, so the
+//! client's own router sees every path. HTML carries a strict CSP: the
+//! client loads only its own scripts and styles and connects only back to
+//! this origin's WebSocket.
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
+use hyper::{Method, Response, StatusCode};
+use rust_embed::Embed;
+
+use crate::hub::unescape;
+use crate::problem::Problem;
+
+/// The embedded `web/` tree (tests, tooling and docs left out).
+#[derive(Embed)]
+#[folder = "../web/"]
+#[allow_missing = true]
+#[exclude = "tests/*"]
+#[exclude = "node_modules/*"]
+#[exclude = "package.json"]
+#[exclude = "package-lock.json"]
+#[exclude = "README.md"]
+#[exclude = ".*"]
+struct WebAssets;
+
+/// The page every unknown path falls back to.
+const INDEX: &str = "index.html";
+/// Where fingerprinted build output lives (safe to cache forever).
+const IMMUTABLE_PREFIX: &str = "assets/";
+
+/// Sent with every HTML page.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; connect-src 'self' ws: wss:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
+const CACHE_IMMUTABLE: &str = "public, immutable, max-age=31536000";
+const CACHE_NONE: &str = "no-cache";
+
+/// Headers every web-client response carries.
+fn harden(response: &mut Response<Full<Bytes>>, html: bool) {
+    let headers = response.headers_mut();
+    if html {
+        headers.insert(
+            "content-security-policy",
+            HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+        );
+    }
+    headers.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+}
+
+fn file_response(
+    name: &str,
+    method: &Method,
+    cache: Option<&'static str>,
+) -> Option<Response<Full<Bytes>>> {
+    let file = WebAssets::get(name)?;
+    let mime = file.metadata.mimetype().to_owned();
+    let html = mime.starts_with("text/html");
+    let body = if *method == Method::HEAD {
+        Bytes::new()
+    } else {
+        Bytes::from(file.data.into_owned())
+    };
+    let mut response = Response::new(Full::new(body));
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(&mime) {
+        headers.insert(CONTENT_TYPE, value);
+    }
+    if let Some(cache) = cache {
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static(cache));
+    }
+    harden(&mut response, html);
+    Some(response)
+}
+
+/// Serves `path` (the request path, `/`-rooted) from the embedded client.
+pub fn serve(method: &Method, path: &str) -> Response<Full<Bytes>> {
+    if *method != Method::GET && *method != Method::HEAD {
+        let mut response =
+            Problem::new(StatusCode::METHOD_NOT_ALLOWED, "the web client is GET only")
+                .into_response();
+        response
+            .headers_mut()
+            .insert("allow", HeaderValue::from_static("GET, HEAD"));
+        return response;
+    }
+    // a path is percent-decoded, but unlike a query a `+` stays a `+`
+    let name = unescape(&path.trim_start_matches('/').replace('+', "%2B")).unwrap_or_default();
+    if !name.is_empty() && !name.ends_with('/') {
+        let cache = name
+            .starts_with(IMMUTABLE_PREFIX)
+            .then_some(CACHE_IMMUTABLE);
+        let cache = if name == INDEX {
+            Some(CACHE_NONE)
+        } else {
+            cache
+        };
+        if let Some(response) = file_response(&name, method, cache) {
+            return response;
+        }
+    }
+    match file_response(INDEX, method, Some(CACHE_NONE)) {
+        Some(response) => response,
+        None => {
+            let mut response = Problem::new(
+                StatusCode::NOT_FOUND,
+                "the web client is not part of this build",
+            )
+            .into_response();
+            harden(&mut response, false);
+            response
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tooling_files_are_not_embedded() {
+        for name in WebAssets::iter() {
+            assert!(!name.starts_with("tests/"), "{name}");
+            assert!(!name.starts_with("node_modules/"), "{name}");
+            assert!(
+                name != "package.json" && name != "package-lock.json",
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_paths_fall_back_to_index_without_caching() {
+        let response = serve(&Method::GET, "/some/client/route");
+        if WebAssets::get(INDEX).is_some() {
+            assert_eq!(response.status(), StatusCode::OK);
+            assert_eq!(response.headers()[CACHE_CONTROL], CACHE_NONE);
+            assert_eq!(
+                response.headers()["content-security-policy"],
+                CONTENT_SECURITY_POLICY
+            );
+            assert!(response.headers()[CONTENT_TYPE]
+                .to_str()
+                .unwrap()
+                .starts_with("text/html"));
+        } else {
+            assert_eq!(response.status(), StatusCode::NOT_FOUND);
+        }
+        assert_eq!(response.headers()["x-content-type-options"], "nosniff");
+    }
+
+    #[test]
+    fn other_methods_are_refused() {
+        assert_eq!(
+            serve(&Method::POST, "/").status(),
+            StatusCode::METHOD_NOT_ALLOWED
+        );
+    }
+}
