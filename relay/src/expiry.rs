@@ -45,7 +45,8 @@ pub async fn sweep(relay: &Relay) {
         }
         if now > room.expires_at {
             expire(relay, &room).await;
-        } else if room.expires_at - now <= lead
+        } else if room.expires_at - now > 0
+            && room.expires_at - now <= lead
             && !room.warned.swap(true, std::sync::atomic::Ordering::AcqRel)
         {
             let warning = server::encode(
