@@ -96,7 +96,6 @@ async fn allowed_origins_must_match_exactly() {
         "https://chat.example/",
         "https://chat.example:443",
         "https://evil.chat.example",
-        " arthas-cli",
         "https://chat.example, arthas-cli",
     ] {
         assert_origin_rejected(&env, Some(origin)).await;

@@ -7,7 +7,9 @@ use crate::support::msg::assert_keys;
 use crate::support::room::{create_data, create_on, expect_member_joined, join_data, join_room};
 use crate::support::{open_room_with, t, Client, Env, Member, Opts, ValueExt};
 
-/// Fast sweeps; the warning lead is 0 so no warning interferes (0 < remaining <= 0 never holds).
+/// Fast sweeps with a warning lead of 0, so no warning should interfere (0 < remaining <= 0
+/// never holds). The close tests still skip a warning, so that they test only the close;
+/// `zero_warning_lead_sends_no_warning` tests the warning rule itself.
 fn fast_no_warning() -> Opts {
     Opts::new()
         .flag("--expiry-sweep-interval-ms", 50)
@@ -21,11 +23,39 @@ fn expiring(name: &str, secs: i64) -> rmpv::Value {
 /// An expiry of 1 s closes within 2 s (expired means now > expiresAt); allow slack.
 const CLOSE_WITHIN: Duration = Duration::from_secs(6);
 
-async fn expect_room_closed(m: &mut Member) {
+/// The next frame of `m`, skipping one expiry warning.
+async fn next_skipping_warning(m: &mut Member) -> (u8, rmpv::Value) {
     m.timeout = CLOSE_WITHIN;
-    let data = m.expect(t::ROOM_CLOSED).await;
+    let (ty, data) = m.recv().await;
+    if ty == t::RELAY_MESSAGE && data.str("senderId") == "system" {
+        return m.recv().await;
+    }
+    (ty, data)
+}
+
+async fn expect_room_closed(m: &mut Member) {
+    let (ty, data) = next_skipping_warning(m).await;
+    assert_eq!(
+        ty,
+        t::ROOM_CLOSED,
+        "{}: expected RoomClosed, got 0x{ty:02X} {data}",
+        m.name
+    );
     assert_keys(&data, &["reason"]);
     assert_eq!(data.str("reason"), "expired");
+}
+
+#[tokio::test]
+async fn zero_warning_lead_sends_no_warning() {
+    let env = Env::single_with(fast_no_warning()).await;
+    let [mut a] = open_room_with::<1>(&env, expiring("m0", 1), "").await;
+    a.timeout = CLOSE_WITHIN;
+    let (ty, data) = a.recv().await;
+    assert_eq!(
+        ty,
+        t::ROOM_CLOSED,
+        "with a 0 s lead no warning is due (0 < remaining <= 0 never holds), got {data}"
+    );
 }
 
 #[tokio::test]
@@ -203,8 +233,13 @@ async fn expiry_cancels_active_transfers_to_everyone_including_the_sender() {
     c.expect(t::RELAY_FILE_META).await;
     let a_id = a.id.clone();
     for m in [&mut a, &mut b, &mut c] {
-        m.timeout = CLOSE_WITHIN;
-        let cancel = m.expect(t::RELAY_FILE_CANCEL).await;
+        let (ty, cancel) = next_skipping_warning(m).await;
+        assert_eq!(
+            ty,
+            t::RELAY_FILE_CANCEL,
+            "{}: expected the cancel first: {cancel}",
+            m.name
+        );
         assert_eq!(cancel.str("senderId"), a_id);
         assert_eq!(cancel.str("transferId"), "tr-exp");
         expect_room_closed(m).await;

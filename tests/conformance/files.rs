@@ -221,6 +221,20 @@ async fn one_active_transfer_per_member_not_per_room() {
         a.expect(t::RELAY_FILE_CHUNK).await.str("transferId"),
         "tr-b"
     );
+    let mut senders = vec![
+        c.expect(t::RELAY_FILE_CHUNK)
+            .await
+            .str("senderId")
+            .to_string(),
+        c.expect(t::RELAY_FILE_CHUNK)
+            .await
+            .str("senderId")
+            .to_string(),
+    ];
+    senders.sort();
+    let mut want = vec![a.id.clone(), b.id.clone()];
+    want.sort();
+    assert_eq!(senders, want);
     // A member cannot push chunks into someone else's transfer.
     c.send(t::FILE_CHUNK, chunk("tr-a", 1, vec![3])).await;
     c.expect_error("E005", MISMATCH).await;
