@@ -19,8 +19,8 @@ pub mod room;
 
 pub use bus::{Bus, BusError, BusMessage, BusSink, Target};
 pub use room::{
-    JoinError, Joined, Left, Listing, ListingView, MemberRecord, NewRoom, RoomRecord, RoomStore,
-    StoreError,
+    Departure, JoinError, Joined, Left, Listing, ListingView, MemberRecord, NewRoom, RoomRecord,
+    RoomStore, StoreError,
 };
 
 /// Seconds since the Unix epoch (room timestamps).

@@ -15,8 +15,8 @@ use protocol::member::MemberId;
 
 use crate::bus::{Bus, BusError, BusMessage, BusSink};
 use crate::room::{
-    JoinError, Joined, Left, Listing, ListingView, MemberRecord, NewRoom, RoomRecord, RoomStore,
-    StoreError,
+    Departure, JoinError, Joined, Left, Listing, ListingView, MemberRecord, NewRoom, RoomRecord,
+    RoomStore, StoreError,
 };
 
 /// Most chat messages remembered per listed room for the 5-minute count.
@@ -303,6 +303,16 @@ impl RoomStore for MemoryEngine {
                 Ok(true)
             }
         }
+    }
+
+    /// One process is one node: nothing to record.
+    async fn heartbeat(&self, _node_id: &str, _ttl: Duration) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// One process is one node: it cannot outlive itself.
+    async fn sweep_dead_nodes(&self) -> Result<Vec<Departure>, StoreError> {
+        Ok(Vec::new())
     }
 }
 

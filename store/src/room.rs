@@ -98,6 +98,15 @@ pub struct Left {
     pub destroyed: bool,
 }
 
+/// A member removed from a room because its relay node stopped heartbeating.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Departure {
+    pub room_id: String,
+    pub member_id: MemberId,
+    /// The room was left empty and has been destroyed.
+    pub room_destroyed: bool,
+}
+
 /// A public directory entry (PROTOCOL.md §9), as registered at creation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listing {
@@ -173,4 +182,13 @@ pub trait RoomStore: Send + Sync + 'static {
 
     /// Atomically claims a single-use token (tickets); false if used before.
     async fn claim_once(&self, key: &str, ttl: Duration) -> Result<bool, StoreError>;
+
+    /// Records that relay `node_id` is alive for the next `ttl` (presence).
+    async fn heartbeat(&self, node_id: &str, ttl: Duration) -> Result<(), StoreError>;
+
+    /// Removes every member whose relay node's heartbeat lapsed and destroys
+    /// rooms left empty; returns the departures so the caller can announce
+    /// MemberLeft. Safe to run on every relay at once (each departure is
+    /// returned to exactly one caller).
+    async fn sweep_dead_nodes(&self) -> Result<Vec<Departure>, StoreError>;
 }
