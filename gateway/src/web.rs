@@ -80,6 +80,19 @@ fn file_response(
     Some(response)
 }
 
+/// The Cache-Control of an existing file: build output under `assets/` is
+/// fingerprinted (cache forever), the index must always be revalidated,
+/// anything else is left to the browser's heuristics (as the reference).
+fn cache_control(name: &str) -> Option<&'static str> {
+    if name == INDEX {
+        Some(CACHE_NONE)
+    } else if name.starts_with(IMMUTABLE_PREFIX) {
+        Some(CACHE_IMMUTABLE)
+    } else {
+        None
+    }
+}
+
 /// Serves `path` (the request path, `/`-rooted) from the embedded client.
 pub fn serve(method: &Method, path: &str) -> Response<Full<Bytes>> {
     if *method != Method::GET && *method != Method::HEAD {
@@ -94,15 +107,7 @@ pub fn serve(method: &Method, path: &str) -> Response<Full<Bytes>> {
     // a path is percent-decoded, but unlike a query a `+` stays a `+`
     let name = unescape(&path.trim_start_matches('/').replace('+', "%2B")).unwrap_or_default();
     if !name.is_empty() && !name.ends_with('/') {
-        let cache = name
-            .starts_with(IMMUTABLE_PREFIX)
-            .then_some(CACHE_IMMUTABLE);
-        let cache = if name == INDEX {
-            Some(CACHE_NONE)
-        } else {
-            cache
-        };
-        if let Some(response) = file_response(&name, method, cache) {
+        if let Some(response) = file_response(&name, method, cache_control(&name)) {
             return response;
         }
     }
@@ -154,6 +159,14 @@ mod tests {
             assert_eq!(response.status(), StatusCode::NOT_FOUND);
         }
         assert_eq!(response.headers()["x-content-type-options"], "nosniff");
+    }
+
+    #[test]
+    fn assets_are_immutable_and_the_index_is_revalidated() {
+        assert_eq!(cache_control("assets/app-1234.js"), Some(CACHE_IMMUTABLE));
+        assert_eq!(cache_control("index.html"), Some(CACHE_NONE));
+        assert_eq!(cache_control("favicon.svg"), None);
+        assert_eq!(cache_control("js/assets/x.js"), None);
     }
 
     #[test]
