@@ -127,6 +127,7 @@ impl Config {
             file_transfer_stale: Duration::from_secs(self.file_transfer_stale_secs),
             drain_window: Duration::ZERO,
             max_connections: self.max_connections,
+            ..RelayConfig::default()
         }
     }
 

@@ -38,6 +38,11 @@ pub struct RelayConfig {
     pub drain_window: Duration,
     /// Most open WebSocket connections on this node; more get HTTP 503.
     pub max_connections: usize,
+    /// How often this node heartbeats and sweeps dead nodes.
+    pub heartbeat_interval: Duration,
+    /// A node whose heartbeat is older than this is dead: its members are
+    /// removed and announced as gone.
+    pub heartbeat_ttl: Duration,
 }
 
 impl Default for RelayConfig {
@@ -58,6 +63,8 @@ impl Default for RelayConfig {
             file_transfer_stale: Duration::from_secs(90),
             drain_window: Duration::ZERO,
             max_connections: 19_000,
+            heartbeat_interval: Duration::from_secs(3),
+            heartbeat_ttl: Duration::from_secs(10),
         }
     }
 }

@@ -317,7 +317,7 @@ impl Hub {
         }
     }
 
-    /// Every local member's id and peer across all rooms (shutdown).
+    /// Whether no room has members on this relay.
     pub fn is_empty(&self) -> bool {
         self.lock_rooms().is_empty()
     }

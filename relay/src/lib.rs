@@ -8,6 +8,7 @@
 //! - [`hub`]: the local room index and the bus fan-out;
 //! - [`outbox`]: the bounded per-connection queue;
 //! - [`expiry`]: per-node expiry warnings and closes;
+//! - [`presence`]: heartbeats, and the sweep of dead relays' members;
 //! - [`metrics`]: Prometheus counters.
 //!
 //! The relay does not know which engine runs behind [`store::RoomStore`] and
@@ -20,6 +21,7 @@ pub mod expiry;
 pub mod hub;
 pub mod metrics;
 pub mod outbox;
+pub mod presence;
 pub mod server;
 pub mod session;
 pub mod websocket;
@@ -106,9 +108,10 @@ impl Default for RelayBuilder {
 }
 
 impl Relay {
-    /// Starts the node's background work (expiry sweep).
+    /// Starts the node's background work (expiry sweep, presence).
     pub fn start_background(self: &Arc<Self>) {
         self.tasks.spawn(expiry::run(self.clone()));
+        self.tasks.spawn(presence::run(self.clone()));
     }
 
     /// Shuts down: stop accepting, close every connection with 1001 (spread
