@@ -274,3 +274,71 @@ async fn rooms_without_password_are_never_guess_limited() {
         joined.push(m);
     }
 }
+
+/// Connects to node 0 as if from `ip` (X-Forwarded-For).
+async fn connect_from(env: &Env, ip: &str) -> Client {
+    let opts = crate::support::ConnectOpts {
+        headers: vec![("X-Forwarded-For".to_string(), ip.to_string())],
+        ..Default::default()
+    };
+    Client::connect_opts(&env.ws_url(0), &opts)
+        .await
+        .expect("connect")
+}
+
+#[tokio::test]
+async fn ip_guess_limit_uses_forwarded_for_when_trusted() {
+    let env = Env::single_with(
+        Opts::new()
+            .flag("--max-password-guesses-per-room", 100)
+            .flag("--max-password-guesses-per-ip", 1)
+            .switch("--trust-forwarded-for"),
+    )
+    .await;
+    let (a, _, _) = create_room_with(&env, 0, password_room("a", &password_hash("right"))).await;
+    let mut x = connect_from(&env, "10.0.0.1").await;
+    x.send(
+        t::JOIN_ROOM,
+        join_data(&a.room_id, "x", &password_hash("w1")),
+    )
+    .await;
+    x.expect_error("E006", "wrong password").await;
+    x.send(
+        t::JOIN_ROOM,
+        join_data(&a.room_id, "x", &password_hash("w2")),
+    )
+    .await;
+    x.expect_error("E004", TOO_MANY).await;
+    let mut y = connect_from(&env, "10.0.0.2").await;
+    y.send(
+        t::JOIN_ROOM,
+        join_data(&a.room_id, "y", &password_hash("w3")),
+    )
+    .await;
+    y.expect_error("E006", "wrong password").await;
+}
+
+#[tokio::test]
+async fn ip_guess_limit_ignores_forwarded_for_unless_trusted() {
+    let env = Env::single_with(
+        Opts::new()
+            .flag("--max-password-guesses-per-room", 100)
+            .flag("--max-password-guesses-per-ip", 1),
+    )
+    .await;
+    let (a, _, _) = create_room_with(&env, 0, password_room("a", &password_hash("right"))).await;
+    let mut x = connect_from(&env, "10.0.0.1").await;
+    x.send(
+        t::JOIN_ROOM,
+        join_data(&a.room_id, "x", &password_hash("w1")),
+    )
+    .await;
+    x.expect_error("E006", "wrong password").await;
+    let mut y = connect_from(&env, "10.0.0.2").await;
+    y.send(
+        t::JOIN_ROOM,
+        join_data(&a.room_id, "y", &password_hash("w2")),
+    )
+    .await;
+    y.expect_error("E004", TOO_MANY).await;
+}

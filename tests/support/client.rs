@@ -102,6 +102,8 @@ pub struct ConnectOpts {
     pub auto_pong: bool,
     /// Shrink the socket's receive buffer (SO_RCVBUF), to make a slow consumer quickly.
     pub recv_buffer: Option<u32>,
+    /// Extra request headers for the upgrade (e.g. X-Forwarded-For).
+    pub headers: Vec<(String, String)>,
 }
 
 impl Default for ConnectOpts {
@@ -110,6 +112,7 @@ impl Default for ConnectOpts {
             origin: None,
             auto_pong: true,
             recv_buffer: None,
+            headers: Vec::new(),
         }
     }
 }
@@ -212,6 +215,9 @@ impl Client {
             .header("Sec-WebSocket-Version", "13");
         if let Some(origin) = &opts.origin {
             req = req.header(hyper::header::ORIGIN, origin);
+        }
+        for (name, value) in &opts.headers {
+            req = req.header(name.as_str(), value.as_str());
         }
         let req = req
             .body(Empty::<Bytes>::new())
@@ -407,6 +413,7 @@ impl Client {
             "{}: wrong error",
             self.label
         );
+        super::msg::assert_keys(&data, &["code", "msg"]);
     }
 
     /// The next message must be an Error with this code (whatever its text); returns the text.
