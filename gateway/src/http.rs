@@ -37,6 +37,8 @@ pub type OnlineCount = Arc<dyn Fn() -> u64 + Send + Sync>;
 
 /// Length of the fixed rate-limit windows of this API.
 pub const RATE_WINDOW: Duration = Duration::from_secs(60);
+/// Retry hint when the argon2 pool is full.
+const BUSY_RETRY_AFTER: Duration = Duration::from_secs(1);
 /// Length of a client-supplied SHA-256 hex password.
 const PASSWORD_HEX_LEN: usize = 64;
 /// Longest room id accepted in a path (ids are 21 characters).
@@ -489,7 +491,7 @@ impl HttpApi {
             .await
         {
             Ok(created) => created,
-            Err(reject) => return refusal(&reject, RATE_WINDOW),
+            Err(reject) => return refusal(&reject, BUSY_RETRY_AFTER),
         };
         let room = created.room;
         let mut response = json_response(
@@ -524,7 +526,7 @@ impl HttpApi {
                     .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
                 response
             }
-            Err(reject) => refusal(&reject, RATE_WINDOW),
+            Err(reject) => refusal(&reject, BUSY_RETRY_AFTER),
         }
     }
 
@@ -545,9 +547,14 @@ impl HttpApi {
                 Ok(body) => body,
                 Err(problem) => return problem.into_response(),
             };
-        let guess_window = gateway.config().password_guess_window;
         if let Err(reject) = gateway.check_password(room_id, &body.password, ip).await {
-            return refusal(&reject, guess_window);
+            // the guess limit lasts a window; a busy argon2 pool clears in moments
+            let retry_after = if reject == texts::TOO_MANY_GUESSES {
+                gateway.config().password_guess_window
+            } else {
+                BUSY_RETRY_AFTER
+            };
+            return refusal(&reject, retry_after);
         }
         match gateway.issue_ticket(room_id).await {
             Ok(issued) => {
@@ -563,7 +570,7 @@ impl HttpApi {
                     .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
                 response
             }
-            Err(reject) => refusal(&reject, guess_window),
+            Err(reject) => refusal(&reject, BUSY_RETRY_AFTER),
         }
     }
 }
