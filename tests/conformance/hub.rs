@@ -66,7 +66,8 @@ fn room_ids(list: &Json) -> Vec<String> {
         .collect()
 }
 
-/// Creates a public room on `node` and checks that no error follows RoomJoined.
+/// Creates a public room on `node` and checks that no error follows RoomJoined. Keep the
+/// returned member alive (`let _open = ...`): dropping it empties the room and unlists it.
 async fn create_public(env: &Env, node: usize, data: Value) -> Member {
     let (mut m, _, _) = create_room_with(env, node, data).await;
     m.sync().await;
@@ -167,9 +168,9 @@ async fn public_room_is_listed_with_its_share_code() {
 async fn private_rooms_are_not_listed() {
     let env = hub_env().await;
     let base = public_room("p", "Private", &[]);
-    create_public(&env, 0, with(base.clone(), "public", Value::from(false))).await;
-    create_public(&env, 1, without(base.clone(), "public")).await;
-    create_public(&env, 2, with(base, "public", Value::from(1))).await;
+    let _open = create_public(&env, 0, with(base.clone(), "public", Value::from(false))).await;
+    let _open = create_public(&env, 1, without(base.clone(), "public")).await;
+    let _open = create_public(&env, 2, with(base, "public", Value::from(1))).await;
     let list = listing(&env, "").await;
     assert_eq!(list["total"], 0, "{list}");
     assert_eq!(list["rooms"], serde_json::json!([]));
@@ -191,7 +192,7 @@ async fn tags_are_null_when_the_room_has_none() {
 async fn non_string_tags_are_dropped() {
     let env = hub_env().await;
     let tags = Value::Array(vec![Value::from("ok"), Value::from(5), Value::from("fine")]);
-    create_public(&env, 0, with(public_room("a", "Mixed", &[]), "tags", tags)).await;
+    let _open = create_public(&env, 0, with(public_room("a", "Mixed", &[]), "tags", tags)).await;
     let list = listing(&env, "").await;
     assert_eq!(list["rooms"][0]["tags"], serde_json::json!(["ok", "fine"]));
 }
@@ -226,7 +227,7 @@ async fn password_room_is_listed_with_has_password() {
         "password",
         Value::from(password_hash("pw")),
     );
-    create_public(&env, 0, data).await;
+    let _open = create_public(&env, 0, data).await;
     assert_eq!(listing(&env, "").await["rooms"][0]["hasPassword"], true);
 }
 
@@ -262,7 +263,7 @@ async fn title_over_50_runes_gets_e011() {
         "title must be 50 characters or less",
     )
     .await;
-    create_public(&env, 0, public_room("a", &"é".repeat(50), &[])).await;
+    let _open = create_public(&env, 0, public_room("a", &"é".repeat(50), &[])).await;
     assert_eq!(listing(&env, "").await["total"], 1);
 }
 
@@ -280,7 +281,7 @@ async fn description_over_200_runes_gets_e011() {
         "description",
         Value::from("ü".repeat(200)),
     );
-    create_public(&env, 0, ok).await;
+    let _open = create_public(&env, 0, ok).await;
 }
 
 #[tokio::test]
@@ -292,7 +293,7 @@ async fn more_than_5_tags_gets_e011() {
         "maximum 5 tags allowed",
     )
     .await;
-    create_public(&env, 0, public_room("a", "T", &["a", "b", "c", "d", "e"])).await;
+    let _open = create_public(&env, 0, public_room("a", "T", &["a", "b", "c", "d", "e"])).await;
 }
 
 #[tokio::test]
@@ -310,7 +311,7 @@ async fn tag_length_is_1_to_20_bytes() {
         "each tag must be 1-20 characters",
     )
     .await;
-    create_public(&env, 0, public_room("a", "T", &[&"x".repeat(20)])).await;
+    let _open = create_public(&env, 0, public_room("a", "T", &[&"x".repeat(20)])).await;
 }
 
 #[tokio::test]
@@ -324,7 +325,7 @@ async fn tag_with_invalid_characters_gets_e011_naming_it() {
         )
         .await;
     }
-    create_public(&env, 0, public_room("a", "T", &["Dev-Talk-2"])).await;
+    let _open = create_public(&env, 0, public_room("a", "T", &["Dev-Talk-2"])).await;
 }
 
 #[tokio::test]
@@ -347,7 +348,7 @@ async fn title_and_description_are_sanitised() {
         "description",
         Value::from("<i>line1</i>\nline2\tend\u{1}"),
     );
-    create_public(&env, 0, data).await;
+    let _open = create_public(&env, 0, data).await;
     let room = listing(&env, "").await["rooms"][0].clone();
     assert_eq!(room["title"], "Hello World");
     assert_eq!(room["description"], "line1\nline2\tend");
@@ -356,7 +357,7 @@ async fn title_and_description_are_sanitised() {
 #[tokio::test]
 async fn markup_does_not_count_toward_the_title_limit() {
     let env = hub_env().await;
-    create_public(
+    let _open = create_public(
         &env,
         0,
         public_room("a", &format!("<p>{}</p>", "x".repeat(50)), &[]),
@@ -395,7 +396,7 @@ async fn full_hub_gets_e010_and_the_room_stays_private() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    create_public(&env, 0, public_room("d", "Third", &[])).await;
+    let _open = create_public(&env, 0, public_room("d", "Third", &[])).await;
     assert_eq!(listing(&env, "").await["total"], 1);
 }
 
@@ -403,7 +404,7 @@ async fn full_hub_gets_e010_and_the_room_stays_private() {
 async fn tag_filter_is_case_insensitive_and_exact() {
     let env = hub_env().await;
     let rust = create_public(&env, 0, public_room("a", "R", &["rust", "dev"])).await;
-    create_public(&env, 1, public_room("b", "G", &["go"])).await;
+    let _open = create_public(&env, 1, public_room("b", "G", &["go"])).await;
     assert_eq!(
         room_ids(&listing(&env, "?tag=RUST").await),
         vec![rust.room_id.clone()]
@@ -430,7 +431,7 @@ async fn q_matches_title_or_description_case_insensitively() {
         ),
     )
     .await;
-    create_public(&env, 2, public_room("c", "Larks", &[])).await;
+    let _open = create_public(&env, 2, public_room("c", "Larks", &[])).await;
     let mut got = room_ids(&listing(&env, "?q=owl").await);
     got.sort();
     let mut want = vec![by_title.room_id.clone(), by_desc.room_id.clone()];
