@@ -150,6 +150,16 @@ impl Config {
         }
     }
 
+    /// The gateway's public HTTP routes.
+    pub fn http_config(&self) -> gateway::http::HttpConfig {
+        gateway::http::HttpConfig {
+            allowed_origins: self.allowed_origins.clone(),
+            hub_requests_per_minute: self.hub_requests_per_minute,
+            trust_forwarded_for: self.trust_forwarded_for,
+            ..gateway::http::HttpConfig::default()
+        }
+    }
+
     /// How long shutdown waits for connections.
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_millis(self.shutdown_grace_ms)

@@ -67,9 +67,15 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     );
     relay.start_background();
 
+    let online = {
+        let metrics = relay.metrics.clone();
+        Arc::new(move || metrics.connections.get().max(0) as u64)
+    };
+    let api = gateway::http::HttpApi::new(gateway, config.http_config(), online);
+    let fallback: Arc<dyn server::HttpFallback> = Arc::new(GatewayRoutes(api));
+
     let listener = tokio::net::TcpListener::bind(&config.listen).await?;
     let addr = listener.local_addr()?;
-    let fallback: Arc<dyn server::HttpFallback> = Arc::new(server::PingOnly);
     // The one line on stdout: tests and scripts read the address from it.
     println!("listening on http://{addr}");
     tracing::info!(%addr, "arthas all-in-one server listening (in-memory engine)");
@@ -80,6 +86,21 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     relay.shutdown(config.shutdown_grace()).await;
     accept.abort();
     Ok(())
+}
+
+/// Every request that is not `/ws` goes to the gateway's routes: the web
+/// client, `/api/hub`, the room API, `/ping`, health.
+struct GatewayRoutes(gateway::http::HttpApi);
+
+#[async_trait::async_trait]
+impl server::HttpFallback for GatewayRoutes {
+    async fn handle(
+        &self,
+        request: hyper::Request<hyper::body::Incoming>,
+        peer: std::net::SocketAddr,
+    ) -> hyper::Response<server::Body> {
+        self.0.handle(request, peer).await
+    }
 }
 
 /// Resolves on SIGTERM or Ctrl-C.
