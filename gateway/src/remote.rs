@@ -126,8 +126,8 @@ fn unavailable(what: &str, detail: impl std::fmt::Display) -> Reject {
 }
 
 impl RemoteGateway {
-    /// A client for the internal API at `config.base_url`. Must be called
-    /// inside a tokio runtime (the pool's timer is tokio's).
+    /// A client for the internal API at `config.base_url` (calls must run
+    /// on a tokio runtime; building it needs none).
     pub fn new(config: RemoteConfig) -> Result<RemoteGateway, RemoteError> {
         let base = config.base_url.trim_end_matches('/').to_owned();
         let uri: Uri = base
@@ -286,6 +286,11 @@ mod tests {
     fn segments_are_percent_encoded() {
         assert_eq!(encode_segment("V1St-_x"), "V1St-_x");
         assert_eq!(encode_segment("a/b c+é"), "a%2Fb%20c%2B%C3%A9");
+    }
+
+    #[test]
+    fn it_can_be_built_outside_a_runtime() {
+        assert!(RemoteGateway::new(RemoteConfig::new("http://127.0.0.1:1", "s")).is_ok());
     }
 
     #[tokio::test]
