@@ -350,7 +350,9 @@ async fn stats_count_connected_websockets() {
     assert_eq!(json["online"], 0, "{json}");
     assert_eq!(json["matchEnabled"], false, "{json}");
     assert_eq!(json["matchQueueSize"], 0, "{json}");
-    let a = Client::connect(&env.ws_url(0)).await;
+    let mut a = Client::connect(&env.ws_url(0)).await;
+    // A round trip proves the server has registered the connection.
+    a.sync().await;
     let _room = open_room::<2>(&env).await;
     assert_eq!(http::get(&url).await.json()["online"], 3);
     drop(a);
