@@ -376,3 +376,21 @@ async fn lone_member_can_send_into_an_empty_audience() {
         .await;
     a.sync().await;
 }
+
+#[tokio::test]
+async fn messages_stay_in_their_room() {
+    let env = Env::single().await;
+    let [mut a1, mut b1] = open_room::<2>(&env).await;
+    let [mut a2, mut b2] = open_room::<2>(&env).await;
+    say(&mut a1, &mut [&mut b1]).await;
+    a1.send(t::SEND_REACTION, map! {"iv" => "i", "ciphertext" => "c"})
+        .await;
+    b1.expect(t::RELAY_REACTION).await;
+    a1.send(t::TYPING, map! {"typing" => true}).await;
+    b1.expect(t::MEMBER_TYPING).await;
+    // The other room saw none of it.
+    a2.sync().await;
+    b2.sync().await;
+    say(&mut a2, &mut [&mut b2]).await;
+    b1.sync().await;
+}

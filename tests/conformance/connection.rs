@@ -370,3 +370,17 @@ async fn stats_count_connected_websockets() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test]
+async fn server_answers_a_ws_ping_with_a_pong() {
+    let env = Env::single().await;
+    let mut c = Client::connect(&env.ws_url(0)).await;
+    c.try_send_frame(fastwebsockets::OpCode::Ping, b"are-you-there".to_vec())
+        .await
+        .expect("send ping");
+    match c.event("a WS pong").await {
+        Event::Pong => {}
+        other => panic!("expected a WS pong, got {other:?}"),
+    }
+    create_on(&mut c, create_data("still-here")).await;
+}

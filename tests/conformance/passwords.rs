@@ -342,3 +342,31 @@ async fn ip_guess_limit_ignores_forwarded_for_unless_trusted() {
     .await;
     y.expect_error("E004", TOO_MANY).await;
 }
+
+#[tokio::test]
+async fn bin_password_on_create_counts_as_no_password() {
+    let env = Env::single().await;
+    let hash = password_hash("pw");
+    let data = map! {"name" => "a", "password" => hash.as_bytes().to_vec(), "ephemeral" => 0, "expiry" => 0};
+    let (a, _, joined) = create_room_with(&env, 0, data).await;
+    assert!(
+        !joined.boolean("hasPassword"),
+        "a bin password is not a str password: {joined}"
+    );
+    let (_, joined_b) = join_room(&env, 1, &a.room_id, "b", "").await;
+    assert!(!joined_b.boolean("hasPassword"));
+}
+
+#[tokio::test]
+async fn bin_password_on_join_is_wrong() {
+    let env = Env::single().await;
+    let hash = password_hash("pw");
+    let (a, _, _) = create_room_with(&env, 0, password_room("a", &hash)).await;
+    let mut c = Client::connect(&env.ws_url(1)).await;
+    c.send(
+        t::JOIN_ROOM,
+        map! {"roomId" => a.room_id.as_str(), "name" => "c", "password" => hash.as_bytes().to_vec()},
+    )
+    .await;
+    c.expect_error("E006", "wrong password").await;
+}

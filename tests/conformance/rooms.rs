@@ -501,6 +501,11 @@ async fn full_room_at_default_capacity_of_50() {
     late.send(t::JOIN_ROOM, join_data(&first.room_id, "late", ""))
         .await;
     late.expect_error("E002", "room is full").await;
+    let mut ids: Vec<&str> = others.iter().map(|m| m.id.as_str()).collect();
+    ids.push(&first.id);
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 50, "member ids must be unique within the room");
     // The first member saw exactly 49 joins and nothing else.
     for m in &others {
         assert_eq!(first.expect(t::MEMBER_JOINED).await.str("id"), m.id);

@@ -110,3 +110,21 @@ async fn typing_is_not_rate_limited() {
         say(&mut a, &mut [&mut b]).await;
     }
 }
+
+#[tokio::test]
+async fn typing_iv_and_ciphertext_are_relayed_only_as_strings() {
+    let env = Env::single().await;
+    let [mut a, mut b] = open_room::<2>(&env).await;
+    a.send(
+        t::TYPING,
+        map! {"typing" => true, "iv" => vec![1u8, 2], "ciphertext" => vec![3u8]},
+    )
+    .await;
+    let data = b.expect(t::MEMBER_TYPING).await;
+    assert!(data.boolean("typing"));
+    for key in ["iv", "ciphertext"] {
+        if let Some(v) = data.get_opt(key) {
+            assert!(v.is_str(), "{key} relayed as a non-string: {data}");
+        }
+    }
+}
