@@ -394,3 +394,31 @@ async fn messages_stay_in_their_room() {
     say(&mut a2, &mut [&mut b2]).await;
     b1.sync().await;
 }
+
+#[tokio::test]
+async fn rate_limit_window_is_sliding_not_fixed() {
+    let env = Env::single_with(
+        Opts::new()
+            .flag("--chat-rate-limit", 3)
+            .flag("--chat-rate-window-ms", 1500),
+    )
+    .await;
+    let [mut a, mut b] = open_room::<2>(&env).await;
+    let t0 = tokio::time::Instant::now();
+    send_n(&mut a, &mut b, 2).await;
+    tokio::time::sleep_until(t0 + std::time::Duration::from_millis(1000)).await;
+    send_n(&mut a, &mut b, 1).await;
+    // At 1.7 s the first two have left the window but the third has not: two more fit, a
+    // third does not (a fixed 1.5 s window would have reset and allowed three).
+    tokio::time::sleep_until(t0 + std::time::Duration::from_millis(1700)).await;
+    send_n(&mut a, &mut b, 2).await;
+    a.send(t::SEND_MESSAGE, map! {"iv" => "i", "ciphertext" => "over"})
+        .await;
+    a.expect_error("E004", "rate limited, please slow down")
+        .await;
+    assert!(
+        t0.elapsed() < std::time::Duration::from_millis(2400),
+        "the test ran too slowly to be meaningful ({:?})",
+        t0.elapsed()
+    );
+}
