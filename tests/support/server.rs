@@ -66,9 +66,16 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts the binary with `opts` and waits for its `listening on http://...` line.
+    /// Starts the all-in-one `arthas` binary with `opts` and waits for its
+    /// `listening on http://...` line.
     pub async fn start(opts: &Opts) -> Server {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_arthas"));
+        Self::start_bin(env!("CARGO_BIN_EXE_arthas"), opts).await
+    }
+
+    /// Starts any of our binaries that follow the same contract (`--listen`, the
+    /// `listening on http://...` stdout line, logs on stderr, SIGTERM to stop).
+    pub async fn start_bin(bin: &str, opts: &Opts) -> Server {
+        let mut cmd = Command::new(bin);
         cmd.arg("--listen").arg("127.0.0.1:0");
         cmd.args(&opts.args);
         // A test never inherits the developer's ARTHAS_* settings.
@@ -88,7 +95,7 @@ impl Server {
             .stderr(Stdio::piped());
         let mut child = cmd
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", env!("CARGO_BIN_EXE_arthas")));
+            .unwrap_or_else(|e| panic!("cannot start {bin}: {e}"));
 
         let stderr = Arc::new(Mutex::new(Vec::new()));
         let mut err_pipe = child.stderr.take().expect("stderr is piped");
@@ -221,6 +228,13 @@ impl Env {
         Env {
             nodes: vec![Server::start(&opts).await],
         }
+    }
+
+    /// An env over already started processes (a cluster suite starts its relays itself);
+    /// node index i maps to `nodes[i % nodes.len()]`.
+    pub fn from_nodes(nodes: Vec<Server>) -> Env {
+        assert!(!nodes.is_empty(), "an env needs at least one node");
+        Env { nodes }
     }
 
     /// The number of distinct server processes.
