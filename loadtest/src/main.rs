@@ -1,0 +1,421 @@
+//! `arthas-loadgen`: drives relays with real WebSocket clients and measures
+//! what ARCHITECTURE.md budgets: deliveries per second, loss, delivery
+//! latency, and (from /proc) the server processes' CPU per delivery and
+//! memory per connection.
+//!
+//! Chat mode: `--rooms` rooms of `--members` members spread round-robin over
+//! the `--url`s; every member sends `--rate` messages per second of
+//! `--payload` bytes of ciphertext text for `--duration` seconds. Each
+//! message carries its send time, so every recipient measures latency; every
+//! expected delivery is counted, so loss is exact. Idle mode: the members
+//! join and sit; the report gives the servers' RSS per connection.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use clap::{Parser, ValueEnum};
+use fastwebsockets::{handshake, FragmentCollectorRead, Frame, OpCode, Payload, WebSocketWrite};
+use http_body_util::Empty;
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
+use protocol::client::{self, CreateRoom, JoinRoom, Sealed};
+use protocol::kind;
+use protocol::server::{self, Relayed, RoomCreated};
+use tokio::io::WriteHalf;
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Mode {
+    Chat,
+    Idle,
+}
+
+#[derive(Debug, Parser)]
+#[command(about = "Load generator for the Arthas relay")]
+struct Args {
+    /// WebSocket URLs (repeat or comma-separate); members go round-robin.
+    #[arg(long, value_delimiter = ',', default_value = "ws://127.0.0.1:8080/ws")]
+    url: Vec<String>,
+    #[arg(long, value_enum, default_value_t = Mode::Chat)]
+    mode: Mode,
+    #[arg(long, default_value_t = 100)]
+    rooms: usize,
+    #[arg(long, default_value_t = 10)]
+    members: usize,
+    /// Messages per second per member (the server allows 1/s by default).
+    #[arg(long, default_value_t = 1.0)]
+    rate: f64,
+    /// Seconds of measurement (after every member joined).
+    #[arg(long, default_value_t = 20)]
+    duration: u64,
+    /// Seconds of warm-up before measuring.
+    #[arg(long, default_value_t = 3)]
+    warmup: u64,
+    /// Ciphertext length in bytes.
+    #[arg(long, default_value_t = 256)]
+    payload: usize,
+    /// Server process ids to sample CPU and RSS from (/proc).
+    #[arg(long, value_delimiter = ',')]
+    pid: Vec<u32>,
+    /// Connections opened at once while joining.
+    #[arg(long, default_value_t = 64)]
+    connect_concurrency: usize,
+}
+
+/// Shared counters.
+#[derive(Default)]
+struct Stats {
+    sent: AtomicU64,
+    received: AtomicU64,
+    errors: AtomicU64,
+    /// Latencies in microseconds of deliveries during the measured window.
+    latencies: Mutex<Vec<u32>>,
+    /// Only deliveries of messages sent inside the window count.
+    measuring: std::sync::atomic::AtomicBool,
+    window_sent: AtomicU64,
+    window_received: AtomicU64,
+}
+
+struct Executor;
+impl<F> hyper::rt::Executor<F> for Executor
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    fn execute(&self, fut: F) {
+        tokio::spawn(fut);
+    }
+}
+
+type Reader = FragmentCollectorRead<tokio::io::ReadHalf<TokioIo<Upgraded>>>;
+type Writer = WebSocketWrite<WriteHalf<TokioIo<Upgraded>>>;
+
+async fn connect(url: &str) -> Result<(Reader, Writer), String> {
+    let rest = url.strip_prefix("ws://").ok_or("only ws:// URLs")?;
+    let (host, path) = rest.split_once('/').map_or((rest, "/"), |(h, p)| (h, p));
+    let stream = TcpStream::connect(host).await.map_err(|e| e.to_string())?;
+    stream.set_nodelay(true).map_err(|e| e.to_string())?;
+    let request = hyper::Request::builder()
+        .uri(format!("/{}", path.trim_start_matches('/')))
+        .header("Host", host)
+        .header("Upgrade", "websocket")
+        .header("Connection", "upgrade")
+        .header("Sec-WebSocket-Key", handshake::generate_key())
+        .header("Sec-WebSocket-Version", "13")
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| e.to_string())?;
+    let (ws, _) = handshake::client(&Executor, request, stream)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (rx, tx) = ws.split(tokio::io::split);
+    Ok((FragmentCollectorRead::new(rx), tx))
+}
+
+/// Reads until a frame of `want` arrives; returns its encoded bytes.
+async fn read_until(rx: &mut Reader, want: u8) -> Result<Vec<u8>, String> {
+    loop {
+        let frame = rx
+            .read_frame(&mut |_| async { Ok::<_, std::io::Error>(()) })
+            .await
+            .map_err(|e| e.to_string())?;
+        if frame.opcode != OpCode::Binary {
+            continue;
+        }
+        let (t, _) = server::decode(&frame.payload).map_err(|e| e.to_string())?;
+        if t == want {
+            return Ok(frame.payload.to_vec());
+        }
+        if t == kind::ERROR {
+            let (_, data) = server::decode(&frame.payload).map_err(|e| e.to_string())?;
+            let e: server::ErrorData = server::data(data).map_err(|e| e.to_string())?;
+            return Err(format!("{} {}", e.code, e.msg));
+        }
+    }
+}
+
+async fn send(tx: &mut Writer, bytes: Vec<u8>) -> Result<(), String> {
+    tx.write_frame(Frame::binary(Payload::Owned(bytes)))
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// Opens a room's members and joins them; returns their halves.
+async fn open_room(
+    urls: &[String],
+    first: usize,
+    members: usize,
+) -> Result<Vec<(Reader, Writer)>, String> {
+    let mut out = Vec::with_capacity(members);
+    let (mut rx, mut tx) = connect(&urls[first % urls.len()]).await?;
+    let create = CreateRoom {
+        name: "m0",
+        ..Default::default()
+    };
+    send(&mut tx, client::encode(kind::CREATE_ROOM, &create)).await?;
+    let created = read_until(&mut rx, kind::ROOM_CREATED).await?;
+    let (_, data) = server::decode(&created).map_err(|e| e.to_string())?;
+    let created: RoomCreated = server::data(data).map_err(|e| e.to_string())?;
+    let room_id = created.room_id.to_owned();
+    read_until(&mut rx, kind::ROOM_JOINED).await?;
+    out.push((rx, tx));
+    for i in 1..members {
+        let (mut rx, mut tx) = connect(&urls[(first + i) % urls.len()]).await?;
+        let name = format!("m{i}");
+        let join = JoinRoom {
+            room_id: &room_id,
+            name: &name,
+            ..Default::default()
+        };
+        send(&mut tx, client::encode(kind::JOIN_ROOM, &join)).await?;
+        read_until(&mut rx, kind::ROOM_JOINED).await?;
+        out.push((rx, tx));
+    }
+    Ok(out)
+}
+
+fn now_micros(start: Instant) -> u64 {
+    start.elapsed().as_micros() as u64
+}
+
+/// Receives until the connection ends, counting deliveries and latency.
+async fn receive(mut rx: Reader, pong: mpsc::Sender<Vec<u8>>, stats: Arc<Stats>, start: Instant) {
+    loop {
+        let pong = pong.clone();
+        let frame = rx
+            .read_frame(&mut move |f: Frame<'_>| {
+                let pong = pong.clone();
+                let payload = f.payload.to_vec();
+                let is_ping = f.opcode == OpCode::Ping;
+                async move {
+                    if is_ping {
+                        let _ = pong.try_send(payload);
+                    }
+                    Ok::<_, std::io::Error>(())
+                }
+            })
+            .await;
+        let Ok(frame) = frame else { return };
+        if frame.opcode == OpCode::Close {
+            return;
+        }
+        if frame.opcode != OpCode::Binary {
+            continue;
+        }
+        let Ok((t, data)) = server::decode(&frame.payload) else {
+            continue;
+        };
+        match t {
+            kind::RELAY_MESSAGE => {
+                stats.received.fetch_add(1, Ordering::Relaxed);
+                let Ok(m) = server::data::<Relayed>(data) else {
+                    continue;
+                };
+                // ciphertext = "<sent micros>:<window flag>:<padding>"
+                let mut parts = m.ciphertext.splitn(3, ':');
+                let sent: u64 = parts.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+                let in_window = parts.next() == Some("w");
+                if in_window {
+                    stats.window_received.fetch_add(1, Ordering::Relaxed);
+                    let latency = now_micros(start).saturating_sub(sent);
+                    if let Ok(mut l) = stats.latencies.lock() {
+                        l.push(latency.min(u32::MAX as u64) as u32);
+                    }
+                }
+            }
+            kind::ERROR => {
+                stats.errors.fetch_add(1, Ordering::Relaxed);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Sends at `rate` per second until `stop`, answering pings in between.
+async fn transmit(
+    mut tx: Writer,
+    mut pongs: mpsc::Receiver<Vec<u8>>,
+    rate: f64,
+    payload: usize,
+    stats: Arc<Stats>,
+    start: Instant,
+    stop: Instant,
+    phase: Duration,
+) {
+    let period = Duration::from_secs_f64(if rate > 0.0 { 1.0 / rate } else { 1.0 });
+    let mut next = tokio::time::Instant::now() + phase;
+    let padding = "x".repeat(payload.saturating_sub(24));
+    loop {
+        tokio::select! {
+            Some(p) = pongs.recv() => {
+                if tx.write_frame(Frame::pong(Payload::Owned(p))).await.is_err() { return; }
+            }
+            _ = tokio::time::sleep_until(next), if rate > 0.0 => {
+                next += period;
+                if Instant::now() >= stop { return; }
+                let window = stats.measuring.load(Ordering::Relaxed);
+                let ciphertext = format!("{}:{}:{}", now_micros(start), if window { "w" } else { "-" }, padding);
+                let msg = Sealed { iv: "AAAAAAAAAAAAAAAA", ciphertext: &ciphertext };
+                if send(&mut tx, client::encode(kind::SEND_MESSAGE, &msg)).await.is_err() { return; }
+                stats.sent.fetch_add(1, Ordering::Relaxed);
+                if window { stats.window_sent.fetch_add(1, Ordering::Relaxed); }
+            }
+        }
+    }
+}
+
+/// utime + stime of a process, in clock ticks, and its RSS in KiB.
+fn proc_sample(pid: u32) -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let cpu = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let rss = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some((cpu, rss))
+}
+
+fn sample_all(pids: &[u32]) -> (u64, u64) {
+    pids.iter()
+        .filter_map(|p| proc_sample(*p))
+        .fold((0, 0), |(c, r), (c2, r2)| (c + c2, r + r2))
+}
+
+fn percentile(sorted: &[u32], p: f64) -> u32 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let args = Args::parse();
+    let ticks_per_sec = 100.0; // Linux USER_HZ
+    let (_, rss_before) = sample_all(&args.pid);
+    let start = Instant::now();
+    let stats = Arc::new(Stats::default());
+
+    // Join every room, a few at a time.
+    let semaphore = Arc::new(tokio::sync::Semaphore::new(args.connect_concurrency.max(1)));
+    let mut joins = Vec::new();
+    for r in 0..args.rooms {
+        let urls = args.url.clone();
+        let permit = semaphore.clone();
+        let members = args.members;
+        joins.push(tokio::spawn(async move {
+            let _p = permit.acquire_owned().await;
+            open_room(&urls, r * members, members).await
+        }));
+    }
+    let mut rooms = Vec::new();
+    for j in joins {
+        match j.await {
+            Ok(Ok(room)) => rooms.push(room),
+            Ok(Err(e)) => eprintln!("join failed: {e}"),
+            Err(e) => eprintln!("join task failed: {e}"),
+        }
+    }
+    let joined = rooms.iter().map(Vec::len).sum::<usize>();
+    let join_secs = start.elapsed().as_secs_f64();
+    eprintln!(
+        "{joined} members in {} rooms joined in {join_secs:.1}s",
+        rooms.len()
+    );
+
+    let rate = if args.mode == Mode::Idle {
+        0.0
+    } else {
+        args.rate
+    };
+    let stop = Instant::now() + Duration::from_secs(args.warmup + args.duration);
+    let mut tasks = Vec::new();
+    let mut i = 0u64;
+    for room in rooms {
+        for (rx, tx) in room {
+            let (pong_tx, pong_rx) = mpsc::channel(4);
+            let phase = Duration::from_secs_f64(if rate > 0.0 {
+                (i as f64 * 0.618_034 % 1.0) / rate
+            } else {
+                0.0
+            });
+            i += 1;
+            tasks.push(tokio::spawn(receive(rx, pong_tx, stats.clone(), start)));
+            tasks.push(tokio::spawn(transmit(
+                tx,
+                pong_rx,
+                rate,
+                args.payload,
+                stats.clone(),
+                start,
+                stop,
+                phase,
+            )));
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(args.warmup)).await;
+    let (cpu0, _) = sample_all(&args.pid);
+    let (self0, _) = proc_sample(std::process::id()).unwrap_or((0, 0));
+    let received0 = stats.received.load(Ordering::Relaxed);
+    stats.measuring.store(true, Ordering::Relaxed);
+    let t0 = Instant::now();
+    tokio::time::sleep(Duration::from_secs(args.duration)).await;
+    stats.measuring.store(false, Ordering::Relaxed);
+    let elapsed = t0.elapsed().as_secs_f64();
+    let (cpu1, rss_after) = sample_all(&args.pid);
+    let (self1, _) = proc_sample(std::process::id()).unwrap_or((0, 0));
+    let received = stats.received.load(Ordering::Relaxed) - received0;
+    // Let in-flight window messages land before counting loss.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let window_sent = stats.window_sent.load(Ordering::Relaxed);
+    let expected = window_sent * (args.members as u64 - 1);
+    let window_received = stats.window_received.load(Ordering::Relaxed);
+    let mut lat = stats
+        .latencies
+        .lock()
+        .map(|l| l.clone())
+        .unwrap_or_default();
+    lat.sort_unstable();
+    let cpu_secs = (cpu1 - cpu0) as f64 / ticks_per_sec;
+    let deliveries_per_sec = received as f64 / elapsed;
+    let report = serde_json::json!({
+        "mode": format!("{:?}", args.mode).to_lowercase(),
+        "urls": args.url,
+        "rooms": args.rooms,
+        "members_per_room": args.members,
+        "connections": joined,
+        "join_seconds": join_secs,
+        "joins_per_second": joined as f64 / join_secs,
+        "rate_per_member": rate,
+        "payload_bytes": args.payload,
+        "measured_seconds": elapsed,
+        "deliveries_per_second": deliveries_per_sec,
+        "expected_deliveries": expected,
+        "received_deliveries": window_received,
+        "lost": expected.saturating_sub(window_received),
+        "error_frames": stats.errors.load(Ordering::Relaxed),
+        "latency_us": { "p50": percentile(&lat, 0.5), "p99": percentile(&lat, 0.99), "max": lat.last().copied().unwrap_or(0) },
+        "server_cpu_seconds": cpu_secs,
+        "loadgen_cpu_seconds": (self1 - self0) as f64 / ticks_per_sec,
+        "server_cpu_us_per_delivery": if received > 0 { cpu_secs * 1e6 / received as f64 } else { 0.0 },
+        "server_rss_kib_before": rss_before,
+        "server_rss_kib_after": rss_after,
+        "server_rss_bytes_per_connection": if joined > 0 { (rss_after as f64 - rss_before as f64) * 1024.0 / joined as f64 } else { 0.0 },
+    });
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&report).unwrap_or_default()
+    );
+    for t in tasks {
+        t.abort();
+    }
+}
