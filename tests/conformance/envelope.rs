@@ -331,3 +331,27 @@ async fn bad_input_of_every_kind_never_disturbs_the_room() {
     }
     assert_room_chats(&mut [&mut a, &mut b, &mut c]).await;
 }
+
+#[tokio::test]
+async fn not_in_a_room_is_checked_before_the_data_for_every_room_message() {
+    let env = Env::single().await;
+    let mut c = Client::connect(&env.ws_url(0)).await;
+    for ty in [
+        t::SEND_MESSAGE,
+        t::TYPING,
+        t::SEND_REACTION,
+        t::FILE_META,
+        t::FILE_CHUNK,
+        t::FILE_COMPLETE,
+        t::FILE_CANCEL,
+        t::FILE_ACK,
+    ] {
+        c.send(ty, Value::Nil).await;
+        let data = c.expect(t::ERROR).await;
+        assert_eq!(
+            (data.str("code"), data.str("msg")),
+            ("E003", "not in a room"),
+            "reply to 0x{ty:02X} with nil data outside a room"
+        );
+    }
+}

@@ -650,3 +650,36 @@ async fn close_frame_from_client_is_a_disconnect() {
     b.send_close(1000).await;
     assert_eq!(a.expect(t::MEMBER_LEFT).await.str("id"), b.id);
 }
+
+#[tokio::test]
+async fn concurrent_joins_never_overfill_a_room() {
+    let env = Env::single_with(Opts::new().flag("--max-room-members", 2)).await;
+    let a = create_room(&env, 0, "a").await;
+    let mut tasks = Vec::new();
+    for i in 0..6 {
+        let url = env.ws_url(i);
+        let room_id = a.room_id.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut c = Client::connect(&url).await;
+            c.send(t::JOIN_ROOM, join_data(&room_id, &format!("j{i}"), ""))
+                .await;
+            let (ty, data) = c.recv().await;
+            (ty, data, c)
+        }));
+    }
+    let mut joined = 0;
+    let mut keep = Vec::new();
+    for task in tasks {
+        let (ty, data, c) = task.await.expect("join task");
+        match ty {
+            t::ROOM_JOINED => joined += 1,
+            t::ERROR => assert_eq!(
+                (data.str("code"), data.str("msg")),
+                ("E002", "room is full")
+            ),
+            other => panic!("unexpected 0x{other:02X} {data}"),
+        }
+        keep.push(c);
+    }
+    assert_eq!(joined, 1, "exactly one joiner fits into a room of 2");
+}
