@@ -11,11 +11,15 @@
 //!   order, through its [`BusSink`].
 //!
 //! Engines: [`memory`] (one process; `cargo run` and unit tests) and, behind
-//! the same traits, the Redis engines.
+//! the same traits, [`redis`] (standalone Redis or a Redis Cluster).
+//! [`testing`] (feature `test-support`) starts real Redis servers for tests.
 
 pub mod bus;
 pub mod memory;
+pub mod redis;
 pub mod room;
+#[cfg(feature = "test-support")]
+pub mod testing;
 
 pub use bus::{Bus, BusError, BusMessage, BusSink, Target};
 pub use room::{

@@ -1,0 +1,284 @@
+//! The cluster bus: sharded pub/sub (SPUBLISH/SSUBSCRIBE, Redis 7+).
+//!
+//! The redis-rs cluster client keeps one RESP3 connection per shard and
+//! carries commands, SSUBSCRIBE and the pushes on it; a room's channel
+//! `arthas:{R}` lives in the room's slot, so a room's messages pass through
+//! one shard in one order.
+//!
+//! The client has two bugs this module works around (reproduced in
+//! `CRATES.md`, proven by the tests): after a node connection drops it
+//! resubscribes all of that node's channels in one SSUBSCRIBE, which Redis
+//! refuses with CROSSSLOT; and when a slot migrates, the old owner sends
+//! SUNSUBSCRIBE and the client forgets the channel. The push handler turns a
+//! `Disconnection` push into "resubscribe every hosted room" and an
+//! unrequested SUNSUBSCRIBE into "resubscribe this room"; the supervisor
+//! here re-issues SSUBSCRIBE one channel per command (bounded concurrency),
+//! retrying with backoff until each is confirmed or no longer wanted.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures_util::stream::{self, StreamExt};
+use redis::cluster::ClusterClientBuilder;
+use redis::cluster_async::ClusterConnection;
+use redis::{ProtocolVersion, Value};
+use tokio::sync::{mpsc, watch};
+use tokio::time::timeout;
+
+use super::{keys, next_backoff, BusEvent, BusShared, PushDispatch, RedisConfig};
+use crate::bus::BusError;
+use crate::room::StoreError;
+
+/// Most retries the cluster client makes for one request (MOVED, ASK,
+/// reconnects); the caller's timeout bounds the total anyway.
+const CLUSTER_CLIENT_RETRIES: u32 = 8;
+
+/// The cluster bus connection.
+pub(crate) struct ClusterBus {
+    /// The cluster client's routing connection (shared with store commands).
+    conn: ClusterConnection,
+}
+
+impl ClusterBus {
+    /// Connects to the cluster and starts the supervisor; the connection is
+    /// also the store's command path.
+    pub(crate) async fn connect(
+        nodes: &[String],
+        config: &RedisConfig,
+        shared: Arc<BusShared>,
+        events: mpsc::UnboundedReceiver<BusEvent>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<(ClusterConnection, ClusterBus), StoreError> {
+        let client = ClusterClientBuilder::new(nodes.iter().map(String::as_str))
+            .use_protocol(ProtocolVersion::RESP3)
+            .push_sender(PushDispatch(shared.clone()))
+            .connection_timeout(config.connect_timeout)
+            .response_timeout(config.command_timeout)
+            .retries(CLUSTER_CLIENT_RETRIES)
+            .min_retry_wait(config.reconnect_backoff_min.as_millis() as u64)
+            .max_retry_wait(config.reconnect_backoff_max.as_millis() as u64)
+            .build()
+            .map_err(|e| StoreError(format!("redis cluster: {e}")))?;
+        let conn = match timeout(
+            config.connect_timeout + config.command_timeout,
+            client.get_async_connection(),
+        )
+        .await
+        {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(e)) => return Err(StoreError(format!("redis cluster: {e}"))),
+            Err(_) => return Err(StoreError("redis cluster: no answer in time".into())),
+        };
+        tokio::spawn(supervise(
+            conn.clone(),
+            config.clone(),
+            shared,
+            events,
+            shutdown,
+        ));
+        Ok((conn.clone(), ClusterBus { conn }))
+    }
+
+    pub(crate) async fn subscribe(
+        &self,
+        config: &RedisConfig,
+        shared: &BusShared,
+        room_id: &str,
+    ) -> Result<(), BusError> {
+        let _gate = shared.gate.read().await;
+        shared.want(room_id);
+        match ssubscribe(&self.conn, config, room_id).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                shared.unwant(room_id);
+                shared.stale().insert(room_id.to_owned());
+                Err(e)
+            }
+        }
+    }
+
+    pub(crate) async fn unsubscribe(
+        &self,
+        config: &RedisConfig,
+        shared: &BusShared,
+        room_id: &str,
+    ) -> Result<(), BusError> {
+        let _gate = shared.gate.read().await;
+        shared.unwant(room_id);
+        match sunsubscribe(&self.conn, config, room_id).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                shared.stale().insert(room_id.to_owned());
+                Err(e)
+            }
+        }
+    }
+
+    /// Hot path: one SPUBLISH, bounded by the publish timeout.
+    pub(crate) async fn publish(
+        &self,
+        config: &RedisConfig,
+        room_id: &str,
+        wire: &[u8],
+    ) -> Result<(), BusError> {
+        let mut conn = self.conn.clone();
+        let mut cmd = redis::cmd("SPUBLISH");
+        cmd.arg(keys::channel(room_id)).arg(wire);
+        match timeout(config.publish_timeout, cmd.query_async::<Value>(&mut conn)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(BusError(format!("spublish: {e}"))),
+            Err(_) => Err(BusError("spublish: no answer in time".into())),
+        }
+    }
+}
+
+/// One channel per command: a multi-channel SSUBSCRIBE across slots is
+/// refused with CROSSSLOT.
+async fn ssubscribe(
+    conn: &ClusterConnection,
+    config: &RedisConfig,
+    room_id: &str,
+) -> Result<(), BusError> {
+    let mut conn = conn.clone();
+    match timeout(
+        config.subscribe_timeout,
+        conn.ssubscribe(keys::channel(room_id)),
+    )
+    .await
+    {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(BusError(format!("ssubscribe: {e}"))),
+        Err(_) => Err(BusError("ssubscribe: no answer in time".into())),
+    }
+}
+
+async fn sunsubscribe(
+    conn: &ClusterConnection,
+    config: &RedisConfig,
+    room_id: &str,
+) -> Result<(), BusError> {
+    let mut conn = conn.clone();
+    match timeout(
+        config.subscribe_timeout,
+        conn.sunsubscribe(keys::channel(room_id)),
+    )
+    .await
+    {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(BusError(format!("sunsubscribe: {e}"))),
+        Err(_) => Err(BusError("sunsubscribe: no answer in time".into())),
+    }
+}
+
+/// Rooms waiting to be resubscribed.
+#[derive(Default)]
+struct Pending {
+    /// Every hosted room (a connection was lost; which shard is unknown).
+    all: bool,
+    /// Single rooms the server unsubscribed.
+    rooms: HashSet<String>,
+    /// When the oldest unresolved loss was noticed.
+    since: Option<Instant>,
+}
+
+impl Pending {
+    fn add(&mut self, event: BusEvent) {
+        match event {
+            BusEvent::ConnectionLost => self.all = true,
+            BusEvent::ChannelDropped(room) => {
+                self.rooms.insert(room);
+            }
+        }
+        self.since.get_or_insert_with(Instant::now);
+    }
+}
+
+/// Resubscribes what the push handler reports lost, one channel per command.
+async fn supervise(
+    conn: ClusterConnection,
+    config: RedisConfig,
+    shared: Arc<BusShared>,
+    mut events: mpsc::UnboundedReceiver<BusEvent>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut pending = Pending::default();
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            event = events.recv() => match event {
+                None => return,
+                Some(event) => pending.add(event),
+            },
+        }
+        let Some(since) = pending.since else { continue };
+        shared.set_down();
+        let mut delay = config.reconnect_backoff_min;
+        let mut done: Vec<String> = Vec::new();
+        loop {
+            while let Ok(event) = events.try_recv() {
+                pending.add(event);
+            }
+            if std::mem::take(&mut pending.all) {
+                pending.rooms.extend(shared.rooms().iter().cloned());
+            }
+            let batch: Vec<String> = {
+                let wanted = shared.rooms();
+                pending.rooms.drain().filter(|r| wanted.contains(r)).collect()
+            };
+            if batch.is_empty() {
+                break;
+            }
+            let results: Vec<(String, Result<(), BusError>)> = stream::iter(batch)
+                .map(|room| {
+                    let conn = &conn;
+                    let config = &config;
+                    async move {
+                        let r = ssubscribe(conn, config, &room).await;
+                        (room, r)
+                    }
+                })
+                .buffer_unordered(config.resubscribe_concurrency.max(1))
+                .collect()
+                .await;
+            let mut failed = 0usize;
+            for (room, result) in results {
+                match result {
+                    Ok(()) => done.push(room),
+                    Err(e) => {
+                        failed += 1;
+                        tracing::debug!(room = %room, error = %e.0, "redis cluster bus: resubscribe failed");
+                        pending.rooms.insert(room);
+                    }
+                }
+            }
+            if failed > 0 {
+                tracing::warn!(failed, "redis cluster bus: rooms not yet resubscribed; retrying");
+                tokio::select! {
+                    _ = shutdown.changed() => return,
+                    _ = tokio::time::sleep(delay) => {}
+                }
+                delay = next_backoff(delay, &config);
+            }
+        }
+        {
+            // Rooms given up meanwhile must not stay subscribed.
+            let _gate = shared.gate.write().await;
+            for room in shared.unwanted(&done) {
+                if sunsubscribe(&conn, &config, &room).await.is_ok() {
+                    shared.stale().remove(&room);
+                } else {
+                    shared.stale().insert(room);
+                }
+            }
+        }
+        pending.since = None;
+        let took = since.elapsed();
+        tracing::info!(
+            rooms = done.len(),
+            took_ms = took.as_millis() as u64,
+            "redis cluster bus: subscriptions restored"
+        );
+        shared.recovered(Some(took), done.len());
+    }
+}

@@ -1,0 +1,498 @@
+//! The Redis engines: [`RedisEngine`] implements [`RoomStore`] and [`Bus`]
+//! on a standalone Redis ([`RedisMode::Standalone`]) or a Redis Cluster
+//! ([`RedisMode::Cluster`]), so any number of relays share rooms, presence
+//! and one channel per room.
+//!
+//! # Redis layout
+//!
+//! All keys of a room carry the hash tag `{R}` (the room id), so every Lua
+//! script touches exactly one cluster slot. Names are made in [`keys`].
+//!
+//! | key | type | holds |
+//! |---|---|---|
+//! | `arthas:{R}:room` | hash | `created`, `expiresAt`, `ephemeral`, `password` (argon2id PHC or empty), `capacity`, `listed`, `inDirectory`, `seq` (join counter) |
+//! | `arthas:{R}:members` | hash | member id -> msgpack `{name, color, node, joinedAt, seq}`; `seq` gives the join order |
+//! | `arthas:{R}:nodes` | hash | relay node -> how many of the room's members it holds |
+//! | `arthas:{R}:activity` | sorted set | listed rooms: one entry per chat message (score = unix ms), trimmed to 5 minutes and 10,000 entries |
+//! | `arthas:{R}` | channel | `BusMessage::to_wire` payloads (PUBLISH, or SPUBLISH on a cluster) |
+//! | `arthas:node:{N}` | string, TTL | relay N's heartbeat deadline (for operators) |
+//! | `arthas:node:{N}:rooms` | set | rooms where relay N has members (read by the sweeper) |
+//! | `arthas:nodes` | sorted set | relay -> heartbeat deadline (Redis server ms); the sweep's one range query |
+//! | `arthas:{~directory}:listings` | hash | room id -> msgpack listing (the public directory) |
+//! | `arthas:{~directory}:regular` | set | listed rooms that are not daily topics (what `max_listed` counts) |
+//! | `arthas:hit:{key}` | string, TTL | fixed-window counter |
+//! | `arthas:claim:{key}` | string, TTL | claimed single-use token |
+//!
+//! Lifetimes: a created room's keys carry the unjoined TTL; the first join
+//! sets them to `expiresAt + expired_room_grace` (EXPIREAT), or removes the
+//! TTL for a room that never expires. An expired room therefore answers
+//! E007 during the grace and E001 after it. The last leave, a destroy or a
+//! sweep that empties the room deletes its keys and its listing. Listings
+//! of rooms whose keys expired are pruned when the directory is read.
+//!
+//! Nothing here ever stores a message: ciphertext only passes through the
+//! channels.
+//!
+//! # The bus
+//!
+//! Standalone ([`bus`]): one RESP3 connection (redis-rs `ConnectionManager`)
+//! carries PUBLISH/SUBSCRIBE and receives the pushes, which are parsed and
+//! handed to the relay's [`BusSink`] synchronously, in arrival order. The
+//! manager reconnects and resubscribes by itself; a supervisor task notices
+//! the loss (the `Disconnection` push, or a failed PING probe), fails
+//! publishes fast meanwhile, and once the connection is back re-subscribes
+//! every hosted room again so a failed automatic resubscription cannot
+//! silence one.
+//!
+//! Cluster ([`cluster_bus`]): the cluster client keeps one RESP3 connection
+//! per shard for commands and SSUBSCRIBE/SPUBLISH. Two redis-rs bugs are
+//! worked around (see `CRATES.md`): after a reconnect the client resubscribes
+//! a node's channels in one multi-slot SSUBSCRIBE that Redis refuses with
+//! CROSSSLOT, and after a slot migration it forgets channels the server
+//! unsubscribed. On a `Disconnection` push or any SUNSUBSCRIBE we did not
+//! ask for, the supervisor re-issues SSUBSCRIBE one channel per command.
+
+pub mod bus;
+pub mod cluster_bus;
+mod commands;
+pub mod keys;
+mod scripts;
+mod store;
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use redis::aio::{AsyncPushSender, SendError};
+use redis::{IntoConnectionInfo, ProtocolVersion, PushInfo, PushKind, Value};
+use tokio::sync::{mpsc, watch};
+
+use crate::bus::{Bus, BusError, BusMessage, BusSink};
+use crate::room::StoreError;
+use commands::Commands;
+
+/// Where Redis is.
+#[derive(Debug, Clone)]
+pub enum RedisMode {
+    /// One server (or a Sentinel-managed primary behind one address):
+    /// `redis://[user:pass@]host:port[/db]`, `rediss://` for TLS when the
+    /// crate is built with TLS support.
+    Standalone { url: String },
+    /// A Redis Cluster (7+, sharded pub/sub): any subset of its nodes as
+    /// `redis://host:port`; the rest is discovered.
+    Cluster { nodes: Vec<String> },
+}
+
+/// Named limits of the Redis engines.
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    /// Connections in the standalone command pool (each one multiplexed).
+    pub pool_size: usize,
+    /// Longest any store command may take, pool wait included.
+    pub command_timeout: Duration,
+    /// Longest a publish may take before the sender is told the bus is down.
+    pub publish_timeout: Duration,
+    /// Longest a subscribe or unsubscribe may wait for its confirmation.
+    pub subscribe_timeout: Duration,
+    /// Longest one connection attempt may take.
+    pub connect_timeout: Duration,
+    /// First delay between reconnection attempts; it doubles per attempt.
+    pub reconnect_backoff_min: Duration,
+    /// Longest delay between reconnection attempts.
+    pub reconnect_backoff_max: Duration,
+    /// How long an expired room's keys outlive `expiresAt`: joins answer
+    /// E007 during it and E001 after.
+    pub expired_room_grace: Duration,
+    /// How long a relay that joined members but never heartbeated counts as
+    /// alive (its first heartbeat replaces this deadline).
+    pub unannounced_node_ttl: Duration,
+    /// How often the standalone bus PINGs its connection to notice a silent
+    /// loss.
+    pub bus_probe_interval: Duration,
+    /// Channels per SUBSCRIBE in a standalone resubscription pass.
+    pub resubscribe_batch: usize,
+    /// Single-channel SSUBSCRIBEs in flight during a cluster resubscription.
+    pub resubscribe_concurrency: usize,
+    /// Most dead relays one sweep handles (the rest wait for the next).
+    pub sweep_max_nodes: usize,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        RedisConfig {
+            pool_size: 4,
+            command_timeout: Duration::from_secs(2),
+            publish_timeout: Duration::from_millis(500),
+            subscribe_timeout: Duration::from_secs(2),
+            connect_timeout: Duration::from_secs(2),
+            reconnect_backoff_min: Duration::from_millis(50),
+            reconnect_backoff_max: Duration::from_secs(2),
+            expired_room_grace: Duration::from_secs(60),
+            unannounced_node_ttl: Duration::from_secs(60),
+            bus_probe_interval: Duration::from_secs(2),
+            resubscribe_batch: 500,
+            resubscribe_concurrency: 64,
+            sweep_max_nodes: 16,
+        }
+    }
+}
+
+/// What the bus supervisor reports (for readiness, metrics and tests).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BusHealth {
+    /// The bus connection is believed usable; publishes fail fast while not.
+    pub up: bool,
+    /// Completed recoveries: a connection loss or dropped channel noticed,
+    /// and every hosted room confirmed subscribed again.
+    pub recoveries: u64,
+    /// How long the last recovery took, from noticing the loss to the last
+    /// confirmation.
+    pub last_recovery: Option<Duration>,
+    /// Rooms re-subscribed by the last recovery.
+    pub last_recovery_rooms: usize,
+}
+
+/// What the push handler tells the bus supervisor.
+#[derive(Debug)]
+pub(crate) enum BusEvent {
+    /// A connection carrying subscriptions closed.
+    ConnectionLost,
+    /// The server unsubscribed a room we still host (a slot moved away).
+    ChannelDropped(String),
+}
+
+/// The bus state shared by the engine, the push handler (which lives inside
+/// the Redis client) and the supervisor task.
+pub(crate) struct BusShared {
+    /// The relay's sink, set once by [`RedisEngine::attach`].
+    sink: OnceLock<Arc<dyn BusSink>>,
+    /// Rooms this relay wants messages of (subscribed, or being resubscribed).
+    rooms: Mutex<HashSet<String>>,
+    /// Rooms given up while their UNSUBSCRIBE could not be sent: the next
+    /// recovery unsubscribes them.
+    stale: Mutex<HashSet<String>>,
+    /// The connection is believed usable.
+    up: AtomicBool,
+    /// Push payloads that were not ours (wrong shape or version).
+    malformed: AtomicU64,
+    /// Bus messages handed to the sink.
+    delivered: AtomicU64,
+    /// Health as published to observers.
+    health: watch::Sender<BusHealth>,
+    /// Wakes the supervisor.
+    events: mpsc::UnboundedSender<BusEvent>,
+    /// Subscribe and unsubscribe commands hold it shared; the supervisor
+    /// holds it exclusively while it unsubscribes rooms nobody wants, so it
+    /// never undoes a subscription made meanwhile.
+    pub(crate) gate: tokio::sync::RwLock<()>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The sets stay consistent under a panic elsewhere: keep serving.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl BusShared {
+    fn new() -> (Arc<BusShared>, mpsc::UnboundedReceiver<BusEvent>) {
+        let (events, rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(BusShared {
+            sink: OnceLock::new(),
+            rooms: Mutex::new(HashSet::new()),
+            stale: Mutex::new(HashSet::new()),
+            up: AtomicBool::new(true),
+            malformed: AtomicU64::new(0),
+            delivered: AtomicU64::new(0),
+            health: watch::Sender::new(BusHealth {
+                up: true,
+                ..BusHealth::default()
+            }),
+            events,
+            gate: tokio::sync::RwLock::new(()),
+        });
+        (shared, rx)
+    }
+
+    pub(crate) fn rooms(&self) -> MutexGuard<'_, HashSet<String>> {
+        lock(&self.rooms)
+    }
+
+    pub(crate) fn stale(&self) -> MutexGuard<'_, HashSet<String>> {
+        lock(&self.stale)
+    }
+
+    pub(crate) fn is_up(&self) -> bool {
+        self.up.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_down(&self) {
+        self.up.store(false, Ordering::Release);
+        self.health.send_if_modified(|h| std::mem::replace(&mut h.up, false));
+    }
+
+    /// Marks a recovery as complete.
+    pub(crate) fn recovered(&self, took: Option<Duration>, rooms: usize) {
+        self.up.store(true, Ordering::Release);
+        self.health.send_modify(|h| {
+            h.up = true;
+            if let Some(took) = took {
+                h.recoveries += 1;
+                h.last_recovery = Some(took);
+                h.last_recovery_rooms = rooms;
+            }
+        });
+    }
+
+    /// A room id starts being wanted; false if it already was.
+    pub(crate) fn want(&self, room_id: &str) -> bool {
+        self.stale().remove(room_id);
+        self.rooms().insert(room_id.to_owned())
+    }
+
+    /// A room id stops being wanted.
+    pub(crate) fn unwant(&self, room_id: &str) {
+        self.rooms().remove(room_id);
+    }
+
+    /// Stale rooms, and rooms of `snapshot` no longer wanted: what a
+    /// recovery must unsubscribe (call with the gate held exclusively).
+    pub(crate) fn unwanted(&self, snapshot: &[String]) -> Vec<String> {
+        let wanted = self.rooms();
+        let mut stale = self.stale();
+        stale.retain(|r| !wanted.contains(r));
+        let mut gone: Vec<String> = stale.iter().cloned().collect();
+        gone.extend(
+            snapshot
+                .iter()
+                .filter(|r| !wanted.contains(*r) && !stale.contains(*r))
+                .cloned(),
+        );
+        gone
+    }
+
+    /// Hot path: one message push, delivered to the sink in arrival order.
+    fn dispatch(&self, data: Vec<Value>) {
+        let mut it = data.into_iter();
+        let (Some(Value::BulkString(channel)), Some(Value::BulkString(payload))) =
+            (it.next(), it.next())
+        else {
+            self.malformed.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!("bus: a message push of an unexpected shape was ignored");
+            return;
+        };
+        let Some(room_id) = keys::room_of_channel(&channel) else {
+            self.malformed.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!("bus: a message on a foreign channel was ignored");
+            return;
+        };
+        if !self.rooms().contains(room_id) {
+            return; // unsubscribed meanwhile
+        }
+        let message = match BusMessage::from_wire(Bytes::from(payload)) {
+            Ok(m) => m,
+            Err(_) => {
+                self.malformed.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(room = room_id, "bus: a malformed message was ignored");
+                return;
+            }
+        };
+        if let Some(sink) = self.sink.get() {
+            self.delivered.fetch_add(1, Ordering::Relaxed);
+            sink.deliver(room_id, message);
+        }
+    }
+}
+
+/// The push sender given to the Redis client: runs on the client's push
+/// task, so it must never block.
+pub(crate) struct PushDispatch(pub(crate) Arc<BusShared>);
+
+impl AsyncPushSender for PushDispatch {
+    fn send(&self, info: PushInfo) -> Result<(), SendError> {
+        let shared = &self.0;
+        match info.kind {
+            PushKind::Message | PushKind::SMessage => shared.dispatch(info.data),
+            PushKind::Disconnection => {
+                shared.set_down();
+                let _ = shared.events.send(BusEvent::ConnectionLost);
+            }
+            PushKind::Unsubscribe | PushKind::SUnsubscribe => {
+                // Ours are removed from `rooms` before the command is sent,
+                // so a wanted room here was dropped by the server.
+                if let Some(Value::BulkString(channel)) = info.data.first() {
+                    if let Some(room_id) = keys::room_of_channel(channel) {
+                        if shared.rooms().contains(room_id) {
+                            let _ = shared
+                                .events
+                                .send(BusEvent::ChannelDropped(room_id.to_owned()));
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// The two bus implementations.
+enum BusConn {
+    Standalone(bus::StandaloneBus),
+    Cluster(cluster_bus::ClusterBus),
+}
+
+/// Room state and the bus on Redis. Build with [`RedisEngine::connect`],
+/// then [`attach`](RedisEngine::attach) the relay's sink.
+pub struct RedisEngine {
+    /// The named limits.
+    config: RedisConfig,
+    /// Where store commands go.
+    commands: Commands,
+    /// Publish and subscribe.
+    bus: BusConn,
+    /// Subscribed rooms, the sink and health, shared with the push handler.
+    shared: Arc<BusShared>,
+    /// Tells the bus supervisor to stop when the engine is dropped.
+    shutdown: watch::Sender<bool>,
+}
+
+impl RedisEngine {
+    /// Connects (one round trip to prove Redis answers) and starts the bus
+    /// supervisor. Fails if Redis is unreachable now; after this the engine
+    /// reconnects by itself and never gives up.
+    pub async fn connect(
+        mode: RedisMode,
+        config: RedisConfig,
+    ) -> Result<Arc<RedisEngine>, StoreError> {
+        let (shared, events) = BusShared::new();
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let (commands, bus) = match mode {
+            RedisMode::Standalone { url } => {
+                let info = url
+                    .as_str()
+                    .into_connection_info()
+                    .map_err(|e| StoreError(format!("redis url: {e}")))?;
+                let settings = info.redis_settings().clone().set_skip_set_lib_name();
+                let client = redis::Client::open(info.clone().set_redis_settings(settings.clone()))
+                    .map_err(|e| StoreError(format!("redis url: {e}")))?;
+                let connection = redis::AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(config.connect_timeout))
+                    .set_response_timeout(Some(config.command_timeout));
+                let commands = Commands::standalone(
+                    client,
+                    connection,
+                    config.pool_size,
+                    config.command_timeout,
+                )?;
+                let pubsub_client = redis::Client::open(
+                    info.set_redis_settings(settings.set_protocol(ProtocolVersion::RESP3)),
+                )
+                .map_err(|e| StoreError(format!("redis url: {e}")))?;
+                let bus = bus::StandaloneBus::connect(
+                    pubsub_client,
+                    &config,
+                    shared.clone(),
+                    events,
+                    shutdown_rx,
+                )
+                .await?;
+                (commands, BusConn::Standalone(bus))
+            }
+            RedisMode::Cluster { nodes } => {
+                let (conn, bus) = cluster_bus::ClusterBus::connect(
+                    &nodes,
+                    &config,
+                    shared.clone(),
+                    events,
+                    shutdown_rx,
+                )
+                .await?;
+                (Commands::Cluster(conn), BusConn::Cluster(bus))
+            }
+        };
+        let engine = RedisEngine {
+            config,
+            commands,
+            bus,
+            shared,
+            shutdown,
+        };
+        // Prove the command path too.
+        engine
+            .commands
+            .query::<Value>(engine.config.command_timeout, &redis::cmd("PING"))
+            .await?;
+        Ok(Arc::new(engine))
+    }
+
+    /// Connects the relay that receives bus messages (one per engine).
+    pub fn attach(&self, sink: Arc<dyn BusSink>) {
+        if self.shared.sink.set(sink).is_err() {
+            tracing::warn!("redis bus: a second sink was attached and ignored");
+        }
+    }
+
+    /// The bus supervisor's view: up or down, recoveries and their duration.
+    pub fn bus_health(&self) -> watch::Receiver<BusHealth> {
+        self.shared.health.subscribe()
+    }
+
+    /// Push payloads ignored because they were not valid bus messages.
+    pub fn malformed_messages(&self) -> u64 {
+        self.shared.malformed.load(Ordering::Relaxed)
+    }
+
+    /// Bus messages handed to the sink since the start.
+    pub fn delivered_messages(&self) -> u64 {
+        self.shared.delivered.load(Ordering::Relaxed)
+    }
+
+    /// Rooms this engine is subscribed to.
+    pub fn subscribed_rooms(&self) -> usize {
+        self.shared.rooms().len()
+    }
+
+    /// The limits this engine runs with.
+    pub fn config(&self) -> &RedisConfig {
+        &self.config
+    }
+}
+
+impl Drop for RedisEngine {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+    }
+}
+
+#[async_trait]
+impl Bus for RedisEngine {
+    async fn subscribe(&self, room_id: &str) -> Result<(), BusError> {
+        match &self.bus {
+            BusConn::Standalone(b) => b.subscribe(&self.config, &self.shared, room_id).await,
+            BusConn::Cluster(b) => b.subscribe(&self.config, &self.shared, room_id).await,
+        }
+    }
+
+    async fn unsubscribe(&self, room_id: &str) -> Result<(), BusError> {
+        match &self.bus {
+            BusConn::Standalone(b) => b.unsubscribe(&self.config, &self.shared, room_id).await,
+            BusConn::Cluster(b) => b.unsubscribe(&self.config, &self.shared, room_id).await,
+        }
+    }
+
+    /// Hot path: one PUBLISH (SPUBLISH on a cluster) per chat message.
+    async fn publish(&self, room_id: &str, message: BusMessage) -> Result<(), BusError> {
+        let wire = message.to_wire();
+        match &self.bus {
+            BusConn::Standalone(b) => b.publish(&self.config, &self.shared, room_id, &wire).await,
+            BusConn::Cluster(b) => b.publish(&self.config, room_id, &wire).await,
+        }
+    }
+}
+
+/// Doubles a backoff delay up to its ceiling.
+pub(crate) fn next_backoff(current: Duration, config: &RedisConfig) -> Duration {
+    (current * 2).clamp(config.reconnect_backoff_min, config.reconnect_backoff_max)
+}

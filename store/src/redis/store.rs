@@ -1,0 +1,605 @@
+//! [`RoomStore`] on Redis: one Lua script per atomic room operation, and
+//! separate commands for what spans slots (a node's room set, the
+//! directory, the node list).
+//!
+//! Follow-up commands after a script (cleaning a node's room set, removing a
+//! listing) are best effort: the script already decided the outcome, and
+//! what a failed follow-up leaves behind is harmless and cleaned later (a
+//! stale room in a node's set is skipped by the sweeper; a listing whose
+//! room is gone is pruned when the directory is read).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::stream::{self, StreamExt};
+use protocol::member::MemberId;
+use redis::Value;
+use serde::{Deserialize, Serialize};
+
+use super::{keys, scripts, RedisEngine};
+use crate::memory::MAX_ACTIVITY_PER_ROOM;
+use crate::room::{
+    Departure, JoinError, Joined, Left, Listing, ListingView, MemberRecord, NewRoom, RoomRecord,
+    RoomStore, StoreError,
+};
+
+/// The activity window of the public directory.
+const ACTIVITY_WINDOW_MS: i64 = 5 * 60 * 1000;
+/// Rooms read or swept concurrently.
+const CONCURRENT_ROOM_QUERIES: usize = 16;
+/// The fields of a room hash that make a [`RoomRecord`].
+const ROOM_FIELDS: [&str; 6] = [
+    "created",
+    "expiresAt",
+    "ephemeral",
+    "password",
+    "capacity",
+    "listed",
+];
+
+/// A member as stored in `arthas:{R}:members` (packed by join.lua).
+#[derive(Deserialize)]
+struct StoredMember {
+    name: String,
+    color: String,
+    node: String,
+    #[serde(rename = "joinedAt")]
+    joined_at: i64,
+    /// The room's join counter when this member joined.
+    #[serde(default)]
+    seq: u64,
+}
+
+/// A listing as stored in the directory hash.
+#[derive(Serialize, Deserialize)]
+struct StoredListing {
+    title: String,
+    description: String,
+    tags: Vec<String>,
+    #[serde(rename = "shareCode")]
+    share_code: String,
+    #[serde(rename = "hasPassword")]
+    has_password: bool,
+    #[serde(rename = "createdAt")]
+    created_at: i64,
+    #[serde(rename = "expiresAt")]
+    expires_at: i64,
+    #[serde(rename = "isDailyTopic")]
+    is_daily_topic: bool,
+}
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError(format!("unexpected reply from redis: {what}"))
+}
+
+fn bytes(v: &Value) -> Option<&[u8]> {
+    match v {
+        Value::BulkString(b) => Some(b),
+        Value::SimpleString(s) => Some(s.as_bytes()),
+        _ => None,
+    }
+}
+
+fn text(v: &Value) -> Option<&str> {
+    bytes(v).and_then(|b| std::str::from_utf8(b).ok())
+}
+
+fn int(v: &Value) -> Option<i64> {
+    match v {
+        Value::Int(i) => Some(*i),
+        other => text(other).and_then(|s| s.parse().ok()),
+    }
+}
+
+fn items(v: Value) -> Option<Vec<Value>> {
+    match v {
+        Value::Array(a) | Value::Set(a) => Some(a),
+        Value::Nil => Some(Vec::new()),
+        _ => None,
+    }
+}
+
+/// A flat `[field, value, ...]` reply as a map.
+fn pairs(v: Value) -> Option<HashMap<String, Value>> {
+    match v {
+        Value::Map(m) => Some(
+            m.into_iter()
+                .filter_map(|(k, v)| Some((text(&k)?.to_owned(), v)))
+                .collect(),
+        ),
+        v => {
+            let flat = items(v)?;
+            let mut out = HashMap::with_capacity(flat.len() / 2);
+            let mut it = flat.into_iter();
+            while let (Some(k), Some(v)) = (it.next(), it.next()) {
+                out.insert(text(&k)?.to_owned(), v);
+            }
+            Some(out)
+        }
+    }
+}
+
+fn room_record(id: &str, fields: &HashMap<String, Value>) -> Result<RoomRecord, StoreError> {
+    let num = |name: &str| fields.get(name).and_then(int);
+    Ok(RoomRecord {
+        id: id.to_owned(),
+        created_at: num("created").ok_or_else(|| corrupt("room without created"))?,
+        expires_at: num("expiresAt").unwrap_or(0),
+        ephemeral: num("ephemeral").unwrap_or(0),
+        password_hash: fields
+            .get("password")
+            .and_then(text)
+            .unwrap_or("")
+            .to_owned(),
+        capacity: num("capacity").unwrap_or(0).clamp(0, u32::MAX as i64) as u32,
+        listed: num("listed") == Some(1),
+    })
+}
+
+fn member_records(room_id: &str, fields: HashMap<String, Value>) -> Vec<MemberRecord> {
+    let mut members: Vec<(u64, MemberRecord)> = fields
+        .into_iter()
+        .filter_map(|(id, packed)| {
+            let parsed = MemberId::parse(&id)
+                .zip(bytes(&packed).and_then(|b| rmp_serde::from_slice::<StoredMember>(b).ok()));
+            if parsed.is_none() {
+                tracing::warn!(room = room_id, "a member record in redis could not be read");
+            }
+            let (id, m) = parsed?;
+            Some((
+                m.seq,
+                MemberRecord {
+                    id,
+                    name: m.name,
+                    color: m.color,
+                    node: m.node,
+                    joined_at: m.joined_at,
+                },
+            ))
+        })
+        .collect();
+    members.sort_by_key(|(seq, m)| (*seq, m.joined_at));
+    members.into_iter().map(|(_, m)| m).collect()
+}
+
+fn millis(d: Duration) -> u64 {
+    (d.as_millis().min(u64::MAX as u128) as u64).max(1)
+}
+
+impl RedisEngine {
+    async fn script(&self, invocation: &redis::ScriptInvocation<'_>) -> Result<Value, StoreError> {
+        self.commands
+            .script(self.config.command_timeout, invocation)
+            .await
+    }
+
+    async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, StoreError> {
+        self.commands.query(self.config.command_timeout, cmd).await
+    }
+
+    /// Records that `node` has members in `room_id` (after its first join
+    /// there), and makes sure the node is known to the sweeper.
+    async fn track_node_room(&self, node: &str, room_id: &str) -> Result<(), StoreError> {
+        let mut sadd = redis::cmd("SADD");
+        sadd.arg(keys::node_rooms(node)).arg(room_id);
+        let mut register = scripts::HEARTBEAT.key(keys::NODES);
+        register
+            .arg(node)
+            .arg(millis(self.config.unannounced_node_ttl))
+            .arg("nx");
+        let (added, registered) =
+            tokio::join!(self.query::<Value>(&sadd), self.script(&register));
+        if let Err(e) = registered {
+            tracing::warn!(node, error = %e, "a node seen through a join was not registered");
+        }
+        added.map(|_| ())
+    }
+
+    /// After a node's last member left a room: drop the room from the
+    /// node's set, unless a join of the same node got in meanwhile.
+    async fn untrack_node_room(&self, node: &str, room_id: &str) {
+        let mut srem = redis::cmd("SREM");
+        srem.arg(keys::node_rooms(node)).arg(room_id);
+        if let Err(e) = self.query::<Value>(&srem).await {
+            tracing::debug!(node, room = room_id, error = %e, "node room set not cleaned");
+            return;
+        }
+        let mut count = redis::cmd("HGET");
+        count.arg(keys::room_nodes(room_id)).arg(node);
+        match self.query::<Option<i64>>(&count).await {
+            Ok(Some(n)) if n > 0 => {
+                // A join re-added the node between our script and the SREM.
+                let mut sadd = redis::cmd("SADD");
+                sadd.arg(keys::node_rooms(node)).arg(room_id);
+                if let Err(e) = self.query::<Value>(&sadd).await {
+                    tracing::warn!(node, room = room_id, error = %e, "node room set not restored");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(node, room = room_id, error = %e, "node room set not checked"),
+        }
+    }
+
+    /// Removes rooms from the public directory.
+    async fn unlist(&self, room_ids: &[String]) {
+        if room_ids.is_empty() {
+            return;
+        }
+        let mut unlist = scripts::UNLIST.key(keys::LISTINGS);
+        unlist.key(keys::LISTED_REGULAR);
+        for id in room_ids {
+            unlist.arg(id);
+        }
+        if let Err(e) = self.script(&unlist).await {
+            tracing::warn!(error = %e, "listing not removed");
+        }
+    }
+
+    /// Sweeps one dead node's members out of one room.
+    async fn sweep_room(&self, node: &str, room_id: String) -> Result<Vec<Departure>, StoreError> {
+        let mut sweep = scripts::SWEEP_ROOM.key(keys::room(&room_id));
+        sweep
+            .key(keys::members(&room_id))
+            .key(keys::room_nodes(&room_id))
+            .key(keys::activity(&room_id))
+            .arg(node);
+        let reply = items(self.script(&sweep).await?).ok_or_else(|| corrupt("sweep"))?;
+        let destroyed = reply.first().and_then(int) == Some(1);
+        let removed = reply
+            .into_iter()
+            .nth(1)
+            .and_then(items)
+            .unwrap_or_default();
+        let departures: Vec<Departure> = removed
+            .iter()
+            .filter_map(|id| text(id).and_then(MemberId::parse))
+            .map(|member_id| Departure {
+                room_id: room_id.clone(),
+                member_id,
+                room_destroyed: destroyed,
+            })
+            .collect();
+        if destroyed {
+            self.unlist(std::slice::from_ref(&room_id)).await;
+        }
+        let mut srem = redis::cmd("SREM");
+        srem.arg(keys::node_rooms(node)).arg(&room_id);
+        if let Err(e) = self.query::<Value>(&srem).await {
+            tracing::debug!(node, room = %room_id, error = %e, "swept room left in the node's set");
+        }
+        Ok(departures)
+    }
+
+    /// Sweeps one dead node; departures found before an error are kept
+    /// (they were removed, so no other sweeper will report them).
+    async fn sweep_node(&self, node: &str) -> Vec<Departure> {
+        let mut smembers = redis::cmd("SMEMBERS");
+        smembers.arg(keys::node_rooms(node));
+        let rooms: Vec<String> = match self.query(&smembers).await {
+            Ok(rooms) => rooms,
+            Err(e) => {
+                tracing::warn!(node, error = %e, "rooms of a dead node not read");
+                return Vec::new();
+            }
+        };
+        let results: Vec<Result<Vec<Departure>, StoreError>> = stream::iter(rooms)
+            .map(|room| self.sweep_room(node, room))
+            .buffer_unordered(CONCURRENT_ROOM_QUERIES)
+            .collect()
+            .await;
+        let mut departures = Vec::new();
+        let mut complete = true;
+        for result in results {
+            match result {
+                Ok(d) => departures.extend(d),
+                Err(e) => {
+                    complete = false;
+                    tracing::warn!(node, error = %e, "a room of a dead node not swept");
+                }
+            }
+        }
+        if complete {
+            let mut left = redis::cmd("SCARD");
+            left.arg(keys::node_rooms(node));
+            if let Ok(0) = self.query::<i64>(&left).await {
+                let mut forget = scripts::FORGET_NODE.key(keys::NODES);
+                forget.arg(node);
+                if let Err(e) = self.script(&forget).await {
+                    tracing::debug!(node, error = %e, "swept node not forgotten yet");
+                }
+            }
+        }
+        departures
+    }
+
+    /// Member count, 5-minute activity, and whether the room still exists.
+    async fn listing_figures(
+        &self,
+        room_id: &str,
+        now_millis: i64,
+    ) -> Result<(bool, u32, u32), StoreError> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("EXISTS")
+            .arg(keys::room(room_id))
+            .cmd("HLEN")
+            .arg(keys::members(room_id))
+            .cmd("ZCOUNT")
+            .arg(keys::activity(room_id))
+            .arg(now_millis - ACTIVITY_WINDOW_MS)
+            .arg("+inf");
+        let (exists, members, activity): (i64, i64, i64) = self
+            .commands
+            .pipeline(self.config.command_timeout, &pipe)
+            .await?;
+        Ok((
+            exists == 1,
+            members.clamp(0, u32::MAX as i64) as u32,
+            activity.clamp(0, MAX_ACTIVITY_PER_ROOM as i64) as u32,
+        ))
+    }
+}
+
+#[async_trait]
+impl RoomStore for RedisEngine {
+    async fn create_room(&self, room: NewRoom) -> Result<bool, StoreError> {
+        let r = &room.record;
+        let mut ttl = millis(room.unjoined_ttl);
+        if r.expires_at > 0 {
+            let until_gone_ms = (r.expires_at - crate::unix_secs()).max(0) as u64 * 1000
+                + millis(self.config.expired_room_grace);
+            ttl = ttl.min(until_gone_ms).max(1);
+        }
+        let mut create = scripts::CREATE.key(keys::room(&r.id));
+        create
+            .arg(r.created_at)
+            .arg(r.expires_at)
+            .arg(r.ephemeral)
+            .arg(&r.password_hash)
+            .arg(r.capacity)
+            .arg(u8::from(r.listed))
+            .arg(ttl);
+        Ok(int(&self.script(&create).await?) == Some(1))
+    }
+
+    async fn room(&self, room_id: &str) -> Result<Option<RoomRecord>, StoreError> {
+        let mut hmget = redis::cmd("HMGET");
+        hmget.arg(keys::room(room_id)).arg(&ROOM_FIELDS[..]);
+        let values: Vec<Value> = self.query(&hmget).await?;
+        if values.first().is_none_or(|v| *v == Value::Nil) {
+            return Ok(None);
+        }
+        let fields: HashMap<String, Value> = ROOM_FIELDS
+            .iter()
+            .map(|f| f.to_string())
+            .zip(values)
+            .collect();
+        room_record(room_id, &fields).map(Some)
+    }
+
+    async fn join(
+        &self,
+        room_id: &str,
+        member: MemberRecord,
+        password_checked: bool,
+        now_secs: i64,
+    ) -> Result<Joined, JoinError> {
+        let mut join = scripts::JOIN.key(keys::room(room_id));
+        join.key(keys::members(room_id))
+            .key(keys::room_nodes(room_id))
+            .arg(member.id.as_str())
+            .arg(&member.name)
+            .arg(&member.color)
+            .arg(&member.node)
+            .arg(member.joined_at)
+            .arg(u8::from(password_checked))
+            .arg(now_secs)
+            .arg(self.config.expired_room_grace.as_secs());
+        let reply = items(self.script(&join).await?).ok_or_else(|| corrupt("join"))?;
+        let mut reply = reply.into_iter();
+        let status = reply.next().ok_or_else(|| corrupt("join"))?;
+        match text(&status) {
+            Some("OK") => {}
+            Some("NOT_FOUND") => return Err(JoinError::NotFound),
+            Some("EXPIRED") => return Err(JoinError::Expired),
+            Some("NEEDS_PASSWORD") => return Err(JoinError::NeedsPassword),
+            Some("FULL") => return Err(JoinError::Full),
+            Some("ID_TAKEN") => return Err(JoinError::IdTaken),
+            _ => return Err(corrupt("join status").into()),
+        }
+        let first_of_node = reply.next().as_ref().and_then(int) == Some(1);
+        let room_fields = reply
+            .next()
+            .and_then(pairs)
+            .ok_or_else(|| corrupt("join room"))?;
+        let member_fields = reply
+            .next()
+            .and_then(pairs)
+            .ok_or_else(|| corrupt("join members"))?;
+        let joined = Joined {
+            room: room_record(room_id, &room_fields)?,
+            members: member_records(room_id, member_fields),
+        };
+        if first_of_node {
+            if let Err(e) = self.track_node_room(&member.node, room_id).await {
+                // Untracked, the member would outlive a crash of its relay:
+                // undo the join rather than risk a ghost.
+                let _ = self.leave(room_id, member.id).await;
+                return Err(e.into());
+            }
+        }
+        Ok(joined)
+    }
+
+    async fn leave(&self, room_id: &str, member_id: MemberId) -> Result<Left, StoreError> {
+        let mut leave = scripts::LEAVE.key(keys::room(room_id));
+        leave
+            .key(keys::members(room_id))
+            .key(keys::room_nodes(room_id))
+            .key(keys::activity(room_id))
+            .arg(member_id.as_str());
+        let reply = items(self.script(&leave).await?).ok_or_else(|| corrupt("leave"))?;
+        let flag = |i: usize| reply.get(i).and_then(int) == Some(1);
+        let left = Left {
+            was_member: flag(0),
+            destroyed: flag(1),
+        };
+        let node = reply.get(3).and_then(text).unwrap_or("");
+        if flag(2) && !node.is_empty() {
+            self.untrack_node_room(node, room_id).await;
+        }
+        if left.destroyed {
+            self.unlist(&[room_id.to_owned()]).await;
+        }
+        Ok(left)
+    }
+
+    async fn destroy(&self, room_id: &str) -> Result<(), StoreError> {
+        let mut destroy = scripts::DESTROY.key(keys::room(room_id));
+        destroy
+            .key(keys::members(room_id))
+            .key(keys::room_nodes(room_id))
+            .key(keys::activity(room_id));
+        let nodes = items(self.script(&destroy).await?).unwrap_or_default();
+        for node in nodes.iter().filter_map(text) {
+            let mut srem = redis::cmd("SREM");
+            srem.arg(keys::node_rooms(node)).arg(room_id);
+            if let Err(e) = self.query::<Value>(&srem).await {
+                tracing::debug!(node, room = room_id, error = %e, "node room set not cleaned");
+            }
+        }
+        self.unlist(&[room_id.to_owned()]).await;
+        Ok(())
+    }
+
+    async fn list_room(&self, listing: Listing, max_listed: usize) -> Result<bool, StoreError> {
+        let stored = StoredListing {
+            title: listing.title,
+            description: listing.description,
+            tags: listing.tags,
+            share_code: listing.share_code,
+            has_password: listing.has_password,
+            created_at: listing.created_at,
+            expires_at: listing.expires_at,
+            is_daily_topic: listing.is_daily_topic,
+        };
+        let packed = rmp_serde::to_vec_named(&stored)
+            .map_err(|e| StoreError(format!("listing not encoded: {e}")))?;
+        let mut list = scripts::LIST_ROOM.key(keys::LISTINGS);
+        list.key(keys::LISTED_REGULAR)
+            .arg(&listing.room_id)
+            .arg(packed)
+            .arg(u8::from(stored.is_daily_topic))
+            .arg(max_listed);
+        if int(&self.script(&list).await?) != Some(1) {
+            return Ok(false);
+        }
+        let mark = scripts::MARK_LISTED.key(keys::room(&listing.room_id));
+        self.script(&mark).await?;
+        Ok(true)
+    }
+
+    async fn listings(&self, now_millis: i64) -> Result<Vec<ListingView>, StoreError> {
+        let mut hgetall = redis::cmd("HGETALL");
+        hgetall.arg(keys::LISTINGS);
+        let all: HashMap<String, Vec<u8>> = self.query(&hgetall).await?;
+        let results: Vec<(String, Vec<u8>, Result<(bool, u32, u32), StoreError>)> =
+            stream::iter(all)
+                .map(|(room_id, packed)| async move {
+                    let figures = self.listing_figures(&room_id, now_millis).await;
+                    (room_id, packed, figures)
+                })
+                .buffer_unordered(CONCURRENT_ROOM_QUERIES)
+                .collect()
+                .await;
+        let mut views = Vec::with_capacity(results.len());
+        let mut gone = Vec::new();
+        for (room_id, packed, figures) in results {
+            let (exists, member_count, message_count_5min) = figures?;
+            let stored = rmp_serde::from_slice::<StoredListing>(&packed);
+            match (exists, stored) {
+                (true, Ok(l)) => views.push(ListingView {
+                    listing: Listing {
+                        room_id,
+                        title: l.title,
+                        description: l.description,
+                        tags: l.tags,
+                        share_code: l.share_code,
+                        has_password: l.has_password,
+                        created_at: l.created_at,
+                        expires_at: l.expires_at,
+                        is_daily_topic: l.is_daily_topic,
+                    },
+                    member_count,
+                    message_count_5min,
+                }),
+                (true, Err(_)) => {
+                    tracing::warn!(room = %room_id, "an unreadable listing was removed");
+                    gone.push(room_id);
+                }
+                (false, _) => gone.push(room_id),
+            }
+        }
+        self.unlist(&gone).await;
+        Ok(views)
+    }
+
+    async fn count_activity(&self, room_id: &str, now_millis: i64) -> Result<(), StoreError> {
+        let token = format!("{now_millis}-{:016x}", rand::random::<u64>());
+        let mut count = scripts::COUNT_ACTIVITY.key(keys::room(room_id));
+        count
+            .key(keys::activity(room_id))
+            .arg(now_millis)
+            .arg(token)
+            .arg(ACTIVITY_WINDOW_MS)
+            .arg(MAX_ACTIVITY_PER_ROOM);
+        self.script(&count).await.map(|_| ())
+    }
+
+    async fn hit(&self, key: &str, n: u64, window: Duration) -> Result<u64, StoreError> {
+        let mut hit = scripts::HIT.key(keys::counter(key));
+        hit.arg(n).arg(window.as_millis().min(u64::MAX as u128) as u64);
+        let v = int(&self.script(&hit).await?).ok_or_else(|| corrupt("hit"))?;
+        Ok(v.max(0) as u64)
+    }
+
+    async fn claim_once(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let mut set = redis::cmd("SET");
+        set.arg(keys::claim(key))
+            .arg(1)
+            .arg("NX")
+            .arg("PX")
+            .arg(millis(ttl));
+        let reply: Value = self.query(&set).await?;
+        Ok(reply != Value::Nil)
+    }
+
+    async fn heartbeat(&self, node_id: &str, ttl: Duration) -> Result<(), StoreError> {
+        let ttl_ms = millis(ttl);
+        let mut beat = scripts::HEARTBEAT.key(keys::NODES);
+        beat.arg(node_id).arg(ttl_ms).arg("set");
+        let deadline = int(&self.script(&beat).await?).unwrap_or(0);
+        let mut set = redis::cmd("SET");
+        set.arg(keys::node(node_id))
+            .arg(deadline)
+            .arg("PX")
+            .arg(ttl_ms);
+        self.query::<Value>(&set).await.map(|_| ())
+    }
+
+    async fn sweep_dead_nodes(&self) -> Result<Vec<Departure>, StoreError> {
+        let mut dead = scripts::DEAD_NODES.key(keys::NODES);
+        dead.arg(self.config.sweep_max_nodes.max(1));
+        let nodes: Vec<String> = items(self.script(&dead).await?)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|n| text(n).map(str::to_owned))
+            .collect();
+        let mut departures = Vec::new();
+        for node in nodes {
+            tracing::info!(node = %node, "sweeping a relay whose heartbeat lapsed");
+            departures.extend(self.sweep_node(&node).await);
+        }
+        Ok(departures)
+    }
+}
