@@ -1,0 +1,651 @@
+//! Real Redis for tests (feature `test-support`): [`RedisServer`] spawns a
+//! `redis-server` on a free loopback port in its own temporary directory,
+//! [`RedisCluster`] three cluster masters joined by `redis-cli --cluster
+//! create`; both are killed on drop. [`RecordingSink`] records what a bus
+//! delivers and lets a test await it.
+//!
+//! Nothing here sleeps to synchronise: every wait polls a condition (a PING
+//! that answers, `cluster_state:ok`, a delivery count) until a deadline and
+//! fails with a message saying what did not happen. The servers never touch
+//! the Redis on 6379: each gets a port the OS hands out.
+//!
+//! `redis-server` and `redis-cli` (7.0+) must be on PATH.
+
+use std::collections::{HashMap, HashSet};
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use redis::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::bus::{BusMessage, BusSink};
+
+/// How long a server may take to answer PING after being spawned.
+const START_DEADLINE: Duration = Duration::from_secs(10);
+/// How long a new cluster may take to reach `cluster_state:ok` everywhere.
+const CLUSTER_DEADLINE: Duration = Duration::from_secs(20);
+/// Pause between two polls of a condition.
+const POLL: Duration = Duration::from_millis(10);
+/// Attempts at finding a free port before giving up.
+const PORT_ATTEMPTS: usize = 20;
+/// Cluster bus ports are the client port + this (Redis' rule).
+const CLUSTER_BUS_OFFSET: u16 = 10_000;
+
+/// A harness step that failed, with what was being done.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("redis test harness: {0}")]
+pub struct HarnessError(pub String);
+
+type Result<T> = std::result::Result<T, HarnessError>;
+
+fn fail(what: impl std::fmt::Display) -> HarnessError {
+    HarnessError(what.to_string())
+}
+
+/// Ports handed out in this process, so parallel tests never share one.
+fn ports_in_use() -> MutexGuard<'static, HashSet<u16>> {
+    static PORTS: LazyLock<Mutex<HashSet<u16>>> = LazyLock::new(Default::default);
+    PORTS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A loopback port nobody listens on (and, for a cluster node, its bus
+/// port too).
+fn free_port(cluster: bool) -> Result<u16> {
+    for _ in 0..PORT_ATTEMPTS {
+        let listener = TcpListener::bind("127.0.0.1:0").map_err(fail)?;
+        let port = listener.local_addr().map_err(fail)?.port();
+        if port == 6379 || ports_in_use().contains(&port) {
+            continue;
+        }
+        if cluster {
+            let Some(bus) = port.checked_add(CLUSTER_BUS_OFFSET) else {
+                continue;
+            };
+            if TcpListener::bind(("127.0.0.1", bus)).is_err() {
+                continue;
+            }
+        }
+        ports_in_use().insert(port);
+        return Ok(port);
+    }
+    Err(fail("no free loopback port found"))
+}
+
+/// One `redis-server` process, killed on drop.
+pub struct RedisServer {
+    /// Its loopback port.
+    port: u16,
+    /// Its working directory (cluster config, log), removed on drop.
+    dir: tempfile::TempDir,
+    /// The process, while running.
+    child: Option<Child>,
+    /// Started with `cluster-enabled yes`.
+    cluster: bool,
+}
+
+impl RedisServer {
+    /// Starts a standalone server and waits until it answers PING.
+    pub async fn start() -> Result<RedisServer> {
+        RedisServer::start_kind(false).await
+    }
+
+    async fn start_kind(cluster: bool) -> Result<RedisServer> {
+        let mut last = fail("not started");
+        for _ in 0..3 {
+            let port = free_port(cluster)?;
+            let dir = tempfile::Builder::new()
+                .prefix("arthas-redis-")
+                .tempdir()
+                .map_err(fail)?;
+            let mut server = RedisServer {
+                port,
+                dir,
+                child: None,
+                cluster,
+            };
+            match server.spawn().await {
+                Ok(()) => return Ok(server),
+                // Someone took the port meanwhile: try another.
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    async fn spawn(&mut self) -> Result<()> {
+        let dir = self.dir.path();
+        let mut cmd = Command::new("redis-server");
+        cmd.arg("--port")
+            .arg(self.port.to_string())
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--protected-mode", "no", "--daemonize", "no"])
+            .arg("--dir")
+            .arg(dir)
+            .arg("--logfile")
+            .arg(dir.join("redis.log"));
+        if self.cluster {
+            cmd.args(["--cluster-enabled", "yes", "--cluster-node-timeout", "5000"])
+                .arg("--cluster-config-file")
+                .arg(dir.join("nodes.conf"));
+        }
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| fail(format!("redis-server does not start (is it on PATH?): {e}")))?;
+        self.child = Some(child);
+        let deadline = Instant::now() + START_DEADLINE;
+        loop {
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    self.child = None;
+                    return Err(fail(format!(
+                        "redis-server on port {} exited at once ({status}); log: {}",
+                        self.port,
+                        std::fs::read_to_string(dir.join("redis.log")).unwrap_or_default()
+                    )));
+                }
+            }
+            if ping(self.port).await {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(fail(format!(
+                    "redis-server on port {} did not answer PING within {:?}",
+                    self.port, START_DEADLINE
+                )));
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// The loopback port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `127.0.0.1:port`.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// `redis://127.0.0.1:port`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the process (SIGKILL) and waits for it: the port stops
+    /// answering, every connection drops.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the process again on the same port and directory (a stopped
+    /// server, or a running one: kill and restart). Data is gone (no
+    /// persistence); a cluster node keeps its identity and slots.
+    pub async fn restart(&mut self) -> Result<()> {
+        self.stop();
+        self.spawn().await
+    }
+
+    /// Runs one command on a fresh connection.
+    pub async fn command(&self, args: &[&str]) -> Result<Value> {
+        command_at(self.port, args).await
+    }
+
+    /// `CLIENT KILL TYPE pubsub`: drops every subscribed connection (with
+    /// RESP3, a relay's one connection). Returns how many were killed.
+    pub async fn kill_pubsub_clients(&self) -> Result<i64> {
+        let v = self.command(&["CLIENT", "KILL", "TYPE", "pubsub"]).await?;
+        as_int(&v)
+    }
+
+    /// Drops every client connection (normal and pub/sub; not the caller).
+    pub async fn kill_all_clients(&self) -> Result<i64> {
+        let normal = as_int(&self.command(&["CLIENT", "KILL", "TYPE", "normal"]).await?)?;
+        let pubsub = self.kill_pubsub_clients().await?;
+        Ok(normal + pubsub)
+    }
+
+    /// Every key with everything it holds, as raw bytes (strings, hash
+    /// fields and values, set and sorted-set members), for secrecy checks.
+    pub async fn dump(&self) -> Result<Vec<(String, Vec<u8>)>> {
+        let mut conn = connect(self.port).await?;
+        let keys: Vec<String> = scan_keys(&mut conn).await?;
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            let kind: String = redis::cmd("TYPE")
+                .arg(&key)
+                .query_async(&mut conn)
+                .await
+                .map_err(fail)?;
+            let value: Value = match kind.as_str() {
+                "string" => redis::cmd("GET").arg(&key).query_async(&mut conn).await,
+                "hash" => redis::cmd("HGETALL").arg(&key).query_async(&mut conn).await,
+                "set" => redis::cmd("SMEMBERS").arg(&key).query_async(&mut conn).await,
+                "zset" => {
+                    redis::cmd("ZRANGE")
+                        .arg(&key)
+                        .arg(0)
+                        .arg(-1)
+                        .arg("WITHSCORES")
+                        .query_async(&mut conn)
+                        .await
+                }
+                "list" => {
+                    redis::cmd("LRANGE")
+                        .arg(&key)
+                        .arg(0)
+                        .arg(-1)
+                        .query_async(&mut conn)
+                        .await
+                }
+                _ => Ok(Value::Nil), // expired between SCAN and TYPE
+            }
+            .map_err(fail)?;
+            let mut bytes = Vec::new();
+            flatten(&value, &mut bytes);
+            out.push((key, bytes));
+        }
+        Ok(out)
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+        ports_in_use().remove(&self.port);
+    }
+}
+
+fn flatten(v: &Value, out: &mut Vec<u8>) {
+    match v {
+        Value::BulkString(b) => out.extend_from_slice(b),
+        Value::SimpleString(s) => out.extend_from_slice(s.as_bytes()),
+        Value::Int(i) => out.extend_from_slice(i.to_string().as_bytes()),
+        Value::Double(d) => out.extend_from_slice(d.to_string().as_bytes()),
+        Value::Array(items) | Value::Set(items) => {
+            for item in items {
+                flatten(item, out);
+                out.push(b'\n');
+            }
+        }
+        Value::Map(pairs) => {
+            for (k, v) in pairs {
+                flatten(k, out);
+                out.push(b'\n');
+                flatten(v, out);
+                out.push(b'\n');
+            }
+        }
+        _ => {}
+    }
+}
+
+async fn scan_keys(conn: &mut redis::aio::MultiplexedConnection) -> Result<Vec<String>> {
+    let mut cursor: u64 = 0;
+    let mut keys = Vec::new();
+    loop {
+        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(conn)
+            .await
+            .map_err(fail)?;
+        keys.extend(batch);
+        if next == 0 {
+            return Ok(keys);
+        }
+        cursor = next;
+    }
+}
+
+fn as_int(v: &Value) -> Result<i64> {
+    match v {
+        Value::Int(i) => Ok(*i),
+        other => Err(fail(format!("expected an integer, got {other:?}"))),
+    }
+}
+
+async fn connect(port: u16) -> Result<redis::aio::MultiplexedConnection> {
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).map_err(fail)?;
+    tokio::time::timeout(
+        START_DEADLINE,
+        client.get_multiplexed_async_connection(),
+    )
+    .await
+    .map_err(|_| fail(format!("no connection to port {port}")))?
+    .map_err(fail)
+}
+
+async fn command_at(port: u16, args: &[&str]) -> Result<Value> {
+    let mut conn = connect(port).await?;
+    let mut cmd = redis::Cmd::new();
+    for a in args {
+        cmd.arg(*a);
+    }
+    cmd.query_async(&mut conn)
+        .await
+        .map_err(|e| fail(format!("{args:?} on port {port}: {e}")))
+}
+
+/// Whether a server answers PING on `port` (raw RESP, no client library).
+async fn ping(port: u16) -> bool {
+    let attempt = async {
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+        s.write_all(b"PING\r\n").await.ok()?;
+        let mut buf = [0u8; 7];
+        s.read_exact(&mut buf).await.ok()?;
+        Some(&buf == b"+PONG\r\n")
+    };
+    matches!(
+        tokio::time::timeout(Duration::from_secs(1), attempt).await,
+        Ok(Some(true))
+    )
+}
+
+fn text(v: Value) -> Result<String> {
+    match v {
+        Value::BulkString(b) => String::from_utf8(b).map_err(fail),
+        Value::SimpleString(s) => Ok(s),
+        Value::VerbatimString { text, .. } => Ok(text),
+        other => Err(fail(format!("expected text, got {other:?}"))),
+    }
+}
+
+/// Three cluster masters (no replicas), every slot assigned.
+pub struct RedisCluster {
+    /// The masters, in the order `redis-cli --cluster create` was given them.
+    pub nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    /// Starts three cluster-enabled servers, joins them with `redis-cli
+    /// --cluster create` and waits for `cluster_state:ok` on every node.
+    pub async fn start() -> Result<RedisCluster> {
+        let mut nodes = Vec::with_capacity(3);
+        for _ in 0..3 {
+            nodes.push(RedisServer::start_kind(true).await?);
+        }
+        let addrs: Vec<String> = nodes.iter().map(RedisServer::addr).collect();
+        let output = tokio::task::spawn_blocking(move || {
+            Command::new("redis-cli")
+                .arg("--cluster")
+                .arg("create")
+                .args(&addrs)
+                .args(["--cluster-replicas", "0", "--cluster-yes"])
+                .stdin(Stdio::null())
+                .output()
+        })
+        .await
+        .map_err(fail)?
+        .map_err(|e| fail(format!("redis-cli does not start (is it on PATH?): {e}")))?;
+        if !output.status.success() {
+            return Err(fail(format!(
+                "redis-cli --cluster create failed: {}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            )));
+        }
+        let cluster = RedisCluster { nodes };
+        cluster.wait_ok().await?;
+        Ok(cluster)
+    }
+
+    /// Waits until every node reports `cluster_state:ok` and sees all three
+    /// masters with their slots.
+    pub async fn wait_ok(&self) -> Result<()> {
+        let deadline = Instant::now() + CLUSTER_DEADLINE;
+        'poll: loop {
+            for node in &self.nodes {
+                let info = match node.command(&["CLUSTER", "INFO"]).await.and_then(text) {
+                    Ok(info) => info,
+                    Err(_) => String::new(),
+                };
+                let ok = info.contains("cluster_state:ok")
+                    && info.contains("cluster_slots_ok:16384")
+                    && info.contains("cluster_known_nodes:3");
+                if !ok {
+                    if Instant::now() > deadline {
+                        return Err(fail(format!(
+                            "cluster not ok on {} within {CLUSTER_DEADLINE:?}: {info}",
+                            node.addr()
+                        )));
+                    }
+                    tokio::time::sleep(POLL).await;
+                    continue 'poll;
+                }
+            }
+            return Ok(());
+        }
+    }
+
+    /// The seed URLs of every node.
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(RedisServer::url).collect()
+    }
+
+    /// `CLIENT KILL TYPE pubsub` on every node; returns the total killed.
+    pub async fn kill_pubsub_clients(&self) -> Result<i64> {
+        let mut n = 0;
+        for node in &self.nodes {
+            n += node.kill_pubsub_clients().await?;
+        }
+        Ok(n)
+    }
+
+    /// Drops every client connection on every node.
+    pub async fn kill_all_clients(&self) -> Result<i64> {
+        let mut n = 0;
+        for node in &self.nodes {
+            n += node.kill_all_clients().await?;
+        }
+        Ok(n)
+    }
+
+    /// Every key of every node with its contents (see [`RedisServer::dump`]).
+    pub async fn dump(&self) -> Result<Vec<(String, Vec<u8>)>> {
+        let mut all = Vec::new();
+        for node in &self.nodes {
+            all.extend(node.dump().await?);
+        }
+        Ok(all)
+    }
+
+    /// The hash slot of a key (or channel).
+    pub async fn slot_of(&self, key: &str) -> Result<u16> {
+        let v = self.nodes[0].command(&["CLUSTER", "KEYSLOT", key]).await?;
+        u16::try_from(as_int(&v)?).map_err(fail)
+    }
+
+    async fn node_id(&self, index: usize) -> Result<String> {
+        text(self.nodes[index].command(&["CLUSTER", "MYID"]).await?)
+    }
+
+    /// The index in [`nodes`](Self::nodes) of the master serving `slot`, as
+    /// every node sees it (an error until they agree).
+    pub async fn owner_of_slot(&self, slot: u16) -> Result<usize> {
+        let mut ids = Vec::with_capacity(self.nodes.len());
+        for i in 0..self.nodes.len() {
+            ids.push(self.node_id(i).await?);
+        }
+        let mut owner = None;
+        for node in &self.nodes {
+            let nodes = text(node.command(&["CLUSTER", "NODES"]).await?)?;
+            let seen = nodes.lines().find_map(|line| {
+                let mut fields = line.split_whitespace();
+                let id = fields.next()?;
+                let owns = fields.skip(7).any(|range| {
+                    let mut bounds = range.splitn(2, '-');
+                    let lo = bounds.next().and_then(|s| s.parse::<u16>().ok());
+                    let hi = bounds.next().map_or(lo, |s| s.parse::<u16>().ok());
+                    matches!((lo, hi), (Some(lo), Some(hi)) if lo <= slot && slot <= hi)
+                });
+                owns.then(|| ids.iter().position(|x| x == id))?
+            });
+            match (owner, seen) {
+                (_, None) => return Err(fail(format!("{} sees no owner of {slot}", node.addr()))),
+                (None, Some(i)) => owner = Some(i),
+                (Some(o), Some(i)) if o != i => {
+                    return Err(fail(format!("nodes disagree on the owner of {slot}")))
+                }
+                _ => {}
+            }
+        }
+        owner.ok_or_else(|| fail("no nodes"))
+    }
+
+    /// Moves the slot of `key` (a room's channel `arthas:{R}` or any of its
+    /// keys) to the next master: SETSLOT IMPORTING/MIGRATING, MIGRATE of its
+    /// keys, SETSLOT NODE on every master. Returns (from, to) node indexes.
+    pub async fn migrate_slot_of(&self, key: &str) -> Result<(usize, usize)> {
+        let slot = self.slot_of(key).await?;
+        let from = self.owner_of_slot(slot).await?;
+        let to = (from + 1) % self.nodes.len();
+        self.migrate_slot(slot, from, to).await?;
+        Ok((from, to))
+    }
+
+    /// Moves `slot` from master `from` to master `to`.
+    pub async fn migrate_slot(&self, slot: u16, from: usize, to: usize) -> Result<()> {
+        let slot_s = slot.to_string();
+        let from_id = self.node_id(from).await?;
+        let to_id = self.node_id(to).await?;
+        let (src, dst) = (&self.nodes[from], &self.nodes[to]);
+        dst.command(&["CLUSTER", "SETSLOT", &slot_s, "IMPORTING", &from_id])
+            .await?;
+        src.command(&["CLUSTER", "SETSLOT", &slot_s, "MIGRATING", &to_id])
+            .await?;
+        loop {
+            let keys = src
+                .command(&["CLUSTER", "GETKEYSINSLOT", &slot_s, "100"])
+                .await?;
+            let keys: Vec<String> = match keys {
+                Value::Array(items) => items.into_iter().map(text).collect::<Result<_>>()?,
+                other => return Err(fail(format!("GETKEYSINSLOT: {other:?}"))),
+            };
+            if keys.is_empty() {
+                break;
+            }
+            let port = dst.port().to_string();
+            let mut args = vec!["MIGRATE", "127.0.0.1", &port, "", "0", "5000", "KEYS"];
+            args.extend(keys.iter().map(String::as_str));
+            src.command(&args).await?;
+        }
+        // The new owner first, then the old one, then the rest.
+        let mut order = vec![to, from];
+        order.extend((0..self.nodes.len()).filter(|i| *i != to && *i != from));
+        for i in order {
+            self.nodes[i]
+                .command(&["CLUSTER", "SETSLOT", &slot_s, "NODE", &to_id])
+                .await?;
+        }
+        let deadline = Instant::now() + CLUSTER_DEADLINE;
+        loop {
+            if matches!(self.owner_of_slot(slot).await, Ok(o) if o == to) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(fail(format!("slot {slot} did not settle on node {to}")));
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+}
+
+/// A [`BusSink`] that records every delivery, per room, in order.
+#[derive(Default)]
+pub struct RecordingSink {
+    /// Room id -> messages in delivery order.
+    rooms: Mutex<HashMap<String, Vec<BusMessage>>>,
+    /// Bumped on every delivery, to wake waiters.
+    deliveries: tokio::sync::watch::Sender<u64>,
+}
+
+impl RecordingSink {
+    /// An empty recorder.
+    pub fn new() -> Arc<RecordingSink> {
+        Arc::new(RecordingSink::default())
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Vec<BusMessage>>> {
+        self.rooms.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The messages of a room so far.
+    pub fn messages(&self, room_id: &str) -> Vec<BusMessage> {
+        self.lock().get(room_id).cloned().unwrap_or_default()
+    }
+
+    /// How many messages a room received.
+    pub fn count(&self, room_id: &str) -> usize {
+        self.lock().get(room_id).map_or(0, Vec::len)
+    }
+
+    /// Messages received in all rooms.
+    pub fn total(&self) -> usize {
+        self.lock().values().map(Vec::len).sum()
+    }
+
+    /// Waits until `done` holds for the recorded messages, or fails after
+    /// `timeout` saying `what` did not happen.
+    pub async fn wait_until(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut done: impl FnMut(&HashMap<String, Vec<BusMessage>>) -> bool,
+    ) -> Result<()> {
+        let mut changes = self.deliveries.subscribe();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if done(&self.lock()) {
+                return Ok(());
+            }
+            match tokio::time::timeout_at(deadline, changes.changed()).await {
+                Ok(Ok(())) => {}
+                _ => {
+                    let seen: usize = self.lock().values().map(Vec::len).sum();
+                    return Err(fail(format!(
+                        "{what}: not within {timeout:?} ({seen} messages received in all)"
+                    )));
+                }
+            }
+        }
+    }
+
+    /// Waits until a room has received at least `n` messages; returns them.
+    pub async fn wait_for(
+        &self,
+        room_id: &str,
+        n: usize,
+        timeout: Duration,
+    ) -> Result<Vec<BusMessage>> {
+        self.wait_until(&format!("{n} messages in room {room_id}"), timeout, |rooms| {
+            rooms.get(room_id).map_or(0, Vec::len) >= n
+        })
+        .await?;
+        Ok(self.messages(room_id))
+    }
+
+    /// Forgets everything recorded.
+    pub fn clear(&self) {
+        self.lock().clear();
+    }
+}
+
+impl BusSink for RecordingSink {
+    fn deliver(&self, room_id: &str, message: BusMessage) {
+        self.lock()
+            .entry(room_id.to_owned())
+            .or_default()
+            .push(message);
+        self.deliveries.send_modify(|n| *n += 1);
+    }
+}
