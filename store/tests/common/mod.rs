@@ -1,0 +1,128 @@
+//! What the store's tests share: one fixture per engine (memory, a real
+//! standalone Redis, a real 3-master cluster) and small builders.
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arthas_store::memory::{MemoryEngine, MemoryLimits};
+use arthas_store::redis::{RedisConfig, RedisEngine, RedisMode};
+use arthas_store::testing::{RedisCluster, RedisServer};
+use arthas_store::{MemberRecord, NewRoom, RoomRecord, RoomStore};
+use protocol::member::MemberId;
+
+/// How long a test waits for anything before failing.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// The grace after expiry the Redis engines run with in tests.
+pub const EXPIRED_GRACE: Duration = Duration::from_secs(1);
+
+/// Limits tuned for tests: short grace and quick reconnects.
+pub fn test_config() -> RedisConfig {
+    RedisConfig {
+        expired_room_grace: EXPIRED_GRACE,
+        reconnect_backoff_min: Duration::from_millis(10),
+        reconnect_backoff_max: Duration::from_millis(200),
+        bus_probe_interval: Duration::from_millis(500),
+        publish_timeout: Duration::from_millis(500),
+        ..RedisConfig::default()
+    }
+}
+
+/// Where the engine under test keeps its state.
+pub enum Backend {
+    Memory(Arc<MemoryEngine>),
+    Standalone(RedisServer),
+    Cluster(RedisCluster),
+}
+
+pub struct Fixture {
+    pub backend: Backend,
+}
+
+impl Fixture {
+    pub async fn memory() -> Fixture {
+        Fixture {
+            backend: Backend::Memory(MemoryEngine::new(MemoryLimits::default())),
+        }
+    }
+
+    pub async fn standalone() -> Fixture {
+        Fixture {
+            backend: Backend::Standalone(RedisServer::start().await.expect("redis-server starts")),
+        }
+    }
+
+    pub async fn cluster() -> Fixture {
+        Fixture {
+            backend: Backend::Cluster(RedisCluster::start().await.expect("redis cluster starts")),
+        }
+    }
+
+    pub fn mode(&self) -> Option<RedisMode> {
+        match &self.backend {
+            Backend::Memory(_) => None,
+            Backend::Standalone(s) => Some(RedisMode::Standalone { url: s.url() }),
+            Backend::Cluster(c) => Some(RedisMode::Cluster { nodes: c.urls() }),
+        }
+    }
+
+    /// A Redis engine of its own (a "relay"); panics on the memory backend.
+    pub async fn redis_engine(&self) -> Arc<RedisEngine> {
+        let mode = self.mode().expect("a Redis backend");
+        RedisEngine::connect(mode, test_config())
+            .await
+            .expect("engine connects")
+    }
+
+    /// A store handle: a new connection for Redis (another relay), the one
+    /// engine for memory.
+    pub async fn store(&self) -> Arc<dyn RoomStore> {
+        match &self.backend {
+            Backend::Memory(e) => e.clone(),
+            _ => self.redis_engine().await,
+        }
+    }
+
+    /// Whether presence spans nodes (memory is one node: nothing to sweep).
+    pub fn has_presence(&self) -> bool {
+        !matches!(self.backend, Backend::Memory(_))
+    }
+
+    /// The grace after which an expired room's keys vanish (memory keeps an
+    /// expired room until it is destroyed).
+    pub fn expired_grace(&self) -> Option<Duration> {
+        match self.backend {
+            Backend::Memory(_) => None,
+            _ => Some(EXPIRED_GRACE),
+        }
+    }
+}
+
+/// A room record with the given capacity and password hash.
+pub fn new_room(id: &str, capacity: u32, password_hash: &str) -> NewRoom {
+    NewRoom {
+        record: RoomRecord {
+            id: id.into(),
+            created_at: arthas_store::unix_secs(),
+            expires_at: 0,
+            ephemeral: 0,
+            password_hash: password_hash.into(),
+            capacity,
+            listed: false,
+        },
+        unjoined_ttl: Duration::from_secs(60),
+    }
+}
+
+/// Member `n` on relay `node`.
+pub fn member(n: u32, node: &str) -> MemberRecord {
+    MemberRecord {
+        id: MemberId::from_random(n),
+        name: format!("member {n}"),
+        color: protocol::member::member_color(MemberId::from_random(n).as_str()),
+        node: node.into(),
+        joined_at: arthas_store::unix_millis(),
+    }
+}
