@@ -2,65 +2,53 @@
 //! with the in-memory engine. `cargo run --release` starts a working chat
 //! on 127.0.0.1:8080.
 
-mod config;
-
+use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
+use arthas::cli::{EdgeArgs, GatewayArgs, ProcessArgs, RelayArgs};
+use arthas::process;
 use clap::Parser;
 use relay::server;
 use store::memory::{MemoryEngine, MemoryLimits};
-use tracing_subscriber::EnvFilter;
 
-use config::Config;
-
-fn main() -> std::process::ExitCode {
-    let config = Config::parse();
-    init_logging(&config);
-    let runtime = match config.worker_threads {
-        0 | 1 => tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build(),
-        n => tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(n)
-            .enable_all()
-            .build(),
-    };
-    let runtime = match runtime {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("cannot start the runtime: {e}");
-            return std::process::ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(config)) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = %e, "arthas stopped");
-            eprintln!("arthas: {e}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+/// Arthas all-in-one server: gateway + relay in one process, in-memory engine.
+#[derive(Debug, Parser)]
+#[command(name = "arthas", version, about)]
+struct Config {
+    /// Address for HTTP and WebSocket (`/ws`).
+    #[arg(long, env = "ARTHAS_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: String,
+    /// On SIGTERM, how long connections may take to close (1001), milliseconds.
+    #[arg(long, env = "ARTHAS_SHUTDOWN_GRACE_MS", default_value_t = 10_000)]
+    shutdown_grace_ms: u64,
+    #[command(flatten)]
+    edge: EdgeArgs,
+    #[command(flatten)]
+    relay: RelayArgs,
+    #[command(flatten)]
+    gateway: GatewayArgs,
+    #[command(flatten)]
+    process: ProcessArgs,
 }
 
-fn init_logging(config: &Config) {
-    let filter = EnvFilter::try_from_env("ARTHAS_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if config.log_format == config::LogFormat::Json {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
+fn main() -> ExitCode {
+    let config = Config::parse();
+    process::init_logging(&config.process);
+    let process_args = config.process.clone();
+    process::run("arthas", &process_args, run(config))
 }
 
 async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let engine = MemoryEngine::new(MemoryLimits::default());
-    let gateway = gateway::Gateway::new(engine.clone(), config.gateway_config())?;
+    let gateway = gateway::Gateway::new(engine.clone(), config.gateway.config()?)?;
     let builder = relay::RelayBuilder::new();
     engine.attach(builder.sink());
+    let relay_config = config
+        .relay
+        .config(&config.edge, "local".into(), Duration::ZERO);
     let relay = builder.build(
-        config.relay_config(),
+        relay_config,
         engine.clone(),
         engine.clone(),
         Arc::new(gateway.clone()),
@@ -71,7 +59,8 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         let metrics = relay.metrics.clone();
         Arc::new(move || metrics.connections.get().max(0) as u64)
     };
-    let api = gateway::http::HttpApi::new(gateway, config.http_config(), online);
+    let api =
+        gateway::http::HttpApi::new(gateway, config.gateway.http_config(&config.edge), online);
     let fallback: Arc<dyn server::HttpFallback> = Arc::new(GatewayRoutes(api));
 
     let listener = tokio::net::TcpListener::bind(&config.listen).await?;
@@ -81,9 +70,11 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     tracing::info!(%addr, "arthas all-in-one server listening (in-memory engine)");
 
     let accept = tokio::spawn(server::serve(listener, relay.clone(), fallback));
-    shutdown_signal().await;
+    process::termination().await;
     tracing::info!("shutting down: closing connections with 1001");
-    relay.shutdown(config.shutdown_grace()).await;
+    relay
+        .shutdown(Duration::from_millis(config.shutdown_grace_ms))
+        .await;
     accept.abort();
     Ok(())
 }
@@ -100,28 +91,5 @@ impl server::HttpFallback for GatewayRoutes {
         peer: std::net::SocketAddr,
     ) -> hyper::Response<server::Body> {
         self.0.handle(request, peer).await
-    }
-}
-
-/// Resolves on SIGTERM or Ctrl-C.
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = ctrl_c => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = ctrl_c.await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
     }
 }

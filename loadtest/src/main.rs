@@ -233,17 +233,35 @@ async fn receive(mut rx: Reader, pong: mpsc::Sender<Vec<u8>>, stats: Arc<Stats>,
     }
 }
 
-/// Sends at `rate` per second until `stop`, answering pings in between.
+/// When and what a member sends.
+#[derive(Clone, Copy)]
+struct Pace {
+    /// Messages per second (0: idle, only pongs).
+    rate: f64,
+    /// Ciphertext bytes.
+    payload: usize,
+    /// The run's time origin (latency timestamps).
+    start: Instant,
+    /// When sending stops.
+    stop: Instant,
+    /// Offset of this member's first message, so senders do not align.
+    phase: Duration,
+}
+
+/// Sends at `pace.rate` per second until `pace.stop`, answering pings in between.
 async fn transmit(
     mut tx: Writer,
     mut pongs: mpsc::Receiver<Vec<u8>>,
-    rate: f64,
-    payload: usize,
+    pace: Pace,
     stats: Arc<Stats>,
-    start: Instant,
-    stop: Instant,
-    phase: Duration,
 ) {
+    let Pace {
+        rate,
+        payload,
+        start,
+        stop,
+        phase,
+    } = pace;
     let period = Duration::from_secs_f64(if rate > 0.0 { 1.0 / rate } else { 1.0 });
     let mut next = tokio::time::Instant::now() + phase;
     let padding = "x".repeat(payload.saturating_sub(24));
@@ -349,16 +367,14 @@ async fn main() {
             });
             i += 1;
             tasks.push(tokio::spawn(receive(rx, pong_tx, stats.clone(), start)));
-            tasks.push(tokio::spawn(transmit(
-                tx,
-                pong_rx,
+            let pace = Pace {
                 rate,
-                args.payload,
-                stats.clone(),
+                payload: args.payload,
                 start,
                 stop,
                 phase,
-            )));
+            };
+            tasks.push(tokio::spawn(transmit(tx, pong_rx, pace, stats.clone())));
         }
     }
     tokio::time::sleep(Duration::from_secs(args.warmup)).await;

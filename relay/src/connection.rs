@@ -68,7 +68,7 @@ pub async fn run(relay: Arc<Relay>, mut stream: TcpStream, leftover: Bytes, ip: 
             .await;
             code
         }
-        End::Abort => 1006,
+        End::Abort => peer.outbox.closing().unwrap_or(1006),
     };
     relay
         .metrics
@@ -206,9 +206,23 @@ async fn process(
 /// for (slow consumer, drain) or the socket fails.
 async fn flush(stream: &mut TcpStream, peer: &Peer, write_timeout: Duration) -> Result<(), End> {
     while let Some(frame) = peer.outbox.pop() {
-        match timeout(write_timeout, write_frame(stream, opcode::BINARY, &frame)).await {
-            Ok(Ok(())) => {}
-            _ => return Err(End::Abort),
+        let write = timeout(write_timeout, write_frame(stream, opcode::BINARY, &frame));
+        tokio::pin!(write);
+        // A write blocked on a client that does not read must not delay its
+        // removal: once its queue overflows, drop the socket at once (a
+        // close frame cannot get through a full socket anyway).
+        let written = loop {
+            tokio::select! {
+                written = &mut write => break written,
+                _ = peer.outbox.ready() => {
+                    if peer.outbox.closing() == Some(close_code::SLOW_CONSUMER) {
+                        return Err(End::Abort);
+                    }
+                }
+            }
+        };
+        if !matches!(written, Ok(Ok(()))) {
+            return Err(End::Abort);
         }
     }
     match peer.outbox.closing() {

@@ -9,12 +9,14 @@
 //! - [`outbox`]: the bounded per-connection queue;
 //! - [`expiry`]: per-node expiry warnings and closes;
 //! - [`presence`]: heartbeats, and the sweep of dead relays' members;
-//! - [`metrics`]: Prometheus counters.
+//! - [`metrics`]: Prometheus counters;
+//! - [`admin`]: health, readiness and metrics on the admin port.
 //!
 //! The relay does not know which engine runs behind [`store::RoomStore`] and
 //! [`store::Bus`], nor whether the gateway ([`gateway::Authority`]) is in
 //! process or remote.
 
+pub mod admin;
 pub mod config;
 pub mod connection;
 pub mod expiry;

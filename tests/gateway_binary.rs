@@ -1,4 +1,4 @@
-//! The standalone `arthas-gateway` binary: start-up lines, both ports
+//! The standalone `gateway` binary: start-up lines, both ports
 //! answering, a required secret, and a clean exit on SIGTERM.
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -6,7 +6,7 @@ use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_arthas-gateway");
+const BIN: &str = env!("CARGO_BIN_EXE_gateway");
 
 fn spawn(envs: &[(&str, &str)]) -> Child {
     let mut command = Command::new(BIN);

@@ -1,0 +1,59 @@
+//! The relay's admin port: liveness, readiness and Prometheus metrics, kept
+//! off the public port.
+//!
+//! `/healthz` answers while the process serves; `/readyz` turns 503 as soon
+//! as the node drains, so the load balancer stops sending new clients
+//! before sockets are closed; `/metrics` is the text exposition.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+use crate::server::text;
+use crate::Relay;
+
+/// Serves the admin routes until the process ends (it stays up while the
+/// node drains, so readiness can be observed).
+pub async fn serve(listener: TcpListener, relay: Arc<Relay>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let relay = relay.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |request: Request<hyper::body::Incoming>| {
+                let relay = relay.clone();
+                async move { Ok::<_, Infallible>(route(&request, &relay)) }
+            });
+            let _ = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+fn route<B>(request: &Request<B>, relay: &Relay) -> Response<Full<Bytes>> {
+    match request.uri().path() {
+        "/healthz" => text(StatusCode::OK, "ok"),
+        "/readyz" if relay.shutdown.is_cancelled() => {
+            text(StatusCode::SERVICE_UNAVAILABLE, "draining")
+        }
+        "/readyz" => text(StatusCode::OK, "ready"),
+        "/metrics" => {
+            let mut response = Response::new(Full::new(Bytes::from(relay.metrics.render())));
+            response.headers_mut().insert(
+                hyper::header::CONTENT_TYPE,
+                hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"),
+            );
+            response
+        }
+        _ => text(StatusCode::NOT_FOUND, "not found"),
+    }
+}

@@ -1,0 +1,128 @@
+//! The cluster's gateway: the public HTTP surface (directory, room API, web
+//! client) on `--listen`, and the internal API relays call on
+//! `--internal-listen`, over the shared store.
+//!
+//! On start it prints `listening on http://ADDR` and `internal on http://ADDR`
+//! on stdout (logs go to stderr, filtered by `ARTHAS_LOG`). SIGTERM or
+//! SIGINT stops accepting, lets requests in flight finish, and exits 0.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use arthas::cli::{EdgeArgs, GatewayArgs, ProcessArgs, RedisArgs};
+use arthas::process;
+use clap::{Parser, ValueEnum};
+use gateway::http::HttpApi;
+use gateway::internal::{InternalApi, InternalConfig};
+use gateway::Gateway;
+use store::memory::{MemoryEngine, MemoryLimits};
+use store::RoomStore;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// Where room state lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum StoreKind {
+    /// Redis (see --redis-url, --redis-mode): any number of replicas.
+    Redis,
+    /// One process, in memory (development and tests; one replica, no relays elsewhere).
+    Memory,
+}
+
+/// Arthas gateway: rooms, passwords, tickets, directory, web client.
+#[derive(Parser)]
+#[command(name = "gateway", version, about)]
+struct Config {
+    /// Public HTTP address (directory, room API, web client).
+    #[arg(long, env = "ARTHAS_LISTEN", default_value = "127.0.0.1:8081")]
+    listen: SocketAddr,
+    /// Internal API address (relays only; keep it off the internet).
+    #[arg(long, env = "ARTHAS_INTERNAL_LISTEN", default_value = "127.0.0.1:8082")]
+    internal_listen: SocketAddr,
+    /// Shared secret relays present as `Authorization: Bearer <secret>`.
+    #[arg(long, env = "ARTHAS_INTERNAL_SECRET", hide_env_values = true)]
+    internal_secret: String,
+    /// Storage engine.
+    #[arg(long, env = "ARTHAS_STORE", value_enum, default_value_t = StoreKind::Redis)]
+    store: StoreKind,
+    #[command(flatten)]
+    edge: EdgeArgs,
+    #[command(flatten)]
+    gateway: GatewayArgs,
+    #[command(flatten)]
+    redis: RedisArgs,
+    #[command(flatten)]
+    process: ProcessArgs,
+}
+
+async fn open_store(config: &Config) -> Result<Arc<dyn RoomStore>, String> {
+    Ok(match config.store {
+        StoreKind::Memory => MemoryEngine::new(MemoryLimits::default()),
+        StoreKind::Redis => config.redis.connect().await.map_err(|e| e.to_string())?,
+    })
+}
+
+async fn run(config: Config) -> Result<(), String> {
+    if config.internal_secret.is_empty() {
+        return Err("--internal-secret (ARTHAS_INTERNAL_SECRET) must not be empty".into());
+    }
+    if config.gateway.ticket_secret.is_none() {
+        tracing::info!("no ticket secret configured: tickets are valid on this process only");
+    }
+    let store = open_store(&config).await?;
+    let gateway =
+        Gateway::new(store, config.gateway.config()?).map_err(|e| format!("gateway: {e}"))?;
+    let http = Arc::new(HttpApi::new(
+        gateway.clone(),
+        config.gateway.http_config(&config.edge),
+        // WebSockets live on the relays; the gateway itself holds none.
+        Arc::new(|| 0),
+    ));
+    let internal = Arc::new(InternalApi::new(
+        gateway,
+        InternalConfig {
+            secret: config.internal_secret.clone(),
+            max_body_bytes: config.gateway.max_body_bytes,
+        },
+    ));
+    let public_listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    let internal_listener = TcpListener::bind(config.internal_listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.internal_listen))?;
+    let public_addr = public_listener.local_addr().map_err(|e| e.to_string())?;
+    let internal_addr = internal_listener.local_addr().map_err(|e| e.to_string())?;
+    println!("listening on http://{public_addr}");
+    println!("internal on http://{internal_addr}");
+    tracing::info!(%public_addr, %internal_addr, store = ?config.store, "gateway started");
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let public = tokio::spawn(gateway::server::serve(
+        public_listener,
+        http,
+        stopped(stop_rx.clone()),
+    ));
+    let internal = tokio::spawn(gateway::server::serve(
+        internal_listener,
+        internal,
+        stopped(stop_rx),
+    ));
+    process::termination().await;
+    tracing::info!("shutting down");
+    let _ = stop_tx.send(true);
+    let _ = tokio::join!(public, internal);
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let config = Config::parse();
+    process::init_logging(&config.process);
+    let process_args = config.process.clone();
+    process::run("gateway", &process_args, run(config))
+}

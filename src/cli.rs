@@ -1,0 +1,278 @@
+//! Flag groups. Every flag is also an environment variable (`--foo-bar` is
+//! `ARTHAS_FOO_BAR`); each limit has its unit in its name. The README's
+//! configuration tables list them all.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use gateway::password::PasswordConfig;
+use gateway::GatewayConfig;
+use relay::RelayConfig;
+use store::redis::{RedisConfig, RedisEngine, RedisMode};
+use store::StoreError;
+
+/// Who may connect, and how client addresses are read.
+#[derive(Debug, Clone, Args)]
+pub struct EdgeArgs {
+    /// Allowed WebSocket origins, comma-separated, exact match ("" = any).
+    #[arg(long, env = "ARTHAS_ALLOWED_ORIGINS", default_value = "")]
+    pub allowed_origins: String,
+    /// Take client IPs from X-Forwarded-For / X-Real-IP (only behind a trusted proxy).
+    #[arg(long, env = "ARTHAS_TRUST_FORWARDED_FOR")]
+    pub trust_forwarded_for: bool,
+}
+
+/// A relay's limits and timings.
+#[derive(Debug, Clone, Args)]
+pub struct RelayArgs {
+    /// Largest inbound WebSocket message in bytes (larger: close 1009).
+    #[arg(long, env = "ARTHAS_MAX_MESSAGE_BYTES", default_value_t = 102_400)]
+    pub max_message_bytes: usize,
+    /// Server ping period (WebSocket ping + Ping 0x18), milliseconds.
+    #[arg(long, env = "ARTHAS_PING_INTERVAL_MS", default_value_t = 25_000)]
+    pub ping_interval_ms: u64,
+    /// Close a connection without a WebSocket pong for this long (4002), milliseconds.
+    #[arg(long, env = "ARTHAS_READ_TIMEOUT_MS", default_value_t = 40_000)]
+    pub read_timeout_ms: u64,
+    /// Longest time one frame may take to write, milliseconds.
+    #[arg(long, env = "ARTHAS_WRITE_TIMEOUT_MS", default_value_t = 10_000)]
+    pub write_timeout_ms: u64,
+    /// Most bytes queued to one connection; overflow closes it as a slow consumer (4001).
+    #[arg(long, env = "ARTHAS_MAX_OUTBOUND_QUEUE_BYTES", default_value_t = 8 * 1024 * 1024)]
+    pub max_outbound_queue_bytes: usize,
+    /// Most open WebSocket connections (more get HTTP 503).
+    #[arg(long, env = "ARTHAS_MAX_CONNECTIONS", default_value_t = 19_000)]
+    pub max_connections: usize,
+    /// Chat messages (SendMessage) accepted per window per connection.
+    #[arg(long, env = "ARTHAS_CHAT_RATE_LIMIT", default_value_t = 10)]
+    pub chat_rate_limit: usize,
+    /// The chat rate window, milliseconds.
+    #[arg(long, env = "ARTHAS_CHAT_RATE_WINDOW_MS", default_value_t = 10_000)]
+    pub chat_rate_window_ms: u64,
+    /// How often rooms are checked for expiry and the warning, milliseconds.
+    #[arg(long, env = "ARTHAS_EXPIRY_SWEEP_INTERVAL_MS", default_value_t = 1_000)]
+    pub expiry_sweep_interval_ms: u64,
+    /// The expiry warning goes out this many seconds before expiry.
+    #[arg(long, env = "ARTHAS_EXPIRY_WARNING_LEAD_SECS", default_value_t = 300)]
+    pub expiry_warning_lead_secs: u64,
+    /// An active file transfer is forgotten this many seconds after its Meta.
+    #[arg(long, env = "ARTHAS_FILE_TRANSFER_STALE_SECS", default_value_t = 90)]
+    pub file_transfer_stale_secs: u64,
+    /// How often a relay heartbeats and sweeps dead relays, milliseconds.
+    #[arg(long, env = "ARTHAS_HEARTBEAT_INTERVAL_MS", default_value_t = 3_000)]
+    pub heartbeat_interval_ms: u64,
+    /// A relay silent this long is dead: its members are removed (MemberLeft), milliseconds.
+    #[arg(long, env = "ARTHAS_HEARTBEAT_TTL_MS", default_value_t = 10_000)]
+    pub heartbeat_ttl_ms: u64,
+}
+
+impl RelayArgs {
+    /// The relay configuration for node `node_id`; `drain_window` spreads
+    /// the 1001 closes on shutdown.
+    pub fn config(&self, edge: &EdgeArgs, node_id: String, drain_window: Duration) -> RelayConfig {
+        RelayConfig {
+            node_id,
+            allowed_origins: edge.allowed_origins.clone(),
+            trust_forwarded_for: edge.trust_forwarded_for,
+            max_message_bytes: self.max_message_bytes,
+            ping_interval: Duration::from_millis(self.ping_interval_ms.max(1)),
+            read_timeout: Duration::from_millis(self.read_timeout_ms),
+            write_timeout: Duration::from_millis(self.write_timeout_ms),
+            max_outbound_queue_bytes: self.max_outbound_queue_bytes,
+            chat_rate_limit: self.chat_rate_limit,
+            chat_rate_window: Duration::from_millis(self.chat_rate_window_ms),
+            expiry_sweep_interval: Duration::from_millis(self.expiry_sweep_interval_ms.max(1)),
+            expiry_warning_lead: Duration::from_secs(self.expiry_warning_lead_secs),
+            file_transfer_stale: Duration::from_secs(self.file_transfer_stale_secs),
+            drain_window,
+            max_connections: self.max_connections,
+            heartbeat_interval: Duration::from_millis(self.heartbeat_interval_ms.max(1)),
+            heartbeat_ttl: Duration::from_millis(self.heartbeat_ttl_ms),
+        }
+    }
+}
+
+/// The gateway's limits: rooms, passwords, the directory.
+#[derive(Debug, Clone, Args)]
+pub struct GatewayArgs {
+    /// Members per room.
+    #[arg(long, env = "ARTHAS_MAX_ROOM_MEMBERS", default_value_t = 50)]
+    pub max_room_members: u32,
+    /// Longest room lifetime in seconds (longer requests are clamped).
+    #[arg(long, env = "ARTHAS_MAX_EXPIRY_SECS", default_value_t = 604_800)]
+    pub max_expiry_secs: i64,
+    /// A created room nobody joins vanishes after this long, seconds.
+    #[arg(long, env = "ARTHAS_UNJOINED_ROOM_TTL_SECS", default_value_t = 60)]
+    pub unjoined_room_ttl_secs: u64,
+    /// Most publicly listed rooms.
+    #[arg(long, env = "ARTHAS_MAX_PUBLIC_ROOMS", default_value_t = 200)]
+    pub max_public_rooms: usize,
+    /// /api/hub requests per minute per client IP.
+    #[arg(long, env = "ARTHAS_HUB_REQUESTS_PER_MINUTE", default_value_t = 30)]
+    pub hub_requests_per_minute: u64,
+    /// POST /v1/rooms per minute per client IP.
+    #[arg(long, env = "ARTHAS_ROOM_CREATIONS_PER_MINUTE", default_value_t = 30)]
+    pub room_creations_per_minute: u64,
+    /// Largest JSON request body, bytes.
+    #[arg(long, env = "ARTHAS_MAX_BODY_BYTES", default_value_t = gateway::server::DEFAULT_MAX_BODY_BYTES)]
+    pub max_body_bytes: usize,
+    /// The window for counting wrong password guesses, seconds.
+    #[arg(long, env = "ARTHAS_PASSWORD_GUESS_WINDOW_SECS", default_value_t = 300)]
+    pub password_guess_window_secs: u64,
+    /// Wrong guesses per room per window before E004.
+    #[arg(
+        long,
+        env = "ARTHAS_MAX_PASSWORD_GUESSES_PER_ROOM",
+        default_value_t = 10
+    )]
+    pub max_password_guesses_per_room: u64,
+    /// Wrong guesses per client IP per window before E004.
+    #[arg(long, env = "ARTHAS_MAX_PASSWORD_GUESSES_PER_IP", default_value_t = 30)]
+    pub max_password_guesses_per_ip: u64,
+    /// argon2id memory per hash, KiB.
+    #[arg(long, env = "ARTHAS_ARGON2_MEMORY_KIB", default_value_t = 19_456)]
+    pub argon2_memory_kib: u32,
+    /// argon2id passes.
+    #[arg(long, env = "ARTHAS_ARGON2_ITERATIONS", default_value_t = 2)]
+    pub argon2_iterations: u32,
+    /// argon2 jobs running at once.
+    #[arg(long, env = "ARTHAS_ARGON2_MAX_CONCURRENT", default_value_t = 2)]
+    pub argon2_max_concurrent: usize,
+    /// argon2 jobs allowed to wait; more are refused with E004.
+    #[arg(long, env = "ARTHAS_ARGON2_MAX_PENDING", default_value_t = 64)]
+    pub argon2_max_pending: usize,
+    /// HMAC key of join tickets (at least 16 bytes; the same on every gateway). Default: random per process.
+    #[arg(long, env = "ARTHAS_TICKET_SECRET", hide_env_values = true)]
+    pub ticket_secret: Option<String>,
+    /// Lifetime of a join ticket, seconds.
+    #[arg(long, env = "ARTHAS_TICKET_TTL_SECS", default_value_t = 60)]
+    pub ticket_ttl_secs: u64,
+}
+
+impl GatewayArgs {
+    /// The gateway configuration.
+    pub fn config(&self) -> Result<GatewayConfig, String> {
+        let defaults = GatewayConfig::default();
+        let ticket_secret = match &self.ticket_secret {
+            Some(s) if s.len() < gateway::ticket::MIN_SECRET_BYTES => {
+                return Err(format!(
+                    "--ticket-secret must be at least {} bytes",
+                    gateway::ticket::MIN_SECRET_BYTES
+                ))
+            }
+            Some(s) => s.as_bytes().to_vec(),
+            None => defaults.ticket_secret.clone(),
+        };
+        Ok(GatewayConfig {
+            max_room_members: self.max_room_members,
+            max_expiry_secs: self.max_expiry_secs,
+            unjoined_room_ttl: Duration::from_secs(self.unjoined_room_ttl_secs),
+            max_public_rooms: self.max_public_rooms,
+            password_guess_window: Duration::from_secs(self.password_guess_window_secs),
+            max_password_guesses_per_room: self.max_password_guesses_per_room,
+            max_password_guesses_per_ip: self.max_password_guesses_per_ip,
+            password: PasswordConfig {
+                memory_kib: self.argon2_memory_kib,
+                iterations: self.argon2_iterations,
+                max_concurrent: self.argon2_max_concurrent,
+                max_pending: self.argon2_max_pending,
+            },
+            ticket_secret,
+            ticket_ttl: Duration::from_secs(self.ticket_ttl_secs),
+        })
+    }
+
+    /// The public HTTP routes' configuration.
+    pub fn http_config(&self, edge: &EdgeArgs) -> gateway::http::HttpConfig {
+        gateway::http::HttpConfig {
+            allowed_origins: edge.allowed_origins.clone(),
+            hub_requests_per_minute: self.hub_requests_per_minute,
+            room_creations_per_minute: self.room_creations_per_minute,
+            trust_forwarded_for: edge.trust_forwarded_for,
+            max_body_bytes: self.max_body_bytes,
+        }
+    }
+}
+
+/// Redis topology.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RedisModeArg {
+    /// One server (or a Sentinel-managed primary): PUBLISH/SUBSCRIBE.
+    Standalone,
+    /// Redis Cluster 7+: sharded pub/sub (SPUBLISH/SSUBSCRIBE).
+    Cluster,
+}
+
+/// Where the cluster's shared state lives.
+#[derive(Debug, Clone, Args)]
+pub struct RedisArgs {
+    /// Redis URL (`redis://host:port`); for a cluster, comma-separated seed nodes.
+    #[arg(
+        long,
+        env = "ARTHAS_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379"
+    )]
+    pub redis_url: String,
+    /// Redis topology.
+    #[arg(long, env = "ARTHAS_REDIS_MODE", value_enum, default_value_t = RedisModeArg::Standalone)]
+    pub redis_mode: RedisModeArg,
+    /// Connections in the Redis command pool.
+    #[arg(long, env = "ARTHAS_REDIS_POOL_SIZE", default_value_t = 4)]
+    pub redis_pool_size: usize,
+    /// Longest a Redis command may take, milliseconds.
+    #[arg(long, env = "ARTHAS_REDIS_COMMAND_TIMEOUT_MS", default_value_t = 2_000)]
+    pub redis_command_timeout_ms: u64,
+    /// Longest a publish may take before the sender is told the bus is down, milliseconds.
+    #[arg(long, env = "ARTHAS_REDIS_PUBLISH_TIMEOUT_MS", default_value_t = 500)]
+    pub redis_publish_timeout_ms: u64,
+    /// How long an expired room answers E007 before it is gone (E001), seconds.
+    #[arg(long, env = "ARTHAS_EXPIRED_ROOM_GRACE_SECS", default_value_t = 60)]
+    pub expired_room_grace_secs: u64,
+}
+
+impl RedisArgs {
+    /// Connects the engine (fails fast if Redis does not answer now).
+    pub async fn connect(&self) -> Result<Arc<RedisEngine>, StoreError> {
+        let mode = match self.redis_mode {
+            RedisModeArg::Standalone => RedisMode::Standalone {
+                url: self.redis_url.clone(),
+            },
+            RedisModeArg::Cluster => RedisMode::Cluster {
+                nodes: self
+                    .redis_url
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+            },
+        };
+        let config = RedisConfig {
+            pool_size: self.redis_pool_size.max(1),
+            command_timeout: Duration::from_millis(self.redis_command_timeout_ms),
+            publish_timeout: Duration::from_millis(self.redis_publish_timeout_ms),
+            expired_room_grace: Duration::from_secs(self.expired_room_grace_secs),
+            ..RedisConfig::default()
+        };
+        RedisEngine::connect(mode, config).await
+    }
+}
+
+/// Log format on stderr (the level comes from `ARTHAS_LOG`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Process-wide settings.
+#[derive(Debug, Clone, Args)]
+pub struct ProcessArgs {
+    /// Runtime threads: 1 = a single-threaded runtime (cheapest per message).
+    #[arg(long, env = "ARTHAS_WORKER_THREADS", default_value_t = 1)]
+    pub worker_threads: usize,
+    /// Log format on stderr (level: ARTHAS_LOG, e.g. "info" or "trace").
+    #[arg(long, env = "ARTHAS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
