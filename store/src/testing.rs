@@ -228,7 +228,12 @@ impl RedisServer {
             let value: Value = match kind.as_str() {
                 "string" => redis::cmd("GET").arg(&key).query_async(&mut conn).await,
                 "hash" => redis::cmd("HGETALL").arg(&key).query_async(&mut conn).await,
-                "set" => redis::cmd("SMEMBERS").arg(&key).query_async(&mut conn).await,
+                "set" => {
+                    redis::cmd("SMEMBERS")
+                        .arg(&key)
+                        .query_async(&mut conn)
+                        .await
+                }
                 "zset" => {
                     redis::cmd("ZRANGE")
                         .arg(&key)
@@ -316,13 +321,10 @@ fn as_int(v: &Value) -> Result<i64> {
 
 async fn connect(port: u16) -> Result<redis::aio::MultiplexedConnection> {
     let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).map_err(fail)?;
-    tokio::time::timeout(
-        START_DEADLINE,
-        client.get_multiplexed_async_connection(),
-    )
-    .await
-    .map_err(|_| fail(format!("no connection to port {port}")))?
-    .map_err(fail)
+    tokio::time::timeout(START_DEADLINE, client.get_multiplexed_async_connection())
+        .await
+        .map_err(|_| fail(format!("no connection to port {port}")))?
+        .map_err(fail)
 }
 
 async fn command_at(port: u16, args: &[&str]) -> Result<Value> {
@@ -339,7 +341,9 @@ async fn command_at(port: u16, args: &[&str]) -> Result<Value> {
 /// Whether a server answers PING on `port` (raw RESP, no client library).
 async fn ping(port: u16) -> bool {
     let attempt = async {
-        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .ok()?;
         s.write_all(b"PING\r\n").await.ok()?;
         let mut buf = [0u8; 7];
         s.read_exact(&mut buf).await.ok()?;
@@ -405,10 +409,11 @@ impl RedisCluster {
         let deadline = Instant::now() + CLUSTER_DEADLINE;
         'poll: loop {
             for node in &self.nodes {
-                let info = match node.command(&["CLUSTER", "INFO"]).await.and_then(text) {
-                    Ok(info) => info,
-                    Err(_) => String::new(),
-                };
+                let info: String = node
+                    .command(&["CLUSTER", "INFO"])
+                    .await
+                    .and_then(text)
+                    .unwrap_or_default();
                 let ok = info.contains("cluster_state:ok")
                     && info.contains("cluster_slots_ok:16384")
                     && info.contains("cluster_known_nodes:3");
@@ -627,9 +632,11 @@ impl RecordingSink {
         n: usize,
         timeout: Duration,
     ) -> Result<Vec<BusMessage>> {
-        self.wait_until(&format!("{n} messages in room {room_id}"), timeout, |rooms| {
-            rooms.get(room_id).map_or(0, Vec::len) >= n
-        })
+        self.wait_until(
+            &format!("{n} messages in room {room_id}"),
+            timeout,
+            |rooms| rooms.get(room_id).map_or(0, Vec::len) >= n,
+        )
         .await?;
         Ok(self.messages(room_id))
     }

@@ -32,7 +32,9 @@ async fn join_checks_run_in_reference_order(f: Fixture) {
     let s = f.store().await;
     let now = arthas_store::unix_secs();
     assert_eq!(
-        s.join("nope", member(1, "n1"), true, now).await.unwrap_err(),
+        s.join("nope", member(1, "n1"), true, now)
+            .await
+            .unwrap_err(),
         JoinError::NotFound
     );
     // Expired beats password, password beats full, full beats id taken.
@@ -40,11 +42,16 @@ async fn join_checks_run_in_reference_order(f: Fixture) {
     expired.record.expires_at = now - 10;
     assert!(s.create_room(expired).await.unwrap());
     assert_eq!(
-        s.join("expired", member(1, "n1"), false, now).await.unwrap_err(),
+        s.join("expired", member(1, "n1"), false, now)
+            .await
+            .unwrap_err(),
         JoinError::Expired
     );
     assert!(s.create_room(new_room("r", 1, "hash")).await.unwrap());
-    assert!(!s.create_room(new_room("r", 5, "")).await.unwrap(), "ids are unique");
+    assert!(
+        !s.create_room(new_room("r", 5, "")).await.unwrap(),
+        "ids are unique"
+    );
     assert_eq!(
         s.join("r", member(1, "n1"), false, now).await.unwrap_err(),
         JoinError::NeedsPassword
@@ -61,7 +68,9 @@ async fn join_checks_run_in_reference_order(f: Fixture) {
     assert!(s.create_room(new_room("open", 5, "")).await.unwrap());
     s.join("open", member(1, "n1"), false, now).await.unwrap();
     assert_eq!(
-        s.join("open", member(1, "n2"), false, now).await.unwrap_err(),
+        s.join("open", member(1, "n2"), false, now)
+            .await
+            .unwrap_err(),
         JoinError::IdTaken
     );
     let record = s.room("open").await.unwrap().expect("room exists");
@@ -153,7 +162,11 @@ async fn the_last_leave_destroys_the_room_and_its_listing(f: Fixture) {
     let left = s.leave("r", MemberId::from_random(2)).await.unwrap();
     assert_eq!((left.was_member, left.destroyed), (true, true));
     assert!(s.room("r").await.unwrap().is_none());
-    assert!(s.listings(arthas_store::unix_millis()).await.unwrap().is_empty());
+    assert!(s
+        .listings(arthas_store::unix_millis())
+        .await
+        .unwrap()
+        .is_empty());
     assert_eq!(
         s.join("r", member(3, "n1"), false, now).await.unwrap_err(),
         JoinError::NotFound
@@ -174,7 +187,9 @@ async fn an_expired_room_answers_e007_then_e001_after_the_grace(f: Fixture) {
     s.create_room(room).await.unwrap();
     s.join("r", member(1, "n1"), false, now).await.unwrap();
     assert_eq!(
-        s.join("r", member(2, "n1"), false, now + 2).await.unwrap_err(),
+        s.join("r", member(2, "n1"), false, now + 2)
+            .await
+            .unwrap_err(),
         JoinError::Expired
     );
     let Some(grace) = f.expired_grace() else {
@@ -186,7 +201,12 @@ async fn an_expired_room_answers_e007_then_e001_after_the_grace(f: Fixture) {
         let s = s.clone();
         async move {
             match s
-                .join("r", member(2, "n1"), false, arthas_store::unix_secs().max(now + 2))
+                .join(
+                    "r",
+                    member(2, "n1"),
+                    false,
+                    arthas_store::unix_secs().max(now + 2),
+                )
                 .await
             {
                 Err(JoinError::NotFound) => Some(()),
@@ -242,8 +262,14 @@ async fn listings_count_members_and_recent_activity(f: Fixture) {
     }
     assert!(s.list_room(listing("a", false), 2).await.unwrap());
     assert!(s.list_room(listing("b", false), 2).await.unwrap());
-    assert!(!s.list_room(listing("c", false), 2).await.unwrap(), "directory full");
-    assert!(s.list_room(listing("daily", true), 2).await.unwrap(), "daily topics always fit");
+    assert!(
+        !s.list_room(listing("c", false), 2).await.unwrap(),
+        "directory full"
+    );
+    assert!(
+        s.list_room(listing("daily", true), 2).await.unwrap(),
+        "daily topics always fit"
+    );
     assert!(s.room("a").await.unwrap().unwrap().listed);
 
     s.join("a", member(1, "n1"), false, now_secs).await.unwrap();
@@ -327,7 +353,10 @@ async fn members_of_a_dead_node_are_swept(f: Fixture) {
     let mut departures: Vec<Departure> = Vec::new();
     let deadline = Instant::now() + WAIT;
     while departures.len() < 3 {
-        assert!(Instant::now() < deadline, "A's members not swept: {departures:?}");
+        assert!(
+            Instant::now() < deadline,
+            "A's members not swept: {departures:?}"
+        );
         departures.extend(s.sweep_dead_nodes().await.unwrap());
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -351,7 +380,10 @@ async fn members_of_a_dead_node_are_swept(f: Fixture) {
         .await
         .unwrap();
     let ids: Vec<MemberId> = left.members.iter().map(|m| m.id).collect();
-    assert_eq!(ids, vec![MemberId::from_random(11), MemberId::from_random(4)]);
+    assert_eq!(
+        ids,
+        vec![MemberId::from_random(11), MemberId::from_random(4)]
+    );
 }
 
 async fn concurrent_sweepers_get_each_departure_once(f: Fixture) {
@@ -372,7 +404,9 @@ async fn concurrent_sweepers_get_each_departure_once(f: Fixture) {
             expected.insert((room.clone(), MemberId::from_random(n)));
         }
         if r % 2 == 0 {
-            s.join(&room, member(r * 10 + 9, "B"), false, now).await.unwrap();
+            s.join(&room, member(r * 10 + 9, "B"), false, now)
+                .await
+                .unwrap();
         }
     }
     // Five relays sweep at once, repeatedly, until A's members are gone.
@@ -383,7 +417,12 @@ async fn concurrent_sweepers_get_each_departure_once(f: Fixture) {
     let mut seen: Vec<(String, MemberId)> = Vec::new();
     let deadline = Instant::now() + WAIT;
     while seen.len() < expected.len() {
-        assert!(Instant::now() < deadline, "only {} of {} departures", seen.len(), expected.len());
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {} departures",
+            seen.len(),
+            expected.len()
+        );
         let rounds: Vec<_> = sweepers
             .iter()
             .map(|s| {
@@ -393,7 +432,15 @@ async fn concurrent_sweepers_get_each_departure_once(f: Fixture) {
             .collect();
         for r in rounds {
             for d in r.await.unwrap().unwrap() {
-                assert_eq!(d.room_destroyed, d.room_id.trim_start_matches("room-").parse::<u32>().unwrap() % 2 == 1);
+                assert_eq!(
+                    d.room_destroyed,
+                    d.room_id
+                        .trim_start_matches("room-")
+                        .parse::<u32>()
+                        .unwrap()
+                        % 2
+                        == 1
+                );
                 seen.push((d.room_id, d.member_id));
             }
         }

@@ -130,7 +130,12 @@ impl StandaloneBus {
         let mut manager = self.manager.clone();
         let mut cmd = redis::cmd("PUBLISH");
         cmd.arg(keys::channel(room_id)).arg(wire);
-        match timeout(config.publish_timeout, cmd.query_async::<Value>(&mut manager)).await {
+        match timeout(
+            config.publish_timeout,
+            cmd.query_async::<Value>(&mut manager),
+        )
+        .await
+        {
             Ok(Ok(_)) => Ok(()),
             outcome => Err(BusError(failure("publish", outcome))),
         }
@@ -195,7 +200,11 @@ async fn supervise(
             match resubscribe_all(&manager, &config, &shared).await {
                 Ok(rooms) => {
                     let took = since.elapsed();
-                    tracing::info!(rooms, took_ms = took.as_millis() as u64, "redis bus: recovered");
+                    tracing::info!(
+                        rooms,
+                        took_ms = took.as_millis() as u64,
+                        "redis bus: recovered"
+                    );
                     shared.recovered(Some(took), rooms);
                     lost_at = None;
                     break;

@@ -214,7 +214,7 @@ async fn supervise(
         let Some(since) = pending.since else { continue };
         shared.set_down();
         let mut delay = config.reconnect_backoff_min;
-        let mut done: Vec<String> = Vec::new();
+        let mut done: HashSet<String> = HashSet::new();
         loop {
             while let Ok(event) = events.try_recv() {
                 pending.add(event);
@@ -224,7 +224,11 @@ async fn supervise(
             }
             let batch: Vec<String> = {
                 let wanted = shared.rooms();
-                pending.rooms.drain().filter(|r| wanted.contains(r)).collect()
+                pending
+                    .rooms
+                    .drain()
+                    .filter(|r| wanted.contains(r))
+                    .collect()
             };
             if batch.is_empty() {
                 break;
@@ -244,7 +248,9 @@ async fn supervise(
             let mut failed = 0usize;
             for (room, result) in results {
                 match result {
-                    Ok(()) => done.push(room),
+                    Ok(()) => {
+                        done.insert(room);
+                    }
                     Err(e) => {
                         failed += 1;
                         tracing::debug!(room = %room, error = %e.0, "redis cluster bus: resubscribe failed");
@@ -253,7 +259,10 @@ async fn supervise(
                 }
             }
             if failed > 0 {
-                tracing::warn!(failed, "redis cluster bus: rooms not yet resubscribed; retrying");
+                tracing::warn!(
+                    failed,
+                    "redis cluster bus: rooms not yet resubscribed; retrying"
+                );
                 tokio::select! {
                     _ = shutdown.changed() => return,
                     _ = tokio::time::sleep(delay) => {}
@@ -264,6 +273,7 @@ async fn supervise(
         {
             // Rooms given up meanwhile must not stay subscribed.
             let _gate = shared.gate.write().await;
+            let done: Vec<String> = done.iter().cloned().collect();
             for room in shared.unwanted(&done) {
                 if sunsubscribe(&conn, &config, &room).await.is_ok() {
                     shared.stale().remove(&room);

@@ -41,7 +41,11 @@ impl managed::Manager for Connector {
     }
 
     /// No PING: a broken connection shows itself on use and is dropped then.
-    async fn recycle(&self, _: &mut MultiplexedConnection, _: &Metrics) -> RecycleResult<RedisError> {
+    async fn recycle(
+        &self,
+        _: &mut MultiplexedConnection,
+        _: &Metrics,
+    ) -> RecycleResult<RedisError> {
         Ok(())
     }
 }
@@ -134,8 +138,7 @@ impl Commands {
             match result {
                 Ok(v) => Ok(v),
                 Err(e) => {
-                    if e.is_io_error() || e.is_connection_dropped() || e.is_unrecoverable_error()
-                    {
+                    if e.is_io_error() || e.is_connection_dropped() || e.is_unrecoverable_error() {
                         if let Conn::Pooled(obj) = conn {
                             drop(managed::Object::take(obj));
                         }

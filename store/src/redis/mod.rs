@@ -229,7 +229,8 @@ impl BusShared {
 
     pub(crate) fn set_down(&self) {
         self.up.store(false, Ordering::Release);
-        self.health.send_if_modified(|h| std::mem::replace(&mut h.up, false));
+        self.health
+            .send_if_modified(|h| std::mem::replace(&mut h.up, false));
     }
 
     /// Marks a recovery as complete.

@@ -188,8 +188,7 @@ impl RedisEngine {
             .arg(node)
             .arg(millis(self.config.unannounced_node_ttl))
             .arg("nx");
-        let (added, registered) =
-            tokio::join!(self.query::<Value>(&sadd), self.script(&register));
+        let (added, registered) = tokio::join!(self.query::<Value>(&sadd), self.script(&register));
         if let Err(e) = registered {
             tracing::warn!(node, error = %e, "a node seen through a join was not registered");
         }
@@ -246,11 +245,7 @@ impl RedisEngine {
             .arg(node);
         let reply = items(self.script(&sweep).await?).ok_or_else(|| corrupt("sweep"))?;
         let destroyed = reply.first().and_then(int) == Some(1);
-        let removed = reply
-            .into_iter()
-            .nth(1)
-            .and_then(items)
-            .unwrap_or_default();
+        let removed = reply.into_iter().nth(1).and_then(items).unwrap_or_default();
         let departures: Vec<Departure> = removed
             .iter()
             .filter_map(|id| text(id).and_then(MemberId::parse))
@@ -558,7 +553,8 @@ impl RoomStore for RedisEngine {
 
     async fn hit(&self, key: &str, n: u64, window: Duration) -> Result<u64, StoreError> {
         let mut hit = scripts::HIT.key(keys::counter(key));
-        hit.arg(n).arg(window.as_millis().min(u64::MAX as u128) as u64);
+        hit.arg(n)
+            .arg(window.as_millis().min(u64::MAX as u128) as u64);
         let v = int(&self.script(&hit).await?).ok_or_else(|| corrupt("hit"))?;
         Ok(v.max(0) as u64)
     }
