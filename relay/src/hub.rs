@@ -44,10 +44,14 @@ pub struct Peer {
 }
 
 impl Peer {
-    /// A peer with an empty queue of `max_queue_bytes`.
-    pub fn new(max_queue_bytes: usize, transfer_stale_after: Duration) -> Peer {
+    /// A peer writing to `socket`, queueing at most `max_queue_bytes`.
+    pub fn new(
+        max_queue_bytes: usize,
+        transfer_stale_after: Duration,
+        socket: Arc<tokio::net::TcpStream>,
+    ) -> Peer {
         Peer {
-            outbox: Outbox::new(max_queue_bytes),
+            outbox: Outbox::new(max_queue_bytes, Some(socket)),
             transfers: Mutex::new(Transfers::default()),
             transfer_stale_after,
         }

@@ -7,13 +7,8 @@
 //! an oversized frame drops the TCP connection instead of answering with
 //! close 1009. [`FrameReader`] holds bytes only while a frame is incomplete
 //! (an idle connection holds none) and refuses an oversized message from its
-//! header, before reading the payload. [`write_frame`] writes the header and
-//! a shared payload with one vectored write, without copying the payload.
-
-use std::io::{self, IoSlice};
-
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
+//! header, before reading the payload. Frames are written by the outbox
+//! (`crate::outbox`), header and shared payload in one vectored write.
 
 /// Frame opcodes.
 pub mod opcode {
@@ -264,28 +259,6 @@ pub fn frame_header(opcode: u8, payload_len: usize) -> ([u8; 10], usize) {
         h[2..10].copy_from_slice(&(payload_len as u64).to_be_bytes());
         (h, 10)
     }
-}
-
-/// Writes one frame: header and payload in one vectored write (hot path:
-/// the payload is a shared `Bytes`, never copied).
-pub async fn write_frame(stream: &mut TcpStream, opcode: u8, payload: &[u8]) -> io::Result<()> {
-    let (header, header_len) = frame_header(opcode, payload.len());
-    let header = &header[..header_len];
-    let total = header.len() + payload.len();
-    let mut written = 0;
-    while written < total {
-        let n = if written < header.len() {
-            let slices = [IoSlice::new(&header[written..]), IoSlice::new(payload)];
-            stream.write_vectored(&slices).await?
-        } else {
-            stream.write(&payload[written - header.len()..]).await?
-        };
-        if n == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
-        }
-        written += n;
-    }
-    Ok(())
 }
 
 /// The payload of a close frame: the code, big-endian.
