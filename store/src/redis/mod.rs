@@ -115,6 +115,10 @@ pub struct RedisConfig {
     /// Channels per SUBSCRIBE in a standalone resubscription pass.
     pub resubscribe_batch: usize,
     /// Single-channel SSUBSCRIBEs in flight during a cluster resubscription.
+    /// 1 by default: with 64 in flight while the cluster client refreshed
+    /// its slots after a CLIENT KILL on every node, redis-rs 1.8.1 wedged
+    /// (its slot refresh never completed) in 2 of 3 runs; one at a time it
+    /// recovered in 6 of 6, ~0.4 ms per room.
     pub resubscribe_concurrency: usize,
     /// Most dead relays one sweep handles (the rest wait for the next).
     pub sweep_max_nodes: usize,
@@ -134,7 +138,7 @@ impl Default for RedisConfig {
             unannounced_node_ttl: Duration::from_secs(60),
             bus_probe_interval: Duration::from_secs(2),
             resubscribe_batch: 500,
-            resubscribe_concurrency: 64,
+            resubscribe_concurrency: 1,
             sweep_max_nodes: 16,
         }
     }

@@ -70,6 +70,7 @@ impl Fixture {
 
     /// A Redis engine of its own (a "relay"); panics on the memory backend.
     pub async fn redis_engine(&self) -> Arc<RedisEngine> {
+        init_logging();
         let mode = self.mode().expect("a Redis backend");
         RedisEngine::connect(mode, test_config())
             .await
@@ -124,5 +125,15 @@ pub fn member(n: u32, node: &str) -> MemberRecord {
         color: protocol::member::member_color(MemberId::from_random(n).as_str()),
         node: node.into(),
         joined_at: arthas_store::unix_millis(),
+    }
+}
+
+/// Logs to the test output when `ARTHAS_LOG` is set (e.g. `debug`).
+pub fn init_logging() {
+    if let Ok(filter) = std::env::var("ARTHAS_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_test_writer()
+            .try_init();
     }
 }
