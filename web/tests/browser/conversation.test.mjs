@@ -9,8 +9,8 @@ import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { serverUrls, REPO_ROOT } from '../helpers/servers.mjs';
-import { launchBrowser, openClient, envelopes, secretForms, findLeaks } from '../helpers/browser.mjs';
+import { serverUrls, stopAllServers, REPO_ROOT } from '../helpers/servers.mjs';
+import { closeBrowser, launchBrowser, openClient, envelopes, secretForms, findLeaks } from '../helpers/browser.mjs';
 
 const T = 15_000; // per-wait timeout
 
@@ -37,8 +37,9 @@ describe('two people chatting in Chromium', { timeout: 120_000 }, () => {
   });
 
   after(async () => {
-    if (browser) await browser.close();
+    await closeBrowser(browser);
     if (servers) await servers.stop();
+    await stopAllServers();
   });
 
   async function createRoom(client, name, { password = '' } = {}) {

@@ -4,8 +4,8 @@
 
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer } from '../helpers/servers.mjs';
-import { launchBrowser, openClient, envelopes, waitUntil, RECONNECT_NOISE } from '../helpers/browser.mjs';
+import { startServer, stopAllServers } from '../helpers/servers.mjs';
+import { closeBrowser, launchBrowser, openClient, envelopes, waitUntil, RECONNECT_NOISE } from '../helpers/browser.mjs';
 import { decode } from '../../js/msgpack.js';
 
 const T = 15_000;
@@ -53,8 +53,9 @@ describe('room lifecycle', { timeout: 120_000 }, () => {
   });
 
   after(async () => {
-    if (browser) await browser.close();
+    await closeBrowser(browser);
     if (server) await server.stop();
+    await stopAllServers();
   });
 
   async function client(name, url = server.url, opts = {}) {

@@ -3,8 +3,8 @@
 
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { serverUrls } from '../helpers/servers.mjs';
-import { launchBrowser, openClient } from '../helpers/browser.mjs';
+import { serverUrls, stopAllServers } from '../helpers/servers.mjs';
+import { closeBrowser, launchBrowser, openClient } from '../helpers/browser.mjs';
 
 const T = 15_000;
 const PHONE = { width: 390, height: 844 };
@@ -42,8 +42,9 @@ describe('phone layout and keyboard use', { timeout: 90_000 }, () => {
   });
 
   after(async () => {
-    if (browser) await browser.close();
+    await closeBrowser(browser);
     if (servers) await servers.stop();
+    await stopAllServers();
   });
 
   it('creates a room with the keyboard only', async () => {

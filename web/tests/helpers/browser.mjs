@@ -26,6 +26,7 @@ export function launchBrowser() {
  */
 export async function openClient(browser, baseUrl, { viewport = { width: 1100, height: 720 }, name = 'client' } = {}) {
   const context = await browser.newContext({ viewport, acceptDownloads: true });
+  context.setDefaultTimeout(15_000);
   const page = await context.newPage();
   const origin = new URL(baseUrl).origin;
   const host = new URL(baseUrl).host;
@@ -107,3 +108,9 @@ export async function waitUntil(fn, { timeout = 15_000, what = 'condition' } = {
 
 /** Pages are allowed to log these while a server is deliberately down. */
 export const RECONNECT_NOISE = /WebSocket connection to .* failed|ERR_CONNECTION_REFUSED/;
+
+/** Close the browser without letting a stuck close hang the test run. */
+export async function closeBrowser(browser) {
+  if (!browser) return;
+  await Promise.race([browser.close().catch(() => {}), new Promise((r) => setTimeout(r, 10_000).unref())]);
+}

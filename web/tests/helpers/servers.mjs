@@ -15,6 +15,24 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
+
+// Every child started here, so that a failing test cannot leave one behind
+// (a live child would also keep the test process from exiting).
+const children = new Set();
+process.on('exit', () => {
+  for (const c of children) c.kill('SIGKILL');
+});
+
+/** Stop every server this process started and that is still running. */
+export async function stopAllServers() {
+  await Promise.all([...children].map((c) => {
+    if (c.exitCode !== null || c.signalCode !== null) return null;
+    const done = new Promise((r) => c.once('exit', r));
+    c.kill('SIGTERM');
+    const t = setTimeout(() => c.kill('SIGKILL'), 5000);
+    return done.then(() => clearTimeout(t));
+  }));
+}
 export const REPO_ROOT = path.resolve(HERE, '../../..');
 
 export function serverCommand() {
@@ -42,6 +60,8 @@ export function startServer({ args = [], listen = '127.0.0.1:0', env = {} } = {}
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, ARTHAS_LOG: process.env.ARTHAS_LOG || 'warn', ...env },
   });
+  children.add(child);
+  child.once('exit', () => children.delete(child));
   let stderr = '';
   child.stderr.on('data', (d) => {
     stderr += d;
