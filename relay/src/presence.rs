@@ -25,7 +25,12 @@ pub async fn run(relay: Arc<Relay>) {
             _ = tick.tick() => {}
             _ = relay.shutdown.cancelled() => return,
         }
-        if let Err(e) = relay.store.heartbeat(&relay.config.node_id, ttl).await {
+        let connections = relay.metrics.connections.get().max(0) as u64;
+        if let Err(e) = relay
+            .store
+            .heartbeat(&relay.config.node_id, ttl, connections)
+            .await
+        {
             tracing::warn!(error = %e, "heartbeat failed");
         }
         sweep(&relay).await;

@@ -8,7 +8,9 @@
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use arthas::cli::{EdgeArgs, GatewayArgs, ProcessArgs, RedisArgs};
 use arthas::process;
@@ -63,6 +65,21 @@ async fn open_store(config: &Config) -> Result<Arc<dyn RoomStore>, String> {
     })
 }
 
+/// How often the directory's online count is re-read from the store.
+const ONLINE_REFRESH: Duration = Duration::from_secs(2);
+
+/// Keeps `online` at the WebSockets of all live relays (from their heartbeats).
+async fn refresh_online(store: Arc<dyn RoomStore>, online: Arc<AtomicU64>) {
+    let mut tick = tokio::time::interval(ONLINE_REFRESH);
+    loop {
+        tick.tick().await;
+        match store.online().await {
+            Ok(n) => online.store(n, Ordering::Relaxed),
+            Err(e) => tracing::debug!(error = %e, "online count not refreshed"),
+        }
+    }
+}
+
 async fn run(config: Config) -> Result<(), String> {
     if config.internal_secret.is_empty() {
         return Err("--internal-secret (ARTHAS_INTERNAL_SECRET) must not be empty".into());
@@ -71,13 +88,14 @@ async fn run(config: Config) -> Result<(), String> {
         tracing::info!("no ticket secret configured: tickets are valid on this process only");
     }
     let store = open_store(&config).await?;
+    let online = Arc::new(AtomicU64::new(0));
+    tokio::spawn(refresh_online(store.clone(), online.clone()));
     let gateway =
         Gateway::new(store, config.gateway.config()?).map_err(|e| format!("gateway: {e}"))?;
     let http = Arc::new(HttpApi::new(
         gateway.clone(),
         config.gateway.http_config(&config.edge),
-        // WebSockets live on the relays; the gateway itself holds none.
-        Arc::new(|| 0),
+        Arc::new(move || online.load(Ordering::Relaxed)),
     ));
     let internal = Arc::new(InternalApi::new(
         gateway,

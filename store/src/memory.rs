@@ -95,6 +95,8 @@ pub struct MemoryEngine {
     sink: OnceLock<Arc<dyn BusSink>>,
     /// Serialises publishes so every member sees one order per room.
     publish_order: Mutex<()>,
+    /// The relay's connections at its last heartbeat.
+    online: std::sync::atomic::AtomicU64,
 }
 
 impl MemoryEngine {
@@ -105,6 +107,7 @@ impl MemoryEngine {
             limits,
             sink: OnceLock::new(),
             publish_order: Mutex::new(()),
+            online: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -305,9 +308,20 @@ impl RoomStore for MemoryEngine {
         }
     }
 
-    /// One process is one node: nothing to record.
-    async fn heartbeat(&self, _node_id: &str, _ttl: Duration) -> Result<(), StoreError> {
+    /// One process is one node: only its connection count is kept.
+    async fn heartbeat(
+        &self,
+        _node_id: &str,
+        _ttl: Duration,
+        connections: u64,
+    ) -> Result<(), StoreError> {
+        self.online
+            .store(connections, std::sync::atomic::Ordering::Relaxed);
         Ok(())
+    }
+
+    async fn online(&self) -> Result<u64, StoreError> {
+        Ok(self.online.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     /// One process is one node: it cannot outlive itself.

@@ -183,8 +183,17 @@ pub trait RoomStore: Send + Sync + 'static {
     /// Atomically claims a single-use token (tickets); false if used before.
     async fn claim_once(&self, key: &str, ttl: Duration) -> Result<bool, StoreError>;
 
-    /// Records that relay `node_id` is alive for the next `ttl` (presence).
-    async fn heartbeat(&self, node_id: &str, ttl: Duration) -> Result<(), StoreError>;
+    /// Records that relay `node_id` is alive for the next `ttl` and holds
+    /// `connections` WebSockets (presence, and the directory's online count).
+    async fn heartbeat(
+        &self,
+        node_id: &str,
+        ttl: Duration,
+        connections: u64,
+    ) -> Result<(), StoreError>;
+
+    /// WebSockets held by all live relays, as of their last heartbeats.
+    async fn online(&self) -> Result<u64, StoreError>;
 
     /// Removes every member whose relay node's heartbeat lapsed and destroys
     /// rooms left empty; returns the departures so the caller can announce

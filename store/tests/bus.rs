@@ -285,11 +285,11 @@ async fn no_ciphertext_is_stored_after_a_chat(f: Fixture) {
         .expect("list");
     alice
         .engine
-        .heartbeat("relay-a", Duration::from_secs(30))
+        .heartbeat("relay-a", Duration::from_secs(30), 0)
         .await
         .expect("heartbeat");
     bob.engine
-        .heartbeat("relay-b", Duration::from_secs(30))
+        .heartbeat("relay-b", Duration::from_secs(30), 0)
         .await
         .expect("heartbeat");
     alice

@@ -342,13 +342,17 @@ async fn rooms_on_two_nodes(s: &dyn RoomStore) {
 
 async fn members_of_a_dead_node_are_swept(f: Fixture) {
     let s = f.store().await;
-    s.heartbeat("A", Duration::from_millis(300)).await.unwrap();
-    s.heartbeat("B", Duration::from_secs(60)).await.unwrap();
+    s.heartbeat("A", Duration::from_millis(300), 3)
+        .await
+        .unwrap();
+    s.heartbeat("B", Duration::from_secs(60), 4).await.unwrap();
     rooms_on_two_nodes(s.as_ref()).await;
     if !f.has_presence() {
+        assert_eq!(s.online().await.unwrap(), 4, "one node: its last count");
         assert!(s.sweep_dead_nodes().await.unwrap().is_empty());
         return;
     }
+    assert_eq!(s.online().await.unwrap(), 7, "both relays' connections");
     assert!(s.sweep_dead_nodes().await.unwrap().is_empty(), "A is alive");
     let mut departures: Vec<Departure> = Vec::new();
     let deadline = Instant::now() + WAIT;
@@ -374,6 +378,11 @@ async fn members_of_a_dead_node_are_swept(f: Fixture) {
     expected.sort_by_key(|d| (d.room_id.clone(), d.member_id.as_str().to_owned()));
     assert_eq!(departures, expected);
     assert!(s.sweep_dead_nodes().await.unwrap().is_empty(), "swept once");
+    assert_eq!(
+        s.online().await.unwrap(),
+        4,
+        "a dead relay's connections no longer count"
+    );
     assert!(s.room("lonely").await.unwrap().is_none());
     let left = s
         .join("shared", member(4, "B"), false, arthas_store::unix_secs())
@@ -391,8 +400,10 @@ async fn concurrent_sweepers_get_each_departure_once(f: Fixture) {
         return;
     }
     let s = f.store().await;
-    s.heartbeat("A", Duration::from_millis(300)).await.unwrap();
-    s.heartbeat("B", Duration::from_secs(60)).await.unwrap();
+    s.heartbeat("A", Duration::from_millis(300), 3)
+        .await
+        .unwrap();
+    s.heartbeat("B", Duration::from_secs(60), 4).await.unwrap();
     let now = arthas_store::unix_secs();
     let mut expected = HashSet::new();
     for r in 0..20u32 {

@@ -238,7 +238,15 @@ impl RoomStore for DownStore {
     async fn claim_once(&self, _key: &str, _ttl: Duration) -> Result<bool, StoreError> {
         Err(down())
     }
-    async fn heartbeat(&self, _node_id: &str, _ttl: Duration) -> Result<(), StoreError> {
+    async fn heartbeat(
+        &self,
+        _node_id: &str,
+        _ttl: Duration,
+        _connections: u64,
+    ) -> Result<(), StoreError> {
+        Err(down())
+    }
+    async fn online(&self) -> Result<u64, StoreError> {
         Err(down())
     }
     async fn sweep_dead_nodes(&self) -> Result<Vec<Departure>, StoreError> {

@@ -60,6 +60,11 @@ pub fn node_rooms(node_id: &str) -> String {
 /// dead nodes with one range query on any topology.
 pub const NODES: &str = "arthas:nodes";
 
+/// Connections per relay (hash): node id -> WebSockets at its last
+/// heartbeat. The `{arthas:nodes}` tag puts it in [`NODES`]'s slot, so one
+/// script reads both.
+pub const ONLINE: &str = "arthas:online{arthas:nodes}";
+
 /// The public directory (hash): room id -> msgpack listing. `~` cannot occur
 /// in a NanoID, so the tag never collides with a room's.
 pub const LISTINGS: &str = "arthas:{~directory}:listings";

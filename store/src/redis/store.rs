@@ -570,10 +570,19 @@ impl RoomStore for RedisEngine {
         Ok(reply != Value::Nil)
     }
 
-    async fn heartbeat(&self, node_id: &str, ttl: Duration) -> Result<(), StoreError> {
+    async fn heartbeat(
+        &self,
+        node_id: &str,
+        ttl: Duration,
+        connections: u64,
+    ) -> Result<(), StoreError> {
         let ttl_ms = millis(ttl);
         let mut beat = scripts::HEARTBEAT.key(keys::NODES);
-        beat.arg(node_id).arg(ttl_ms).arg("set");
+        beat.key(keys::ONLINE)
+            .arg(node_id)
+            .arg(ttl_ms)
+            .arg("set")
+            .arg(connections);
         let deadline = int(&self.script(&beat).await?).unwrap_or(0);
         let mut set = redis::cmd("SET");
         set.arg(keys::node(node_id))
@@ -581,6 +590,12 @@ impl RoomStore for RedisEngine {
             .arg("PX")
             .arg(ttl_ms);
         self.query::<Value>(&set).await.map(|_| ())
+    }
+
+    async fn online(&self) -> Result<u64, StoreError> {
+        let mut online = scripts::ONLINE.key(keys::NODES);
+        online.key(keys::ONLINE);
+        Ok(int(&self.script(&online).await?).unwrap_or(0).max(0) as u64)
     }
 
     async fn sweep_dead_nodes(&self) -> Result<Vec<Departure>, StoreError> {

@@ -1,13 +1,15 @@
 -- Records that a node is alive until now + ttl, in Redis server time (so
--- relays with skewed clocks agree on who is dead).
--- KEYS: nodes
+-- relays with skewed clocks agree on who is dead), and how many WebSockets
+-- it holds.
+-- KEYS: nodes, online
 -- ARGV: node, ttl (ms), mode: 'set' (a heartbeat) or 'nx' (first sight of a
---       node through a join: only if the node is unknown)
+--       node through a join: only if the node is unknown), connections
 local t = redis.call('TIME')
 local deadline = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[2])
 if ARGV[3] == 'nx' then
   redis.call('ZADD', KEYS[1], 'NX', deadline, ARGV[1])
 else
   redis.call('ZADD', KEYS[1], deadline, ARGV[1])
+  redis.call('HSET', KEYS[2], ARGV[1], ARGV[4] or '0')
 end
 return deadline
