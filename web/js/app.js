@@ -156,8 +156,9 @@ async function onCreate(ev) {
   }
   setBusy(true);
   try {
-    const key = await generateRoomKey();
-    const keyEncoded = await exportRoomKey(key);
+    // Export once for the invite link, then keep only a non-extractable copy.
+    const keyEncoded = await exportRoomKey(await generateRoomKey());
+    const key = await importRoomKey(keyEncoded);
     const passwordHash = await hashPassword($('create-password').value);
     const expiry = Number($('create-expiry').value) || 0;
     const ephemeral = Number($('create-ephemeral').value) || 0;
@@ -227,6 +228,8 @@ async function enterRoom(data) {
     rejoining: false,
   };
   setMembers(members);
+  $('create-password').value = '';
+  $('join-password').value = '';
   state.signing = await generateSigningKeyPair();
   showChat();
   if (j.kind === 'create') systemLine('Room created. Use “Invite” to share the link: it carries the key, so share it privately.');

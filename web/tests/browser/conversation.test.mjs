@@ -44,7 +44,11 @@ describe('two people chatting in Chromium', { timeout: 120_000 }, () => {
 
   async function createRoom(client, name, { password = '' } = {}) {
     const p = client.page;
-    await p.goto(`${client.baseUrl}/`);
+    const response = await p.goto(`${client.baseUrl}/`);
+    const csp = response.headers()['content-security-policy'] || '';
+    for (const d of ["default-src 'self'", "script-src 'self'", "style-src 'self'", "connect-src 'self' ws: wss:", "object-src 'none'", "frame-ancestors 'none'"]) {
+      assert.ok(csp.includes(d), `CSP has ${d}`);
+    }
     await p.getByLabel('Your name').first().fill(name);
     if (password) await p.locator('#create-password').fill(password);
     await p.getByRole('button', { name: 'Create encrypted room' }).click();
@@ -88,6 +92,9 @@ describe('two people chatting in Chromium', { timeout: 120_000 }, () => {
 
   it('Alice creates a room and gets an invite link with the key in the fragment', async () => {
     room = await createRoom(alice, 'Alice');
+    // test tooling is not part of what the server serves
+    const tooling = await alice.page.evaluate(async () => (await fetch('/tests/helpers/servers.mjs')).text());
+    assert.ok(!tooling.includes('ARTHAS_BIN'));
     await alice.page.locator('#member-list li').first().waitFor();
     assert.equal(await alice.page.locator('#member-list li').count(), 1);
   });
