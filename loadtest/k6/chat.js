@@ -1,0 +1,139 @@
+// k6 load test for an Arthas relay cluster: rooms of MEMBERS members chat at
+// RATE messages per second each (the relay allows 10 per 10 s, so keep it
+// under 1), with members spread round-robin over the relay URLs in RELAYS.
+// Each VU owns one room. Every message carries its send time, so each
+// recipient records the delivery latency; every delivery is counted, so loss
+// is visible. Ciphertext is random base64url text: the relay never sees a key.
+//
+//   k6 run -e RELAYS=ws://127.0.0.1:8080/ws,ws://127.0.0.1:8090/ws \
+//          -e ROOMS=50 -e MEMBERS=10 -e RATE=0.9 -e DURATION=60s loadtest/k6/chat.js
+//
+// Thresholds (failing the run): no lost deliveries beyond 0.1 %, no error
+// frames, p99 delivery latency under P99_MS (default 100 ms: k6 itself
+// shares the machine; the Rust load generator measures the tight budgets).
+
+import './textcodec.js';
+import { WebSocket } from 'k6/experimental/websockets';
+import { Counter, Trend } from 'k6/metrics';
+import { setTimeout, setInterval, clearInterval } from 'k6/timers';
+import { encode, decode } from '../../web/js/msgpack.js';
+
+const RELAYS = (__ENV.RELAYS || 'ws://127.0.0.1:8080/ws').split(',').map((s) => s.trim()).filter(Boolean);
+const ROOMS = Number(__ENV.ROOMS || 20);
+const MEMBERS = Number(__ENV.MEMBERS || 10);
+const RATE = Number(__ENV.RATE || 0.9);
+const DURATION = __ENV.DURATION || '30s';
+const PAYLOAD = Number(__ENV.PAYLOAD || 256);
+const P99_MS = Number(__ENV.P99_MS || 100);
+
+export const options = {
+  scenarios: {
+    rooms: {
+      executor: 'per-vu-iterations',
+      vus: ROOMS,
+      iterations: 1,
+      maxDuration: '30m',
+    },
+  },
+  thresholds: {
+    arthas_delivery_ms: [`p(99)<${P99_MS}`],
+    arthas_lost: ['count==0'],
+    arthas_error_frames: ['count==0'],
+    arthas_joined: [`count==${ROOMS * MEMBERS}`],
+  },
+};
+
+const delivery = new Trend('arthas_delivery_ms', true);
+const delivered = new Counter('arthas_delivered');
+const sent = new Counter('arthas_sent');
+const lost = new Counter('arthas_lost');
+// How long after the last send a room waits for deliveries before counting loss.
+const SETTLE_MS = 3000;
+const errorFrames = new Counter('arthas_error_frames');
+const joined = new Counter('arthas_joined');
+
+const T = { CREATE: 0x01, JOIN: 0x02, SEND: 0x03, PONG: 0x06, CREATED: 0x10, JOINED: 0x11, RELAY: 0x14, ERROR: 0x17, PING: 0x18 };
+const B64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+
+function randomText(n) {
+  let s = '';
+  for (let i = 0; i < n; i++) s += B64[(Math.random() * 64) | 0];
+  return s;
+}
+
+function parseDuration(d) {
+  const m = /^(\d+)(ms|s|m)$/.exec(d);
+  if (!m) return 30000;
+  return Number(m[1]) * { ms: 1, s: 1000, m: 60000 }[m[2]];
+}
+
+function send(ws, type, data) {
+  ws.send(encode({ type, data }).buffer);
+}
+
+// One member: joins (or creates) and then chats until `stopAt`; `room`
+// counts what the room's members sent and received (one room per VU).
+function member(index, roomId, stopAt, room, onReady) {
+  const url = RELAYS[index % RELAYS.length];
+  const ws = new WebSocket(url);
+  ws.binaryType = 'arraybuffer';
+  let timer = null;
+  const padding = randomText(Math.max(0, PAYLOAD - 20));
+  ws.onopen = () => {
+    if (roomId) send(ws, T.JOIN, { roomId, name: `m${index}`, password: '' });
+    else send(ws, T.CREATE, { name: `m${index}`, password: '', ephemeral: 0, expiry: 0 });
+  };
+  ws.onmessage = (event) => {
+    const msg = decode(new Uint8Array(event.data));
+    switch (msg.type) {
+      case T.CREATED:
+        onReady(msg.data.roomId);
+        break;
+      case T.JOINED:
+        joined.add(1);
+        setTimeout(() => {
+          timer = setInterval(() => {
+            if (Date.now() >= stopAt) {
+              clearInterval(timer);
+              setTimeout(() => ws.close(), SETTLE_MS + 500);
+              return;
+            }
+            send(ws, T.SEND, { iv: randomText(16), ciphertext: `${Date.now()}:${padding}` });
+            sent.add(1);
+            room.sent += 1;
+          }, 1000 / RATE);
+        }, Math.random() * (1000 / RATE));
+        break;
+      case T.RELAY: {
+        const at = Number(String(msg.data.ciphertext).split(':', 1)[0]);
+        delivery.add(Date.now() - at);
+        delivered.add(1);
+        room.delivered += 1;
+        break;
+      }
+      case T.PING:
+        send(ws, T.PONG, { t: msg.data.t });
+        break;
+      case T.ERROR:
+        errorFrames.add(1);
+        console.error(`error frame ${msg.data.code}: ${msg.data.msg}`);
+        break;
+      default:
+        break;
+    }
+  };
+  ws.onerror = (e) => console.error(`websocket error on ${url}: ${e.error}`);
+}
+
+export default function () {
+  const stopAt = Date.now() + parseDuration(DURATION);
+  const base = (__VU - 1) * MEMBERS;
+  const room = { sent: 0, delivered: 0 };
+  member(base, null, stopAt, room, (roomId) => {
+    for (let i = 1; i < MEMBERS; i++) member(base + i, roomId, stopAt, room, () => {});
+  });
+  setTimeout(() => {
+    const expected = room.sent * (MEMBERS - 1);
+    lost.add(Math.max(0, expected - room.delivered));
+  }, parseDuration(DURATION) + SETTLE_MS);
+}
