@@ -13,4 +13,4 @@ cargo test --workspace --all-features
 if [ ! -d web/node_modules/playwright-core ]; then
   npm ci --prefix web --no-audit --no-fund
 fi
-ARTHAS_BIN="$PWD/target/debug/arthas" npm test --prefix web
+ARTHAS_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/arthas" npm test --prefix web
