@@ -5,6 +5,7 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startServer, stopAllServers } from '../helpers/servers.mjs';
+import { startProxy } from '../helpers/proxy.mjs';
 import { closeBrowser, launchBrowser, openClient, envelopes, waitUntil, RECONNECT_NOISE } from '../helpers/browser.mjs';
 import { decode } from '../../js/msgpack.js';
 
@@ -112,7 +113,40 @@ describe('room lifecycle', { timeout: 120_000 }, () => {
     assert.deepEqual([...alice.errors, ...bob.errors], []);
   });
 
-  it('reconnects with backoff and rejoins its room', async () => {
+  it('after a dropped connection it reconnects, rejoins and delivers what was queued', async () => {
+    const proxy = await startProxy(server.url);
+    try {
+      const alice = await client('alice4', proxy.url);
+      const bob = await client('bob4');
+      const link = await createRoom(alice, 'Alice');
+      await join(bob, link, 'Bob');
+      await alice.page.locator('#member-list li', { hasText: 'Bob' }).waitFor({ timeout: T });
+
+      proxy.drop({ refuse: true });
+      await alice.page.locator('#conn-status[data-state="waiting"]').waitFor({ timeout: T });
+      await bob.page.locator('#messages li.system', { hasText: 'Alice left.' }).waitFor({ timeout: T });
+      // written while offline: queued, sent after the rejoin
+      const input = alice.page.getByLabel('Message', { exact: true });
+      await input.fill('sent while the line was down');
+      await input.press('Enter');
+      await alice.page.locator('#messages li[data-kind="chat"][data-state="sending"]', { hasText: 'sent while the line was down' }).waitFor();
+      proxy.accept();
+
+      await alice.page.locator('#messages li.system', { hasText: 'Reconnected.' }).waitFor({ timeout: 40_000 });
+      await bob.page.locator('#messages li.system', { hasText: 'Alice joined.' }).waitFor({ timeout: T });
+      await bob.page.locator('#messages li[data-kind="chat"][data-verify="verified"]', { hasText: 'sent while the line was down' }).waitFor({ timeout: T });
+      await bob.page.getByLabel('Message', { exact: true }).fill('welcome back');
+      await bob.page.getByLabel('Message', { exact: true }).press('Enter');
+      await alice.page.locator('#messages li[data-kind="chat"][data-verify="verified"]', { hasText: 'welcome back' }).waitFor({ timeout: T });
+      assert.equal(await bob.page.locator('#member-list li').count(), 2);
+      const noise = [...alice.errors, ...bob.errors].filter((e) => !RECONNECT_NOISE.test(e));
+      assert.deepEqual(noise, []);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it('after a server restart it reconnects and reports that the room is gone', async () => {
     const own = await startServer();
     const alice = await client('alice3', own.url);
     const bob = await client('bob3', own.url);
