@@ -34,7 +34,11 @@ enum StoreKind {
 
 /// Arthas gateway: rooms, passwords, tickets, directory, web client.
 #[derive(Parser)]
-#[command(name = "gateway", version, about)]
+#[command(
+    name = "gateway",
+    version,
+    about = "Arthas gateway: rooms, passwords, tickets, the public directory and the web client"
+)]
 struct Config {
     /// Public HTTP address (directory, room API, web client).
     #[arg(long, env = "ARTHAS_LISTEN", default_value = "127.0.0.1:8081")]

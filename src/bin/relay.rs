@@ -20,7 +20,11 @@ use relay::server;
 
 /// Arthas relay: a stateless WebSocket node of the cluster.
 #[derive(Debug, Parser)]
-#[command(name = "relay", version, about)]
+#[command(
+    name = "relay",
+    version,
+    about = "Arthas relay: a stateless WebSocket node of the cluster (Redis bus, remote gateway)"
+)]
 struct Config {
     /// Address for WebSockets (`/ws`) and `/ping`.
     #[arg(long, env = "ARTHAS_LISTEN", default_value = "127.0.0.1:8080")]

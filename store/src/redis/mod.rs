@@ -18,6 +18,7 @@
 //! | `arthas:node:{N}` | string, TTL | relay N's heartbeat deadline (for operators) |
 //! | `arthas:node:{N}:rooms` | set | rooms where relay N has members (read by the sweeper) |
 //! | `arthas:nodes` | sorted set | relay -> heartbeat deadline (Redis server ms); the sweep's one range query |
+//! | `arthas:online{arthas:nodes}` | hash | relay -> WebSockets at its last heartbeat (the directory's online count; same slot as `arthas:nodes`) |
 //! | `arthas:{~directory}:listings` | hash | room id -> msgpack listing (the public directory) |
 //! | `arthas:{~directory}:regular` | set | listed rooms that are not daily topics (what `max_listed` counts) |
 //! | `arthas:hit:{key}` | string, TTL | fixed-window counter |
