@@ -27,7 +27,7 @@ pub mod remote;
 pub mod rooms;
 pub mod server;
 pub mod ticket;
-mod web;
+pub mod web;
 
 pub use rooms::{CreateRoomRequest, CreatedRoom, Gateway, GatewayConfig, ListingRequest, RoomInfo};
 

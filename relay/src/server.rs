@@ -1,7 +1,7 @@
 //! The HTTP front: accepts TCP connections, serves HTTP/1.1 with hyper,
 //! upgrades `GET /ws` to a WebSocket (origin allow-list, connection limit)
 //! and hands every other request to an [`HttpFallback`] (the gateway's
-//! routes in the all-in-one binary, health and metrics on a relay).
+//! routes in the all-in-one binary, `/ping` and the web client on a relay).
 
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
@@ -31,20 +31,6 @@ pub type Body = Full<Bytes>;
 pub trait HttpFallback: Send + Sync + 'static {
     /// Answers one request; `peer` is the TCP peer.
     async fn handle(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<Body>;
-}
-
-/// A fallback with `/ping` only (relays without the gateway in process).
-pub struct PingOnly;
-
-#[async_trait]
-impl HttpFallback for PingOnly {
-    async fn handle(&self, request: Request<Incoming>, _peer: SocketAddr) -> Response<Body> {
-        if request.uri().path() == "/ping" {
-            text(StatusCode::OK, "pong")
-        } else {
-            text(StatusCode::NOT_FOUND, "not found")
-        }
-    }
 }
 
 /// A plain-text response.

@@ -68,6 +68,25 @@ fn main() -> ExitCode {
     process::run("relay", &process_args, run(config))
 }
 
+/// Besides `/ws`, a relay serves `/ping` and the web client itself, so a
+/// relay is a complete origin for browsers (page and socket on one host);
+/// the directory and room API stay on the gateway.
+struct WebClient;
+
+#[async_trait::async_trait]
+impl server::HttpFallback for WebClient {
+    async fn handle(
+        &self,
+        request: hyper::Request<hyper::body::Incoming>,
+        _peer: std::net::SocketAddr,
+    ) -> hyper::Response<server::Body> {
+        match request.uri().path() {
+            "/ping" => server::text(hyper::StatusCode::OK, "pong"),
+            path => gateway::web::serve(request.method(), path),
+        }
+    }
+}
+
 /// `hostname-xxxxxx`: unique per process start, so a restarted pod's stale
 /// presence is swept instead of being taken over.
 fn default_node_id() -> String {
@@ -121,7 +140,7 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let accept = tokio::spawn(server::serve(
         listener,
         relay.clone(),
-        Arc::new(server::PingOnly),
+        Arc::new(WebClient),
     ));
     process::termination().await;
     tracing::info!(node = %node_id, "draining: readiness off, closing connections with 1001");
