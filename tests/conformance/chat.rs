@@ -11,7 +11,7 @@ const IV_ERROR: &str = "iv and ciphertext must be non-empty strings";
 
 #[tokio::test]
 async fn message_is_relayed_to_every_other_member() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let [mut a, mut b, mut c] = open_room::<3>(&env).await;
     let before = now_ms();
     a.send(
@@ -36,7 +36,7 @@ async fn message_is_relayed_to_every_other_member() {
 
 #[tokio::test]
 async fn sender_gets_no_echo_and_no_ack() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let [mut a, mut b] = open_room::<2>(&env).await;
     say(&mut a, &mut [&mut b]).await;
     // The next thing a sees is b's message: nothing came back for its own.
@@ -46,7 +46,7 @@ async fn sender_gets_no_echo_and_no_ack() {
 
 #[tokio::test]
 async fn messages_arrive_in_the_order_sent() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let [mut a, mut b, mut c] = open_room::<3>(&env).await;
     let cts: Vec<String> = (0..8).map(|_| unique("ct")).collect();
     for ct in &cts {
@@ -65,7 +65,7 @@ async fn messages_arrive_in_the_order_sent() {
 
 #[tokio::test]
 async fn all_members_see_interleaved_messages_in_the_same_order() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let [mut a, mut b, mut c] = open_room::<3>(&env).await;
     // a and b send concurrently-ish; c (who sends nothing) defines the room order, and every
     // receiver's view must agree with it where both saw the messages.
@@ -121,7 +121,7 @@ async fn all_members_see_interleaved_messages_in_the_same_order() {
 
 #[tokio::test]
 async fn message_outside_a_room_gets_e003() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let mut c = Client::connect(&env.ws_url(0)).await;
     c.send(t::SEND_MESSAGE, map! {"iv" => "i", "ciphertext" => "c"})
         .await;
@@ -133,7 +133,7 @@ async fn message_outside_a_room_gets_e003() {
 
 #[tokio::test]
 async fn message_with_non_map_data_gets_e005() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let [mut a, mut b] = open_room::<2>(&env).await;
     for data in [
         Value::Nil,
@@ -148,7 +148,7 @@ async fn message_with_non_map_data_gets_e005() {
 
 #[tokio::test]
 async fn message_with_missing_or_empty_iv_or_ciphertext_gets_e005() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let [mut a, mut b] = open_room::<2>(&env).await;
     for data in [
         map! {"ciphertext" => "c"},
@@ -165,7 +165,7 @@ async fn message_with_missing_or_empty_iv_or_ciphertext_gets_e005() {
 
 #[tokio::test]
 async fn message_with_bin_iv_or_ciphertext_gets_e005() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let [mut a, mut b] = open_room::<2>(&env).await;
     a.send(
         t::SEND_MESSAGE,
@@ -187,7 +187,7 @@ async fn message_with_bin_iv_or_ciphertext_gets_e005() {
 
 #[tokio::test]
 async fn extra_fields_in_a_message_are_ignored() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let [mut a, mut b] = open_room::<2>(&env).await;
     a.send(
         t::SEND_MESSAGE,
@@ -208,7 +208,7 @@ async fn send_n(from: &mut Member, to: &mut Member, n: usize) {
 
 #[tokio::test]
 async fn eleventh_message_in_ten_seconds_gets_e004() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let [mut a, mut b] = open_room::<2>(&env).await;
     send_n(&mut a, &mut b, 10).await;
     a.send(t::SEND_MESSAGE, map! {"iv" => "i", "ciphertext" => "over"})
@@ -221,7 +221,7 @@ async fn eleventh_message_in_ten_seconds_gets_e004() {
 
 #[tokio::test]
 async fn rate_limit_is_per_connection() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let [mut a, mut b] = open_room::<2>(&env).await;
     send_n(&mut a, &mut b, 10).await;
     a.send(t::SEND_MESSAGE, map! {"iv" => "i", "ciphertext" => "over"})
@@ -234,7 +234,7 @@ async fn rate_limit_is_per_connection() {
 
 #[tokio::test]
 async fn rejected_messages_do_not_count_toward_the_rate_limit() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let [mut a, mut b] = open_room::<2>(&env).await;
     for _ in 0..5 {
         a.send(t::SEND_MESSAGE, map! {"iv" => "", "ciphertext" => "c"})
@@ -255,7 +255,7 @@ async fn rejected_messages_do_not_count_toward_the_rate_limit() {
 
 #[tokio::test]
 async fn rate_limit_follows_its_flags_and_the_window_slides() {
-    let env = Env::single_with(
+    let env = Env::start_with(
         Opts::new()
             .flag("--chat-rate-limit", 3)
             .flag("--chat-rate-window-ms", 1500),
@@ -275,7 +275,7 @@ async fn rate_limit_follows_its_flags_and_the_window_slides() {
 
 #[tokio::test]
 async fn rate_limited_member_does_not_disturb_the_room() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let [mut a, mut b, mut c] = open_room::<3>(&env).await;
     for _ in 0..10 {
         say(&mut a, &mut [&mut b, &mut c]).await;
@@ -292,7 +292,7 @@ async fn rate_limited_member_does_not_disturb_the_room() {
 
 #[tokio::test]
 async fn reaction_is_relayed_to_others_without_echo() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let [mut a, mut b, mut c] = open_room::<3>(&env).await;
     let before = now_ms();
     b.send(
@@ -314,7 +314,7 @@ async fn reaction_is_relayed_to_others_without_echo() {
 
 #[tokio::test]
 async fn reactions_are_not_rate_limited() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let [mut a, mut b] = open_room::<2>(&env).await;
     for i in 0..30 {
         a.send(
@@ -333,7 +333,7 @@ async fn reactions_are_not_rate_limited() {
 
 #[tokio::test]
 async fn reaction_outside_a_room_gets_e003() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let mut c = Client::connect(&env.ws_url(0)).await;
     c.send(t::SEND_REACTION, map! {"iv" => "i", "ciphertext" => "c"})
         .await;
@@ -342,7 +342,7 @@ async fn reaction_outside_a_room_gets_e003() {
 
 #[tokio::test]
 async fn reaction_with_non_map_data_gets_e005() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let [mut a, mut b] = open_room::<2>(&env).await;
     a.send(t::SEND_REACTION, Value::Nil).await;
     a.expect_error("E005", "invalid reaction data").await;
@@ -351,7 +351,7 @@ async fn reaction_with_non_map_data_gets_e005() {
 
 #[tokio::test]
 async fn reaction_with_empty_or_bin_fields_gets_e005() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let [mut a, mut b] = open_room::<2>(&env).await;
     for data in [
         map! {"iv" => "", "ciphertext" => "c"},
@@ -368,7 +368,7 @@ async fn reaction_with_empty_or_bin_fields_gets_e005() {
 
 #[tokio::test]
 async fn lone_member_can_send_into_an_empty_audience() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let mut a = create_room(&env, 0, "alone").await;
     a.send(t::SEND_MESSAGE, map! {"iv" => "i", "ciphertext" => "c"})
         .await;
@@ -379,7 +379,7 @@ async fn lone_member_can_send_into_an_empty_audience() {
 
 #[tokio::test]
 async fn messages_stay_in_their_room() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let [mut a1, mut b1] = open_room::<2>(&env).await;
     let [mut a2, mut b2] = open_room::<2>(&env).await;
     say(&mut a1, &mut [&mut b1]).await;
@@ -397,7 +397,7 @@ async fn messages_stay_in_their_room() {
 
 #[tokio::test]
 async fn rate_limit_window_is_sliding_not_fixed() {
-    let env = Env::single_with(
+    let env = Env::start_with(
         Opts::new()
             .flag("--chat-rate-limit", 3)
             .flag("--chat-rate-window-ms", 1500),

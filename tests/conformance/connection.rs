@@ -40,7 +40,7 @@ async fn assert_origin_rejected(env: &Env, origin: Option<&str>) {
 
 #[tokio::test]
 async fn ping_endpoint_answers_pong_to_any_method() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     for method in ["GET", "POST", "PUT", "DELETE", "PATCH"] {
         let resp = http::request(method, &format!("{}/ping", env.http_url(0)), &[]).await;
         assert_eq!(resp.status, 200, "{method} /ping");
@@ -55,7 +55,7 @@ async fn ping_endpoint_answers_pong_to_any_method() {
 
 #[tokio::test]
 async fn websocket_endpoint_path_is_exact() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let base = env.ws_url(0);
     for path in ["/ws/", "/wsx", "/ws/room", "/WS", "/"] {
         let url = base.replace("/ws", path);
@@ -72,7 +72,7 @@ async fn websocket_endpoint_path_is_exact() {
 
 #[tokio::test]
 async fn without_allowed_origins_every_origin_is_allowed() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     for origin in [
         None,
         Some("https://evil.example"),
@@ -86,7 +86,7 @@ async fn without_allowed_origins_every_origin_is_allowed() {
 #[tokio::test]
 async fn allowed_origins_must_match_exactly() {
     let env =
-        Env::single_with(Opts::new().flag("--allowed-origins", "https://chat.example, arthas-cli"))
+        Env::start_with(Opts::new().flag("--allowed-origins", "https://chat.example, arthas-cli"))
             .await;
     assert_origin_allowed(&env, Some("https://chat.example")).await;
     assert_origin_allowed(&env, Some("arthas-cli")).await;
@@ -104,13 +104,13 @@ async fn allowed_origins_must_match_exactly() {
 
 #[tokio::test]
 async fn missing_origin_is_rejected_when_a_list_is_set() {
-    let env = Env::single_with(Opts::new().flag("--allowed-origins", "https://chat.example")).await;
+    let env = Env::start_with(Opts::new().flag("--allowed-origins", "https://chat.example")).await;
     assert_origin_rejected(&env, None).await;
 }
 
 #[tokio::test]
 async fn star_is_a_literal_origin_not_a_wildcard() {
-    let env = Env::single_with(Opts::new().flag("--allowed-origins", "*")).await;
+    let env = Env::start_with(Opts::new().flag("--allowed-origins", "*")).await;
     assert_origin_allowed(&env, Some("*")).await;
     assert_origin_rejected(&env, Some("https://chat.example")).await;
     assert_origin_rejected(&env, None).await;
@@ -118,7 +118,7 @@ async fn star_is_a_literal_origin_not_a_wildcard() {
 
 #[tokio::test]
 async fn list_without_usable_entries_allows_everything() {
-    let env = Env::single_with(Opts::new().flag("--allowed-origins", " , ,")).await;
+    let env = Env::start_with(Opts::new().flag("--allowed-origins", " , ,")).await;
     assert_origin_allowed(&env, None).await;
     assert_origin_allowed(&env, Some("https://any.example")).await;
 }
@@ -126,14 +126,14 @@ async fn list_without_usable_entries_allows_everything() {
 #[tokio::test]
 async fn allowed_origins_can_be_set_by_environment_variable() {
     let env =
-        Env::single_with(Opts::new().env("ARTHAS_ALLOWED_ORIGINS", "https://chat.example")).await;
+        Env::start_with(Opts::new().env("ARTHAS_ALLOWED_ORIGINS", "https://chat.example")).await;
     assert_origin_allowed(&env, Some("https://chat.example")).await;
     assert_origin_rejected(&env, Some("https://other.example")).await;
 }
 
 #[tokio::test]
 async fn origin_list_only_guards_the_websocket() {
-    let env = Env::single_with(Opts::new().flag("--allowed-origins", "https://chat.example")).await;
+    let env = Env::start_with(Opts::new().flag("--allowed-origins", "https://chat.example")).await;
     let resp = http::request(
         "GET",
         &format!("{}/ping", env.http_url(0)),
@@ -145,16 +145,22 @@ async fn origin_list_only_guards_the_websocket() {
 
 #[tokio::test]
 async fn rejected_origin_is_logged_once() {
-    let mut env = Env::single_with(
+    let mut env = Env::start_with(
         Opts::new()
             .flag("--allowed-origins", "https://chat.example")
             .env("ARTHAS_LOG", "info"),
     )
     .await;
     assert_origin_rejected(&env, Some("https://evil.example")).await;
-    let status = env.server(0).terminate().await;
-    assert!(status.success());
-    let logs = env.server(0).stderr();
+    // In a cluster the upgrade reached one relay: exactly one line over all processes.
+    for (label, status) in env.terminate_all().await {
+        assert!(status.success(), "{label}: {status:?}");
+    }
+    let logs: String = env
+        .processes()
+        .iter()
+        .map(|p| format!("--- {}\n{}", p.label(), p.stderr()))
+        .collect();
     assert_eq!(
         logs.matches("rejected origin").count(),
         1,
@@ -164,7 +170,7 @@ async fn rejected_origin_is_logged_once() {
 
 #[tokio::test]
 async fn server_sends_ws_ping_then_app_ping_periodically() {
-    let env = Env::single_with(Opts::new().flag("--ping-interval-ms", 200)).await;
+    let env = Env::start_with(Opts::new().flag("--ping-interval-ms", 200)).await;
     let opts = ConnectOpts {
         auto_pong: false,
         ..ConnectOpts::default()
@@ -216,7 +222,7 @@ async fn keep_reading(mut m: Member, period: Duration) -> Member {
 
 #[tokio::test]
 async fn client_answering_ws_pings_outlives_the_read_timeout() {
-    let env = Env::single_with(
+    let env = Env::start_with(
         Opts::new()
             .flag("--ping-interval-ms", 200)
             .flag("--read-timeout-ms", 1000),
@@ -236,7 +242,7 @@ async fn client_answering_ws_pings_outlives_the_read_timeout() {
 
 #[tokio::test]
 async fn client_not_answering_ws_pings_is_closed_with_4002() {
-    let env = Env::single_with(
+    let env = Env::start_with(
         Opts::new()
             .flag("--ping-interval-ms", 200)
             .flag("--read-timeout-ms", 1000),
@@ -282,7 +288,7 @@ async fn client_not_answering_ws_pings_is_closed_with_4002() {
 
 #[tokio::test]
 async fn app_pongs_and_messages_do_not_renew_the_read_deadline() {
-    let env = Env::single_with(
+    let env = Env::start_with(
         Opts::new()
             .flag("--ping-interval-ms", 200)
             .flag("--read-timeout-ms", 1000),
@@ -315,13 +321,25 @@ async fn app_pongs_and_messages_do_not_renew_the_read_deadline() {
     }
 }
 
+/// SIGTERM to the process behind node 0: every socket it holds is closed with 1001 and it
+/// exits 0. In a cluster that is one relay: the members on the other relays stay connected,
+/// see the drained member leave, and keep chatting.
 #[tokio::test]
 async fn graceful_shutdown_closes_every_socket_with_1001_and_exits_0() {
-    let mut env = Env::single().await;
-    let [a, b] = open_room::<2>(&env).await;
-    let idle = Client::connect(&env.ws_url(2)).await;
-    let clients = vec![a.client, b.client, idle];
-    let waiters: Vec<_> = clients
+    let mut env = Env::start().await;
+    let [a, mut b, mut c] = open_room::<3>(&env).await;
+    let mut on_node0 = vec![a.client];
+    let mut others = Vec::new();
+    // Idle connections (in no room) on node 3 (node 0's process in a cluster of 3) and 5.
+    for node in [3, 5] {
+        let client = Client::connect(&env.ws_url(node)).await;
+        if env.same_process(node, 0) {
+            on_node0.push(client);
+        } else {
+            others.push(client);
+        }
+    }
+    let waiters: Vec<_> = on_node0
         .into_iter()
         .map(|mut c| {
             tokio::spawn(async move {
@@ -338,11 +356,28 @@ async fn graceful_shutdown_closes_every_socket_with_1001_and_exits_0() {
         Some(0),
         "exit status after SIGTERM: {status:?}"
     );
+    if env.same_process(1, 0) {
+        return;
+    }
+    // The survivors (nodes 1 and 2) see node 0's member leave, then still chat.
+    for m in [&mut b, &mut c] {
+        let left = m.expect(t::MEMBER_LEFT).await;
+        assert_eq!(
+            left.str("id"),
+            a.id,
+            "{}: MemberLeft of the wrong member",
+            m.name
+        );
+    }
+    assert_room_chats(&mut [&mut b, &mut c]).await;
+    for mut other in others {
+        other.sync().await;
+    }
 }
 
 #[tokio::test]
 async fn stats_count_connected_websockets() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let url = format!("{}/api/hub/stats", env.http_url(0));
     let stats = http::get(&url).await;
     assert_eq!(stats.status, 200);
@@ -373,7 +408,7 @@ async fn stats_count_connected_websockets() {
 
 #[tokio::test]
 async fn server_answers_a_ws_ping_with_a_pong() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let mut c = Client::connect(&env.ws_url(0)).await;
     c.try_send_frame(fastwebsockets::OpCode::Ping, b"are-you-there".to_vec())
         .await

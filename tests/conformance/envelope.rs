@@ -31,7 +31,7 @@ fn junk() -> Vec<(&'static str, Vec<u8>)> {
 
 #[tokio::test]
 async fn bytes_that_are_not_an_envelope_get_e005_invalid_message_format() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let [mut a, mut b] = open_room::<2>(&env).await;
     for (what, bytes) in junk() {
         a.send_bytes(bytes).await;
@@ -43,7 +43,7 @@ async fn bytes_that_are_not_an_envelope_get_e005_invalid_message_format() {
 
 #[tokio::test]
 async fn junk_outside_a_room_gets_e005_too() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let mut c = Client::connect(&env.ws_url(0)).await;
     c.send_bytes(vec![0xc1, 0xc1]).await;
     c.expect_error("E005", FORMAT_ERROR).await;
@@ -52,7 +52,7 @@ async fn junk_outside_a_room_gets_e005_too() {
 
 #[tokio::test]
 async fn envelope_with_a_non_integer_type_gets_e005() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let mut c = Client::connect(&env.ws_url(0)).await;
     let bytes = encode(&map! {"type" => "1", "data" => create_data("x")});
     c.send_bytes(bytes).await;
@@ -61,7 +61,7 @@ async fn envelope_with_a_non_integer_type_gets_e005() {
 
 #[tokio::test]
 async fn text_frame_with_junk_gets_e005() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let [mut a, mut b] = open_room::<2>(&env).await;
     a.send_text_bytes(b"this is not msgpack".to_vec()).await;
     a.expect_error("E005", FORMAT_ERROR).await;
@@ -72,7 +72,7 @@ async fn text_frame_with_junk_gets_e005() {
 
 #[tokio::test]
 async fn text_frame_carrying_msgpack_is_processed() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let [mut a, mut b] = open_room::<2>(&env).await;
     a.send_text_bytes(envelope(
         t::SEND_MESSAGE,
@@ -92,7 +92,7 @@ async fn text_frame_carrying_msgpack_is_processed() {
 
 #[tokio::test]
 async fn unknown_types_get_no_reply() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let mut c = Client::connect(&env.ws_url(0)).await;
     for ty in [
         0x00u8, 0x0D, 0x0F, 0x10, 0x14, 0x17, 0x18, 0x1F, 0x30, 0x7F, 0xFF,
@@ -104,7 +104,7 @@ async fn unknown_types_get_no_reply() {
 
 #[tokio::test]
 async fn unknown_types_from_a_member_reach_nobody() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let [mut a, mut b, mut c] = open_room::<3>(&env).await;
     for ty in [0x0Du8, 0x14, 0x19, 0x1F, 0x30, 0xFF] {
         a.send(ty, map! {"iv" => "i", "ciphertext" => "c"}).await;
@@ -115,7 +115,7 @@ async fn unknown_types_from_a_member_reach_nobody() {
 
 #[tokio::test]
 async fn every_match_type_gets_m001_random_match_is_disabled() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let mut c = Client::connect(&env.ws_url(0)).await;
     for ty in 0x20u8..=0x2F {
         c.send(ty, map! {}).await;
@@ -131,7 +131,7 @@ async fn every_match_type_gets_m001_random_match_is_disabled() {
 
 #[tokio::test]
 async fn match_types_get_m001_in_a_room_and_with_any_data() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let [mut a, mut b] = open_room::<2>(&env).await;
     for data in [Value::Nil, map! {"name" => "x"}, Value::from(3)] {
         a.send(0x20, data).await;
@@ -143,7 +143,7 @@ async fn match_types_get_m001_in_a_room_and_with_any_data() {
 
 #[tokio::test]
 async fn pong_gets_no_reply_in_any_form() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let [mut a, mut b] = open_room::<2>(&env).await;
     for data in [
         map! {"t" => 1_700_000_000_000i64},
@@ -163,7 +163,7 @@ async fn pong_gets_no_reply_in_any_form() {
 
 #[tokio::test]
 async fn pong_outside_a_room_gets_no_reply() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let mut c = Client::connect(&env.ws_url(0)).await;
     c.send(t::PONG, map! {"t" => 5}).await;
     c.sync().await;
@@ -171,7 +171,7 @@ async fn pong_outside_a_room_gets_no_reply() {
 
 #[tokio::test]
 async fn integers_of_any_width_are_accepted() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let encodings: [(&str, Vec<u8>); 9] = [
         ("positive fixint", vec![0x1e]),
         ("uint8", vec![0xcc, 0x1e]),
@@ -196,7 +196,7 @@ async fn integers_of_any_width_are_accepted() {
 
 #[tokio::test]
 async fn negative_integers_of_any_width_are_accepted() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     for (what, raw) in [
         ("negative fixint", vec![0xfbu8]),
         ("int8", vec![0xd0, 0xfb]),
@@ -219,7 +219,7 @@ async fn negative_integers_of_any_width_are_accepted() {
 
 #[tokio::test]
 async fn envelope_type_of_any_integer_width_is_accepted() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     for raw in [
         vec![0xccu8, 0x01],
         vec![0xcd, 0x00, 0x01],
@@ -237,7 +237,7 @@ async fn envelope_type_of_any_integer_width_is_accepted() {
 
 #[tokio::test]
 async fn floats_become_zero() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let mut c = Client::connect(&env.ws_url(0)).await;
     let (created, joined) = create_on(
         &mut c,
@@ -261,7 +261,7 @@ async fn floats_become_zero() {
 
 #[tokio::test]
 async fn bin_where_a_name_is_expected_fails_the_name_check() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let mut c = Client::connect(&env.ws_url(0)).await;
     c.send(
         t::CREATE_ROOM,
@@ -281,7 +281,7 @@ async fn bin_where_a_name_is_expected_fails_the_name_check() {
 
 #[tokio::test]
 async fn key_order_and_extra_keys_do_not_matter() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let mut c = Client::connect(&env.ws_url(0)).await;
     let bytes = encode(&Value::Map(vec![
         (Value::from("extra"), Value::from(1)),
@@ -298,7 +298,7 @@ async fn key_order_and_extra_keys_do_not_matter() {
 
 #[tokio::test]
 async fn envelope_without_data_is_non_map_data() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let [mut a, mut b] = open_room::<2>(&env).await;
     a.send_bytes(encode(&map! {"type" => t::SEND_MESSAGE}))
         .await;
@@ -308,7 +308,7 @@ async fn envelope_without_data_is_non_map_data() {
 
 #[tokio::test]
 async fn bad_input_of_every_kind_never_disturbs_the_room() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let [mut a, mut b, mut c] = open_room::<3>(&env).await;
     let mut inputs: Vec<Vec<u8>> = junk().into_iter().map(|(_, b)| b).collect();
     inputs.push(envelope(t::SEND_MESSAGE, Value::Nil));
@@ -334,7 +334,7 @@ async fn bad_input_of_every_kind_never_disturbs_the_room() {
 
 #[tokio::test]
 async fn not_in_a_room_is_checked_before_the_data_for_every_room_message() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let mut c = Client::connect(&env.ws_url(0)).await;
     for ty in [
         t::SEND_MESSAGE,

@@ -35,7 +35,7 @@ async fn start(from: &mut Member, to: &mut [&mut Member], id: &str) {
 
 #[tokio::test]
 async fn file_meta_is_relayed_to_others_with_typed_fields() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let [mut a, mut b, mut c] = open_room::<3>(&env).await;
     let before = now_ms();
     a.send(t::FILE_META, meta("tr-1")).await;
@@ -65,7 +65,7 @@ async fn file_meta_is_relayed_to_others_with_typed_fields() {
 
 #[tokio::test]
 async fn file_chunk_is_relayed_without_sender_name_or_time() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let [mut a, mut b, mut c] = open_room::<3>(&env).await;
     start(&mut a, &mut [&mut b, &mut c], "tr-1").await;
     a.send(t::FILE_CHUNK, chunk("tr-1", 0, vec![9u8; 100]))
@@ -84,7 +84,7 @@ async fn file_chunk_is_relayed_without_sender_name_or_time() {
 
 #[tokio::test]
 async fn file_complete_and_cancel_are_relayed() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let [mut a, mut b, mut c] = open_room::<3>(&env).await;
     start(&mut a, &mut [&mut b, &mut c], "tr-1").await;
     a.send(t::FILE_COMPLETE, tid("tr-1")).await;
@@ -107,7 +107,7 @@ async fn file_complete_and_cancel_are_relayed() {
 
 #[tokio::test]
 async fn chunk_index_is_any_integer_and_not_checked() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let [mut a, mut b] = open_room::<2>(&env).await;
     start(&mut a, &mut [&mut b], "tr").await;
     for index in [5i64, -1, 70_000, 0] {
@@ -128,7 +128,7 @@ async fn chunk_index_is_any_integer_and_not_checked() {
 
 #[tokio::test]
 async fn ack_goes_to_the_sender_only() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let [mut a, mut b, mut c] = open_room::<3>(&env).await;
     start(&mut a, &mut [&mut b, &mut c], "tr-ack").await;
     b.send(t::FILE_ACK, tid("tr-ack")).await;
@@ -142,7 +142,7 @@ async fn ack_goes_to_the_sender_only() {
 
 #[tokio::test]
 async fn ack_after_complete_still_reaches_the_sender() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let [mut a, mut b] = open_room::<2>(&env).await;
     start(&mut a, &mut [&mut b], "tr-done").await;
     a.send(t::FILE_COMPLETE, tid("tr-done")).await;
@@ -155,7 +155,7 @@ async fn ack_after_complete_still_reaches_the_sender() {
 
 #[tokio::test]
 async fn ack_for_an_unknown_transfer_is_dropped_silently() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let [mut a, mut b] = open_room::<2>(&env).await;
     start(&mut a, &mut [&mut b], "tr-real").await;
     b.send(t::FILE_ACK, tid("tr-other")).await;
@@ -165,7 +165,7 @@ async fn ack_for_an_unknown_transfer_is_dropped_silently() {
 
 #[tokio::test]
 async fn ack_from_another_room_is_dropped() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let [mut a, mut b] = open_room::<2>(&env).await;
     start(&mut a, &mut [&mut b], "tr-x").await;
     let mut outsider = create_room(&env, 2, "outsider").await;
@@ -176,7 +176,7 @@ async fn ack_from_another_room_is_dropped() {
 
 #[tokio::test]
 async fn ack_errors() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let mut c = Client::connect(&env.ws_url(0)).await;
     c.send(t::FILE_ACK, tid("x")).await;
     c.expect_error("E003", "not in a room").await;
@@ -192,7 +192,7 @@ async fn ack_errors() {
 
 #[tokio::test]
 async fn second_meta_while_active_gets_e005() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let [mut a, mut b] = open_room::<2>(&env).await;
     start(&mut a, &mut [&mut b], "tr-1").await;
     a.send(t::FILE_META, meta("tr-2")).await;
@@ -207,7 +207,7 @@ async fn second_meta_while_active_gets_e005() {
 
 #[tokio::test]
 async fn one_active_transfer_per_member_not_per_room() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let [mut a, mut b, mut c] = open_room::<3>(&env).await;
     start(&mut a, &mut [&mut b, &mut c], "tr-a").await;
     start(&mut b, &mut [&mut a, &mut c], "tr-b").await;
@@ -242,7 +242,7 @@ async fn one_active_transfer_per_member_not_per_room() {
 
 #[tokio::test]
 async fn meta_errors_in_order() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let mut c = Client::connect(&env.ws_url(0)).await;
     c.send(t::FILE_META, meta("x")).await;
     c.expect_error("E003", "not in a room").await;
@@ -265,7 +265,7 @@ async fn meta_errors_in_order() {
 
 #[tokio::test]
 async fn meta_field_types_are_strict() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let [mut a, mut b] = open_room::<2>(&env).await;
     for data in [
         map! {"transferId" => "x", "iv" => "i", "ciphertext" => "text-not-bin"},
@@ -281,7 +281,7 @@ async fn meta_field_types_are_strict() {
 
 #[tokio::test]
 async fn chunk_errors_in_order() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let mut c = Client::connect(&env.ws_url(0)).await;
     c.send(t::FILE_CHUNK, chunk("x", 0, vec![1])).await;
     c.expect_error("E003", "not in a room").await;
@@ -321,7 +321,7 @@ async fn chunk_errors_in_order() {
 
 #[tokio::test]
 async fn chunk_without_an_active_transfer_gets_mismatch() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let [mut a, mut b] = open_room::<2>(&env).await;
     a.send(t::FILE_CHUNK, chunk("never-started", 0, vec![1]))
         .await;
@@ -331,7 +331,7 @@ async fn chunk_without_an_active_transfer_gets_mismatch() {
 
 #[tokio::test]
 async fn complete_and_cancel_errors() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let mut c = Client::connect(&env.ws_url(0)).await;
     c.send(t::FILE_COMPLETE, tid("x")).await;
     c.expect_error("E003", "not in a room").await;
@@ -358,7 +358,7 @@ async fn complete_and_cancel_errors() {
 
 #[tokio::test]
 async fn complete_clears_the_transfer() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let [mut a, mut b] = open_room::<2>(&env).await;
     start(&mut a, &mut [&mut b], "tr-1").await;
     a.send(t::FILE_COMPLETE, tid("tr-1")).await;
@@ -372,7 +372,7 @@ async fn complete_clears_the_transfer() {
 
 #[tokio::test]
 async fn repeated_cancel_gets_e005() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let [mut a, mut b] = open_room::<2>(&env).await;
     start(&mut a, &mut [&mut b], "tr-1").await;
     a.send(t::FILE_CANCEL, tid("tr-1")).await;
@@ -385,7 +385,7 @@ async fn repeated_cancel_gets_e005() {
 
 #[tokio::test]
 async fn disconnect_with_active_transfer_sends_cancel_before_member_left() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let [mut a, mut b, mut c] = open_room::<3>(&env).await;
     start(&mut a, &mut [&mut b, &mut c], "tr-gone").await;
     let a_id = a.id.clone();
@@ -401,7 +401,7 @@ async fn disconnect_with_active_transfer_sends_cancel_before_member_left() {
 
 #[tokio::test]
 async fn disconnect_without_transfer_sends_only_member_left() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let [mut a, mut b] = open_room::<2>(&env).await;
     start(&mut a, &mut [&mut b], "tr").await;
     a.send(t::FILE_COMPLETE, tid("tr")).await;
@@ -412,7 +412,7 @@ async fn disconnect_without_transfer_sends_only_member_left() {
 
 #[tokio::test]
 async fn leave_does_not_clear_an_active_transfer() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let [mut a, mut b] = open_room::<2>(&env).await;
     start(&mut a, &mut [&mut b], "tr-stuck").await;
     a.send(t::LEAVE_ROOM, map! {}).await;
@@ -433,7 +433,7 @@ async fn leave_does_not_clear_an_active_transfer() {
 async fn stale_transfer_is_cleared_silently() {
     // CONTRACT.md: a transfer is stale exactly --file-transfer-stale-secs after its Meta (there
     // is no sweep period flag).
-    let env = Env::single_with(Opts::new().flag("--file-transfer-stale-secs", 1)).await;
+    let env = Env::start_with(Opts::new().flag("--file-transfer-stale-secs", 1)).await;
     let [mut a, mut b] = open_room::<2>(&env).await;
     let started = tokio::time::Instant::now();
     start(&mut a, &mut [&mut b], "tr-old").await;
@@ -472,7 +472,7 @@ async fn stale_transfer_is_cleared_silently() {
 
 #[tokio::test]
 async fn file_messages_are_not_rate_limited() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let [mut a, mut b] = open_room::<2>(&env).await;
     start(&mut a, &mut [&mut b], "tr").await;
     for i in 0..40 {
@@ -493,7 +493,7 @@ async fn file_messages_are_not_rate_limited() {
 async fn five_megabyte_transfer_reaches_a_reading_client_completely() {
     const CHUNKS: usize = 80;
     const CHUNK_BYTES: usize = 64 * 1024 + 16;
-    let env = Env::single().await;
+    let env = Env::start().await;
     let [mut a, mut b, mut c] = open_room::<3>(&env).await;
     let id = unique("big");
     start(&mut a, &mut [&mut b, &mut c], &id).await;
@@ -554,7 +554,7 @@ async fn five_megabyte_transfer_reaches_a_reading_client_completely() {
 
 #[tokio::test]
 async fn join_during_a_transfer_sees_the_rest_of_it() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let [mut a, mut b] = open_room::<2>(&env).await;
     start(&mut a, &mut [&mut b], "tr").await;
     let mut c = Client::connect(&env.ws_url(2)).await;

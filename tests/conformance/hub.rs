@@ -44,7 +44,7 @@ fn without(data: Value, key: &str) -> Value {
 
 /// An env whose hub rate limit does not get in the way.
 async fn hub_env() -> Env {
-    Env::single_with(Opts::new().flag("--hub-requests-per-minute", 10_000)).await
+    Env::start_with(Opts::new().flag("--hub-requests-per-minute", 10_000)).await
 }
 
 async fn hub(env: &Env, query: &str) -> HttpResponse {
@@ -371,7 +371,7 @@ async fn markup_does_not_count_toward_the_title_limit() {
 
 #[tokio::test]
 async fn full_hub_gets_e010_and_the_room_stays_private() {
-    let env = Env::single_with(
+    let env = Env::start_with(
         Opts::new()
             .flag("--max-public-rooms", 1)
             .flag("--hub-requests-per-minute", 10_000),
@@ -576,7 +576,7 @@ async fn options_gets_204() {
 #[tokio::test]
 async fn cors_headers_echo_the_raw_origins_setting() {
     let raw = "https://a.example, https://b.example";
-    let env = Env::single_with(Opts::new().flag("--allowed-origins", raw)).await;
+    let env = Env::start_with(Opts::new().flag("--allowed-origins", raw)).await;
     for (method, path) in [
         ("GET", "/api/hub"),
         ("GET", "/api/hub/stats"),
@@ -606,7 +606,7 @@ async fn cors_headers_echo_the_raw_origins_setting() {
 
 #[tokio::test]
 async fn no_cors_headers_without_an_origins_setting() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let resp = hub(&env, "").await;
     assert_eq!(resp.status, 200);
     assert_eq!(resp.header("access-control-allow-origin"), None);
@@ -614,7 +614,7 @@ async fn no_cors_headers_without_an_origins_setting() {
 
 #[tokio::test]
 async fn hub_rate_limit_gets_429_with_retry_after() {
-    let env = Env::single_with(Opts::new().flag("--hub-requests-per-minute", 3)).await;
+    let env = Env::start_with(Opts::new().flag("--hub-requests-per-minute", 3)).await;
     for i in 0..3 {
         assert_eq!(hub(&env, "").await.status, 200, "request {i}");
     }
@@ -639,7 +639,7 @@ async fn hub_rate_limit_gets_429_with_retry_after() {
 
 #[tokio::test]
 async fn forwarded_for_is_ignored_unless_trusted() {
-    let env = Env::single_with(Opts::new().flag("--hub-requests-per-minute", 2)).await;
+    let env = Env::start_with(Opts::new().flag("--hub-requests-per-minute", 2)).await;
     let url = format!("{}/api/hub", env.http_url(0));
     for ip in ["10.0.0.1", "10.0.0.2"] {
         let resp = http::request("GET", &url, &[("X-Forwarded-For", ip)]).await;
@@ -654,7 +654,7 @@ async fn forwarded_for_is_ignored_unless_trusted() {
 
 #[tokio::test]
 async fn trusted_forwarded_for_limits_each_client_ip() {
-    let env = Env::single_with(
+    let env = Env::start_with(
         Opts::new()
             .flag("--hub-requests-per-minute", 2)
             .switch("--trust-forwarded-for"),
@@ -673,7 +673,7 @@ async fn trusted_forwarded_for_limits_each_client_ip() {
 
 #[tokio::test]
 async fn expired_room_leaves_the_listing() {
-    let env = Env::single_with(
+    let env = Env::start_with(
         Opts::new()
             .flag("--expiry-sweep-interval-ms", 50)
             .flag("--expiry-warning-lead-secs", 0)

@@ -1,5 +1,6 @@
 //! The server never logs ciphertext, IVs or passwords, even at trace level
 //! (ARCHITECTURE.md invariant 1; PROTOCOL.md §3 "plain-text passwords are never seen").
+//! In a cluster env every process's logs are checked: each relay's and the gateway's.
 
 use crate::map;
 use crate::support::msg::password_hash;
@@ -25,7 +26,7 @@ fn forms(secret: &[u8]) -> Vec<String> {
 
 #[tokio::test]
 async fn trace_logs_contain_no_ciphertext_iv_or_password() {
-    let mut env = Env::single_with(Opts::new().env("ARTHAS_LOG", "trace")).await;
+    let mut env = Env::start_with(Opts::new().env("ARTHAS_LOG", "trace")).await;
     let plain_password = "Tr0ub4dor&3-horse-battery";
     let hash = password_hash(plain_password);
     let create =
@@ -88,13 +89,11 @@ async fn trace_logs_contain_no_ciphertext_iv_or_password() {
     .await;
     c.expect_error("E006", "wrong password").await;
 
-    let status = env.server(0).terminate().await;
-    assert!(status.success(), "exit status {status:?}");
-    let logs = env.server(0).stderr();
-    assert!(
-        !logs.trim().is_empty(),
-        "ARTHAS_LOG=trace produced no logs at all"
-    );
+    // Every process (the all-in-one server, or each relay and the gateway) is stopped so
+    // that its logs are complete, and each one's logs are checked.
+    for (label, status) in env.terminate_all().await {
+        assert!(status.success(), "{label}: exit status {status:?}");
+    }
     let mut secrets: Vec<(&str, Vec<String>)> = vec![
         ("password hash", vec![hash.clone()]),
         ("plain password", vec![plain_password.to_string()]),
@@ -110,15 +109,24 @@ async fn trace_logs_contain_no_ciphertext_iv_or_password() {
     secrets.push(("file meta ciphertext", forms(&meta_ct)));
     secrets.push(("file chunk iv", forms(&chunk_iv)));
     secrets.push(("file chunk data", forms(&chunk_data)));
-    for (what, forms) in secrets {
-        for form in forms {
-            if let Some(pos) = logs.find(&form) {
-                let line_start = logs[..pos].rfind('\n').map_or(0, |i| i + 1);
-                let line_end = logs[pos..].find('\n').map_or(logs.len(), |i| pos + i);
-                panic!(
-                    "{what} appears in the logs: {}",
-                    &logs[line_start..line_end]
-                );
+    for server in env.processes() {
+        let logs = server.stderr();
+        assert!(
+            !logs.trim().is_empty(),
+            "{}: ARTHAS_LOG=trace produced no logs at all",
+            server.label()
+        );
+        for (what, forms) in &secrets {
+            for form in forms {
+                if let Some(pos) = logs.find(form.as_str()) {
+                    let line_start = logs[..pos].rfind('\n').map_or(0, |i| i + 1);
+                    let line_end = logs[pos..].find('\n').map_or(logs.len(), |i| pos + i);
+                    panic!(
+                        "{what} appears in the logs of {}: {}",
+                        server.label(),
+                        &logs[line_start..line_end]
+                    );
+                }
             }
         }
     }

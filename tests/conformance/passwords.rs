@@ -15,7 +15,7 @@ fn password_room(name: &str, hash: &str) -> rmpv::Value {
 
 #[tokio::test]
 async fn password_room_reports_has_password_to_the_creator() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let (_, _, joined) =
         create_room_with(&env, 0, password_room("a", &password_hash("s3cret"))).await;
     assert!(joined.boolean("hasPassword"));
@@ -23,7 +23,7 @@ async fn password_room_reports_has_password_to_the_creator() {
 
 #[tokio::test]
 async fn join_with_the_right_password_joins() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let hash = password_hash("s3cret");
     let (mut a, _, _) = create_room_with(&env, 0, password_room("a", &hash)).await;
     let (b, joined) = join_room(&env, 1, &a.room_id, "b", &hash).await;
@@ -34,7 +34,7 @@ async fn join_with_the_right_password_joins() {
 
 #[tokio::test]
 async fn join_wrong_password_gets_e006() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let (mut a, _, _) =
         create_room_with(&env, 0, password_room("a", &password_hash("right"))).await;
     let mut c = Client::connect(&env.ws_url(1)).await;
@@ -56,7 +56,7 @@ async fn join_wrong_password_gets_e006() {
 
 #[tokio::test]
 async fn join_without_a_password_to_a_password_room_gets_e006() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let (a, _, _) = create_room_with(&env, 0, password_room("a", &password_hash("right"))).await;
     let mut c = Client::connect(&env.ws_url(1)).await;
     c.send(t::JOIN_ROOM, join_data(&a.room_id, "c", "")).await;
@@ -71,7 +71,7 @@ async fn join_without_a_password_to_a_password_room_gets_e006() {
 
 #[tokio::test]
 async fn password_comparison_is_exact_so_uppercase_hex_is_wrong() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let hash = password_hash("right");
     let (a, _, _) = create_room_with(&env, 0, password_room("a", &hash)).await;
     let mut c = Client::connect(&env.ws_url(1)).await;
@@ -85,7 +85,7 @@ async fn password_comparison_is_exact_so_uppercase_hex_is_wrong() {
 
 #[tokio::test]
 async fn plain_text_password_is_not_the_credential() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let (a, _, _) = create_room_with(&env, 0, password_room("a", &password_hash("right"))).await;
     let mut c = Client::connect(&env.ws_url(1)).await;
     c.send(t::JOIN_ROOM, join_data(&a.room_id, "c", "right"))
@@ -95,7 +95,7 @@ async fn plain_text_password_is_not_the_credential() {
 
 #[tokio::test]
 async fn create_with_63_char_password_gets_invalid_password_format() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let mut c = Client::connect(&env.ws_url(0)).await;
     let hash = password_hash("x");
     c.send(t::CREATE_ROOM, password_room("a", &hash[..63]))
@@ -112,7 +112,7 @@ async fn create_with_63_char_password_gets_invalid_password_format() {
 
 #[tokio::test]
 async fn any_64_byte_password_is_accepted_hex_or_not() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let odd = "z".repeat(64);
     let (a, _, joined) = create_room_with(&env, 0, password_room("a", &odd)).await;
     assert!(joined.boolean("hasPassword"));
@@ -122,7 +122,7 @@ async fn any_64_byte_password_is_accepted_hex_or_not() {
 
 #[tokio::test]
 async fn unknown_room_is_checked_before_the_password() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let mut c = Client::connect(&env.ws_url(0)).await;
     c.send(
         t::JOIN_ROOM,
@@ -134,7 +134,7 @@ async fn unknown_room_is_checked_before_the_password() {
 
 #[tokio::test]
 async fn password_is_checked_before_capacity() {
-    let env = Env::single_with(Opts::new().flag("--max-room-members", 2)).await;
+    let env = Env::start_with(Opts::new().flag("--max-room-members", 2)).await;
     let hash = password_hash("right");
     let [a, _b] = open_room_with::<2>(&env, password_room("m0", &hash), &hash).await;
     let mut c = Client::connect(&env.ws_url(2)).await;
@@ -151,7 +151,7 @@ async fn password_is_checked_before_capacity() {
 
 #[tokio::test]
 async fn wrong_guesses_beyond_the_room_limit_get_e004() {
-    let env = Env::single_with(Opts::new().flag("--max-password-guesses-per-room", 3)).await;
+    let env = Env::start_with(Opts::new().flag("--max-password-guesses-per-room", 3)).await;
     let hash = password_hash("right");
     let [mut a, mut b] = open_room_with::<2>(&env, password_room("m0", &hash), &hash).await;
     let mut c = Client::connect(&env.ws_url(2)).await;
@@ -175,7 +175,7 @@ async fn wrong_guesses_beyond_the_room_limit_get_e004() {
 
 #[tokio::test]
 async fn room_guess_limit_counts_guesses_from_every_connection() {
-    let env = Env::single_with(Opts::new().flag("--max-password-guesses-per-room", 2)).await;
+    let env = Env::start_with(Opts::new().flag("--max-password-guesses-per-room", 2)).await;
     let hash = password_hash("right");
     let (a, _, _) = create_room_with(&env, 0, password_room("a", &hash)).await;
     for node in 0..2 {
@@ -198,7 +198,7 @@ async fn room_guess_limit_counts_guesses_from_every_connection() {
 
 #[tokio::test]
 async fn room_guess_limit_does_not_affect_other_rooms() {
-    let env = Env::single_with(
+    let env = Env::start_with(
         Opts::new()
             .flag("--max-password-guesses-per-room", 1)
             .flag("--max-password-guesses-per-ip", 100),
@@ -228,7 +228,7 @@ async fn room_guess_limit_does_not_affect_other_rooms() {
 
 #[tokio::test]
 async fn wrong_guesses_beyond_the_ip_limit_get_e004() {
-    let env = Env::single_with(
+    let env = Env::start_with(
         Opts::new()
             .flag("--max-password-guesses-per-room", 100)
             .flag("--max-password-guesses-per-ip", 2),
@@ -260,7 +260,7 @@ async fn wrong_guesses_beyond_the_ip_limit_get_e004() {
 
 #[tokio::test]
 async fn rooms_without_password_are_never_guess_limited() {
-    let env = Env::single_with(
+    let env = Env::start_with(
         Opts::new()
             .flag("--max-password-guesses-per-room", 1)
             .flag("--max-password-guesses-per-ip", 1),
@@ -288,7 +288,7 @@ async fn connect_from(env: &Env, ip: &str) -> Client {
 
 #[tokio::test]
 async fn ip_guess_limit_uses_forwarded_for_when_trusted() {
-    let env = Env::single_with(
+    let env = Env::start_with(
         Opts::new()
             .flag("--max-password-guesses-per-room", 100)
             .flag("--max-password-guesses-per-ip", 1)
@@ -320,7 +320,7 @@ async fn ip_guess_limit_uses_forwarded_for_when_trusted() {
 
 #[tokio::test]
 async fn ip_guess_limit_ignores_forwarded_for_unless_trusted() {
-    let env = Env::single_with(
+    let env = Env::start_with(
         Opts::new()
             .flag("--max-password-guesses-per-room", 100)
             .flag("--max-password-guesses-per-ip", 1),
@@ -345,7 +345,7 @@ async fn ip_guess_limit_ignores_forwarded_for_unless_trusted() {
 
 #[tokio::test]
 async fn bin_password_on_create_counts_as_no_password() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let hash = password_hash("pw");
     let data = map! {"name" => "a", "password" => hash.as_bytes().to_vec(), "ephemeral" => 0, "expiry" => 0};
     let (a, _, joined) = create_room_with(&env, 0, data).await;
@@ -359,7 +359,7 @@ async fn bin_password_on_create_counts_as_no_password() {
 
 #[tokio::test]
 async fn bin_password_on_join_is_wrong() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let hash = password_hash("pw");
     let (a, _, _) = create_room_with(&env, 0, password_room("a", &hash)).await;
     let mut c = Client::connect(&env.ws_url(1)).await;

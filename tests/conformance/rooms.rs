@@ -12,7 +12,7 @@ const NAME_ERROR: &str = "name must be 1-20 characters";
 
 #[tokio::test]
 async fn create_room_replies_room_created_then_room_joined() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let mut c = Client::connect(&env.ws_url(0)).await;
     c.send(
         t::CREATE_ROOM,
@@ -41,7 +41,7 @@ async fn create_room_replies_room_created_then_room_joined() {
 
 #[tokio::test]
 async fn room_ids_are_distinct_21_char_nanoids() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let a = create_room(&env, 0, "a").await;
     let b = create_room(&env, 1, "b").await;
     assert!(is_room_id(&a.room_id), "{}", a.room_id);
@@ -51,7 +51,7 @@ async fn room_ids_are_distinct_21_char_nanoids() {
 
 #[tokio::test]
 async fn member_ids_are_8_lowercase_hex_and_colours_follow_the_id() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let members = open_room::<4>(&env).await;
     let mut ids = Vec::new();
     for m in &members {
@@ -89,7 +89,7 @@ async fn colour_function_matches_known_values() {
 
 #[tokio::test]
 async fn room_joined_echoes_ephemeral() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let (m, _, joined) = create_room_with(
         &env,
         0,
@@ -103,7 +103,7 @@ async fn room_joined_echoes_ephemeral() {
 
 #[tokio::test]
 async fn negative_ephemeral_is_passed_through() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let (_, _, joined) = create_room_with(
         &env,
         0,
@@ -115,7 +115,7 @@ async fn negative_ephemeral_is_passed_through() {
 
 #[tokio::test]
 async fn missing_ephemeral_and_expiry_default_to_zero() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let (_, created, joined) =
         create_room_with(&env, 0, map! {"name" => "a", "password" => ""}).await;
     assert_eq!(created.int("expiresAt"), 0);
@@ -125,7 +125,7 @@ async fn missing_ephemeral_and_expiry_default_to_zero() {
 
 #[tokio::test]
 async fn create_with_expiry_sets_expires_at_in_both_replies_and_for_joiners() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let before = now_secs();
     let (m, created, joined) = create_room_with(
         &env,
@@ -148,7 +148,7 @@ async fn create_with_expiry_sets_expires_at_in_both_replies_and_for_joiners() {
 
 #[tokio::test]
 async fn negative_expiry_means_never() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let (_, created, joined) = create_room_with(
         &env,
         0,
@@ -161,7 +161,7 @@ async fn negative_expiry_means_never() {
 
 #[tokio::test]
 async fn expiry_above_seven_days_is_clamped() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let before = now_secs();
     let (_, created, _) = create_room_with(
         &env,
@@ -179,7 +179,7 @@ async fn expiry_above_seven_days_is_clamped() {
 
 #[tokio::test]
 async fn expiry_clamp_follows_max_expiry_secs_flag() {
-    let env = Env::single_with(Opts::new().flag("--max-expiry-secs", 100)).await;
+    let env = Env::start_with(Opts::new().flag("--max-expiry-secs", 100)).await;
     let before = now_secs();
     let (_, created, _) = create_room_with(
         &env,
@@ -194,7 +194,7 @@ async fn expiry_clamp_follows_max_expiry_secs_flag() {
 
 #[tokio::test]
 async fn create_while_in_room_gets_e005_already_in_a_room() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let [mut a, mut b] = open_room::<2>(&env).await;
     a.send(t::CREATE_ROOM, create_data("again")).await;
     a.expect_error("E005", "already in a room").await;
@@ -203,7 +203,7 @@ async fn create_while_in_room_gets_e005_already_in_a_room() {
 
 #[tokio::test]
 async fn already_in_a_room_is_checked_before_the_data() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let mut a = create_room(&env, 0, "a").await;
     a.send(t::CREATE_ROOM, rmpv::Value::Nil).await;
     a.expect_error("E005", "already in a room").await;
@@ -213,7 +213,7 @@ async fn already_in_a_room_is_checked_before_the_data() {
 
 #[tokio::test]
 async fn create_with_non_map_data_gets_e005() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let mut c = Client::connect(&env.ws_url(0)).await;
     for data in [
         rmpv::Value::Nil,
@@ -228,7 +228,7 @@ async fn create_with_non_map_data_gets_e005() {
 
 #[tokio::test]
 async fn create_with_empty_or_missing_name_is_rejected() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let mut c = Client::connect(&env.ws_url(0)).await;
     c.send(t::CREATE_ROOM, create_data("")).await;
     c.expect_error("E005", NAME_ERROR).await;
@@ -238,7 +238,7 @@ async fn create_with_empty_or_missing_name_is_rejected() {
 
 #[tokio::test]
 async fn create_with_21_runes_is_rejected() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let mut c = Client::connect(&env.ws_url(0)).await;
     c.send(t::CREATE_ROOM, create_data(&"x".repeat(21))).await;
     c.expect_error("E005", NAME_ERROR).await;
@@ -248,7 +248,7 @@ async fn create_with_21_runes_is_rejected() {
 
 #[tokio::test]
 async fn create_with_20_multibyte_runes_succeeds() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     for name in ["ü".repeat(20), "🦀".repeat(20), "x".repeat(20)] {
         let (m, _, joined) = create_room_with(&env, 0, create_data(&name)).await;
         assert_eq!(joined.array("members")[0].str("name"), name);
@@ -258,14 +258,14 @@ async fn create_with_20_multibyte_runes_succeeds() {
 
 #[tokio::test]
 async fn whitespace_only_name_is_accepted() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let (_, _, joined) = create_room_with(&env, 0, create_data("   ")).await;
     assert_eq!(joined.array("members")[0].str("name"), "   ");
 }
 
 #[tokio::test]
 async fn name_is_checked_before_password_format() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let mut c = Client::connect(&env.ws_url(0)).await;
     c.send(t::CREATE_ROOM, map! {"name" => "", "password" => "short"})
         .await;
@@ -274,7 +274,7 @@ async fn name_is_checked_before_password_format() {
 
 #[tokio::test]
 async fn failed_create_leaves_the_client_free_to_create() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let mut c = Client::connect(&env.ws_url(0)).await;
     c.send(t::CREATE_ROOM, create_data("")).await;
     c.expect_error("E005", NAME_ERROR).await;
@@ -283,7 +283,7 @@ async fn failed_create_leaves_the_client_free_to_create() {
 
 #[tokio::test]
 async fn join_sends_member_joined_to_existing_then_room_joined_with_joiner_last() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let mut a = create_room(&env, 0, "alice").await;
     let (mut b, joined_b) = join_room(&env, 1, &a.room_id, "bob", "").await;
     let seen = a.expect(t::MEMBER_JOINED).await;
@@ -309,7 +309,7 @@ async fn join_sends_member_joined_to_existing_then_room_joined_with_joiner_last(
 
 #[tokio::test]
 async fn room_joined_lists_members_in_join_order_joiner_last() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let mut a = create_room(&env, 0, "m0").await;
     let (mut b, _) = join_room(&env, 1, &a.room_id, "m1", "").await;
     expect_member_joined(&mut [&mut a], &b).await;
@@ -330,7 +330,7 @@ async fn room_joined_lists_members_in_join_order_joiner_last() {
 
 #[tokio::test]
 async fn member_list_keeps_join_order_after_a_member_leaves() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let [mut a, mut b, mut c] = open_room::<3>(&env).await;
     b.send(t::LEAVE_ROOM, map! {}).await;
     for m in [&mut a, &mut c] {
@@ -347,7 +347,7 @@ async fn member_list_keeps_join_order_after_a_member_leaves() {
 
 #[tokio::test]
 async fn joiner_room_joined_carries_the_room_settings() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let (a, _, joined_a) = create_room_with(
         &env,
         0,
@@ -362,7 +362,7 @@ async fn joiner_room_joined_carries_the_room_settings() {
 
 #[tokio::test]
 async fn join_unknown_room_gets_e001() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let mut c = Client::connect(&env.ws_url(0)).await;
     c.send(t::JOIN_ROOM, join_data("AAAAAAAAAAAAAAAAAAAAA", "bob", ""))
         .await;
@@ -371,7 +371,7 @@ async fn join_unknown_room_gets_e001() {
 
 #[tokio::test]
 async fn join_without_room_id_gets_e001() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let mut c = Client::connect(&env.ws_url(0)).await;
     c.send(t::JOIN_ROOM, map! {"name" => "bob", "password" => ""})
         .await;
@@ -382,7 +382,7 @@ async fn join_without_room_id_gets_e001() {
 
 #[tokio::test]
 async fn join_with_bin_room_id_gets_e001() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let a = create_room(&env, 0, "a").await;
     let mut c = Client::connect(&env.ws_url(1)).await;
     c.send(
@@ -395,7 +395,7 @@ async fn join_with_bin_room_id_gets_e001() {
 
 #[tokio::test]
 async fn join_while_in_room_gets_e005_already_in_a_room() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let [mut a, mut b] = open_room::<2>(&env).await;
     let other = create_room(&env, 2, "other").await;
     b.send(t::JOIN_ROOM, join_data(&other.room_id, "b", ""))
@@ -408,7 +408,7 @@ async fn join_while_in_room_gets_e005_already_in_a_room() {
 
 #[tokio::test]
 async fn join_with_non_map_data_gets_e005() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let mut c = Client::connect(&env.ws_url(0)).await;
     for data in [
         rmpv::Value::Nil,
@@ -422,7 +422,7 @@ async fn join_with_non_map_data_gets_e005() {
 
 #[tokio::test]
 async fn join_name_is_checked_before_the_room_lookup() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let mut c = Client::connect(&env.ws_url(0)).await;
     c.send(t::JOIN_ROOM, join_data("AAAAAAAAAAAAAAAAAAAAA", "", ""))
         .await;
@@ -437,7 +437,7 @@ async fn join_name_is_checked_before_the_room_lookup() {
 
 #[tokio::test]
 async fn join_with_20_multibyte_runes_succeeds() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let mut a = create_room(&env, 0, "a").await;
     let name = "名".repeat(20);
     let (b, _) = join_room(&env, 1, &a.room_id, &name, "").await;
@@ -448,7 +448,7 @@ async fn join_with_20_multibyte_runes_succeeds() {
 
 #[tokio::test]
 async fn duplicate_names_are_allowed() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let mut a = create_room(&env, 0, "same").await;
     let (b, _) = join_room(&env, 1, &a.room_id, "same", "").await;
     expect_member_joined(&mut [&mut a], &b).await;
@@ -457,7 +457,7 @@ async fn duplicate_names_are_allowed() {
 
 #[tokio::test]
 async fn password_for_a_room_without_one_is_ignored() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let mut a = create_room(&env, 0, "a").await;
     let hash = crate::support::msg::password_hash("whatever");
     let (b, joined) = join_room(&env, 1, &a.room_id, "b", &hash).await;
@@ -467,7 +467,7 @@ async fn password_for_a_room_without_one_is_ignored() {
 
 #[tokio::test]
 async fn full_room_gets_e002() {
-    let env = Env::single_with(Opts::new().flag("--max-room-members", 3)).await;
+    let env = Env::start_with(Opts::new().flag("--max-room-members", 3)).await;
     let [mut a, mut b, mut c] = open_room::<3>(&env).await;
     let mut d = Client::connect(&env.ws_url(1)).await;
     d.send(t::JOIN_ROOM, join_data(&a.room_id, "d", "")).await;
@@ -480,7 +480,7 @@ async fn full_room_gets_e002() {
 
 #[tokio::test]
 async fn room_capacity_can_be_set_by_environment_variable() {
-    let env = Env::single_with(Opts::new().env("ARTHAS_MAX_ROOM_MEMBERS", 2)).await;
+    let env = Env::start_with(Opts::new().env("ARTHAS_MAX_ROOM_MEMBERS", 2)).await;
     let [a, _b] = open_room::<2>(&env).await;
     let mut c = Client::connect(&env.ws_url(2)).await;
     c.send(t::JOIN_ROOM, join_data(&a.room_id, "c", "")).await;
@@ -489,7 +489,7 @@ async fn room_capacity_can_be_set_by_environment_variable() {
 
 #[tokio::test]
 async fn full_room_at_default_capacity_of_50() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let mut first = create_room(&env, 0, "m0").await;
     let mut others = Vec::new();
     for i in 1..50 {
@@ -515,7 +515,7 @@ async fn full_room_at_default_capacity_of_50() {
 
 #[tokio::test]
 async fn room_has_space_again_after_a_member_leaves() {
-    let env = Env::single_with(Opts::new().flag("--max-room-members", 3)).await;
+    let env = Env::start_with(Opts::new().flag("--max-room-members", 3)).await;
     let [mut a, mut b, c] = open_room::<3>(&env).await;
     drop(c);
     a.expect(t::MEMBER_LEFT).await;
@@ -526,7 +526,7 @@ async fn room_has_space_again_after_a_member_leaves() {
 
 #[tokio::test]
 async fn leave_broadcasts_member_left_and_sends_nothing_to_the_leaver() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let [mut a, mut b, mut c] = open_room::<3>(&env).await;
     b.send(t::LEAVE_ROOM, map! {}).await;
     for m in [&mut a, &mut c] {
@@ -540,7 +540,7 @@ async fn leave_broadcasts_member_left_and_sends_nothing_to_the_leaver() {
 
 #[tokio::test]
 async fn leaver_gets_no_more_room_messages() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let [mut a, mut b] = open_room::<2>(&env).await;
     b.send(t::LEAVE_ROOM, map! {}).await;
     a.expect(t::MEMBER_LEFT).await;
@@ -556,7 +556,7 @@ async fn leaver_gets_no_more_room_messages() {
 
 #[tokio::test]
 async fn leave_outside_a_room_is_silent() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let mut c = Client::connect(&env.ws_url(0)).await;
     c.send(t::LEAVE_ROOM, map! {}).await;
     c.sync().await;
@@ -564,7 +564,7 @@ async fn leave_outside_a_room_is_silent() {
 
 #[tokio::test]
 async fn leave_ignores_its_data() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let [mut a, mut b] = open_room::<2>(&env).await;
     b.send(t::LEAVE_ROOM, rmpv::Value::Nil).await;
     assert_eq!(a.expect(t::MEMBER_LEFT).await.str("id"), b.id);
@@ -572,7 +572,7 @@ async fn leave_ignores_its_data() {
 
 #[tokio::test]
 async fn leaver_can_join_again() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let [mut a, mut b] = open_room::<2>(&env).await;
     b.send(t::LEAVE_ROOM, map! {}).await;
     a.expect(t::MEMBER_LEFT).await;
@@ -585,7 +585,7 @@ async fn leaver_can_join_again() {
 
 #[tokio::test]
 async fn leaver_can_create_a_new_room() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let [mut a, mut b] = open_room::<2>(&env).await;
     b.send(t::LEAVE_ROOM, map! {}).await;
     a.expect(t::MEMBER_LEFT).await;
@@ -595,7 +595,7 @@ async fn leaver_can_create_a_new_room() {
 
 #[tokio::test]
 async fn last_member_leaving_deletes_the_room() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let mut a = create_room(&env, 0, "a").await;
     a.send(t::LEAVE_ROOM, map! {}).await;
     a.sync().await;
@@ -606,7 +606,7 @@ async fn last_member_leaving_deletes_the_room() {
 
 #[tokio::test]
 async fn last_member_disconnecting_deletes_the_room() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let [a, mut b] = open_room::<2>(&env).await;
     let room_id = a.room_id.clone();
     drop(a);
@@ -620,7 +620,7 @@ async fn last_member_disconnecting_deletes_the_room() {
 
 #[tokio::test]
 async fn room_lives_on_while_a_member_remains() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let [a, mut b] = open_room::<2>(&env).await;
     let room_id = a.room_id.clone();
     drop(a);
@@ -632,7 +632,7 @@ async fn room_lives_on_while_a_member_remains() {
 
 #[tokio::test]
 async fn disconnect_broadcasts_member_left_without_room_closed() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let [mut a, b, mut c] = open_room::<3>(&env).await;
     let gone = b.id.clone();
     drop(b);
@@ -645,7 +645,7 @@ async fn disconnect_broadcasts_member_left_without_room_closed() {
 
 #[tokio::test]
 async fn close_frame_from_client_is_a_disconnect() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let [mut a, mut b] = open_room::<2>(&env).await;
     b.send_close(1000).await;
     assert_eq!(a.expect(t::MEMBER_LEFT).await.str("id"), b.id);
@@ -653,7 +653,7 @@ async fn close_frame_from_client_is_a_disconnect() {
 
 #[tokio::test]
 async fn concurrent_joins_never_overfill_a_room() {
-    let env = Env::single_with(Opts::new().flag("--max-room-members", 2)).await;
+    let env = Env::start_with(Opts::new().flag("--max-room-members", 2)).await;
     let a = create_room(&env, 0, "a").await;
     let mut tasks = Vec::new();
     for i in 0..6 {

@@ -6,7 +6,7 @@ use crate::support::Env;
 
 #[tokio::test]
 async fn root_serves_index_html_without_caching() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let resp = http::get(&format!("{}/", env.http_url(0))).await;
     assert_eq!(resp.status, 200);
     let ct = resp.header("content-type").unwrap_or_default();
@@ -20,7 +20,7 @@ async fn root_serves_index_html_without_caching() {
 
 #[tokio::test]
 async fn unknown_paths_fall_back_to_index_html() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let index = http::get(&format!("{}/", env.http_url(0))).await;
     for path in ["/room/abc", "/join", "/assets/missing.js"] {
         let resp = http::get(&format!("{}{path}", env.http_url(0))).await;
@@ -32,7 +32,7 @@ async fn unknown_paths_fall_back_to_index_html() {
 
 #[tokio::test]
 async fn existing_files_are_served_as_themselves() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let index = http::get(&format!("{}/", env.http_url(0))).await;
     let resp = http::get(&format!("{}/favicon.svg", env.http_url(0))).await;
     assert_eq!(resp.status, 200);

@@ -8,7 +8,7 @@ use crate::support::{assert_room_chats, open_room, say, t, Client, Env, ValueExt
 
 #[tokio::test]
 async fn plain_typing_is_relayed_to_others_as_member_typing() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let [mut a, mut b, mut c] = open_room::<3>(&env).await;
     a.send(t::TYPING, map! {"typing" => true}).await;
     for m in [&mut b, &mut c] {
@@ -28,7 +28,7 @@ async fn plain_typing_is_relayed_to_others_as_member_typing() {
 
 #[tokio::test]
 async fn encrypted_typing_carries_iv_and_ciphertext() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let [mut a, mut b] = open_room::<2>(&env).await;
     a.send(
         t::TYPING,
@@ -48,7 +48,7 @@ async fn encrypted_typing_carries_iv_and_ciphertext() {
 
 #[tokio::test]
 async fn encrypted_typing_keeps_a_plain_typing_flag_too() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let [mut a, mut b] = open_room::<2>(&env).await;
     a.send(
         t::TYPING,
@@ -63,7 +63,7 @@ async fn encrypted_typing_keeps_a_plain_typing_flag_too() {
 
 #[tokio::test]
 async fn typing_flag_defaults_to_false_when_missing_or_not_a_bool() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let [mut a, mut b] = open_room::<2>(&env).await;
     for data in [map! {}, map! {"typing" => "yes"}, map! {"typing" => 1}] {
         a.send(t::TYPING, data).await;
@@ -75,7 +75,7 @@ async fn typing_flag_defaults_to_false_when_missing_or_not_a_bool() {
 
 #[tokio::test]
 async fn typing_outside_a_room_gets_e003() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let mut c = Client::connect(&env.ws_url(0)).await;
     c.send(t::TYPING, map! {"typing" => true}).await;
     c.expect_error("E003", "not in a room").await;
@@ -83,7 +83,7 @@ async fn typing_outside_a_room_gets_e003() {
 
 #[tokio::test]
 async fn typing_with_non_map_data_gets_e005() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let [mut a, mut b] = open_room::<2>(&env).await;
     for data in [Value::Nil, Value::from(true), Value::Array(vec![])] {
         a.send(t::TYPING, data).await;
@@ -94,7 +94,7 @@ async fn typing_with_non_map_data_gets_e005() {
 
 #[tokio::test]
 async fn typing_is_not_rate_limited() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let [mut a, mut b] = open_room::<2>(&env).await;
     for i in 0..30 {
         a.send(t::TYPING, map! {"typing" => i % 2 == 0}).await;
@@ -113,7 +113,7 @@ async fn typing_is_not_rate_limited() {
 
 #[tokio::test]
 async fn typing_iv_and_ciphertext_are_relayed_only_as_strings() {
-    let env = Env::single().await;
+    let env = Env::start().await;
     let [mut a, mut b] = open_room::<2>(&env).await;
     a.send(
         t::TYPING,

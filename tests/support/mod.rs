@@ -1,7 +1,7 @@
 //! The harness shared by the black-box suites: start the real binary (`server`), talk to it
 //! over WebSockets (`client`) and HTTP (`http`) with independently encoded MessagePack (`msg`),
 //! and the room-level steps most tests start with (`room`).
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 pub mod client;
 pub mod http;
@@ -12,4 +12,4 @@ pub mod server;
 pub use client::{t, Client, ConnectError, ConnectOpts, Event};
 pub use msg::{member_color, ValueExt};
 pub use room::{assert_room_chats, open_room, open_room_with, say, Member};
-pub use server::{Env, Opts};
+pub use server::{Env, Opts, Topology};

@@ -1,47 +1,115 @@
-//! Starting the real `arthas` binary for a test, and the `Env` the tests are written against.
+//! Starting the real binaries for a test, and the `Env` the tests are written against.
 //!
-//! Every test starts its own server process on an ephemeral port, so tests run in parallel
-//! without sharing state. The process is killed when the `Env` is dropped, so a failing test
-//! never leaks a server. Tests address nodes by index (`env.ws_url(node)`): the single-node env
-//! maps every index to the same process, a cluster env (later) maps them to different relays,
-//! and the same tests then prove cross-node behaviour.
+//! Every test starts its own processes on ephemeral ports, so tests run in parallel without
+//! sharing state, and every process is killed when the `Env` is dropped, so a failing test
+//! never leaks one. Tests address nodes by index (`env.ws_url(node)`); what stands behind an
+//! index depends on the topology, chosen with the environment variable `ARTHAS_TEST_TOPOLOGY`:
+//!
+//! - `single` (the default): one all-in-one `arthas` process (memory engine); every index maps
+//!   to it.
+//! - `redis`: a fresh `redis-server`, one `gateway --store redis` and three `relay` processes;
+//!   node index i maps to relay `i % 3`, so members 0, 1, 2 of a room sit on different relays.
+//! - `redis-cluster`: the same over a fresh 3-master Redis Cluster (sharded pub/sub).
+//!
+//! In the cluster topologies `http_url` points at the gateway (directory, room API, web client,
+//! `/ping`); relays serve only `/ping` and `/ws` (and `/healthz`, `/readyz`, `/metrics` on their
+//! admin port). Each `Opts` flag goes to every binary whose `--help` lists it (relay limits to
+//! the relays, gateway limits to the gateway, `--allowed-origins` to both); environment
+//! variables go to every process. The gateway and the relays start in parallel and are awaited
+//! by their stdout lines (`listening on http://...`, `internal on ...`, `admin on ...`).
 
+use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Read};
+use std::net::TcpListener;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-/// How long a server may take to print its `listening on` line.
-const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
-/// How long a server may take to exit after SIGTERM.
-const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+use store::testing::{RedisCluster, RedisServer};
+use tokio::sync::mpsc;
 
-/// Flags and environment variables for one server process.
+/// How long a process may take to print its address lines.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a process may take to exit after SIGTERM.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+/// The environment variable that picks the topology.
+pub const TOPOLOGY_VAR: &str = "ARTHAS_TEST_TOPOLOGY";
+/// Relays in a cluster env.
+pub const CLUSTER_RELAYS: usize = 3;
+
+/// The all-in-one binary.
+pub const ARTHAS_BIN: &str = env!("CARGO_BIN_EXE_arthas");
+/// The relay binary.
+pub const RELAY_BIN: &str = env!("CARGO_BIN_EXE_relay");
+/// The gateway binary.
+pub const GATEWAY_BIN: &str = env!("CARGO_BIN_EXE_gateway");
+
+/// What a test's `Env` is made of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Topology {
+    /// One all-in-one process, memory engine.
+    Single,
+    /// Standalone Redis, a gateway, three relays.
+    Redis,
+    /// A 3-master Redis Cluster, a gateway, three relays.
+    RedisCluster,
+}
+
+impl Topology {
+    /// The topology named by `ARTHAS_TEST_TOPOLOGY` (`single`, `redis`, `redis-cluster`;
+    /// unset or empty: `single`).
+    pub fn from_env() -> Topology {
+        match std::env::var(TOPOLOGY_VAR).as_deref().map(str::trim) {
+            Err(_) | Ok("") | Ok("single") => Topology::Single,
+            Ok("redis") => Topology::Redis,
+            Ok("redis-cluster") => Topology::RedisCluster,
+            Ok(other) => {
+                panic!("{TOPOLOGY_VAR}={other:?}: expected single, redis or redis-cluster")
+            }
+        }
+    }
+
+    /// True for the topologies with several relays.
+    pub fn is_cluster(self) -> bool {
+        self != Topology::Single
+    }
+
+    /// The name used in `ARTHAS_TEST_TOPOLOGY`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Topology::Single => "single",
+            Topology::Redis => "redis",
+            Topology::RedisCluster => "redis-cluster",
+        }
+    }
+}
+
+/// Flags and environment variables for a test's processes.
 #[derive(Clone, Debug, Default)]
 pub struct Opts {
-    /// Extra command-line arguments, appended after `--listen 127.0.0.1:0`.
-    pub args: Vec<String>,
-    /// Extra environment variables.
-    pub envs: Vec<(String, String)>,
+    /// `--flag` with its value, or a bare switch.
+    flags: Vec<(String, Option<String>)>,
+    /// Extra environment variables (every process gets them).
+    envs: Vec<(String, String)>,
 }
 
 impl Opts {
-    /// Default settings: only `--listen 127.0.0.1:0`.
+    /// Default settings.
     pub fn new() -> Self {
         Self::default()
     }
 
     /// Adds a `--flag value` pair.
     pub fn flag(mut self, flag: &str, value: impl ToString) -> Self {
-        self.args.push(flag.to_string());
-        self.args.push(value.to_string());
+        self.flags.push((flag.to_string(), Some(value.to_string())));
         self
     }
 
     /// Adds a bare `--flag` (a boolean switch).
     pub fn switch(mut self, flag: &str) -> Self {
-        self.args.push(flag.to_string());
+        self.flags.push((flag.to_string(), None));
         self
     }
 
@@ -50,44 +118,138 @@ impl Opts {
         self.envs.push((key.to_string(), value.to_string()));
         self
     }
-}
 
-/// One running `arthas` process. Plain `std::process` with reader threads, so the harness
-/// needs no extra tokio features; the process is killed on drop.
-pub struct Server {
-    /// The child process.
-    child: Child,
-    /// `127.0.0.1:PORT` parsed from the `listening on` line.
-    addr: String,
-    /// Everything the server wrote to stderr so far (its logs).
-    stderr: Arc<Mutex<Vec<u8>>>,
-    /// The thread copying stderr into `stderr`; ends when the process closes stderr.
-    stderr_thread: Option<JoinHandle<()>>,
-}
-
-impl Server {
-    /// Starts the all-in-one `arthas` binary with `opts` and waits for its
-    /// `listening on http://...` line.
-    pub async fn start(opts: &Opts) -> Server {
-        Self::start_bin(env!("CARGO_BIN_EXE_arthas"), opts).await
+    /// Whether `flag` was given.
+    pub fn has(&self, flag: &str) -> bool {
+        self.flags.iter().any(|(f, _)| f == flag)
     }
 
-    /// Starts any of our binaries that follow the same contract (`--listen`, the
-    /// `listening on http://...` stdout line, logs on stderr, SIGTERM to stop).
-    pub async fn start_bin(bin: &str, opts: &Opts) -> Server {
-        let mut cmd = Command::new(bin);
-        cmd.arg("--listen").arg("127.0.0.1:0");
-        cmd.args(&opts.args);
-        // A test never inherits the developer's ARTHAS_* settings.
-        for (key, _) in std::env::vars() {
-            if key.starts_with("ARTHAS_") {
-                cmd.env_remove(&key);
+    /// The command-line arguments for a binary that accepts `accepted`.
+    fn args_for(&self, accepted: &HashSet<String>) -> Vec<String> {
+        let mut out = Vec::new();
+        for (flag, value) in &self.flags {
+            if accepted.contains(flag) {
+                out.push(flag.clone());
+                out.extend(value.clone());
             }
         }
-        if !opts.envs.iter().any(|(k, _)| k == "ARTHAS_LOG") {
+        out
+    }
+
+    /// Panics if some flag is accepted by none of `binaries` (a typo, or a flag that does not
+    /// exist in this topology).
+    fn check_routed(&self, binaries: &[&str]) {
+        for (flag, _) in &self.flags {
+            if !binaries.iter().any(|bin| flags_of(bin).contains(flag)) {
+                panic!("no binary of this topology accepts {flag} ({binaries:?})");
+            }
+        }
+    }
+}
+
+/// The long flags a binary's `--help` lists (cached per binary).
+pub fn flags_of(bin: &str) -> HashSet<String> {
+    static CACHE: LazyLock<Mutex<HashMap<String, HashSet<String>>>> =
+        LazyLock::new(Default::default);
+    if let Some(flags) = CACHE.lock().expect("help cache").get(bin) {
+        return flags.clone();
+    }
+    let mut cmd = Command::new(bin);
+    cmd.arg("--help");
+    clean_env(&mut cmd);
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {bin} --help: {e}"));
+    assert!(out.status.success(), "{bin} --help failed: {out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut flags = HashSet::new();
+    for line in text.lines() {
+        let line = line.trim_start();
+        if !line.starts_with('-') {
+            continue;
+        }
+        for token in line.split(|c: char| c.is_whitespace() || c == ',') {
+            if let Some(name) = token.strip_prefix("--") {
+                let name = name.split(['=', '<', '[']).next().unwrap_or_default();
+                if !name.is_empty() {
+                    flags.insert(format!("--{name}"));
+                }
+            }
+        }
+    }
+    assert!(
+        flags.contains("--listen"),
+        "{bin} --help lists no --listen: {text}"
+    );
+    CACHE
+        .lock()
+        .expect("help cache")
+        .insert(bin.to_string(), flags.clone());
+    flags
+}
+
+/// A test never inherits the developer's ARTHAS_* settings.
+fn clean_env(cmd: &mut Command) {
+    for (key, _) in std::env::vars() {
+        if key.starts_with("ARTHAS_") {
+            cmd.env_remove(&key);
+        }
+    }
+}
+
+/// A string unique within the test process.
+fn unique_suffix() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    format!(
+        "{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A loopback port nobody listens on now (the caller's process binds it soon after).
+fn free_port() -> u16 {
+    static HANDED_OUT: LazyLock<Mutex<HashSet<u16>>> = LazyLock::new(Default::default);
+    loop {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+        let port = listener.local_addr().expect("local addr").port();
+        if HANDED_OUT.lock().expect("ports").insert(port) {
+            return port;
+        }
+    }
+}
+
+/// A process that was spawned and has not yet printed all its address lines.
+pub struct Starting {
+    label: String,
+    child: Child,
+    stderr: Arc<Mutex<Vec<u8>>>,
+    stderr_thread: Option<JoinHandle<()>>,
+    /// `(word, addr)` for every `WORD on http://ADDR` line on stdout.
+    lines: mpsc::UnboundedReceiver<(String, String)>,
+    /// The words to wait for.
+    want: Vec<&'static str>,
+    /// The command line, for failure messages.
+    command: String,
+}
+
+impl Starting {
+    /// Spawns `bin` with `args` and `envs` (`ARTHAS_LOG=warn` unless given); `want` names the
+    /// stdout lines (`listening`, `admin`, `internal`) that mean it is ready.
+    pub fn spawn(
+        label: &str,
+        bin: &str,
+        args: &[String],
+        envs: &[(String, String)],
+        want: &[&'static str],
+    ) -> Starting {
+        let mut cmd = Command::new(bin);
+        cmd.args(args);
+        clean_env(&mut cmd);
+        if !envs.iter().any(|(k, _)| k == "ARTHAS_LOG") {
             cmd.env("ARTHAS_LOG", "warn");
         }
-        for (key, value) in &opts.envs {
+        for (key, value) in envs {
             cmd.env(key, value);
         }
         cmd.stdin(Stdio::null())
@@ -113,65 +275,143 @@ impl Server {
             }
         });
 
-        // stdout: the first `listening on` line is sent back, the rest is drained.
+        // stdout: every `WORD on http://ADDR` line is sent back, the rest is drained.
         let out_pipe = child.stdout.take().expect("stdout is piped");
-        let (tx, rx) = tokio::sync::oneshot::channel::<String>();
+        let (tx, lines) = mpsc::unbounded_channel();
         std::thread::spawn(move || {
-            let mut tx = Some(tx);
             for line in BufReader::new(out_pipe).lines() {
                 let Ok(line) = line else { break };
-                if let Some(rest) = line.trim().strip_prefix("listening on http://") {
-                    if let Some(tx) = tx.take() {
-                        let _ = tx.send(rest.trim_end_matches('/').to_string());
-                    }
+                if let Some((word, addr)) = line.trim().split_once(" on http://") {
+                    let _ = tx.send((word.to_string(), addr.trim_end_matches('/').to_string()));
                 }
             }
         });
-        let addr = match tokio::time::timeout(STARTUP_TIMEOUT, rx).await {
-            Ok(Ok(addr)) => addr,
-            _ => String::new(),
-        };
-        let mut server = Server {
+        Starting {
+            label: label.to_string(),
             child,
-            addr,
             stderr,
             stderr_thread: Some(stderr_thread),
-        };
-        if server.addr.is_empty() {
-            server.kill();
-            panic!(
-                "server with {:?} {:?} did not print `listening on http://...` on stdout; stderr:\n{}",
-                opts.args,
-                opts.envs,
-                server.stderr()
-            );
+            lines,
+            want: want.to_vec(),
+            command: format!("{bin} {}", args.join(" ")),
         }
-        server
     }
 
-    /// `127.0.0.1:PORT`.
+    /// Waits for every wanted address line; `Err` carries what went wrong (the process is
+    /// killed then).
+    pub async fn ready(mut self) -> Result<Server, String> {
+        let mut addrs = HashMap::new();
+        let deadline = tokio::time::Instant::now() + STARTUP_TIMEOUT;
+        let mut failure = None;
+        while !self.want.iter().all(|w| addrs.contains_key(*w)) {
+            match tokio::time::timeout_at(deadline, self.lines.recv()).await {
+                Ok(Some((word, addr))) => {
+                    addrs.insert(word, addr);
+                }
+                Ok(None) => {
+                    failure = Some("closed stdout (exited?)".to_string());
+                    break;
+                }
+                Err(_) => {
+                    failure = Some(format!("printed nothing within {STARTUP_TIMEOUT:?}"));
+                    break;
+                }
+            }
+        }
+        let mut server = Server {
+            label: self.label,
+            child: self.child,
+            addrs,
+            stderr: self.stderr,
+            stderr_thread: self.stderr_thread.take(),
+        };
+        match failure {
+            None => Ok(server),
+            Some(why) => {
+                server.kill();
+                Err(format!(
+                    "{} ({}) {why} before printing {:?} on stdout; stderr:\n{}",
+                    server.label,
+                    self.command,
+                    self.want,
+                    server.stderr()
+                ))
+            }
+        }
+    }
+}
+
+/// One running process of ours; it is killed on drop.
+pub struct Server {
+    /// `arthas`, `gateway`, `relay 0`, ...
+    label: String,
+    /// The child process.
+    child: Child,
+    /// Addresses from the `WORD on http://ADDR` lines (`listening`, `admin`, `internal`).
+    addrs: HashMap<String, String>,
+    /// Everything the process wrote to stderr so far (its logs).
+    stderr: Arc<Mutex<Vec<u8>>>,
+    /// The thread copying stderr into `stderr`; ends when the process closes stderr.
+    stderr_thread: Option<JoinHandle<()>>,
+}
+
+impl Server {
+    /// Starts the all-in-one `arthas` binary with `opts` on an ephemeral port and waits for its
+    /// `listening on http://...` line.
+    pub async fn start(opts: &Opts) -> Server {
+        opts.check_routed(&[ARTHAS_BIN]);
+        let mut args = vec!["--listen".to_string(), "127.0.0.1:0".to_string()];
+        args.extend(opts.args_for(&flags_of(ARTHAS_BIN)));
+        Starting::spawn("arthas", ARTHAS_BIN, &args, &opts.envs, &["listening"])
+            .ready()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// `arthas`, `gateway`, `relay 0`, ...
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// `127.0.0.1:PORT` of the main listener (the `listening on` line).
     pub fn addr(&self) -> &str {
-        &self.addr
+        self.addr_of("listening")
+            .expect("every server prints `listening on`")
     }
 
-    /// Sends SIGTERM and waits for the process to exit; returns its exit status. All of
-    /// stderr has been collected when this returns.
-    pub async fn terminate(&mut self) -> ExitStatus {
+    /// The address from the `WORD on http://ADDR` line, if the process printed one.
+    pub fn addr_of(&self, word: &str) -> Option<&str> {
+        self.addrs.get(word).map(String::as_str)
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends `signal` (e.g. "TERM", "KILL", "STOP", "CONT") to the process.
+    pub fn signal(&self, signal: &str) {
         let pid = self.child.id();
         let status = Command::new("kill")
-            .arg("-TERM")
+            .arg(format!("-{signal}"))
             .arg(pid.to_string())
             .status()
             .expect("run kill");
-        assert!(status.success(), "kill -TERM {pid} failed");
-        let deadline = tokio::time::Instant::now() + SHUTDOWN_TIMEOUT;
+        assert!(status.success(), "kill -{signal} {pid} failed");
+    }
+
+    /// Waits for the process to exit (at most `within`); returns its status. All of stderr
+    /// has been collected when this returns.
+    pub async fn wait_exit(&mut self, within: Duration) -> ExitStatus {
+        let deadline = tokio::time::Instant::now() + within;
         let exit = loop {
             if let Some(exit) = self.child.try_wait().expect("wait for server") {
                 break exit;
             }
             assert!(
                 tokio::time::Instant::now() < deadline,
-                "server did not exit within {SHUTDOWN_TIMEOUT:?} of SIGTERM"
+                "{} did not exit within {within:?}",
+                self.label
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         };
@@ -179,20 +419,28 @@ impl Server {
         exit
     }
 
+    /// Sends SIGTERM and waits for the process to exit; returns its exit status. All of
+    /// stderr has been collected when this returns.
+    pub async fn terminate(&mut self) -> ExitStatus {
+        self.signal("TERM");
+        self.wait_exit(SHUTDOWN_TIMEOUT).await
+    }
+
+    /// SIGKILL, and wait for the process to be gone.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.join_stderr();
+    }
+
     /// True while the process has not exited.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
 
-    /// The server's stderr (logs) so far.
+    /// The process's stderr (logs) so far.
     pub fn stderr(&self) -> String {
         String::from_utf8_lossy(&self.stderr.lock().expect("stderr lock")).to_string()
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        self.join_stderr();
     }
 
     fn join_stderr(&mut self) {
@@ -210,42 +458,309 @@ impl Drop for Server {
     }
 }
 
-/// What a test talks to: one or more nodes. Node indexes wrap around, so a test may spread its
-/// members over nodes 0, 1, 2 whatever the number of processes.
-pub struct Env {
-    /// The server processes.
-    nodes: Vec<Server>,
+/// The Redis under a cluster env.
+pub enum Redis {
+    /// One standalone `redis-server`.
+    Standalone(RedisServer),
+    /// Three cluster masters.
+    Cluster(RedisCluster),
 }
 
-impl Env {
-    /// One all-in-one server with default settings.
-    pub async fn single() -> Env {
-        Env::single_with(Opts::new()).await
-    }
-
-    /// One all-in-one server started with `opts`.
-    pub async fn single_with(opts: Opts) -> Env {
-        Env {
-            nodes: vec![Server::start(&opts).await],
+impl Redis {
+    /// A fresh Redis of the kind `topology` needs.
+    pub async fn start(topology: Topology) -> Redis {
+        match topology {
+            Topology::Single => panic!("the single topology has no Redis"),
+            Topology::Redis => Redis::Standalone(
+                RedisServer::start()
+                    .await
+                    .unwrap_or_else(|e| panic!("start redis-server: {e}")),
+            ),
+            Topology::RedisCluster => Redis::Cluster(
+                RedisCluster::start()
+                    .await
+                    .unwrap_or_else(|e| panic!("start a Redis Cluster: {e}")),
+            ),
         }
     }
 
-    /// An env over already started processes (a cluster suite starts its relays itself);
-    /// node index i maps to `nodes[i % nodes.len()]`.
-    pub fn from_nodes(nodes: Vec<Server>) -> Env {
-        assert!(!nodes.is_empty(), "an env needs at least one node");
-        Env { nodes }
+    /// `--redis-url`: the server's URL, or every master's, comma-separated.
+    pub fn url_arg(&self) -> String {
+        match self {
+            Redis::Standalone(s) => s.url(),
+            Redis::Cluster(c) => c.urls().join(","),
+        }
     }
 
-    /// The number of distinct server processes.
+    /// `--redis-mode`.
+    pub fn mode_arg(&self) -> &'static str {
+        match self {
+            Redis::Standalone(_) => "standalone",
+            Redis::Cluster(_) => "cluster",
+        }
+    }
+
+    /// Every server process (one, or the three masters).
+    pub fn servers(&self) -> Vec<&RedisServer> {
+        match self {
+            Redis::Standalone(s) => vec![s],
+            Redis::Cluster(c) => c.nodes.iter().collect(),
+        }
+    }
+
+    /// Every key with its contents, on every server.
+    pub async fn dump(&self) -> Vec<(String, Vec<u8>)> {
+        match self {
+            Redis::Standalone(s) => s.dump().await,
+            Redis::Cluster(c) => c.dump().await,
+        }
+        .unwrap_or_else(|e| panic!("dump Redis: {e}"))
+    }
+
+    /// Drops every client connection (commands and pub/sub) on every server.
+    pub async fn kill_all_clients(&self) -> i64 {
+        match self {
+            Redis::Standalone(s) => s.kill_all_clients().await,
+            Redis::Cluster(c) => c.kill_all_clients().await,
+        }
+        .unwrap_or_else(|e| panic!("CLIENT KILL: {e}"))
+    }
+
+    /// The cluster, if this is one.
+    pub fn cluster(&self) -> Option<&RedisCluster> {
+        match self {
+            Redis::Cluster(c) => Some(c),
+            Redis::Standalone(_) => None,
+        }
+    }
+
+    /// The standalone server, if this is one.
+    pub fn standalone_mut(&mut self) -> Option<&mut RedisServer> {
+        match self {
+            Redis::Standalone(s) => Some(s),
+            Redis::Cluster(_) => None,
+        }
+    }
+}
+
+/// What a test talks to: one or more nodes. Node indexes wrap around, so a test may spread its
+/// members over nodes 0, 1, 2 whatever the number of processes.
+///
+/// Fields drop in order: relays, then the gateway, then Redis.
+pub struct Env {
+    /// The topology this env was built for.
+    topology: Topology,
+    /// The WebSocket nodes: the relays, or the one all-in-one process.
+    nodes: Vec<Server>,
+    /// The gateway (cluster topologies).
+    gateway: Option<Server>,
+    /// Redis (cluster topologies).
+    redis: Option<Redis>,
+    /// The internal secret shared by the gateway and the relays.
+    secret: String,
+    /// The gateway's internal API address (cluster topologies).
+    gateway_internal: Option<String>,
+    /// The Redis Cluster came from the pool and goes back to it on drop, unless the test
+    /// touched Redis itself (`redis()`, `redis_mut()`) or failed.
+    pooled: bool,
+    /// Set when the test touched Redis directly.
+    tainted: std::cell::Cell<bool>,
+}
+
+impl Env {
+    /// The topology chosen by `ARTHAS_TEST_TOPOLOGY`, default settings.
+    pub async fn start() -> Env {
+        Env::start_with(Opts::new()).await
+    }
+
+    /// The topology chosen by `ARTHAS_TEST_TOPOLOGY`, started with `opts`.
+    pub async fn start_with(opts: Opts) -> Env {
+        Env::start_in(Topology::from_env(), opts).await
+    }
+
+    /// For a test that is single-node by nature: the single env, or `None` (after printing
+    /// `reason`) when `ARTHAS_TEST_TOPOLOGY` asks for a cluster.
+    pub async fn single_only(opts: Opts, reason: &str) -> Option<Env> {
+        let topology = Topology::from_env();
+        if topology.is_cluster() {
+            eprintln!("skipped on the {} topology: {reason}", topology.name());
+            return None;
+        }
+        Some(Env::start_in(Topology::Single, opts).await)
+    }
+
+    /// An env of the given topology, whatever `ARTHAS_TEST_TOPOLOGY` says.
+    pub async fn start_in(topology: Topology, opts: Opts) -> Env {
+        match topology {
+            Topology::Single => Env {
+                topology,
+                nodes: vec![Server::start(&opts).await],
+                gateway: None,
+                redis: None,
+                secret: String::new(),
+                gateway_internal: None,
+                pooled: false,
+                tainted: Default::default(),
+            },
+            Topology::Redis => {
+                let redis = Redis::start(topology).await;
+                Env::cluster_on(topology, redis, opts, false).await
+            }
+            Topology::RedisCluster => {
+                let redis = Redis::Cluster(cluster_pool::checkout().await);
+                Env::cluster_on(topology, redis, opts, true).await
+            }
+        }
+    }
+
+    /// A gateway and three relays over `redis`, started in parallel.
+    async fn cluster_on(topology: Topology, redis: Redis, opts: Opts, pooled: bool) -> Env {
+        opts.check_routed(&[RELAY_BIN, GATEWAY_BIN]);
+        let secret = format!("test-internal-secret-{}", unique_suffix());
+        let mut last_error = String::new();
+        // The gateway's internal port is picked before it starts, so the relays can be given
+        // its URL and start at the same time; if someone takes the port meanwhile, retry.
+        for _attempt in 0..3 {
+            let internal = format!("127.0.0.1:{}", free_port());
+            let gateway = Env::spawn_gateway(&redis, &opts, &secret, &internal);
+            let relays: Vec<Starting> = (0..CLUSTER_RELAYS)
+                .map(|i| Env::spawn_relay(i, &redis, &opts, &secret, &internal))
+                .collect();
+            let gateway = gateway.ready().await;
+            let mut ready = Vec::new();
+            for relay in relays {
+                ready.push(relay.ready().await);
+            }
+            match gateway {
+                Ok(gateway) => {
+                    let nodes = ready
+                        .into_iter()
+                        .collect::<Result<Vec<_>, _>>()
+                        .unwrap_or_else(|e| panic!("{e}"));
+                    return Env {
+                        topology,
+                        nodes,
+                        gateway: Some(gateway),
+                        redis: Some(redis),
+                        secret,
+                        gateway_internal: Some(internal),
+                        pooled,
+                        tainted: Default::default(),
+                    };
+                }
+                Err(e) => last_error = e,
+            }
+        }
+        panic!("the gateway did not start three times; last: {last_error}");
+    }
+
+    fn spawn_gateway(redis: &Redis, opts: &Opts, secret: &str, internal: &str) -> Starting {
+        let mut args: Vec<String> = [
+            "--listen",
+            "127.0.0.1:0",
+            "--internal-listen",
+            internal,
+            "--internal-secret",
+            secret,
+            "--store",
+            "redis",
+            "--redis-url",
+            &redis.url_arg(),
+            "--redis-mode",
+            redis.mode_arg(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend(opts.args_for(&flags_of(GATEWAY_BIN)));
+        Starting::spawn(
+            "gateway",
+            GATEWAY_BIN,
+            &args,
+            &opts.envs,
+            &["listening", "internal"],
+        )
+    }
+
+    fn spawn_relay(
+        index: usize,
+        redis: &Redis,
+        opts: &Opts,
+        secret: &str,
+        gateway_internal: &str,
+    ) -> Starting {
+        let node_id = format!("relay{index}-{}", unique_suffix());
+        let mut args: Vec<String> = [
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--node-id",
+            &node_id,
+            "--internal-secret",
+            secret,
+            "--gateway-url",
+            &format!("http://{gateway_internal}"),
+            "--redis-url",
+            &redis.url_arg(),
+            "--redis-mode",
+            redis.mode_arg(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        // A drain closes every socket over this window; tests that drain want it short.
+        if !opts.has("--drain-window-ms") {
+            args.extend(["--drain-window-ms".to_string(), "300".to_string()]);
+        }
+        args.extend(opts.args_for(&flags_of(RELAY_BIN)));
+        Starting::spawn(
+            &format!("relay {index}"),
+            RELAY_BIN,
+            &args,
+            &opts.envs,
+            &["listening", "admin"],
+        )
+    }
+
+    /// Starts one more relay over the same Redis and gateway (a cluster env only); it becomes
+    /// node index `node_count()` before the call.
+    pub async fn add_relay(&mut self, opts: &Opts) -> usize {
+        let redis = self.redis.as_ref().expect("add_relay needs a cluster env");
+        let internal = self.gateway_internal.clone().expect("a gateway");
+        let index = self.nodes.len();
+        let relay = Env::spawn_relay(index, redis, opts, &self.secret, &internal)
+            .ready()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        self.nodes.push(relay);
+        index
+    }
+
+    /// The topology of this env.
+    pub fn topology(&self) -> Topology {
+        self.topology
+    }
+
+    /// True when nodes are separate relays over Redis.
+    pub fn is_cluster(&self) -> bool {
+        self.topology.is_cluster()
+    }
+
+    /// The number of distinct WebSocket processes.
     pub fn node_count(&self) -> usize {
         self.nodes.len()
     }
 
-    /// The server behind node index `node`.
+    /// The process behind node index `node` (a relay, or the all-in-one process).
     pub fn server(&mut self, node: usize) -> &mut Server {
         let n = self.nodes.len();
         &mut self.nodes[node % n]
+    }
+
+    /// Whether node indexes `a` and `b` are served by the same process.
+    pub fn same_process(&self, a: usize, b: usize) -> bool {
+        a % self.nodes.len() == b % self.nodes.len()
     }
 
     /// `ws://127.0.0.1:PORT/ws` of node `node`.
@@ -253,8 +768,180 @@ impl Env {
         format!("ws://{}/ws", self.nodes[node % self.nodes.len()].addr())
     }
 
-    /// `http://127.0.0.1:PORT` of node `node` (no trailing slash).
+    /// The HTTP base URL (no trailing slash) for the directory, the room API, the web client
+    /// and `/ping`: the all-in-one process, or the gateway's public listener in a cluster.
     pub fn http_url(&self, node: usize) -> String {
+        match &self.gateway {
+            Some(gateway) => format!("http://{}", gateway.addr()),
+            None => format!("http://{}", self.nodes[node % self.nodes.len()].addr()),
+        }
+    }
+
+    /// The HTTP base URL of node `node`'s own listener (a relay serves `/ping` and `/ws`).
+    pub fn node_http_url(&self, node: usize) -> String {
         format!("http://{}", self.nodes[node % self.nodes.len()].addr())
+    }
+
+    /// The admin base URL of relay `node` (`/healthz`, `/readyz`, `/metrics`), in a cluster.
+    pub fn admin_url(&self, node: usize) -> Option<String> {
+        self.nodes[node % self.nodes.len()]
+            .addr_of("admin")
+            .map(|a| format!("http://{a}"))
+    }
+
+    /// The gateway process (cluster topologies).
+    pub fn gateway(&mut self) -> Option<&mut Server> {
+        self.gateway.as_mut()
+    }
+
+    /// The Redis (cluster topologies). A Redis Cluster a test has touched is not reused.
+    pub fn redis(&self) -> Option<&Redis> {
+        self.tainted.set(true);
+        self.redis.as_ref()
+    }
+
+    /// The Redis, mutably (to stop and restart it).
+    pub fn redis_mut(&mut self) -> Option<&mut Redis> {
+        self.tainted.set(true);
+        self.redis.as_mut()
+    }
+
+    /// Every process of ours: the nodes, then the gateway.
+    pub fn processes(&self) -> Vec<&Server> {
+        self.nodes.iter().chain(self.gateway.iter()).collect()
+    }
+
+    /// SIGTERM to every process still running (relays first, then the gateway), waiting for
+    /// each to exit; returns `(label, status)` for each. All logs are collected afterwards.
+    pub async fn terminate_all(&mut self) -> Vec<(String, ExitStatus)> {
+        let mut out = Vec::new();
+        for server in self.nodes.iter_mut().chain(self.gateway.iter_mut()) {
+            if server.is_running() {
+                let status = server.terminate().await;
+                out.push((server.label().to_string(), status));
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        // Every process of ours is gone (killed and reaped) before Redis is reused or stopped.
+        self.nodes.clear();
+        self.gateway = None;
+        if let Some(Redis::Cluster(cluster)) = self.redis.take() {
+            if self.pooled && !self.tainted.get() && !std::thread::panicking() {
+                cluster_pool::checkin(cluster);
+            }
+        }
+    }
+}
+
+/// Reused Redis Clusters for the `redis-cluster` topology.
+///
+/// A new cluster costs about 3 s of wall time (a master refuses to turn `cluster_state:ok`
+/// within 2 s of its start, and `redis-cli --cluster create` waits in steps of a second), which
+/// over 200 tests would dominate the run. So a test takes a cluster from this pool for its
+/// sole use and gives it back when it ends; a test that touched Redis itself (faults, slot
+/// migrations, dumps) or failed does not give it back. At checkout every client connection of
+/// the previous user is waited out (so nothing it sent can still land), then every master is
+/// flushed (`FLUSHALL`, `SCRIPT FLUSH`) and the cluster must be `ok` with the original three
+/// masters: each test starts on an empty cluster of its own, as with a fresh one. At most
+/// one cluster per concurrently running test is ever started. The clusters left in the pool
+/// are killed when the test binary exits (an `atexit` handler).
+mod cluster_pool {
+    use std::sync::{Mutex, Once};
+    use std::time::Duration;
+
+    use store::testing::RedisCluster;
+
+    /// How long the previous user's connections may take to close.
+    const QUIESCE: Duration = Duration::from_secs(10);
+
+    static POOL: Mutex<Vec<RedisCluster>> = Mutex::new(Vec::new());
+    static AT_EXIT: Once = Once::new();
+
+    extern "C" {
+        fn atexit(callback: extern "C" fn()) -> std::os::raw::c_int;
+    }
+
+    /// Kills the pooled clusters when the test binary exits.
+    extern "C" fn reap() {
+        let _ = std::panic::catch_unwind(|| {
+            if let Ok(mut pool) = POOL.try_lock() {
+                pool.clear();
+            }
+        });
+    }
+
+    /// A clean cluster for one test.
+    pub async fn checkout() -> RedisCluster {
+        AT_EXIT.call_once(|| {
+            // SAFETY: registers a plain function that never unwinds (it catches panics).
+            let rc = unsafe { atexit(reap) };
+            assert_eq!(rc, 0, "atexit failed");
+        });
+        loop {
+            let pooled = POOL.lock().unwrap_or_else(|e| e.into_inner()).pop();
+            let Some(cluster) = pooled else {
+                return RedisCluster::start()
+                    .await
+                    .unwrap_or_else(|e| panic!("start a Redis Cluster: {e}"));
+            };
+            match reset(&cluster).await {
+                Ok(()) => return cluster,
+                Err(e) => eprintln!("a pooled Redis Cluster was dropped: {e}"),
+            }
+        }
+    }
+
+    /// Gives a cluster back for the next test.
+    pub fn checkin(cluster: RedisCluster) {
+        POOL.lock().unwrap_or_else(|e| e.into_inner()).push(cluster);
+    }
+
+    fn text(v: redis::Value) -> String {
+        match v {
+            redis::Value::BulkString(b) => String::from_utf8_lossy(&b).into_owned(),
+            redis::Value::SimpleString(s) => s,
+            redis::Value::VerbatimString { text, .. } => text,
+            other => format!("{other:?}"),
+        }
+    }
+
+    async fn reset(cluster: &RedisCluster) -> Result<(), String> {
+        for node in &cluster.nodes {
+            let deadline = tokio::time::Instant::now() + QUIESCE;
+            loop {
+                // Our own INFO connection is the only client once the last user's are gone.
+                let info = node
+                    .command(&["INFO", "clients"])
+                    .await
+                    .map_err(|e| e.to_string())
+                    .map(text)?;
+                let clients = info
+                    .lines()
+                    .find_map(|l| l.strip_prefix("connected_clients:"))
+                    .and_then(|n| n.trim().parse::<u64>().ok())
+                    .ok_or_else(|| format!("no connected_clients in {info}"))?;
+                if clients <= 1 {
+                    break;
+                }
+                if tokio::time::Instant::now() > deadline {
+                    return Err(format!(
+                        "{} still has {clients} clients after {QUIESCE:?}",
+                        node.addr()
+                    ));
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        for node in &cluster.nodes {
+            for cmd in [&["FLUSHALL"][..], &["SCRIPT", "FLUSH"][..]] {
+                node.command(cmd).await.map_err(|e| e.to_string())?;
+            }
+        }
+        cluster.wait_ok().await.map_err(|e| e.to_string())
     }
 }
