@@ -1,0 +1,146 @@
+{{/* Chart name. */}}
+{{- define "arthas.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Release-qualified name, short enough for "-gateway-internal" suffixes. */}}
+{{- define "arthas.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 45 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 45 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 45 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "arthas.relay.fullname" -}}{{ include "arthas.fullname" . }}-relay{{- end -}}
+{{- define "arthas.gateway.fullname" -}}{{ include "arthas.fullname" . }}-gateway{{- end -}}
+{{- define "arthas.gateway.internalName" -}}{{ include "arthas.fullname" . }}-gateway-internal{{- end -}}
+
+{{- define "arthas.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "arthas.labels" -}}
+helm.sh/chart: {{ include "arthas.chart" . }}
+app.kubernetes.io/name: {{ include "arthas.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: arthas
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* Selector labels of one component: (dict "ctx" $ "component" "relay"). */}}
+{{- define "arthas.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "arthas.name" .ctx }}
+app.kubernetes.io/instance: {{ .ctx.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{- define "arthas.componentLabels" -}}
+{{ include "arthas.labels" .ctx }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{- define "arthas.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "arthas.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "arthas.image" -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The Secret holding the internal and ticket secrets. */}}
+{{- define "arthas.secretName" -}}
+{{- default (printf "%s-secrets" (include "arthas.fullname" .)) .Values.secrets.existingSecret -}}
+{{- end -}}
+
+{{/* The Secret and key holding the Redis URL. */}}
+{{- define "arthas.redisSecretName" -}}
+{{- if .Values.redis.existingSecret -}}
+{{- .Values.redis.existingSecret -}}
+{{- else -}}
+{{- printf "%s-redis" (include "arthas.fullname" .) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Relay terminationGracePeriodSeconds: explicit, or preStop + grace + 10 s. */}}
+{{- define "arthas.relay.terminationGrace" -}}
+{{- $r := .Values.relay -}}
+{{- $grace := div (add $r.shutdownGraceMs 999) 1000 -}}
+{{- $min := add $r.preStopSleepSeconds $grace -}}
+{{- if gt (int $r.terminationGracePeriodSeconds) 0 -}}
+{{- if le (int $r.terminationGracePeriodSeconds) (int $min) -}}
+{{- fail (printf "relay.terminationGracePeriodSeconds (%d) must exceed relay.preStopSleepSeconds + relay.shutdownGraceMs/1000 (%d)" (int $r.terminationGracePeriodSeconds) (int $min)) -}}
+{{- end -}}
+{{- $r.terminationGracePeriodSeconds -}}
+{{- else -}}
+{{- add $min 10 -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Default topology spread: nodes, then zones, never blocking scheduling. */}}
+{{- define "arthas.topologySpread" -}}
+{{- $selector := include "arthas.selectorLabels" (dict "ctx" .ctx "component" .component) | fromYaml -}}
+{{- if .constraints }}
+{{- range .constraints }}
+-{{- toYaml (merge (dict) . (dict "labelSelector" (dict "matchLabels" $selector))) | nindent 2 }}
+{{- end }}
+{{- else }}
+- maxSkew: 1
+  topologyKey: kubernetes.io/hostname
+  whenUnsatisfiable: ScheduleAnyway
+  labelSelector:
+    matchLabels:
+      {{- toYaml $selector | nindent 6 }}
+- maxSkew: 1
+  topologyKey: topology.kubernetes.io/zone
+  whenUnsatisfiable: ScheduleAnyway
+  labelSelector:
+    matchLabels:
+      {{- toYaml $selector | nindent 6 }}
+{{- end }}
+{{- end -}}
+
+{{/* Environment shared by both components: Redis, logs, edge. */}}
+{{- define "arthas.commonEnv" -}}
+- name: ARTHAS_REDIS_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "arthas.redisSecretName" . }}
+      key: {{ .Values.redis.existingSecretKey }}
+- name: ARTHAS_INTERNAL_SECRET
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "arthas.secretName" . }}
+      key: {{ .Values.secrets.internalSecretKey }}
+{{- end -}}
+
+{{/* Redis settings (not the URL: that is in a Secret). */}}
+{{- define "arthas.redisConfig" -}}
+ARTHAS_REDIS_MODE: {{ .Values.redis.mode | quote }}
+ARTHAS_REDIS_POOL_SIZE: {{ .Values.redis.poolSize | int64 | quote }}
+ARTHAS_REDIS_COMMAND_TIMEOUT_MS: {{ .Values.redis.commandTimeoutMs | int64 | quote }}
+ARTHAS_REDIS_PUBLISH_TIMEOUT_MS: {{ .Values.redis.publishTimeoutMs | int64 | quote }}
+ARTHAS_EXPIRED_ROOM_GRACE_SECS: {{ .Values.redis.expiredRoomGraceSecs | int64 | quote }}
+{{- end -}}
+
+{{- define "arthas.logConfig" -}}
+ARTHAS_LOG: {{ .Values.log.level | quote }}
+ARTHAS_LOG_FORMAT: {{ .Values.log.format | quote }}
+{{- end -}}
