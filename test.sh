@@ -9,8 +9,12 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --all-features -- -D warnings
 cargo test --workspace --all-features
 
-# The web client: the browser tests start the all-in-one binary built above.
+# The web client: the browser tests start the binaries built above; the
+# conversation runs again on a cluster (Redis, a gateway, two relays), each
+# browser on its own relay.
 if [ ! -d web/node_modules/playwright-core ]; then
   npm ci --prefix web --no-audit --no-fund
 fi
-ARTHAS_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/arthas" npm test --prefix web
+export ARTHAS_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/arthas"
+npm test --prefix web
+(cd web && ARTHAS_WEB_CLUSTER=1 node --test tests/browser/conversation.test.mjs)

@@ -3,6 +3,9 @@
 // serverUrls(n) gives n base URLs for n browser contexts:
 //   - ARTHAS_URLS="http://a:1,http://b:2": use already running relays (a cluster),
 //     handed out round-robin; nothing is started or stopped here;
+//   - ARTHAS_WEB_CLUSTER=1: a cluster is started for the test (a redis-server,
+//     the `gateway` and n `relay` binaries next to the arthas binary), and each
+//     context gets its own relay: the page and its socket come from that relay;
 //   - otherwise one server is started and every context gets its URL.
 // startServer() starts one arthas binary: ARTHAS_BIN, else target/debug/arthas,
 // else target/release/arthas (relative to the repository root). With
@@ -10,7 +13,10 @@
 // Node stand-in used only while developing the client).
 
 import { spawn } from 'node:child_process';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -54,8 +60,8 @@ export function serverCommand() {
  * Resolves to {url, port, stop(), exited, stderr()} once it printed
  * `listening on http://127.0.0.1:PORT`.
  */
-export function startServer({ args = [], listen = '127.0.0.1:0', env = {} } = {}) {
-  const { cmd, pre } = serverCommand();
+export function startServer({ args = [], listen = '127.0.0.1:0', env = {}, bin = null, expect = [] } = {}) {
+  const { cmd, pre } = bin ? { cmd: bin, pre: [] } : serverCommand();
   const child = spawn(cmd, [...pre, '--listen', listen, ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, ARTHAS_LOG: process.env.ARTHAS_LOG || 'warn', ...env },
@@ -76,8 +82,8 @@ export function startServer({ args = [], listen = '127.0.0.1:0', env = {} } = {}
     }, 30_000);
     child.stdout.on('data', (d) => {
       out += d;
-      const m = out.match(/listening on (http:\/\/[^\s]+)/);
-      if (m) {
+      const m = out.match(/listening on (http:\/\/[^\s]+)\n/);
+      if (m && expect.every((re) => re.test(out))) {
         clearTimeout(timer);
         const url = m[1].replace(/\/$/, '');
         resolve({
@@ -85,6 +91,7 @@ export function startServer({ args = [], listen = '127.0.0.1:0', env = {} } = {}
           port: Number(new URL(url).port),
           exited,
           stderr: () => stderr,
+          stdout: () => out,
           async stop() {
             if (child.exitCode !== null || child.signalCode !== null) return exited;
             child.kill('SIGTERM');
@@ -103,11 +110,102 @@ export function startServer({ args = [], listen = '127.0.0.1:0', env = {} } = {}
   });
 }
 
+/** A free loopback TCP port (for redis-server, which cannot report one). */
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/** Starts redis-server on a free port; resolves once it answers PING. */
+async function startRedis() {
+  const port = await freePort();
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'arthas-web-redis-'));
+  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+  let out = '';
+  await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`redis-server did not start: ${out}`)), 15_000);
+    child.stdout.on('data', (d) => {
+      out += d;
+      if (out.includes('Ready to accept connections')) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`redis-server exited with ${code}: ${out}`));
+    });
+  });
+  return {
+    url: `redis://127.0.0.1:${port}`,
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) {
+        const done = new Promise((r) => child.once('exit', r));
+        child.kill('SIGTERM');
+        await done;
+      }
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Redis, a gateway and `n` relays; resolves to the relays' base URLs. */
+export async function startCluster(n = 2) {
+  const dir = path.dirname(serverCommand().cmd);
+  const redis = await startRedis();
+  const env = { ARTHAS_INTERNAL_SECRET: crypto.randomBytes(18).toString('base64url'), ARTHAS_REDIS_URL: redis.url };
+  const started = [];
+  try {
+    const gateway = await startServer({
+      bin: path.join(dir, 'gateway'),
+      args: ['--internal-listen', '127.0.0.1:0'],
+      env,
+      expect: [/internal on http:\/\/\S+\n/],
+    });
+    started.push(gateway);
+    const internal = gateway.stdout().match(/internal on (http:\/\/[^\s]+)/);
+    if (!internal) throw new Error(`gateway did not report its internal address: ${gateway.stdout()}`);
+    for (let i = 0; i < n; i++) {
+      started.push(await startServer({
+        bin: path.join(dir, 'relay'),
+        args: ['--admin-listen', '127.0.0.1:0', '--gateway-url', internal[1]],
+        env,
+      }));
+    }
+  } catch (e) {
+    await Promise.all(started.map((s) => s.stop()));
+    await redis.stop();
+    throw e;
+  }
+  const relays = started.slice(1);
+  return {
+    urls: relays.map((r) => r.url),
+    servers: started,
+    async stop() {
+      await Promise.all(started.map((s) => s.stop()));
+      await redis.stop();
+    },
+  };
+}
+
 /** n base URLs (one per browser context) and a stop() for what was started. */
 export async function serverUrls(n = 2, options = {}) {
   const external = (process.env.ARTHAS_URLS || '').split(',').map((s) => s.trim().replace(/\/$/, '')).filter(Boolean);
   if (external.length) {
     return { urls: Array.from({ length: n }, (_, i) => external[i % external.length]), servers: [], stop: async () => {} };
+  }
+  if (process.env.ARTHAS_WEB_CLUSTER === '1') {
+    return startCluster(n);
   }
   const server = await startServer(options);
   return { urls: Array.from({ length: n }, () => server.url), servers: [server], stop: () => server.stop() };
