@@ -39,7 +39,23 @@ if [ "${#need[@]}" -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
-"$PYTHON" -m pip install -q --root-user-action=ignore -r helm/test/requirements.txt
+# pip only when a pinned version is missing (a no-op pip run still takes seconds).
+if ! "$PYTHON" - helm/test/requirements.txt <<'PY'
+import importlib.metadata as md, sys
+for line in open(sys.argv[1]):
+    spec = line.split("#")[0].strip()
+    if spec:
+        name, version = spec.split("==")
+        try:
+            ok = md.version(name) == version
+        except md.PackageNotFoundError:
+            ok = False
+        if not ok:
+            sys.exit(1)
+PY
+then
+  "$PYTHON" -m pip install -q --root-user-action=ignore -r helm/test/requirements.txt
+fi
 echo "installed in $(elapsed "$t0")"
 
 t=$(now)
