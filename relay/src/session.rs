@@ -98,6 +98,14 @@ impl Session {
         publish(&self.relay, room, target, frame).await
     }
 
+    /// Publishes `frame` to every member of `room` but this one.
+    async fn to_others(&self, room: &LocalRoom, frame: Bytes) -> Result<(), Reject> {
+        let target = Target::Room {
+            except: Some(self.id),
+        };
+        self.publish(room, target, frame).await
+    }
+
     /// Handles one client message (any WebSocket data frame).
     pub async fn handle(&mut self, frame: &[u8]) {
         let envelope = match client::decode(frame) {
@@ -208,15 +216,7 @@ impl Session {
         self.enter_room(joined, request.name).await?;
         let room = self.in_room()?;
         // Best effort: the joiner is in; a bus failure only hides the notice.
-        let _ = self
-            .publish(
-                &room,
-                Target::Room {
-                    except: Some(self.id),
-                },
-                member_joined,
-            )
-            .await;
+        let _ = self.to_others(&room, member_joined).await;
         tracing::info!(room = %room_id, member = %self.id, "member joined");
         Ok(())
     }
@@ -371,15 +371,7 @@ impl Session {
                         transfer_id: &transfer_id,
                     },
                 );
-                let _ = self
-                    .publish(
-                        &room,
-                        Target::Room {
-                            except: Some(self.id),
-                        },
-                        frame,
-                    )
-                    .await;
+                let _ = self.to_others(&room, frame).await;
             }
         }
         self.leave_room().await;
@@ -410,14 +402,7 @@ impl Session {
         self.check_chat_rate()?;
         let now = store::unix_millis();
         let frame = self.relayed(kind::RELAY_MESSAGE, &message, now);
-        self.publish(
-            &room,
-            Target::Room {
-                except: Some(self.id),
-            },
-            frame,
-        )
-        .await?;
+        self.to_others(&room, frame).await?;
         if room.listed {
             if let Err(e) = self.relay.store.count_activity(&room.id, now).await {
                 tracing::debug!(room = %room.id, error = %e, "activity not counted");
@@ -442,14 +427,7 @@ impl Session {
         let room = self.in_room()?;
         let reaction = Sealed::parse_reaction(data)?;
         let frame = self.relayed(kind::RELAY_REACTION, &reaction, store::unix_millis());
-        self.publish(
-            &room,
-            Target::Room {
-                except: Some(self.id),
-            },
-            frame,
-        )
-        .await
+        self.to_others(&room, frame).await
     }
 
     async fn typing(&mut self, data: &ValueRef<'_>) -> Result<(), Reject> {
@@ -464,14 +442,7 @@ impl Session {
                 ciphertext: typing.ciphertext,
             },
         );
-        self.publish(
-            &room,
-            Target::Room {
-                except: Some(self.id),
-            },
-            frame,
-        )
-        .await
+        self.to_others(&room, frame).await
     }
 
     async fn file_meta(&mut self, data: &ValueRef<'_>) -> Result<(), Reject> {
@@ -493,14 +464,7 @@ impl Session {
             },
             meta.ciphertext.len() + meta.transfer_id.len(),
         );
-        self.publish(
-            &room,
-            Target::Room {
-                except: Some(self.id),
-            },
-            frame,
-        )
-        .await
+        self.to_others(&room, frame).await
     }
 
     fn check_transfer(&self, transfer_id: &str) -> Result<(), Reject> {
@@ -525,14 +489,7 @@ impl Session {
             },
             chunk.data.len() + chunk.iv.len() + chunk.transfer_id.len(),
         );
-        self.publish(
-            &room,
-            Target::Room {
-                except: Some(self.id),
-            },
-            frame,
-        )
-        .await
+        self.to_others(&room, frame).await
     }
 
     /// SendFileComplete (`completed`) and SendFileCancel.
@@ -557,14 +514,7 @@ impl Session {
                 transfer_id: reference.transfer_id,
             },
         );
-        self.publish(
-            &room,
-            Target::Room {
-                except: Some(self.id),
-            },
-            frame,
-        )
-        .await
+        self.to_others(&room, frame).await
     }
 
     /// An ack goes to the transfer's sender only, on whichever relay it is.
