@@ -23,6 +23,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive PIP_DISABLE_PIP_VERSION_CHECK=1
+# Debian's own python3 is "externally managed" (PEP 668): install anyway, as CI does.
+export PIP_BREAK_SYSTEM_PACKAGES=1
 PYTHON="${PYTHON:-python3}"
 
 step() { printf '\n== %s\n' "$*"; }
