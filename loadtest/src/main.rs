@@ -161,17 +161,27 @@ async fn open_room(
     let room_id = created.room_id.to_owned();
     read_until(&mut rx, kind::ROOM_JOINED).await?;
     out.push((rx, tx));
-    for i in 1..members {
-        let (mut rx, mut tx) = connect(&urls[(first + i) % urls.len()]).await?;
-        let name = format!("m{i}");
-        let join = JoinRoom {
-            room_id: &room_id,
-            name: &name,
-            ..Default::default()
-        };
-        send(&mut tx, client::encode(kind::JOIN_ROOM, &join)).await?;
-        read_until(&mut rx, kind::ROOM_JOINED).await?;
-        out.push((rx, tx));
+    // The other members join at once, as a room filling up would.
+    let joins: Vec<_> = (1..members)
+        .map(|i| {
+            let url = urls[(first + i) % urls.len()].clone();
+            let room_id = room_id.clone();
+            tokio::spawn(async move {
+                let (mut rx, mut tx) = connect(&url).await?;
+                let name = format!("m{i}");
+                let join = JoinRoom {
+                    room_id: &room_id,
+                    name: &name,
+                    ..Default::default()
+                };
+                send(&mut tx, client::encode(kind::JOIN_ROOM, &join)).await?;
+                read_until(&mut rx, kind::ROOM_JOINED).await?;
+                Ok::<_, String>((rx, tx))
+            })
+        })
+        .collect();
+    for join in joins {
+        out.push(join.await.map_err(|e| e.to_string())??);
     }
     Ok(out)
 }
