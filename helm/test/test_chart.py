@@ -189,6 +189,9 @@ def test_pods_run_locked_down(name, component):
     assert pod["securityContext"]["runAsUser"] != 0
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
     assert pod["automountServiceAccountToken"] is False
+    # Service links would inject ARTHAS_RELAY_PORT, ARTHAS_GATEWAY_SERVICE_HOST...
+    # for a release named "arthas": the binaries' own variable prefix.
+    assert pod["enableServiceLinks"] is False
     sc = container["securityContext"]
     assert sc["readOnlyRootFilesystem"] is True
     assert sc["allowPrivilegeEscalation"] is False
