@@ -25,7 +25,7 @@ from typing import Any
 
 import msgpack
 import pytest
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from conftest import BIN_DIR, Rendered, binary, render
@@ -242,7 +242,13 @@ class Stack:
         if pending:
             pytest.fail(f"not ready: {pending}\n" + "\n".join(self.procs.log(c)[-2000:] for c in pending))
 
+    def origin(self) -> str | None:
+        """An allowed Origin, when the chart pins them (browsers always send one)."""
+        allowed = [o.strip() for o in self.relay_env["ARTHAS_ALLOWED_ORIGINS"].split(",") if o.strip()]
+        return allowed[0] if allowed else None
+
     def ws(self, **kwargs):
+        kwargs.setdefault("origin", self.origin())
         return connect(f"ws://{LOOPBACK}:{self.relay_ports['ws']}/ws", open_timeout=5, close_timeout=5, **kwargs)
 
     def metrics(self) -> str:
@@ -333,6 +339,7 @@ RUNS = {
     "existing-secret": (False, False),
     "cluster": (True, False),
     "tuned": (False, False),
+    "ingress": (False, False),
 }
 
 
@@ -347,6 +354,11 @@ def test_rendered_deployments_run(name):
             # Gateway liveness (/ping) and readiness (/readyz, Redis) both answer.
             assert http_status(stack.url("gateway", "livenessProbe")) == 200
             assert http_status(stack.url("relay", "livenessProbe")) == 200
+            if stack.origin():
+                # Pinned origins: another web origin is refused (HTTP 403).
+                with pytest.raises(InvalidStatus) as refused:
+                    stack.ws(origin="https://evil.example.net")
+                assert refused.value.response.status_code == 403
             with stack.ws() as alice:
                 chat(stack, alice)
                 check_metrics(stack)
