@@ -42,6 +42,27 @@ impl HttpResponse {
 
 /// Sends one request. `url` is `http://host:port/path?query`.
 pub async fn request(method: &str, url: &str, headers: &[(&str, &str)]) -> HttpResponse {
+    request_with_body(method, url, headers, Vec::new()).await
+}
+
+/// `POST url` with a JSON body.
+pub async fn post_json(url: &str, body: &serde_json::Value) -> HttpResponse {
+    request_with_body(
+        "POST",
+        url,
+        &[("Content-Type", "application/json")],
+        body.to_string().into_bytes(),
+    )
+    .await
+}
+
+/// Sends one request with a body.
+pub async fn request_with_body(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> HttpResponse {
     let rest = url
         .strip_prefix("http://")
         .unwrap_or_else(|| panic!("unsupported url {url}"));
@@ -64,7 +85,7 @@ pub async fn request(method: &str, url: &str, headers: &[(&str, &str)]) -> HttpR
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
-        let req = req.body(Full::new(Bytes::new())).expect("request");
+        let req = req.body(Full::new(Bytes::from(body))).expect("request");
         let resp = sender.send_request(req).await.expect("send request");
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();

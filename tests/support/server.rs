@@ -825,8 +825,38 @@ impl Env {
     }
 }
 
+/// Lines of each process's log shown when a test fails.
+const LOG_TAIL_LINES: usize = 40;
+
 impl Drop for Env {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            // The test failed: show what each process logged (ARTHAS_LOG, default warn); with
+            // ARTHAS_TEST_LOG_DIR set, the whole logs go to files there.
+            let dir = std::env::var_os("ARTHAS_TEST_LOG_DIR");
+            for server in self.nodes.iter().chain(self.gateway.iter()) {
+                let logs = server.stderr();
+                if let Some(dir) = &dir {
+                    let file = std::path::Path::new(dir).join(format!(
+                        "{}-{}.log",
+                        server.pid(),
+                        server.label().replace(' ', "-")
+                    ));
+                    let _ = std::fs::write(&file, &logs);
+                    eprintln!("--- {} logs: {}", server.label(), file.display());
+                }
+                let lines: Vec<&str> = logs.lines().collect();
+                let tail = &lines[lines.len().saturating_sub(LOG_TAIL_LINES)..];
+                eprintln!(
+                    "--- {} (pid {}): last {} of {} log lines\n{}",
+                    server.label(),
+                    server.pid(),
+                    tail.len(),
+                    lines.len(),
+                    tail.join("\n")
+                );
+            }
+        }
         // Every process of ours is gone (killed and reaped) before Redis is reused or stopped.
         self.nodes.clear();
         self.gateway = None;
