@@ -9,6 +9,11 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --all-features -- -D warnings
 cargo test --workspace --all-features
 
+# Deployment: the Helm chart (rendered, linted, schema-validated, and its
+# rendered relay/gateway run against a real redis-server), the Dockerfile,
+# alert rules (promtool) and the dashboard.
+bash deploy/test.sh
+
 # The web client: the browser tests start the binaries built above; the
 # conversation runs again on a cluster (Redis, a gateway, two relays), each
 # browser on its own relay.

@@ -21,12 +21,22 @@ pub fn init_logging(args: &ProcessArgs) {
     }
 }
 
+/// Raises the soft open-files limit to the hard one: every WebSocket is a
+/// descriptor, and container runtimes often start processes at a soft 1024.
+pub fn raise_open_files_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::info!(open_files = limit, "open-files limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-files limit"),
+    }
+}
+
 /// Runs `main` on the configured runtime and maps its result to an exit code.
 pub fn run<F, E>(name: &str, args: &ProcessArgs, main: F) -> ExitCode
 where
     F: Future<Output = Result<(), E>>,
     E: std::fmt::Display,
 {
+    raise_open_files_limit();
     let runtime = match args.worker_threads {
         0 | 1 => tokio::runtime::Builder::new_current_thread()
             .enable_all()

@@ -47,7 +47,12 @@ fn route<B>(request: &Request<B>, relay: &Relay) -> Response<Full<Bytes>> {
         }
         "/readyz" => text(StatusCode::OK, "ready"),
         "/metrics" => {
-            let mut response = Response::new(Full::new(Bytes::from(relay.metrics.render())));
+            let metrics = &relay.metrics;
+            metrics.bus_up.set(i64::from(relay.bus.is_up()));
+            metrics
+                .draining
+                .set(i64::from(relay.shutdown.is_cancelled()));
+            let mut response = Response::new(Full::new(Bytes::from(metrics.render())));
             response.headers_mut().insert(
                 hyper::header::CONTENT_TYPE,
                 hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"),

@@ -89,6 +89,9 @@ impl RelayBuilder {
         authority: Arc<dyn Authority>,
     ) -> Arc<Relay> {
         let _ = self.sink.bus.set(bus.clone());
+        self.metrics
+            .max_connections
+            .set(config.max_connections as i64);
         Arc::new(Relay {
             origins: OriginPolicy::parse(&config.allowed_origins),
             config,

@@ -27,6 +27,14 @@ pub struct Metrics {
     pub closes: IntCounterVec,
     /// Rooms with at least one member on this relay.
     pub local_rooms: IntGauge,
+    /// The configured `--max-connections` (for ratio alerts).
+    pub max_connections: IntGauge,
+    /// WebSocket upgrades refused, by reason (limit, draining, origin).
+    pub connections_rejected: IntCounterVec,
+    /// 1 while the bus (Redis pub/sub) is connected.
+    pub bus_up: IntGauge,
+    /// 1 once the relay drains (readiness is false).
+    pub draining: IntGauge,
 }
 
 impl Metrics {
@@ -74,6 +82,14 @@ impl Metrics {
             ),
             closes: counter_vec("closes_total", "Connections closed, by close code", "code"),
             local_rooms: gauge("local_rooms", "Rooms with members on this relay"),
+            max_connections: gauge("max_connections", "The configured connection limit"),
+            connections_rejected: counter_vec(
+                "connections_rejected_total",
+                "WebSocket upgrades refused, by reason",
+                "reason",
+            ),
+            bus_up: gauge("bus_up", "1 while the bus is connected"),
+            draining: gauge("draining", "1 once the relay drains"),
             registry,
         }
     }

@@ -137,13 +137,28 @@ fn upgrade(mut request: Request<Incoming>, peer: SocketAddr, relay: Arc<Relay>) 
         .get(hyper::header::ORIGIN)
         .and_then(|v| v.to_str().ok());
     if !relay.origins.allows(origin) {
+        relay
+            .metrics
+            .connections_rejected
+            .with_label_values(&["origin"])
+            .inc();
         tracing::warn!(origin = origin.unwrap_or(""), "rejected origin");
         return text(StatusCode::FORBIDDEN, "Forbidden");
     }
     if relay.metrics.connections.get() as usize >= relay.config.max_connections {
+        relay
+            .metrics
+            .connections_rejected
+            .with_label_values(&["limit"])
+            .inc();
         return text(StatusCode::SERVICE_UNAVAILABLE, "too many connections");
     }
     if relay.shutdown.is_cancelled() {
+        relay
+            .metrics
+            .connections_rejected
+            .with_label_values(&["draining"])
+            .inc();
         return text(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
     }
     let ip = client_ip(&request, peer, relay.config.trust_forwarded_for);

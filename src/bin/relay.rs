@@ -137,11 +137,7 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     tracing::info!(%addr, %admin_addr, node = %node_id, "relay listening");
 
     tokio::spawn(relay::admin::serve(admin, relay.clone()));
-    let accept = tokio::spawn(server::serve(
-        listener,
-        relay.clone(),
-        Arc::new(WebClient),
-    ));
+    let accept = tokio::spawn(server::serve(listener, relay.clone(), Arc::new(WebClient)));
     process::termination().await;
     tracing::info!(node = %node_id, "draining: readiness off, closing connections with 1001");
     relay

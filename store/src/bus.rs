@@ -130,6 +130,11 @@ pub trait Bus: Send + Sync + 'static {
     async fn unsubscribe(&self, room_id: &str) -> Result<(), BusError>;
     /// Sends one message to every relay subscribed to the room.
     async fn publish(&self, room_id: &str, message: BusMessage) -> Result<(), BusError>;
+
+    /// Whether the bus is connected now (metrics; a publish may still fail).
+    fn is_up(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]

@@ -474,6 +474,10 @@ impl Drop for RedisEngine {
 
 #[async_trait]
 impl Bus for RedisEngine {
+    fn is_up(&self) -> bool {
+        self.shared.is_up()
+    }
+
     async fn subscribe(&self, room_id: &str) -> Result<(), BusError> {
         match &self.bus {
             BusConn::Standalone(b) => b.subscribe(&self.config, &self.shared, room_id).await,
