@@ -8,6 +8,10 @@ cd "$(dirname "$0")"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --all-features -- -D warnings
 cargo test --workspace --all-features
+# The conformance suite again on a cluster (a gateway and three relays per test, each room's
+# members on different relays), over standalone Redis and over a 3-master Redis Cluster.
+ARTHAS_TEST_TOPOLOGY=redis cargo test --all-features --test conformance -- --test-threads=4
+ARTHAS_TEST_TOPOLOGY=redis-cluster cargo test --all-features --test conformance -- --test-threads=4
 
 # Deployment: the Helm chart (rendered, linted, schema-validated, and its
 # rendered relay/gateway run against a real redis-server), the Dockerfile,
