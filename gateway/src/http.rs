@@ -41,8 +41,6 @@ pub const RATE_WINDOW: Duration = Duration::from_secs(60);
 const BUSY_RETRY_AFTER: Duration = Duration::from_secs(1);
 /// Length of a client-supplied SHA-256 hex password.
 const PASSWORD_HEX_LEN: usize = 64;
-/// Longest room id accepted in a path (ids are 21 characters).
-const MAX_ROOM_ID_BYTES: usize = 64;
 /// The OpenAPI document of the public room API.
 const OPENAPI_JSON: &str = include_str!("openapi.json");
 
@@ -237,12 +235,7 @@ fn refusal(reject: &Reject, retry_after: Duration) -> Response<Full<Bytes>> {
 
 /// A room id from a path segment, or `None` when it cannot be one.
 fn room_id_segment(segment: &str) -> Option<&str> {
-    (!segment.is_empty()
-        && segment.len() <= MAX_ROOM_ID_BYTES
-        && segment
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'))
-    .then_some(segment)
+    protocol::client::is_room_id(segment).then_some(segment)
 }
 
 impl HttpApi {

@@ -180,6 +180,12 @@ impl InternalConfig {
     }
 }
 
+/// A room id from a path segment (percent-decoded), or `None` when it
+/// cannot name a room.
+fn room_id(segment: &str) -> Option<String> {
+    unescape(&segment.replace('+', "%2B")).filter(|id| protocol::client::is_room_id(id))
+}
+
 /// The internal API. Cheap to clone.
 #[derive(Clone)]
 pub struct InternalApi {
@@ -266,10 +272,8 @@ impl InternalApi {
         let segments: Vec<&str> = rest.split('/').collect();
         let route = match segments.as_slice() {
             [""] => Route::Create,
-            ["", id, "password-check"] => Route::PasswordCheck(unescape(&id.replace('+', "%2B"))),
-            ["", id, "ticket-redemptions"] => {
-                Route::TicketRedemption(unescape(&id.replace('+', "%2B")))
-            }
+            ["", id, "password-check"] => Route::PasswordCheck(room_id(id)),
+            ["", id, "ticket-redemptions"] => Route::TicketRedemption(room_id(id)),
             _ => return Problem::new(StatusCode::NOT_FOUND, "no such resource").into_response(),
         };
         if request.method() != Method::POST {

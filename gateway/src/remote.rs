@@ -251,6 +251,9 @@ impl Authority for RemoteGateway {
         password: &str,
         client_ip: IpAddr,
     ) -> Result<(), Reject> {
+        if !protocol::client::is_room_id(room_id) {
+            return Err(protocol::reject::texts::ROOM_NOT_FOUND);
+        }
         let body = wire::PasswordCheck {
             password: password.to_owned(),
             client_ip,
@@ -265,6 +268,9 @@ impl Authority for RemoteGateway {
     }
 
     async fn redeem_ticket(&self, room_id: &str, ticket: &str) -> Result<(), Reject> {
+        if !protocol::client::is_room_id(room_id) {
+            return Err(protocol::reject::texts::INVALID_TICKET);
+        }
         let body = wire::TicketRedemption {
             ticket: ticket.to_owned(),
         };

@@ -36,7 +36,7 @@ const MAC_BYTES: usize = 32;
 /// Fixed header: version, expiresAt, nonce.
 const HEADER_BYTES: usize = 1 + 8 + NONCE_BYTES;
 /// Longest room id a ticket may name (room ids are 21 characters).
-pub const MAX_ROOM_ID_BYTES: usize = 64;
+pub const MAX_ROOM_ID_BYTES: usize = protocol::client::MAX_ROOM_ID_BYTES;
 /// Longest ticket text accepted; longer input is refused before decoding.
 pub const MAX_TICKET_CHARS: usize = (HEADER_BYTES + MAX_ROOM_ID_BYTES + MAC_BYTES) * 4 / 3 + 4;
 /// Shortest secret accepted (bytes).

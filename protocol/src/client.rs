@@ -20,6 +20,20 @@ use crate::value::{int_of, Fields};
 /// The longest display name, in Unicode scalar values ("runes").
 pub const MAX_NAME_RUNES: usize = 20;
 
+/// The longest room id accepted (ours are 21-character NanoIDs).
+pub const MAX_ROOM_ID_BYTES: usize = 64;
+
+/// Whether `id` can name a room: 1..=64 characters of the NanoID alphabet.
+/// Anything else cannot exist, and must never reach a storage key (a `{` or
+/// `}` would change a Redis Cluster hash tag).
+pub fn is_room_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_ROOM_ID_BYTES
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
 /// How deep a client frame may nest; real frames nest 3 levels.
 const MAX_DEPTH: usize = 16;
 

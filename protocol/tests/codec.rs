@@ -200,3 +200,13 @@ fn match_disabled_travels_in_a_0x2b_envelope() {
     assert_eq!((e.code, e.msg), ("M001", "random match is disabled"));
     assert_eq!(ErrorCode::parse("M001"), Some(ErrorCode::MatchDisabled));
 }
+
+#[test]
+fn room_ids_are_nanoid_shaped_and_never_carry_hash_tag_braces() {
+    assert!(client::is_room_id("V1StGXR8_Z5jdHi6B-myT"));
+    assert!(!client::is_room_id(""));
+    assert!(!client::is_room_id("a{b}"));
+    assert!(!client::is_room_id("a b"));
+    assert!(!client::is_room_id(&"a".repeat(65)));
+    assert!(client::is_room_id(&"a".repeat(64)));
+}

@@ -18,7 +18,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use protocol::kind;
 use protocol::member::MemberId;
+use protocol::server::{self, RelayFileRef};
 use store::{Bus, BusError, BusMessage, BusSink, Target};
 
 use crate::metrics::Metrics;
@@ -295,8 +297,11 @@ impl Hub {
     }
 
     /// Closes a room on this relay: queues `frame` (RoomClosed) to every
-    /// local member and forgets them, without MemberLeft. Returns the room
-    /// so the caller can unsubscribe.
+    /// local member and forgets them, without MemberLeft. A local member's
+    /// transfer still active (its relay had not cancelled it yet: another
+    /// relay closed the room first) is cancelled for the local members
+    /// first, so its sender sees the cancel before RoomClosed. Returns the
+    /// room so the caller can unsubscribe.
     pub fn close_local(&self, room_id: &str, frame: &Bytes) -> Option<Arc<LocalRoom>> {
         let room = {
             let mut rooms = self.lock_rooms();
@@ -305,6 +310,21 @@ impl Hub {
             room
         };
         room.closed.store(true, Ordering::Release);
+        for member in room.members().iter() {
+            if member.peer.active_transfer().is_none() {
+                continue;
+            }
+            if let Some(transfer_id) = member.peer.end_transfer(false) {
+                let cancel = server::encode(
+                    kind::RELAY_FILE_CANCEL,
+                    &RelayFileRef {
+                        sender_id: member.id.as_str(),
+                        transfer_id: &transfer_id,
+                    },
+                );
+                self.push_local(&room, &cancel);
+            }
+        }
         self.push_local(&room, frame);
         *room.lock_members() = Arc::from(Vec::new());
         Some(room)

@@ -194,6 +194,9 @@ impl Session {
             return Err(texts::ALREADY_IN_ROOM);
         }
         let request = JoinRoom::parse(data)?;
+        if !client::is_room_id(request.room_id) {
+            return Err(texts::ROOM_NOT_FOUND);
+        }
         let joined = self
             .join_store(
                 request.room_id,
