@@ -8,9 +8,15 @@ use tracing_subscriber::EnvFilter;
 
 use crate::cli::{LogFormat, ProcessArgs};
 
-/// Sets up logging on stderr (`ARTHAS_LOG` filter, default `info`).
+/// The log filter when `ARTHAS_LOG` is not set. The redis client is held at
+/// `error`: while a cluster is unreachable it warns in a tight loop.
+pub const DEFAULT_LOG_FILTER: &str = "info,redis=error";
+
+/// Sets up logging on stderr (`ARTHAS_LOG` filter, default
+/// [`DEFAULT_LOG_FILTER`]).
 pub fn init_logging(args: &ProcessArgs) {
-    let filter = EnvFilter::try_from_env("ARTHAS_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_env("ARTHAS_LOG")
+        .unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use futures_util::stream::{self, StreamExt};
-use redis::cluster::ClusterClientBuilder;
+use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
 use redis::{ProtocolVersion, Value};
 use tokio::sync::{mpsc, watch};
@@ -34,10 +34,52 @@ use crate::room::StoreError;
 /// reconnects); the caller's timeout bounds the total anyway.
 const CLUSTER_CLIENT_RETRIES: u32 = 8;
 
+/// The cluster connection, replaceable. redis-rs 1.8's cluster client can
+/// wedge when every master restarts at once: its slot refresh then fails in
+/// a tight loop ("ClusterConnectionNotFound") and never reconnects. The
+/// supervisor notices subscriptions failing for `cluster_rebuild_after` and
+/// swaps in a fresh connection from the same client (which drops the
+/// wedged one once no request holds it).
+#[derive(Clone)]
+pub(crate) struct SharedCluster {
+    client: Arc<ClusterClient>,
+    conn: Arc<std::sync::RwLock<ClusterConnection>>,
+}
+
+impl SharedCluster {
+    /// The current connection (a cheap handle).
+    pub(crate) fn get(&self) -> ClusterConnection {
+        self.conn.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    async fn open(
+        client: &ClusterClient,
+        config: &RedisConfig,
+    ) -> Result<ClusterConnection, StoreError> {
+        match timeout(
+            config.connect_timeout + config.command_timeout,
+            client.get_async_connection(),
+        )
+        .await
+        {
+            Ok(Ok(conn)) => Ok(conn),
+            Ok(Err(e)) => Err(StoreError(format!("redis cluster: {e}"))),
+            Err(_) => Err(StoreError("redis cluster: no answer in time".into())),
+        }
+    }
+
+    /// Replaces the connection with a fresh one.
+    async fn rebuild(&self, config: &RedisConfig) -> Result<(), StoreError> {
+        let fresh = Self::open(&self.client, config).await?;
+        *self.conn.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+        Ok(())
+    }
+}
+
 /// The cluster bus connection.
 pub(crate) struct ClusterBus {
     /// The cluster client's routing connection (shared with store commands).
-    conn: ClusterConnection,
+    conn: SharedCluster,
 }
 
 impl ClusterBus {
@@ -49,7 +91,7 @@ impl ClusterBus {
         shared: Arc<BusShared>,
         events: mpsc::UnboundedReceiver<BusEvent>,
         shutdown: watch::Receiver<bool>,
-    ) -> Result<(ClusterConnection, ClusterBus), StoreError> {
+    ) -> Result<(SharedCluster, ClusterBus), StoreError> {
         let client = ClusterClientBuilder::new(nodes.iter().map(String::as_str))
             .use_protocol(ProtocolVersion::RESP3)
             .push_sender(PushDispatch(shared.clone()))
@@ -60,15 +102,10 @@ impl ClusterBus {
             .max_retry_wait(config.reconnect_backoff_max.as_millis() as u64)
             .build()
             .map_err(|e| StoreError(format!("redis cluster: {e}")))?;
-        let conn = match timeout(
-            config.connect_timeout + config.command_timeout,
-            client.get_async_connection(),
-        )
-        .await
-        {
-            Ok(Ok(conn)) => conn,
-            Ok(Err(e)) => return Err(StoreError(format!("redis cluster: {e}"))),
-            Err(_) => return Err(StoreError("redis cluster: no answer in time".into())),
+        let conn = SharedCluster::open(&client, config).await?;
+        let conn = SharedCluster {
+            client: Arc::new(client),
+            conn: Arc::new(std::sync::RwLock::new(conn)),
         };
         tokio::spawn(supervise(
             conn.clone(),
@@ -88,7 +125,7 @@ impl ClusterBus {
     ) -> Result<(), BusError> {
         let _gate = shared.gate.read().await;
         shared.want(room_id);
-        match ssubscribe(&self.conn, config, room_id).await {
+        match ssubscribe(&self.conn.get(), config, room_id).await {
             Ok(()) => Ok(()),
             Err(e) => {
                 shared.unwant(room_id);
@@ -106,7 +143,7 @@ impl ClusterBus {
     ) -> Result<(), BusError> {
         let _gate = shared.gate.read().await;
         shared.unwant(room_id);
-        match sunsubscribe(&self.conn, config, room_id).await {
+        match sunsubscribe(&self.conn.get(), config, room_id).await {
             Ok(()) => Ok(()),
             Err(e) => {
                 shared.stale().insert(room_id.to_owned());
@@ -122,7 +159,7 @@ impl ClusterBus {
         room_id: &str,
         wire: &[u8],
     ) -> Result<(), BusError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn.get();
         let mut cmd = redis::cmd("SPUBLISH");
         cmd.arg(keys::channel(room_id)).arg(wire);
         match timeout(config.publish_timeout, cmd.query_async::<Value>(&mut conn)).await {
@@ -196,7 +233,7 @@ impl Pending {
 
 /// Resubscribes what the push handler reports lost, one channel per command.
 async fn supervise(
-    conn: ClusterConnection,
+    cluster: SharedCluster,
     config: RedisConfig,
     shared: Arc<BusShared>,
     mut events: mpsc::UnboundedReceiver<BusEvent>,
@@ -214,6 +251,7 @@ async fn supervise(
         let Some(since) = pending.since else { continue };
         shared.set_down();
         let mut delay = config.reconnect_backoff_min;
+        let mut failing_since: Option<Instant> = None;
         let mut done: HashSet<String> = HashSet::new();
         loop {
             while let Ok(event) = events.try_recv() {
@@ -233,6 +271,8 @@ async fn supervise(
             if batch.is_empty() {
                 break;
             }
+            let conn = cluster.get();
+            let attempted = batch.len();
             let results: Vec<(String, Result<(), BusError>)> = stream::iter(batch)
                 .map(|room| {
                     let conn = &conn;
@@ -258,6 +298,23 @@ async fn supervise(
                     }
                 }
             }
+            if failed < attempted {
+                failing_since = None;
+            } else if failing_since.get_or_insert_with(Instant::now).elapsed()
+                >= config.cluster_rebuild_after
+            {
+                // Nothing gets through: the client may be wedged. Start over.
+                match cluster.rebuild(&config).await {
+                    Ok(()) => {
+                        tracing::warn!(
+                            "redis cluster bus: connection rebuilt after failing subscriptions"
+                        );
+                        pending.rooms.extend(shared.rooms().iter().cloned());
+                    }
+                    Err(e) => tracing::warn!(error = %e.0, "redis cluster bus: rebuild failed"),
+                }
+                failing_since = None;
+            }
             if failed > 0 {
                 tracing::warn!(
                     failed,
@@ -274,6 +331,7 @@ async fn supervise(
             // Rooms given up meanwhile must not stay subscribed.
             let _gate = shared.gate.write().await;
             let done: Vec<String> = done.iter().cloned().collect();
+            let conn = cluster.get();
             for room in shared.unwanted(&done) {
                 if sunsubscribe(&conn, &config, &room).await.is_ok() {
                     shared.stale().remove(&room);

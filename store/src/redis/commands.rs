@@ -55,7 +55,7 @@ type Pool = managed::Pool<Connector>;
 /// The command path of a [`super::RedisEngine`].
 pub(crate) enum Commands {
     Standalone(Pool),
-    Cluster(ClusterConnection),
+    Cluster(super::cluster_bus::SharedCluster),
 }
 
 /// One checked-out connection.
@@ -121,7 +121,7 @@ impl Commands {
                 .await
                 .map(Conn::Pooled)
                 .map_err(|e| StoreError(format!("redis connection: {e}"))),
-            Commands::Cluster(c) => Ok(Conn::Cluster(c.clone())),
+            Commands::Cluster(c) => Ok(Conn::Cluster(c.get())),
         }
     }
 

@@ -123,6 +123,10 @@ pub struct RedisConfig {
     pub resubscribe_concurrency: usize,
     /// Most dead relays one sweep handles (the rest wait for the next).
     pub sweep_max_nodes: usize,
+    /// Cluster only: when every resubscription has failed for this long, the
+    /// cluster connection is rebuilt (redis-rs can wedge after all masters
+    /// restart at once).
+    pub cluster_rebuild_after: Duration,
 }
 
 impl Default for RedisConfig {
@@ -141,6 +145,7 @@ impl Default for RedisConfig {
             resubscribe_batch: 500,
             resubscribe_concurrency: 1,
             sweep_max_nodes: 16,
+            cluster_rebuild_after: Duration::from_secs(5),
         }
     }
 }
