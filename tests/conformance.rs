@@ -2,11 +2,18 @@
 //! decisions in CONTRACT.md). Every test starts the real `arthas` binary and talks to it over
 //! real WebSockets and HTTP, with MessagePack encoded by `rmpv` (not by our protocol crate).
 //!
-//! Tests are written against `Env` and spread members over nodes 0, 1, 2: on the single-node
-//! env that is one process; a cluster env will run the same tests across relays.
+//! Tests are written against `Env` and spread members over nodes 0, 1, 2. The topology comes
+//! from `ARTHAS_TEST_TOPOLOGY` (tests/support/server.rs):
+//! - `single` (default): the all-in-one `arthas` binary, memory engine; every node is it.
+//! - `redis`: per test a fresh `redis-server`, a `gateway --store redis` and three `relay`
+//!   processes; node i is relay i % 3, so a room's members sit on different relays.
+//! - `redis-cluster`: the same over a 3-master Redis Cluster (sharded pub/sub); the clusters
+//!   are pooled and flushed between tests (a new one costs ~3 s).
 //!
-//! Run: `cargo test --test conformance` (about 30 s on 2 cores with the default 2 test
-//! threads; most tests wait on sockets, so `-- --test-threads=8` brings it to about 5 s).
+//! Run: `cargo test --test conformance` (single: about 25 s on 2 cores), and
+//! `ARTHAS_TEST_TOPOLOGY=redis cargo test --all-features --test conformance -- --test-threads=4`
+//! (about 25 s), the same with `redis-cluster` (about 30 s). A failing test prints the last
+//! log lines of each of its processes; `ARTHAS_TEST_LOG_DIR=DIR` keeps the whole logs.
 //! Time-based behaviour (pings, expiry, stale transfers, rate windows) runs with short
 //! configured periods; nothing sleeps to synchronise: absence is proven with barriers
 //! (`Client::sync`, or another member's message that must arrive next).
