@@ -723,20 +723,6 @@ impl Env {
         )
     }
 
-    /// Starts one more relay over the same Redis and gateway (a cluster env only); it becomes
-    /// node index `node_count()` before the call.
-    pub async fn add_relay(&mut self, opts: &Opts) -> usize {
-        let redis = self.redis.as_ref().expect("add_relay needs a cluster env");
-        let internal = self.gateway_internal.clone().expect("a gateway");
-        let index = self.nodes.len();
-        let relay = Env::spawn_relay(index, redis, opts, &self.secret, &internal)
-            .ready()
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        self.nodes.push(relay);
-        index
-    }
-
     /// The topology of this env.
     pub fn topology(&self) -> Topology {
         self.topology
