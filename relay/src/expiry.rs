@@ -67,19 +67,22 @@ pub async fn sweep(relay: &Relay) {
 async fn expire(relay: &Relay, room: &Arc<LocalRoom>) {
     tracing::info!(room = %room.id, "room expired");
     for member in room.members().iter() {
-        if member.peer.active_transfer().is_none() {
+        // Published before the transfer is ended here: if another relay's
+        // RoomClosed overtakes us, `Hub::close_local` still finds the
+        // transfer active and cancels it locally first (a duplicate cancel
+        // is harmless; a missing one is not).
+        let Some(transfer_id) = member.peer.active_transfer() else {
             continue;
-        }
-        if let Some(transfer_id) = member.peer.end_transfer(false) {
-            let cancel = server::encode(
-                kind::RELAY_FILE_CANCEL,
-                &RelayFileRef {
-                    sender_id: member.id.as_str(),
-                    transfer_id: &transfer_id,
-                },
-            );
-            let _ = publish(relay, room, Target::Room { except: None }, cancel).await;
-        }
+        };
+        let cancel = server::encode(
+            kind::RELAY_FILE_CANCEL,
+            &RelayFileRef {
+                sender_id: member.id.as_str(),
+                transfer_id: &transfer_id,
+            },
+        );
+        let _ = publish(relay, room, Target::Room { except: None }, cancel).await;
+        member.peer.end_transfer(false);
     }
     let closed = server::encode(kind::ROOM_CLOSED, &RoomClosed { reason: "expired" });
     if publish(relay, room, Target::CloseRoom, closed.clone())
