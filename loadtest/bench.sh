@@ -45,9 +45,8 @@ loadgen() {
 case "$mode" in
   single|idle)
     start arthas "$bin/arthas" --listen "127.0.0.1:$BASE_PORT"
-    extra=()
-    [ "$mode" = idle ] && extra=(--mode idle --duration 5)
-    loadgen --url "ws://127.0.0.1:$BASE_PORT/ws" --pid "${pids[0]}" "${extra[@]}"
+    [ "$mode" = idle ] && RATE=0 DURATION=5
+    loadgen --url "ws://127.0.0.1:$BASE_PORT/ws" --pid "${pids[0]}"
     ;;
   cluster)
     redis_port=$((BASE_PORT + 9))

@@ -389,6 +389,11 @@ async fn main() {
     }
     tokio::time::sleep(Duration::from_secs(args.warmup)).await;
     let (cpu0, _) = sample_all(&args.pid);
+    let per_pid0: Vec<u64> = args
+        .pid
+        .iter()
+        .map(|p| proc_sample(*p).map_or(0, |s| s.0))
+        .collect();
     let (self0, _) = proc_sample(std::process::id()).unwrap_or((0, 0));
     let received0 = stats.received.load(Ordering::Relaxed);
     stats.measuring.store(true, Ordering::Relaxed);
@@ -397,6 +402,14 @@ async fn main() {
     stats.measuring.store(false, Ordering::Relaxed);
     let elapsed = t0.elapsed().as_secs_f64();
     let (cpu1, rss_after) = sample_all(&args.pid);
+    let per_pid_cpu: Vec<f64> = args
+        .pid
+        .iter()
+        .zip(&per_pid0)
+        .map(|(p, c0)| {
+            proc_sample(*p).map_or(0, |s| s.0).saturating_sub(*c0) as f64 / ticks_per_sec
+        })
+        .collect();
     let (self1, _) = proc_sample(std::process::id()).unwrap_or((0, 0));
     let received = stats.received.load(Ordering::Relaxed) - received0;
     // Let in-flight window messages land before counting loss.
@@ -431,6 +444,7 @@ async fn main() {
         "error_frames": stats.errors.load(Ordering::Relaxed),
         "latency_us": { "p50": percentile(&lat, 0.5), "p99": percentile(&lat, 0.99), "max": lat.last().copied().unwrap_or(0) },
         "server_cpu_seconds": cpu_secs,
+        "server_cpu_seconds_by_pid": args.pid.iter().zip(&per_pid_cpu).map(|(p, c)| serde_json::json!({"pid": p, "cpu_seconds": c})).collect::<Vec<_>>(),
         "loadgen_cpu_seconds": (self1 - self0) as f64 / ticks_per_sec,
         "server_cpu_us_per_delivery": if received > 0 { cpu_secs * 1e6 / received as f64 } else { 0.0 },
         "server_rss_kib_before": rss_before,
