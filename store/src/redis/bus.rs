@@ -38,7 +38,7 @@ impl StandaloneBus {
         client: redis::Client,
         config: &RedisConfig,
         shared: Arc<BusShared>,
-        events: mpsc::UnboundedReceiver<BusEvent>,
+        events: mpsc::Receiver<BusEvent>,
         shutdown: watch::Receiver<bool>,
     ) -> Result<StandaloneBus, StoreError> {
         let manager_config = ConnectionManagerConfig::new()
@@ -167,7 +167,7 @@ async fn supervise(
     manager: ConnectionManager,
     config: RedisConfig,
     shared: Arc<BusShared>,
-    mut events: mpsc::UnboundedReceiver<BusEvent>,
+    mut events: mpsc::Receiver<BusEvent>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut probe = tokio::time::interval(config.bus_probe_interval);
@@ -193,8 +193,9 @@ async fn supervise(
         }
         let Some(since) = lost_at else { continue };
         shared.set_down();
-        // Events queued so far are covered by the pass below.
+        // Events queued (or dropped) so far are covered by the pass below.
         while events.try_recv().is_ok() {}
+        shared.take_overflow();
         let mut delay = config.reconnect_backoff_min;
         loop {
             match resubscribe_all(&manager, &config, &shared).await {

@@ -89,7 +89,7 @@ impl ClusterBus {
         nodes: &[String],
         config: &RedisConfig,
         shared: Arc<BusShared>,
-        events: mpsc::UnboundedReceiver<BusEvent>,
+        events: mpsc::Receiver<BusEvent>,
         shutdown: watch::Receiver<bool>,
     ) -> Result<(SharedCluster, ClusterBus), StoreError> {
         let client = ClusterClientBuilder::new(nodes.iter().map(String::as_str))
@@ -236,7 +236,7 @@ async fn supervise(
     cluster: SharedCluster,
     config: RedisConfig,
     shared: Arc<BusShared>,
-    mut events: mpsc::UnboundedReceiver<BusEvent>,
+    mut events: mpsc::Receiver<BusEvent>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut pending = Pending::default();
@@ -256,6 +256,9 @@ async fn supervise(
         loop {
             while let Ok(event) = events.try_recv() {
                 pending.add(event);
+            }
+            if shared.take_overflow() {
+                pending.add(BusEvent::ConnectionLost);
             }
             if std::mem::take(&mut pending.all) {
                 pending.rooms.extend(shared.rooms().iter().cloned());

@@ -192,8 +192,11 @@ pub(crate) struct BusShared {
     delivered: AtomicU64,
     /// Health as published to observers.
     health: watch::Sender<BusHealth>,
-    /// Wakes the supervisor.
-    events: mpsc::UnboundedSender<BusEvent>,
+    /// Wakes the supervisor (bounded; see [`BusShared::report`]).
+    events: mpsc::Sender<BusEvent>,
+    /// Events were dropped because the queue was full: the supervisor must
+    /// treat it as a lost connection and resubscribe every room.
+    events_overflowed: AtomicBool,
     /// Subscribe and unsubscribe commands hold it shared; the supervisor
     /// holds it exclusively while it unsubscribes rooms nobody wants, so it
     /// never undoes a subscription made meanwhile.
@@ -206,8 +209,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl BusShared {
-    fn new() -> (Arc<BusShared>, mpsc::UnboundedReceiver<BusEvent>) {
-        let (events, rx) = mpsc::unbounded_channel();
+    fn new() -> (Arc<BusShared>, mpsc::Receiver<BusEvent>) {
+        let (events, rx) = mpsc::channel(BUS_EVENT_QUEUE);
         let shared = Arc::new(BusShared {
             sink: OnceLock::new(),
             rooms: Mutex::new(HashSet::new()),
@@ -220,6 +223,7 @@ impl BusShared {
                 ..BusHealth::default()
             }),
             events,
+            events_overflowed: AtomicBool::new(false),
             gate: tokio::sync::RwLock::new(()),
         });
         (shared, rx)
@@ -231,6 +235,20 @@ impl BusShared {
 
     pub(crate) fn stale(&self) -> MutexGuard<'_, HashSet<String>> {
         lock(&self.stale)
+    }
+
+    /// Queues an event for the supervisor without blocking; when the queue
+    /// is full the event degrades to "resubscribe everything".
+    fn report(&self, event: BusEvent) {
+        if self.events.try_send(event).is_err() {
+            self.events_overflowed.store(true, Ordering::Release);
+        }
+    }
+
+    /// Whether events were dropped since the last call (then every hosted
+    /// room must be resubscribed).
+    pub(crate) fn take_overflow(&self) -> bool {
+        self.events_overflowed.swap(false, Ordering::AcqRel)
     }
 
     pub(crate) fn is_up(&self) -> bool {
@@ -327,7 +345,7 @@ impl AsyncPushSender for PushDispatch {
             PushKind::Message | PushKind::SMessage => shared.dispatch(info.data),
             PushKind::Disconnection => {
                 shared.set_down();
-                let _ = shared.events.send(BusEvent::ConnectionLost);
+                shared.report(BusEvent::ConnectionLost);
             }
             PushKind::Unsubscribe | PushKind::SUnsubscribe => {
                 // Ours are removed from `rooms` before the command is sent,
@@ -335,9 +353,7 @@ impl AsyncPushSender for PushDispatch {
                 if let Some(Value::BulkString(channel)) = info.data.first() {
                     if let Some(room_id) = keys::room_of_channel(channel) {
                         if shared.rooms().contains(room_id) {
-                            let _ = shared
-                                .events
-                                .send(BusEvent::ChannelDropped(room_id.to_owned()));
+                            shared.report(BusEvent::ChannelDropped(room_id.to_owned()));
                         }
                     }
                 }
@@ -506,6 +522,9 @@ impl Bus for RedisEngine {
         }
     }
 }
+
+/// Supervisor events that may wait (connection losses, dropped channels).
+const BUS_EVENT_QUEUE: usize = 1024;
 
 /// Doubles a backoff delay up to its ceiling.
 pub(crate) fn next_backoff(current: Duration, config: &RedisConfig) -> Duration {
