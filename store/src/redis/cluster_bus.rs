@@ -162,11 +162,23 @@ impl ClusterBus {
         let mut conn = self.conn.get();
         let mut cmd = redis::cmd("SPUBLISH");
         cmd.arg(keys::channel(room_id)).arg(wire);
-        match timeout(config.publish_timeout, cmd.query_async::<Value>(&mut conn)).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(BusError(format!("spublish: {e}"))),
-            Err(_) => Err(BusError("spublish: no answer in time".into())),
-        }
+        let call = cmd.query_async::<Value>(&mut conn);
+        within("spublish", config.publish_timeout, call)
+            .await
+            .map(drop)
+    }
+}
+
+/// Awaits a Redis call within `limit`, naming the call in the error.
+async fn within<T>(
+    what: &str,
+    limit: std::time::Duration,
+    call: impl std::future::Future<Output = redis::RedisResult<T>>,
+) -> Result<T, BusError> {
+    match timeout(limit, call).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(BusError(format!("{what}: {e}"))),
+        Err(_) => Err(BusError(format!("{what}: no answer in time"))),
     }
 }
 
@@ -178,16 +190,8 @@ async fn ssubscribe(
     room_id: &str,
 ) -> Result<(), BusError> {
     let mut conn = conn.clone();
-    match timeout(
-        config.subscribe_timeout,
-        conn.ssubscribe(keys::channel(room_id)),
-    )
-    .await
-    {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(BusError(format!("ssubscribe: {e}"))),
-        Err(_) => Err(BusError("ssubscribe: no answer in time".into())),
-    }
+    let call = conn.ssubscribe(keys::channel(room_id));
+    within("ssubscribe", config.subscribe_timeout, call).await
 }
 
 async fn sunsubscribe(
@@ -196,16 +200,8 @@ async fn sunsubscribe(
     room_id: &str,
 ) -> Result<(), BusError> {
     let mut conn = conn.clone();
-    match timeout(
-        config.subscribe_timeout,
-        conn.sunsubscribe(keys::channel(room_id)),
-    )
-    .await
-    {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(BusError(format!("sunsubscribe: {e}"))),
-        Err(_) => Err(BusError("sunsubscribe: no answer in time".into())),
-    }
+    let call = conn.sunsubscribe(keys::channel(room_id));
+    within("sunsubscribe", config.subscribe_timeout, call).await
 }
 
 /// Rooms waiting to be resubscribed.
