@@ -275,4 +275,10 @@ pub struct ProcessArgs {
     /// Log format on stderr (level: ARTHAS_LOG, e.g. "info" or "trace").
     #[arg(long, env = "ARTHAS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// OTLP/gRPC collector for trace export, e.g. `http://otel-collector:4317` ("" = no export).
+    #[arg(long, env = "ARTHAS_OTLP_ENDPOINT", default_value = "")]
+    pub otlp_endpoint: String,
+    /// service.name of exported spans ("" = the binary's name).
+    #[arg(long, env = "ARTHAS_OTLP_SERVICE_NAME", default_value = "")]
+    pub otlp_service_name: String,
 }

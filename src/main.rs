@@ -34,7 +34,6 @@ struct Config {
 
 fn main() -> ExitCode {
     let config = Config::parse();
-    process::init_logging(&config.process);
     let process_args = config.process.clone();
     process::run("arthas", &process_args, run(config))
 }

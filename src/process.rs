@@ -4,7 +4,16 @@
 use std::future::Future;
 use std::process::ExitCode;
 
-use tracing_subscriber::EnvFilter;
+use std::time::Duration;
+
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::WithExportConfig as _;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use opentelemetry_sdk::Resource;
+use tracing_subscriber::filter::filter_fn;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+use tracing_subscriber::{EnvFilter, Layer as _};
 
 use crate::cli::{LogFormat, ProcessArgs};
 
@@ -12,19 +21,105 @@ use crate::cli::{LogFormat, ProcessArgs};
 /// `error`: while a cluster is unreachable it warns in a tight loop.
 pub const DEFAULT_LOG_FILTER: &str = "info,redis=error";
 
+/// The OTLP trace pipeline, when `--otlp-endpoint` is set. [`run`] shuts it
+/// down (flushing queued spans) after `main` returns.
+#[derive(Default)]
+pub struct Telemetry {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Telemetry {
+    /// Flushes queued spans and stops the exporter (at most a few seconds).
+    /// Blocks: call it on a blocking thread while the runtime still runs,
+    /// since the gRPC channel lives on that runtime.
+    fn shutdown(self) {
+        if let Some(provider) = self.provider {
+            if let Err(e) = provider.shutdown_with_timeout(OTLP_SHUTDOWN_TIMEOUT) {
+                eprintln!("tracing export: shutdown: {e}");
+            }
+        }
+    }
+}
+
+/// How long the final span flush may take on exit.
+const OTLP_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Only spans of our own crates go to the exporter, never events (log
+/// lines): spans exist only for rare operations and carry ids, while log
+/// lines may carry anything. The HTTP/gRPC stack's own spans are excluded,
+/// which also keeps the exporter from tracing itself.
+fn exported(meta: &tracing::Metadata<'_>) -> bool {
+    const CRATES: [&str; 3] = ["arthas_relay", "arthas_gateway", "arthas"];
+    meta.is_span()
+        && CRATES.iter().any(|c| {
+            meta.target()
+                .strip_prefix(c)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
+        })
+}
+
 /// Sets up logging on stderr (`ARTHAS_LOG` filter, default
-/// [`DEFAULT_LOG_FILTER`]).
-pub fn init_logging(args: &ProcessArgs) {
+/// [`DEFAULT_LOG_FILTER`]) and, when `--otlp-endpoint` is set, batch export
+/// of spans over OTLP/gRPC (service name `--otlp-service-name`, else
+/// `name`). Must run inside a Tokio runtime context (the gRPC channel is
+/// created on it); the export itself runs on its own thread, and a full
+/// queue drops spans rather than waiting.
+pub fn init_logging(args: &ProcessArgs, name: &str) -> Telemetry {
     let filter = EnvFilter::try_from_env("ARTHAS_LOG")
         .unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    match args.log_format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
+    let fmt = match args.log_format {
+        LogFormat::Json => fmt.json().boxed(),
+        LogFormat::Text => fmt.boxed(),
+    };
+    let mut telemetry = Telemetry::default();
+    let mut otlp_error = None;
+    let otel = if args.otlp_endpoint.trim().is_empty() {
+        None
+    } else {
+        let service = if args.otlp_service_name.is_empty() {
+            name.to_owned()
+        } else {
+            args.otlp_service_name.clone()
+        };
+        match opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .with_endpoint(args.otlp_endpoint.trim())
+            .build()
+        {
+            Ok(exporter) => {
+                let provider = SdkTracerProvider::builder()
+                    .with_resource(Resource::builder().with_service_name(service).build())
+                    .with_batch_exporter(exporter)
+                    .build();
+                let tracer = provider.tracer(name.to_owned());
+                telemetry.provider = Some(provider);
+                Some(
+                    tracing_opentelemetry::layer()
+                        .with_tracer(tracer)
+                        .with_tracked_inactivity(false)
+                        .with_threads(false)
+                        .with_filter(filter_fn(exported)),
+                )
+            }
+            Err(e) => {
+                otlp_error = Some(e);
+                None
+            }
+        }
+    };
+    tracing_subscriber::registry()
+        .with(fmt.with_filter(filter))
+        .with(otel)
+        .init();
+    if let Some(e) = otlp_error {
+        tracing::error!(error = %e, "tracing export disabled: bad --otlp-endpoint");
+    } else if telemetry.provider.is_some() {
+        tracing::info!(endpoint = %args.otlp_endpoint.trim(), "exporting spans over OTLP/gRPC");
     }
+    telemetry
 }
 
 /// Raises the soft open-files limit to the hard one: every WebSocket is a
@@ -36,13 +131,14 @@ pub fn raise_open_files_limit() {
     }
 }
 
-/// Runs `main` on the configured runtime and maps its result to an exit code.
+/// Starts the configured runtime, sets up logging and tracing export
+/// ([`init_logging`]), runs `main`, flushes the exported spans, and maps
+/// `main`'s result to an exit code.
 pub fn run<F, E>(name: &str, args: &ProcessArgs, main: F) -> ExitCode
 where
     F: Future<Output = Result<(), E>>,
     E: std::fmt::Display,
 {
-    raise_open_files_limit();
     let runtime = match args.worker_threads {
         0 | 1 => tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -59,7 +155,19 @@ where
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(main) {
+    let telemetry = {
+        let _context = runtime.enter();
+        init_logging(args, name)
+    };
+    raise_open_files_limit();
+    let result = runtime.block_on(async {
+        let result = main.await;
+        // The flush blocks, and the exporter's channel needs this runtime
+        // running meanwhile (it may be single-threaded).
+        let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
+        result
+    });
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "{name} stopped");

@@ -25,6 +25,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use protocol::reject::texts;
 use protocol::{ErrorCode, Reject};
 use serde::{Deserialize, Serialize};
+use tracing::Instrument as _;
 
 use crate::hub::{self, HubStats};
 use crate::problem::Problem;
@@ -270,12 +271,26 @@ impl HttpApi {
         &self.inner.config
     }
 
-    /// Answers one request from `peer` (the TCP peer address).
+    /// Answers one request from `peer` (the TCP peer address). API routes
+    /// are traced (method, route template, status); the web client's
+    /// files, `/ping` and the health probes are not.
     pub async fn handle(
         &self,
         request: Request<Incoming>,
         peer: SocketAddr,
     ) -> Response<Full<Bytes>> {
+        match route_template(request.uri().path()) {
+            Some(route) => {
+                let span = request_span(request.method(), route);
+                let response = self.route(request, peer).instrument(span.clone()).await;
+                span.record("http.response.status_code", response.status().as_u16());
+                response
+            }
+            None => self.route(request, peer).await,
+        }
+    }
+
+    async fn route(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
         let path = request.uri().path().to_owned();
         let method = request.method().clone();
         match path.as_str() {
@@ -566,6 +581,45 @@ impl HttpApi {
             Err(reject) => refusal(&reject, BUSY_RETRY_AFTER),
         }
     }
+}
+
+/// The route template of a traced API path (`None`: not traced).
+fn route_template(path: &str) -> Option<&'static str> {
+    match path {
+        "/api/hub" => Some("/api/hub"),
+        "/api/hub/stats" => Some("/api/hub/stats"),
+        "/openapi.json" => Some("/openapi.json"),
+        "/v1/rooms" => Some("/v1/rooms"),
+        _ => {
+            let rest = path.strip_prefix("/v1/")?;
+            Some(match rest.split('/').collect::<Vec<_>>().as_slice() {
+                ["rooms", _] => "/v1/rooms/{roomId}",
+                ["rooms", _, "tickets"] => "/v1/rooms/{roomId}/tickets",
+                _ => "/v1/*",
+            })
+        }
+    }
+}
+
+/// The span of one traced HTTP request: method and route template now, the
+/// status once answered. Nothing from the body, the query or the headers.
+pub(crate) fn request_span(method: &Method, route: &'static str) -> tracing::Span {
+    let method = match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        _ => "_OTHER",
+    };
+    tracing::info_span!(
+        "http_request",
+        http.request.method = method,
+        http.route = route,
+        http.response.status_code = tracing::field::Empty,
+    )
 }
 
 #[cfg(test)]

@@ -25,6 +25,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use protocol::Reject;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+use tracing::Instrument as _;
 
 use crate::hub::unescape;
 use crate::problem::Problem;
@@ -255,12 +256,30 @@ impl InternalApi {
         presented.ct_eq(expected).into()
     }
 
-    /// Answers one request from a relay.
+    /// Answers one request from a relay, traced (method, route template,
+    /// status).
     pub async fn handle(
         &self,
         request: Request<Incoming>,
         peer: SocketAddr,
     ) -> Response<Full<Bytes>> {
+        let path = request.uri().path();
+        let route = if path == PREFIX {
+            "/internal/v1/rooms"
+        } else if path.ends_with("/password-check") {
+            "/internal/v1/rooms/{roomId}/password-check"
+        } else if path.ends_with("/ticket-redemptions") {
+            "/internal/v1/rooms/{roomId}/ticket-redemptions"
+        } else {
+            "/internal/*"
+        };
+        let span = crate::http::request_span(request.method(), route);
+        let response = self.route(request, peer).instrument(span.clone()).await;
+        span.record("http.response.status_code", response.status().as_u16());
+        response
+    }
+
+    async fn route(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
         if !self.authorized(&request) {
             tracing::warn!(%peer, "internal API request refused: bad credentials");
             return unauthorized();

@@ -366,7 +366,9 @@ impl Gateway {
 
     /// Checks a join password for a room that has one. Order: wrong-guess
     /// limits (E004), room exists (E001), argon2id verify (E006). A wrong
-    /// guess counts against the room and the client IP.
+    /// guess counts against the room and the client IP. Traced with the
+    /// room id only.
+    #[tracing::instrument(name = "check_password", skip_all, fields(room = %room_id))]
     pub async fn check_password(
         &self,
         room_id: &str,

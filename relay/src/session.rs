@@ -25,6 +25,7 @@ use protocol::server::{
 };
 use protocol::{kind, Reject};
 use store::{BusMessage, JoinError, Joined, MemberRecord, Target};
+use tracing::Instrument as _;
 
 use crate::hub::{LocalMember, LocalRoom, Peer};
 use crate::Relay;
@@ -149,6 +150,12 @@ impl Session {
         }
     }
 
+    /// Traced (a rare operation): the room id and member id only.
+    #[tracing::instrument(
+        name = "create_room",
+        skip_all,
+        fields(room = tracing::field::Empty, member = %self.id)
+    )]
     async fn create_room(&mut self, data: &ValueRef<'_>) -> Result<(), Reject> {
         if self.current_room().is_some() {
             return Err(texts::ALREADY_IN_ROOM);
@@ -171,6 +178,7 @@ impl Session {
             })
             .await?;
         let room_id = created.room.id.clone();
+        tracing::Span::current().record("room", room_id.as_str());
         let joined = self
             .join_store(&room_id, request.name, true, "", "")
             .await?;
@@ -189,6 +197,12 @@ impl Session {
         Ok(())
     }
 
+    /// Traced (a rare operation): the room id and member id only.
+    #[tracing::instrument(
+        name = "join_room",
+        skip_all,
+        fields(room = tracing::field::Empty, member = %self.id)
+    )]
     async fn join_room(&mut self, data: &ValueRef<'_>) -> Result<(), Reject> {
         if self.current_room().is_some() {
             return Err(texts::ALREADY_IN_ROOM);
@@ -197,6 +211,7 @@ impl Session {
         if !client::is_room_id(request.room_id) {
             return Err(texts::ROOM_NOT_FOUND);
         }
+        tracing::Span::current().record("room", request.room_id);
         let joined = self
             .join_store(
                 request.room_id,
@@ -336,27 +351,33 @@ impl Session {
             return;
         };
         self.room = None;
-        let relay = &self.relay;
-        relay.hub.leave(relay.bus.as_ref(), &room, self.id).await;
-        match relay.store.leave(&room.id, self.id).await {
-            Ok(left) if left.was_member && !left.destroyed => {
-                let frame = server::encode(
-                    kind::MEMBER_LEFT,
-                    &MemberLeft {
-                        id: self.id.as_str(),
-                    },
-                );
-                let _ = self
-                    .publish(&room, Target::Room { except: None }, frame)
-                    .await;
-            }
-            Ok(left) => {
-                if left.destroyed {
-                    tracing::info!(room = %room.id, "room destroyed: last member left");
+        // Traced (a rare operation): the room id and member id only.
+        let span = tracing::info_span!("leave_room", room = %room.id, member = %self.id);
+        async {
+            let relay = &self.relay;
+            relay.hub.leave(relay.bus.as_ref(), &room, self.id).await;
+            match relay.store.leave(&room.id, self.id).await {
+                Ok(left) if left.was_member && !left.destroyed => {
+                    let frame = server::encode(
+                        kind::MEMBER_LEFT,
+                        &MemberLeft {
+                            id: self.id.as_str(),
+                        },
+                    );
+                    let _ = self
+                        .publish(&room, Target::Room { except: None }, frame)
+                        .await;
                 }
+                Ok(left) => {
+                    if left.destroyed {
+                        tracing::info!(room = %room.id, "room destroyed: last member left");
+                    }
+                }
+                Err(e) => tracing::warn!(room = %room.id, error = %e, "leave not recorded"),
             }
-            Err(e) => tracing::warn!(room = %room.id, error = %e, "leave not recorded"),
         }
+        .instrument(span)
+        .await
     }
 
     /// The connection ended: an active transfer is cancelled for the others

@@ -144,7 +144,6 @@ async fn run(config: Config) -> Result<(), String> {
 
 fn main() -> ExitCode {
     let config = Config::parse();
-    process::init_logging(&config.process);
     let process_args = config.process.clone();
     process::run("gateway", &process_args, run(config))
 }

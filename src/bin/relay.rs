@@ -63,7 +63,6 @@ struct Config {
 
 fn main() -> ExitCode {
     let config = Config::parse();
-    process::init_logging(&config.process);
     let process_args = config.process.clone();
     process::run("relay", &process_args, run(config))
 }

@@ -143,4 +143,6 @@ ARTHAS_EXPIRED_ROOM_GRACE_SECS: {{ .Values.redis.expiredRoomGraceSecs | int64 | 
 {{- define "arthas.logConfig" -}}
 ARTHAS_LOG: {{ .Values.log.level | quote }}
 ARTHAS_LOG_FORMAT: {{ .Values.log.format | quote }}
+ARTHAS_OTLP_ENDPOINT: {{ .Values.tracing.otlpEndpoint | quote }}
+ARTHAS_OTLP_SERVICE_NAME: {{ .Values.tracing.otlpServiceName | quote }}
 {{- end -}}
