@@ -198,16 +198,19 @@ impl GatewayArgs {
 /// Redis topology.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum RedisModeArg {
-    /// One server (or a Sentinel-managed primary): PUBLISH/SUBSCRIBE.
+    /// One server: PUBLISH/SUBSCRIBE.
     Standalone,
     /// Redis Cluster 7+: sharded pub/sub (SPUBLISH/SSUBSCRIBE).
     Cluster,
+    /// A primary under Redis Sentinel: the URL lists the sentinels; commands
+    /// and the bus follow the primary they name across failovers.
+    Sentinel,
 }
 
 /// Where the cluster's shared state lives.
 #[derive(Debug, Clone, Args)]
 pub struct RedisArgs {
-    /// Redis URL (`redis://host:port`); for a cluster, comma-separated seed nodes.
+    /// Redis URL (`redis://host:port`); for a cluster, comma-separated seed nodes; for sentinel, comma-separated sentinels (`redis://host:26379,...`).
     #[arg(
         long,
         env = "ARTHAS_REDIS_URL",
@@ -217,6 +220,9 @@ pub struct RedisArgs {
     /// Redis topology.
     #[arg(long, env = "ARTHAS_REDIS_MODE", value_enum, default_value_t = RedisModeArg::Standalone)]
     pub redis_mode: RedisModeArg,
+    /// Name the sentinels monitor the primary under (`--redis-mode sentinel`).
+    #[arg(long, env = "ARTHAS_REDIS_SENTINEL_MASTER", default_value = "mymaster")]
+    pub redis_sentinel_master: String,
     /// Connections in the Redis command pool.
     #[arg(long, env = "ARTHAS_REDIS_POOL_SIZE", default_value_t = 4)]
     pub redis_pool_size: usize,
@@ -234,18 +240,22 @@ pub struct RedisArgs {
 impl RedisArgs {
     /// Connects the engine (fails fast if Redis does not answer now).
     pub async fn connect(&self) -> Result<Arc<RedisEngine>, StoreError> {
+        let list = || -> Vec<String> {
+            self.redis_url
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect()
+        };
         let mode = match self.redis_mode {
             RedisModeArg::Standalone => RedisMode::Standalone {
                 url: self.redis_url.clone(),
             },
-            RedisModeArg::Cluster => RedisMode::Cluster {
-                nodes: self
-                    .redis_url
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_owned)
-                    .collect(),
+            RedisModeArg::Cluster => RedisMode::Cluster { nodes: list() },
+            RedisModeArg::Sentinel => RedisMode::Sentinel {
+                sentinels: list(),
+                master_name: self.redis_sentinel_master.clone(),
             },
         };
         let config = RedisConfig {

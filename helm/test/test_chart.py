@@ -84,7 +84,7 @@ def test_default_render_has_the_expected_objects():
 @pytest.mark.parametrize(
     "values, message",
     [
-        ({"redis": {"mode": "sentinel"}}, "mode"),
+        ({"redis": {"mode": "replicated"}}, "mode"),
         ({"redis": {"url": "http://redis:6379"}}, "url"),
         ({"relay": {"limits": {"maxConnections": 0}}}, "maxConnections"),
         ({"relay": {"limits": {"maxConections": 10}}}, "maxConections"),

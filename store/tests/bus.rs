@@ -240,7 +240,7 @@ async fn delivery_resumes_in_every_room_after_the_pubsub_connection_is_killed(f:
     let killed = match &f.backend {
         Backend::Standalone(s) => s.kill_pubsub_clients().await,
         Backend::Cluster(c) => c.kill_pubsub_clients().await,
-        Backend::Memory(_) => unreachable!(),
+        Backend::Memory(_) | Backend::Sentinel(_) => unreachable!(),
     }
     .expect("CLIENT KILL");
     assert!(killed >= 1, "the receiver's pub/sub connection was killed");
@@ -355,7 +355,7 @@ async fn no_ciphertext_is_stored_after_a_chat(f: Fixture) {
     let dump = match &f.backend {
         Backend::Standalone(s) => s.dump().await,
         Backend::Cluster(c) => c.dump().await,
-        Backend::Memory(_) => unreachable!(),
+        Backend::Memory(_) | Backend::Sentinel(_) => unreachable!(),
     }
     .expect("dump");
     let everything: Vec<u8> = dump

@@ -1,5 +1,6 @@
 //! The `RoomStore` contract: one body per behaviour, run against the memory
-//! engine, a real standalone Redis and a real 3-master Redis Cluster.
+//! engine, a real standalone Redis, a real 3-master Redis Cluster and a
+//! master + replica under three sentinels.
 
 mod common;
 
@@ -485,6 +486,14 @@ macro_rules! contract {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     super::$name(super::Fixture::cluster().await).await
+                }
+            )*
+        }
+        mod sentinel {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Fixture::sentinel().await).await
                 }
             )*
         }

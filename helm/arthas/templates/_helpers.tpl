@@ -134,6 +134,7 @@ app.kubernetes.io/component: {{ .component }}
 {{/* Redis settings (not the URL: that is in a Secret). */}}
 {{- define "arthas.redisConfig" -}}
 ARTHAS_REDIS_MODE: {{ .Values.redis.mode | quote }}
+ARTHAS_REDIS_SENTINEL_MASTER: {{ .Values.redis.sentinelMaster | quote }}
 ARTHAS_REDIS_POOL_SIZE: {{ .Values.redis.poolSize | int64 | quote }}
 ARTHAS_REDIS_COMMAND_TIMEOUT_MS: {{ .Values.redis.commandTimeoutMs | int64 | quote }}
 ARTHAS_REDIS_PUBLISH_TIMEOUT_MS: {{ .Values.redis.publishTimeoutMs | int64 | quote }}

@@ -94,7 +94,7 @@ impl ClusterBus {
     ) -> Result<(SharedCluster, ClusterBus), StoreError> {
         let client = ClusterClientBuilder::new(nodes.iter().map(String::as_str))
             .use_protocol(ProtocolVersion::RESP3)
-            .push_sender(PushDispatch(shared.clone()))
+            .push_sender(PushDispatch::new(shared.clone()))
             .connection_timeout(config.connect_timeout)
             .response_timeout(config.command_timeout)
             .retries(CLUSTER_CLIENT_RETRIES)

@@ -10,9 +10,11 @@
 //! manager PINGs every connection on every checkout, which doubles the round
 //! trips of a join. Ours hands a connection back as it is and discards it
 //! when a command on it fails with a connection error, so the next checkout
-//! makes a fresh one.
+//! makes a fresh one (also after READONLY, a master demoted by a Sentinel
+//! failover).
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool::managed::{self, Metrics, RecycleResult};
@@ -20,12 +22,23 @@ use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, FromRedisValue, Pipeline, RedisError, RedisFuture, ScriptInvocation, Value};
 
+use super::sentinel::MasterLocator;
 use crate::room::StoreError;
 
-/// Opens multiplexed connections to one standalone Redis.
+/// Where the pool's connections go.
+pub(crate) enum Target {
+    /// One server.
+    Fixed(redis::Client),
+    /// Whatever master the sentinels name when a connection is opened: after
+    /// a failover, new connections reach the new master.
+    Sentinel(Arc<MasterLocator>),
+}
+
+/// Opens multiplexed connections to one standalone Redis (or the current
+/// Sentinel master).
 pub(crate) struct Connector {
     /// The server to connect to.
-    client: redis::Client,
+    target: Target,
     /// Connect and response timeouts of each connection.
     config: redis::AsyncConnectionConfig,
 }
@@ -35,7 +48,11 @@ impl managed::Manager for Connector {
     type Error = RedisError;
 
     async fn create(&self) -> Result<MultiplexedConnection, RedisError> {
-        self.client
+        let client = match &self.target {
+            Target::Fixed(client) => client.clone(),
+            Target::Sentinel(locator) => locator.master().await?,
+        };
+        client
             .get_multiplexed_async_connection_with_config(&self.config)
             .await
     }
@@ -95,7 +112,7 @@ impl ConnectionLike for Conn {
 impl Commands {
     /// A pool for a standalone server; connects lazily.
     pub(crate) fn standalone(
-        client: redis::Client,
+        target: Target,
         connection: redis::AsyncConnectionConfig,
         pool_size: usize,
         timeout: Duration,
@@ -104,7 +121,7 @@ impl Commands {
         config.timeouts.wait = Some(timeout);
         config.timeouts.create = Some(timeout);
         let pool = managed::Pool::builder(Connector {
-            client,
+            target,
             config: connection,
         })
         .config(config)
@@ -138,7 +155,13 @@ impl Commands {
             match result {
                 Ok(v) => Ok(v),
                 Err(e) => {
-                    if e.is_io_error() || e.is_connection_dropped() || e.is_unrecoverable_error() {
+                    // READONLY: a master demoted by a failover; the next
+                    // connection asks the sentinels again.
+                    if e.is_io_error()
+                        || e.is_connection_dropped()
+                        || e.is_unrecoverable_error()
+                        || e.code() == Some("READONLY")
+                    {
                         if let Conn::Pooled(obj) = conn {
                             drop(managed::Object::take(obj));
                         }

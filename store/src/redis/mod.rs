@@ -45,6 +45,13 @@
 //! every hosted room again so a failed automatic resubscription cannot
 //! silence one.
 //!
+//! Sentinel ([`RedisMode::Sentinel`]): the same bus and command pool, aimed
+//! at the master the sentinels name (`sentinel`). Pool connections ask the
+//! sentinels when they are opened and are discarded on a connection error or
+//! READONLY; the bus supervisor follows a failover (after a loss, and on a
+//! periodic check) by rebuilding its connection against the new master and
+//! resubscribing every hosted room.
+//!
 //! Cluster ([`cluster_bus`]): the cluster client keeps one RESP3 connection
 //! per shard for commands and SSUBSCRIBE/SPUBLISH. Two redis-rs bugs are
 //! worked around (see `CRATES.md`): after a reconnect the client resubscribes
@@ -58,6 +65,7 @@ pub mod cluster_bus;
 mod commands;
 pub mod keys;
 mod scripts;
+mod sentinel;
 mod store;
 
 use std::collections::HashSet;
@@ -78,13 +86,21 @@ use commands::Commands;
 /// Where Redis is.
 #[derive(Debug, Clone)]
 pub enum RedisMode {
-    /// One server (or a Sentinel-managed primary behind one address):
+    /// One server (or a primary behind one stable address):
     /// `redis://[user:pass@]host:port[/db]`, `rediss://` for TLS when the
     /// crate is built with TLS support.
     Standalone { url: String },
     /// A Redis Cluster (7+, sharded pub/sub): any subset of its nodes as
     /// `redis://host:port`; the rest is discovered.
     Cluster { nodes: Vec<String> },
+    /// A primary with replicas under Redis Sentinel: the sentinels'
+    /// addresses (`redis://host:26379`) and the name they monitor the
+    /// primary under. Connections go to whatever master the sentinels name;
+    /// after a failover the command pool and the bus follow it.
+    Sentinel {
+        sentinels: Vec<String>,
+        master_name: String,
+    },
 }
 
 /// Named limits of the Redis engines.
@@ -127,6 +143,12 @@ pub struct RedisConfig {
     /// cluster connection is rebuilt (redis-rs can wedge after all masters
     /// restart at once).
     pub cluster_rebuild_after: Duration,
+    /// Sentinel only: how often the bus asks the sentinels which server is
+    /// master, to follow a failover it was not disconnected by.
+    pub sentinel_check_interval: Duration,
+    /// Sentinel only: longest one master lookup may take (asking the
+    /// sentinels, then `ROLE` on the master they name).
+    pub sentinel_lookup_timeout: Duration,
 }
 
 impl Default for RedisConfig {
@@ -146,6 +168,8 @@ impl Default for RedisConfig {
             resubscribe_concurrency: 1,
             sweep_max_nodes: 16,
             cluster_rebuild_after: Duration::from_secs(5),
+            sentinel_check_interval: Duration::from_secs(1),
+            sentinel_lookup_timeout: Duration::from_secs(2),
         }
     }
 }
@@ -336,11 +360,39 @@ impl BusShared {
 
 /// The push sender given to the Redis client: runs on the client's push
 /// task, so it must never block.
-pub(crate) struct PushDispatch(pub(crate) Arc<BusShared>);
+pub(crate) struct PushDispatch {
+    shared: Arc<BusShared>,
+    /// Cleared when its connection is replaced (a Sentinel failover): a
+    /// retired connection's pushes (messages relayed by a demoted master, its
+    /// disconnection) are ignored.
+    live: Arc<AtomicBool>,
+}
+
+impl PushDispatch {
+    /// A sender for the engine's whole life.
+    pub(crate) fn new(shared: Arc<BusShared>) -> PushDispatch {
+        PushDispatch::retirable(shared).0
+    }
+
+    /// A sender and the flag that retires it.
+    pub(crate) fn retirable(shared: Arc<BusShared>) -> (PushDispatch, Arc<AtomicBool>) {
+        let live = Arc::new(AtomicBool::new(true));
+        (
+            PushDispatch {
+                shared,
+                live: live.clone(),
+            },
+            live,
+        )
+    }
+}
 
 impl AsyncPushSender for PushDispatch {
     fn send(&self, info: PushInfo) -> Result<(), SendError> {
-        let shared = &self.0;
+        if !self.live.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let shared = &self.shared;
         match info.kind {
             PushKind::Message | PushKind::SMessage => shared.dispatch(info.data),
             PushKind::Disconnection => {
@@ -408,7 +460,7 @@ impl RedisEngine {
                     .set_connection_timeout(Some(config.connect_timeout))
                     .set_response_timeout(Some(config.command_timeout));
                 let commands = Commands::standalone(
-                    client,
+                    commands::Target::Fixed(client),
                     connection,
                     config.pool_size,
                     config.command_timeout,
@@ -418,7 +470,39 @@ impl RedisEngine {
                 )
                 .map_err(|e| StoreError(format!("redis url: {e}")))?;
                 let bus = bus::StandaloneBus::connect(
-                    pubsub_client,
+                    bus::BusTarget::Fixed(pubsub_client),
+                    &config,
+                    shared.clone(),
+                    events,
+                    shutdown_rx,
+                )
+                .await?;
+                (commands, BusConn::Standalone(bus))
+            }
+            RedisMode::Sentinel {
+                sentinels,
+                master_name,
+            } => {
+                let locator = |protocol| {
+                    sentinel::MasterLocator::new(
+                        &sentinels,
+                        &master_name,
+                        protocol,
+                        config.sentinel_lookup_timeout,
+                    )
+                    .map(Arc::new)
+                };
+                let connection = redis::AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(config.connect_timeout))
+                    .set_response_timeout(Some(config.command_timeout));
+                let commands = Commands::standalone(
+                    commands::Target::Sentinel(locator(ProtocolVersion::RESP2)?),
+                    connection,
+                    config.pool_size,
+                    config.command_timeout,
+                )?;
+                let bus = bus::StandaloneBus::connect(
+                    bus::BusTarget::Sentinel(locator(ProtocolVersion::RESP3)?),
                     &config,
                     shared.clone(),
                     events,

@@ -1,5 +1,6 @@
 //! What the store's tests share: one fixture per engine (memory, a real
-//! standalone Redis, a real 3-master cluster) and small builders.
+//! standalone Redis, a real 3-master cluster, a master + replica under three
+//! sentinels) and small builders.
 
 #![allow(dead_code)]
 
@@ -8,7 +9,7 @@ use std::time::Duration;
 
 use arthas_store::memory::{MemoryEngine, MemoryLimits};
 use arthas_store::redis::{RedisConfig, RedisEngine, RedisMode};
-use arthas_store::testing::{RedisCluster, RedisServer};
+use arthas_store::testing::{RedisCluster, RedisSentinel, RedisServer, SENTINEL_MASTER};
 use arthas_store::{MemberRecord, NewRoom, RoomRecord, RoomStore};
 use protocol::member::MemberId;
 
@@ -35,6 +36,7 @@ pub enum Backend {
     Memory(Arc<MemoryEngine>),
     Standalone(RedisServer),
     Cluster(RedisCluster),
+    Sentinel(RedisSentinel),
 }
 
 pub struct Fixture {
@@ -60,11 +62,21 @@ impl Fixture {
         }
     }
 
+    pub async fn sentinel() -> Fixture {
+        Fixture {
+            backend: Backend::Sentinel(RedisSentinel::start().await.expect("sentinels start")),
+        }
+    }
+
     pub fn mode(&self) -> Option<RedisMode> {
         match &self.backend {
             Backend::Memory(_) => None,
             Backend::Standalone(s) => Some(RedisMode::Standalone { url: s.url() }),
             Backend::Cluster(c) => Some(RedisMode::Cluster { nodes: c.urls() }),
+            Backend::Sentinel(s) => Some(RedisMode::Sentinel {
+                sentinels: s.urls(),
+                master_name: SENTINEL_MASTER.to_owned(),
+            }),
         }
     }
 
