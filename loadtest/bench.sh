@@ -8,7 +8,9 @@
 #
 # Knobs (env): ROOMS (600), MEMBERS (10), RATE (0.9 msg/s per member),
 # DURATION (20 s), PAYLOAD (256 bytes), BASE_PORT (17000); SKIP_BUILD=1 uses
-# the release binaries already built.
+# the release binaries already built; LOADGEN_ARGS adds generator flags, e.g.
+# LOADGEN_ARGS="--mode churn" for join throughput (members leave and re-join
+# on open connections).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode="${1:-single}"
@@ -39,7 +41,7 @@ start() {
 
 loadgen() {
   "$bin/arthas-loadgen" --rooms "$ROOMS" --members "$MEMBERS" --rate "$RATE" \
-    --duration "$DURATION" --payload "$PAYLOAD" "$@"
+    --duration "$DURATION" --payload "$PAYLOAD" "$@" ${LOADGEN_ARGS:-}
 }
 
 case "$mode" in

@@ -29,8 +29,13 @@ use tokio::sync::mpsc;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Mode {
+    /// Every member sends `--rate` messages per second.
     Chat,
+    /// Members join and sit (memory per connection).
     Idle,
+    /// Members 1.. of every room leave and re-join it in a loop, on their
+    /// open connections: the server's join throughput, handshakes excluded.
+    Churn,
 }
 
 #[derive(Debug, Parser)]
@@ -142,12 +147,11 @@ async fn send(tx: &mut Writer, bytes: Vec<u8>) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
-/// Opens a room's members and joins them; returns their halves.
-async fn open_room(
-    urls: &[String],
-    first: usize,
-    members: usize,
-) -> Result<Vec<(Reader, Writer)>, String> {
+/// A room's id and its members' socket halves.
+type OpenRoom = (String, Vec<(Reader, Writer)>);
+
+/// Opens a room's members and joins them.
+async fn open_room(urls: &[String], first: usize, members: usize) -> Result<OpenRoom, String> {
     let mut out = Vec::with_capacity(members);
     let (mut rx, mut tx) = connect(&urls[first % urls.len()]).await?;
     let create = CreateRoom {
@@ -183,7 +187,42 @@ async fn open_room(
     for join in joins {
         out.push(join.await.map_err(|e| e.to_string())??);
     }
-    Ok(out)
+    Ok((room_id, out))
+}
+
+/// Leaves and re-joins `room_id` until `stop`, counting completed joins.
+async fn churn(
+    mut rx: Reader,
+    mut tx: Writer,
+    room_id: String,
+    name: String,
+    stop: Instant,
+    joins: Arc<AtomicU64>,
+) {
+    while Instant::now() < stop {
+        let join = JoinRoom {
+            room_id: &room_id,
+            name: &name,
+            ..Default::default()
+        };
+        let leave = client::encode(kind::LEAVE_ROOM, &serde_json::json!({}));
+        if send(&mut tx, leave).await.is_err()
+            || send(&mut tx, client::encode(kind::JOIN_ROOM, &join))
+                .await
+                .is_err()
+        {
+            return;
+        }
+        match read_until(&mut rx, kind::ROOM_JOINED).await {
+            Ok(_) => {
+                joins.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                eprintln!("churn: {e}");
+                return;
+            }
+        }
+    }
 }
 
 fn now_micros(start: Instant) -> u64 {
@@ -352,7 +391,7 @@ async fn main() {
             Err(e) => eprintln!("join task failed: {e}"),
         }
     }
-    let joined = rooms.iter().map(Vec::len).sum::<usize>();
+    let joined = rooms.iter().map(|(_, m)| m.len()).sum::<usize>();
     let join_secs = start.elapsed().as_secs_f64();
     eprintln!(
         "{joined} members in {} rooms joined in {join_secs:.1}s",
@@ -367,8 +406,28 @@ async fn main() {
     let stop = Instant::now() + Duration::from_secs(args.warmup + args.duration);
     let mut tasks = Vec::new();
     let mut i = 0u64;
-    for room in rooms {
-        for (rx, tx) in room {
+    let churned = Arc::new(AtomicU64::new(0));
+    let mut creators = Vec::new();
+    for (room_id, members) in rooms {
+        for (k, (rx, tx)) in members.into_iter().enumerate() {
+            if args.mode == Mode::Churn {
+                if k == 0 {
+                    // The creator stays, so the room never empties.
+                    creators.push((rx, tx));
+                } else {
+                    let name = format!("c{k}");
+                    let joins = churned.clone();
+                    tasks.push(tokio::spawn(churn(
+                        rx,
+                        tx,
+                        room_id.clone(),
+                        name,
+                        stop,
+                        joins,
+                    )));
+                }
+                continue;
+            }
             let (pong_tx, pong_rx) = mpsc::channel(4);
             let phase = Duration::from_secs_f64(if rate > 0.0 {
                 (i as f64 * 0.618_034 % 1.0) / rate
@@ -396,6 +455,7 @@ async fn main() {
         .collect();
     let (self0, _) = proc_sample(std::process::id()).unwrap_or((0, 0));
     let received0 = stats.received.load(Ordering::Relaxed);
+    let churned0 = churned.load(Ordering::Relaxed);
     stats.measuring.store(true, Ordering::Relaxed);
     let t0 = Instant::now();
     tokio::time::sleep(Duration::from_secs(args.duration)).await;
@@ -412,6 +472,7 @@ async fn main() {
         .collect();
     let (self1, _) = proc_sample(std::process::id()).unwrap_or((0, 0));
     let received = stats.received.load(Ordering::Relaxed) - received0;
+    let churned_joins = churned.load(Ordering::Relaxed) - churned0;
     // Let in-flight window messages land before counting loss.
     tokio::time::sleep(Duration::from_secs(2)).await;
 
@@ -433,6 +494,7 @@ async fn main() {
         "members_per_room": args.members,
         "connections": joined,
         "join_seconds": join_secs,
+        "churn_joins_per_second": churned_joins as f64 / elapsed,
         "joins_per_second": joined as f64 / join_secs,
         "rate_per_member": rate,
         "payload_bytes": args.payload,
@@ -458,4 +520,5 @@ async fn main() {
     for t in tasks {
         t.abort();
     }
+    drop(creators);
 }
