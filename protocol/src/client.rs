@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use crate::kind;
 use crate::reject::{texts, Reject};
-use crate::value::{int_of, Fields};
+use crate::value::Fields;
 
 /// The longest display name, in Unicode scalar values ("runes").
 pub const MAX_NAME_RUNES: usize = 20;
@@ -369,9 +369,4 @@ impl<'a> TransferRef<'a> {
     pub fn parse_ack(data: &ValueRef<'a>) -> Result<TransferRef<'a>, Reject> {
         TransferRef::parse(data, "invalid file ack data", "missing transferId")
     }
-}
-
-/// Reads any integer the way the reference does (used by tests and fuzzing).
-pub fn any_int(v: &ValueRef<'_>) -> i64 {
-    int_of(v)
 }

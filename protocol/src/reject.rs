@@ -110,7 +110,6 @@ pub mod texts {
     pub const INVALID_FORMAT: Reject = Reject::invalid("invalid message format");
     pub const ALREADY_IN_ROOM: Reject = Reject::invalid("already in a room");
     pub const NOT_IN_ROOM: Reject = Reject::new(ErrorCode::NotInRoom, "not in a room");
-    pub const ROOM_GONE: Reject = Reject::new(ErrorCode::NotInRoom, "room no longer exists");
     pub const ROOM_NOT_FOUND: Reject = Reject::new(ErrorCode::RoomNotFound, "room not found");
     pub const ROOM_EXPIRED: Reject = Reject::new(ErrorCode::RoomExpired, "room has expired");
     pub const ROOM_FULL: Reject = Reject::new(ErrorCode::RoomFull, "room is full");

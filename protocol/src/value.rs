@@ -56,7 +56,7 @@ impl<'v, 'a> Fields<'v, 'a> {
         self.get(key).map(int_of).unwrap_or(0)
     }
 
-    /// Any integer, distinguishing "absent or zero" from a value.
+    /// A msgpack bool; false when missing or of another type.
     pub(crate) fn bool(&self, key: &str) -> bool {
         matches!(self.get(key), Some(ValueRef::Boolean(true)))
     }
@@ -78,7 +78,7 @@ impl<'v, 'a> Fields<'v, 'a> {
 
 /// The reference's "any int" conversion: integers of every width (saturated
 /// into `i64`), everything else 0.
-pub(crate) fn int_of(v: &ValueRef<'_>) -> i64 {
+fn int_of(v: &ValueRef<'_>) -> i64 {
     match v {
         ValueRef::Integer(i) => i
             .as_i64()

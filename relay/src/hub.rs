@@ -340,11 +340,6 @@ impl Hub {
             *subscribed = false;
         }
     }
-
-    /// Whether no room has members on this relay.
-    pub fn is_empty(&self) -> bool {
-        self.lock_rooms().is_empty()
-    }
 }
 
 /// The bus delivers here, synchronously and in each room's order.

@@ -97,11 +97,6 @@ impl FrameReader {
         self.buf.extend_from_slice(bytes);
     }
 
-    /// Whether a frame is half-read (the read deadline applies regardless).
-    pub fn is_idle(&self) -> bool {
-        self.buf.is_empty() && self.partial.is_none()
-    }
-
     /// Returns the next complete event, `None` when more bytes are needed.
     pub fn next_event(&mut self) -> Result<Option<Incoming>, FrameError> {
         loop {
@@ -300,7 +295,7 @@ mod tests {
             r.next_event().unwrap(),
             Some(Incoming::Message(b"hello".to_vec()))
         );
-        assert!(r.is_idle());
+        assert!(r.buf.is_empty() && r.partial.is_none());
         assert_eq!(r.buf.capacity(), 0);
     }
 

@@ -26,7 +26,7 @@ use relay::server;
     about = "Arthas relay: a stateless WebSocket node of the cluster (Redis bus, remote gateway)"
 )]
 struct Config {
-    /// Address for WebSockets (`/ws`) and `/ping`.
+    /// Address for WebSockets (`/ws`), `/ping` and the web client.
     #[arg(long, env = "ARTHAS_LISTEN", default_value = "127.0.0.1:8080")]
     listen: String,
     /// Address for `/healthz`, `/readyz` and `/metrics`.
