@@ -2,7 +2,7 @@
 //! expiring room at the right time (no cross-node coordination).
 //!
 //! On expiry the node cancels its members' active file transfers for
-//! everyone, then publishes RoomClosed as a `CloseRoom` bus message so every
+//! everyone (`TransferEnded`), then publishes RoomClosed as a `CloseRoom` bus message so every
 //! relay clears the room locally (duplicates from several relays are
 //! harmless: the second finds the room gone). Rooms carry the same TTL in
 //! the store.
@@ -67,10 +67,10 @@ pub async fn sweep(relay: &Relay) {
 async fn expire(relay: &Relay, room: &Arc<LocalRoom>) {
     tracing::info!(room = %room.id, "room expired");
     for member in room.members().iter() {
-        // Published before the transfer is ended here: if another relay's
-        // RoomClosed overtakes us, `Hub::close_local` still finds the
-        // transfer active and cancels it locally first (a duplicate cancel
-        // is harmless; a missing one is not).
+        // The transfer ends where the cancel is delivered, in the bus order:
+        // if another relay's CloseRoom overtakes it, `Hub::close_local` finds
+        // the transfer still active and cancels it locally instead, so the
+        // sender's relay cancels exactly once, before RoomClosed.
         let Some(transfer_id) = member.peer.active_transfer() else {
             continue;
         };
@@ -81,8 +81,11 @@ async fn expire(relay: &Relay, room: &Arc<LocalRoom>) {
                 transfer_id: &transfer_id,
             },
         );
-        let _ = publish(relay, room, Target::Room { except: None }, cancel).await;
-        member.peer.end_transfer(false);
+        let target = Target::TransferEnded {
+            sender: member.id,
+            transfer_id,
+        };
+        let _ = publish(relay, room, target, cancel).await;
     }
     let closed = server::encode(kind::ROOM_CLOSED, &RoomClosed { reason: "expired" });
     if publish(relay, room, Target::CloseRoom, closed.clone())

@@ -89,6 +89,17 @@ impl Peer {
         ended
     }
 
+    /// Ends the active transfer if it is `transfer_id` (a later transfer is
+    /// left alone). Returns whether it ended.
+    pub fn end_transfer_if(&self, transfer_id: &str) -> bool {
+        let mut t = self.transfers();
+        let matches = t.active.as_ref().is_some_and(|(id, _)| id == transfer_id);
+        if matches {
+            t.active = None;
+        }
+        matches
+    }
+
     /// Whether an ack for `transfer_id` belongs to this peer.
     fn owns_transfer(&self, transfer_id: &str) -> bool {
         let t = self.transfers();
@@ -371,6 +382,18 @@ impl BusSink for HubSink {
                             hub.metrics.deliveries.inc();
                         }
                     }
+                }
+            }
+            Target::TransferEnded {
+                sender,
+                transfer_id,
+            } => {
+                if let Some(room) = hub.room(room_id) {
+                    if let Some(m) = room.members().iter().find(|m| m.id == sender) {
+                        m.peer.end_transfer_if(&transfer_id);
+                    }
+                    let n = room.push_all(&message.frame, None, &hub.metrics);
+                    hub.metrics.deliveries.inc_by(n);
                 }
             }
             Target::CloseRoom => {

@@ -18,6 +18,14 @@ pub enum Target {
     /// The member whose active or last completed file transfer has this id
     /// (a file ack goes to the transfer's sender only).
     TransferSender { transfer_id: String },
+    /// Every member (the frame is the transfer's FileCancel); the relay
+    /// holding `sender` also ends that transfer if it is still active. The
+    /// transfer ends in the bus order, so exactly one of this message and a
+    /// `CloseRoom` that overtakes it cancels it for the sender's relay.
+    TransferEnded {
+        sender: MemberId,
+        transfer_id: String,
+    },
     /// Every member of the room on every relay must leave it now: the room
     /// expired (`RoomClosed` is the frame). Relays also clear local state.
     CloseRoom,
@@ -36,6 +44,7 @@ const TAG_ROOM_ALL: u8 = 0;
 const TAG_ROOM_EXCEPT: u8 = 1;
 const TAG_TRANSFER: u8 = 2;
 const TAG_CLOSE: u8 = 3;
+const TAG_TRANSFER_ENDED: u8 = 4;
 
 /// A bus payload that is not ours (wrong version, truncated).
 #[derive(Debug, Clone, thiserror::Error)]
@@ -45,7 +54,7 @@ pub struct MalformedBusMessage;
 impl BusMessage {
     /// Serialises for Redis: `version, tag, [target], frame`.
     pub fn to_wire(&self) -> Bytes {
-        let mut out = BytesMut::with_capacity(self.frame.len() + 12);
+        let mut out = BytesMut::with_capacity(self.frame.len() + 16);
         out.put_u8(WIRE_VERSION);
         match &self.target {
             Target::Room { except: None } => out.put_u8(TAG_ROOM_ALL),
@@ -61,6 +70,16 @@ impl BusMessage {
                 out.put_slice(id);
             }
             Target::CloseRoom => out.put_u8(TAG_CLOSE),
+            Target::TransferEnded {
+                sender,
+                transfer_id,
+            } => {
+                out.put_u8(TAG_TRANSFER_ENDED);
+                out.put_slice(sender.as_bytes());
+                // Not cut: the sender's relay compares the whole id.
+                out.put_u32(transfer_id.len() as u32);
+                out.put_slice(transfer_id.as_bytes());
+            }
         }
         out.put_slice(&self.frame);
         out.freeze()
@@ -89,6 +108,21 @@ impl BusMessage {
                 (Target::TransferSender { transfer_id }, 3 + len as usize)
             }
             TAG_CLOSE => (Target::CloseRoom, 2),
+            TAG_TRANSFER_ENDED => {
+                let sender = rest.get(..8).ok_or(MalformedBusMessage)?;
+                let sender = std::str::from_utf8(sender).map_err(|_| MalformedBusMessage)?;
+                let sender = MemberId::parse(sender).ok_or(MalformedBusMessage)?;
+                let len = rest.get(8..12).ok_or(MalformedBusMessage)?;
+                let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
+                let id = rest.get(12..12 + len).ok_or(MalformedBusMessage)?;
+                let transfer_id =
+                    String::from_utf8(id.to_vec()).map_err(|_| MalformedBusMessage)?;
+                let target = Target::TransferEnded {
+                    sender,
+                    transfer_id,
+                };
+                (target, 2 + 12 + len)
+            }
             _ => return Err(MalformedBusMessage),
         };
         Ok(BusMessage {
@@ -153,6 +187,10 @@ mod tests {
                 transfer_id: "t-1".into(),
             },
             Target::CloseRoom,
+            Target::TransferEnded {
+                sender: MemberId::parse("0123abcd").unwrap(),
+                transfer_id: "t".repeat(300),
+            },
         ] {
             let msg = BusMessage {
                 target,
@@ -171,6 +209,8 @@ mod tests {
             b"\x01\x01abc",
             b"\x01\x02\x09ab",
             b"\x01\x09",
+            b"\x01\x040123abcd\x00\x00\x00\x05abc",
+            b"\x01\x040123abcd\x00\x00",
         ] {
             assert!(BusMessage::from_wire(Bytes::copy_from_slice(wire)).is_err());
         }
