@@ -65,6 +65,9 @@ pub struct RelayArgs {
     /// A relay silent this long is dead: its members are removed (MemberLeft), milliseconds.
     #[arg(long, env = "ARTHAS_HEARTBEAT_TTL_MS", default_value_t = 10_000)]
     pub heartbeat_ttl_ms: u64,
+    /// Keep a room subscribed this long after this relay's last member of it left (0 = unsubscribe at once), milliseconds.
+    #[arg(long, env = "ARTHAS_ROOM_LINGER_MS", default_value_t = 5_000)]
+    pub room_linger_ms: u64,
 }
 
 impl RelayArgs {
@@ -89,6 +92,7 @@ impl RelayArgs {
             max_connections: self.max_connections,
             heartbeat_interval: Duration::from_millis(self.heartbeat_interval_ms.max(1)),
             heartbeat_ttl: Duration::from_millis(self.heartbeat_ttl_ms),
+            room_linger: Duration::from_millis(self.room_linger_ms),
         }
     }
 }
@@ -238,8 +242,12 @@ pub struct RedisArgs {
 }
 
 impl RedisArgs {
-    /// Connects the engine (fails fast if Redis does not answer now).
-    pub async fn connect(&self) -> Result<Arc<RedisEngine>, StoreError> {
+    /// Connects the engine (fails fast if Redis does not answer now); a
+    /// relay passes its `--room-linger-ms` as `node_room_linger`.
+    pub async fn connect(
+        &self,
+        node_room_linger: Duration,
+    ) -> Result<Arc<RedisEngine>, StoreError> {
         let list = || -> Vec<String> {
             self.redis_url
                 .split(',')
@@ -263,6 +271,7 @@ impl RedisArgs {
             command_timeout: Duration::from_millis(self.redis_command_timeout_ms),
             publish_timeout: Duration::from_millis(self.redis_publish_timeout_ms),
             expired_room_grace: Duration::from_secs(self.expired_room_grace_secs),
+            node_room_linger,
             ..RedisConfig::default()
         };
         RedisEngine::connect(mode, config).await

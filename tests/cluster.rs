@@ -55,6 +55,7 @@ both_modes!(
     redis_holds_no_ciphertext_iv_or_password,
     gateway_down_keeps_chats_and_refuses_creation_clearly,
     drained_relay_closes_with_1001_and_exits_0,
+    emptied_room_lingers_on_its_relay_then_is_let_go,
 );
 
 /// Chat rate limits out of the way, for tests that send many messages.
@@ -1103,4 +1104,97 @@ async fn drained_relay_closes_with_1001_and_exits_0(topology: Topology) {
     // New connections go to the remaining relays and work.
     let mut fresh = Client::connect(&env.ws_url(1)).await;
     fresh.sync().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Room linger: a relay keeps an emptied room (bus subscription, node room set) for
+// `--room-linger-ms`, then lets it go.
+
+/// The relay's `arthas_relay_local_rooms` gauge.
+async fn local_rooms(env: &Env, node: usize) -> i64 {
+    let url = format!("{}/metrics", env.admin_url(node).expect("a cluster relay"));
+    let body = http::get(&url).await.text();
+    body.lines()
+        .find_map(|l| l.strip_prefix("arthas_relay_local_rooms "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no arthas_relay_local_rooms in {url}"))
+}
+
+/// Whether relay `node`'s room set in Redis (`arthas:node:{relayN-…}:rooms`) holds `room_id`.
+async fn node_room_set_holds(env: &Env, node: usize, room_id: &str) -> bool {
+    let redis = env.redis().expect("Redis");
+    for server in redis.servers() {
+        let pattern = format!("arthas:node:{{relay{node}-*}}:rooms");
+        let keys = match server.command(&["KEYS", &pattern]).await {
+            Ok(redis::Value::Array(keys)) => keys,
+            other => panic!("KEYS {pattern}: {other:?}"),
+        };
+        for key in keys {
+            let redis::Value::BulkString(key) = key else {
+                continue;
+            };
+            let key = String::from_utf8_lossy(&key).to_string();
+            let member = server.command(&["SISMEMBER", &key, room_id]).await;
+            if matches!(member, Ok(redis::Value::Int(1))) {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+/// The only member on relay 1 leaves: relay 1 still holds the room (subscribed, in its node
+/// room set), so when the member comes back the chat works at once; after the second leave,
+/// once the linger is over, relay 1 lets the room go (gauge 0, out of its room set).
+async fn emptied_room_lingers_on_its_relay_then_is_let_go(topology: Topology) {
+    const LINGER_MS: u64 = 4_000;
+    let env = Env::start_in(
+        topology,
+        Opts::new()
+            .flag("--room-linger-ms", LINGER_MS)
+            .flag("--heartbeat-interval-ms", 200),
+    )
+    .await;
+    let [mut a, mut b] = open_room::<2>(&env).await; // a on relay 0, b on relay 1
+    let room_id = a.room_id.clone();
+    assert_eq!(local_rooms(&env, 1).await, 1);
+
+    b.send(t::LEAVE_ROOM, crate::map! {}).await;
+    assert_eq!(a.expect(t::MEMBER_LEFT).await.str("id"), b.id);
+    // Within the linger (its start is before MemberLeft was published).
+    assert_eq!(
+        local_rooms(&env, 1).await,
+        1,
+        "relay 1 let the room go at once"
+    );
+    assert!(
+        node_room_set_holds(&env, 1, &room_id).await,
+        "relay 1's room set lost the room at once"
+    );
+
+    b.client
+        .send(t::JOIN_ROOM, support::room::join_data(&room_id, "back", ""))
+        .await;
+    let joined = b.client.expect(t::ROOM_JOINED).await;
+    let mut b = support::room::member_from(b.client, &joined);
+    expect_member_joined(&mut [&mut a], &b).await;
+    assert_room_chats(&mut [&mut a, &mut b]).await;
+
+    b.send(t::LEAVE_ROOM, crate::map! {}).await;
+    assert_eq!(a.expect(t::MEMBER_LEFT).await.str("id"), b.id);
+    let deadline = Instant::now() + Duration::from_millis(LINGER_MS) + Duration::from_secs(15);
+    loop {
+        let gone = local_rooms(&env, 1).await == 0 && !node_room_set_holds(&env, 1, &room_id).await;
+        if gone {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "relay 1 still holds the room long after the linger"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Relay 0 kept its member's room all along.
+    assert_eq!(local_rooms(&env, 0).await, 1);
+    assert!(node_room_set_holds(&env, 0, &room_id).await);
 }

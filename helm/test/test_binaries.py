@@ -322,7 +322,9 @@ def check_metrics(stack: Stack) -> dict[str, float]:
     assert samples['arthas_relay_errors_out_total{code="E006"}'] >= 1
     assert samples['arthas_relay_closes_total{code="1000"}'] >= 1
     assert samples["arthas_relay_publish_errors_total"] == 0
-    assert samples["arthas_relay_local_rooms"] == 1
+    # Alice's room, and the rooms emptied meanwhile while they linger
+    # (ARTHAS_ROOM_LINGER_MS).
+    assert samples["arthas_relay_local_rooms"] >= 1
     return samples
 
 

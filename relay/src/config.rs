@@ -43,6 +43,10 @@ pub struct RelayConfig {
     /// A node whose heartbeat is older than this is dead: its members are
     /// removed and announced as gone.
     pub heartbeat_ttl: Duration,
+    /// A room stays subscribed (and, on Redis, recorded in this node's room
+    /// set) this long after its last local member left, so members who leave
+    /// and come back cost no round trips; zero unsubscribes at once.
+    pub room_linger: Duration,
 }
 
 impl Default for RelayConfig {
@@ -58,6 +62,7 @@ impl Default for RelayConfig {
             max_outbound_queue_bytes: 8 * 1024 * 1024,
             chat_rate_limit: 10,
             chat_rate_window: Duration::from_secs(10),
+            room_linger: Duration::from_secs(5),
             expiry_sweep_interval: Duration::from_secs(1),
             expiry_warning_lead: Duration::from_secs(300),
             file_transfer_stale: Duration::from_secs(90),

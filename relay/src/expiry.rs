@@ -40,7 +40,8 @@ pub async fn sweep(relay: &Relay) {
     let now = store::unix_secs();
     let lead = relay.config.expiry_warning_lead.as_secs() as i64;
     for room in relay.hub.rooms() {
-        if room.expires_at == 0 {
+        // A lingering room without local members is no business of ours.
+        if room.expires_at == 0 || room.members().is_empty() {
             continue;
         }
         if now > room.expires_at {

@@ -7,13 +7,17 @@
 //! bounded queue. No lock is held while pushing, nothing is encoded or
 //! allocated per recipient.
 //!
-//! Subscriptions: a relay is subscribed to a room's bus channel exactly while
-//! it has local members there. Joins and the last local leave serialise on
-//! the room's `subscription` lock, so a SUBSCRIBE and an UNSUBSCRIBE for the
-//! same room never race on the bus connection.
+//! Subscriptions: a relay is subscribed to a room's bus channel while it has
+//! local members there, and for `room_linger` after its last local member
+//! left (a member who leaves and comes back, or the next local joiner, then
+//! costs no UNSUBSCRIBE/SUBSCRIBE round trips; messages arriving meanwhile
+//! reach nobody here). [`Hub::retire_idle`] ends lingering subscriptions.
+//! Joins and retirements serialise on the room's `subscription` lock, so a
+//! SUBSCRIBE and an UNSUBSCRIBE for the same room never race on the bus
+//! connection.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -134,6 +138,8 @@ pub struct LocalRoom {
     pub warned: AtomicBool,
     /// The room expired: its members are no longer in it.
     closed: AtomicBool,
+    /// When the last local member left (None while it has local members).
+    idle_since: Mutex<Option<Instant>>,
 }
 
 impl LocalRoom {
@@ -146,6 +152,7 @@ impl LocalRoom {
             subscription: tokio::sync::Mutex::new(false),
             warned: AtomicBool::new(false),
             closed: AtomicBool::new(false),
+            idle_since: Mutex::new(None),
         }
     }
 
@@ -163,6 +170,10 @@ impl LocalRoom {
         self.closed.load(Ordering::Acquire)
     }
 
+    fn lock_idle_since(&self) -> MutexGuard<'_, Option<Instant>> {
+        self.idle_since.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Adds a member and queues its first frame (RoomJoined) under the same
     /// lock, so every later delivery reaches it after that frame.
     fn add(&self, member: LocalMember, first_frame: Bytes) -> Result<(), PushError> {
@@ -171,17 +182,28 @@ impl LocalRoom {
         let mut next = members.to_vec();
         next.push(member);
         *members = Arc::from(next);
+        *self.lock_idle_since() = None;
         Ok(())
     }
 
-    /// Removes a member; returns whether the room has no local members left.
+    /// Removes a member; returns whether the room has no local members left
+    /// (and then notes since when).
     fn remove(&self, id: MemberId) -> bool {
         let mut members = self.lock_members();
         if members.iter().any(|m| m.id == id) {
             let next: Vec<LocalMember> = members.iter().filter(|m| m.id != id).cloned().collect();
             *members = Arc::from(next);
         }
+        if members.is_empty() {
+            self.lock_idle_since().get_or_insert_with(Instant::now);
+        }
         members.is_empty()
+    }
+
+    /// Whether the room has had no local member for at least `linger`.
+    fn idle_for(&self, linger: Duration) -> bool {
+        self.lock_idle_since()
+            .is_some_and(|since| since.elapsed() >= linger)
     }
 
     /// Queues `frame` to every local member but `except`; returns how many.
@@ -203,6 +225,9 @@ impl LocalRoom {
 pub struct Hub {
     rooms: Mutex<HashMap<Arc<str>, Arc<LocalRoom>>>,
     metrics: Metrics,
+    /// How long a room stays subscribed after its last local member left,
+    /// milliseconds (0: unsubscribe at once).
+    linger_ms: AtomicU64,
 }
 
 impl Hub {
@@ -211,7 +236,18 @@ impl Hub {
         Hub {
             rooms: Mutex::new(HashMap::new()),
             metrics,
+            linger_ms: AtomicU64::new(0),
         }
+    }
+
+    /// Sets how long an emptied room stays subscribed (`room_linger`).
+    pub fn set_linger(&self, linger: Duration) {
+        let ms = linger.as_millis().min(u64::MAX as u128) as u64;
+        self.linger_ms.store(ms, Ordering::Relaxed);
+    }
+
+    fn linger(&self) -> Duration {
+        Duration::from_millis(self.linger_ms.load(Ordering::Relaxed))
     }
 
     fn lock_rooms(&self) -> MutexGuard<'_, HashMap<Arc<str>, Arc<LocalRoom>>> {
@@ -222,7 +258,7 @@ impl Hub {
         self.lock_rooms().get(room_id).cloned()
     }
 
-    /// Every room hosted here (for the expiry sweep).
+    /// Every room in the index, lingering ones included.
     pub fn rooms(&self) -> Vec<Arc<LocalRoom>> {
         self.lock_rooms().values().cloned().collect()
     }
@@ -274,18 +310,50 @@ impl Hub {
         }
     }
 
-    /// Removes a member from the local index; unsubscribes when it was the
-    /// room's last local member.
+    /// Removes a member from the local index; when it was the room's last
+    /// local member, the room lingers (see the module doc) or, without a
+    /// linger, is unsubscribed now.
     pub async fn leave(&self, bus: &dyn Bus, room: &Arc<LocalRoom>, id: MemberId) {
-        if room.remove(id) {
+        if room.remove(id) && self.linger().is_zero() {
             self.retire_if_empty(bus, room).await;
         }
     }
 
+    /// Unsubscribes and forgets the rooms that have had no local member for
+    /// `room_linger`; returns how many.
+    pub async fn retire_idle(&self, bus: &dyn Bus) -> usize {
+        let linger = self.linger();
+        let idle: Vec<Arc<LocalRoom>> = self
+            .lock_rooms()
+            .values()
+            .filter(|r| r.idle_for(linger))
+            .cloned()
+            .collect();
+        let mut retired = 0;
+        for room in idle {
+            if self.retire_idle_room(bus, &room, linger).await {
+                retired += 1;
+            }
+        }
+        retired
+    }
+
     async fn retire_if_empty(&self, bus: &dyn Bus, room: &Arc<LocalRoom>) {
+        self.retire_idle_room(bus, room, Duration::ZERO).await;
+    }
+
+    /// Unsubscribes and forgets `room` if it has no local member, for at
+    /// least `linger` (checked again under the subscription lock, which
+    /// joins hold); returns whether it did.
+    async fn retire_idle_room(
+        &self,
+        bus: &dyn Bus,
+        room: &Arc<LocalRoom>,
+        linger: Duration,
+    ) -> bool {
         let mut subscribed = room.subscription.lock().await;
-        if !room.members().is_empty() {
-            return;
+        if !room.members().is_empty() || (!linger.is_zero() && !room.idle_for(linger)) {
+            return false;
         }
         if *subscribed {
             if let Err(e) = bus.unsubscribe(&room.id).await {
@@ -298,6 +366,7 @@ impl Hub {
             rooms.remove(&room.id);
         }
         self.metrics.local_rooms.set(rooms.len() as i64);
+        true
     }
 
     /// Sends a frame to this relay's members of a room only (the expiry

@@ -89,6 +89,7 @@ impl RelayBuilder {
         authority: Arc<dyn Authority>,
     ) -> Arc<Relay> {
         let _ = self.sink.bus.set(bus.clone());
+        self.sink.hub.set_linger(config.room_linger);
         self.metrics
             .max_connections
             .set(config.max_connections as i64);
@@ -117,6 +118,9 @@ impl Relay {
     pub fn start_background(self: &Arc<Self>) {
         self.tasks.spawn(expiry::run(self.clone()));
         self.tasks.spawn(presence::run(self.clone()));
+        if !self.config.room_linger.is_zero() {
+            self.tasks.spawn(retire_idle_rooms(self.clone()));
+        }
     }
 
     /// Shuts down: stop accepting, close every connection with 1001 (spread
@@ -129,6 +133,22 @@ impl Relay {
             .is_err()
         {
             tracing::warn!("shutdown grace period over with connections still open");
+        }
+    }
+}
+
+/// Ends the subscriptions of rooms that lingered `room_linger` without a
+/// local member, checking twice per linger, until shutdown.
+async fn retire_idle_rooms(relay: Arc<Relay>) {
+    let period = (relay.config.room_linger / 2).max(std::time::Duration::from_millis(10));
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                relay.hub.retire_idle(relay.bus.as_ref()).await;
+            }
+            _ = relay.shutdown.cancelled() => return,
         }
     }
 }

@@ -81,7 +81,10 @@ impl Metrics {
                 "Members closed because their queue overflowed",
             ),
             closes: counter_vec("closes_total", "Connections closed, by close code", "code"),
-            local_rooms: gauge("local_rooms", "Rooms with members on this relay"),
+            local_rooms: gauge(
+                "local_rooms",
+                "Rooms this relay is subscribed to (with local members, or lingering after the last left)",
+            ),
             max_connections: gauge("max_connections", "The configured connection limit"),
             connections_rejected: counter_vec(
                 "connections_rejected_total",

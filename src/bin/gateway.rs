@@ -65,7 +65,11 @@ struct Config {
 async fn open_store(config: &Config) -> Result<Arc<dyn RoomStore>, String> {
     Ok(match config.store {
         StoreKind::Memory => MemoryEngine::new(MemoryLimits::default()),
-        StoreKind::Redis => config.redis.connect().await.map_err(|e| e.to_string())?,
+        StoreKind::Redis => config
+            .redis
+            .connect(Duration::ZERO)
+            .await
+            .map_err(|e| e.to_string())?,
     })
 }
 

@@ -106,7 +106,10 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         return Err("--internal-secret (ARTHAS_INTERNAL_SECRET) must not be empty".into());
     }
     let node_id = config.node_id.clone().unwrap_or_else(default_node_id);
-    let engine = config.redis.connect().await?;
+    let engine = config
+        .redis
+        .connect(Duration::from_millis(config.relay.room_linger_ms))
+        .await?;
     let authority = RemoteGateway::new(RemoteConfig::new(
         config.gateway_url.clone(),
         config.internal_secret.clone(),

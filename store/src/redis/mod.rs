@@ -16,7 +16,7 @@
 //! | `arthas:{R}:activity` | sorted set | listed rooms: one entry per chat message (score = unix ms), trimmed to 5 minutes and 10,000 entries |
 //! | `arthas:{R}` | channel | `BusMessage::to_wire` payloads (PUBLISH, or SPUBLISH on a cluster) |
 //! | `arthas:node:{N}` | string, TTL | relay N's heartbeat deadline (for operators) |
-//! | `arthas:node:{N}:rooms` | set | rooms where relay N has members (read by the sweeper) |
+//! | `arthas:node:{N}:rooms` | set | rooms where relay N has members, or had them less than `node_room_linger` ago (read by the sweeper) |
 //! | `arthas:nodes` | sorted set | relay -> heartbeat deadline (Redis server ms); the sweep's one range query |
 //! | `arthas:online{arthas:nodes}` | hash | relay -> WebSockets at its last heartbeat (the directory's online count; same slot as `arthas:nodes`) |
 //! | `arthas:{~directory}:listings` | hash | room id -> msgpack listing (the public directory) |
@@ -68,10 +68,10 @@ mod scripts;
 mod sentinel;
 mod store;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -149,6 +149,10 @@ pub struct RedisConfig {
     /// Sentinel only: longest one master lookup may take (asking the
     /// sentinels, then `ROLE` on the master they name).
     pub sentinel_lookup_timeout: Duration,
+    /// A room stays in a node's room set this long after the node's last
+    /// member of it left (removed by a later heartbeat), so a member who
+    /// comes back costs no round trips; zero removes it at once.
+    pub node_room_linger: Duration,
 }
 
 impl Default for RedisConfig {
@@ -170,6 +174,7 @@ impl Default for RedisConfig {
             cluster_rebuild_after: Duration::from_secs(5),
             sentinel_check_interval: Duration::from_secs(1),
             sentinel_lookup_timeout: Duration::from_secs(2),
+            node_room_linger: Duration::ZERO,
         }
     }
 }
@@ -435,6 +440,9 @@ pub struct RedisEngine {
     shared: Arc<BusShared>,
     /// Tells the bus supervisor to stop when the engine is dropped.
     shutdown: watch::Sender<bool>,
+    /// (node, room) pairs this engine put in a node's room set, with since
+    /// when the node has had no member there (None: it has members).
+    node_rooms: Mutex<HashMap<(String, String), Option<Instant>>>,
 }
 
 impl RedisEngine {
@@ -529,6 +537,7 @@ impl RedisEngine {
             bus,
             shared,
             shutdown,
+            node_rooms: Mutex::new(HashMap::new()),
         };
         // Prove the command path too.
         engine

@@ -9,7 +9,7 @@
 //! room is gone is pruned when the directory is read).
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use futures_util::stream::{self, StreamExt};
@@ -193,6 +193,59 @@ impl RedisEngine {
             tracing::warn!(node, error = %e, "a node seen through a join was not registered");
         }
         added.map(|_| ())
+    }
+
+    /// Whether `room_id` is still in `node`'s room set from an earlier join
+    /// through this engine (lingering or not); it is in use again from now.
+    fn still_tracked(&self, node: &str, room_id: &str) -> bool {
+        let mut tracked = super::lock(&self.node_rooms);
+        match tracked.get_mut(&(node.to_owned(), room_id.to_owned())) {
+            Some(since) => {
+                *since = None;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// After a node's last member left a room: whether the room stays in the
+    /// node's set for `node_room_linger` (then a later heartbeat removes it).
+    fn linger_tracked(&self, node: &str, room_id: &str) -> bool {
+        let mut tracked = super::lock(&self.node_rooms);
+        let key = (node.to_owned(), room_id.to_owned());
+        if self.config.node_room_linger.is_zero() {
+            tracked.remove(&key);
+            return false;
+        }
+        match tracked.get_mut(&key) {
+            Some(since) => {
+                since.get_or_insert_with(Instant::now);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Removes from the node room sets the rooms that lingered long enough.
+    async fn untrack_lingered(&self) {
+        let linger = self.config.node_room_linger;
+        let due: Vec<(String, String)> = {
+            let mut tracked = super::lock(&self.node_rooms);
+            let due: Vec<(String, String)> = tracked
+                .iter()
+                .filter(|(_, since)| since.is_some_and(|t| t.elapsed() >= linger))
+                .map(|(key, _)| key.clone())
+                .collect();
+            for key in &due {
+                tracked.remove(key);
+            }
+            due
+        };
+        stream::iter(due)
+            .for_each_concurrent(CONCURRENT_ROOM_QUERIES, |(node, room)| async move {
+                self.untrack_node_room(&node, &room).await;
+            })
+            .await;
     }
 
     /// After a node's last member left a room: drop the room from the
@@ -415,12 +468,16 @@ impl RoomStore for RedisEngine {
             room: room_record(room_id, &room_fields)?,
             members: member_records(room_id, member_fields),
         };
-        if first_of_node {
+        if first_of_node && !self.still_tracked(&member.node, room_id) {
             if let Err(e) = self.track_node_room(&member.node, room_id).await {
                 // Untracked, the member would outlive a crash of its relay:
                 // undo the join rather than risk a ghost.
                 let _ = self.leave(room_id, member.id).await;
                 return Err(e.into());
+            }
+            if !self.config.node_room_linger.is_zero() {
+                super::lock(&self.node_rooms)
+                    .insert((member.node.clone(), room_id.to_owned()), None);
             }
         }
         Ok(joined)
@@ -440,7 +497,7 @@ impl RoomStore for RedisEngine {
             destroyed: flag(1),
         };
         let node = reply.get(3).and_then(text).unwrap_or("");
-        if flag(2) && !node.is_empty() {
+        if flag(2) && !node.is_empty() && !self.linger_tracked(node, room_id) {
             self.untrack_node_room(node, room_id).await;
         }
         if left.destroyed {
@@ -589,7 +646,10 @@ impl RoomStore for RedisEngine {
             .arg(deadline)
             .arg("PX")
             .arg(ttl_ms);
-        self.query::<Value>(&set).await.map(|_| ())
+        self.query::<Value>(&set).await?;
+        // The heartbeat also tidies the node's room set.
+        self.untrack_lingered().await;
+        Ok(())
     }
 
     async fn online(&self) -> Result<u64, StoreError> {
