@@ -513,3 +513,43 @@ contract!(
     members_of_a_dead_node_are_swept,
     concurrent_sweepers_get_each_departure_once,
 );
+
+/// Redis: a joined room's three keys (record, members, node counts) carry the room's lifetime
+/// (none, or expiresAt plus the grace) whichever join set it, the first or a later one from a
+/// node new to the room; the unjoined room's TTL is gone after the first join.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joined_room_keys_carry_the_room_lifetime() {
+    let f = Fixture::standalone().await;
+    let common::Backend::Standalone(server) = &f.backend else {
+        unreachable!("a standalone fixture");
+    };
+    let s = f.store().await;
+    let grace = f.expired_grace().expect("redis has a grace").as_secs() as i64;
+    let now = arthas_store::unix_secs();
+    let mut expiring = new_room("exp", 10, "");
+    expiring.record.expires_at = now + 3_600;
+    s.create_room(expiring).await.unwrap();
+    s.create_room(new_room("forever", 10, "")).await.unwrap();
+    for room in ["exp", "forever"] {
+        s.join(room, member(1, "n1"), false, now).await.unwrap();
+        s.join(room, member(2, "n1"), false, now).await.unwrap();
+        s.join(room, member(3, "n2"), false, now).await.unwrap();
+        s.leave(room, MemberId::from_random(3)).await.unwrap();
+        s.join(room, member(4, "n2"), false, now).await.unwrap();
+    }
+    let expiretime = |key: String| async move {
+        match server.command(&["EXPIRETIME", &key]).await {
+            Ok(redis::Value::Int(t)) => t,
+            other => panic!("EXPIRETIME {key}: {other:?}"),
+        }
+    };
+    for (room, want) in [("exp", now + 3_600 + grace), ("forever", -1)] {
+        for key in [
+            format!("arthas:{{{room}}}:room"),
+            format!("arthas:{{{room}}}:members"),
+            format!("arthas:{{{room}}}:nodes"),
+        ] {
+            assert_eq!(expiretime(key.clone()).await, want, "{key}");
+        }
+    }
+}

@@ -27,11 +27,15 @@ redis.call('HSET', KEYS[2], ARGV[1], cmsgpack.pack({
   joinedAt = tonumber(ARGV[5]), seq = seq }))
 local on_node = redis.call('HINCRBY', KEYS[3], ARGV[4], 1)
 -- A joined room lives until its expiry plus the grace, or until it empties.
-if expires_at > 0 then
-  local at = expires_at + tonumber(ARGV[8])
-  for i = 1, 3 do redis.call('EXPIREAT', KEYS[i], at) end
-else
-  for i = 1, 3 do redis.call('PERSIST', KEYS[i]) end
+-- Set on the room's first join (the keys keep it; an emptied room is
+-- deleted) and when a node's count starts again (its hash may be new).
+if seq == 1 or on_node == 1 then
+  if expires_at > 0 then
+    local at = expires_at + tonumber(ARGV[8])
+    for i = 1, 3 do redis.call('EXPIREAT', KEYS[i], at) end
+  else
+    for i = 1, 3 do redis.call('PERSIST', KEYS[i]) end
+  end
 end
 local first = 0
 if on_node == 1 then first = 1 end
