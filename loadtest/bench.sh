@@ -5,6 +5,9 @@
 #   loadtest/bench.sh single   # all-in-one binary, memory engine
 #   loadtest/bench.sh cluster  # redis-server + gateway + 3 relays
 #   loadtest/bench.sh idle     # memory per idle joined connection
+#   loadtest/bench.sh connections  # CONNECTIONS (100000) idle joined
+#                              # connections over RELAYS (6) relays + Redis,
+#                              # from GENERATORS (6) generator processes
 #
 # Knobs (env): ROOMS (600), MEMBERS (10), RATE (0.9 msg/s per member),
 # DURATION (20 s), PAYLOAD (256 bytes), BASE_PORT (17000); SKIP_BUILD=1 uses
@@ -70,5 +73,82 @@ case "$mode" in
     server_pids="${pids[0]},${pids[2]},${pids[3]},${pids[4]}" # redis + relays
     loadgen --url "$(IFS=,; echo "${urls[*]}")" --pid "$server_pids"
     ;;
-  *) echo "usage: $0 single|cluster|idle" >&2; exit 2 ;;
+  connections)
+    # Many idle joined connections on one machine. A process may hold at most
+    # `ulimit -Hn` descriptors (20,000 here), so both the relays and the
+    # generators are several processes; each generator spreads its rooms'
+    # members over every relay.
+    RELAYS="${RELAYS:-6}" GENERATORS="${GENERATORS:-6}" CONNECTIONS="${CONNECTIONS:-100000}"
+    HOLD="${HOLD:-20}"
+    # A generator reads nothing until all its members joined; a join phase
+    # longer than the relays' read timeout (40 s) would get its first
+    # clients closed (4002) for not answering pings, as it should.
+    export ARTHAS_READ_TIMEOUT_MS="${ARTHAS_READ_TIMEOUT_MS:-600000}"
+    export ARTHAS_PING_INTERVAL_MS="${ARTHAS_PING_INTERVAL_MS:-300000}"
+    redis_port=$((BASE_PORT + 9))
+    redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no \
+      --maxclients 1000 --dir "$run_dir" --logfile "$run_dir/redis.log" --daemonize no &
+    pids+=("$!")
+    redis_pid="$!"
+    until redis-cli -p "$redis_port" ping >/dev/null 2>&1; do sleep 0.05; done
+    secret="$(head -c 24 /dev/urandom | base64)"
+    export ARTHAS_INTERNAL_SECRET="$secret" ARTHAS_REDIS_URL="redis://127.0.0.1:$redis_port"
+    start gateway "$bin/gateway" --listen "127.0.0.1:$((BASE_PORT + 1))" \
+      --internal-listen "127.0.0.1:$((BASE_PORT + 2))"
+    urls=() relay_pids=() admins=()
+    for i in $(seq 0 $((RELAYS - 1))); do
+      start "relay$i" "$bin/relay" --listen "127.0.0.1:$((BASE_PORT + 10 + i))" \
+        --admin-listen "127.0.0.1:$((BASE_PORT + 40 + i))" \
+        --gateway-url "http://127.0.0.1:$((BASE_PORT + 2))"
+      urls+=("ws://127.0.0.1:$((BASE_PORT + 10 + i))/ws")
+      relay_pids+=("${pids[-1]}")
+      admins+=("http://127.0.0.1:$((BASE_PORT + 40 + i))/metrics")
+    done
+    rss() { # total VmRSS (KiB) of the given pids
+      local t=0 p
+      for p in "$@"; do t=$((t + $(awk '/^VmRSS/ {print $2}' "/proc/$p/status"))); done
+      echo "$t"
+    }
+    before_relays="$(rss "${relay_pids[@]}")" before_redis="$(rss "$redis_pid")"
+    rooms=$((CONNECTIONS / GENERATORS / MEMBERS))
+    started="$(date +%s.%N)"
+    gen_pids=()
+    for g in $(seq 0 $((GENERATORS - 1))); do
+      "$bin/arthas-loadgen" --mode idle --rooms "$rooms" --members "$MEMBERS" \
+        --warmup 0 --duration "$HOLD" --url "$(IFS=,; echo "${urls[*]}")" \
+        >"$run_dir/gen$g.json" 2>"$run_dir/gen$g.err" &
+      gen_pids+=("$!")
+    done
+    # Every generator says when all its members joined.
+    for g in $(seq 0 $((GENERATORS - 1))); do
+      until grep -q "joined in" "$run_dir/gen$g.err" 2>/dev/null; do
+        kill -0 "${gen_pids[$g]}" 2>/dev/null || { cat "$run_dir/gen$g.err" >&2; exit 1; }
+        sleep 0.2
+      done
+    done
+    joined_at="$(date +%s.%N)"
+    connected=0
+    for url in "${admins[@]}"; do
+      n="$(curl -fsS "$url" | awk '/^arthas_relay_connections / {print $2}')"
+      connected=$((connected + ${n%.*}))
+    done
+    after_relays="$(rss "${relay_pids[@]}")" after_redis="$(rss "$redis_pid")"
+    for p in "${gen_pids[@]}"; do wait "$p" || true; done
+    errors="$(cat "$run_dir"/gen*.err | grep -c -i "fail" || true)"
+    cat "$run_dir"/gen*.err | grep -i "fail" | sort | uniq -c | sort -rn | head -5 >&2 || true
+    python3 - "$CONNECTIONS" "$connected" "$started" "$joined_at" "$before_relays" \
+      "$after_relays" "$before_redis" "$after_redis" "$RELAYS" "$errors" <<'PY'
+import json, sys
+want, got, t0, t1, rb, ra, db, da, relays, errors = sys.argv[1:]
+got, secs = int(got), float(t1) - float(t0)
+print(json.dumps({
+    "mode": "connections", "relays": int(relays), "connections_wanted": int(want),
+    "connections_open": got, "join_failures": int(errors),
+    "seconds_to_join_all": round(secs, 1), "joins_per_second": round(got / secs),
+    "relays_rss_bytes_per_connection": round((int(ra) - int(rb)) * 1024 / max(got, 1)),
+    "redis_rss_bytes_per_connection": round((int(da) - int(db)) * 1024 / max(got, 1)),
+}, indent=2))
+PY
+    ;;
+  *) echo "usage: $0 single|cluster|idle|connections" >&2; exit 2 ;;
 esac
