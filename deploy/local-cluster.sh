@@ -7,13 +7,14 @@
 #
 #   deploy/local-cluster.sh [start] [--cluster] [--no-build] [--run-dir DIR]
 #                           [--redis-port N] [--gateway-port N] [--internal-port N]
+#                           [--gateway-admin-port N]
 #                           [--relay-ports A,B,C] [--admin-ports A,B,C]
 #   deploy/local-cluster.sh stop   [--run-dir DIR]
 #   deploy/local-cluster.sh status [--run-dir DIR]
 #
 # Defaults: run dir target/local-cluster, Redis 6390 (cluster: 6390-6392, bus
-# ports +10000), gateway 8081 (public: web client, /api/hub, /v1) and 8082
-# (internal), relays 8090-8092 (/ws) with admin ports 9090-9092 (/healthz,
+# ports +10000), gateway 8081 (public: web client, /api/hub, /v1), 8082
+# (internal) and 9089 (admin: /healthz, /readyz, /metrics), relays 8090-8092 (/ws) with admin ports 9090-9092 (/healthz,
 # /readyz, /metrics). Every option is also an environment variable
 # (LOCAL_CLUSTER_REDIS_PORT, ..., LOCAL_CLUSTER_RUN_DIR). Other ARTHAS_*
 # variables reach the binaries as usual (e.g. ARTHAS_LOG=debug,
@@ -32,6 +33,7 @@ run_dir=${LOCAL_CLUSTER_RUN_DIR:-$root/target/local-cluster}
 redis_port=${LOCAL_CLUSTER_REDIS_PORT:-6390}
 gateway_port=${LOCAL_CLUSTER_GATEWAY_PORT:-8081}
 internal_port=${LOCAL_CLUSTER_INTERNAL_PORT:-8082}
+gateway_admin_port=${LOCAL_CLUSTER_GATEWAY_ADMIN_PORT:-9089}
 relay_ports=${LOCAL_CLUSTER_RELAY_PORTS:-8090,8091,8092}
 admin_ports=${LOCAL_CLUSTER_ADMIN_PORTS:-9090,9091,9092}
 cluster=${LOCAL_CLUSTER_REDIS_CLUSTER:-0}
@@ -49,6 +51,7 @@ while [[ $# -gt 0 ]]; do
     --redis-port) redis_port=$2; shift ;;
     --gateway-port) gateway_port=$2; shift ;;
     --internal-port) internal_port=$2; shift ;;
+    --gateway-admin-port) gateway_admin_port=$2; shift ;;
     --relay-ports) relay_ports=$2; shift ;;
     --admin-ports) admin_ports=$2; shift ;;
     -h|--help) usage 0 ;;
@@ -155,7 +158,7 @@ done
 
 redis_ports=("$redis_port")
 ((cluster)) && redis_ports=("$redis_port" $((redis_port + 1)) $((redis_port + 2)))
-all_ports=("${redis_ports[@]}" "$gateway_port" "$internal_port" "${relays[@]}" "${admins[@]}")
+all_ports=("${redis_ports[@]}" "$gateway_port" "$internal_port" "$gateway_admin_port" "${relays[@]}" "${admins[@]}")
 ((cluster)) && for p in "${redis_ports[@]}"; do all_ports+=($((p + 10000))); done
 for p in "${all_ports[@]}"; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
@@ -241,7 +244,8 @@ ticket_secret=$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')
 export ARTHAS_INTERNAL_SECRET=$secret ARTHAS_LOG=${ARTHAS_LOG:-info}
 export ARTHAS_REDIS_URL=$redis_url ARTHAS_REDIS_MODE=$redis_mode
 ARTHAS_TICKET_SECRET=$ticket_secret start gateway "$bin/gateway" --store redis \
-  --listen "127.0.0.1:$gateway_port" --internal-listen "127.0.0.1:$internal_port"
+  --listen "127.0.0.1:$gateway_port" --internal-listen "127.0.0.1:$internal_port" \
+  --admin-listen "127.0.0.1:$gateway_admin_port"
 for i in "${!relays[@]}"; do
   start "relay$i" "$bin/relay" --listen "127.0.0.1:${relays[$i]}" \
     --admin-listen "127.0.0.1:${admins[$i]}" --node-id "local-relay$i" \
@@ -261,6 +265,7 @@ ARTHAS_CLUSTER_REDIS_URL=$redis_url
 ARTHAS_CLUSTER_REDIS_MODE=$redis_mode
 ARTHAS_CLUSTER_GATEWAY_URL=http://127.0.0.1:$gateway_port
 ARTHAS_CLUSTER_GATEWAY_INTERNAL_URL=http://127.0.0.1:$internal_port
+ARTHAS_CLUSTER_GATEWAY_ADMIN_URL=http://127.0.0.1:$gateway_admin_port
 ARTHAS_CLUSTER_RELAY_WS_URLS=${ws_urls%,}
 ARTHAS_CLUSTER_RELAY_ADMIN_URLS=${admin_urls%,}
 ARTHAS_CLUSTER_PIDS=$(for n in $(names); do printf '%s,' "$(cat "$run_dir/$n.pid")"; done | sed 's/,$//')
@@ -270,7 +275,7 @@ printf '%s\n' "$secret" >"$run_dir/internal-secret"
 
 echo "Arthas local cluster is up (Redis $redis_mode):"
 echo "  redis     $redis_url"
-echo "  gateway   http://127.0.0.1:$gateway_port  (web client, /api/hub, /v1/rooms; internal http://127.0.0.1:$internal_port)"
+echo "  gateway   http://127.0.0.1:$gateway_port  (web client, /api/hub, /v1/rooms; internal http://127.0.0.1:$internal_port; admin http://127.0.0.1:$gateway_admin_port)"
 for i in "${!relays[@]}"; do
   echo "  relay$i    ws://127.0.0.1:${relays[$i]}/ws  (admin http://127.0.0.1:${admins[$i]})"
 done

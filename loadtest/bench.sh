@@ -62,7 +62,8 @@ case "$mode" in
     secret="$(head -c 24 /dev/urandom | base64)"
     export ARTHAS_INTERNAL_SECRET="$secret" ARTHAS_REDIS_URL="redis://127.0.0.1:$redis_port"
     start gateway "$bin/gateway" --listen "127.0.0.1:$((BASE_PORT + 1))" \
-      --internal-listen "127.0.0.1:$((BASE_PORT + 2))"
+      --internal-listen "127.0.0.1:$((BASE_PORT + 2))" \
+      --admin-listen "127.0.0.1:$((BASE_PORT + 30))"
     urls=()
     for i in 0 1 2; do
       start "relay$i" "$bin/relay" --listen "127.0.0.1:$((BASE_PORT + 3 + i))" \
@@ -94,7 +95,8 @@ case "$mode" in
     secret="$(head -c 24 /dev/urandom | base64)"
     export ARTHAS_INTERNAL_SECRET="$secret" ARTHAS_REDIS_URL="redis://127.0.0.1:$redis_port"
     start gateway "$bin/gateway" --listen "127.0.0.1:$((BASE_PORT + 1))" \
-      --internal-listen "127.0.0.1:$((BASE_PORT + 2))"
+      --internal-listen "127.0.0.1:$((BASE_PORT + 2))" \
+      --admin-listen "127.0.0.1:$((BASE_PORT + 30))"
     urls=() relay_pids=() admins=()
     for i in $(seq 0 $((RELAYS - 1))); do
       start "relay$i" "$bin/relay" --listen "127.0.0.1:$((BASE_PORT + 10 + i))" \

@@ -16,6 +16,8 @@ fn spawn(envs: &[(&str, &str)]) -> Child {
             "127.0.0.1:0",
             "--internal-listen",
             "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
         ])
         .env_remove("ARTHAS_INTERNAL_SECRET")
         .stdin(Stdio::null())
@@ -70,6 +72,13 @@ fn it_prints_both_addresses_serves_them_and_exits_cleanly_on_sigterm() {
         .strip_prefix("internal on http://")
         .unwrap_or_else(|| panic!("second line: {line:?}"))
         .to_owned();
+    line.clear();
+    stdout.read_line(&mut line).unwrap();
+    let admin = line
+        .trim()
+        .strip_prefix("admin on http://")
+        .unwrap_or_else(|| panic!("third line: {line:?}"))
+        .to_owned();
 
     let (status, body) = request(&public, "GET /ping HTTP/1.1", "");
     assert!(status.contains("200"), "{status}");
@@ -83,6 +92,34 @@ fn it_prints_both_addresses_serves_them_and_exits_cleanly_on_sigterm() {
     );
     assert!(status.contains("200"), "{status} {body}");
     assert!(body.contains("\"room\""));
+    let room_id = body
+        .split("\"id\":\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_else(|| panic!("no room id in {body}"))
+        .to_owned();
+
+    // The admin port: probes, and metrics of what just happened (route
+    // templates and outcomes, never the room id).
+    let (status, body) = request(&admin, "GET /healthz HTTP/1.1", "");
+    assert!(status.contains("200"), "{status} {body}");
+    let (status, body) = request(&admin, "GET /readyz HTTP/1.1", "");
+    assert!(status.contains("200"), "{status} {body}");
+    let (status, metrics) = request(&admin, "GET /metrics HTTP/1.1", "");
+    assert!(status.contains("200"), "{status}");
+    for sample in [
+        r#"arthas_gateway_http_requests_total{api="public",route="/ping",status="200"} 1"#,
+        r#"arthas_gateway_http_requests_total{api="internal",route="/internal/v1/rooms",status="401"} 1"#,
+        r#"arthas_gateway_http_requests_total{api="internal",route="/internal/v1/rooms",status="200"} 1"#,
+        r#"arthas_gateway_operations_total{operation="create_room",outcome="ok"} 1"#,
+        r#"arthas_gateway_http_request_duration_seconds_count{api="internal",route="/internal/v1/rooms"} 2"#,
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == sample),
+            "no {sample} in:\n{metrics}"
+        );
+    }
+    assert!(!metrics.contains(&room_id), "the room id is in the metrics");
 
     let pid = child.id().to_string();
     assert!(Command::new("kill")

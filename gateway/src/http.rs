@@ -15,7 +15,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 use tracing::Instrument as _;
 
 use crate::hub::{self, HubStats};
+use crate::metrics::Api;
 use crate::problem::Problem;
 use crate::rooms::{CreateRoomRequest, Gateway, ListingRequest};
 use crate::server::{json_response, read_json, DEFAULT_MAX_BODY_BYTES};
@@ -279,15 +280,32 @@ impl HttpApi {
         request: Request<Incoming>,
         peer: SocketAddr,
     ) -> Response<Full<Bytes>> {
-        match route_template(request.uri().path()) {
+        let started = Instant::now();
+        let path = request.uri().path();
+        let (route, response) = match route_template(path) {
             Some(route) => {
                 let span = request_span(request.method(), route);
                 let response = self.route(request, peer).instrument(span.clone()).await;
                 span.record("http.response.status_code", response.status().as_u16());
-                response
+                (route, response)
             }
-            None => self.route(request, peer).await,
-        }
+            None => {
+                let route = match path {
+                    "/ping" => "/ping",
+                    "/healthz" => "/healthz",
+                    "/readyz" => "/readyz",
+                    _ => "web",
+                };
+                (route, self.route(request, peer).await)
+            }
+        };
+        self.inner.gateway.metrics().request(
+            Api::Public,
+            route,
+            response.status().as_u16(),
+            started.elapsed(),
+        );
+        response
     }
 
     async fn route(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {

@@ -273,9 +273,16 @@ impl InternalApi {
         } else {
             "/internal/*"
         };
+        let started = std::time::Instant::now();
         let span = crate::http::request_span(request.method(), route);
         let response = self.route(request, peer).instrument(span.clone()).await;
         span.record("http.response.status_code", response.status().as_u16());
+        self.inner.gateway.metrics().request(
+            crate::metrics::Api::Internal,
+            route,
+            response.status().as_u16(),
+            started.elapsed(),
+        );
         response
     }
 

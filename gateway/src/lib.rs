@@ -21,6 +21,7 @@ pub mod http;
 pub mod hub;
 pub mod internal;
 pub mod listing;
+pub mod metrics;
 pub mod password;
 pub mod problem;
 pub mod remote;

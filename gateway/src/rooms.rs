@@ -11,6 +11,7 @@ use rand::Rng;
 use store::{Listing, NewRoom, RoomRecord, RoomStore};
 
 use crate::listing;
+use crate::metrics::{GatewayMetrics, Operation};
 use crate::password::{PasswordConfig, PasswordError, PasswordHasherPool};
 use crate::ticket::{IssuedTicket, TicketError, TicketSigner};
 
@@ -141,6 +142,7 @@ pub struct Gateway {
     config: Arc<GatewayConfig>,
     passwords: PasswordHasherPool,
     tickets: TicketSigner,
+    metrics: GatewayMetrics,
 }
 
 /// What anyone may learn about a room by its id (GET /v1/rooms/{id}).
@@ -184,12 +186,18 @@ impl Gateway {
             config: Arc::new(config),
             passwords,
             tickets,
+            metrics: GatewayMetrics::new(),
         })
     }
 
     /// The limits in force.
     pub fn config(&self) -> &GatewayConfig {
         &self.config
+    }
+
+    /// The gateway's Prometheus metrics.
+    pub fn metrics(&self) -> &GatewayMetrics {
+        &self.metrics
     }
 
     /// The store behind the gateway.
@@ -201,6 +209,11 @@ impl Gateway {
     /// expiry, hashes the password with argon2id, lists the room publicly
     /// when asked and allowed.
     pub async fn create_room(&self, request: CreateRoomRequest) -> Result<CreatedRoom, Reject> {
+        let result = self.create_room_counted(request).await;
+        self.metrics.outcome(Operation::CreateRoom, result)
+    }
+
+    async fn create_room_counted(&self, request: CreateRoomRequest) -> Result<CreatedRoom, Reject> {
         let now = store::unix_secs();
         let expiry = request.expiry_secs.clamp(0, self.config.max_expiry_secs);
         let expires_at = if expiry > 0 { now + expiry } else { 0 };
@@ -290,15 +303,22 @@ impl Gateway {
     /// Issues a join ticket for `room_id`. The caller has checked the
     /// password already (an HTTP client) or created the room itself.
     pub async fn issue_ticket(&self, room_id: &str) -> Result<IssuedTicket, Reject> {
-        self.tickets
+        let result = self
+            .tickets
             .issue(room_id, store::unix_secs())
-            .map_err(|_| texts::ROOM_NOT_FOUND)
+            .map_err(|_| texts::ROOM_NOT_FOUND);
+        self.metrics.outcome(Operation::IssueTicket, result)
     }
 
     /// Redeems a join ticket: signature, expiry and room, then single use
     /// through the store (so it holds across replicas). Any refusal is
     /// E006 "invalid ticket"; a store failure is the "unavailable" E005.
     pub async fn redeem_ticket(&self, room_id: &str, ticket: &str) -> Result<(), Reject> {
+        let result = self.redeem_ticket_counted(room_id, ticket).await;
+        self.metrics.outcome(Operation::RedeemTicket, result)
+    }
+
+    async fn redeem_ticket_counted(&self, room_id: &str, ticket: &str) -> Result<(), Reject> {
         let now = store::unix_secs();
         let verified = self.tickets.verify(ticket, room_id, now).map_err(|e| {
             tracing::info!(room = %room_id, reason = %e, "ticket refused");
@@ -370,6 +390,16 @@ impl Gateway {
     /// room id only.
     #[tracing::instrument(name = "check_password", skip_all, fields(room = %room_id))]
     pub async fn check_password(
+        &self,
+        room_id: &str,
+        password: &str,
+        ip: IpAddr,
+    ) -> Result<(), Reject> {
+        let result = self.check_password_counted(room_id, password, ip).await;
+        self.metrics.outcome(Operation::CheckPassword, result)
+    }
+
+    async fn check_password_counted(
         &self,
         room_id: &str,
         password: &str,

@@ -204,6 +204,7 @@ class Stack:
         self.gateway_ports = {
             "http": rewrite_listen(gw_env, "ARTHAS_LISTEN"),
             "internal": rewrite_listen(gw_env, "ARTHAS_INTERNAL_LISTEN"),
+            "admin": rewrite_listen(gw_env, "ARTHAS_ADMIN_LISTEN"),
         }
         self.relay_ports = {
             "ws": rewrite_listen(relay_env, "ARTHAS_LISTEN"),
@@ -253,6 +254,9 @@ class Stack:
 
     def metrics(self) -> str:
         return http_text(f"http://{LOOPBACK}:{self.relay_ports['admin']}/metrics")
+
+    def gateway_metrics(self) -> str:
+        return http_text(f"http://{LOOPBACK}:{self.gateway_ports['admin']}/metrics")
 
 
 def send(ws, kind: int, data: dict[str, Any]) -> None:
@@ -307,6 +311,15 @@ def series(exposition: str) -> dict[str, float]:
             key, value = line.rsplit(" ", 1)
             samples[key] = float(value)
     return samples
+
+
+def check_gateway_metrics(stack: Stack) -> None:
+    # The relay created both rooms through the internal API; the wrong
+    # password was checked there too (E006).
+    samples = series(stack.gateway_metrics())
+    assert samples['arthas_gateway_operations_total{operation="create_room",outcome="ok"}'] >= 2
+    assert samples['arthas_gateway_operations_total{operation="check_password",outcome="E006"}'] >= 1
+    assert samples['arthas_gateway_http_requests_total{api="internal",route="/internal/v1/rooms",status="200"}'] >= 2
 
 
 def check_metrics(stack: Stack) -> dict[str, float]:
@@ -364,6 +377,7 @@ def test_rendered_deployments_run(name):
             with stack.ws() as alice:
                 chat(stack, alice)
                 check_metrics(stack)
+                check_gateway_metrics(stack)
                 no_secret_in_logs(stack)
                 if check_drain:
                     drain(stack, alice)

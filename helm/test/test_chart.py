@@ -219,6 +219,7 @@ def test_ports_and_addresses_line_up(name):
     assert relay_env["ARTHAS_ADMIN_LISTEN"].rsplit(":", 1)[1] == str(port_of("relay", "admin"))
     assert gateway_env["ARTHAS_LISTEN"].rsplit(":", 1)[1] == str(port_of("gateway", "http"))
     assert gateway_env["ARTHAS_INTERNAL_LISTEN"].rsplit(":", 1)[1] == str(port_of("gateway", "internal"))
+    assert gateway_env["ARTHAS_ADMIN_LISTEN"].rsplit(":", 1)[1] == str(port_of("gateway", "admin"))
     # Every Service targets a named port of the pods it selects.
     for svc in r.all("Service"):
         component = svc["spec"]["selector"]["app.kubernetes.io/component"]
@@ -229,8 +230,10 @@ def test_ports_and_addresses_line_up(name):
     # The relays reach the gateway's internal API through its ClusterIP Service.
     internal = r.get("Service", f"{RELEASE}-gateway-internal")
     assert internal["spec"]["type"] == "ClusterIP"
-    (iport,) = internal["spec"]["ports"]
+    # ... which also carries the gateways' admin port, for the ServiceMonitor.
+    iport, aport = internal["spec"]["ports"]
     assert iport["targetPort"] == "internal"
+    assert aport["targetPort"] == "admin"
     assert relay_env["ARTHAS_GATEWAY_URL"] == f"http://{RELEASE}-gateway-internal:{iport['port']}"
     public = r.get("Service", f"{RELEASE}-gateway")
     assert [p["targetPort"] for p in public["spec"]["ports"]] == ["http"]

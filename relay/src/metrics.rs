@@ -25,7 +25,7 @@ pub struct Metrics {
     pub slow_consumers: IntCounter,
     /// Connections closed, by close code.
     pub closes: IntCounterVec,
-    /// Rooms with at least one member on this relay.
+    /// Rooms this relay is subscribed to (with local members, or lingering).
     pub local_rooms: IntGauge,
     /// The configured `--max-connections` (for ratio alerts).
     pub max_connections: IntGauge,

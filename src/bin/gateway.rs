@@ -2,8 +2,10 @@
 //! client) on `--listen`, and the internal API relays call on
 //! `--internal-listen`, over the shared store.
 //!
-//! On start it prints `listening on http://ADDR` and `internal on http://ADDR`
-//! on stdout (logs go to stderr, filtered by `ARTHAS_LOG`). SIGTERM or
+//! Health and Prometheus metrics are on `--admin-listen`.
+//!
+//! On start it prints `listening on http://ADDR`, `internal on http://ADDR`
+//! and `admin on http://ADDR` on stdout (logs go to stderr, filtered by `ARTHAS_LOG`). SIGTERM or
 //! SIGINT stops accepting, lets requests in flight finish, and exits 0.
 
 use std::net::SocketAddr;
@@ -46,6 +48,9 @@ struct Config {
     /// Internal API address (relays only; keep it off the internet).
     #[arg(long, env = "ARTHAS_INTERNAL_LISTEN", default_value = "127.0.0.1:8082")]
     internal_listen: SocketAddr,
+    /// Address for `/healthz`, `/readyz` and `/metrics`.
+    #[arg(long, env = "ARTHAS_ADMIN_LISTEN", default_value = "127.0.0.1:9091")]
+    admin_listen: SocketAddr,
     /// Shared secret relays present as `Authorization: Bearer <secret>`.
     #[arg(long, env = "ARTHAS_INTERNAL_SECRET", hide_env_values = true)]
     internal_secret: String,
@@ -105,6 +110,7 @@ async fn run(config: Config) -> Result<(), String> {
         config.gateway.http_config(&config.edge),
         Arc::new(move || online.load(Ordering::Relaxed)),
     ));
+    let admin = Arc::new(gateway::metrics::AdminApi::new(gateway.clone()));
     let internal = Arc::new(InternalApi::new(
         gateway,
         InternalConfig {
@@ -118,11 +124,16 @@ async fn run(config: Config) -> Result<(), String> {
     let internal_listener = TcpListener::bind(config.internal_listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.internal_listen))?;
+    let admin_listener = TcpListener::bind(config.admin_listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.admin_listen))?;
     let public_addr = public_listener.local_addr().map_err(|e| e.to_string())?;
     let internal_addr = internal_listener.local_addr().map_err(|e| e.to_string())?;
+    let admin_addr = admin_listener.local_addr().map_err(|e| e.to_string())?;
     println!("listening on http://{public_addr}");
     println!("internal on http://{internal_addr}");
-    tracing::info!(%public_addr, %internal_addr, store = ?config.store, "gateway started");
+    println!("admin on http://{admin_addr}");
+    tracing::info!(%public_addr, %internal_addr, %admin_addr, store = ?config.store, "gateway started");
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
@@ -136,12 +147,17 @@ async fn run(config: Config) -> Result<(), String> {
     let internal = tokio::spawn(gateway::server::serve(
         internal_listener,
         internal,
+        stopped(stop_rx.clone()),
+    ));
+    let admin = tokio::spawn(gateway::server::serve(
+        admin_listener,
+        admin,
         stopped(stop_rx),
     ));
     process::termination().await;
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
-    let _ = tokio::join!(public, internal);
+    let _ = tokio::join!(public, internal, admin);
     tracing::info!("stopped");
     Ok(())
 }

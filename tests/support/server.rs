@@ -660,6 +660,8 @@ impl Env {
             "127.0.0.1:0",
             "--internal-listen",
             internal,
+            "--admin-listen",
+            "127.0.0.1:0",
             "--internal-secret",
             secret,
             "--store",
@@ -678,7 +680,7 @@ impl Env {
             GATEWAY_BIN,
             &args,
             &opts.envs,
-            &["listening", "internal"],
+            &["listening", "internal", "admin"],
         )
     }
 

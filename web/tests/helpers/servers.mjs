@@ -168,7 +168,7 @@ export async function startCluster(n = 2) {
   try {
     const gateway = await startServer({
       bin: path.join(dir, 'gateway'),
-      args: ['--internal-listen', '127.0.0.1:0'],
+      args: ['--internal-listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0'],
       env,
       expect: [/internal on http:\/\/\S+\n/],
     });
