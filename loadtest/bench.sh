@@ -26,7 +26,7 @@ pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  rm -rf "$run_dir"
+  [ -n "${KEEP_RUN_DIR:-}" ] && echo "run dir kept: $run_dir" >&2 || rm -rf "$run_dir"
 }
 trap cleanup EXIT
 
@@ -81,11 +81,6 @@ case "$mode" in
     # members over every relay.
     RELAYS="${RELAYS:-6}" GENERATORS="${GENERATORS:-6}" CONNECTIONS="${CONNECTIONS:-100000}"
     HOLD="${HOLD:-20}"
-    # A generator reads nothing until all its members joined; a join phase
-    # longer than the relays' read timeout (40 s) would get its first
-    # clients closed (4002) for not answering pings, as it should.
-    export ARTHAS_READ_TIMEOUT_MS="${ARTHAS_READ_TIMEOUT_MS:-600000}"
-    export ARTHAS_PING_INTERVAL_MS="${ARTHAS_PING_INTERVAL_MS:-300000}"
     redis_port=$((BASE_PORT + 9))
     redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no \
       --maxclients 1000 --dir "$run_dir" --logfile "$run_dir/redis.log" --daemonize no &
@@ -135,6 +130,10 @@ case "$mode" in
       connected=$((connected + ${n%.*}))
     done
     after_relays="$(rss "${relay_pids[@]}")" after_redis="$(rss "$redis_pid")"
+    # Closes and error frames so far, by code, summed over the relays.
+    for url in "${admins[@]}"; do curl -fsS "$url"; done |
+      awk '/^arthas_relay_(closes|errors_out)_total\{/ {n[$1] += $2} END {for (k in n) print k, n[k]}' |
+      sort >&2
     for p in "${gen_pids[@]}"; do wait "$p" || true; done
     errors="$(cat "$run_dir"/gen*.err | grep -c -i "fail" || true)"
     cat "$run_dir"/gen*.err | grep -i "fail" | sort | uniq -c | sort -rn | head -5 >&2 || true

@@ -25,7 +25,7 @@ use protocol::kind;
 use protocol::server::{self, Relayed, RoomCreated};
 use tokio::io::WriteHalf;
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Mode {
@@ -236,10 +236,12 @@ async fn receive(mut rx: Reader, pong: mpsc::Sender<Vec<u8>>, stats: Arc<Stats>,
         let frame = rx
             .read_frame(&mut move |f: Frame<'_>| {
                 let pong = pong.clone();
+                // fastwebsockets answers a Ping by handing us the Pong to
+                // send (auto_pong): the transmit task writes it.
                 let payload = f.payload.to_vec();
-                let is_ping = f.opcode == OpCode::Ping;
+                let is_pong = f.opcode == OpCode::Pong;
                 async move {
-                    if is_ping {
+                    if is_pong {
                         let _ = pong.try_send(payload);
                     }
                     Ok::<_, std::io::Error>(())
@@ -283,7 +285,7 @@ async fn receive(mut rx: Reader, pong: mpsc::Sender<Vec<u8>>, stats: Arc<Stats>,
 }
 
 /// When and what a member sends.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 struct Pace {
     /// Messages per second (0: idle, only pongs).
     rate: f64,
@@ -291,8 +293,9 @@ struct Pace {
     payload: usize,
     /// The run's time origin (latency timestamps).
     start: Instant,
-    /// When sending stops.
-    stop: Instant,
+    /// When sending stops; `None` until every room is open (the member
+    /// answers pings meanwhile, so a long join phase loses nobody).
+    stop: watch::Receiver<Option<Instant>>,
     /// Offset of this member's first message, so senders do not align.
     phase: Duration,
 }
@@ -308,9 +311,20 @@ async fn transmit(
         rate,
         payload,
         start,
-        stop,
+        mut stop,
         phase,
     } = pace;
+    let stop = loop {
+        if let Some(stop) = *stop.borrow_and_update() {
+            break stop;
+        }
+        tokio::select! {
+            Some(p) = pongs.recv() => {
+                if tx.write_frame(Frame::pong(Payload::Owned(p))).await.is_err() { return; }
+            }
+            changed = stop.changed() => if changed.is_err() { return; },
+        }
+    };
     let period = Duration::from_secs_f64(if rate > 0.0 { 1.0 / rate } else { 1.0 });
     let mut next = tokio::time::Instant::now() + phase;
     let padding = "x".repeat(payload.saturating_sub(24));
@@ -371,6 +385,16 @@ async fn main() {
     let start = Instant::now();
     let stats = Arc::new(Stats::default());
 
+    let rate = if args.mode == Mode::Idle {
+        0.0
+    } else {
+        args.rate
+    };
+    // Chat and idle members start reading (and answering pings) as soon as
+    // their room is open; they send once every room is (`go`).
+    let (go, schedule) = watch::channel(None);
+    let member_tasks = Arc::new(Mutex::new(Vec::new()));
+
     // Join every room, a few at a time.
     let semaphore = Arc::new(tokio::sync::Semaphore::new(args.connect_concurrency.max(1)));
     let mut joins = Vec::new();
@@ -378,9 +402,38 @@ async fn main() {
         let urls = args.url.clone();
         let permit = semaphore.clone();
         let members = args.members;
+        let (mode, payload, stats, schedule) =
+            (args.mode, args.payload, stats.clone(), schedule.clone());
+        let member_tasks = member_tasks.clone();
         joins.push(tokio::spawn(async move {
             let _p = permit.acquire_owned().await;
-            open_room(&urls, r * members, members).await
+            let (room_id, opened) = open_room(&urls, r * members, members).await?;
+            if mode == Mode::Churn {
+                return Ok::<_, String>((room_id, opened.len(), opened));
+            }
+            let count = opened.len();
+            for (k, (rx, tx)) in opened.into_iter().enumerate() {
+                let (pong_tx, pong_rx) = mpsc::channel(4);
+                let n = (r * members + k) as f64;
+                let phase = Duration::from_secs_f64(if rate > 0.0 {
+                    (n * 0.618_034 % 1.0) / rate
+                } else {
+                    0.0
+                });
+                let pace = Pace {
+                    rate,
+                    payload,
+                    start,
+                    stop: schedule.clone(),
+                    phase,
+                };
+                let reader = tokio::spawn(receive(rx, pong_tx, stats.clone(), start));
+                let writer = tokio::spawn(transmit(tx, pong_rx, pace, stats.clone()));
+                if let Ok(mut t) = member_tasks.lock() {
+                    t.extend([reader, writer]);
+                }
+            }
+            Ok((room_id, count, Vec::new()))
         }));
     }
     let mut rooms = Vec::new();
@@ -391,59 +444,39 @@ async fn main() {
             Err(e) => eprintln!("join task failed: {e}"),
         }
     }
-    let joined = rooms.iter().map(|(_, m)| m.len()).sum::<usize>();
+    let joined = rooms.iter().map(|(_, n, _)| n).sum::<usize>();
     let join_secs = start.elapsed().as_secs_f64();
     eprintln!(
         "{joined} members in {} rooms joined in {join_secs:.1}s",
         rooms.len()
     );
 
-    let rate = if args.mode == Mode::Idle {
-        0.0
-    } else {
-        args.rate
-    };
     let stop = Instant::now() + Duration::from_secs(args.warmup + args.duration);
-    let mut tasks = Vec::new();
-    let mut i = 0u64;
+    let _ = go.send(Some(stop));
+    let mut tasks: Vec<tokio::task::JoinHandle<()>> = member_tasks
+        .lock()
+        .map(|mut t| std::mem::take(&mut *t))
+        .unwrap_or_default();
     let churned = Arc::new(AtomicU64::new(0));
     let mut creators = Vec::new();
-    for (room_id, members) in rooms {
+    // Churn: the rooms came back with their members' sockets.
+    for (room_id, _, members) in rooms {
         for (k, (rx, tx)) in members.into_iter().enumerate() {
-            if args.mode == Mode::Churn {
-                if k == 0 {
-                    // The creator stays, so the room never empties.
-                    creators.push((rx, tx));
-                } else {
-                    let name = format!("c{k}");
-                    let joins = churned.clone();
-                    tasks.push(tokio::spawn(churn(
-                        rx,
-                        tx,
-                        room_id.clone(),
-                        name,
-                        stop,
-                        joins,
-                    )));
-                }
-                continue;
-            }
-            let (pong_tx, pong_rx) = mpsc::channel(4);
-            let phase = Duration::from_secs_f64(if rate > 0.0 {
-                (i as f64 * 0.618_034 % 1.0) / rate
+            if k == 0 {
+                // The creator stays, so the room never empties.
+                creators.push((rx, tx));
             } else {
-                0.0
-            });
-            i += 1;
-            tasks.push(tokio::spawn(receive(rx, pong_tx, stats.clone(), start)));
-            let pace = Pace {
-                rate,
-                payload: args.payload,
-                start,
-                stop,
-                phase,
-            };
-            tasks.push(tokio::spawn(transmit(tx, pong_rx, pace, stats.clone())));
+                let name = format!("c{k}");
+                let joins = churned.clone();
+                tasks.push(tokio::spawn(churn(
+                    rx,
+                    tx,
+                    room_id.clone(),
+                    name,
+                    stop,
+                    joins,
+                )));
+            }
         }
     }
     tokio::time::sleep(Duration::from_secs(args.warmup)).await;
