@@ -11,7 +11,8 @@
 #
 # Knobs (env): ROOMS (600), MEMBERS (10), RATE (0.9 msg/s per member),
 # DURATION (20 s), PAYLOAD (256 bytes), BASE_PORT (17000); SKIP_BUILD=1 uses
-# the release binaries already built; LOADGEN_ARGS adds generator flags, e.g.
+# the release binaries already built; KEEP_RUN_DIR=1 keeps the processes'
+# logs and the generators' reports; LOADGEN_ARGS adds generator flags, e.g.
 # LOADGEN_ARGS="--mode churn" for join throughput (members leave and re-join
 # on open connections).
 set -euo pipefail
