@@ -97,6 +97,29 @@ impl RedisServer {
         RedisServer::start_kind(false).await
     }
 
+    /// Starts a standalone server that also serves TLS, with the PEM files
+    /// in `certs` (`server.crt`, `server.key`, `ca.crt`; clients need no
+    /// certificate); returns it and its TLS port. PING goes to its plain
+    /// port.
+    pub async fn start_tls(certs: &std::path::Path) -> Result<(RedisServer, u16)> {
+        let tls_port = free_port(false)?;
+        let file = |name: &str| certs.join(name).to_string_lossy().into_owned();
+        let extra = vec![
+            "--tls-port".to_string(),
+            tls_port.to_string(),
+            "--tls-cert-file".to_string(),
+            file("server.crt"),
+            "--tls-key-file".to_string(),
+            file("server.key"),
+            "--tls-ca-cert-file".to_string(),
+            file("ca.crt"),
+            "--tls-auth-clients".to_string(),
+            "no".to_string(),
+        ];
+        let server = RedisServer::start_with(false, extra, None).await?;
+        Ok((server, tls_port))
+    }
+
     async fn start_kind(cluster: bool) -> Result<RedisServer> {
         RedisServer::start_with(cluster, Vec::new(), None).await
     }

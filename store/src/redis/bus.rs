@@ -40,7 +40,7 @@ use crate::room::StoreError;
 /// Where the bus connects.
 pub(crate) enum BusTarget {
     /// One server (the manager reconnects to it).
-    Fixed(redis::Client),
+    Fixed(Box<redis::Client>),
     /// The master the sentinels name (RESP3 connections).
     Sentinel(Arc<MasterLocator>),
 }
@@ -86,7 +86,7 @@ impl StandaloneBus {
         shutdown: watch::Receiver<bool>,
     ) -> Result<StandaloneBus, StoreError> {
         let client = match &target {
-            BusTarget::Fixed(client) => client.clone(),
+            BusTarget::Fixed(client) => (**client).clone(),
             BusTarget::Sentinel(locator) => locator
                 .master()
                 .await

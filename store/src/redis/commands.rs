@@ -28,7 +28,7 @@ use crate::room::StoreError;
 /// Where the pool's connections go.
 pub(crate) enum Target {
     /// One server.
-    Fixed(redis::Client),
+    Fixed(Box<redis::Client>),
     /// Whatever master the sentinels name when a connection is opened: after
     /// a failover, new connections reach the new master.
     Sentinel(Arc<MasterLocator>),
@@ -49,7 +49,7 @@ impl managed::Manager for Connector {
 
     async fn create(&self) -> Result<MultiplexedConnection, RedisError> {
         let client = match &self.target {
-            Target::Fixed(client) => client.clone(),
+            Target::Fixed(client) => (**client).clone(),
             Target::Sentinel(locator) => locator.master().await?,
         };
         client

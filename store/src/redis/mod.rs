@@ -453,6 +453,9 @@ impl RedisEngine {
         mode: RedisMode,
         config: RedisConfig,
     ) -> Result<Arc<RedisEngine>, StoreError> {
+        // `rediss://` URLs need a process-wide rustls provider (ring); a
+        // second engine finds it installed already.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let (shared, events) = BusShared::new();
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (commands, bus) = match mode {
@@ -467,8 +470,15 @@ impl RedisEngine {
                 let connection = redis::AsyncConnectionConfig::new()
                     .set_connection_timeout(Some(config.connect_timeout))
                     .set_response_timeout(Some(config.command_timeout));
+                // One direct connection first, so a refused connection, a TLS
+                // certificate or a password problem is reported as such
+                // (the bus would keep retrying and only time out).
+                client
+                    .get_multiplexed_async_connection_with_config(&connection)
+                    .await
+                    .map_err(|e| StoreError(format!("redis: {e}")))?;
                 let commands = Commands::standalone(
-                    commands::Target::Fixed(client),
+                    commands::Target::Fixed(Box::new(client)),
                     connection,
                     config.pool_size,
                     config.command_timeout,
@@ -478,7 +488,7 @@ impl RedisEngine {
                 )
                 .map_err(|e| StoreError(format!("redis url: {e}")))?;
                 let bus = bus::StandaloneBus::connect(
-                    bus::BusTarget::Fixed(pubsub_client),
+                    bus::BusTarget::Fixed(Box::new(pubsub_client)),
                     &config,
                     shared.clone(),
                     events,

@@ -51,7 +51,7 @@ impl MasterLocator {
         let node = SentinelNodeConnectionInfo::default().set_redis_connection_info(settings);
         let client = SentinelClient::build(
             sentinels.to_vec(),
-            master_name.to_owned(),
+            master_name,
             Some(node),
             SentinelServerType::Master,
         )
