@@ -43,6 +43,35 @@ start() {
   echo "$name did not start:" >&2; cat "$run_dir/$name.err" >&2; exit 1
 }
 
+# Redis and the gateway (cluster modes); sets redis_pid.
+start_backend() {
+  local redis_port=$((BASE_PORT + 9))
+  redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no \
+    --dir "$run_dir" --logfile "$run_dir/redis.log" --daemonize no &
+  pids+=("$!")
+  redis_pid="$!"
+  until redis-cli -p "$redis_port" ping >/dev/null 2>&1; do sleep 0.05; done
+  export ARTHAS_INTERNAL_SECRET="$(head -c 24 /dev/urandom | base64)"
+  export ARTHAS_REDIS_URL="redis://127.0.0.1:$redis_port"
+  start gateway "$bin/gateway" --listen "127.0.0.1:$((BASE_PORT + 1))" \
+    --internal-listen "127.0.0.1:$((BASE_PORT + 2))" \
+    --admin-listen "127.0.0.1:$((BASE_PORT + 30))"
+}
+
+# start_relays N: relays on BASE_PORT+10.. (admin +40..); sets urls,
+# relay_pids and admins (their /metrics).
+start_relays() {
+  urls=() relay_pids=() admins=()
+  for i in $(seq 0 $(($1 - 1))); do
+    start "relay$i" "$bin/relay" --listen "127.0.0.1:$((BASE_PORT + 10 + i))" \
+      --admin-listen "127.0.0.1:$((BASE_PORT + 40 + i))" \
+      --gateway-url "http://127.0.0.1:$((BASE_PORT + 2))"
+    urls+=("ws://127.0.0.1:$((BASE_PORT + 10 + i))/ws")
+    relay_pids+=("${pids[-1]}")
+    admins+=("http://127.0.0.1:$((BASE_PORT + 40 + i))/metrics")
+  done
+}
+
 loadgen() {
   "$bin/arthas-loadgen" --rooms "$ROOMS" --members "$MEMBERS" --rate "$RATE" \
     --duration "$DURATION" --payload "$PAYLOAD" "$@" ${LOADGEN_ARGS:-}
@@ -55,24 +84,9 @@ case "$mode" in
     loadgen --url "ws://127.0.0.1:$BASE_PORT/ws" --pid "${pids[0]}"
     ;;
   cluster)
-    redis_port=$((BASE_PORT + 9))
-    redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no \
-      --dir "$run_dir" --logfile "$run_dir/redis.log" --daemonize no &
-    pids+=("$!")
-    until redis-cli -p "$redis_port" ping >/dev/null 2>&1; do sleep 0.05; done
-    secret="$(head -c 24 /dev/urandom | base64)"
-    export ARTHAS_INTERNAL_SECRET="$secret" ARTHAS_REDIS_URL="redis://127.0.0.1:$redis_port"
-    start gateway "$bin/gateway" --listen "127.0.0.1:$((BASE_PORT + 1))" \
-      --internal-listen "127.0.0.1:$((BASE_PORT + 2))" \
-      --admin-listen "127.0.0.1:$((BASE_PORT + 30))"
-    urls=()
-    for i in 0 1 2; do
-      start "relay$i" "$bin/relay" --listen "127.0.0.1:$((BASE_PORT + 3 + i))" \
-        --admin-listen "127.0.0.1:$((BASE_PORT + 6 + i))" \
-        --gateway-url "http://127.0.0.1:$((BASE_PORT + 2))"
-      urls+=("ws://127.0.0.1:$((BASE_PORT + 3 + i))/ws")
-    done
-    server_pids="${pids[0]},${pids[2]},${pids[3]},${pids[4]}" # redis + relays
+    start_backend
+    start_relays 3
+    server_pids="$redis_pid,$(IFS=,; echo "${relay_pids[*]}")" # redis + relays
     loadgen --url "$(IFS=,; echo "${urls[*]}")" --pid "$server_pids"
     ;;
   connections)
@@ -82,26 +96,8 @@ case "$mode" in
     # members over every relay.
     RELAYS="${RELAYS:-6}" GENERATORS="${GENERATORS:-6}" CONNECTIONS="${CONNECTIONS:-100000}"
     HOLD="${HOLD:-20}"
-    redis_port=$((BASE_PORT + 9))
-    redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no \
-      --maxclients 1000 --dir "$run_dir" --logfile "$run_dir/redis.log" --daemonize no &
-    pids+=("$!")
-    redis_pid="$!"
-    until redis-cli -p "$redis_port" ping >/dev/null 2>&1; do sleep 0.05; done
-    secret="$(head -c 24 /dev/urandom | base64)"
-    export ARTHAS_INTERNAL_SECRET="$secret" ARTHAS_REDIS_URL="redis://127.0.0.1:$redis_port"
-    start gateway "$bin/gateway" --listen "127.0.0.1:$((BASE_PORT + 1))" \
-      --internal-listen "127.0.0.1:$((BASE_PORT + 2))" \
-      --admin-listen "127.0.0.1:$((BASE_PORT + 30))"
-    urls=() relay_pids=() admins=()
-    for i in $(seq 0 $((RELAYS - 1))); do
-      start "relay$i" "$bin/relay" --listen "127.0.0.1:$((BASE_PORT + 10 + i))" \
-        --admin-listen "127.0.0.1:$((BASE_PORT + 40 + i))" \
-        --gateway-url "http://127.0.0.1:$((BASE_PORT + 2))"
-      urls+=("ws://127.0.0.1:$((BASE_PORT + 10 + i))/ws")
-      relay_pids+=("${pids[-1]}")
-      admins+=("http://127.0.0.1:$((BASE_PORT + 40 + i))/metrics")
-    done
+    start_backend
+    start_relays "$RELAYS"
     rss() { # total VmRSS (KiB) of the given pids
       local t=0 p
       for p in "$@"; do t=$((t + $(awk '/^VmRSS/ {print $2}' "/proc/$p/status"))); done

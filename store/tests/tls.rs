@@ -3,15 +3,16 @@
 //! CA the test makes (handed over as `SSL_CERT_FILE`, as an operator would).
 //! Its own test binary: it sets a process-wide environment variable.
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use arthas_store::redis::{RedisConfig, RedisEngine, RedisMode};
 use arthas_store::testing::{RecordingSink, RedisServer};
-use arthas_store::{Bus, BusMessage, MemberRecord, NewRoom, RoomRecord, RoomStore, Target};
+use arthas_store::{Bus, BusMessage, RoomStore, Target};
 use bytes::Bytes;
-use protocol::member::MemberId;
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -72,21 +73,6 @@ fn make_certs(dir: &Path) {
     ]);
 }
 
-fn room(id: &str) -> NewRoom {
-    NewRoom {
-        record: RoomRecord {
-            id: id.into(),
-            created_at: arthas_store::unix_secs(),
-            expires_at: 0,
-            ephemeral: 0,
-            password_hash: String::new(),
-            capacity: 10,
-            listed: false,
-        },
-        unjoined_ttl: Duration::from_secs(60),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commands_and_the_bus_work_over_tls_with_a_trusted_ca_only() {
     let certs = tempfile::tempdir().expect("tempdir");
@@ -129,16 +115,17 @@ async fn commands_and_the_bus_work_over_tls_with_a_trusted_ca_only() {
     engine.attach(sink.clone());
 
     // Commands: a room is created and joined.
-    engine.create_room(room("tls-room")).await.expect("create");
-    let member = MemberRecord {
-        id: MemberId::from_random(7),
-        name: "m".into(),
-        color: "#abcdef".into(),
-        node: "n1".into(),
-        joined_at: arthas_store::unix_millis(),
-    };
+    engine
+        .create_room(common::new_room("tls-room", 10, ""))
+        .await
+        .expect("create");
     let joined = engine
-        .join("tls-room", member, false, arthas_store::unix_secs())
+        .join(
+            "tls-room",
+            common::member(7, "n1"),
+            false,
+            arthas_store::unix_secs(),
+        )
         .await
         .expect("join");
     assert_eq!(joined.members.len(), 1);
