@@ -867,7 +867,11 @@ async fn redis_holds_no_ciphertext_iv_or_password(topology: Topology) {
             .expect("run redis-cli --scan");
         assert!(out.status.success(), "redis-cli --scan: {out:?}");
         for key in String::from_utf8_lossy(&out.stdout).lines() {
-            dump.push((key.to_string(), read_value(server, key).await));
+            let value = server
+                .value_of(key)
+                .await
+                .unwrap_or_else(|e| panic!("{key}: {e}"));
+            dump.push((key.to_string(), value));
         }
     }
     assert!(
@@ -902,61 +906,6 @@ async fn redis_holds_no_ciphertext_iv_or_password(topology: Topology) {
         }
     }
     drop((b, c, q));
-}
-
-/// Everything a key holds (string, hash fields and values, set, sorted set with scores, list),
-/// as raw bytes.
-async fn read_value(server: &store::testing::RedisServer, key: &str) -> Vec<u8> {
-    let run = |args: Vec<&str>| {
-        let args: Vec<String> = args.into_iter().map(str::to_string).collect();
-        async move {
-            let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-            server
-                .command(&refs)
-                .await
-                .unwrap_or_else(|e| panic!("{refs:?}: {e}"))
-        }
-    };
-    let kind = match run(vec!["TYPE", key]).await {
-        redis::Value::SimpleString(s) => s,
-        other => panic!("TYPE {key}: {other:?}"),
-    };
-    let value = match kind.as_str() {
-        "string" => run(vec!["GET", key]).await,
-        "hash" => run(vec!["HGETALL", key]).await,
-        "set" => run(vec!["SMEMBERS", key]).await,
-        "zset" => run(vec!["ZRANGE", key, "0", "-1", "WITHSCORES"]).await,
-        "list" => run(vec!["LRANGE", key, "0", "-1"]).await,
-        "none" => redis::Value::Nil, // expired since the scan
-        other => panic!("{key} has type {other}, which this check cannot read"),
-    };
-    let mut out = Vec::new();
-    flatten(&value, &mut out);
-    out
-}
-
-fn flatten(v: &redis::Value, out: &mut Vec<u8>) {
-    match v {
-        redis::Value::BulkString(b) => out.extend_from_slice(b),
-        redis::Value::SimpleString(s) => out.extend_from_slice(s.as_bytes()),
-        redis::Value::Int(i) => out.extend_from_slice(i.to_string().as_bytes()),
-        redis::Value::Double(d) => out.extend_from_slice(d.to_string().as_bytes()),
-        redis::Value::Array(items) | redis::Value::Set(items) => {
-            for item in items {
-                flatten(item, out);
-                out.push(b'\n');
-            }
-        }
-        redis::Value::Map(pairs) => {
-            for (k, v) in pairs {
-                flatten(k, out);
-                out.push(b'\n');
-                flatten(v, out);
-                out.push(b'\n');
-            }
-        }
-        _ => {}
-    }
 }
 
 fn split_three<'a>(

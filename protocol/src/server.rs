@@ -170,6 +170,18 @@ pub fn encode<T: Serialize + ?Sized>(message_type: u8, data: &T) -> Bytes {
     encode_sized(message_type, data, 0)
 }
 
+/// 0x1D RelayFileCancel for `sender_id`'s transfer `transfer_id` (a
+/// disconnect, an expiry or a room closed under it).
+pub fn file_cancel(sender_id: &str, transfer_id: &str) -> Bytes {
+    encode(
+        crate::kind::RELAY_FILE_CANCEL,
+        &RelayFileRef {
+            sender_id,
+            transfer_id,
+        },
+    )
+}
+
 /// The Error frame (0x17) for a refusal; M001 travels in a 0x2B envelope.
 pub fn error(reject: &Reject) -> Bytes {
     let data = ErrorData {

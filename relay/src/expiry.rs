@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use protocol::kind;
-use protocol::server::{self, RelayFileRef, Relayed, RoomClosed};
+use protocol::server::{self, Relayed, RoomClosed};
 use store::Target;
 use tokio::time::{interval, MissedTickBehavior};
 
@@ -75,13 +75,7 @@ async fn expire(relay: &Relay, room: &Arc<LocalRoom>) {
         let Some(transfer_id) = member.peer.active_transfer() else {
             continue;
         };
-        let cancel = server::encode(
-            kind::RELAY_FILE_CANCEL,
-            &RelayFileRef {
-                sender_id: member.id.as_str(),
-                transfer_id: &transfer_id,
-            },
-        );
+        let cancel = server::file_cancel(member.id.as_str(), &transfer_id);
         let target = Target::TransferEnded {
             sender: member.id,
             transfer_id,

@@ -22,9 +22,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use protocol::kind;
 use protocol::member::MemberId;
-use protocol::server::{self, RelayFileRef};
+use protocol::server;
 use store::{Bus, BusError, BusMessage, BusSink, Target};
 
 use crate::metrics::Metrics;
@@ -270,7 +269,8 @@ impl Hub {
     }
 
     /// Adds a member to the local index, subscribing to the room's channel
-    /// first if it is the room's first local member. `first_frame`
+    /// first unless this relay is subscribed already (other local members,
+    /// or the room lingers). `first_frame`
     /// (RoomJoined) is queued before any later bus delivery.
     pub async fn join(
         &self,
@@ -395,13 +395,7 @@ impl Hub {
                 continue;
             }
             if let Some(transfer_id) = member.peer.end_transfer(false) {
-                let cancel = server::encode(
-                    kind::RELAY_FILE_CANCEL,
-                    &RelayFileRef {
-                        sender_id: member.id.as_str(),
-                        transfer_id: &transfer_id,
-                    },
-                );
+                let cancel = server::file_cancel(member.id.as_str(), &transfer_id);
                 self.push_local(&room, &cancel);
             }
         }

@@ -388,13 +388,7 @@ impl Session {
         };
         if self.peer.active_transfer().is_some() {
             if let Some(transfer_id) = self.peer.end_transfer(false) {
-                let frame = server::encode(
-                    kind::RELAY_FILE_CANCEL,
-                    &RelayFileRef {
-                        sender_id: self.id.as_str(),
-                        transfer_id: &transfer_id,
-                    },
-                );
+                let frame = server::file_cancel(self.id.as_str(), &transfer_id);
                 let _ = self.to_others(&room, frame).await;
             }
         }

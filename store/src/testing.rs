@@ -267,46 +267,53 @@ impl RedisServer {
         let keys: Vec<String> = scan_keys(&mut conn).await?;
         let mut out = Vec::with_capacity(keys.len());
         for key in keys {
-            let kind: String = redis::cmd("TYPE")
-                .arg(&key)
-                .query_async(&mut conn)
-                .await
-                .map_err(fail)?;
-            let value: Value = match kind.as_str() {
-                "string" => redis::cmd("GET").arg(&key).query_async(&mut conn).await,
-                "hash" => redis::cmd("HGETALL").arg(&key).query_async(&mut conn).await,
-                "set" => {
-                    redis::cmd("SMEMBERS")
-                        .arg(&key)
-                        .query_async(&mut conn)
-                        .await
-                }
-                "zset" => {
-                    redis::cmd("ZRANGE")
-                        .arg(&key)
-                        .arg(0)
-                        .arg(-1)
-                        .arg("WITHSCORES")
-                        .query_async(&mut conn)
-                        .await
-                }
-                "list" => {
-                    redis::cmd("LRANGE")
-                        .arg(&key)
-                        .arg(0)
-                        .arg(-1)
-                        .query_async(&mut conn)
-                        .await
-                }
-                _ => Ok(Value::Nil), // expired between SCAN and TYPE
-            }
-            .map_err(fail)?;
-            let mut bytes = Vec::new();
-            flatten(&value, &mut bytes);
+            let bytes = value_of(&mut conn, &key).await?;
             out.push((key, bytes));
         }
         Ok(out)
     }
+
+    /// Everything `key` holds, read by its type, as raw bytes (empty when it
+    /// expired meanwhile); a type this cannot read is an error.
+    pub async fn value_of(&self, key: &str) -> Result<Vec<u8>> {
+        let mut conn = connect(self.port).await?;
+        value_of(&mut conn, key).await
+    }
+}
+
+async fn value_of(conn: &mut redis::aio::MultiplexedConnection, key: &str) -> Result<Vec<u8>> {
+    let kind: String = redis::cmd("TYPE")
+        .arg(key)
+        .query_async(conn)
+        .await
+        .map_err(fail)?;
+    let mut cmd = match kind.as_str() {
+        "string" => redis::cmd("GET"),
+        "hash" => redis::cmd("HGETALL"),
+        "set" => redis::cmd("SMEMBERS"),
+        "zset" => redis::cmd("ZRANGE"),
+        "list" => redis::cmd("LRANGE"),
+        "none" => return Ok(Vec::new()), // expired since it was listed
+        other => {
+            return Err(fail(format!(
+                "{key} has type {other}, which cannot be read here"
+            )))
+        }
+    };
+    cmd.arg(key);
+    match kind.as_str() {
+        "zset" => {
+            cmd.arg(0).arg(-1).arg("WITHSCORES");
+        }
+        "list" => {
+            cmd.arg(0).arg(-1);
+        }
+        _ => {}
+    }
+    let value: Value = cmd.query_async(conn).await.map_err(fail)?;
+    let mut bytes = Vec::new();
+    flatten(&value, &mut bytes);
+    Ok(bytes)
 }
 
 impl Drop for RedisServer {

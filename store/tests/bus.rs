@@ -5,36 +5,16 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use arthas_store::redis::{keys, BusHealth, RedisEngine};
 use arthas_store::testing::RecordingSink;
 use arthas_store::{Bus, BusMessage, RoomStore, Target};
 use bytes::Bytes;
-use common::{member, new_room, Backend, Fixture, WAIT};
+use common::{member, message, new_room, relay, Backend, Fixture, Relay, WAIT};
 use tokio::time::Instant;
 
 /// One relay: an engine and the sink it delivers to.
-struct Relay {
-    engine: Arc<RedisEngine>,
-    sink: Arc<RecordingSink>,
-}
-
-async fn relay(f: &Fixture) -> Relay {
-    let engine = f.redis_engine().await;
-    let sink = RecordingSink::new();
-    engine.attach(sink.clone());
-    Relay { engine, sink }
-}
-
-fn message(text: &str) -> BusMessage {
-    BusMessage {
-        target: Target::Room { except: None },
-        frame: Bytes::from(text.to_owned()),
-    }
-}
-
 fn frames(sink: &RecordingSink, room: &str) -> Vec<Bytes> {
     sink.messages(room).into_iter().map(|m| m.frame).collect()
 }

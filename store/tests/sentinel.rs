@@ -6,37 +6,16 @@
 mod common;
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
-use arthas_store::redis::{keys, RedisEngine};
+use arthas_store::redis::keys;
 use arthas_store::testing::RecordingSink;
-use arthas_store::{Bus, BusMessage, RoomStore, Target};
-use bytes::Bytes;
-use common::{member, new_room, Backend, Fixture, WAIT};
+use arthas_store::{Bus, BusMessage, RoomStore};
+use common::{member, message, new_room, relay, Backend, Fixture, Relay, WAIT};
 use tokio::time::Instant;
 
 /// Rooms both relays chat in.
 const ROOMS: usize = 50;
-
-struct Relay {
-    engine: Arc<RedisEngine>,
-    sink: Arc<RecordingSink>,
-}
-
-async fn relay(f: &Fixture) -> Relay {
-    let engine = f.redis_engine().await;
-    let sink = RecordingSink::new();
-    engine.attach(sink.clone());
-    Relay { engine, sink }
-}
-
-fn message(text: &str) -> BusMessage {
-    BusMessage {
-        target: Target::Room { except: None },
-        frame: Bytes::from(text.to_owned()),
-    }
-}
 
 /// How many messages with `frame` each room of `rooms` delivered.
 fn counts(sink: &RecordingSink, rooms: &[String], frame: &str) -> Vec<usize> {

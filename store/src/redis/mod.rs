@@ -458,6 +458,10 @@ impl RedisEngine {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let (shared, events) = BusShared::new();
         let (shutdown, shutdown_rx) = watch::channel(false);
+        // Command connections (standalone and Sentinel).
+        let connection = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(config.connect_timeout))
+            .set_response_timeout(Some(config.command_timeout));
         let (commands, bus) = match mode {
             RedisMode::Standalone { url } => {
                 let info = url
@@ -467,9 +471,6 @@ impl RedisEngine {
                 let settings = info.redis_settings().clone().set_skip_set_lib_name();
                 let client = redis::Client::open(info.clone().set_redis_settings(settings.clone()))
                     .map_err(|e| StoreError(format!("redis url: {e}")))?;
-                let connection = redis::AsyncConnectionConfig::new()
-                    .set_connection_timeout(Some(config.connect_timeout))
-                    .set_response_timeout(Some(config.command_timeout));
                 // One direct connection first, so a refused connection, a TLS
                 // certificate or a password problem is reported as such
                 // (the bus would keep retrying and only time out).
@@ -510,9 +511,6 @@ impl RedisEngine {
                     )
                     .map(Arc::new)
                 };
-                let connection = redis::AsyncConnectionConfig::new()
-                    .set_connection_timeout(Some(config.connect_timeout))
-                    .set_response_timeout(Some(config.command_timeout));
                 let commands = Commands::standalone(
                     commands::Target::Sentinel(locator(ProtocolVersion::RESP2)?),
                     connection,

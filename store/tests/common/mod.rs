@@ -149,3 +149,25 @@ pub fn init_logging() {
             .try_init();
     }
 }
+
+/// A relay as the bus sees it: an engine and the sink it delivers to.
+pub struct Relay {
+    pub engine: Arc<RedisEngine>,
+    pub sink: Arc<arthas_store::testing::RecordingSink>,
+}
+
+/// A Redis engine of the fixture with a recording sink attached.
+pub async fn relay(f: &Fixture) -> Relay {
+    let engine = f.redis_engine().await;
+    let sink = arthas_store::testing::RecordingSink::new();
+    engine.attach(sink.clone());
+    Relay { engine, sink }
+}
+
+/// A bus message for the whole room carrying `text`.
+pub fn message(text: &str) -> arthas_store::BusMessage {
+    arthas_store::BusMessage {
+        target: arthas_store::Target::Room { except: None },
+        frame: bytes::Bytes::from(text.to_owned()),
+    }
+}
