@@ -6,11 +6,14 @@ import { C, S, LIMITS, SYSTEM_SENDER, EXPIRY_WARNING_SENTINEL, errorText, validN
 import { Connection, sameOriginWsUrl } from './connection.js';
 import {
   generateRoomKey, exportRoomKey, importRoomKey, encryptJson, decryptText, decryptJson,
-  hashPassword, generateSigningKeyPair, importVerifyKey, verifyPayload, buildPayload, parsePayload,
+  hashPassword, parsePayload,
 } from './crypto.js';
+import { RoomSignatures, ANNOUNCEMENT } from './signatures.js';
 import { formatShareCode, parseShareCode, shareLink } from './sharecode.js';
 import { SlidingWindowLimiter } from './ratelimit.js';
 import { FileTransfers, formatBytes } from './files.js';
+import { MessageIndex, stableIdOf } from './messageindex.js';
+import { formatDuration, formatRemaining } from './format.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -18,8 +21,6 @@ const REACTIONS = ['👍', '❤️', '😂', '😮', '😢', '🎉'];
 const TYPING_SEND_EVERY_MS = 3000;
 const TYPING_IDLE_MS = 4000;
 const TYPING_SHOW_MS = 6000;
-const VERIFY_WAIT_MS = 60_000;
-const STABLE_ID_TOLERANCE_MS = 15_000;
 const COLOR_RE = /^#[0-9a-fA-F]{6}$/;
 
 // ------------------------------------------------------------------ state
@@ -28,10 +29,8 @@ const state = {
   conn: null,
   joining: null, // pending create/join: {kind, name, passwordHash, key, keyEncoded, roomId?, expiresAt?}
   room: null, // {roomId, key, keyEncoded, name, passwordHash, myId, members, hasPassword, ephemeral, expiresAt, closed, rejoining}
-  signing: null, // {privateKey, publicKeyB64}
-  pubkeys: new Map(), // senderId -> {key, b64}
-  messages: new Map(), // stableId -> record
-  unverified: new Map(), // senderId -> Set(record)
+  signatures: null, // RoomSignatures of this room session
+  messages: new MessageIndex(), // stableId -> record
   outbox: [],
   draining: false,
   drainTimer: null,
@@ -91,10 +90,6 @@ function timeLabel(ms) {
 function memberColor(id) {
   const m = state.room && state.room.members.get(id);
   return m && COLOR_RE.test(m.color) ? m.color : null;
-}
-
-function stableIdOf(senderId, t) {
-  return `${senderId}:${t}`;
 }
 
 // ------------------------------------------------------------------ connection
@@ -212,6 +207,7 @@ async function enterRoom(data) {
     showLandingError('The server sent an unexpected answer.');
     return;
   }
+  const signatures = await RoomSignatures.start();
   resetRoomState();
   state.room = {
     roomId: data.roomId,
@@ -227,14 +223,14 @@ async function enterRoom(data) {
     closed: false,
     rejoining: false,
   };
+  state.signatures = signatures;
   setMembers(members);
   $('create-password').value = '';
   $('join-password').value = '';
-  state.signing = await generateSigningKeyPair();
   showChat();
   if (j.kind === 'create') systemLine('Room created. Use “Invite” to share the link: it carries the key, so share it privately.');
   else systemLine(`You joined as ${state.room.name}.`);
-  if (!state.signing) systemLine('This browser cannot sign messages (no Ed25519); your messages will show as unverified.', 'warn');
+  if (!state.signatures.canSign) systemLine('This browser cannot sign messages (no Ed25519); your messages will show as unverified.', 'warn');
   announcePubkey();
   // The fragment holds the key: do not leave it in the address bar.
   if (location.hash) history.replaceState(null, '', location.pathname + location.search);
@@ -254,9 +250,7 @@ function rejoined(data) {
 
 function resetRoomState() {
   files.clear();
-  state.pubkeys.clear();
   state.messages.clear();
-  state.unverified.clear();
   state.outbox = [];
   clearTimeout(state.drainTimer);
   clearTimeout(state.announceTimer);
@@ -269,7 +263,7 @@ function resetRoomState() {
 function leaveRoom() {
   if (state.room && !state.room.closed && state.conn) state.conn.send(C.LEAVE_ROOM, {});
   state.room = null;
-  state.signing = null;
+  state.signatures = null;
   resetRoomState();
   clearInterval(state.expiryTimer);
   showLanding();
@@ -306,24 +300,6 @@ function showLanding() {
 function setComposerEnabled(on) {
   for (const id of ['message-input', 'send-btn', 'file-input']) $(id).disabled = !on;
   $('attach-label').classList.toggle('disabled', !on);
-}
-
-function formatDuration(secs) {
-  if (secs < 60) return `${secs} s`;
-  if (secs < 3600) return `${Math.round(secs / 60)} min`;
-  if (secs < 86400) return `${Math.round(secs / 3600)} h`;
-  return `${Math.round(secs / 86400)} d`;
-}
-
-function formatRemaining(secs) {
-  if (secs <= 0) return 'Expiring now';
-  const d = Math.floor(secs / 86400);
-  const h = Math.floor((secs % 86400) / 3600);
-  const m = Math.floor((secs % 3600) / 60);
-  const s = secs % 60;
-  if (d > 0) return `Expires in ${d}d ${h}h`;
-  if (h > 0) return `Expires in ${h}h ${String(m).padStart(2, '0')}m`;
-  return `Expires in ${m}:${String(s).padStart(2, '0')}`;
 }
 
 function startExpiryTicker() {
@@ -496,28 +472,6 @@ function registerStableId(rec, stableId) {
   state.messages.set(stableId, rec);
 }
 
-/** Exact stableId, else the same sender's message closest in time. */
-function findMessage(stableId) {
-  const exact = state.messages.get(stableId);
-  if (exact) return exact;
-  const i = stableId.lastIndexOf(':');
-  if (i <= 0) return null;
-  const sender = stableId.slice(0, i);
-  const t = Number(stableId.slice(i + 1));
-  if (!Number.isFinite(t)) return null;
-  let best = null;
-  let bestDiff = STABLE_ID_TOLERANCE_MS;
-  for (const rec of state.messages.values()) {
-    if (rec.senderId !== sender) continue;
-    const diff = Math.abs(rec.time - t);
-    if (diff <= bestDiff) {
-      best = rec;
-      bestDiff = diff;
-    }
-  }
-  return best;
-}
-
 // ------------------------------------------------------------------ reactions
 
 function renderReactions(rec) {
@@ -576,7 +530,7 @@ async function onRelayReaction(d) {
   }
   if (!p || typeof p.stableId !== 'string' || typeof p.emoji !== 'string' || p.emoji.length === 0 || p.emoji.length > 16) return;
   if (p.action !== 'add' && p.action !== 'remove') return;
-  const rec = findMessage(p.stableId);
+  const rec = state.messages.find(p.stableId);
   if (rec) applyReaction(rec, d.senderId, p.emoji, p.action);
 }
 
@@ -598,9 +552,10 @@ function cancelReply() {
 // ------------------------------------------------------------------ signatures
 
 async function announcePubkey() {
-  if (!state.signing || !state.room) return;
-  const payload = await buildPayload({ text: '', type: 'pubkey', pubkey: state.signing.publicKeyB64 }, state.signing.privateKey);
-  enqueueChat(payload, null);
+  const signatures = state.signatures;
+  if (!signatures || !state.room) return;
+  const payload = await signatures.announcement();
+  if (payload) enqueueChat(payload, null);
 }
 
 function scheduleAnnounce() {
@@ -608,58 +563,16 @@ function scheduleAnnounce() {
   state.announceTimer = setTimeout(announcePubkey, 300);
 }
 
-async function onPubkey(senderId, payload) {
-  if (typeof payload.pubkey !== 'string') return;
-  const known = state.pubkeys.get(senderId);
-  if (known) {
-    if (known.b64 !== payload.pubkey) {
-      systemLine(`${memberName(senderId)} announced a different signing key; it was ignored.`, 'warn');
-    }
-    return;
+async function onPubkey(signatures, senderId, payload) {
+  const { outcome, settled } = await signatures.learn(senderId, payload);
+  if (outcome === ANNOUNCEMENT.CONFLICT) {
+    systemLine(`${memberName(senderId)} announced a different signing key; it was ignored.`, 'warn');
   }
-  let key;
-  try {
-    key = await importVerifyKey(payload.pubkey);
-  } catch {
-    return;
-  }
-  // A signed announcement must be signed by the key it announces.
-  if (payload.sig !== undefined && !(await verifyPayload(key, payload))) return;
-  state.pubkeys.set(senderId, { key, b64: payload.pubkey });
-  const waiting = state.unverified.get(senderId);
-  if (waiting) {
-    state.unverified.delete(senderId);
-    for (const rec of waiting) {
-      clearTimeout(rec.verifyTimer);
-      setVerify(rec, (await verifyPayload(key, rec.payload)) ? 'verified' : 'failed');
-    }
-  }
+  for (const { subject, verdict } of settled) setVerify(subject, verdict);
 }
 
-async function verifyIncoming(rec, payload) {
-  if (typeof payload.sig !== 'string') {
-    setVerify(rec, 'unknown');
-    return;
-  }
-  const known = state.pubkeys.get(rec.senderId);
-  if (known) {
-    setVerify(rec, (await verifyPayload(known.key, payload)) ? 'verified' : 'failed');
-    return;
-  }
-  // Key not announced yet: show unknown, re-check when it arrives.
-  setVerify(rec, 'unknown');
-  rec.payload = payload;
-  let set = state.unverified.get(rec.senderId);
-  if (!set) {
-    set = new Set();
-    state.unverified.set(rec.senderId, set);
-  }
-  if (set.size >= 50) return;
-  set.add(rec);
-  rec.verifyTimer = setTimeout(() => {
-    set.delete(rec);
-    rec.payload = null;
-  }, VERIFY_WAIT_MS);
+async function verifyIncoming(signatures, rec, payload) {
+  setVerify(rec, await signatures.check(rec.senderId, payload, rec));
 }
 
 // ------------------------------------------------------------------ sending chat
@@ -711,10 +624,10 @@ async function onSubmit(ev) {
   autoGrow();
   cancelReply();
   stopTyping();
-  const payload = await buildPayload({ text, reply }, state.signing && state.signing.privateKey);
+  const payload = await state.signatures.sign({ text, reply });
   const rec = addChatMessage({ senderId: r.myId, senderName: r.name, time: Date.now(), payload, mine: true });
   rec.li.dataset.state = 'sending';
-  setVerify(rec, state.signing ? 'own' : 'unknown');
+  setVerify(rec, state.signatures.canSign ? 'own' : 'unknown');
   enqueueChat(payload, rec);
   if (limiter.msUntilFree() > 0) toast('You are sending quickly: messages are queued (10 per 10 seconds).', 'info');
 }
@@ -940,6 +853,7 @@ async function handleMessage({ type, data }) {
 
 async function onRelayMessage(d) {
   const r = state.room;
+  const signatures = state.signatures;
   if (d.senderId === SYSTEM_SENDER && d.ciphertext === EXPIRY_WARNING_SENTINEL) {
     // Server notice with an empty iv: never decrypted.
     systemLine('This room expires in less than 5 minutes.', 'warn');
@@ -955,7 +869,7 @@ async function onRelayMessage(d) {
   }
   const payload = parsePayload(plaintext);
   if (payload.type === 'pubkey') {
-    await onPubkey(d.senderId, payload);
+    await onPubkey(signatures, d.senderId, payload);
     return;
   }
   if (!payload.text) return;
@@ -963,7 +877,7 @@ async function onRelayMessage(d) {
   const senderName = typeof d.senderName === 'string' ? d.senderName : memberName(d.senderId);
   const rec = addChatMessage({ senderId: d.senderId, senderName, time, payload, mine: false });
   registerStableId(rec, stableIdOf(d.senderId, time));
-  await verifyIncoming(rec, payload);
+  await verifyIncoming(signatures, rec, payload);
 }
 
 function onRoomClosed(d) {

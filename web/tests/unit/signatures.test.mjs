@@ -1,0 +1,170 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  RoomSignatures, VERDICT, ANNOUNCEMENT, MAX_WAITING_PER_SENDER, KEY_WAIT_MS,
+} from '../../js/signatures.js';
+import { buildPayload, generateSigningKeyPair, parsePayload } from '../../js/crypto.js';
+
+/** A clock the test moves by hand. */
+function manualClock(start = 1_735_000_000_000) {
+  let t = start;
+  return { now: () => t, advance: (ms) => { t += ms; } };
+}
+
+/** What a payload looks like after the wire: JSON, encrypted, decrypted, parsed. */
+const overTheWire = (payload) => parsePayload(JSON.stringify(payload));
+
+/** Alice (a signing member) and Bob's view of the room, Bob with a manual clock. */
+async function aliceAndBob() {
+  const clock = manualClock();
+  const alice = await RoomSignatures.start();
+  const bob = await RoomSignatures.start({ now: clock.now });
+  return { alice, bob, clock };
+}
+
+test('a member signs what it sends and announces its key', async () => {
+  const alice = await RoomSignatures.start();
+  assert.ok(alice.canSign);
+  const payload = await alice.sign({ text: 'hi', reply: { stableId: 'x:1', senderName: 'B', preview: 'yo' } });
+  assert.match(payload.sig, /^[A-Za-z0-9_-]{86}$/);
+  const ann = await alice.announcement();
+  assert.deepEqual(Object.keys(ann).sort(), ['pubkey', 'sig', 'text', 'type']);
+  assert.equal(ann.type, 'pubkey');
+  assert.equal(ann.text, '');
+});
+
+test('a member that cannot sign sends unsigned payloads and no announcement', async () => {
+  const plain = new RoomSignatures(null);
+  assert.equal(plain.canSign, false);
+  assert.deepEqual(await plain.sign({ text: 'hi' }), { text: 'hi' });
+  assert.equal(await plain.announcement(), null);
+});
+
+test('a message signed by the announced key is verified', async () => {
+  const { alice, bob } = await aliceAndBob();
+  const learned = await bob.learn('alice', overTheWire(await alice.announcement()));
+  assert.deepEqual(learned, { outcome: ANNOUNCEMENT.LEARNED, settled: [] });
+  assert.equal(await bob.check('alice', overTheWire(await alice.sign({ text: 'hello' })), 'rec'), VERDICT.VERIFIED);
+});
+
+test('a changed message fails its signature', async () => {
+  const { alice, bob } = await aliceAndBob();
+  await bob.learn('alice', overTheWire(await alice.announcement()));
+  const payload = overTheWire(await alice.sign({ text: 'pay 10' }));
+  assert.equal(await bob.check('alice', { ...payload, text: 'pay 1000' }, 'rec'), VERDICT.FAILED);
+});
+
+test('an unsigned message is unknown and does not wait for a key', async () => {
+  const { bob } = await aliceAndBob();
+  assert.equal(await bob.check('alice', { text: 'legacy' }, 'rec'), VERDICT.UNKNOWN);
+  assert.equal(bob.waiting.size, 0);
+});
+
+test('a signed message before its sender key is unknown, then verified when the key arrives', async () => {
+  const { alice, bob } = await aliceAndBob();
+  assert.equal(await bob.check('alice', overTheWire(await alice.sign({ text: 'early' })), 'rec-1'), VERDICT.UNKNOWN);
+  const learned = await bob.learn('alice', overTheWire(await alice.announcement()));
+  assert.equal(learned.outcome, ANNOUNCEMENT.LEARNED);
+  assert.deepEqual(learned.settled, [{ subject: 'rec-1', verdict: VERDICT.VERIFIED }]);
+  assert.equal(bob.waiting.size, 0);
+});
+
+test('a forged message waiting for a key fails when the key arrives', async () => {
+  const { alice, bob } = await aliceAndBob();
+  const mallory = await RoomSignatures.start();
+  await bob.check('alice', overTheWire(await mallory.sign({ text: 'it is me, alice' })), 'forged');
+  const { settled } = await bob.learn('alice', overTheWire(await alice.announcement()));
+  assert.deepEqual(settled, [{ subject: 'forged', verdict: VERDICT.FAILED }]);
+});
+
+test('a message waits for its sender key at most KEY_WAIT_MS', async () => {
+  const { alice, bob, clock } = await aliceAndBob();
+  await bob.check('alice', overTheWire(await alice.sign({ text: 'old' })), 'old');
+  clock.advance(KEY_WAIT_MS - 1);
+  await bob.check('alice', overTheWire(await alice.sign({ text: 'new' })), 'new');
+  clock.advance(1);
+  const { settled } = await bob.learn('alice', overTheWire(await alice.announcement()));
+  assert.deepEqual(settled, [{ subject: 'new', verdict: VERDICT.VERIFIED }]);
+});
+
+test('expired waiting messages are dropped when the next one waits', async () => {
+  const { alice, bob, clock } = await aliceAndBob();
+  await bob.check('alice', overTheWire(await alice.sign({ text: 'a' })), 'a');
+  clock.advance(KEY_WAIT_MS);
+  await bob.check('carol', overTheWire(await alice.sign({ text: 'b' })), 'b');
+  assert.deepEqual([...bob.waiting.keys()], ['carol']);
+});
+
+test('at most MAX_WAITING_PER_SENDER messages wait per sender', async () => {
+  const { alice, bob } = await aliceAndBob();
+  const payload = overTheWire(await alice.sign({ text: 'spam' }));
+  for (let i = 0; i <= MAX_WAITING_PER_SENDER; i++) await bob.check('alice', payload, i);
+  await bob.check('carol', payload, 'carol-1');
+  const { settled } = await bob.learn('alice', overTheWire(await alice.announcement()));
+  assert.equal(settled.length, MAX_WAITING_PER_SENDER);
+  assert.deepEqual(settled.map((s) => s.subject), [...Array(MAX_WAITING_PER_SENDER).keys()]);
+  assert.equal(bob.waiting.get('carol').length, 1);
+});
+
+test('the first key wins: a different key later is a conflict and does not verify', async () => {
+  const { alice, bob } = await aliceAndBob();
+  const mallory = await RoomSignatures.start();
+  await bob.learn('alice', overTheWire(await alice.announcement()));
+  const second = await bob.learn('alice', overTheWire(await mallory.announcement()));
+  assert.deepEqual(second, { outcome: ANNOUNCEMENT.CONFLICT, settled: [] });
+  assert.equal(await bob.check('alice', overTheWire(await mallory.sign({ text: 'x' })), 'rec'), VERDICT.FAILED);
+  assert.equal(await bob.check('alice', overTheWire(await alice.sign({ text: 'y' })), 'rec'), VERDICT.VERIFIED);
+});
+
+test('the same key announced again changes nothing', async () => {
+  const { alice, bob } = await aliceAndBob();
+  const ann = overTheWire(await alice.announcement());
+  await bob.learn('alice', ann);
+  assert.deepEqual(await bob.learn('alice', ann), { outcome: ANNOUNCEMENT.SAME, settled: [] });
+});
+
+test('concurrent announcements of one sender learn only the first key', async () => {
+  const { alice, bob } = await aliceAndBob();
+  const mallory = await RoomSignatures.start();
+  const [first, second] = await Promise.all([
+    bob.learn('alice', overTheWire(await alice.announcement())),
+    bob.learn('alice', overTheWire(await mallory.announcement())),
+  ]);
+  assert.equal(first.outcome, ANNOUNCEMENT.LEARNED);
+  assert.equal(second.outcome, ANNOUNCEMENT.CONFLICT);
+  assert.equal(await bob.check('alice', overTheWire(await alice.sign({ text: 'y' })), 'rec'), VERDICT.VERIFIED);
+});
+
+test('an announcement signed by another key is refused', async () => {
+  const { bob } = await aliceAndBob();
+  const alice = await generateSigningKeyPair();
+  const mallory = await generateSigningKeyPair();
+  const ann = await buildPayload({ text: '', type: 'pubkey', pubkey: alice.publicKeyB64 }, mallory.privateKey);
+  assert.deepEqual(await bob.learn('alice', overTheWire(ann)), { outcome: ANNOUNCEMENT.INVALID, settled: [] });
+  assert.equal(bob.peers.size, 0);
+});
+
+test('an unsigned announcement is accepted (clients that announce without signing)', async () => {
+  const { bob } = await aliceAndBob();
+  const alice = await generateSigningKeyPair();
+  const ann = { text: '', type: 'pubkey', pubkey: alice.publicKeyB64 };
+  assert.equal((await bob.learn('alice', ann)).outcome, ANNOUNCEMENT.LEARNED);
+  const signed = await buildPayload({ text: 'hi' }, alice.privateKey);
+  assert.equal(await bob.check('alice', overTheWire(signed), 'rec'), VERDICT.VERIFIED);
+});
+
+test('an announcement without a usable key is refused', async () => {
+  const { bob } = await aliceAndBob();
+  for (const pubkey of [undefined, 42, '', 'not base64url!', 'AAAA']) {
+    const outcome = await bob.learn('alice', { text: '', type: 'pubkey', pubkey });
+    assert.deepEqual(outcome, { outcome: ANNOUNCEMENT.INVALID, settled: [] }, String(pubkey));
+  }
+  assert.equal(bob.peers.size, 0);
+});
+
+test('keys are per sender: one member key does not verify another member', async () => {
+  const { alice, bob } = await aliceAndBob();
+  await bob.learn('alice', overTheWire(await alice.announcement()));
+  const fromCarol = overTheWire(await alice.sign({ text: 'signed by alice, sent as carol' }));
+  assert.equal(await bob.check('carol', fromCarol, 'rec'), VERDICT.UNKNOWN);
+});
