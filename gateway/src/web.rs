@@ -17,11 +17,14 @@ use rust_embed::Embed;
 use crate::hub::unescape;
 use crate::problem::Problem;
 
-/// The embedded `web/` tree (tests, tooling and docs left out).
+/// The embedded `web/` tree (tests, tooling and docs left out; `vendor/`
+/// holds the client's pinned third-party ES modules, committed so that a
+/// build needs no npm).
 #[derive(Embed)]
 #[folder = "../web/"]
 #[allow_missing = true]
 #[exclude = "tests/*"]
+#[exclude = "tools/*"]
 #[exclude = "node_modules/*"]
 #[exclude = "package.json"]
 #[exclude = "package-lock.json"]
@@ -133,11 +136,29 @@ mod tests {
     fn tooling_files_are_not_embedded() {
         for name in WebAssets::iter() {
             assert!(!name.starts_with("tests/"), "{name}");
+            assert!(!name.starts_with("tools/"), "{name}");
             assert!(!name.starts_with("node_modules/"), "{name}");
             assert!(
                 name != "package.json" && name != "package-lock.json",
                 "{name}"
             );
+        }
+    }
+
+    #[test]
+    fn vendored_modules_are_served_as_javascript() {
+        let modules: Vec<_> = WebAssets::iter()
+            .filter(|name| name.starts_with("vendor/") && name.ends_with(".mjs"))
+            .collect();
+        assert!(
+            !modules.is_empty(),
+            "the vendored MessagePack modules are embedded"
+        );
+        for name in modules {
+            let response = serve(&Method::GET, &format!("/{name}"));
+            assert_eq!(response.status(), StatusCode::OK, "{name}");
+            let mime = response.headers()[CONTENT_TYPE].to_str().unwrap();
+            assert!(mime.ends_with("/javascript"), "{name}: {mime}");
         }
     }
 

@@ -16,7 +16,7 @@ import './textcodec.js';
 import { WebSocket } from 'k6/experimental/websockets';
 import { Counter, Trend } from 'k6/metrics';
 import { setTimeout, setInterval, clearInterval } from 'k6/timers';
-import { encode, decode } from '../../web/js/msgpack.js';
+import { encode, decode } from './msgpack.mjs';
 
 const RELAYS = (__ENV.RELAYS || 'ws://127.0.0.1:8080/ws').split(',').map((s) => s.trim()).filter(Boolean);
 const ROOMS = Number(__ENV.ROOMS || 20);

@@ -1,5 +1,5 @@
-// k6's JavaScript runtime has no TextEncoder/TextDecoder; the web client's
-// MessagePack codec needs them. A small, strict UTF-8 pair, installed only
+// k6's JavaScript runtime has no TextEncoder/TextDecoder; the scenario's
+// MessagePack codec (msgpack.mjs) needs them. A small, strict UTF-8 pair, installed only
 // when missing (import this module before the codec).
 
 class Utf8Encoder {

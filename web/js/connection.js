@@ -103,7 +103,8 @@ export class Connection extends EventTarget {
       return;
     }
     if (env.type === S.PING) {
-      const t = env.data && (typeof env.data.t === 'number' || typeof env.data.t === 'bigint') ? env.data.t : 0;
+      // a t beyond 2^53 decodes as a BigInt, which is not echoed (the server ignores Pong's t)
+      const t = env.data && typeof env.data.t === 'number' ? env.data.t : 0;
       this.send(C.PONG, { t });
       return;
     }
