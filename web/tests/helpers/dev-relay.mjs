@@ -13,6 +13,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { WebSocketServer } from 'ws';
 import { encode, decode } from '../../js/msgpack.js';
 
 const WEB_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -29,7 +30,7 @@ function serveStatic(req, res) {
   let rel = decodeURIComponent(url.pathname);
   if (rel === '/') rel = '/index.html';
   const file = path.normalize(path.join(WEB_ROOT, rel));
-  const excluded = /^\/(tests|node_modules)(\/|$)|^\/package(-lock)?\.json$/.test(rel);
+  const excluded = /^\/(tests|tools|node_modules)(\/|$)|^\/package(-lock)?\.json$/.test(rel);
   const headers = { 'Content-Security-Policy': CSP, 'X-Content-Type-Options': 'nosniff' };
   if (!file.startsWith(WEB_ROOT + path.sep) || excluded || !fs.existsSync(file) || !fs.statSync(file).isFile()) {
     const index = fs.readFileSync(path.join(WEB_ROOT, 'index.html'));
@@ -39,61 +40,6 @@ function serveStatic(req, res) {
   }
   res.writeHead(200, { ...headers, 'Content-Type': TYPES[path.extname(file)] || 'application/octet-stream', 'Cache-Control': 'no-cache' });
   res.end(fs.readFileSync(file));
-}
-
-// ------------------------------------------------------------ websocket framing
-
-function sendFrame(socket, opcode, payload) {
-  const len = payload.length;
-  let head;
-  if (len < 126) head = Buffer.from([0x80 | opcode, len]);
-  else if (len < 65536) { head = Buffer.alloc(4); head[0] = 0x80 | opcode; head[1] = 126; head.writeUInt16BE(len, 2); }
-  else { head = Buffer.alloc(10); head[0] = 0x80 | opcode; head[1] = 127; head.writeBigUInt64BE(BigInt(len), 2); }
-  if (!socket.destroyed) socket.write(Buffer.concat([head, payload]));
-}
-
-function wsAccept(req, socket, onMessage, onClose) {
-  const key = req.headers['sec-websocket-key'];
-  const accept = crypto.createHash('sha1').update(key + '258EAFA5-E914-47DA-95CA-C5AB0DC85B11').digest('base64');
-  socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`);
-  let buf = Buffer.alloc(0);
-  let fragments = [];
-  let closed = false;
-  const close = () => {
-    if (closed) return;
-    closed = true;
-    onClose();
-  };
-  socket.on('data', (chunk) => {
-    buf = Buffer.concat([buf, chunk]);
-    for (;;) {
-      if (buf.length < 2) return;
-      const fin = (buf[0] & 0x80) !== 0;
-      const opcode = buf[0] & 0x0f;
-      const masked = (buf[1] & 0x80) !== 0;
-      let len = buf[1] & 0x7f;
-      let off = 2;
-      if (len === 126) { if (buf.length < 4) return; len = buf.readUInt16BE(2); off = 4; }
-      else if (len === 127) { if (buf.length < 10) return; len = Number(buf.readBigUInt64BE(2)); off = 10; }
-      const maskLen = masked ? 4 : 0;
-      if (buf.length < off + maskLen + len) return;
-      const mask = masked ? buf.subarray(off, off + 4) : null;
-      const payload = Buffer.from(buf.subarray(off + maskLen, off + maskLen + len));
-      if (mask) for (let i = 0; i < payload.length; i++) payload[i] ^= mask[i & 3];
-      buf = buf.subarray(off + maskLen + len);
-      if (opcode === 0x8) { sendFrame(socket, 0x8, payload.subarray(0, 2)); socket.end(); close(); return; }
-      if (opcode === 0x9) { sendFrame(socket, 0xa, payload); continue; }
-      if (opcode === 0xa) continue;
-      fragments.push(payload);
-      if (fin) {
-        const msg = Buffer.concat(fragments);
-        fragments = [];
-        onMessage(msg);
-      }
-    }
-  });
-  socket.on('close', close);
-  socket.on('error', close);
 }
 
 // ------------------------------------------------------------ relay
@@ -113,7 +59,9 @@ export function startDevRelay({ listen = '127.0.0.1:0', pingIntervalMs = 25000, 
     const a = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-';
     return [...crypto.randomBytes(21)].map((b) => a[b & 63]).join('');
   };
-  const out = (c, type, data) => sendFrame(c.socket, 0x2, Buffer.from(encode({ type, data })));
+  const out = (c, type, data) => {
+    if (c.ws.readyState === c.ws.OPEN) c.ws.send(encode({ type, data }));
+  };
   const err = (c, code, msg) => out(c, 0x17, { code, msg });
   const others = (c) => [...c.room.members.values()].filter((m) => m !== c);
   const memberInfo = (m) => ({ id: m.id, name: m.name, color: m.color });
@@ -238,16 +186,21 @@ export function startDevRelay({ listen = '127.0.0.1:0', pingIntervalMs = 25000, 
     if (req.url === '/ping') { res.writeHead(200, { 'Content-Type': 'text/plain' }); res.end('pong'); return; }
     serveStatic(req, res);
   });
-  server.on('upgrade', (req, socket) => {
+  const wss = new WebSocketServer({ noServer: true });
+  server.on('upgrade', (req, socket, head) => {
     if (new URL(req.url, 'http://x').pathname !== '/ws') { socket.destroy(); return; }
-    const c = { socket, room: null, id: null, sent: [], transfer: null };
-    clients.add(c);
-    wsAccept(req, socket, (msg) => handle(c, msg), () => { clients.delete(c); leave(c); });
+    wss.handleUpgrade(req, socket, head, (ws) => {
+      const c = { ws, room: null, id: null, sent: [], transfer: null };
+      clients.add(c);
+      ws.on('message', (msg) => handle(c, msg));
+      ws.on('close', () => { clients.delete(c); leave(c); });
+      ws.on('error', () => {});
+    });
   });
 
   const ping = setInterval(() => {
     for (const c of clients) {
-      sendFrame(c.socket, 0x9, Buffer.alloc(0));
+      if (c.ws.readyState === c.ws.OPEN) c.ws.ping();
       out(c, 0x18, { t: Date.now() });
     }
   }, pingIntervalMs);
@@ -278,7 +231,7 @@ export function startDevRelay({ listen = '127.0.0.1:0', pingIntervalMs = 25000, 
         close: () => new Promise((r) => {
           clearInterval(ping);
           clearInterval(sweep);
-          for (const c of clients) c.socket.destroy();
+          for (const c of clients) c.ws.terminate();
           server.close(() => r());
         }),
       });
