@@ -16,10 +16,10 @@
 // - Keys whose value is undefined are left out, as JSON.stringify does.
 // - Nesting deeper than MAX_DEPTH is refused both ways (decoding itself does
 //   not recurse, so a hostile frame cannot exhaust the stack).
+// - A str with invalid UTF-8 decodes leniently (the library's choice); the
+//   server only relays strings it decoded as UTF-8.
 
 import { Decoder, DecodeError, Encoder } from '../vendor/msgpack-3.1.3/index.mjs';
-
-export { DecodeError };
 
 /** Deepest nesting of arrays and maps accepted, both ways. */
 export const MAX_DEPTH = 64;
