@@ -235,6 +235,11 @@ impl InternalApi {
         }
     }
 
+    /// The gateway behind the API.
+    pub fn gateway(&self) -> &Gateway {
+        &self.inner.gateway
+    }
+
     fn authorized(&self, request: &Request<Incoming>) -> bool {
         let Some(expected) = &self.inner.secret_digest else {
             return false;

@@ -122,6 +122,8 @@ pub mod texts {
         Reject::new(ErrorCode::RateLimited, "rate limited, please slow down");
     pub const FAILED_TO_CREATE: Reject = Reject::invalid("failed to create room");
     pub const ACTIVE_TRANSFER: Reject = Reject::invalid("already has active transfer");
+    /// Extension: a transfer id longer than the relay's `max-transfer-id-bytes`.
+    pub const TRANSFER_ID_TOO_LONG: Reject = Reject::invalid("transferId is too long");
     pub const TRANSFER_MISMATCH: Reject =
         Reject::invalid("transferId does not match active transfer");
     pub const MATCH_DISABLED: Reject =
