@@ -1,10 +1,18 @@
 //! Test-only parts of the relay (the `testing` feature; never enabled in a
-//! release build): fault injection, and an echo application that lets the
-//! Autobahn TestSuite and `relay/tests/autobahn.rs` drive the production
-//! frame reader, outbox and connection task without the Arthas protocol.
+//! release build): fault injection ([`Faults`]), an echo application
+//! ([`Echo`], served by [`start_echo`]) that lets the Autobahn TestSuite and
+//! `relay/tests/autobahn.rs` drive the production frame reader, outbox and
+//! connection task without the Arthas protocol, and a raw WebSocket client
+//! ([`RawClient`]) that sends any bytes, well-formed or not.
 //!
 //! Nothing here can be switched on from the network: a test sets it on the
 //! [`Relay`](crate::Relay) it built, in process.
+
+mod echo_server;
+mod raw_client;
+
+pub use echo_server::start_echo;
+pub use raw_client::{frame, handshake, RawClient, ServerFrame, WAIT};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
