@@ -57,6 +57,9 @@ pub struct Session {
     /// When recent accepted chat messages were sent (rate limit); empty
     /// and unallocated until the first one.
     chat_times: VecDeque<Instant>,
+    /// This session runs the disconnect of one that was dropped: if it is
+    /// dropped in turn (the runtime shuts down), it spawns nothing more.
+    orphan: bool,
 }
 
 fn random_member_id() -> MemberId {
@@ -74,6 +77,7 @@ impl Session {
             name: String::new(),
             room: None,
             chat_times: VecDeque::new(),
+            orphan: false,
         }
     }
 
@@ -598,6 +602,9 @@ impl Drop for Session {
             return;
         };
         self.peer.outbox.close(close_code::INTERNAL_ERROR);
+        if self.orphan {
+            return;
+        }
         tracing::warn!(room = %room.id, member = %self.id, "connection ended without leaving its room; leaving now");
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             // No runtime (the process is exiting): presence expiry and the
@@ -612,6 +619,7 @@ impl Drop for Session {
             name: std::mem::take(&mut self.name),
             room: Some(room),
             chat_times: VecDeque::new(),
+            orphan: true,
         };
         self.relay
             .tasks

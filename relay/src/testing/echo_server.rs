@@ -12,8 +12,8 @@ use tokio::net::TcpListener;
 use crate::server::{self, Body, HttpFallback};
 use crate::{Relay, RelayBuilder, RelayConfig};
 
-/// Every other path is 404.
-struct NotFound;
+/// A fallback answering every request that is not `/ws` with 404.
+pub struct NotFound;
 
 #[async_trait]
 impl HttpFallback for NotFound {

@@ -11,7 +11,7 @@
 mod echo_server;
 mod raw_client;
 
-pub use echo_server::start_echo;
+pub use echo_server::{start_echo, NotFound};
 pub use raw_client::{frame, handshake, RawClient, ServerFrame, WAIT};
 
 use std::sync::atomic::{AtomicBool, Ordering};
