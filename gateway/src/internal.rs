@@ -34,6 +34,9 @@ use crate::server::{empty_response, json_response, read_json, DEFAULT_MAX_BODY_B
 
 /// The path prefix of every internal route.
 pub const PREFIX: &str = "/internal/v1/rooms";
+/// The OpenAPI document of this API (served at `/openapi.json` on the
+/// internal port, without credentials: it holds no secret).
+const OPENAPI_JSON: &str = include_str!("internal_openapi.json");
 
 /// The request and response bodies, shared with [`crate::remote`].
 pub mod wire {
@@ -269,7 +272,9 @@ impl InternalApi {
         peer: SocketAddr,
     ) -> Response<Full<Bytes>> {
         let path = request.uri().path();
-        let route = if path == PREFIX {
+        let route = if path == "/openapi.json" {
+            "/openapi.json"
+        } else if path == PREFIX {
             "/internal/v1/rooms"
         } else if path.ends_with("/password-check") {
             "/internal/v1/rooms/{roomId}/password-check"
@@ -292,6 +297,14 @@ impl InternalApi {
     }
 
     async fn route(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
+        if request.uri().path() == "/openapi.json" && request.method() == Method::GET {
+            let mut response = Response::new(Full::new(Bytes::from_static(OPENAPI_JSON.as_bytes())));
+            response.headers_mut().insert(
+                hyper::header::CONTENT_TYPE,
+                hyper::header::HeaderValue::from_static("application/json"),
+            );
+            return response;
+        }
         if !self.authorized(&request) {
             tracing::warn!(%peer, "internal API request refused: bad credentials");
             return unauthorized();
