@@ -50,9 +50,9 @@ pub mod wire {
         /// "" or the client's SHA-256 hex.
         #[serde(default)]
         pub password: String,
-        #[serde(default)]
+        #[serde(default, deserialize_with = "crate::server::json_integer")]
         pub ephemeral: i64,
-        #[serde(default)]
+        #[serde(default, deserialize_with = "crate::server::json_integer")]
         pub expiry_secs: i64,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub listing: Option<Listing>,
@@ -298,7 +298,8 @@ impl InternalApi {
 
     async fn route(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
         if request.uri().path() == "/openapi.json" && request.method() == Method::GET {
-            let mut response = Response::new(Full::new(Bytes::from_static(OPENAPI_JSON.as_bytes())));
+            let mut response =
+                Response::new(Full::new(Bytes::from_static(OPENAPI_JSON.as_bytes())));
             response.headers_mut().insert(
                 hyper::header::CONTENT_TYPE,
                 hyper::header::HeaderValue::from_static("application/json"),

@@ -229,7 +229,7 @@ pub async fn serve_with<H: Handler>(
 }
 
 /// Reads a JSON body of at most `max_bytes`: 413 problem when larger,
-/// 400 problem when it is not the expected JSON. An empty body reads as
+/// 400 problem when it is not the expected JSON object. An empty body reads as
 /// `{}`, so requests whose fields are all optional need none.
 pub async fn read_json<T: DeserializeOwned>(
     body: Incoming,
@@ -255,6 +255,14 @@ pub async fn read_json<T: DeserializeOwned>(
     } else {
         &bytes
     };
+    // Every body of these APIs is a JSON object (serde would also read a
+    // struct from an array of its fields).
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(Problem::new(
+            StatusCode::BAD_REQUEST,
+            "request body is not a JSON object",
+        ));
+    }
     serde_json::from_slice(bytes).map_err(|e| {
         Problem::new(
             StatusCode::BAD_REQUEST,
@@ -290,4 +298,33 @@ pub fn empty_response(status: StatusCode) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::new()));
     *response.status_mut() = status;
     response
+}
+
+/// Deserialises a JSON integer the way JSON Schema counts one: any number
+/// with no fractional part (`60`, `60.0`, `6e1`) within `i64`; anything
+/// else is an error (400).
+pub fn json_integer<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
+    struct Integer;
+    impl serde::de::Visitor<'_> for Integer {
+        type Value = i64;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an integer within 64 bits")
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<i64, E> {
+            Ok(v)
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<i64, E> {
+            i64::try_from(v).map_err(|_| E::custom("integer out of range"))
+        }
+        fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<i64, E> {
+            // ±2^63 as a float stands for a literal out of range (an
+            // in-range one is read as an integer, not a float).
+            if v.fract() == 0.0 && v > i64::MIN as f64 && v < i64::MAX as f64 {
+                Ok(v as i64)
+            } else {
+                Err(E::custom("not an integer within 64 bits"))
+            }
+        }
+    }
+    deserializer.deserialize_any(Integer)
 }
