@@ -13,6 +13,12 @@ cargo test --workspace --all-features
 ARTHAS_TEST_TOPOLOGY=redis cargo test --all-features --test conformance -- --test-threads=4
 ARTHAS_TEST_TOPOLOGY=redis-cluster cargo test --all-features --test conformance -- --test-threads=4
 
+# Hostile input: schemathesis against the gateway's public and internal
+# OpenAPI documents (no 5xx, every response as documented), and every
+# cargo-fuzz target for FUZZ_SECONDS (60) each, failing on a crash.
+bash tests/schemathesis.sh
+bash fuzz/run.sh
+
 # Deployment: the Helm chart (rendered, linted, schema-validated, and its
 # rendered relay/gateway run against a real redis-server), the Dockerfile,
 # alert rules (promtool) and the dashboard.
