@@ -49,8 +49,8 @@ fn apis() -> &'static Apis {
             },
             ..GatewayConfig::default()
         };
-        let gateway = Gateway::new(MemoryEngine::new(MemoryLimits::default()), config)
-            .expect("gateway");
+        let gateway =
+            Gateway::new(MemoryEngine::new(MemoryLimits::default()), config).expect("gateway");
         let http = HttpConfig {
             trust_forwarded_for: true,
             allowed_origins: "https://chat.example".into(),

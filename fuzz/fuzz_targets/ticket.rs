@@ -10,7 +10,9 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     let signer = TicketSigner::new(b"fuzzing-ticket-secret-0123456789", Duration::from_secs(60));
     let text = String::from_utf8_lossy(data);
-    let (ticket, room) = text.split_once('\n').unwrap_or((&text, "V1StGXR8_Z5jdHi6B-myT"));
+    let (ticket, room) = text
+        .split_once('\n')
+        .unwrap_or((&text, "V1StGXR8_Z5jdHi6B-myT"));
     let now = 1_000;
     let _ = signer.verify(ticket, room, now);
     // A ticket issued for the room (when it can name one) verifies once.

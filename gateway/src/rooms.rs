@@ -217,7 +217,7 @@ impl Gateway {
         // Clients send "" or the SHA-256 hex: anything else is refused
         // before it costs an argon2 run (the relay checks the length too).
         let password = &request.password;
-        if !password.is_empty() && !(password.len() == 64 && password.is_ascii()) {
+        if !(password.is_empty() || (password.len() == 64 && password.is_ascii())) {
             return Err(Reject::invalid("invalid password format"));
         }
         let now = store::unix_secs();
