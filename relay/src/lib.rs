@@ -11,7 +11,9 @@
 //! - [`expiry`]: per-node expiry warnings and closes;
 //! - [`presence`]: heartbeats, and the sweep of dead relays' members;
 //! - [`metrics`]: Prometheus counters;
-//! - [`admin`]: health, readiness and metrics on the admin port.
+//! - [`admin`]: health, readiness and metrics on the admin port;
+//! - `testing` (feature `testing`, tests only): fault injection, an echo
+//!   endpoint for RFC 6455 conformance, a raw WebSocket client.
 //!
 //! The relay does not know which engine runs behind [`store::RoomStore`] and
 //! [`store::Bus`], nor whether the gateway ([`gateway::Authority`]) is in
