@@ -38,7 +38,7 @@ use crate::hub::Peer;
 use crate::outbox::{try_write_at, OutFrame};
 use crate::slot::ConnectionSlot;
 use crate::websocket::{close_code, close_payload, opcode, FrameReader, Incoming};
-use crate::Relay;
+use crate::{Relay, RelayConfig};
 
 /// Bytes read from the socket per wake-up (into the per-thread scratch).
 const READ_CHUNK_BYTES: usize = 8 * 1024;
@@ -83,8 +83,8 @@ pub async fn run<A: Application>(
     relay: Arc<Relay>,
     stream: TcpStream,
     leftover: Bytes,
-    slot: ConnectionSlot,
-    application: impl FnOnce(Arc<Peer>) -> A,
+    mut slot: ConnectionSlot,
+    application: impl FnOnce(Arc<Relay>, Arc<Peer>) -> A,
 ) {
     relay.metrics.connections_total.inc();
     let stream = Arc::new(stream);
@@ -94,7 +94,7 @@ pub async fn run<A: Application>(
         config.file_transfer_stale,
         stream.clone(),
     ));
-    let mut app = application(peer.clone());
+    let mut app = application(relay.clone(), peer.clone());
     let mut reader = FrameReader::new(config.max_message_bytes);
     reader.feed(&leftover);
     drop(leftover);
@@ -118,7 +118,7 @@ pub async fn run<A: Application>(
     if let End::Close(_) = end {
         Box::pin(linger(&stream)).await;
     }
-    drop(slot);
+    slot.finished();
 }
 
 async fn serve<A: Application>(
@@ -132,8 +132,6 @@ async fn serve<A: Application>(
     let mut deadlines = Deadlines {
         read: Instant::now() + config.read_timeout,
         message: None,
-        message_timeout: config.message_timeout,
-        read_timeout: config.read_timeout,
     };
     let mut next_ping = Instant::now() + config.ping_interval;
     let mut drain_at: Option<Instant> = None;
@@ -141,7 +139,7 @@ async fn serve<A: Application>(
     tokio::pin!(timer);
 
     // Frames that arrived with the upgrade request.
-    if let Err(end) = process(peer, app, reader, &mut deadlines).await {
+    if let Err(end) = process(config, peer, app, reader, &mut deadlines).await {
         return end;
     }
     loop {
@@ -169,7 +167,7 @@ async fn serve<A: Application>(
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                     Err(_) => return End::Abort,
                 }
-                if let Err(end) = process(peer, app, reader, &mut deadlines).await {
+                if let Err(end) = process(config, peer, app, reader, &mut deadlines).await {
                     return end;
                 }
             }
@@ -208,10 +206,6 @@ struct Deadlines {
     /// The message being received must complete before this (None: no
     /// message is in progress).
     message: Option<Instant>,
-    /// How long a message may take to arrive.
-    message_timeout: Duration,
-    /// How long the client may stay without a pong.
-    read_timeout: Duration,
 }
 
 /// Reads what the socket has (one wake-up's worth) into the frame reader,
@@ -231,6 +225,7 @@ fn read_available(stream: &TcpStream, reader: &mut FrameReader) -> io::Result<us
 /// Handles every complete event the reader holds, then restarts or stops
 /// the message deadline.
 async fn process<A: Application>(
+    config: &RelayConfig,
     peer: &Peer,
     app: &mut A,
     reader: &mut FrameReader,
@@ -251,7 +246,7 @@ async fn process<A: Application>(
                 };
                 let _ = peer.outbox.push_frame(pong);
             }
-            Ok(Some(Incoming::Pong)) => deadlines.read = Instant::now() + deadlines.read_timeout,
+            Ok(Some(Incoming::Pong)) => deadlines.read = Instant::now() + config.read_timeout,
             Ok(Some(Incoming::Close(code))) => return Err(End::Close(code)),
             Err(e) => {
                 tracing::debug!(error = %e, "closing on a framing error");
@@ -262,7 +257,7 @@ async fn process<A: Application>(
     if !reader.is_mid_message() {
         deadlines.message = None;
     } else if completed || deadlines.message.is_none() {
-        deadlines.message = Some(Instant::now() + deadlines.message_timeout);
+        deadlines.message = Some(Instant::now() + config.message_timeout);
     }
     Ok(())
 }

@@ -13,12 +13,10 @@
 
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures_util::FutureExt as _;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -108,11 +106,10 @@ async fn route(
         let ip = client_ip(&request, peer, relay.config.trust_forwarded_for);
         #[cfg(feature = "testing")]
         if relay.faults.echoes() {
-            return upgrade(request, relay, crate::testing::Echo::new);
+            return upgrade(request, relay, |_, peer| crate::testing::Echo::new(peer));
         }
-        let session_relay = relay.clone();
-        upgrade(request, relay, move |peer| {
-            Session::new(session_relay, peer, ip)
+        upgrade(request, relay, move |relay, peer| {
+            Session::new(relay, peer, ip)
         })
     } else {
         gateway::server::answer_or_500(fallback.handle(request, peer), || {
@@ -145,7 +142,7 @@ pub fn client_ip<B>(request: &Request<B>, peer: SocketAddr, trust_forwarded_for:
 fn upgrade<A, F>(mut request: Request<Incoming>, relay: Arc<Relay>, make_app: F) -> Response<Body>
 where
     A: Application + 'static,
-    F: FnOnce(Arc<Peer>) -> A + Send + 'static,
+    F: FnOnce(Arc<Relay>, Arc<Peer>) -> A + Send + 'static,
 {
     if !fastwebsockets::upgrade::is_upgrade_request(&request) {
         return text(StatusCode::BAD_REQUEST, "Bad Request");
@@ -172,7 +169,7 @@ where
         return text(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
     }
     // Count first: the slot is taken before anything else is spent.
-    let Some(slot) = ConnectionSlot::try_acquire(&relay) else {
+    let Some(mut slot) = ConnectionSlot::try_acquire(&relay) else {
         relay
             .metrics
             .connections_rejected
@@ -185,38 +182,30 @@ where
         Err(_) => return text(StatusCode::BAD_REQUEST, "Bad Request"),
     };
     let tracker = relay.tasks.clone();
+    // A panic in this task drops its state: the slot (counting it) and the
+    // session give back what they hold.
     tracker.spawn(async move {
-        let counting = relay.clone();
-        let connection = async move {
-            let websocket = match upgrade.await {
-                Ok(ws) => ws,
-                Err(e) => {
-                    tracing::debug!(error = %e, "upgrade failed");
-                    return;
-                }
-            };
-            // Take the raw TCP stream back so no HTTP buffer stays alive.
-            let upgraded = websocket.into_inner().into_inner();
-            match upgraded.downcast::<TokioIo<TcpStream>>() {
-                Ok(parts) => {
-                    let leftover = Bytes::copy_from_slice(&parts.read_buf);
-                    drop(parts.read_buf);
-                    let stream = parts.io.into_inner();
-                    crate::connection::run(relay, stream, leftover, slot, make_app).await;
-                }
-                Err(_) => tracing::error!("upgraded connection is not a TCP stream"),
+        let websocket = match upgrade.await {
+            Ok(ws) => ws,
+            Err(e) => {
+                tracing::debug!(error = %e, "upgrade failed");
+                slot.finished();
+                return;
             }
         };
-        // The guards (slot, session) give everything back as the panicking
-        // task's state is dropped; here the panic is counted.
-        if AssertUnwindSafe(connection).catch_unwind().await.is_err() {
-            let metrics = &counting.metrics;
-            metrics.panics.inc();
-            metrics
-                .closes
-                .with_label_values(&[&crate::websocket::close_code::INTERNAL_ERROR.to_string()])
-                .inc();
-            tracing::error!("a connection task panicked; its slot and membership are given back");
+        // Take the raw TCP stream back so no HTTP buffer stays alive.
+        let upgraded = websocket.into_inner().into_inner();
+        match upgraded.downcast::<TokioIo<TcpStream>>() {
+            Ok(parts) => {
+                let leftover = Bytes::copy_from_slice(&parts.read_buf);
+                drop(parts.read_buf);
+                let stream = parts.io.into_inner();
+                crate::connection::run(relay, stream, leftover, slot, make_app).await;
+            }
+            Err(_) => {
+                slot.finished();
+                tracing::error!("upgraded connection is not a TCP stream");
+            }
         }
     });
     let (parts, _) = response.into_parts();

@@ -2,6 +2,11 @@
 //! answered (count first, then do the work) and given back by the slot's
 //! `Drop`, so it comes back however the connection ends: normally, on a
 //! panic in its task, or when the task is cancelled.
+//!
+//! A slot dropped before its connection [finished](ConnectionSlot::finished)
+//! belonged to a task that panicked (tokio drops a panicked task's state) or
+//! was cancelled (only when the runtime shuts down): it is counted as a
+//! panic (`arthas_relay_panics_total`, close code 1011).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -26,6 +31,8 @@ impl ConnectionSlots {
 pub struct ConnectionSlot {
     /// The relay whose limit this slot counts against.
     relay: Arc<Relay>,
+    /// The connection ran to its end (its task did not panic).
+    finished: bool,
 }
 
 impl ConnectionSlot {
@@ -42,7 +49,13 @@ impl ConnectionSlot {
         relay.metrics.connections.inc();
         Some(ConnectionSlot {
             relay: relay.clone(),
+            finished: false,
         })
+    }
+
+    /// The connection ended normally: dropping the slot now is no panic.
+    pub fn finished(&mut self) {
+        self.finished = true;
     }
 }
 
@@ -54,6 +67,17 @@ impl std::fmt::Debug for ConnectionSlot {
 
 impl Drop for ConnectionSlot {
     fn drop(&mut self) {
+        if !self.finished {
+            let metrics = &self.relay.metrics;
+            metrics.panics.inc();
+            metrics
+                .closes
+                .with_label_values(&[&crate::websocket::close_code::INTERNAL_ERROR.to_string()])
+                .inc();
+            tracing::error!(
+                "a connection task ended early (panic); its slot and membership are given back"
+            );
+        }
         self.relay.slots.open.fetch_sub(1, Ordering::AcqRel);
         self.relay.metrics.connections.dec();
     }

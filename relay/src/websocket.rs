@@ -138,8 +138,9 @@ pub struct FrameReader {
     buf: Vec<u8>,
     /// How many bytes of `buf` are processed.
     consumed: usize,
-    /// A fragmented message being assembled.
-    partial: Option<Partial>,
+    /// A fragmented message being assembled (boxed: rare, and an idle
+    /// connection should pay one pointer for it).
+    partial: Option<Box<Partial>>,
     /// The largest message accepted, in bytes.
     max_message_bytes: usize,
     /// A close frame or an error was returned: nothing more is read.
@@ -372,7 +373,7 @@ impl FrameReader {
                     utf8_checked: 0,
                 };
                 partial.check_utf8(false)?;
-                self.partial = Some(partial);
+                self.partial = Some(Box::new(partial));
                 Ok(None)
             }
             opcode::CONTINUATION => {
