@@ -279,6 +279,9 @@ impl Gateway {
         if request.key_encoded.is_empty() {
             return Err(texts::KEY_REQUIRED);
         }
+        if request.key_encoded.len() > listing::MAX_KEY_ENCODED_BYTES {
+            return Err(texts::KEY_TOO_LONG);
+        }
         let listing = Listing {
             room_id: record.id.clone(),
             title: text.title,

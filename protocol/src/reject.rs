@@ -134,6 +134,10 @@ pub mod texts {
         ErrorCode::InvalidListing,
         "keyEncoded is required for public rooms",
     );
+    /// Extension: a listing's `keyEncoded` longer than a room key's
+    /// base64url can be (it is stored in the public share code).
+    pub const KEY_TOO_LONG: Reject =
+        Reject::new(ErrorCode::InvalidListing, "keyEncoded is too long");
     /// Our extension: the bus (Redis) is unreachable, so the message was not sent.
     pub const UNAVAILABLE: Reject = Reject::invalid("service temporarily unavailable, retry");
     /// Our extension: a ticket that is unknown, used, expired or for another room.
