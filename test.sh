@@ -53,6 +53,14 @@ cargo test --workspace --all-features
 ARTHAS_TEST_TOPOLOGY=redis cargo test --all-features --test conformance -- --test-threads=4
 ARTHAS_TEST_TOPOLOGY=redis-cluster cargo test --all-features --test conformance -- --test-threads=4
 
+# ------------------------------------------------------------ hostile input
+
+# schemathesis against the gateway's public and internal OpenAPI documents
+# (no 5xx, every response as documented), and every cargo-fuzz target for
+# FUZZ_SECONDS (60) each, failing on a crash.
+bash tests/schemathesis.sh
+bash fuzz/run.sh
+
 # ------------------------------------------------------------ deployment
 
 # The Helm chart (rendered, linted, schema-validated, and its rendered

@@ -23,12 +23,42 @@ pub struct EdgeArgs {
     pub trust_forwarded_for: bool,
 }
 
+/// Limits on every HTTP connection's request heads (the WebSocket
+/// handshake included), against slow and oversized requests.
+#[derive(Debug, Clone, Args)]
+pub struct HttpArgs {
+    /// An HTTP request head (and so a WebSocket handshake) must arrive within this, milliseconds.
+    #[arg(long, env = "ARTHAS_HEADER_READ_TIMEOUT_MS", default_value_t = 10_000)]
+    pub header_read_timeout_ms: u64,
+    /// Largest HTTP request head (request line and headers), bytes (at least 8192; larger: 431).
+    #[arg(long, env = "ARTHAS_MAX_HEADER_BYTES", default_value_t = gateway::server::DEFAULT_MAX_HEADER_BYTES)]
+    pub max_header_bytes: usize,
+}
+
+impl HttpArgs {
+    /// The limits.
+    pub fn limits(&self) -> gateway::server::HttpLimits {
+        gateway::server::HttpLimits {
+            header_read_timeout: Duration::from_millis(self.header_read_timeout_ms.max(1)),
+            max_header_bytes: self
+                .max_header_bytes
+                .max(gateway::server::MIN_MAX_HEADER_BYTES),
+        }
+    }
+}
+
 /// A relay's limits and timings.
 #[derive(Debug, Clone, Args)]
 pub struct RelayArgs {
     /// Largest inbound WebSocket message in bytes (larger: close 1009).
     #[arg(long, env = "ARTHAS_MAX_MESSAGE_BYTES", default_value_t = 102_400)]
     pub max_message_bytes: usize,
+    /// A WebSocket message (fragmented or slow) must complete within this once started (else close 4003), milliseconds.
+    #[arg(long, env = "ARTHAS_MESSAGE_TIMEOUT_MS", default_value_t = 30_000)]
+    pub message_timeout_ms: u64,
+    /// Longest file transfer id a client may use, bytes (longer: E005).
+    #[arg(long, env = "ARTHAS_MAX_TRANSFER_ID_BYTES", default_value_t = 64)]
+    pub max_transfer_id_bytes: usize,
     /// Server ping period (WebSocket ping + Ping 0x18), milliseconds.
     #[arg(long, env = "ARTHAS_PING_INTERVAL_MS", default_value_t = 25_000)]
     pub ping_interval_ms: u64,
@@ -73,12 +103,21 @@ pub struct RelayArgs {
 impl RelayArgs {
     /// The relay configuration for node `node_id`; `drain_window` spreads
     /// the 1001 closes on shutdown.
-    pub fn config(&self, edge: &EdgeArgs, node_id: String, drain_window: Duration) -> RelayConfig {
+    pub fn config(
+        &self,
+        edge: &EdgeArgs,
+        http: &HttpArgs,
+        node_id: String,
+        drain_window: Duration,
+    ) -> RelayConfig {
         RelayConfig {
             node_id,
             allowed_origins: edge.allowed_origins.clone(),
             trust_forwarded_for: edge.trust_forwarded_for,
             max_message_bytes: self.max_message_bytes,
+            message_timeout: Duration::from_millis(self.message_timeout_ms.max(1)),
+            http: http.limits(),
+            max_transfer_id_bytes: self.max_transfer_id_bytes,
             ping_interval: Duration::from_millis(self.ping_interval_ms.max(1)),
             read_timeout: Duration::from_millis(self.read_timeout_ms),
             write_timeout: Duration::from_millis(self.write_timeout_ms),

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arthas::cli::{EdgeArgs, GatewayArgs, ProcessArgs, RelayArgs};
+use arthas::cli::{EdgeArgs, GatewayArgs, HttpArgs, ProcessArgs, RelayArgs};
 use arthas::process;
 use clap::Parser;
 use relay::server;
@@ -24,6 +24,8 @@ struct Config {
     shutdown_grace_ms: u64,
     #[command(flatten)]
     edge: EdgeArgs,
+    #[command(flatten)]
+    http: HttpArgs,
     #[command(flatten)]
     relay: RelayArgs,
     #[command(flatten)]
@@ -43,9 +45,10 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let gateway = gateway::Gateway::new(engine.clone(), config.gateway.config()?)?;
     let builder = relay::RelayBuilder::new();
     engine.attach(builder.sink());
-    let relay_config = config
-        .relay
-        .config(&config.edge, "local".into(), Duration::ZERO);
+    let relay_config =
+        config
+            .relay
+            .config(&config.edge, &config.http, "local".into(), Duration::ZERO);
     let relay = builder.build(
         relay_config,
         engine.clone(),

@@ -120,9 +120,9 @@ struct Inner {
 struct CreateRoomBody {
     #[serde(default)]
     password: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::server::json_integer")]
     ephemeral: i64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::server::json_integer")]
     expiry: i64,
     #[serde(default)]
     public: bool,
@@ -233,6 +233,14 @@ fn refusal(reject: &Reject, retry_after: Duration) -> Response<Full<Bytes>> {
         problem
     };
     problem.into_response()
+}
+
+/// Whether an API password is "" or a SHA-256 hex (64 hexadecimal
+/// characters), as the OpenAPI document says (the WebSocket protocol, for
+/// existing clients, only checks the length).
+fn is_password_hash(password: &str) -> bool {
+    password.is_empty()
+        || (password.len() == PASSWORD_HEX_LEN && password.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// A room id from a path segment, or `None` when it cannot be one.
@@ -498,7 +506,7 @@ impl HttpApi {
             Ok(body) => body,
             Err(problem) => return problem.into_response(),
         };
-        if !body.password.is_empty() && body.password.len() != PASSWORD_HEX_LEN {
+        if !is_password_hash(&body.password) {
             return refusal(&Reject::invalid("invalid password format"), RATE_WINDOW);
         }
         let listing = body.public.then_some(ListingRequest {
@@ -573,6 +581,9 @@ impl HttpApi {
                 Ok(body) => body,
                 Err(problem) => return problem.into_response(),
             };
+        if !is_password_hash(&body.password) {
+            return refusal(&Reject::invalid("invalid password format"), RATE_WINDOW);
+        }
         if let Err(reject) = gateway.check_password(room_id, &body.password, ip).await {
             // the guess limit lasts a window; a busy argon2 pool clears in moments
             let retry_after = if reject == texts::TOO_MANY_GUESSES {

@@ -34,6 +34,9 @@ use crate::server::{empty_response, json_response, read_json, DEFAULT_MAX_BODY_B
 
 /// The path prefix of every internal route.
 pub const PREFIX: &str = "/internal/v1/rooms";
+/// The OpenAPI document of this API (served at `/openapi.json` on the
+/// internal port, without credentials: it holds no secret).
+const OPENAPI_JSON: &str = include_str!("internal_openapi.json");
 
 /// The request and response bodies, shared with [`crate::remote`].
 pub mod wire {
@@ -47,9 +50,9 @@ pub mod wire {
         /// "" or the client's SHA-256 hex.
         #[serde(default)]
         pub password: String,
-        #[serde(default)]
+        #[serde(default, deserialize_with = "crate::server::json_integer")]
         pub ephemeral: i64,
-        #[serde(default)]
+        #[serde(default, deserialize_with = "crate::server::json_integer")]
         pub expiry_secs: i64,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub listing: Option<Listing>,
@@ -235,6 +238,11 @@ impl InternalApi {
         }
     }
 
+    /// The gateway behind the API.
+    pub fn gateway(&self) -> &Gateway {
+        &self.inner.gateway
+    }
+
     fn authorized(&self, request: &Request<Incoming>) -> bool {
         let Some(expected) = &self.inner.secret_digest else {
             return false;
@@ -264,7 +272,9 @@ impl InternalApi {
         peer: SocketAddr,
     ) -> Response<Full<Bytes>> {
         let path = request.uri().path();
-        let route = if path == PREFIX {
+        let route = if path == "/openapi.json" {
+            "/openapi.json"
+        } else if path == PREFIX {
             "/internal/v1/rooms"
         } else if path.ends_with("/password-check") {
             "/internal/v1/rooms/{roomId}/password-check"
@@ -287,6 +297,15 @@ impl InternalApi {
     }
 
     async fn route(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
+        if request.uri().path() == "/openapi.json" && request.method() == Method::GET {
+            let mut response =
+                Response::new(Full::new(Bytes::from_static(OPENAPI_JSON.as_bytes())));
+            response.headers_mut().insert(
+                hyper::header::CONTENT_TYPE,
+                hyper::header::HeaderValue::from_static("application/json"),
+            );
+            return response;
+        }
         if !self.authorized(&request) {
             tracing::warn!(%peer, "internal API request refused: bad credentials");
             return unauthorized();

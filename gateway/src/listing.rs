@@ -11,6 +11,9 @@ pub const MAX_DESCRIPTION_RUNES: usize = 200;
 pub const MAX_TAGS: usize = 5;
 /// Longest tag, in bytes.
 pub const MAX_TAG_BYTES: usize = 20;
+/// Longest `keyEncoded` (a room key's base64url is 43 characters; it is
+/// stored in the listing's share code, so it is bounded before that).
+pub const MAX_KEY_ENCODED_BYTES: usize = 128;
 
 /// Removes HTML-like tags `<…>` and control characters (newline and tab
 /// excepted), then trims surrounding white space.

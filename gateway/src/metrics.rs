@@ -13,6 +13,8 @@ pub enum Api {
     Public,
     /// The relays' internal API.
     Internal,
+    /// The admin port (health, metrics).
+    Admin,
 }
 
 impl Api {
@@ -20,6 +22,7 @@ impl Api {
         match self {
             Api::Public => "public",
             Api::Internal => "internal",
+            Api::Admin => "admin",
         }
     }
 }
@@ -55,6 +58,8 @@ pub struct GatewayMetrics {
     /// Operations, by outcome: `ok` or the Arthas error code (E004 = guess
     /// limit, E005 = busy or unavailable, E006 = wrong password or ticket).
     outcomes: IntCounterVec,
+    /// Request handlers that panicked (answered 500), by API.
+    panics: IntCounterVec,
 }
 
 impl GatewayMetrics {
@@ -89,10 +94,19 @@ impl GatewayMetrics {
             &["operation", "outcome"],
         )
         .expect("metric names are valid");
+        let panics = IntCounterVec::new(
+            Opts::new(
+                "arthas_gateway_panics_total",
+                "Request handlers that panicked (answered 500), by API",
+            ),
+            &["api"],
+        )
+        .expect("metric names are valid");
         for metric in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(request_seconds.clone()),
             Box::new(outcomes.clone()),
+            Box::new(panics.clone()),
         ] {
             registry.register(metric).expect("metrics register once");
         }
@@ -101,7 +115,18 @@ impl GatewayMetrics {
             requests,
             request_seconds,
             outcomes,
+            panics,
         }
+    }
+
+    /// Counts a request handler that panicked.
+    pub fn panicked(&self, api: Api) {
+        self.panics.with_label_values(&[api.as_str()]).inc();
+    }
+
+    /// Request handlers of `api` that panicked so far.
+    pub fn panics(&self, api: Api) -> u64 {
+        self.panics.with_label_values(&[api.as_str()]).get()
     }
 
     /// Counts one answered request on `route` (a template, never a path).
@@ -185,5 +210,9 @@ impl crate::server::Handler for AdminApi {
             hyper::header::HeaderValue::from_static(content_type),
         );
         response
+    }
+
+    fn panicked(&self) {
+        self.gateway.metrics().panicked(Api::Admin);
     }
 }

@@ -214,9 +214,19 @@ impl Gateway {
     }
 
     async fn create_room_counted(&self, request: CreateRoomRequest) -> Result<CreatedRoom, Reject> {
+        // Clients send "" or the SHA-256 hex: anything else is refused
+        // before it costs an argon2 run (the relay checks the length too).
+        let password = &request.password;
+        if !(password.is_empty() || (password.len() == 64 && password.is_ascii())) {
+            return Err(Reject::invalid("invalid password format"));
+        }
         let now = store::unix_secs();
         let expiry = request.expiry_secs.clamp(0, self.config.max_expiry_secs);
-        let expires_at = if expiry > 0 { now + expiry } else { 0 };
+        let expires_at = if expiry > 0 {
+            now.saturating_add(expiry)
+        } else {
+            0
+        };
         let password_hash = if request.password.is_empty() {
             String::new()
         } else {
@@ -268,6 +278,9 @@ impl Gateway {
         let text = listing::validate(&request.title, &request.description, &tags)?;
         if request.key_encoded.is_empty() {
             return Err(texts::KEY_REQUIRED);
+        }
+        if request.key_encoded.len() > listing::MAX_KEY_ENCODED_BYTES {
+            return Err(texts::KEY_TOO_LONG);
         }
         let listing = Listing {
             room_id: record.id.clone(),

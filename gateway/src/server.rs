@@ -5,16 +5,25 @@
 //! [`crate::internal::InternalApi`], for relays) are plain async functions
 //! of a request and the peer address. [`serve`] runs one on a listener with
 //! HTTP/1.1 keep-alive, a header read timeout (a slow client cannot hold a
-//! connection open before it has said anything), and a graceful shutdown
-//! that lets requests in flight finish within a grace period.
+//! connection open before it has said anything), a cap on the request head's
+//! size, and a graceful shutdown that lets requests in flight finish within
+//! a grace period.
+//!
+//! A handler that panics does not take its connection down with it: the
+//! panic is caught, counted ([`Handler::panicked`]) and answered with a 500
+//! problem; the server keeps serving. An `accept` that fails (out of
+//! descriptors, say) is retried after a growing pause ([`accept`]) instead of
+//! spinning.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::FutureExt as _;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
@@ -25,7 +34,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 
 use crate::problem::Problem;
 
@@ -34,10 +43,91 @@ use crate::problem::Problem;
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Requests in flight at shutdown get this long to finish.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
-/// Pause after a failed accept (out of descriptors), so the loop does not spin.
-const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
+/// First pause after a failed accept (out of descriptors), so the loop does
+/// not spin; it doubles while accepts keep failing.
+const ACCEPT_ERROR_PAUSE_MIN: Duration = Duration::from_millis(10);
+/// Longest pause between failed accepts.
+const ACCEPT_ERROR_PAUSE_MAX: Duration = Duration::from_secs(1);
 /// Default limit on a JSON request body.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024;
+/// Default cap on a request head (request line and headers), bytes.
+pub const DEFAULT_MAX_HEADER_BYTES: usize = 16 * 1024;
+/// The smallest head cap hyper accepts (its read buffer's minimum).
+pub const MIN_MAX_HEADER_BYTES: usize = 8 * 1024;
+
+/// The limits on one HTTP connection's request heads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// A request head must arrive within this (slowloris).
+    pub header_read_timeout: Duration,
+    /// Largest request head, bytes (at least [`MIN_MAX_HEADER_BYTES`];
+    /// larger heads get 431).
+    pub max_header_bytes: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            header_read_timeout: HEADER_READ_TIMEOUT,
+            max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
+        }
+    }
+}
+
+impl HttpLimits {
+    /// An HTTP/1.1 connection builder enforcing these limits.
+    pub fn builder(&self) -> http1::Builder {
+        let mut builder = http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.header_read_timeout)
+            .max_buf_size(self.max_header_bytes.max(MIN_MAX_HEADER_BYTES));
+        builder
+    }
+}
+
+/// Accepts the next connection. When `accept` fails (out of descriptors,
+/// say) it logs, waits and tries again, the pause doubling from 10 ms to
+/// 1 s while failures continue, so a failing accept never spins. Cancel
+/// safe (for `select!`).
+pub async fn accept(listener: &TcpListener) -> (TcpStream, SocketAddr) {
+    let mut pause = ACCEPT_ERROR_PAUSE_MIN;
+    loop {
+        match listener.accept().await {
+            Ok(accepted) => return accepted,
+            Err(e) => {
+                tracing::warn!(error = %e, pause_ms = pause.as_millis() as u64, "accept failed");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(ACCEPT_ERROR_PAUSE_MAX);
+            }
+        }
+    }
+}
+
+/// The answer to a request whose handler panicked.
+pub fn panic_response() -> Response<Full<Bytes>> {
+    Problem::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "the server failed to answer this request",
+    )
+    .into_response()
+}
+
+/// Runs a request handler, turning a panic into a 500 problem; `panicked`
+/// is called (to count it) when it does.
+pub async fn answer_or_500(
+    handling: impl Future<Output = Response<Full<Bytes>>>,
+    panicked: impl FnOnce(),
+) -> Response<Full<Bytes>> {
+    match AssertUnwindSafe(handling).catch_unwind().await {
+        Ok(response) => response,
+        Err(_) => {
+            panicked();
+            tracing::error!("a request handler panicked; answered 500");
+            panic_response()
+        }
+    }
+}
 
 /// Something that answers HTTP requests: the public or the internal API.
 pub trait Handler: Send + Sync + 'static {
@@ -47,6 +137,10 @@ pub trait Handler: Send + Sync + 'static {
         request: Request<Incoming>,
         peer: SocketAddr,
     ) -> impl Future<Output = Response<Full<Bytes>>> + Send;
+
+    /// A call to [`handle`](Self::handle) panicked (it was answered 500):
+    /// count it.
+    fn panicked(&self);
 }
 
 impl Handler for crate::http::HttpApi {
@@ -56,6 +150,12 @@ impl Handler for crate::http::HttpApi {
         peer: SocketAddr,
     ) -> impl Future<Output = Response<Full<Bytes>>> + Send {
         crate::http::HttpApi::handle(self, request, peer)
+    }
+
+    fn panicked(&self) {
+        self.gateway()
+            .metrics()
+            .panicked(crate::metrics::Api::Public);
     }
 }
 
@@ -67,39 +167,51 @@ impl Handler for crate::internal::InternalApi {
     ) -> impl Future<Output = Response<Full<Bytes>>> + Send {
         crate::internal::InternalApi::handle(self, request, peer)
     }
+
+    fn panicked(&self) {
+        self.gateway()
+            .metrics()
+            .panicked(crate::metrics::Api::Internal);
+    }
 }
 
-/// Serves `handler` on `listener` until `shutdown` resolves, then stops
-/// accepting, lets open connections finish their requests (at most
-/// [`SHUTDOWN_GRACE`]) and returns.
+/// Serves `handler` on `listener` with the default [`HttpLimits`] until
+/// `shutdown` resolves; see [`serve_with`].
 pub async fn serve<H: Handler>(
     listener: TcpListener,
     handler: Arc<H>,
     shutdown: impl Future<Output = ()>,
 ) {
+    serve_with(listener, handler, shutdown, HttpLimits::default()).await
+}
+
+/// Serves `handler` on `listener` until `shutdown` resolves, then stops
+/// accepting, lets open connections finish their requests (at most
+/// [`SHUTDOWN_GRACE`]) and returns.
+pub async fn serve_with<H: Handler>(
+    listener: TcpListener,
+    handler: Arc<H>,
+    shutdown: impl Future<Output = ()>,
+    limits: HttpLimits,
+) {
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
+    let builder = limits.builder();
     loop {
         let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
-                    continue;
-                }
-            },
+            accepted = accept(&listener) => accepted,
             () = &mut shutdown => break,
         };
         let handler = handler.clone();
         let service = service_fn(move |request| {
             let handler = handler.clone();
-            async move { Ok::<_, Infallible>(handler.handle(request, peer).await) }
+            async move {
+                let handling = handler.handle(request, peer);
+                let response = answer_or_500(handling, || handler.panicked()).await;
+                Ok::<_, Infallible>(response)
+            }
         });
-        let connection = http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(HEADER_READ_TIMEOUT)
-            .serve_connection(TokioIo::new(stream), service);
+        let connection = builder.serve_connection(TokioIo::new(stream), service);
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             if let Err(e) = connection.await {
@@ -117,7 +229,7 @@ pub async fn serve<H: Handler>(
 }
 
 /// Reads a JSON body of at most `max_bytes`: 413 problem when larger,
-/// 400 problem when it is not the expected JSON. An empty body reads as
+/// 400 problem when it is not the expected JSON object. An empty body reads as
 /// `{}`, so requests whose fields are all optional need none.
 pub async fn read_json<T: DeserializeOwned>(
     body: Incoming,
@@ -143,6 +255,14 @@ pub async fn read_json<T: DeserializeOwned>(
     } else {
         &bytes
     };
+    // Every body of these APIs is a JSON object (serde would also read a
+    // struct from an array of its fields).
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(Problem::new(
+            StatusCode::BAD_REQUEST,
+            "request body is not a JSON object",
+        ));
+    }
     serde_json::from_slice(bytes).map_err(|e| {
         Problem::new(
             StatusCode::BAD_REQUEST,
@@ -178,4 +298,33 @@ pub fn empty_response(status: StatusCode) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::new()));
     *response.status_mut() = status;
     response
+}
+
+/// Deserialises a JSON integer the way JSON Schema counts one: any number
+/// with no fractional part (`60`, `60.0`, `6e1`) within `i64`; anything
+/// else is an error (400).
+pub fn json_integer<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
+    struct Integer;
+    impl serde::de::Visitor<'_> for Integer {
+        type Value = i64;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an integer within 64 bits")
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<i64, E> {
+            Ok(v)
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<i64, E> {
+            i64::try_from(v).map_err(|_| E::custom("integer out of range"))
+        }
+        fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<i64, E> {
+            // ±2^63 as a float stands for a literal out of range (an
+            // in-range one is read as an integer, not a float).
+            if v.fract() == 0.0 && v > i64::MIN as f64 && v < i64::MAX as f64 {
+                Ok(v as i64)
+            } else {
+                Err(E::custom("not an integer within 64 bits"))
+            }
+        }
+    }
+    deserializer.deserialize_any(Integer)
 }

@@ -371,6 +371,16 @@ async fn a_bad_listing_still_creates_the_room_and_says_why() {
         a.json()["listingError"],
         json!({"code": "E011", "msg": "keyEncoded is required for public rooms"})
     );
+    // The key is stored in the share code: it is bounded before that.
+    let a = post_json(
+        &format!("{}/v1/rooms", p.server.base),
+        json!({"public": true, "title": "ok", "keyEncoded": "k".repeat(129)}),
+    )
+    .await;
+    assert_eq!(
+        a.json()["listingError"],
+        json!({"code": "E011", "msg": "keyEncoded is too long"})
+    );
 }
 
 #[tokio::test]

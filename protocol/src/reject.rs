@@ -122,6 +122,8 @@ pub mod texts {
         Reject::new(ErrorCode::RateLimited, "rate limited, please slow down");
     pub const FAILED_TO_CREATE: Reject = Reject::invalid("failed to create room");
     pub const ACTIVE_TRANSFER: Reject = Reject::invalid("already has active transfer");
+    /// Extension: a transfer id longer than the relay's `max-transfer-id-bytes`.
+    pub const TRANSFER_ID_TOO_LONG: Reject = Reject::invalid("transferId is too long");
     pub const TRANSFER_MISMATCH: Reject =
         Reject::invalid("transferId does not match active transfer");
     pub const MATCH_DISABLED: Reject =
@@ -132,6 +134,10 @@ pub mod texts {
         ErrorCode::InvalidListing,
         "keyEncoded is required for public rooms",
     );
+    /// Extension: a listing's `keyEncoded` longer than a room key's
+    /// base64url can be (it is stored in the public share code).
+    pub const KEY_TOO_LONG: Reject =
+        Reject::new(ErrorCode::InvalidListing, "keyEncoded is too long");
     /// Our extension: the bus (Redis) is unreachable, so the message was not sent.
     pub const UNAVAILABLE: Reject = Reject::invalid("service temporarily unavailable, retry");
     /// Our extension: a ticket that is unknown, used, expired or for another room.

@@ -10,7 +10,6 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
@@ -20,19 +19,19 @@ use crate::server::text;
 use crate::Relay;
 
 /// Serves the admin routes until the process ends (it stays up while the
-/// node drains, so readiness can be observed).
+/// node drains, so readiness can be observed). A failing `accept` backs
+/// off instead of spinning.
 pub async fn serve(listener: TcpListener, relay: Arc<Relay>) {
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
+        let (stream, _) = gateway::server::accept(&listener).await;
         let relay = relay.clone();
         tokio::spawn(async move {
+            let builder = relay.config.http.builder();
             let service = service_fn(move |request: Request<hyper::body::Incoming>| {
                 let relay = relay.clone();
                 async move { Ok::<_, Infallible>(route(&request, &relay)) }
             });
-            let _ = http1::Builder::new()
+            let _ = builder
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
         });

@@ -16,6 +16,15 @@ pub struct RelayConfig {
     pub trust_forwarded_for: bool,
     /// Largest inbound message; larger ones close the connection with 1009.
     pub max_message_bytes: usize,
+    /// A message whose first byte arrived must be complete within this
+    /// (fragmented or slow); otherwise the connection closes with 4003.
+    pub message_timeout: Duration,
+    /// Limits on HTTP request heads, the WebSocket handshake included
+    /// (header read timeout against slowloris, head size cap).
+    pub http: gateway::server::HttpLimits,
+    /// Longest file transfer id a client may use (it is kept while the
+    /// transfer runs and travels in bus headers), bytes.
+    pub max_transfer_id_bytes: usize,
     /// How often the server sends a WebSocket ping and an application Ping.
     pub ping_interval: Duration,
     /// A connection with no WebSocket pong for this long is closed (4002).
@@ -56,6 +65,9 @@ impl Default for RelayConfig {
             allowed_origins: String::new(),
             trust_forwarded_for: false,
             max_message_bytes: 102_400,
+            message_timeout: Duration::from_secs(30),
+            http: gateway::server::HttpLimits::default(),
+            max_transfer_id_bytes: 64,
             ping_interval: Duration::from_secs(25),
             read_timeout: Duration::from_secs(40),
             write_timeout: Duration::from_secs(10),

@@ -1,18 +1,30 @@
-//! One WebSocket connection's task: reads frames, runs the session, drains
-//! what the outbox could not write directly, pings, and enforces the read
-//! deadline.
+//! One WebSocket connection's task: reads frames, hands complete messages
+//! to its [`Application`] (the Arthas [`Session`](crate::session::Session)),
+//! drains what the outbox could not write directly, pings, and enforces the
+//! deadlines.
 //!
-//! One task per connection, one timer, no buffer held while idle: the read
-//! scratch lives on the stack of a synchronous function, the frame reader
-//! frees its buffer once nothing is pending, and the large futures of the
-//! session (create, join, leave, publish) are boxed so they cost memory only
-//! while they run. The socket is shared (`Arc<TcpStream>`) with the outbox,
-//! which writes to it directly when nothing is queued; every frame the task
-//! sends (pings and pongs included) goes through the outbox so no frame is
-//! ever cut into.
+//! One task per connection, one timer, no buffer held while idle: bytes are
+//! read into a per-thread scratch buffer that is reused and never zeroed
+//! (it is filled through its uninitialised spare capacity), the frame
+//! reader copies out only what it must keep and frees its buffer once
+//! nothing is pending, and the large futures of the session (create, join,
+//! leave, publish) are boxed so they cost memory only while they run. The
+//! socket is shared (`Arc<TcpStream>`) with the outbox, which writes to it
+//! directly when nothing is queued; every frame the task sends (pings and
+//! pongs included) goes through the outbox so no frame is ever cut into.
+//!
+//! Deadlines, each a close code: no pong within the read timeout (4002); a
+//! message started (a frame partly received, or a fragmented message) and
+//! not completed within the message timeout (4003), so a slow or stalled
+//! sender cannot pin the message buffer.
+//!
+//! Cleanup does not depend on this task ending normally: the connection
+//! slot ([`ConnectionSlot`]) and the session give back what they hold from
+//! `Drop`, which also runs when the task panics or is cancelled.
 
+use std::cell::RefCell;
+use std::future::Future;
 use std::io;
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,11 +36,11 @@ use tokio::time::{sleep_until, timeout, Instant};
 
 use crate::hub::Peer;
 use crate::outbox::{try_write_at, OutFrame};
-use crate::session::Session;
+use crate::slot::ConnectionSlot;
 use crate::websocket::{close_code, close_payload, opcode, FrameReader, Incoming};
-use crate::Relay;
+use crate::{Relay, RelayConfig};
 
-/// Bytes read from the socket per wake-up (stack scratch, not kept).
+/// Bytes read from the socket per wake-up (into the per-thread scratch).
 const READ_CHUNK_BYTES: usize = 8 * 1024;
 /// How long the last queued frames and the close frame may take to write.
 const CLOSE_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -36,19 +48,44 @@ const CLOSE_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
 /// closes too, so unread input does not turn our close into a reset.
 const CLOSE_LINGER: Duration = Duration::from_secs(2);
 
+thread_local! {
+    /// The read scratch of every connection served by this thread: filled
+    /// through its spare capacity (never zeroed), emptied before the next.
+    static READ_SCRATCH: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(READ_CHUNK_BYTES));
+}
+
+/// What a connection's messages go to.
+pub trait Application: Send {
+    /// One complete data message (`text` ones are valid UTF-8).
+    fn message(&mut self, text: bool, payload: Vec<u8>) -> impl Future<Output = ()> + Send;
+    /// Whether the connection sends the Arthas application Ping (0x18)
+    /// beside each WebSocket ping.
+    fn app_pings(&self) -> bool;
+    /// The connection ended (its close frame is written): give back what
+    /// the connection held.
+    fn disconnect(&mut self) -> impl Future<Output = ()> + Send;
+}
+
 /// How a connection ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum End {
-    /// Send a close frame with this code, then close.
-    Close(u16),
+    /// Send a close frame with this code (none: an empty close frame,
+    /// echoing a client's close without a code), then close.
+    Close(Option<u16>),
     /// The socket is gone or stuck: just drop it.
     Abort,
 }
 
 /// Runs a connection to its end. `leftover` are bytes the HTTP layer read
-/// past the upgrade request.
-pub async fn run(relay: Arc<Relay>, stream: TcpStream, leftover: Bytes, ip: IpAddr) {
-    relay.metrics.connections.inc();
+/// past the upgrade request; `slot` is the connection's place in the limit,
+/// given back when it ends (however it ends).
+pub async fn run<A: Application>(
+    relay: Arc<Relay>,
+    stream: TcpStream,
+    leftover: Bytes,
+    mut slot: ConnectionSlot,
+    application: impl FnOnce(Arc<Relay>, Arc<Peer>) -> A,
+) {
     relay.metrics.connections_total.inc();
     let stream = Arc::new(stream);
     let config = &relay.config;
@@ -57,19 +94,19 @@ pub async fn run(relay: Arc<Relay>, stream: TcpStream, leftover: Bytes, ip: IpAd
         config.file_transfer_stale,
         stream.clone(),
     ));
-    let mut session = Session::new(relay.clone(), peer.clone(), ip);
+    let mut app = application(relay.clone(), peer.clone());
     let mut reader = FrameReader::new(config.max_message_bytes);
     reader.feed(&leftover);
     drop(leftover);
 
-    let end = serve(&relay, &stream, &peer, &mut session, &mut reader).await;
+    let end = serve(&relay, &stream, &peer, &mut app, &mut reader).await;
     let code = match end {
         End::Close(code) => {
-            peer.outbox.close(code);
+            peer.outbox.close(code.unwrap_or(close_code::NO_STATUS));
             Box::pin(finish(&stream, &peer, code)).await;
-            code
+            code.unwrap_or(close_code::NO_STATUS)
         }
-        End::Abort => peer.outbox.closing().unwrap_or(1006),
+        End::Abort => peer.outbox.closing().unwrap_or(close_code::ABNORMAL),
     };
     relay
         .metrics
@@ -77,43 +114,38 @@ pub async fn run(relay: Arc<Relay>, stream: TcpStream, leftover: Bytes, ip: IpAd
         .with_label_values(&[&code.to_string()])
         .inc();
     // Everyone else learns of the departure before the socket lingers.
-    Box::pin(session.disconnect()).await;
+    Box::pin(app.disconnect()).await;
     if let End::Close(_) = end {
         Box::pin(linger(&stream)).await;
     }
-    relay.metrics.connections.dec();
+    slot.finished();
 }
 
-async fn serve(
+async fn serve<A: Application>(
     relay: &Relay,
     stream: &TcpStream,
     peer: &Peer,
-    session: &mut Session,
+    app: &mut A,
     reader: &mut FrameReader,
 ) -> End {
     let config = &relay.config;
-    let mut read_deadline = Instant::now() + config.read_timeout;
+    let mut deadlines = Deadlines {
+        read: Instant::now() + config.read_timeout,
+        message: None,
+    };
     let mut next_ping = Instant::now() + config.ping_interval;
     let mut drain_at: Option<Instant> = None;
-    let timer = sleep_until(next_ping.min(read_deadline));
+    let timer = sleep_until(next_ping.min(deadlines.read));
     tokio::pin!(timer);
 
     // Frames that arrived with the upgrade request.
-    if let Err(end) = process(
-        peer,
-        session,
-        reader,
-        &mut read_deadline,
-        config.read_timeout,
-    )
-    .await
-    {
+    if let Err(end) = process(config, peer, app, reader, &mut deadlines).await {
         return end;
     }
     loop {
-        let mut wake_at = next_ping.min(read_deadline);
-        if let Some(d) = drain_at {
-            wake_at = wake_at.min(d);
+        let mut wake_at = next_ping.min(deadlines.read);
+        for at in [drain_at, deadlines.message].into_iter().flatten() {
+            wake_at = wake_at.min(at);
         }
         if timer.deadline() != wake_at {
             timer.as_mut().reset(wake_at);
@@ -135,23 +167,28 @@ async fn serve(
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                     Err(_) => return End::Abort,
                 }
-                if let Err(end) = process(peer, session, reader, &mut read_deadline, config.read_timeout).await {
+                if let Err(end) = process(config, peer, app, reader, &mut deadlines).await {
                     return end;
                 }
             }
             _ = &mut timer => {
                 let now = Instant::now();
-                if now >= read_deadline {
-                    return End::Close(close_code::READ_TIMEOUT);
+                if now >= deadlines.read {
+                    return End::Close(Some(close_code::READ_TIMEOUT));
+                }
+                if deadlines.message.is_some_and(|d| now >= d) {
+                    return End::Close(Some(close_code::MESSAGE_TIMEOUT));
                 }
                 if drain_at.is_some_and(|d| now >= d) {
-                    return End::Close(close_code::GOING_AWAY);
+                    return End::Close(Some(close_code::GOING_AWAY));
                 }
                 if now >= next_ping {
                     next_ping = now + config.ping_interval;
                     let ws_ping = OutFrame { opcode: opcode::PING, payload: Bytes::new() };
                     let _ = peer.outbox.push_frame(ws_ping);
-                    let _ = peer.outbox.push(server::encode(kind::PING, &Ping { t: store::unix_millis() }));
+                    if app.app_pings() {
+                        let _ = peer.outbox.push(server::encode(kind::PING, &Ping { t: store::unix_millis() }));
+                    }
                 }
             }
             _ = relay.shutdown.cancelled(), if drain_at.is_none() => {
@@ -162,27 +199,46 @@ async fn serve(
     }
 }
 
-/// Reads what the socket has (one wake-up's worth) into the frame reader.
-/// The scratch buffer lives on this synchronous function's stack only.
-fn read_available(stream: &TcpStream, reader: &mut FrameReader) -> io::Result<usize> {
-    let mut scratch = [0u8; READ_CHUNK_BYTES];
-    let n = stream.try_read(&mut scratch)?;
-    reader.feed(&scratch[..n]);
-    Ok(n)
+/// The connection's read deadlines.
+struct Deadlines {
+    /// A WebSocket pong must arrive before this.
+    read: Instant,
+    /// The message being received must complete before this (None: no
+    /// message is in progress).
+    message: Option<Instant>,
 }
 
-/// Handles every complete event the reader holds.
-async fn process(
+/// Reads what the socket has (one wake-up's worth) into the frame reader,
+/// through the per-thread scratch buffer.
+fn read_available(stream: &TcpStream, reader: &mut FrameReader) -> io::Result<usize> {
+    READ_SCRATCH.with_borrow_mut(|scratch| {
+        scratch.clear();
+        if scratch.capacity() < READ_CHUNK_BYTES {
+            scratch.reserve_exact(READ_CHUNK_BYTES);
+        }
+        let n = stream.try_read_buf(scratch)?;
+        reader.feed(&scratch[..n]);
+        Ok(n)
+    })
+}
+
+/// Handles every complete event the reader holds, then restarts or stops
+/// the message deadline.
+async fn process<A: Application>(
+    config: &RelayConfig,
     peer: &Peer,
-    session: &mut Session,
+    app: &mut A,
     reader: &mut FrameReader,
-    read_deadline: &mut Instant,
-    read_timeout: Duration,
+    deadlines: &mut Deadlines,
 ) -> Result<(), End> {
+    let mut completed = false;
     loop {
         match reader.next_event() {
-            Ok(None) => return Ok(()),
-            Ok(Some(Incoming::Message(message))) => Box::pin(session.handle(&message)).await,
+            Ok(None) => break,
+            Ok(Some(Incoming::Message { text, payload })) => {
+                completed = true;
+                Box::pin(app.message(text, payload)).await
+            }
             Ok(Some(Incoming::Ping(payload))) => {
                 let pong = OutFrame {
                     opcode: opcode::PONG,
@@ -190,14 +246,20 @@ async fn process(
                 };
                 let _ = peer.outbox.push_frame(pong);
             }
-            Ok(Some(Incoming::Pong)) => *read_deadline = Instant::now() + read_timeout,
-            Ok(Some(Incoming::Close(_))) => return Err(End::Close(close_code::NORMAL)),
+            Ok(Some(Incoming::Pong)) => deadlines.read = Instant::now() + config.read_timeout,
+            Ok(Some(Incoming::Close(code))) => return Err(End::Close(code)),
             Err(e) => {
                 tracing::debug!(error = %e, "closing on a framing error");
-                return Err(End::Close(e.close_code()));
+                return Err(End::Close(Some(e.close_code())));
             }
         }
     }
+    if !reader.is_mid_message() {
+        deadlines.message = None;
+    } else if completed || deadlines.message.is_none() {
+        deadlines.message = Some(Instant::now() + config.message_timeout);
+    }
+    Ok(())
 }
 
 /// Writes what is queued. Ends the connection when a close was asked for
@@ -226,7 +288,7 @@ async fn flush(stream: &TcpStream, peer: &Peer, write_timeout: Duration) -> Resu
     }
     match peer.outbox.closing() {
         Some(_) if peer.outbox.is_torn() => Err(End::Abort),
-        Some(code) => Err(End::Close(code)),
+        Some(code) => Err(End::Close(Some(code))),
         None => Ok(()),
     }
 }
@@ -255,9 +317,10 @@ async fn write_rest(
     Ok(())
 }
 
-/// Writes what is still queued, then the close frame, within
-/// [`CLOSE_WRITE_TIMEOUT`] (unless a frame was torn: then nothing).
-async fn finish(stream: &TcpStream, peer: &Peer, code: u16) {
+/// Writes what is still queued, then the close frame (with `code`, or
+/// empty), within [`CLOSE_WRITE_TIMEOUT`] (unless a frame was torn: then
+/// nothing).
+async fn finish(stream: &TcpStream, peer: &Peer, code: Option<u16>) {
     if peer.outbox.is_torn() {
         return;
     }
@@ -270,9 +333,13 @@ async fn finish(stream: &TcpStream, peer: &Peer, code: u16) {
                 return;
             }
         }
+        let payload = match code {
+            Some(code) => Bytes::copy_from_slice(&close_payload(code)),
+            None => Bytes::new(),
+        };
         let close = OutFrame {
             opcode: opcode::CLOSE,
-            payload: Bytes::copy_from_slice(&close_payload(code)),
+            payload,
         };
         let _ = write_rest(stream, &close, 0, &|_| {}).await;
     })

@@ -7,10 +7,13 @@
 //! - [`session`]: the protocol state machine of one connection;
 //! - [`hub`]: the local room index and the bus fan-out;
 //! - [`outbox`]: the bounded per-connection queue;
+//! - [`slot`]: the connection limit, given back by a guard;
 //! - [`expiry`]: per-node expiry warnings and closes;
 //! - [`presence`]: heartbeats, and the sweep of dead relays' members;
 //! - [`metrics`]: Prometheus counters;
-//! - [`admin`]: health, readiness and metrics on the admin port.
+//! - [`admin`]: health, readiness and metrics on the admin port;
+//! - `testing` (feature `testing`, tests only): fault injection, an echo
+//!   endpoint for RFC 6455 conformance, a raw WebSocket client.
 //!
 //! The relay does not know which engine runs behind [`store::RoomStore`] and
 //! [`store::Bus`], nor whether the gateway ([`gateway::Authority`]) is in
@@ -26,6 +29,9 @@ pub mod outbox;
 pub mod presence;
 pub mod server;
 pub mod session;
+pub mod slot;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod websocket;
 
 use std::sync::{Arc, OnceLock};
@@ -52,6 +58,11 @@ pub struct Relay {
     pub shutdown: CancellationToken,
     /// Every connection task, so shutdown can wait for them.
     pub tasks: TaskTracker,
+    /// Open connections, against `max_connections`.
+    pub slots: slot::ConnectionSlots,
+    /// Faults a test injects (the `testing` feature only).
+    #[cfg(feature = "testing")]
+    pub faults: testing::Faults,
 }
 
 /// The first half of building a relay: the bus needs the relay's sink before
@@ -103,6 +114,9 @@ impl RelayBuilder {
             metrics: self.metrics,
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
+            slots: slot::ConnectionSlots::default(),
+            #[cfg(feature = "testing")]
+            faults: testing::Faults::default(),
         })
     }
 }

@@ -35,6 +35,9 @@ pub struct Metrics {
     pub bus_up: IntGauge,
     /// 1 once the relay drains (readiness is false).
     pub draining: IntGauge,
+    /// Connection tasks and HTTP requests that panicked (a bug; what they
+    /// held was given back).
+    pub panics: IntCounter,
 }
 
 impl Metrics {
@@ -93,6 +96,10 @@ impl Metrics {
             ),
             bus_up: gauge("bus_up", "1 while the bus is connected"),
             draining: gauge("draining", "1 once the relay drains"),
+            panics: counter(
+                "panics_total",
+                "Connection tasks and HTTP requests that panicked (cleaned up and counted)",
+            ),
             registry,
         }
     }

@@ -2,26 +2,33 @@
 //! upgrades `GET /ws` to a WebSocket (origin allow-list, connection limit)
 //! and hands every other request to an [`HttpFallback`] (the gateway's
 //! routes in the all-in-one binary, `/ping` and the web client on a relay).
+//!
+//! Hostile clients are bounded here before a connection costs anything:
+//! the request head must arrive within the header read timeout and fit
+//! the head size cap (`RelayConfig::http`), a connection slot is taken
+//! before the upgrade is answered, and a failing `accept` backs off. A
+//! panic in a connection's task or in a fallback request is caught,
+//! counted (`arthas_relay_panics_total`) and, for a request, answered 500;
+//! what the connection held is given back by its guards.
 
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::connection::Application;
+use crate::hub::Peer;
+use crate::session::Session;
+use crate::slot::ConnectionSlot;
 use crate::Relay;
-
-/// Longest time a client may take to send its request headers.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The response body type of every route.
 pub type Body = Full<Bytes>;
@@ -47,18 +54,9 @@ pub fn text(status: StatusCode, body: &'static str) -> Response<Body> {
 /// Accepts connections until shutdown.
 pub async fn serve(listener: TcpListener, relay: Arc<Relay>, fallback: Arc<dyn HttpFallback>) {
     loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
+        let (stream, peer) = tokio::select! {
+            accepted = gateway::server::accept(&listener) => accepted,
             _ = relay.shutdown.cancelled() => return,
-        };
-        let (stream, peer) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                // Out of descriptors and the like: back off briefly.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
         };
         let _ = stream.set_nodelay(true);
         let relay = relay.clone();
@@ -82,9 +80,10 @@ async fn serve_http(
             async move { Ok::<_, Infallible>(route(request, peer, relay, fallback).await) }
         })
     };
-    let connection = http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
+    let connection = relay
+        .config
+        .http
+        .builder()
         .serve_connection(TokioIo::new(stream), service)
         .with_upgrades();
     tokio::pin!(connection);
@@ -104,9 +103,19 @@ async fn route(
     fallback: Arc<dyn HttpFallback>,
 ) -> Response<Body> {
     if request.uri().path() == "/ws" {
-        upgrade(request, peer, relay)
+        let ip = client_ip(&request, peer, relay.config.trust_forwarded_for);
+        #[cfg(feature = "testing")]
+        if relay.faults.echoes() {
+            return upgrade(request, relay, |_, peer| crate::testing::Echo::new(peer));
+        }
+        upgrade(request, relay, move |relay, peer| {
+            Session::new(relay, peer, ip)
+        })
     } else {
-        fallback.handle(request, peer).await
+        gateway::server::answer_or_500(fallback.handle(request, peer), || {
+            relay.metrics.panics.inc()
+        })
+        .await
     }
 }
 
@@ -128,7 +137,13 @@ pub fn client_ip<B>(request: &Request<B>, peer: SocketAddr, trust_forwarded_for:
     peer.ip()
 }
 
-fn upgrade(mut request: Request<Incoming>, peer: SocketAddr, relay: Arc<Relay>) -> Response<Body> {
+/// Answers a WebSocket upgrade and spawns the connection's task, whose
+/// messages go to the application `make_app` builds.
+fn upgrade<A, F>(mut request: Request<Incoming>, relay: Arc<Relay>, make_app: F) -> Response<Body>
+where
+    A: Application + 'static,
+    F: FnOnce(Arc<Relay>, Arc<Peer>) -> A + Send + 'static,
+{
     if !fastwebsockets::upgrade::is_upgrade_request(&request) {
         return text(StatusCode::BAD_REQUEST, "Bad Request");
     }
@@ -145,14 +160,6 @@ fn upgrade(mut request: Request<Incoming>, peer: SocketAddr, relay: Arc<Relay>) 
         tracing::warn!(origin = origin.unwrap_or(""), "rejected origin");
         return text(StatusCode::FORBIDDEN, "Forbidden");
     }
-    if relay.metrics.connections.get() as usize >= relay.config.max_connections {
-        relay
-            .metrics
-            .connections_rejected
-            .with_label_values(&["limit"])
-            .inc();
-        return text(StatusCode::SERVICE_UNAVAILABLE, "too many connections");
-    }
     if relay.shutdown.is_cancelled() {
         relay
             .metrics
@@ -161,17 +168,28 @@ fn upgrade(mut request: Request<Incoming>, peer: SocketAddr, relay: Arc<Relay>) 
             .inc();
         return text(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
     }
-    let ip = client_ip(&request, peer, relay.config.trust_forwarded_for);
+    // Count first: the slot is taken before anything else is spent.
+    let Some(mut slot) = ConnectionSlot::try_acquire(&relay) else {
+        relay
+            .metrics
+            .connections_rejected
+            .with_label_values(&["limit"])
+            .inc();
+        return text(StatusCode::SERVICE_UNAVAILABLE, "too many connections");
+    };
     let (response, upgrade) = match fastwebsockets::upgrade::upgrade(&mut request) {
         Ok(pair) => pair,
         Err(_) => return text(StatusCode::BAD_REQUEST, "Bad Request"),
     };
     let tracker = relay.tasks.clone();
+    // A panic in this task drops its state: the slot (counting it) and the
+    // session give back what they hold.
     tracker.spawn(async move {
         let websocket = match upgrade.await {
             Ok(ws) => ws,
             Err(e) => {
                 tracing::debug!(error = %e, "upgrade failed");
+                slot.finished();
                 return;
             }
         };
@@ -181,9 +199,13 @@ fn upgrade(mut request: Request<Incoming>, peer: SocketAddr, relay: Arc<Relay>) 
             Ok(parts) => {
                 let leftover = Bytes::copy_from_slice(&parts.read_buf);
                 drop(parts.read_buf);
-                crate::connection::run(relay, parts.io.into_inner(), leftover, ip).await;
+                let stream = parts.io.into_inner();
+                crate::connection::run(relay, stream, leftover, slot, make_app).await;
             }
-            Err(_) => tracing::error!("upgraded connection is not a TCP stream"),
+            Err(_) => {
+                slot.finished();
+                tracing::error!("upgraded connection is not a TCP stream");
+            }
         }
     });
     let (parts, _) = response.into_parts();

@@ -5,6 +5,12 @@
 //! Replies to the client go into the connection's own queue, so they are
 //! ordered with everything the bus delivers to it. Frames for other members
 //! are encoded once here and published on the room's bus channel.
+//!
+//! A session is also the guard of what its connection holds in the
+//! cluster: if it is dropped while still in a room (its task panicked or
+//! was cancelled before [`Session::disconnect`] ran), its `Drop` closes the
+//! outbox and spawns the disconnect (active transfer cancelled, MemberLeft
+//! to the others, the member removed from the room's record and presence).
 
 use std::collections::VecDeque;
 use std::net::IpAddr;
@@ -27,7 +33,9 @@ use protocol::{kind, Reject};
 use store::{BusMessage, JoinError, Joined, MemberRecord, Target};
 use tracing::Instrument as _;
 
+use crate::connection::Application;
 use crate::hub::{LocalMember, LocalRoom, Peer};
+use crate::websocket::close_code;
 use crate::Relay;
 
 /// Attempts at a member id that is free in the room.
@@ -49,6 +57,9 @@ pub struct Session {
     /// When recent accepted chat messages were sent (rate limit); empty
     /// and unallocated until the first one.
     chat_times: VecDeque<Instant>,
+    /// This session runs the disconnect of one that was dropped: if it is
+    /// dropped in turn (the runtime shuts down), it spawns nothing more.
+    orphan: bool,
 }
 
 fn random_member_id() -> MemberId {
@@ -66,6 +77,7 @@ impl Session {
             name: String::new(),
             room: None,
             chat_times: VecDeque::new(),
+            orphan: false,
         }
     }
 
@@ -109,6 +121,8 @@ impl Session {
 
     /// Handles one client message (any WebSocket data frame).
     pub async fn handle(&mut self, frame: &[u8]) {
+        #[cfg(feature = "testing")]
+        self.relay.faults.maybe_panic();
         let envelope = match client::decode(frame) {
             Ok(e) => e,
             Err(reject) => return self.reject(&reject),
@@ -469,6 +483,7 @@ impl Session {
             return Err(texts::ACTIVE_TRANSFER);
         }
         let meta = FileMeta::parse(data)?;
+        self.check_transfer_id(meta.transfer_id)?;
         self.peer.start_transfer(meta.transfer_id);
         let frame = server::encode_sized(
             kind::RELAY_FILE_META,
@@ -483,6 +498,15 @@ impl Session {
             meta.ciphertext.len() + meta.transfer_id.len(),
         );
         self.to_others(&room, frame).await
+    }
+
+    /// A transfer id is kept while its transfer runs and travels in bus
+    /// headers: it may be at most `max_transfer_id_bytes` long.
+    fn check_transfer_id(&self, transfer_id: &str) -> Result<(), Reject> {
+        if transfer_id.len() > self.relay.config.max_transfer_id_bytes {
+            return Err(texts::TRANSFER_ID_TOO_LONG);
+        }
+        Ok(())
     }
 
     fn check_transfer(&self, transfer_id: &str) -> Result<(), Reject> {
@@ -539,6 +563,7 @@ impl Session {
     async fn file_ack(&mut self, data: &ValueRef<'_>) -> Result<(), Reject> {
         let room = self.in_room()?;
         let ack = TransferRef::parse_ack(data)?;
+        self.check_transfer_id(ack.transfer_id)?;
         let frame = server::encode(
             kind::RELAY_FILE_ACK,
             &RelayFileAck {
@@ -550,6 +575,55 @@ impl Session {
             transfer_id: ack.transfer_id.to_owned(),
         };
         self.publish(&room, target, frame).await
+    }
+}
+
+impl Application for Session {
+    async fn message(&mut self, _text: bool, payload: Vec<u8>) {
+        self.handle(&payload).await
+    }
+
+    fn app_pings(&self) -> bool {
+        true
+    }
+
+    async fn disconnect(&mut self) {
+        Session::disconnect(self).await
+    }
+}
+
+impl Drop for Session {
+    /// The guard: a session dropped while still in a room never ran its
+    /// disconnect (its task panicked or was cancelled). Nothing may be
+    /// left behind: the outbox refuses further frames at once, and the
+    /// disconnect runs in a task of its own.
+    fn drop(&mut self) {
+        let Some(room) = self.room.take() else {
+            return;
+        };
+        self.peer.outbox.close(close_code::INTERNAL_ERROR);
+        if self.orphan {
+            return;
+        }
+        tracing::warn!(room = %room.id, member = %self.id, "connection ended without leaving its room; leaving now");
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            // No runtime (the process is exiting): presence expiry and the
+            // dead-relay sweep clean up instead.
+            return;
+        };
+        let mut orphan = Session {
+            relay: self.relay.clone(),
+            peer: self.peer.clone(),
+            ip: self.ip,
+            id: self.id,
+            name: std::mem::take(&mut self.name),
+            room: Some(room),
+            chat_times: VecDeque::new(),
+            orphan: true,
+        };
+        self.relay
+            .tasks
+            .spawn_on(async move { orphan.disconnect().await }, &runtime);
     }
 }
 

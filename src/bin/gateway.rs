@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use arthas::cli::{EdgeArgs, GatewayArgs, ProcessArgs, RedisArgs};
+use arthas::cli::{EdgeArgs, GatewayArgs, HttpArgs, ProcessArgs, RedisArgs};
 use arthas::process;
 use clap::{Parser, ValueEnum};
 use gateway::http::HttpApi;
@@ -59,6 +59,8 @@ struct Config {
     store: StoreKind,
     #[command(flatten)]
     edge: EdgeArgs,
+    #[command(flatten)]
+    http: HttpArgs,
     #[command(flatten)]
     gateway: GatewayArgs,
     #[command(flatten)]
@@ -135,24 +137,28 @@ async fn run(config: Config) -> Result<(), String> {
     println!("admin on http://{admin_addr}");
     tracing::info!(%public_addr, %internal_addr, %admin_addr, store = ?config.store, "gateway started");
 
+    let limits = config.http.limits();
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
-    let public = tokio::spawn(gateway::server::serve(
+    let public = tokio::spawn(gateway::server::serve_with(
         public_listener,
         http,
         stopped(stop_rx.clone()),
+        limits,
     ));
-    let internal = tokio::spawn(gateway::server::serve(
+    let internal = tokio::spawn(gateway::server::serve_with(
         internal_listener,
         internal,
         stopped(stop_rx.clone()),
+        limits,
     ));
-    let admin = tokio::spawn(gateway::server::serve(
+    let admin = tokio::spawn(gateway::server::serve_with(
         admin_listener,
         admin,
         stopped(stop_rx),
+        limits,
     ));
     process::termination().await;
     tracing::info!("shutting down");

@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arthas::cli::{EdgeArgs, ProcessArgs, RedisArgs, RelayArgs};
+use arthas::cli::{EdgeArgs, HttpArgs, ProcessArgs, RedisArgs, RelayArgs};
 use arthas::process;
 use clap::Parser;
 use gateway::remote::{RemoteConfig, RemoteGateway};
@@ -53,6 +53,8 @@ struct Config {
     shutdown_grace_ms: u64,
     #[command(flatten)]
     edge: EdgeArgs,
+    #[command(flatten)]
+    http: HttpArgs,
     #[command(flatten)]
     relay: RelayArgs,
     #[command(flatten)]
@@ -119,6 +121,7 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     engine.attach(builder.sink());
     let relay_config = config.relay.config(
         &config.edge,
+        &config.http,
         node_id.clone(),
         Duration::from_millis(config.drain_window_ms),
     );

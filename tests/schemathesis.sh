@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# schemathesis against the gateway's two OpenAPI documents: the public API
+# (/openapi.json on --listen) and the internal API (/openapi.json on
+# --internal-listen, called with its secret). Every check: no 5xx, every
+# response (status, headers, body) as the document says, invalid requests
+# refused, valid ones accepted.
+#
+# Starts the debug `gateway` (memory store, cheap argon2, rate limits out of
+# the way) on free ports; installs the pinned schemathesis into a venv under
+# the target directory when it is missing. SCHEMATHESIS_EXAMPLES (100) sets
+# the examples per operation.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+version=4.32.5
+target="${CARGO_TARGET_DIR:-$PWD/target}"
+venv="$target/schemathesis-venv"
+if ! "$venv/bin/schemathesis" --version 2>/dev/null | grep -q "$version"; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check "schemathesis==$version"
+fi
+cargo build --quiet --bin gateway
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+public=$(free_port) internal=$(free_port) admin=$(free_port)
+secret="schemathesis-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+log="$(mktemp)"
+ARTHAS_LOG=warn "$target/debug/gateway" --store memory \
+  --listen "127.0.0.1:$public" --internal-listen "127.0.0.1:$internal" \
+  --admin-listen "127.0.0.1:$admin" --internal-secret "$secret" \
+  --argon2-memory-kib 64 --argon2-iterations 1 \
+  --room-creations-per-minute 1000000 --hub-requests-per-minute 1000000 \
+  --max-password-guesses-per-room 1000000 --max-password-guesses-per-ip 1000000 \
+  >"$log" 2>&1 &
+gateway=$!
+trap 'kill "$gateway" 2>/dev/null || true; rm -f "$log"' EXIT
+for _ in $(seq 1 200); do
+  grep -q "internal on" "$log" && break
+  sleep 0.05
+done
+
+status=0
+for port in "$public" "$internal"; do
+  echo "schemathesis: http://127.0.0.1:$port/openapi.json"
+  "$venv/bin/schemathesis" run "http://127.0.0.1:$port/openapi.json" \
+    -H "Authorization: Bearer $secret" --checks all \
+    --max-examples "${SCHEMATHESIS_EXAMPLES:-100}" --no-color || status=1
+done
+if grep -q "panicked" "$log"; then
+  cat "$log"
+  status=1
+fi
+exit "$status"
