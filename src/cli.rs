@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
+use edge::TrustedProxies;
 use gateway::password::PasswordConfig;
 use gateway::GatewayConfig;
 use relay::RelayConfig;
@@ -18,9 +19,27 @@ pub struct EdgeArgs {
     /// Allowed WebSocket origins, comma-separated, exact match ("" = any).
     #[arg(long, env = "ARTHAS_ALLOWED_ORIGINS", default_value = "")]
     pub allowed_origins: String,
-    /// Take client IPs from X-Forwarded-For / X-Real-IP (only behind a trusted proxy).
+    /// Proxies whose X-Forwarded-For is believed, comma-separated CIDRs or addresses: the client is the rightmost entry not in them ("" = none: the TCP peer).
+    #[arg(long, env = "ARTHAS_TRUSTED_PROXIES", default_value = "")]
+    pub trusted_proxies: TrustedProxies,
+    /// Deprecated (use --trusted-proxies): trust the TCP peer as one proxy hop, whatever its address.
     #[arg(long, env = "ARTHAS_TRUST_FORWARDED_FOR")]
     pub trust_forwarded_for: bool,
+}
+
+impl EdgeArgs {
+    /// The proxies whose X-Forwarded-For entries are believed.
+    pub fn trusted_proxies(&self) -> TrustedProxies {
+        if self.trust_forwarded_for {
+            tracing::warn!(
+                "--trust-forwarded-for is deprecated: it trusts any TCP peer as a proxy; \
+                 list your proxies' addresses in --trusted-proxies instead"
+            );
+            self.trusted_proxies.clone().with_peer_trusted()
+        } else {
+            self.trusted_proxies.clone()
+        }
+    }
 }
 
 /// A relay's limits and timings.
@@ -77,7 +96,7 @@ impl RelayArgs {
         RelayConfig {
             node_id,
             allowed_origins: edge.allowed_origins.clone(),
-            trust_forwarded_for: edge.trust_forwarded_for,
+            trusted_proxies: edge.trusted_proxies(),
             max_message_bytes: self.max_message_bytes,
             ping_interval: Duration::from_millis(self.ping_interval_ms.max(1)),
             read_timeout: Duration::from_millis(self.read_timeout_ms),
@@ -193,7 +212,7 @@ impl GatewayArgs {
             allowed_origins: edge.allowed_origins.clone(),
             hub_requests_per_minute: self.hub_requests_per_minute,
             room_creations_per_minute: self.room_creations_per_minute,
-            trust_forwarded_for: edge.trust_forwarded_for,
+            trusted_proxies: edge.trusted_proxies(),
             max_body_bytes: self.max_body_bytes,
         }
     }

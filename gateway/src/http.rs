@@ -56,9 +56,9 @@ pub struct HttpConfig {
     pub hub_requests_per_minute: u64,
     /// `POST /v1/rooms` per client IP per minute.
     pub room_creations_per_minute: u64,
-    /// Take the client IP from X-Forwarded-For / X-Real-IP (behind a proxy
-    /// only: otherwise any client picks its own rate-limit key).
-    pub trust_forwarded_for: bool,
+    /// Proxies whose X-Forwarded-For entries are believed (none: the TCP
+    /// peer is the client, and no client can pick its own rate-limit key).
+    pub trusted_proxies: edge::TrustedProxies,
     /// Largest JSON request body accepted.
     pub max_body_bytes: usize,
 }
@@ -69,34 +69,15 @@ impl Default for HttpConfig {
             allowed_origins: String::new(),
             hub_requests_per_minute: 30,
             room_creations_per_minute: 30,
-            trust_forwarded_for: false,
+            trusted_proxies: edge::TrustedProxies::none(),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
         }
     }
 }
 
-/// The client's IP. With `trust_forwarded_for`, the reference rule: the
-/// first X-Forwarded-For entry if it parses as an IP, else X-Real-IP if it
-/// parses, else the TCP peer. Without it, always the TCP peer.
-pub fn client_ip(headers: &HeaderMap, peer: SocketAddr, trust_forwarded_for: bool) -> IpAddr {
-    let header_ip = |name: &str, first_of_list: bool| {
-        let value = headers.get(name)?.to_str().ok()?;
-        let value = if first_of_list {
-            value.split(',').next()?
-        } else {
-            value
-        };
-        value.trim().parse::<IpAddr>().ok()
-    };
-    if trust_forwarded_for {
-        if let Some(ip) = header_ip("x-forwarded-for", true) {
-            return ip.to_canonical();
-        }
-        if let Some(ip) = header_ip("x-real-ip", false) {
-            return ip.to_canonical();
-        }
-    }
-    peer.ip().to_canonical()
+/// The client's IP by the edge rule ([`edge::client_ip`]).
+fn client_ip(headers: &HeaderMap, peer: SocketAddr, trusted: &edge::TrustedProxies) -> IpAddr {
+    edge::client_ip(headers, peer.ip(), trusted)
 }
 
 /// The public HTTP API. Cheap to clone (one `Arc`).
@@ -407,7 +388,7 @@ impl HttpApi {
         }
         let config = &self.inner.config;
         let store = self.inner.gateway.store();
-        let ip = client_ip(request.headers(), peer, config.trust_forwarded_for);
+        let ip = client_ip(request.headers(), peer, &config.trusted_proxies);
         match store.hit(&format!("hub:{ip}"), 1, RATE_WINDOW).await {
             Ok(n) if n > config.hub_requests_per_minute => {
                 let mut response = hub_error(
@@ -478,7 +459,7 @@ impl HttpApi {
     ) -> Response<Full<Bytes>> {
         let config = &self.inner.config;
         let gateway = &self.inner.gateway;
-        let ip = client_ip(request.headers(), peer, config.trust_forwarded_for);
+        let ip = client_ip(request.headers(), peer, &config.trusted_proxies);
         match gateway
             .store()
             .hit(&format!("create:{ip}"), 1, RATE_WINDOW)
@@ -563,11 +544,7 @@ impl HttpApi {
         room_id: &str,
     ) -> Response<Full<Bytes>> {
         let gateway = &self.inner.gateway;
-        let ip = client_ip(
-            request.headers(),
-            peer,
-            self.inner.config.trust_forwarded_for,
-        );
+        let ip = client_ip(request.headers(), peer, &self.inner.config.trusted_proxies);
         let body: TicketBody =
             match read_json(request.into_body(), self.inner.config.max_body_bytes).await {
                 Ok(body) => body,
@@ -643,64 +620,6 @@ pub(crate) fn request_span(method: &Method, route: &'static str) -> tracing::Spa
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn peer() -> SocketAddr {
-        "10.0.0.9:5000".parse().unwrap()
-    }
-
-    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (k, v) in pairs {
-            map.insert(*k, HeaderValue::from_static(v));
-        }
-        map
-    }
-
-    #[test]
-    fn without_trust_the_peer_is_the_client() {
-        let h = headers(&[("x-forwarded-for", "1.2.3.4"), ("x-real-ip", "5.6.7.8")]);
-        assert_eq!(client_ip(&h, peer(), false), peer().ip());
-    }
-
-    #[test]
-    fn with_trust_the_first_forwarded_entry_wins() {
-        let h = headers(&[
-            ("x-forwarded-for", " 1.2.3.4 , 9.9.9.9"),
-            ("x-real-ip", "5.6.7.8"),
-        ]);
-        assert_eq!(
-            client_ip(&h, peer(), true),
-            "1.2.3.4".parse::<IpAddr>().unwrap()
-        );
-    }
-
-    #[test]
-    fn with_trust_a_bad_forwarded_entry_falls_back_to_real_ip_then_peer() {
-        let h = headers(&[
-            ("x-forwarded-for", "unknown, 1.2.3.4"),
-            ("x-real-ip", "5.6.7.8"),
-        ]);
-        assert_eq!(
-            client_ip(&h, peer(), true),
-            "5.6.7.8".parse::<IpAddr>().unwrap()
-        );
-        let h = headers(&[("x-forwarded-for", "garbage"), ("x-real-ip", "nope")]);
-        assert_eq!(client_ip(&h, peer(), true), peer().ip());
-        let h = headers(&[("x-forwarded-for", "2001:db8::1")]);
-        assert_eq!(
-            client_ip(&h, peer(), true),
-            "2001:db8::1".parse::<IpAddr>().unwrap()
-        );
-    }
-
-    #[test]
-    fn mapped_ipv4_peers_are_plain_ipv4() {
-        let mapped: SocketAddr = "[::ffff:127.0.0.1]:80".parse().unwrap();
-        assert_eq!(
-            client_ip(&HeaderMap::new(), mapped, false),
-            "127.0.0.1".parse::<IpAddr>().unwrap()
-        );
-    }
 
     #[test]
     fn room_ids_in_paths_must_look_like_room_ids() {

@@ -262,9 +262,10 @@ async fn forwarded_for_is_the_client_only_when_trusted() {
     .await;
     assert_eq!(b.status, 429, "without trust both are the loopback peer");
 
+    // Behind a trusted proxy that appends, the rightmost entry is the client.
     let trusted = public_with(HttpConfig {
         hub_requests_per_minute: 1,
-        trust_forwarded_for: true,
+        trusted_proxies: "127.0.0.1".parse().expect("a trusted range"),
         ..HttpConfig::default()
     })
     .await;
@@ -276,11 +277,14 @@ async fn forwarded_for_is_the_client_only_when_trusted() {
     let a = call(
         Method::GET,
         &url,
-        &[("x-forwarded-for", "1.1.1.1, 9.9.9.9")],
+        &[("x-forwarded-for", "9.9.9.9, 1.1.1.1")],
         Bytes::new(),
     )
     .await;
-    assert_eq!(a.status, 429);
+    assert_eq!(
+        a.status, 429,
+        "a forged entry left of the proxy's is ignored"
+    );
     let a = call(
         Method::GET,
         &url,
@@ -288,7 +292,15 @@ async fn forwarded_for_is_the_client_only_when_trusted() {
         Bytes::new(),
     )
     .await;
-    assert_eq!(a.status, 200, "X-Real-IP when the first entry is no IP");
+    assert_eq!(a.status, 200, "junk: the proxy itself is the client");
+    let a = call(
+        Method::GET,
+        &url,
+        &[("x-forwarded-for", "junk"), ("x-real-ip", "4.4.4.4")],
+        Bytes::new(),
+    )
+    .await;
+    assert_eq!(a.status, 429, "X-Real-IP is never read");
 }
 
 #[tokio::test]

@@ -12,8 +12,9 @@ pub struct RelayConfig {
     /// Allowed `Origin` values for the WebSocket upgrade, raw comma list
     /// (empty: every origin, including none, is allowed).
     pub allowed_origins: String,
-    /// Take the client IP from X-Forwarded-For / X-Real-IP (behind a proxy).
-    pub trust_forwarded_for: bool,
+    /// Proxies whose X-Forwarded-For entries are believed (none: the TCP
+    /// peer is the client).
+    pub trusted_proxies: edge::TrustedProxies,
     /// Largest inbound message; larger ones close the connection with 1009.
     pub max_message_bytes: usize,
     /// How often the server sends a WebSocket ping and an application Ping.
@@ -54,7 +55,7 @@ impl Default for RelayConfig {
         RelayConfig {
             node_id: "local".into(),
             allowed_origins: String::new(),
-            trust_forwarded_for: false,
+            trusted_proxies: edge::TrustedProxies::none(),
             max_message_bytes: 102_400,
             ping_interval: Duration::from_secs(25),
             read_timeout: Duration::from_secs(40),

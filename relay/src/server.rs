@@ -4,7 +4,7 @@
 //! routes in the all-in-one binary, `/ping` and the web client on a relay).
 
 use std::convert::Infallible;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -110,24 +110,6 @@ async fn route(
     }
 }
 
-/// The client's IP: the TCP peer, or with `trust_forwarded_for` the first
-/// X-Forwarded-For entry, else X-Real-IP (the reference's rule).
-pub fn client_ip<B>(request: &Request<B>, peer: SocketAddr, trust_forwarded_for: bool) -> IpAddr {
-    if trust_forwarded_for {
-        let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok());
-        if let Some(ip) = header("x-forwarded-for")
-            .and_then(|v| v.split(',').next())
-            .and_then(|v| v.trim().parse().ok())
-        {
-            return ip;
-        }
-        if let Some(ip) = header("x-real-ip").and_then(|v| v.trim().parse().ok()) {
-            return ip;
-        }
-    }
-    peer.ip()
-}
-
 fn upgrade(mut request: Request<Incoming>, peer: SocketAddr, relay: Arc<Relay>) -> Response<Body> {
     if !fastwebsockets::upgrade::is_upgrade_request(&request) {
         return text(StatusCode::BAD_REQUEST, "Bad Request");
@@ -161,7 +143,7 @@ fn upgrade(mut request: Request<Incoming>, peer: SocketAddr, relay: Arc<Relay>) 
             .inc();
         return text(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
     }
-    let ip = client_ip(&request, peer, relay.config.trust_forwarded_for);
+    let ip = edge::client_ip(request.headers(), peer.ip(), &relay.config.trusted_proxies);
     let (response, upgrade) = match fastwebsockets::upgrade::upgrade(&mut request) {
         Ok(pair) => pair,
         Err(_) => return text(StatusCode::BAD_REQUEST, "Bad Request"),
