@@ -20,11 +20,12 @@ pub mod redis;
 pub mod room;
 #[cfg(feature = "test-support")]
 pub mod testing;
+pub mod window;
 
 pub use bus::{Bus, BusError, BusMessage, BusSink, Target};
 pub use room::{
-    Departure, JoinError, Joined, Left, Listing, ListingView, MemberRecord, NewRoom, RoomRecord,
-    RoomStore, StoreError,
+    Departure, JoinError, Joined, Left, Listing, ListingView, MemberRecord, NewRoom, RoomGuess,
+    RoomRecord, RoomStore, StoreError,
 };
 
 /// Seconds since the Unix epoch (room timestamps).
