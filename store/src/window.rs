@@ -37,9 +37,10 @@ impl Window {
         now.saturating_duration_since(self.start) >= self.length
     }
 
-    /// The count in the window that holds `now` (a passed window starts
-    /// over, with the given length).
+    /// The count in the window of `length` that holds `now` (a passed
+    /// window starts over).
     pub fn current(&mut self, now: Instant, length: Duration) -> &mut u64 {
+        self.length = length;
         if self.expired(now) {
             *self = Window::new(now, length);
         }
