@@ -33,6 +33,7 @@ use crate::problem::Problem;
 use crate::rooms::{CreateRoomRequest, Gateway, ListingRequest};
 use crate::server::{json_response, read_json, DEFAULT_MAX_BODY_BYTES};
 use crate::web;
+use edge::ClientKey;
 
 /// The connected-WebSocket count (`online`, `totalOnline`).
 pub type OnlineCount = Arc<dyn Fn() -> u64 + Send + Sync>;
@@ -54,8 +55,10 @@ pub struct HttpConfig {
     pub allowed_origins: String,
     /// `/api/hub` requests per client IP per minute.
     pub hub_requests_per_minute: u64,
-    /// `POST /v1/rooms` per client IP per minute.
-    pub room_creations_per_minute: u64,
+    /// `GET /v1/rooms/{id}` per client key per minute.
+    pub room_lookups_per_minute: u64,
+    /// Longest a request body may take to arrive.
+    pub body_read_timeout: Duration,
     /// Proxies whose X-Forwarded-For entries are believed (none: the TCP
     /// peer is the client, and no client can pick its own rate-limit key).
     pub trusted_proxies: edge::TrustedProxies,
@@ -68,7 +71,8 @@ impl Default for HttpConfig {
         HttpConfig {
             allowed_origins: String::new(),
             hub_requests_per_minute: 30,
-            room_creations_per_minute: 30,
+            room_lookups_per_minute: 60,
+            body_read_timeout: crate::server::DEFAULT_BODY_READ_TIMEOUT,
             trusted_proxies: edge::TrustedProxies::none(),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
         }
@@ -388,8 +392,8 @@ impl HttpApi {
         }
         let config = &self.inner.config;
         let store = self.inner.gateway.store();
-        let ip = client_ip(request.headers(), peer, &config.trusted_proxies);
-        match store.hit(&format!("hub:{ip}"), 1, RATE_WINDOW).await {
+        let client = ClientKey::of(client_ip(request.headers(), peer, &config.trusted_proxies));
+        match store.hit(&format!("hub:{client}"), 1, RATE_WINDOW).await {
             Ok(n) if n > config.hub_requests_per_minute => {
                 let mut response = hub_error(
                     StatusCode::TOO_MANY_REQUESTS,
@@ -437,7 +441,7 @@ impl HttpApi {
             ["rooms", id] => match room_id_segment(id) {
                 None => not_found(),
                 Some(id) => match *request.method() {
-                    Method::GET | Method::HEAD => self.room(id).await,
+                    Method::GET | Method::HEAD => self.room(&request, peer, id).await,
                     _ => method_not_allowed("GET, HEAD"),
                 },
             },
@@ -460,21 +464,12 @@ impl HttpApi {
         let config = &self.inner.config;
         let gateway = &self.inner.gateway;
         let ip = client_ip(request.headers(), peer, &config.trusted_proxies);
-        match gateway
-            .store()
-            .hit(&format!("create:{ip}"), 1, RATE_WINDOW)
-            .await
-        {
-            Ok(n) if n > config.room_creations_per_minute => {
-                return refusal(&texts::RATE_LIMITED, RATE_WINDOW);
-            }
-            Ok(_) => {}
-            Err(e) => {
-                tracing::error!(error = %e, "room creation rate limit unavailable");
-                return refusal(&texts::UNAVAILABLE, RATE_WINDOW);
-            }
-        }
-        let body: CreateRoomBody = match read_json(request.into_body(), config.max_body_bytes).await
+        let body: CreateRoomBody = match read_json(
+            request.into_body(),
+            config.max_body_bytes,
+            config.body_read_timeout,
+        )
+        .await
         {
             Ok(body) => body,
             Err(problem) => return problem.into_response(),
@@ -494,10 +489,12 @@ impl HttpApi {
                 ephemeral: body.ephemeral,
                 expiry_secs: body.expiry,
                 listing,
+                client_ip: Some(ip),
             })
             .await
         {
             Ok(created) => created,
+            Err(reject) if reject == texts::RATE_LIMITED => return refusal(&reject, RATE_WINDOW),
             Err(reject) => return refusal(&reject, BUSY_RETRY_AFTER),
         };
         let room = created.room;
@@ -516,7 +513,30 @@ impl HttpApi {
         response
     }
 
-    async fn room(&self, room_id: &str) -> Response<Full<Bytes>> {
+    async fn room(
+        &self,
+        request: &Request<Incoming>,
+        peer: SocketAddr,
+        room_id: &str,
+    ) -> Response<Full<Bytes>> {
+        let config = &self.inner.config;
+        let client = ClientKey::of(client_ip(request.headers(), peer, &config.trusted_proxies));
+        match self
+            .inner
+            .gateway
+            .store()
+            .hit(&format!("lookup:{client}"), 1, RATE_WINDOW)
+            .await
+        {
+            Ok(n) if n > config.room_lookups_per_minute => {
+                return refusal(&texts::RATE_LIMITED, RATE_WINDOW);
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "room lookup rate limit unavailable");
+                return refusal(&texts::UNAVAILABLE, BUSY_RETRY_AFTER);
+            }
+        }
         match self.inner.gateway.room_info(room_id).await {
             Ok(info) => {
                 let mut response = json_response(
@@ -545,11 +565,17 @@ impl HttpApi {
     ) -> Response<Full<Bytes>> {
         let gateway = &self.inner.gateway;
         let ip = client_ip(request.headers(), peer, &self.inner.config.trusted_proxies);
-        let body: TicketBody =
-            match read_json(request.into_body(), self.inner.config.max_body_bytes).await {
-                Ok(body) => body,
-                Err(problem) => return problem.into_response(),
-            };
+        let config = &self.inner.config;
+        let body: TicketBody = match read_json(
+            request.into_body(),
+            config.max_body_bytes,
+            config.body_read_timeout,
+        )
+        .await
+        {
+            Ok(body) => body,
+            Err(problem) => return problem.into_response(),
+        };
         if let Err(reject) = gateway.check_password(room_id, &body.password, ip).await {
             // the guess limit lasts a window; a busy argon2 pool clears in moments
             let retry_after = if reject == texts::TOO_MANY_GUESSES {

@@ -5,8 +5,10 @@
 //! [`crate::internal::InternalApi`], for relays) are plain async functions
 //! of a request and the peer address. [`serve`] runs one on a listener with
 //! HTTP/1.1 keep-alive, a header read timeout (a slow client cannot hold a
-//! connection open before it has said anything), and a graceful shutdown
-//! that lets requests in flight finish within a grace period.
+//! connection open before it has said anything, nor idle between requests),
+//! and a graceful shutdown that lets requests in flight finish within a
+//! grace period. [`read_json`] bounds a body in size and in time, so a
+//! client that trickles one byte at a time holds nothing for long.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -30,8 +32,10 @@ use tokio::net::TcpListener;
 use crate::problem::Problem;
 
 /// A client must send its request head within this (the reference's
-/// ReadHeaderTimeout).
+/// ReadHeaderTimeout); `--header-read-timeout-ms`.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// A request body must arrive within this; `--body-read-timeout-ms`.
+pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Requests in flight at shutdown get this long to finish.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// Pause after a failed accept (out of descriptors), so the loop does not spin.
@@ -71,11 +75,22 @@ impl Handler for crate::internal::InternalApi {
 
 /// Serves `handler` on `listener` until `shutdown` resolves, then stops
 /// accepting, lets open connections finish their requests (at most
-/// [`SHUTDOWN_GRACE`]) and returns.
+/// [`SHUTDOWN_GRACE`]) and returns. Request heads must arrive within
+/// [`HEADER_READ_TIMEOUT`].
 pub async fn serve<H: Handler>(
     listener: TcpListener,
     handler: Arc<H>,
     shutdown: impl Future<Output = ()>,
+) {
+    serve_with(listener, handler, shutdown, HEADER_READ_TIMEOUT).await
+}
+
+/// [`serve`] with another header read timeout.
+pub async fn serve_with<H: Handler>(
+    listener: TcpListener,
+    handler: Arc<H>,
+    shutdown: impl Future<Output = ()>,
+    header_read_timeout: Duration,
 ) {
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
@@ -98,7 +113,7 @@ pub async fn serve<H: Handler>(
         });
         let connection = http1::Builder::new()
             .timer(TokioTimer::new())
-            .header_read_timeout(HEADER_READ_TIMEOUT)
+            .header_read_timeout(header_read_timeout)
             .serve_connection(TokioIo::new(stream), service);
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
@@ -116,22 +131,34 @@ pub async fn serve<H: Handler>(
     }
 }
 
-/// Reads a JSON body of at most `max_bytes`: 413 problem when larger,
-/// 400 problem when it is not the expected JSON. An empty body reads as
-/// `{}`, so requests whose fields are all optional need none.
+/// Reads a JSON body of at most `max_bytes` within `timeout`: 413 problem
+/// when larger, 408 when it does not arrive in time, 400 problem when it is
+/// not the expected JSON. An empty body reads as `{}`, so requests whose
+/// fields are all optional need none.
 pub async fn read_json<T: DeserializeOwned>(
     body: Incoming,
     max_bytes: usize,
+    timeout: Duration,
 ) -> Result<T, Problem> {
-    let bytes = match Limited::new(body, max_bytes).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+    let read = tokio::time::timeout(timeout, Limited::new(body, max_bytes).collect()).await;
+    let bytes = match read {
+        Err(_) => {
+            return Err(Problem::new(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "request body did not arrive within {} ms",
+                    timeout.as_millis()
+                ),
+            ))
+        }
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
             return Err(Problem::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("request body is larger than {max_bytes} bytes"),
             ))
         }
-        Err(_) => {
+        Ok(Err(_)) => {
             return Err(Problem::new(
                 StatusCode::BAD_REQUEST,
                 "request body could not be read",

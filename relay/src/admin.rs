@@ -13,7 +13,7 @@ use http_body_util::Full;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
 use crate::server::text;
@@ -27,12 +27,15 @@ pub async fn serve(listener: TcpListener, relay: Arc<Relay>) {
             continue;
         };
         let relay = relay.clone();
+        let relay_header_timeout = relay.config.header_read_timeout;
         tokio::spawn(async move {
             let service = service_fn(move |request: Request<hyper::body::Incoming>| {
                 let relay = relay.clone();
                 async move { Ok::<_, Infallible>(route(&request, &relay)) }
             });
             let _ = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(relay_header_timeout)
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
         });

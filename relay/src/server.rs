@@ -1,7 +1,9 @@
 //! The HTTP front: accepts TCP connections, serves HTTP/1.1 with hyper,
-//! upgrades `GET /ws` to a WebSocket (origin allow-list, connection limit)
-//! and hands every other request to an [`HttpFallback`] (the gateway's
-//! routes in the all-in-one binary, `/ping` and the web client on a relay).
+//! upgrades `GET /ws` to a WebSocket (origin allow-list, connection limit,
+//! per-client connection and handshake limits: [`crate::admission`]) and
+//! hands every other request to an [`HttpFallback`] (the gateway's routes in
+//! the all-in-one binary, `/ping` and the web client on a relay). Request
+//! heads must arrive within `header_read_timeout`.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -18,10 +20,9 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::admission::Refusal;
 use crate::Relay;
-
-/// Longest time a client may take to send its request headers.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+use edge::ClientKey;
 
 /// The response body type of every route.
 pub type Body = Full<Bytes>;
@@ -84,7 +85,7 @@ async fn serve_http(
     };
     let connection = http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .header_read_timeout(relay.config.header_read_timeout)
         .serve_connection(TokioIo::new(stream), service)
         .with_upgrades();
     tokio::pin!(connection);
@@ -144,12 +145,37 @@ fn upgrade(mut request: Request<Incoming>, peer: SocketAddr, relay: Arc<Relay>) 
         return text(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
     }
     let ip = edge::client_ip(request.headers(), peer.ip(), &relay.config.trusted_proxies);
+    let admitted = match relay.admission.admit(ClientKey::of(ip)) {
+        Ok(admitted) => admitted,
+        Err(refusal) => {
+            let (label, retry_after, body) = match refusal {
+                Refusal::Handshakes(wait) => (
+                    "handshake_rate",
+                    wait.as_secs().saturating_add(1).min(60),
+                    "too many connection attempts from your address",
+                ),
+                Refusal::Connections => ("ip_limit", 60, "too many connections from your address"),
+            };
+            relay
+                .metrics
+                .connections_rejected
+                .with_label_values(&[label])
+                .inc();
+            let mut response = text(StatusCode::TOO_MANY_REQUESTS, body);
+            response
+                .headers_mut()
+                .insert(hyper::header::RETRY_AFTER, retry_after.into());
+            return response;
+        }
+    };
     let (response, upgrade) = match fastwebsockets::upgrade::upgrade(&mut request) {
         Ok(pair) => pair,
         Err(_) => return text(StatusCode::BAD_REQUEST, "Bad Request"),
     };
     let tracker = relay.tasks.clone();
     tracker.spawn(async move {
+        // The client's slot is held for the connection's life.
+        let _admitted = admitted;
         let websocket = match upgrade.await {
             Ok(ws) => ws,
             Err(e) => {

@@ -28,6 +28,7 @@ use store::{BusMessage, JoinError, Joined, MemberRecord, Target};
 use tracing::Instrument as _;
 
 use crate::hub::{LocalMember, LocalRoom, Peer};
+use crate::message_budgets::{ConnectionBudgets, Kind, Verdict};
 use crate::Relay;
 
 /// Attempts at a member id that is free in the room.
@@ -38,7 +39,7 @@ pub struct Session {
     relay: Arc<Relay>,
     /// The shared half: outbound queue and file-transfer state.
     peer: Arc<Peer>,
-    /// The client's address (password guess limits).
+    /// The client's address (password guess and creation limits).
     ip: IpAddr,
     /// This member's id (re-rolled if taken in the room it joins).
     id: MemberId,
@@ -49,6 +50,8 @@ pub struct Session {
     /// When recent accepted chat messages were sent (rate limit); empty
     /// and unallocated until the first one.
     chat_times: VecDeque<Instant>,
+    /// The budgets of the other client messages.
+    budgets: ConnectionBudgets,
 }
 
 fn random_member_id() -> MemberId {
@@ -66,6 +69,7 @@ impl Session {
             name: String::new(),
             room: None,
             chat_times: VecDeque::new(),
+            budgets: ConnectionBudgets::default(),
         }
     }
 
@@ -119,6 +123,13 @@ impl Session {
             .frames_in
             .with_label_values(&[type_label(message_type)])
             .inc();
+        if let Some(kind) = budget_kind(message_type, frame.len()) {
+            match self.budgets.spend(&self.relay.rates, kind) {
+                Verdict::Go => {}
+                Verdict::PauseThenGo(pause) => tokio::time::sleep(pause).await,
+                Verdict::Refuse => return self.reject(&texts::RATE_LIMITED),
+            }
+        }
         let data = &envelope.data;
         let result = match message_type {
             MessageType::CreateRoom => self.create_room(data).await,
@@ -175,6 +186,7 @@ impl Session {
                 ephemeral: request.ephemeral,
                 expiry_secs: request.expiry,
                 listing,
+                client_ip: Some(self.ip),
             })
             .await?;
         let room_id = created.room.id.clone();
@@ -571,6 +583,25 @@ pub(crate) async fn publish(
             tracing::warn!(room = %room.id, error = %e, "publish failed");
             texts::UNAVAILABLE
         })
+}
+
+/// The budget a client message spends, if any (`frame_len`: its size).
+fn budget_kind(t: MessageType, frame_len: usize) -> Option<Kind> {
+    match t {
+        MessageType::CreateRoom | MessageType::JoinRoom => Some(Kind::RoomChange),
+        MessageType::Typing => Some(Kind::Typing),
+        MessageType::SendReaction => Some(Kind::Reaction),
+        MessageType::SendFileMeta
+        | MessageType::SendFileChunk
+        | MessageType::SendFileComplete
+        | MessageType::SendFileCancel
+        | MessageType::SendFileAck => Some(Kind::File(frame_len)),
+        MessageType::SendMessage
+        | MessageType::LeaveRoom
+        | MessageType::Pong
+        | MessageType::Match(_)
+        | MessageType::Unknown(_) => None,
+    }
 }
 
 fn type_label(t: MessageType) -> &'static str {

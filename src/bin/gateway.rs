@@ -116,6 +116,7 @@ async fn run(config: Config) -> Result<(), String> {
         InternalConfig {
             secret: config.internal_secret.clone(),
             max_body_bytes: config.gateway.max_body_bytes,
+            body_read_timeout: config.gateway.body_read_timeout(),
         },
     ));
     let public_listener = TcpListener::bind(config.listen)
@@ -139,20 +140,24 @@ async fn run(config: Config) -> Result<(), String> {
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
-    let public = tokio::spawn(gateway::server::serve(
+    let header_read_timeout = config.edge.header_read_timeout();
+    let public = tokio::spawn(gateway::server::serve_with(
         public_listener,
         http,
         stopped(stop_rx.clone()),
+        header_read_timeout,
     ));
-    let internal = tokio::spawn(gateway::server::serve(
+    let internal = tokio::spawn(gateway::server::serve_with(
         internal_listener,
         internal,
         stopped(stop_rx.clone()),
+        header_read_timeout,
     ));
-    let admin = tokio::spawn(gateway::server::serve(
+    let admin = tokio::spawn(gateway::server::serve_with(
         admin_listener,
         admin,
         stopped(stop_rx),
+        header_read_timeout,
     ));
     process::termination().await;
     tracing::info!("shutting down");
