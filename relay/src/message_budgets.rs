@@ -3,7 +3,9 @@
 //! file frames (PROTOCOL.md §0 "Per-connection budgets").
 //!
 //! Each is counted when the message arrives, before it is parsed or fanned
-//! out. Reactions, typing and room changes beyond their budget are refused
+//! out (room changes once they parse, so a malformed one, answered with E005
+//! and costing nothing, is not counted; still before any store or gateway
+//! work). Reactions, typing and room changes beyond their budget are refused
 //! with `E004 "rate limited, please slow down"` (the message is dropped, the
 //! connection stays). File frames are paced instead of refused: a frame
 //! beyond the byte budget is relayed after the connection has paused long

@@ -172,6 +172,7 @@ impl Session {
             return Err(texts::ALREADY_IN_ROOM);
         }
         let request = CreateRoom::parse(data)?;
+        self.spend_room_change()?;
         let listing = request.public.then(|| ListingRequest {
             title: request.title.to_owned(),
             description: request.description.to_owned(),
@@ -220,6 +221,7 @@ impl Session {
             return Err(texts::ALREADY_IN_ROOM);
         }
         let request = JoinRoom::parse(data)?;
+        self.spend_room_change()?;
         if !client::is_room_id(request.room_id) {
             return Err(texts::ROOM_NOT_FOUND);
         }
@@ -249,6 +251,15 @@ impl Session {
         let _ = self.to_others(&room, member_joined).await;
         tracing::info!(room = %room_id, member = %self.id, "member joined");
         Ok(())
+    }
+
+    /// Spends one room change (a well-formed CreateRoom or JoinRoom), before
+    /// any store or gateway work.
+    fn spend_room_change(&mut self) -> Result<(), Reject> {
+        match self.budgets.spend(&self.relay.rates, Kind::RoomChange) {
+            Verdict::Go => Ok(()),
+            Verdict::PauseThenGo(_) | Verdict::Refuse => Err(texts::RATE_LIMITED),
+        }
     }
 
     /// Adds this member to the room record, checking the password through
@@ -588,7 +599,6 @@ pub(crate) async fn publish(
 /// The budget a client message spends, if any (`frame_len`: its size).
 fn budget_kind(t: MessageType, frame_len: usize) -> Option<Kind> {
     match t {
-        MessageType::CreateRoom | MessageType::JoinRoom => Some(Kind::RoomChange),
         MessageType::Typing => Some(Kind::Typing),
         MessageType::SendReaction => Some(Kind::Reaction),
         MessageType::SendFileMeta
@@ -596,7 +606,10 @@ fn budget_kind(t: MessageType, frame_len: usize) -> Option<Kind> {
         | MessageType::SendFileComplete
         | MessageType::SendFileCancel
         | MessageType::SendFileAck => Some(Kind::File(frame_len)),
-        MessageType::SendMessage
+        // Room changes are counted once parsed (spend_room_change).
+        MessageType::CreateRoom
+        | MessageType::JoinRoom
+        | MessageType::SendMessage
         | MessageType::LeaveRoom
         | MessageType::Pong
         | MessageType::Match(_)

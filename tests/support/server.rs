@@ -777,6 +777,11 @@ impl Env {
             .map(|a| format!("http://{a}"))
     }
 
+    /// `http://ADDR` of the gateway's internal API (cluster topologies).
+    pub fn gateway_internal_url(&self) -> Option<String> {
+        self.gateway_internal.as_ref().map(|a| format!("http://{a}"))
+    }
+
     /// The gateway process (cluster topologies).
     pub fn gateway(&mut self) -> Option<&mut Server> {
         self.gateway.as_mut()
