@@ -680,7 +680,10 @@ async fn sixty_concurrent_wrong_guesses_through_two_gateways_verify_at_most_the_
         async move {
             let body = serde_json::json!({"password": password_hash(&format!("http {i}"))});
             let answer = http::post_json(&url, &body).await;
-            answer.json()["code"].as_str().unwrap_or_default().to_string()
+            answer.json()["code"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
         }
     }));
     let (ws, http) = tokio::join!(ws, http);

@@ -31,19 +31,18 @@ async fn clients_from(env: &Env, node: usize, local_ip: &str, n: usize) -> Vec<C
 }
 
 /// Each client sends `ty` with its data at the same moment; returns every first reply.
-async fn all_at_once(clients: &mut [Client], ty: u8, data: impl Fn(usize) -> Value) -> Vec<(u8, Value)> {
-    join_all(
-        clients
-            .iter_mut()
-            .enumerate()
-            .map(|(i, c)| {
-                let data = data(i);
-                async move {
-                    c.send(ty, data).await;
-                    c.recv().await
-                }
-            }),
-    )
+async fn all_at_once(
+    clients: &mut [Client],
+    ty: u8,
+    data: impl Fn(usize) -> Value,
+) -> Vec<(u8, Value)> {
+    join_all(clients.iter_mut().enumerate().map(|(i, c)| {
+        let data = data(i);
+        async move {
+            c.send(ty, data).await;
+            c.recv().await
+        }
+    }))
     .await
 }
 
@@ -75,7 +74,11 @@ async fn sixty_concurrent_wrong_guesses_verify_at_most_the_limit() {
         guessers.extend(clients_from(&env, node, "127.0.0.2", 20).await);
     }
     let replies = all_at_once(&mut guessers, t::JOIN_ROOM, |i| {
-        join_data(&owner.room_id, "guesser", &password_hash(&format!("guess {i}")))
+        join_data(
+            &owner.room_id,
+            "guesser",
+            &password_hash(&format!("guess {i}")),
+        )
     })
     .await;
     let verified = count_errors(&replies, "E006", "wrong password");
@@ -108,14 +111,20 @@ async fn a_strangers_guesses_do_not_stop_a_member_who_knows_the_password() {
             stranger.expect_error("E006", "wrong password").await;
         }
         stranger
-            .send(t::JOIN_ROOM, join_data(&owner.room_id, "x", &password_hash(RIGHT)))
+            .send(
+                t::JOIN_ROOM,
+                join_data(&owner.room_id, "x", &password_hash(RIGHT)),
+            )
             .await;
         stranger.expect_error("E004", TOO_MANY_GUESSES).await;
     }
     let mut member = Client::connect_from(&env.ws_url(2), "127.0.0.4").await;
     let started = Instant::now();
     member
-        .send(t::JOIN_ROOM, join_data(&owner.room_id, "member", &password_hash(RIGHT)))
+        .send(
+            t::JOIN_ROOM,
+            join_data(&owner.room_id, "member", &password_hash(RIGHT)),
+        )
         .await;
     member.expect(t::ROOM_JOINED).await;
     let waited = started.elapsed();
@@ -143,10 +152,18 @@ async fn a_creation_flood_over_websocket_is_refused_while_other_addresses_create
     for node in 0..3 {
         flood.extend(clients_from(&env, node, "127.0.0.2", 10).await);
     }
-    let replies = all_at_once(&mut flood, t::CREATE_ROOM, |i| create_data(&format!("f{i}"))).await;
-    let created = replies.iter().filter(|(ty, _)| *ty == t::ROOM_CREATED).count();
+    let replies = all_at_once(&mut flood, t::CREATE_ROOM, |i| {
+        create_data(&format!("f{i}"))
+    })
+    .await;
+    let created = replies
+        .iter()
+        .filter(|(ty, _)| *ty == t::ROOM_CREATED)
+        .count();
     let refused = count_errors(&replies, "E004", RATE_LIMITED);
-    println!("FIGURE 30 concurrent creations from one address: {created} created, {refused} refused");
+    println!(
+        "FIGURE 30 concurrent creations from one address: {created} created, {refused} refused"
+    );
     assert_eq!((created, refused), (5, 25), "{replies:?}");
     let mut other = Client::connect_from(&env.ws_url(1), "127.0.0.3").await;
     other.send(t::CREATE_ROOM, create_data("other")).await;
@@ -163,7 +180,10 @@ async fn websocket_and_http_creations_share_one_budget() {
         c.expect(t::ROOM_CREATED).await;
     }
     let url = format!("{}/v1/rooms", env.http_url(0));
-    assert_eq!(http::post_json(&url, &serde_json::json!({})).await.status, 201);
+    assert_eq!(
+        http::post_json(&url, &serde_json::json!({})).await.status,
+        201
+    );
     let refused = http::post_json(&url, &serde_json::json!({})).await;
     assert_eq!(refused.status, 429, "{}", refused.text());
     let mut c = Client::connect(&env.ws_url(2)).await;
@@ -199,7 +219,9 @@ async fn public_listings_beyond_the_budget_are_created_private() {
         .expect_error("E004", "too many public rooms, room created as private")
         .await;
     assert!(!joined.str("roomId").is_empty());
-    let hub = http::get(&format!("{}/api/hub", env.http_url(0))).await.json();
+    let hub = http::get(&format!("{}/api/hub", env.http_url(0)))
+        .await
+        .json();
     assert_eq!(hub["total"], 2, "{hub}");
 }
 
@@ -212,14 +234,20 @@ async fn reactions_beyond_the_budget_get_e004_and_are_dropped() {
     let env = Env::start_with(Opts::new().flag("--reactions-per-minute", 3)).await;
     let [mut a, mut b] = open_room::<2>(&env).await;
     for i in 0..5 {
-        a.send(t::SEND_REACTION, map! {"iv" => "aXY", "ciphertext" => format!("r{i}")})
-            .await;
+        a.send(
+            t::SEND_REACTION,
+            map! {"iv" => "aXY", "ciphertext" => format!("r{i}")},
+        )
+        .await;
     }
     for _ in 0..2 {
         a.expect_error("E004", RATE_LIMITED).await;
     }
     for i in 0..3 {
-        assert_eq!(b.expect(t::RELAY_REACTION).await.str("ciphertext"), format!("r{i}"));
+        assert_eq!(
+            b.expect(t::RELAY_REACTION).await.str("ciphertext"),
+            format!("r{i}")
+        );
     }
     b.sync().await;
 }
@@ -272,11 +300,15 @@ async fn file_frames_beyond_the_byte_budget_are_paced_not_dropped() {
     let [mut a, mut b] = open_room::<2>(&env).await;
     let id = unique("paced");
     let started = Instant::now();
-    a.send(t::FILE_META, crate::conformance::files::meta(&id)).await;
+    a.send(t::FILE_META, crate::conformance::files::meta(&id))
+        .await;
     for i in 0..CHUNKS {
         let data = vec![i as u8; CHUNK];
-        a.send(t::FILE_CHUNK, crate::conformance::files::chunk(&id, i as i64, data))
-            .await;
+        a.send(
+            t::FILE_CHUNK,
+            crate::conformance::files::chunk(&id, i as i64, data),
+        )
+        .await;
     }
     b.expect(t::RELAY_FILE_META).await;
     for i in 0..CHUNKS {
@@ -286,7 +318,10 @@ async fn file_frames_beyond_the_byte_budget_are_paced_not_dropped() {
     }
     let took = started.elapsed();
     // 1 KiB (meta) + 150 kB of chunks, 50 kB of burst, 100 kB/s: at least 1.01 s.
-    println!("FIGURE {} file bytes with a 100 kB/s budget relayed in {took:?}", CHUNK * CHUNKS);
+    println!(
+        "FIGURE {} file bytes with a 100 kB/s budget relayed in {took:?}",
+        CHUNK * CHUNKS
+    );
     assert!(took >= Duration::from_secs(1), "not paced: {took:?}");
 }
 
@@ -348,9 +383,16 @@ async fn handshake_floods_get_429() {
     }
     let took = started.elapsed().as_secs_f64();
     let bound = RATE as usize + (took * RATE as f64).ceil() as usize + 1;
-    println!("FIGURE 30 handshakes in {took:.2} s: {} accepted, {refused} refused", accepted.len());
+    println!(
+        "FIGURE 30 handshakes in {took:.2} s: {} accepted, {refused} refused",
+        accepted.len()
+    );
     assert!(refused > 0);
-    assert!(accepted.len() <= bound, "{} accepted in {took:.2} s", accepted.len());
+    assert!(
+        accepted.len() <= bound,
+        "{} accepted in {took:.2} s",
+        accepted.len()
+    );
     assert!(Client::connect_opts(&url, &from("127.0.0.6")).await.is_ok());
 }
 
@@ -364,7 +406,12 @@ async fn room_lookups_beyond_the_budget_get_429() {
     let url = format!("{}/v1/rooms/AAAAAAAAAAAAAAAAAAAAA", env.http_url(0));
     let answers = join_all((0..8).map(|_| http::get(&url))).await;
     let limited = answers.iter().filter(|a| a.status == 429).count();
-    assert_eq!(limited, 5, "{:?}", answers.iter().map(|a| a.status).collect::<Vec<_>>());
+    assert_eq!(
+        limited,
+        5,
+        "{:?}",
+        answers.iter().map(|a| a.status).collect::<Vec<_>>()
+    );
 }
 
 /// Every HTTP listener (the all-in-one's; or the gateway's public and internal ones and every
@@ -381,12 +428,17 @@ async fn half_a_request_head_is_cut_off_on_every_listener() {
     for base in listeners {
         let addr = base.trim_start_matches("http://");
         let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
-        tcp.write_all(b"GET /ping HTTP/1.1\r\nHost: x\r\n").await.expect("write");
+        tcp.write_all(b"GET /ping HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .expect("write");
         let started = Instant::now();
         let mut rest = Vec::new();
         let read = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut rest)).await;
         assert!(read.is_ok(), "{base} kept a half-sent request open");
-        assert!(started.elapsed() >= Duration::from_millis(250), "{base} closed early");
+        assert!(
+            started.elapsed() >= Duration::from_millis(250),
+            "{base} closed early"
+        );
     }
 }
 

@@ -280,10 +280,7 @@ async fn rooms_without_password_are_never_guess_limited() {
 /// forged `6.6.6.6`).
 async fn connect_from(env: &Env, ip: &str) -> Client {
     let opts = crate::support::ConnectOpts {
-        headers: vec![(
-            "X-Forwarded-For".to_string(),
-            format!("6.6.6.6, {ip}"),
-        )],
+        headers: vec![("X-Forwarded-For".to_string(), format!("6.6.6.6, {ip}"))],
         ..Default::default()
     };
     Client::connect_opts(&env.ws_url(0), &opts)

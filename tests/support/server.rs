@@ -642,9 +642,7 @@ impl Env {
                 .map(|internal| Env::spawn_gateway(&redis, &opts, &secret, internal))
                 .collect();
             let relays: Vec<Starting> = (0..CLUSTER_RELAYS)
-                .map(|i| {
-                    Env::spawn_relay(i, &redis, &opts, &secret, &internals[i % gateway_count])
-                })
+                .map(|i| Env::spawn_relay(i, &redis, &opts, &secret, &internals[i % gateway_count]))
                 .collect();
             let mut started = Vec::new();
             for gateway in gateways {
@@ -804,13 +802,19 @@ impl Env {
 
     /// The public API base URL of gateway replica `g` (cluster topologies; `Opts::gateways`).
     pub fn gateway_url(&self, g: usize) -> Option<String> {
-        let all: Vec<&Server> = self.gateway.iter().chain(self.more_gateways.iter()).collect();
+        let all: Vec<&Server> = self
+            .gateway
+            .iter()
+            .chain(self.more_gateways.iter())
+            .collect();
         all.get(g).map(|gw| format!("http://{}", gw.addr()))
     }
 
     /// `http://ADDR` of the gateway's internal API (cluster topologies).
     pub fn gateway_internal_url(&self) -> Option<String> {
-        self.gateway_internal.as_ref().map(|a| format!("http://{a}"))
+        self.gateway_internal
+            .as_ref()
+            .map(|a| format!("http://{a}"))
     }
 
     /// The gateway process (cluster topologies).
