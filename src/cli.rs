@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
+use edge::TrustedProxies;
 use gateway::password::PasswordConfig;
 use gateway::GatewayConfig;
 use relay::RelayConfig;
@@ -18,16 +19,34 @@ pub struct EdgeArgs {
     /// Allowed WebSocket origins, comma-separated, exact match ("" = any).
     #[arg(long, env = "ARTHAS_ALLOWED_ORIGINS", default_value = "")]
     pub allowed_origins: String,
-    /// Take client IPs from X-Forwarded-For / X-Real-IP (only behind a trusted proxy).
+    /// Proxies whose X-Forwarded-For is believed, comma-separated CIDRs or addresses: the client is the rightmost entry not in them ("" = none: the TCP peer).
+    #[arg(long, env = "ARTHAS_TRUSTED_PROXIES", default_value = "")]
+    pub trusted_proxies: TrustedProxies,
+    /// Deprecated (use --trusted-proxies): trust the TCP peer as one proxy hop, whatever its address.
     #[arg(long, env = "ARTHAS_TRUST_FORWARDED_FOR")]
     pub trust_forwarded_for: bool,
+}
+
+impl EdgeArgs {
+    /// The proxies whose X-Forwarded-For entries are believed.
+    pub fn trusted_proxies(&self) -> TrustedProxies {
+        if self.trust_forwarded_for {
+            tracing::warn!(
+                "--trust-forwarded-for is deprecated: it trusts any TCP peer as a proxy; \
+                 list your proxies' addresses in --trusted-proxies instead"
+            );
+            self.trusted_proxies.clone().with_peer_trusted()
+        } else {
+            self.trusted_proxies.clone()
+        }
+    }
 }
 
 /// Limits on every HTTP connection's request heads (the WebSocket
 /// handshake included), against slow and oversized requests.
 #[derive(Debug, Clone, Args)]
 pub struct HttpArgs {
-    /// An HTTP request head (and so a WebSocket handshake) must arrive within this, milliseconds.
+    /// An HTTP request head (and so a WebSocket handshake) must arrive within this, also between keep-alive requests, milliseconds.
     #[arg(long, env = "ARTHAS_HEADER_READ_TIMEOUT_MS", default_value_t = 10_000)]
     pub header_read_timeout_ms: u64,
     /// Largest HTTP request head (request line and headers), bytes (at least 8192; larger: 431).
@@ -74,6 +93,27 @@ pub struct RelayArgs {
     /// Most open WebSocket connections (more get HTTP 503).
     #[arg(long, env = "ARTHAS_MAX_CONNECTIONS", default_value_t = 19_000)]
     pub max_connections: usize,
+    /// Most open WebSocket connections per client IP (IPv6: per /64) on this relay (more get HTTP 429).
+    #[arg(long, env = "ARTHAS_MAX_CONNECTIONS_PER_IP", default_value_t = 100)]
+    pub max_connections_per_ip: usize,
+    /// WebSocket handshakes per client IP (IPv6: per /64) per second, as many at once (more get HTTP 429).
+    #[arg(long, env = "ARTHAS_HANDSHAKES_PER_IP_PER_SEC", default_value_t = 20)]
+    pub handshakes_per_ip_per_sec: u64,
+    /// Reactions (SendReaction) per minute per connection, as many at once (more get E004).
+    #[arg(long, env = "ARTHAS_REACTIONS_PER_MINUTE", default_value_t = 120)]
+    pub reactions_per_minute: u64,
+    /// Typing messages per minute per connection, as many at once (more get E004).
+    #[arg(long, env = "ARTHAS_TYPING_PER_MINUTE", default_value_t = 120)]
+    pub typing_per_minute: u64,
+    /// CreateRoom and JoinRoom per minute per connection, as many at once (more get E004).
+    #[arg(long, env = "ARTHAS_ROOM_CHANGES_PER_MINUTE", default_value_t = 60)]
+    pub room_changes_per_minute: u64,
+    /// File frames (meta, chunks, complete, cancel, ack), bytes per second per connection; beyond it the relay pauses reading the connection.
+    #[arg(long, env = "ARTHAS_FILE_BYTES_PER_SEC", default_value_t = 4 * 1024 * 1024)]
+    pub file_bytes_per_sec: u64,
+    /// File bytes a connection may send at once before pacing starts.
+    #[arg(long, env = "ARTHAS_FILE_BURST_BYTES", default_value_t = 8 * 1024 * 1024)]
+    pub file_burst_bytes: u64,
     /// Chat messages (SendMessage) accepted per window per connection.
     #[arg(long, env = "ARTHAS_CHAT_RATE_LIMIT", default_value_t = 10)]
     pub chat_rate_limit: usize,
@@ -113,7 +153,7 @@ impl RelayArgs {
         RelayConfig {
             node_id,
             allowed_origins: edge.allowed_origins.clone(),
-            trust_forwarded_for: edge.trust_forwarded_for,
+            trusted_proxies: edge.trusted_proxies(),
             max_message_bytes: self.max_message_bytes,
             message_timeout: Duration::from_millis(self.message_timeout_ms.max(1)),
             http: http.limits(),
@@ -129,6 +169,15 @@ impl RelayArgs {
             file_transfer_stale: Duration::from_secs(self.file_transfer_stale_secs),
             drain_window,
             max_connections: self.max_connections,
+            max_connections_per_ip: self.max_connections_per_ip,
+            handshakes_per_ip_per_sec: self.handshakes_per_ip_per_sec,
+            budgets: relay::MessageBudgets {
+                reactions_per_minute: self.reactions_per_minute,
+                typing_per_minute: self.typing_per_minute,
+                room_changes_per_minute: self.room_changes_per_minute,
+                file_bytes_per_sec: self.file_bytes_per_sec,
+                file_burst_bytes: self.file_burst_bytes,
+            },
             heartbeat_interval: Duration::from_millis(self.heartbeat_interval_ms.max(1)),
             heartbeat_ttl: Duration::from_millis(self.heartbeat_ttl_ms),
             room_linger: Duration::from_millis(self.room_linger_ms),
@@ -154,25 +203,51 @@ pub struct GatewayArgs {
     /// /api/hub requests per minute per client IP.
     #[arg(long, env = "ARTHAS_HUB_REQUESTS_PER_MINUTE", default_value_t = 30)]
     pub hub_requests_per_minute: u64,
-    /// POST /v1/rooms per minute per client IP.
+    /// Room creations per minute per client IP (IPv6: per /64), every path together: WebSocket CreateRoom and POST /v1/rooms (more get E004).
     #[arg(long, env = "ARTHAS_ROOM_CREATIONS_PER_MINUTE", default_value_t = 30)]
     pub room_creations_per_minute: u64,
+    /// Public directory listings per hour per client IP (beyond: the room is created private, E004).
+    #[arg(long, env = "ARTHAS_PUBLIC_LISTINGS_PER_HOUR", default_value_t = 10)]
+    pub public_listings_per_hour: u64,
+    /// GET /v1/rooms/{id} per minute per client IP (more get 429).
+    #[arg(long, env = "ARTHAS_ROOM_LOOKUPS_PER_MINUTE", default_value_t = 60)]
+    pub room_lookups_per_minute: u64,
     /// Largest JSON request body, bytes.
     #[arg(long, env = "ARTHAS_MAX_BODY_BYTES", default_value_t = gateway::server::DEFAULT_MAX_BODY_BYTES)]
     pub max_body_bytes: usize,
-    /// The window for counting wrong password guesses, seconds.
+    /// A request body must arrive within this (else 408), milliseconds.
+    #[arg(long, env = "ARTHAS_BODY_READ_TIMEOUT_MS", default_value_t = 10_000)]
+    pub body_read_timeout_ms: u64,
+    /// The window for counting password guesses, seconds.
     #[arg(long, env = "ARTHAS_PASSWORD_GUESS_WINDOW_SECS", default_value_t = 300)]
     pub password_guess_window_secs: u64,
-    /// Wrong guesses per room per window before E004.
+    /// Guesses per room per window (everyone's) before each further check of the room is delayed; never a refusal.
     #[arg(
         long,
         env = "ARTHAS_MAX_PASSWORD_GUESSES_PER_ROOM",
         default_value_t = 10
     )]
     pub max_password_guesses_per_room: u64,
-    /// Wrong guesses per client IP per window before E004.
+    /// Wrong guesses per room per client IP per window before that IP gets E004 on that room.
+    #[arg(
+        long,
+        env = "ARTHAS_MAX_PASSWORD_GUESSES_PER_ROOM_IP",
+        default_value_t = 5
+    )]
+    pub max_password_guesses_per_room_ip: u64,
+    /// Wrong guesses per client IP per window, all rooms, before E004.
     #[arg(long, env = "ARTHAS_MAX_PASSWORD_GUESSES_PER_IP", default_value_t = 30)]
     pub max_password_guesses_per_ip: u64,
+    /// Delay of the first check beyond the room's guess threshold; it doubles per further guess, milliseconds.
+    #[arg(long, env = "ARTHAS_PASSWORD_GUESS_DELAY_MS", default_value_t = 250)]
+    pub password_guess_delay_ms: u64,
+    /// Longest delay of a password check (keep it well below the relays' 10 s gateway deadline), milliseconds.
+    #[arg(
+        long,
+        env = "ARTHAS_PASSWORD_GUESS_MAX_DELAY_MS",
+        default_value_t = 5_000
+    )]
+    pub password_guess_max_delay_ms: u64,
     /// argon2id memory per hash, KiB.
     #[arg(long, env = "ARTHAS_ARGON2_MEMORY_KIB", default_value_t = 19_456)]
     pub argon2_memory_kib: u32,
@@ -185,6 +260,20 @@ pub struct GatewayArgs {
     /// argon2 jobs allowed to wait; more are refused with E004.
     #[arg(long, env = "ARTHAS_ARGON2_MAX_PENDING", default_value_t = 64)]
     pub argon2_max_pending: usize,
+    /// argon2 hashes of password room creations running or queued at once, out of --argon2-max-concurrent (the rest stay for joins).
+    #[arg(
+        long,
+        env = "ARTHAS_ARGON2_MAX_CONCURRENT_CREATIONS",
+        default_value_t = 1
+    )]
+    pub argon2_max_concurrent_creations: usize,
+    /// Password room creations allowed to wait for argon2 (their own line); more are refused with E004.
+    #[arg(
+        long,
+        env = "ARTHAS_ARGON2_MAX_PENDING_CREATIONS",
+        default_value_t = 16
+    )]
+    pub argon2_max_pending_creations: usize,
     /// HMAC key of join tickets (at least 16 bytes; the same on every gateway). Default: random per process.
     #[arg(long, env = "ARTHAS_TICKET_SECRET", hide_env_values = true)]
     pub ticket_secret: Option<String>,
@@ -212,18 +301,30 @@ impl GatewayArgs {
             max_expiry_secs: self.max_expiry_secs,
             unjoined_room_ttl: Duration::from_secs(self.unjoined_room_ttl_secs),
             max_public_rooms: self.max_public_rooms,
+            room_creations_per_minute: self.room_creations_per_minute,
+            public_listings_per_hour: self.public_listings_per_hour,
             password_guess_window: Duration::from_secs(self.password_guess_window_secs),
             max_password_guesses_per_room: self.max_password_guesses_per_room,
+            max_password_guesses_per_room_ip: self.max_password_guesses_per_room_ip,
             max_password_guesses_per_ip: self.max_password_guesses_per_ip,
+            password_guess_delay: Duration::from_millis(self.password_guess_delay_ms),
+            password_guess_max_delay: Duration::from_millis(self.password_guess_max_delay_ms),
             password: PasswordConfig {
                 memory_kib: self.argon2_memory_kib,
                 iterations: self.argon2_iterations,
                 max_concurrent: self.argon2_max_concurrent,
                 max_pending: self.argon2_max_pending,
+                max_concurrent_creations: self.argon2_max_concurrent_creations,
+                max_pending_creations: self.argon2_max_pending_creations,
             },
             ticket_secret,
             ticket_ttl: Duration::from_secs(self.ticket_ttl_secs),
         })
+    }
+
+    /// How long a request body may take to arrive.
+    pub fn body_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.body_read_timeout_ms.max(1))
     }
 
     /// The public HTTP routes' configuration.
@@ -231,8 +332,9 @@ impl GatewayArgs {
         gateway::http::HttpConfig {
             allowed_origins: edge.allowed_origins.clone(),
             hub_requests_per_minute: self.hub_requests_per_minute,
-            room_creations_per_minute: self.room_creations_per_minute,
-            trust_forwarded_for: edge.trust_forwarded_for,
+            room_lookups_per_minute: self.room_lookups_per_minute,
+            body_read_timeout: self.body_read_timeout(),
+            trusted_proxies: edge.trusted_proxies(),
             max_body_bytes: self.max_body_bytes,
         }
     }

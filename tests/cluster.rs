@@ -49,8 +49,9 @@ both_modes!(
     delivery_resumes_in_every_room_after_client_kill,
     redis_down_gives_error_frames_and_chat_resumes_when_it_is_back,
     password_room_works_across_relays,
-    room_guess_limit_counts_guesses_through_every_relay,
+    room_ip_guess_limit_counts_guesses_through_every_relay,
     ip_guess_limit_counts_each_ip_across_relays,
+    sixty_concurrent_wrong_guesses_through_two_gateways_verify_at_most_the_limit,
     gateway_ticket_joins_through_a_relay_once,
     redis_holds_no_ciphertext_iv_or_password,
     gateway_down_keeps_chats_and_refuses_creation_clearly,
@@ -58,9 +59,12 @@ both_modes!(
     emptied_room_lingers_on_its_relay_then_is_let_go,
 );
 
-/// Chat rate limits out of the way, for tests that send many messages.
+/// Chat rate limits out of the way, for tests that send many messages, and the per-address
+/// handshake limit, for tests that open many sockets from 127.0.0.1 at once.
 fn many_messages() -> Opts {
-    Opts::new().flag("--chat-rate-limit", 1_000_000)
+    Opts::new()
+        .flag("--chat-rate-limit", 1_000_000)
+        .flag("--handshakes-per-ip-per-sec", 1000)
 }
 
 /// A chat message's data.
@@ -606,11 +610,12 @@ async fn password_room_works_across_relays(topology: Topology) {
     assert_room_chats(&mut [&mut owner, &mut guest]).await;
 }
 
-/// `--max-password-guesses-per-room 3`: three wrong guesses, one through each relay, lock the
-/// room; then every relay refuses even the right password with E004.
-async fn room_guess_limit_counts_guesses_through_every_relay(topology: Topology) {
+/// `--max-password-guesses-per-room-ip 3`: three wrong guesses from one address, one through
+/// each relay, spend that address's budget on the room; then every relay refuses it even the
+/// right password with E004.
+async fn room_ip_guess_limit_counts_guesses_through_every_relay(topology: Topology) {
     let opts = Opts::new()
-        .flag("--max-password-guesses-per-room", 3)
+        .flag("--max-password-guesses-per-room-ip", 3)
         .flag("--max-password-guesses-per-ip", 100);
     let env = Env::start_in(topology, opts).await;
     let owner = password_room(&env, 0).await;
@@ -637,14 +642,69 @@ async fn room_guess_limit_counts_guesses_through_every_relay(topology: Topology)
     }
 }
 
+/// Two gateway replicas over one Redis: 60 wrong guesses on one room from one address, fired at
+/// once through all three relays (relays 0 and 2 call gateway 0, relay 1 calls gateway 1) and
+/// through both gateways' ticket API. The guesses are counted in Redis before argon2 runs, so
+/// across both replicas exactly the per-(room, address) limit is verified.
+async fn sixty_concurrent_wrong_guesses_through_two_gateways_verify_at_most_the_limit(
+    topology: Topology,
+) {
+    const LIMIT: usize = 7;
+    let opts = Opts::new()
+        .gateways(2)
+        .flag("--max-password-guesses-per-room-ip", LIMIT)
+        .flag("--max-password-guesses-per-ip", 1000)
+        .flag("--handshakes-per-ip-per-sec", 1000);
+    let env = Env::start_in(topology, opts).await;
+    let owner = password_room(&env, 0).await;
+    let room_id = owner.room_id.clone();
+    let mut sockets = Vec::new();
+    for i in 0..20 {
+        sockets.push(Client::connect(&env.ws_url(i % 3)).await);
+    }
+    let gateways = [
+        env.gateway_url(0).expect("gateway 0"),
+        env.gateway_url(1).expect("gateway 1"),
+    ];
+    let ws = futures_util::future::join_all(sockets.iter_mut().enumerate().map(|(i, c)| {
+        let data = join_data(&room_id, "guest", &password_hash(&format!("ws {i}")));
+        async move {
+            c.send(t::JOIN_ROOM, data).await;
+            let (ty, data) = c.recv().await;
+            assert_eq!(ty, t::ERROR, "{data}");
+            data.str("code").to_string()
+        }
+    }));
+    let http = futures_util::future::join_all((0..40).map(|i| {
+        let url = format!("{}/v1/rooms/{room_id}/tickets", gateways[i % 2]);
+        async move {
+            let body = serde_json::json!({"password": password_hash(&format!("http {i}"))});
+            let answer = http::post_json(&url, &body).await;
+            answer.json()["code"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        }
+    }));
+    let (ws, http) = tokio::join!(ws, http);
+    let codes: Vec<String> = ws.into_iter().chain(http).collect();
+    let verified = codes.iter().filter(|c| *c == "E006").count();
+    let refused = codes.iter().filter(|c| *c == "E004").count();
+    println!(
+        "FIGURE {} 60 concurrent wrong guesses via 3 relays and 2 gateways: {verified} verified, {refused} refused",
+        topology.name()
+    );
+    assert_eq!((verified, refused), (LIMIT, 60 - LIMIT), "{codes:?}");
+}
+
 /// `--max-password-guesses-per-ip 2` behind a trusted proxy: one IP's wrong guesses through
 /// relays 0 and 1 lock that IP on relay 2 as well (even the right password gets E004), while
 /// another IP still gets E006 for a wrong guess and joins with the right password.
 async fn ip_guess_limit_counts_each_ip_across_relays(topology: Topology) {
     let opts = Opts::new()
-        .flag("--max-password-guesses-per-room", 100)
+        .flag("--max-password-guesses-per-room-ip", 100)
         .flag("--max-password-guesses-per-ip", 2)
-        .switch("--trust-forwarded-for");
+        .flag("--trusted-proxies", "127.0.0.1");
     let env = Env::start_in(topology, opts).await;
     let owner = password_room(&env, 0).await;
     let guesser = Some("203.0.113.7");

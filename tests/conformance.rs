@@ -22,6 +22,7 @@
 mod support;
 
 mod conformance {
+    mod abuse;
     mod chat;
     mod connection;
     mod envelope;

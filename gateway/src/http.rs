@@ -33,6 +33,7 @@ use crate::problem::Problem;
 use crate::rooms::{CreateRoomRequest, Gateway, ListingRequest};
 use crate::server::{json_response, read_json, DEFAULT_MAX_BODY_BYTES};
 use crate::web;
+use edge::ClientKey;
 
 /// The connected-WebSocket count (`online`, `totalOnline`).
 pub type OnlineCount = Arc<dyn Fn() -> u64 + Send + Sync>;
@@ -54,11 +55,13 @@ pub struct HttpConfig {
     pub allowed_origins: String,
     /// `/api/hub` requests per client IP per minute.
     pub hub_requests_per_minute: u64,
-    /// `POST /v1/rooms` per client IP per minute.
-    pub room_creations_per_minute: u64,
-    /// Take the client IP from X-Forwarded-For / X-Real-IP (behind a proxy
-    /// only: otherwise any client picks its own rate-limit key).
-    pub trust_forwarded_for: bool,
+    /// `GET /v1/rooms/{id}` per client key per minute.
+    pub room_lookups_per_minute: u64,
+    /// Longest a request body may take to arrive.
+    pub body_read_timeout: Duration,
+    /// Proxies whose X-Forwarded-For entries are believed (none: the TCP
+    /// peer is the client, and no client can pick its own rate-limit key).
+    pub trusted_proxies: edge::TrustedProxies,
     /// Largest JSON request body accepted.
     pub max_body_bytes: usize,
 }
@@ -68,35 +71,17 @@ impl Default for HttpConfig {
         HttpConfig {
             allowed_origins: String::new(),
             hub_requests_per_minute: 30,
-            room_creations_per_minute: 30,
-            trust_forwarded_for: false,
+            room_lookups_per_minute: 60,
+            body_read_timeout: crate::server::DEFAULT_BODY_READ_TIMEOUT,
+            trusted_proxies: edge::TrustedProxies::none(),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
         }
     }
 }
 
-/// The client's IP. With `trust_forwarded_for`, the reference rule: the
-/// first X-Forwarded-For entry if it parses as an IP, else X-Real-IP if it
-/// parses, else the TCP peer. Without it, always the TCP peer.
-pub fn client_ip(headers: &HeaderMap, peer: SocketAddr, trust_forwarded_for: bool) -> IpAddr {
-    let header_ip = |name: &str, first_of_list: bool| {
-        let value = headers.get(name)?.to_str().ok()?;
-        let value = if first_of_list {
-            value.split(',').next()?
-        } else {
-            value
-        };
-        value.trim().parse::<IpAddr>().ok()
-    };
-    if trust_forwarded_for {
-        if let Some(ip) = header_ip("x-forwarded-for", true) {
-            return ip.to_canonical();
-        }
-        if let Some(ip) = header_ip("x-real-ip", false) {
-            return ip.to_canonical();
-        }
-    }
-    peer.ip().to_canonical()
+/// The client's IP by the edge rule ([`edge::client_ip`]).
+fn client_ip(headers: &HeaderMap, peer: SocketAddr, trusted: &edge::TrustedProxies) -> IpAddr {
+    edge::client_ip(headers, peer.ip(), trusted)
 }
 
 /// The public HTTP API. Cheap to clone (one `Arc`).
@@ -415,8 +400,8 @@ impl HttpApi {
         }
         let config = &self.inner.config;
         let store = self.inner.gateway.store();
-        let ip = client_ip(request.headers(), peer, config.trust_forwarded_for);
-        match store.hit(&format!("hub:{ip}"), 1, RATE_WINDOW).await {
+        let client = ClientKey::of(client_ip(request.headers(), peer, &config.trusted_proxies));
+        match store.hit(&format!("hub:{client}"), 1, RATE_WINDOW).await {
             Ok(n) if n > config.hub_requests_per_minute => {
                 let mut response = hub_error(
                     StatusCode::TOO_MANY_REQUESTS,
@@ -464,7 +449,7 @@ impl HttpApi {
             ["rooms", id] => match room_id_segment(id) {
                 None => not_found(),
                 Some(id) => match *request.method() {
-                    Method::GET | Method::HEAD => self.room(id).await,
+                    Method::GET | Method::HEAD => self.room(&request, peer, id).await,
                     _ => method_not_allowed("GET, HEAD"),
                 },
             },
@@ -486,22 +471,13 @@ impl HttpApi {
     ) -> Response<Full<Bytes>> {
         let config = &self.inner.config;
         let gateway = &self.inner.gateway;
-        let ip = client_ip(request.headers(), peer, config.trust_forwarded_for);
-        match gateway
-            .store()
-            .hit(&format!("create:{ip}"), 1, RATE_WINDOW)
-            .await
-        {
-            Ok(n) if n > config.room_creations_per_minute => {
-                return refusal(&texts::RATE_LIMITED, RATE_WINDOW);
-            }
-            Ok(_) => {}
-            Err(e) => {
-                tracing::error!(error = %e, "room creation rate limit unavailable");
-                return refusal(&texts::UNAVAILABLE, RATE_WINDOW);
-            }
-        }
-        let body: CreateRoomBody = match read_json(request.into_body(), config.max_body_bytes).await
+        let ip = client_ip(request.headers(), peer, &config.trusted_proxies);
+        let body: CreateRoomBody = match read_json(
+            request.into_body(),
+            config.max_body_bytes,
+            config.body_read_timeout,
+        )
+        .await
         {
             Ok(body) => body,
             Err(problem) => return problem.into_response(),
@@ -521,10 +497,12 @@ impl HttpApi {
                 ephemeral: body.ephemeral,
                 expiry_secs: body.expiry,
                 listing,
+                client_ip: Some(ip),
             })
             .await
         {
             Ok(created) => created,
+            Err(reject) if reject == texts::RATE_LIMITED => return refusal(&reject, RATE_WINDOW),
             Err(reject) => return refusal(&reject, BUSY_RETRY_AFTER),
         };
         let room = created.room;
@@ -543,7 +521,30 @@ impl HttpApi {
         response
     }
 
-    async fn room(&self, room_id: &str) -> Response<Full<Bytes>> {
+    async fn room(
+        &self,
+        request: &Request<Incoming>,
+        peer: SocketAddr,
+        room_id: &str,
+    ) -> Response<Full<Bytes>> {
+        let config = &self.inner.config;
+        let client = ClientKey::of(client_ip(request.headers(), peer, &config.trusted_proxies));
+        match self
+            .inner
+            .gateway
+            .store()
+            .hit(&format!("lookup:{client}"), 1, RATE_WINDOW)
+            .await
+        {
+            Ok(n) if n > config.room_lookups_per_minute => {
+                return refusal(&texts::RATE_LIMITED, RATE_WINDOW);
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "room lookup rate limit unavailable");
+                return refusal(&texts::UNAVAILABLE, BUSY_RETRY_AFTER);
+            }
+        }
         match self.inner.gateway.room_info(room_id).await {
             Ok(info) => {
                 let mut response = json_response(
@@ -571,16 +572,18 @@ impl HttpApi {
         room_id: &str,
     ) -> Response<Full<Bytes>> {
         let gateway = &self.inner.gateway;
-        let ip = client_ip(
-            request.headers(),
-            peer,
-            self.inner.config.trust_forwarded_for,
-        );
-        let body: TicketBody =
-            match read_json(request.into_body(), self.inner.config.max_body_bytes).await {
-                Ok(body) => body,
-                Err(problem) => return problem.into_response(),
-            };
+        let ip = client_ip(request.headers(), peer, &self.inner.config.trusted_proxies);
+        let config = &self.inner.config;
+        let body: TicketBody = match read_json(
+            request.into_body(),
+            config.max_body_bytes,
+            config.body_read_timeout,
+        )
+        .await
+        {
+            Ok(body) => body,
+            Err(problem) => return problem.into_response(),
+        };
         if !is_password_hash(&body.password) {
             return refusal(&Reject::invalid("invalid password format"), RATE_WINDOW);
         }
@@ -654,64 +657,6 @@ pub(crate) fn request_span(method: &Method, route: &'static str) -> tracing::Spa
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn peer() -> SocketAddr {
-        "10.0.0.9:5000".parse().unwrap()
-    }
-
-    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (k, v) in pairs {
-            map.insert(*k, HeaderValue::from_static(v));
-        }
-        map
-    }
-
-    #[test]
-    fn without_trust_the_peer_is_the_client() {
-        let h = headers(&[("x-forwarded-for", "1.2.3.4"), ("x-real-ip", "5.6.7.8")]);
-        assert_eq!(client_ip(&h, peer(), false), peer().ip());
-    }
-
-    #[test]
-    fn with_trust_the_first_forwarded_entry_wins() {
-        let h = headers(&[
-            ("x-forwarded-for", " 1.2.3.4 , 9.9.9.9"),
-            ("x-real-ip", "5.6.7.8"),
-        ]);
-        assert_eq!(
-            client_ip(&h, peer(), true),
-            "1.2.3.4".parse::<IpAddr>().unwrap()
-        );
-    }
-
-    #[test]
-    fn with_trust_a_bad_forwarded_entry_falls_back_to_real_ip_then_peer() {
-        let h = headers(&[
-            ("x-forwarded-for", "unknown, 1.2.3.4"),
-            ("x-real-ip", "5.6.7.8"),
-        ]);
-        assert_eq!(
-            client_ip(&h, peer(), true),
-            "5.6.7.8".parse::<IpAddr>().unwrap()
-        );
-        let h = headers(&[("x-forwarded-for", "garbage"), ("x-real-ip", "nope")]);
-        assert_eq!(client_ip(&h, peer(), true), peer().ip());
-        let h = headers(&[("x-forwarded-for", "2001:db8::1")]);
-        assert_eq!(
-            client_ip(&h, peer(), true),
-            "2001:db8::1".parse::<IpAddr>().unwrap()
-        );
-    }
-
-    #[test]
-    fn mapped_ipv4_peers_are_plain_ipv4() {
-        let mapped: SocketAddr = "[::ffff:127.0.0.1]:80".parse().unwrap();
-        assert_eq!(
-            client_ip(&HeaderMap::new(), mapped, false),
-            "127.0.0.1".parse::<IpAddr>().unwrap()
-        );
-    }
 
     #[test]
     fn room_ids_in_paths_must_look_like_room_ids() {

@@ -30,7 +30,9 @@ use tracing::Instrument as _;
 use crate::hub::unescape;
 use crate::problem::Problem;
 use crate::rooms::{CreateRoomRequest, Gateway, ListingRequest};
-use crate::server::{empty_response, json_response, read_json, DEFAULT_MAX_BODY_BYTES};
+use crate::server::{
+    empty_response, json_response, read_json, DEFAULT_BODY_READ_TIMEOUT, DEFAULT_MAX_BODY_BYTES,
+};
 
 /// The path prefix of every internal route.
 pub const PREFIX: &str = "/internal/v1/rooms";
@@ -56,6 +58,10 @@ pub mod wire {
         pub expiry_secs: i64,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub listing: Option<Listing>,
+        /// The client's IP as the relay sees it (creation budgets per
+        /// client); absent from relays older than the budgets.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub client_ip: Option<IpAddr>,
     }
 
     /// The public-listing part of a creation.
@@ -163,6 +169,8 @@ pub struct InternalConfig {
     pub secret: String,
     /// Largest JSON request body accepted.
     pub max_body_bytes: usize,
+    /// Longest a request body may take to arrive.
+    pub body_read_timeout: std::time::Duration,
 }
 
 impl std::fmt::Debug for InternalConfig {
@@ -170,6 +178,7 @@ impl std::fmt::Debug for InternalConfig {
         f.debug_struct("InternalConfig")
             .field("secret", &"<redacted>")
             .field("max_body_bytes", &self.max_body_bytes)
+            .field("body_read_timeout", &self.body_read_timeout)
             .finish()
     }
 }
@@ -180,6 +189,7 @@ impl InternalConfig {
         InternalConfig {
             secret: secret.into(),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
         }
     }
 }
@@ -202,6 +212,7 @@ struct Inner {
     /// the length of what is presented; `None` when no secret is set.
     secret_digest: Option<[u8; 32]>,
     max_body_bytes: usize,
+    body_read_timeout: std::time::Duration,
 }
 
 fn unauthorized() -> Response<Full<Bytes>> {
@@ -234,6 +245,7 @@ impl InternalApi {
                 gateway,
                 secret_digest,
                 max_body_bytes: config.max_body_bytes,
+                body_read_timeout: config.body_read_timeout,
             }),
         }
     }
@@ -344,7 +356,13 @@ impl InternalApi {
     }
 
     async fn create(&self, body: Incoming) -> Response<Full<Bytes>> {
-        let body: wire::CreateRoom = match read_json(body, self.inner.max_body_bytes).await {
+        let body: wire::CreateRoom = match read_json(
+            body,
+            self.inner.max_body_bytes,
+            self.inner.body_read_timeout,
+        )
+        .await
+        {
             Ok(body) => body,
             Err(problem) => return problem.into_response(),
         };
@@ -358,6 +376,7 @@ impl InternalApi {
                 tags: l.tags,
                 key_encoded: l.key_encoded,
             }),
+            client_ip: body.client_ip,
         };
         match self.inner.gateway.create_room(request).await {
             Ok(created) => json_response(
@@ -372,7 +391,13 @@ impl InternalApi {
     }
 
     async fn password_check(&self, body: Incoming, room_id: &str) -> Response<Full<Bytes>> {
-        let body: wire::PasswordCheck = match read_json(body, self.inner.max_body_bytes).await {
+        let body: wire::PasswordCheck = match read_json(
+            body,
+            self.inner.max_body_bytes,
+            self.inner.body_read_timeout,
+        )
+        .await
+        {
             Ok(body) => body,
             Err(problem) => return problem.into_response(),
         };
@@ -389,7 +414,13 @@ impl InternalApi {
     }
 
     async fn redeem(&self, body: Incoming, room_id: &str) -> Response<Full<Bytes>> {
-        let body: wire::TicketRedemption = match read_json(body, self.inner.max_body_bytes).await {
+        let body: wire::TicketRedemption = match read_json(
+            body,
+            self.inner.max_body_bytes,
+            self.inner.body_read_timeout,
+        )
+        .await
+        {
             Ok(body) => body,
             Err(problem) => return problem.into_response(),
         };

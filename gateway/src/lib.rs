@@ -4,7 +4,9 @@
 //!   password hash) and checking passwords, with wrong-guess limits held in
 //!   the store so they hold across replicas;
 //! - [`password`]: argon2id on a bounded blocking pool, so a burst of
-//!   guesses queues (or is refused) instead of stalling anything else;
+//!   guesses queues (or is refused) instead of stalling anything else, with
+//!   creations in a line of their own;
+//! - `refund`: giving back a counted unit whose work did not happen;
 //! - [`listing`]: the public directory's validation rules (PROTOCOL.md §9);
 //! - [`ticket`]: short-lived signed single-use join tickets;
 //! - [`hub`]: the public directory's query, filter, sort and paging;
@@ -24,6 +26,7 @@ pub mod listing;
 pub mod metrics;
 pub mod password;
 pub mod problem;
+mod refund;
 pub mod remote;
 pub mod rooms;
 pub mod server;

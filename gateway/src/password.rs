@@ -5,13 +5,21 @@
 //! on tokio's blocking pool, at most `max_concurrent` at a time; at most
 //! `max_pending` jobs may wait, and beyond that callers are refused at once
 //! (a guessing burst cannot queue unbounded work).
+//!
+//! Hashes (password room creations) and verifications (joins) wait in
+//! separate queues: a creation first needs one of `max_concurrent_creations`
+//! creation permits (at most `max_pending_creations` wait for one), and only
+//! then queues for a slot. So creations never hold more than
+//! `max_concurrent_creations` of the slots, a verification never waits
+//! behind more than that many creations, and a flood of creations is refused
+//! from its own queue without refusing a single join.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// argon2id cost and the pool's bounds.
 #[derive(Debug, Clone)]
@@ -24,6 +32,11 @@ pub struct PasswordConfig {
     pub max_concurrent: usize,
     /// argon2 jobs allowed to wait for a slot; more are refused.
     pub max_pending: usize,
+    /// Hashes (password room creations) running or queued for a slot at
+    /// once, out of `max_concurrent`.
+    pub max_concurrent_creations: usize,
+    /// Hashes allowed to wait for a creation permit; more are refused.
+    pub max_pending_creations: usize,
 }
 
 impl Default for PasswordConfig {
@@ -33,6 +46,8 @@ impl Default for PasswordConfig {
             iterations: 2,
             max_concurrent: 2,
             max_pending: 64,
+            max_concurrent_creations: 1,
+            max_pending_creations: 16,
         }
     }
 }
@@ -46,13 +61,58 @@ pub enum PasswordError {
     Internal(String),
 }
 
+/// A bounded queue in front of a semaphore: at most `max_pending` callers
+/// wait for a permit, more are refused at once.
+#[derive(Clone)]
+struct Queue {
+    permits: Arc<Semaphore>,
+    /// Callers waiting for a permit now.
+    pending: Arc<AtomicUsize>,
+    max_pending: usize,
+}
+
+/// Decrements a queue's waiting count when the wait ends, however it ends
+/// (a permit, or the caller's future dropped).
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Queue {
+    fn new(permits: usize, max_pending: usize) -> Queue {
+        Queue {
+            permits: Arc::new(Semaphore::new(permits.max(1))),
+            pending: Arc::new(AtomicUsize::new(0)),
+            max_pending,
+        }
+    }
+
+    /// A permit, after waiting in line if there is room in the line.
+    async fn enter(&self) -> Result<OwnedSemaphorePermit, PasswordError> {
+        if self.pending.fetch_add(1, Ordering::AcqRel)
+            >= self.max_pending + self.permits.available_permits()
+        {
+            self.pending.fetch_sub(1, Ordering::AcqRel);
+            return Err(PasswordError::Busy);
+        }
+        let waiting = Waiting(&self.pending);
+        let permit = self.permits.clone().acquire_owned().await;
+        drop(waiting);
+        permit.map_err(|_| PasswordError::Internal("pool closed".into()))
+    }
+}
+
 /// Hashes and verifies on the bounded pool.
 #[derive(Clone)]
 pub struct PasswordHasherPool {
     params: Params,
-    slots: Arc<Semaphore>,
-    pending: Arc<AtomicUsize>,
-    max_pending: usize,
+    /// The argon2 slots, and the verifications' line for them.
+    slots: Queue,
+    /// Creation permits, and the hashes' line for them.
+    creations: Queue,
 }
 
 impl PasswordHasherPool {
@@ -62,9 +122,11 @@ impl PasswordHasherPool {
             .map_err(|e| PasswordError::Internal(e.to_string()))?;
         Ok(PasswordHasherPool {
             params,
-            slots: Arc::new(Semaphore::new(config.max_concurrent.max(1))),
-            pending: Arc::new(AtomicUsize::new(0)),
-            max_pending: config.max_pending,
+            slots: Queue::new(config.max_concurrent, config.max_pending),
+            creations: Queue::new(
+                config.max_concurrent_creations,
+                config.max_pending_creations,
+            ),
         })
     }
 
@@ -72,22 +134,30 @@ impl PasswordHasherPool {
         Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
     }
 
+    /// Runs `job` on the blocking pool once it has a slot. A creation
+    /// (`creation` true) waits for a creation permit first, and its slot
+    /// wait is not counted in the verifications' line.
     async fn run<T: Send + 'static>(
         &self,
+        creation: bool,
         job: impl FnOnce(Params) -> T + Send + 'static,
     ) -> Result<T, PasswordError> {
-        if self.pending.fetch_add(1, Ordering::AcqRel)
-            >= self.max_pending + self.slots.available_permits()
-        {
-            self.pending.fetch_sub(1, Ordering::AcqRel);
-            return Err(PasswordError::Busy);
-        }
-        let permit = self.slots.clone().acquire_owned().await;
-        self.pending.fetch_sub(1, Ordering::AcqRel);
-        let permit = permit.map_err(|_| PasswordError::Internal("pool closed".into()))?;
+        let (creation_permit, slot) = if creation {
+            let creation_permit = self.creations.enter().await?;
+            let slot = self
+                .slots
+                .permits
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|_| PasswordError::Internal("pool closed".into()))?;
+            (Some(creation_permit), slot)
+        } else {
+            (None, self.slots.enter().await?)
+        };
         let params = self.params.clone();
         tokio::task::spawn_blocking(move || {
-            let _permit = permit;
+            let _permits = (slot, creation_permit);
             job(params)
         })
         .await
@@ -96,7 +166,7 @@ impl PasswordHasherPool {
 
     /// argon2id PHC string of `secret` with a fresh random salt.
     pub async fn hash(&self, secret: String) -> Result<String, PasswordError> {
-        self.run(move |params| {
+        self.run(true, move |params| {
             let salt_bytes: [u8; 16] = rand::random();
             let salt = SaltString::encode_b64(&salt_bytes)
                 .map_err(|e| PasswordError::Internal(e.to_string()))?;
@@ -111,7 +181,7 @@ impl PasswordHasherPool {
     /// Constant-time check of `secret` against a PHC string (its own
     /// parameters are used, so old hashes keep verifying after a cost change).
     pub async fn verify(&self, secret: String, phc: String) -> Result<bool, PasswordError> {
-        self.run(move |_| {
+        self.run(false, move |_| {
             let parsed =
                 PasswordHash::new(&phc).map_err(|e| PasswordError::Internal(e.to_string()))?;
             Ok(Argon2::default()
@@ -132,6 +202,8 @@ mod tests {
             iterations: 1,
             max_concurrent: 1,
             max_pending: 1,
+            max_concurrent_creations: 1,
+            max_pending_creations: 1,
         }
     }
 
@@ -147,22 +219,78 @@ mod tests {
     #[tokio::test]
     async fn a_full_pool_refuses_at_once() {
         let pool = PasswordHasherPool::new(&cheap()).unwrap();
-        let slots = pool.slots.clone();
-        let held = slots.acquire_owned().await.unwrap();
+        let phc = pool.hash("x".repeat(64)).await.unwrap();
+        let held = pool.slots.permits.clone().acquire_owned().await.unwrap();
         // one may wait...
         let waiting = tokio::spawn({
             let pool = pool.clone();
-            async move { pool.hash("x".into()).await }
+            let phc = phc.clone();
+            async move { pool.verify("x".repeat(64), phc).await }
         });
-        while pool.pending.load(Ordering::Acquire) == 0 {
+        while pool.slots.pending.load(Ordering::Acquire) == 0 {
             tokio::task::yield_now().await;
         }
         // ...the next is refused
         assert!(matches!(
-            pool.hash("y".into()).await,
+            pool.verify("y".into(), phc.clone()).await,
             Err(PasswordError::Busy)
         ));
         drop(held);
-        assert!(waiting.await.unwrap().is_ok());
+        assert!(waiting.await.unwrap().unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_flood_of_creations_is_refused_from_its_own_line_not_the_joins() {
+        let pool = PasswordHasherPool::new(&cheap()).unwrap();
+        let phc = pool.hash("x".repeat(64)).await.unwrap();
+        // A creation holds the creation permit; one more waits for it.
+        let held = pool
+            .creations
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .unwrap();
+        let queued = tokio::spawn({
+            let pool = pool.clone();
+            async move { pool.hash("y".into()).await }
+        });
+        while pool.creations.pending.load(Ordering::Acquire) == 0 {
+            tokio::task::yield_now().await;
+        }
+        // Further creations are refused...
+        for _ in 0..5 {
+            assert!(matches!(
+                pool.hash("z".into()).await,
+                Err(PasswordError::Busy)
+            ));
+        }
+        // ...while a join is verified at once.
+        assert!(pool.verify("x".repeat(64), phc).await.unwrap());
+        drop(held);
+        assert!(queued.await.unwrap().is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_wait_leaves_the_line() {
+        let pool = PasswordHasherPool::new(&cheap()).unwrap();
+        let held = pool.slots.permits.clone().acquire_owned().await.unwrap();
+        let waiting = tokio::spawn({
+            let pool = pool.clone();
+            async move {
+                pool.verify(
+                    "x".into(),
+                    "$argon2id$v=19$m=64,t=1,p=1$c2FsdHNhbHQ$aGFzaA".into(),
+                )
+                .await
+            }
+        });
+        while pool.slots.pending.load(Ordering::Acquire) == 0 {
+            tokio::task::yield_now().await;
+        }
+        waiting.abort();
+        let _ = waiting.await;
+        assert_eq!(pool.slots.pending.load(Ordering::Acquire), 0);
+        drop(held);
     }
 }

@@ -234,6 +234,7 @@ impl Authority for RemoteGateway {
                 tags: l.tags,
                 key_encoded: l.key_encoded,
             }),
+            client_ip: request.client_ip,
         };
         let created: wire::CreatedRoom = self
             .post("create_room", PREFIX, &body)

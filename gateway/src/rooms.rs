@@ -1,18 +1,35 @@
-//! Creating rooms and checking passwords.
+//! Creating rooms and checking passwords, with the abuse limits of both.
+//!
+//! Every limit is counted in the store, so it holds across gateway
+//! replicas, and counted *before* the expensive work starts, so concurrent
+//! requests cannot all slip under it:
+//!
+//! - **creations** come out of one budget per client key
+//!   ([`edge::ClientKey`]) per minute, whichever path asks (the relays'
+//!   CreateRoom, `POST /v1/rooms`); public listings out of another per hour;
+//! - **password guesses** ([`Gateway::check_password`], the policy is in
+//!   docs/SECURITY.md): a client's guesses across all rooms and its guesses
+//!   on one room are budgets that refuse (E004); the room's guesses from
+//!   everyone only slow checks down, with a delay that doubles per guess
+//!   beyond a threshold up to a ceiling, so a stranger can never lock the
+//!   members out. A guess is counted before argon2 runs and given back when
+//!   it was right (or never checked), so members' joins cost no budget.
 
 use std::fmt;
 use std::net::IpAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use edge::ClientKey;
 use protocol::reject::texts;
 use protocol::Reject;
 use rand::Rng;
-use store::{Listing, NewRoom, RoomRecord, RoomStore};
+use store::{Listing, NewRoom, RoomGuess, RoomRecord, RoomStore};
 
 use crate::listing;
 use crate::metrics::{GatewayMetrics, Operation};
 use crate::password::{PasswordConfig, PasswordError, PasswordHasherPool};
+use crate::refund::Refund;
 use crate::ticket::{IssuedTicket, TicketError, TicketSigner};
 
 /// The NanoID alphabet (64 symbols, so a random byte maps without bias).
@@ -22,6 +39,11 @@ const NANOID_ALPHABET: &[u8; 64] =
 const ROOM_ID_LEN: usize = 21;
 /// Attempts at a fresh id before giving up (a collision is ~2^-126).
 const ROOM_ID_ATTEMPTS: usize = 3;
+
+/// The window of the room-creation budget.
+const CREATION_WINDOW: Duration = Duration::from_secs(60);
+/// The window of the public-listing budget.
+const LISTING_WINDOW: Duration = Duration::from_secs(3600);
 
 /// Bytes of the random ticket secret made when none is configured.
 const GENERATED_TICKET_SECRET_BYTES: usize = 32;
@@ -50,12 +72,26 @@ pub struct GatewayConfig {
     pub unjoined_room_ttl: Duration,
     /// Most publicly listed rooms (daily topics aside).
     pub max_public_rooms: usize,
-    /// The window in which wrong password guesses are counted.
+    /// Room creations per client key per minute, every path together.
+    pub room_creations_per_minute: u64,
+    /// Public listings per client key per hour; beyond it a room is created
+    /// private (E004 after RoomJoined).
+    pub public_listings_per_hour: u64,
+    /// The window in which password guesses are counted.
     pub password_guess_window: Duration,
-    /// Wrong guesses per room per window before further guesses get E004.
+    /// Guesses per room per window (everyone's) before each further check of
+    /// the room is delayed. Never a refusal.
     pub max_password_guesses_per_room: u64,
-    /// Wrong guesses per client IP per window before further guesses get E004.
+    /// Guesses per (room, client key) per window before that client gets
+    /// E004 on that room.
+    pub max_password_guesses_per_room_ip: u64,
+    /// Guesses per client key per window, all rooms, before E004.
     pub max_password_guesses_per_ip: u64,
+    /// The delay of the first guess beyond the room's threshold; it doubles
+    /// with each further guess.
+    pub password_guess_delay: Duration,
+    /// The longest delay of a guess.
+    pub password_guess_max_delay: Duration,
     /// argon2id cost and pool bounds.
     pub password: PasswordConfig,
     /// HMAC key of join tickets. Every gateway replica (and every relay with
@@ -73,15 +109,23 @@ impl fmt::Debug for GatewayConfig {
             .field("max_expiry_secs", &self.max_expiry_secs)
             .field("unjoined_room_ttl", &self.unjoined_room_ttl)
             .field("max_public_rooms", &self.max_public_rooms)
+            .field("room_creations_per_minute", &self.room_creations_per_minute)
+            .field("public_listings_per_hour", &self.public_listings_per_hour)
             .field("password_guess_window", &self.password_guess_window)
             .field(
                 "max_password_guesses_per_room",
                 &self.max_password_guesses_per_room,
             )
             .field(
+                "max_password_guesses_per_room_ip",
+                &self.max_password_guesses_per_room_ip,
+            )
+            .field(
                 "max_password_guesses_per_ip",
                 &self.max_password_guesses_per_ip,
             )
+            .field("password_guess_delay", &self.password_guess_delay)
+            .field("password_guess_max_delay", &self.password_guess_max_delay)
             .field("password", &self.password)
             .field("ticket_secret", &"<redacted>")
             .field("ticket_ttl", &self.ticket_ttl)
@@ -96,9 +140,14 @@ impl Default for GatewayConfig {
             max_expiry_secs: 604_800,
             unjoined_room_ttl: Duration::from_secs(60),
             max_public_rooms: 200,
+            room_creations_per_minute: 30,
+            public_listings_per_hour: 10,
             password_guess_window: Duration::from_secs(300),
             max_password_guesses_per_room: 10,
+            max_password_guesses_per_room_ip: 5,
             max_password_guesses_per_ip: 30,
+            password_guess_delay: Duration::from_millis(250),
+            password_guess_max_delay: Duration::from_secs(5),
             password: PasswordConfig::default(),
             ticket_secret: process_ticket_secret(),
             ticket_ttl: Duration::from_secs(60),
@@ -116,6 +165,10 @@ pub struct CreateRoomRequest {
     pub expiry_secs: i64,
     /// Public directory request, when `public` was true.
     pub listing: Option<ListingRequest>,
+    /// Who asks (by the edge rule): creations and listings come out of this
+    /// client's budgets. `None` only from a relay too old to say (rolling
+    /// upgrade): then no per-client budget applies.
+    pub client_ip: Option<IpAddr>,
 }
 
 /// The public-listing part of CreateRoom.
@@ -220,6 +273,21 @@ impl Gateway {
         if !(password.is_empty() || (password.len() == 64 && password.is_ascii())) {
             return Err(Reject::invalid("invalid password format"));
         }
+        // Counted first: a burst of creations from one client cannot all
+        // start hashing before the first is counted.
+        let client = request.client_ip.map(ClientKey::of);
+        let budget = match client {
+            Some(client) => Some(
+                self.take(
+                    format!("create:{client}"),
+                    self.config.room_creations_per_minute,
+                    CREATION_WINDOW,
+                )
+                .await?
+                .ok_or(texts::RATE_LIMITED)?,
+            ),
+            None => None,
+        };
         let now = store::unix_secs();
         let expiry = request.expiry_secs.clamp(0, self.config.max_expiry_secs);
         let expires_at = if expiry > 0 {
@@ -263,8 +331,12 @@ impl Gateway {
         if !created {
             return Err(texts::FAILED_TO_CREATE);
         }
+        // Spent: the room exists.
+        if let Some(budget) = budget {
+            budget.keep();
+        }
         let listing_error = match request.listing {
-            Some(listing) => self.list(&mut record, listing).await.err(),
+            Some(listing) => self.list(&mut record, listing, client).await.err(),
             None => None,
         };
         Ok(CreatedRoom {
@@ -273,7 +345,30 @@ impl Gateway {
         })
     }
 
-    async fn list(&self, record: &mut RoomRecord, request: ListingRequest) -> Result<(), Reject> {
+    /// Takes one from the budget `key`: `Some(refund)` when taken, `None`
+    /// when spent, the "unavailable" E005 when the store does not answer.
+    async fn take(
+        &self,
+        key: String,
+        limit: u64,
+        window: Duration,
+    ) -> Result<Option<Refund>, Reject> {
+        match self.store.take(&key, limit, window).await {
+            Ok(true) => Ok(Some(Refund::budget(&self.store, key))),
+            Ok(false) => Ok(None),
+            Err(e) => {
+                tracing::error!(error = %e, "a budget could not be counted");
+                Err(texts::UNAVAILABLE)
+            }
+        }
+    }
+
+    async fn list(
+        &self,
+        record: &mut RoomRecord,
+        request: ListingRequest,
+        client: Option<ClientKey>,
+    ) -> Result<(), Reject> {
         let tags: Vec<&str> = request.tags.iter().map(String::as_str).collect();
         let text = listing::validate(&request.title, &request.description, &tags)?;
         if request.key_encoded.is_empty() {
@@ -282,6 +377,19 @@ impl Gateway {
         if request.key_encoded.len() > listing::MAX_KEY_ENCODED_BYTES {
             return Err(texts::KEY_TOO_LONG);
         }
+        let budget = match client {
+            Some(client) => Some(
+                self.take(
+                    format!("listing:{client}"),
+                    self.config.public_listings_per_hour,
+                    LISTING_WINDOW,
+                )
+                .await
+                .map_err(|_| texts::HUB_FULL)?
+                .ok_or(texts::LISTING_RATE_LIMITED)?,
+            ),
+            None => None,
+        };
         let listing = Listing {
             room_id: record.id.clone(),
             title: text.title,
@@ -303,6 +411,9 @@ impl Gateway {
         {
             Ok(true) => {
                 record.listed = true;
+                if let Some(budget) = budget {
+                    budget.keep();
+                }
                 Ok(())
             }
             Ok(false) => Err(texts::HUB_FULL),
@@ -371,12 +482,9 @@ impl Gateway {
         }
         let member_count = if record.listed {
             self.store
-                .listings(store::unix_millis())
+                .member_count(&record.id)
                 .await
                 .map_err(unavailable)?
-                .into_iter()
-                .find(|view| view.listing.room_id == record.id)
-                .map(|view| view.member_count)
         } else {
             None
         };
@@ -393,14 +501,13 @@ impl Gateway {
         self.store.room("").await.is_ok()
     }
 
-    fn guess_keys(room_id: &str, ip: IpAddr) -> (String, String) {
-        (format!("guess:room:{room_id}"), format!("guess:ip:{ip}"))
-    }
-
-    /// Checks a join password for a room that has one. Order: wrong-guess
-    /// limits (E004), room exists (E001), argon2id verify (E006). A wrong
-    /// guess counts against the room and the client IP. Traced with the
-    /// room id only.
+    /// Checks a join password for a room that has one (docs/SECURITY.md,
+    /// "Password guessing"). Order: the client's budget across rooms (E004),
+    /// then atomically in the room's slot: the room exists (E001), has a
+    /// password (else no check), the client's budget on it (E004), counted;
+    /// then the room's delay; then argon2id (E006). A right password, or one
+    /// never verified (argon2 busy, the caller gone), is given back. Traced
+    /// with the room id only.
     #[tracing::instrument(name = "check_password", skip_all, fields(room = %room_id))]
     pub async fn check_password(
         &self,
@@ -418,54 +525,85 @@ impl Gateway {
         password: &str,
         ip: IpAddr,
     ) -> Result<(), Reject> {
-        let window = self.config.password_guess_window;
-        let (room_key, ip_key) = Self::guess_keys(room_id, ip);
-        let unavailable = |e: store::StoreError| {
-            tracing::error!(error = %e, "guess counter unavailable");
-            texts::UNAVAILABLE
-        };
-        let room_guesses = self
-            .store
-            .hit(&room_key, 0, window)
-            .await
-            .map_err(unavailable)?;
-        let ip_guesses = self
-            .store
-            .hit(&ip_key, 0, window)
-            .await
-            .map_err(unavailable)?;
-        if room_guesses >= self.config.max_password_guesses_per_room
-            || ip_guesses >= self.config.max_password_guesses_per_ip
-        {
-            tracing::info!(room = %room_id, "password guess limit reached");
+        let config = &self.config;
+        let window = config.password_guess_window;
+        let client = ClientKey::of(ip).to_string();
+        let Some(client_guess) = self
+            .take(
+                format!("guess:{client}"),
+                config.max_password_guesses_per_ip,
+                window,
+            )
+            .await?
+        else {
+            tracing::info!(room = %room_id, "password guess limit of a client reached");
             return Err(texts::TOO_MANY_GUESSES);
-        }
-        let record = self
+        };
+        let reserved = self
             .store
-            .room(room_id)
+            .reserve_guess(
+                room_id,
+                &client,
+                config.max_password_guesses_per_room_ip,
+                window,
+            )
             .await
-            .map_err(unavailable)?
-            .ok_or(texts::ROOM_NOT_FOUND)?;
-        if !record.has_password() {
-            return Ok(());
+            .map_err(|e| {
+                tracing::error!(error = %e, "guess counter unavailable");
+                texts::UNAVAILABLE
+            })?;
+        let (password_hash, room_guesses) = match reserved {
+            RoomGuess::NotFound => return Err(texts::ROOM_NOT_FOUND),
+            RoomGuess::Open => {
+                client_guess.now().await;
+                return Ok(());
+            }
+            RoomGuess::Refused => {
+                tracing::info!(room = %room_id, "password guess limit of a client on a room reached");
+                return Err(texts::TOO_MANY_GUESSES);
+            }
+            RoomGuess::Reserved {
+                password_hash,
+                room_guesses,
+            } => (password_hash, room_guesses),
+        };
+        let room_guess = Refund::guess(&self.store, room_id, &client);
+        let delay = self.guess_delay(room_guesses);
+        if !delay.is_zero() {
+            tracing::info!(room = %room_id, delay_ms = delay.as_millis() as u64, "password check slowed down");
+            tokio::time::sleep(delay).await;
         }
-        let ok = self
+        let right = self
             .passwords
-            .verify(password.to_owned(), record.password_hash)
+            .verify(password.to_owned(), password_hash)
             .await
             .map_err(busy)?;
-        if ok {
+        if right {
+            tokio::join!(client_guess.now(), room_guess.now());
             return Ok(());
         }
-        self.store
-            .hit(&room_key, 1, window)
-            .await
-            .map_err(unavailable)?;
-        self.store
-            .hit(&ip_key, 1, window)
-            .await
-            .map_err(unavailable)?;
+        client_guess.keep();
+        room_guess.keep();
         Err(texts::WRONG_PASSWORD)
+    }
+
+    /// How long a check waits when the room has had `room_guesses` in the
+    /// window (this one included): nothing up to the room's threshold, then
+    /// `password_guess_delay` doubling per guess, at most
+    /// `password_guess_max_delay`.
+    pub fn guess_delay(&self, room_guesses: u64) -> Duration {
+        let config = &self.config;
+        let Some(beyond) = room_guesses.checked_sub(config.max_password_guesses_per_room) else {
+            return Duration::ZERO;
+        };
+        if beyond == 0 {
+            return Duration::ZERO;
+        }
+        let doublings = u32::try_from(beyond - 1).unwrap_or(u32::MAX).min(30);
+        config
+            .password_guess_delay
+            .saturating_mul(1 << doublings)
+            .min(config.password_guess_max_delay)
     }
 }
 
@@ -474,17 +612,40 @@ mod tests {
     use super::*;
     use store::memory::{MemoryEngine, MemoryLimits};
 
-    fn gateway(limit: u64) -> Gateway {
+    use futures_util::future::join_all as futures_join_all;
+
+    fn cheap(config: GatewayConfig) -> Gateway {
         let config = GatewayConfig {
-            max_password_guesses_per_room: limit,
             password: PasswordConfig {
                 memory_kib: 64,
                 iterations: 1,
-                ..PasswordConfig::default()
+                ..config.password
             },
-            ..GatewayConfig::default()
+            ..config
         };
         Gateway::new(MemoryEngine::new(MemoryLimits::default()), config).unwrap()
+    }
+
+    fn gateway(per_room_ip: u64) -> Gateway {
+        cheap(GatewayConfig {
+            max_password_guesses_per_room_ip: per_room_ip,
+            ..GatewayConfig::default()
+        })
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    async fn password_room(g: &Gateway) -> String {
+        g.create_room(CreateRoomRequest {
+            password: "a".repeat(64),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .room
+        .id
     }
 
     #[test]
@@ -521,29 +682,150 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn wrong_guesses_are_limited_per_room() {
+    async fn wrong_guesses_are_limited_per_room_and_client() {
         let g = gateway(2);
-        let ip: IpAddr = "127.0.0.1".parse().unwrap();
-        let room = g
-            .create_room(CreateRoomRequest {
-                password: "a".repeat(64),
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .room;
+        let room = password_room(&g).await;
+        let me = ip("203.0.113.7");
+        for _ in 0..2 {
+            assert_eq!(
+                g.check_password(&room, &"b".repeat(64), me).await,
+                Err(texts::WRONG_PASSWORD)
+            );
+        }
         assert_eq!(
-            g.check_password(&room.id, &"b".repeat(64), ip).await,
-            Err(texts::WRONG_PASSWORD)
-        );
-        assert_eq!(
-            g.check_password(&room.id, &"b".repeat(64), ip).await,
-            Err(texts::WRONG_PASSWORD)
-        );
-        assert_eq!(
-            g.check_password(&room.id, &"a".repeat(64), ip).await,
+            g.check_password(&room, &"a".repeat(64), me).await,
             Err(texts::TOO_MANY_GUESSES)
         );
+        // Another client, and the same client on another room, are not affected.
+        assert_eq!(
+            g.check_password(&room, &"a".repeat(64), ip("198.51.100.1"))
+                .await,
+            Ok(())
+        );
+        let other = password_room(&g).await;
+        assert_eq!(g.check_password(&other, &"a".repeat(64), me).await, Ok(()));
+    }
+
+    #[tokio::test]
+    async fn concurrent_wrong_guesses_are_counted_before_argon2_runs() {
+        let g = gateway(7);
+        let room = password_room(&g).await;
+        let me = ip("203.0.113.7");
+        let wrong = "b".repeat(64);
+        let outcomes = futures_join_all((0..60).map(|_| g.check_password(&room, &wrong, me))).await;
+        let verified = outcomes
+            .iter()
+            .filter(|o| **o == Err(texts::WRONG_PASSWORD))
+            .count();
+        let refused = outcomes
+            .iter()
+            .filter(|o| **o == Err(texts::TOO_MANY_GUESSES))
+            .count();
+        assert_eq!((verified, refused), (7, 53), "{outcomes:?}");
+    }
+
+    #[tokio::test]
+    async fn right_passwords_cost_no_budget() {
+        let g = cheap(GatewayConfig {
+            max_password_guesses_per_room_ip: 1,
+            max_password_guesses_per_ip: 1,
+            max_password_guesses_per_room: 1,
+            ..GatewayConfig::default()
+        });
+        let room = password_room(&g).await;
+        for _ in 0..10 {
+            assert_eq!(
+                g.check_password(&room, &"a".repeat(64), ip("203.0.113.7"))
+                    .await,
+                Ok(())
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_strangers_guesses_slow_a_member_down_but_never_lock_them_out() {
+        let g = cheap(GatewayConfig {
+            max_password_guesses_per_room: 2,
+            max_password_guesses_per_room_ip: 3,
+            password_guess_delay: Duration::from_millis(10),
+            password_guess_max_delay: Duration::from_millis(40),
+            ..GatewayConfig::default()
+        });
+        let room = password_room(&g).await;
+        // Strangers from three addresses spend their budgets on the room.
+        for n in 1..=3 {
+            let stranger = ip(&format!("198.51.100.{n}"));
+            for _ in 0..5 {
+                let _ = g.check_password(&room, &"b".repeat(64), stranger).await;
+            }
+        }
+        let started = std::time::Instant::now();
+        assert_eq!(
+            g.check_password(&room, &"a".repeat(64), ip("203.0.113.7"))
+                .await,
+            Ok(())
+        );
+        assert!(
+            started.elapsed() >= Duration::from_millis(40),
+            "the member's check waited the room's delay"
+        );
+    }
+
+    #[test]
+    fn the_delay_doubles_beyond_the_threshold_up_to_the_ceiling() {
+        let g = cheap(GatewayConfig {
+            max_password_guesses_per_room: 10,
+            password_guess_delay: Duration::from_millis(250),
+            password_guess_max_delay: Duration::from_secs(5),
+            ..GatewayConfig::default()
+        });
+        let ms = |n| g.guess_delay(n).as_millis();
+        assert_eq!((ms(0), ms(10)), (0, 0));
+        assert_eq!((ms(11), ms(12), ms(13), ms(15)), (250, 500, 1000, 4000));
+        assert_eq!((ms(16), ms(u64::MAX)), (5000, 5000));
+    }
+
+    #[tokio::test]
+    async fn guesses_at_rooms_that_do_not_exist_cost_nothing() {
+        let g = gateway(1);
+        let me = ip("203.0.113.7");
+        for _ in 0..5 {
+            assert_eq!(
+                g.check_password("AAAAAAAAAAAAAAAAAAAAA", "x", me).await,
+                Err(texts::ROOM_NOT_FOUND)
+            );
+        }
+        let room = password_room(&g).await;
+        assert_eq!(
+            g.check_password(&room, &"b".repeat(64), me).await,
+            Err(texts::WRONG_PASSWORD)
+        );
+    }
+
+    #[tokio::test]
+    async fn creations_come_out_of_one_budget_per_client() {
+        let g = cheap(GatewayConfig {
+            room_creations_per_minute: 5,
+            ..GatewayConfig::default()
+        });
+        let request = |addr: &str| CreateRoomRequest {
+            client_ip: Some(ip(addr)),
+            ..Default::default()
+        };
+        let outcomes =
+            futures_join_all((0..30).map(|_| g.create_room(request("2001:db8::1")))).await;
+        let created = outcomes.iter().filter(|o| o.is_ok()).count();
+        assert_eq!(created, 5);
+        assert!(outcomes
+            .iter()
+            .filter_map(|o| o.as_ref().err())
+            .all(|r| *r == texts::RATE_LIMITED));
+        // The same /64 shares the budget; another client has its own.
+        assert_eq!(
+            g.create_room(request("2001:db8::2")).await.unwrap_err(),
+            texts::RATE_LIMITED
+        );
+        assert!(g.create_room(request("2001:db8:0:1::1")).await.is_ok());
     }
 
     #[tokio::test]

@@ -39,8 +39,10 @@ use tokio::net::{TcpListener, TcpStream};
 use crate::problem::Problem;
 
 /// A client must send its request head within this (the reference's
-/// ReadHeaderTimeout).
+/// ReadHeaderTimeout); `--header-read-timeout-ms`.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// A request body must arrive within this; `--body-read-timeout-ms`.
+pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Requests in flight at shutdown get this long to finish.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// First pause after a failed accept (out of descriptors), so the loop does
@@ -228,22 +230,34 @@ pub async fn serve_with<H: Handler>(
     }
 }
 
-/// Reads a JSON body of at most `max_bytes`: 413 problem when larger,
-/// 400 problem when it is not the expected JSON object. An empty body reads as
-/// `{}`, so requests whose fields are all optional need none.
+/// Reads a JSON body of at most `max_bytes` within `timeout`: 413 problem
+/// when larger, 408 when it does not arrive in time, 400 problem when it is
+/// not the expected JSON object. An empty body reads as `{}`, so requests
+/// whose fields are all optional need none.
 pub async fn read_json<T: DeserializeOwned>(
     body: Incoming,
     max_bytes: usize,
+    timeout: Duration,
 ) -> Result<T, Problem> {
-    let bytes = match Limited::new(body, max_bytes).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+    let read = tokio::time::timeout(timeout, Limited::new(body, max_bytes).collect()).await;
+    let bytes = match read {
+        Err(_) => {
+            return Err(Problem::new(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "request body did not arrive within {} ms",
+                    timeout.as_millis()
+                ),
+            ))
+        }
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
             return Err(Problem::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("request body is larger than {max_bytes} bytes"),
             ))
         }
-        Err(_) => {
+        Ok(Err(_)) => {
             return Err(Problem::new(
                 StatusCode::BAD_REQUEST,
                 "request body could not be read",

@@ -262,9 +262,10 @@ async fn forwarded_for_is_the_client_only_when_trusted() {
     .await;
     assert_eq!(b.status, 429, "without trust both are the loopback peer");
 
+    // Behind a trusted proxy that appends, the rightmost entry is the client.
     let trusted = public_with(HttpConfig {
         hub_requests_per_minute: 1,
-        trust_forwarded_for: true,
+        trusted_proxies: "127.0.0.1".parse().expect("a trusted range"),
         ..HttpConfig::default()
     })
     .await;
@@ -276,11 +277,14 @@ async fn forwarded_for_is_the_client_only_when_trusted() {
     let a = call(
         Method::GET,
         &url,
-        &[("x-forwarded-for", "1.1.1.1, 9.9.9.9")],
+        &[("x-forwarded-for", "9.9.9.9, 1.1.1.1")],
         Bytes::new(),
     )
     .await;
-    assert_eq!(a.status, 429);
+    assert_eq!(
+        a.status, 429,
+        "a forged entry left of the proxy's is ignored"
+    );
     let a = call(
         Method::GET,
         &url,
@@ -288,7 +292,15 @@ async fn forwarded_for_is_the_client_only_when_trusted() {
         Bytes::new(),
     )
     .await;
-    assert_eq!(a.status, 200, "X-Real-IP when the first entry is no IP");
+    assert_eq!(a.status, 200, "junk: the proxy itself is the client");
+    let a = call(
+        Method::GET,
+        &url,
+        &[("x-forwarded-for", "junk"), ("x-real-ip", "4.4.4.4")],
+        Bytes::new(),
+    )
+    .await;
+    assert_eq!(a.status, 429, "X-Real-IP is never read");
 }
 
 #[tokio::test]
@@ -430,10 +442,13 @@ async fn a_password_that_is_not_a_sha256_hex_is_refused_with_e005() {
 
 #[tokio::test]
 async fn room_creation_is_rate_limited_per_ip() {
-    let p = public_with(HttpConfig {
-        room_creations_per_minute: 1,
-        ..HttpConfig::default()
-    })
+    let p = start_public(
+        gateway(GatewayConfig {
+            room_creations_per_minute: 1,
+            ..gateway_config()
+        }),
+        HttpConfig::default(),
+    )
     .await;
     let url = format!("{}/v1/rooms", p.server.base);
     assert_eq!(post_json(&url, json!({})).await.status, 201);
@@ -451,7 +466,58 @@ async fn the_room_collection_only_takes_post() {
     assert_eq!(a.header("allow"), Some("POST"));
 }
 
+// ---- slow clients ----------------------------------------------------------------
+
+/// A client that sends its headers and then trickles its body gets 408 once the body read
+/// timeout passes, and holds nothing longer.
+#[tokio::test]
+async fn a_body_that_does_not_arrive_in_time_gets_408() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let p = public_with(HttpConfig {
+        body_read_timeout: std::time::Duration::from_millis(300),
+        ..HttpConfig::default()
+    })
+    .await;
+    let mut tcp = tokio::net::TcpStream::connect(p.server.addr).await.unwrap();
+    tcp.write_all(
+        b"POST /v1/rooms HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{",
+    )
+    .await
+    .unwrap();
+    let started = std::time::Instant::now();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        tcp.read_to_end(&mut answer),
+    )
+    .await;
+    assert!(
+        read.is_ok(),
+        "the server kept the connection past the timeout"
+    );
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(started.elapsed() >= std::time::Duration::from_millis(300));
+}
+
 // ---- GET /v1/rooms/{id} ----------------------------------------------------------
+
+#[tokio::test]
+async fn room_lookups_are_rate_limited_per_ip() {
+    let p = public_with(HttpConfig {
+        room_lookups_per_minute: 3,
+        ..HttpConfig::default()
+    })
+    .await;
+    let url = format!("{}/v1/rooms/AAAAAAAAAAAAAAAAAAAAA", p.server.base);
+    let answers = futures_util::future::join_all((0..10).map(|_| get(&url))).await;
+    let mut statuses: Vec<u16> = answers.iter().map(|a| a.status.as_u16()).collect();
+    statuses.sort_unstable();
+    assert_eq!(statuses, [404, 404, 404, 429, 429, 429, 429, 429, 429, 429]);
+    let limited = answers.iter().find(|a| a.status == 429).unwrap();
+    assert_eq!(limited.problem(429)["code"], "E004");
+    assert_eq!(limited.header("retry-after"), Some("60"));
+}
 
 #[tokio::test]
 async fn a_room_can_be_looked_up_by_id() {
@@ -555,7 +621,7 @@ async fn a_wrong_password_is_a_403_problem_with_e006() {
 #[tokio::test]
 async fn too_many_wrong_guesses_are_a_429_problem_with_e004() {
     let g = gateway(GatewayConfig {
-        max_password_guesses_per_room: 2,
+        max_password_guesses_per_room_ip: 2,
         ..gateway_config()
     });
     let p = start_public(g, HttpConfig::default()).await;

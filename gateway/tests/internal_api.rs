@@ -22,9 +22,9 @@ fn remote(server: &Running) -> RemoteGateway {
     RemoteGateway::new(RemoteConfig::new(server.base.clone(), SECRET)).unwrap()
 }
 
-fn limited(guesses_per_room: u64) -> GatewayConfig {
+fn limited(guesses_per_room_ip: u64) -> GatewayConfig {
     GatewayConfig {
-        max_password_guesses_per_room: guesses_per_room,
+        max_password_guesses_per_room_ip: guesses_per_room_ip,
         ..gateway_config()
     }
 }
@@ -126,6 +126,7 @@ async fn remote_creation_returns_the_stored_room() {
                 key_encoded: "k".into(),
                 ..Default::default()
             }),
+            client_ip: Some(ip()),
         })
         .await
         .unwrap();
@@ -221,6 +222,27 @@ async fn the_client_ip_travels_to_the_per_ip_guess_limit() {
         remote.check_password(&room.id, &pw('a'), other).await,
         Ok(())
     );
+}
+
+#[tokio::test]
+async fn the_client_ip_travels_to_the_creation_budget() {
+    let g = gateway(GatewayConfig {
+        room_creations_per_minute: 1,
+        ..gateway_config()
+    });
+    let server = start_internal(g.clone()).await;
+    let remote = remote(&server);
+    let from = |ip: IpAddr| CreateRoomRequest {
+        client_ip: Some(ip),
+        ..Default::default()
+    };
+    assert!(remote.create_room(from(ip())).await.is_ok());
+    assert_eq!(
+        remote.create_room(from(ip())).await.unwrap_err(),
+        texts::RATE_LIMITED
+    );
+    let other: IpAddr = "2001:db8::5".parse().unwrap();
+    assert!(remote.create_room(from(other)).await.is_ok());
 }
 
 #[tokio::test]

@@ -307,13 +307,14 @@ def test_ingress_routes_ws_to_relays_and_the_rest_to_the_gateway():
         assert int(ann[f"nginx.ingress.kubernetes.io/{key}"]) > ping_s
     assert ing["spec"]["tls"][0]["secretName"] == "chat-example-com-tls"
     assert ing["spec"]["ingressClassName"] == "nginx"
-    assert r.resolve_env("relay")["ARTHAS_TRUST_FORWARDED_FOR"] == "true"
+    assert r.resolve_env("relay")["ARTHAS_TRUSTED_PROXIES"] == "10.244.0.0/16"
+    assert r.resolve_env("gateway")["ARTHAS_TRUSTED_PROXIES"] == "10.244.0.0/16"
     assert "WARNING" not in r.notes
 
 
 def test_notes_warn_about_forwarded_for_behind_an_ingress():
     r = render("ingress-untrusted", {"ingress": {"enabled": True}})
-    assert "edge.trustForwardedFor is false" in r.notes
+    assert "edge.trustedProxies is empty" in r.notes
     assert "edge.allowedOrigins is empty" in r.notes
 
 

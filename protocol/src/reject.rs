@@ -130,6 +130,12 @@ pub mod texts {
         Reject::new(ErrorCode::MatchDisabled, "random match is disabled");
     pub const HUB_FULL: Reject =
         Reject::new(ErrorCode::HubFull, "hub is full, room created as private");
+    /// Our extension: the creator's public listings per hour are spent (the
+    /// room is created, private).
+    pub const LISTING_RATE_LIMITED: Reject = Reject::new(
+        ErrorCode::RateLimited,
+        "too many public rooms, room created as private",
+    );
     pub const KEY_REQUIRED: Reject = Reject::new(
         ErrorCode::InvalidListing,
         "keyEncoded is required for public rooms",

@@ -12,8 +12,9 @@ pub struct RelayConfig {
     /// Allowed `Origin` values for the WebSocket upgrade, raw comma list
     /// (empty: every origin, including none, is allowed).
     pub allowed_origins: String,
-    /// Take the client IP from X-Forwarded-For / X-Real-IP (behind a proxy).
-    pub trust_forwarded_for: bool,
+    /// Proxies whose X-Forwarded-For entries are believed (none: the TCP
+    /// peer is the client).
+    pub trusted_proxies: edge::TrustedProxies,
     /// Largest inbound message; larger ones close the connection with 1009.
     pub max_message_bytes: usize,
     /// A message whose first byte arrived must be complete within this
@@ -47,6 +48,14 @@ pub struct RelayConfig {
     pub drain_window: Duration,
     /// Most open WebSocket connections on this node; more get HTTP 503.
     pub max_connections: usize,
+    /// Most open WebSocket connections per client key (IPv4 address, IPv6
+    /// /64) on this node; more get HTTP 429.
+    pub max_connections_per_ip: usize,
+    /// WebSocket handshakes per client key per second (as many at once);
+    /// more get HTTP 429.
+    pub handshakes_per_ip_per_sec: u64,
+    /// The per-connection budgets of client messages beyond chat.
+    pub budgets: MessageBudgets,
     /// How often this node heartbeats and sweeps dead nodes.
     pub heartbeat_interval: Duration,
     /// A node whose heartbeat is older than this is dead: its members are
@@ -63,7 +72,7 @@ impl Default for RelayConfig {
         RelayConfig {
             node_id: "local".into(),
             allowed_origins: String::new(),
-            trust_forwarded_for: false,
+            trusted_proxies: edge::TrustedProxies::none(),
             max_message_bytes: 102_400,
             message_timeout: Duration::from_secs(30),
             http: gateway::server::HttpLimits::default(),
@@ -80,8 +89,43 @@ impl Default for RelayConfig {
             file_transfer_stale: Duration::from_secs(90),
             drain_window: Duration::ZERO,
             max_connections: 19_000,
+            max_connections_per_ip: 100,
+            handshakes_per_ip_per_sec: 20,
+            budgets: MessageBudgets::default(),
             heartbeat_interval: Duration::from_secs(3),
             heartbeat_ttl: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Per-connection budgets of the client messages the reference never
+/// limited (PROTOCOL.md §0): each a sustained rate whose whole allowance may
+/// be spent at once, far above what a normal client sends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageBudgets {
+    /// SendReaction per minute (E004 beyond).
+    pub reactions_per_minute: u64,
+    /// Typing per minute (E004 beyond).
+    pub typing_per_minute: u64,
+    /// CreateRoom and JoinRoom per minute (E004 beyond); a leave needs a
+    /// join before it, so it is not counted.
+    pub room_changes_per_minute: u64,
+    /// File frames (meta, chunk, complete, cancel, ack), bytes per second
+    /// sustained; beyond it the relay stops reading the connection until
+    /// the rate allows (TCP back-pressure).
+    pub file_bytes_per_sec: u64,
+    /// File bytes that may arrive at once before pacing starts.
+    pub file_burst_bytes: u64,
+}
+
+impl Default for MessageBudgets {
+    fn default() -> Self {
+        MessageBudgets {
+            reactions_per_minute: 120,
+            typing_per_minute: 120,
+            room_changes_per_minute: 60,
+            file_bytes_per_sec: 4 * 1024 * 1024,
+            file_burst_bytes: 8 * 1024 * 1024,
         }
     }
 }

@@ -2,6 +2,10 @@
 //! local room index and fans messages out through the bus.
 //!
 //! - [`server`]: HTTP front, `/ws` upgrade, origin policy;
+//! - [`admission`]: connections and handshakes per client address;
+//! - [`budget`]: rate budgets (GCRA in 8 bytes);
+//! - [`message_budgets`]: per-connection budgets of reactions, typing, room
+//!   changes and file bytes;
 //! - [`connection`]: one socket's task (read, write, ping, deadlines);
 //! - [`websocket`]: RFC 6455 framing;
 //! - [`session`]: the protocol state machine of one connection;
@@ -20,10 +24,13 @@
 //! process or remote.
 
 pub mod admin;
+pub mod admission;
+pub mod budget;
 pub mod config;
 pub mod connection;
 pub mod expiry;
 pub mod hub;
+pub mod message_budgets;
 pub mod metrics;
 pub mod outbox;
 pub mod presence;
@@ -41,7 +48,7 @@ use store::{Bus, BusSink, RoomStore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use config::{OriginPolicy, RelayConfig};
+pub use config::{MessageBudgets, OriginPolicy, RelayConfig};
 use hub::{Hub, HubSink};
 use metrics::Metrics;
 
@@ -54,6 +61,10 @@ pub struct Relay {
     pub authority: Arc<dyn Authority>,
     pub hub: Arc<Hub>,
     pub metrics: Metrics,
+    /// Connections and handshakes per client address.
+    pub admission: Arc<admission::Admission>,
+    /// The message budgets' rates, from `config.budgets`.
+    pub rates: message_budgets::Rates,
     /// Cancelled when the node shuts down or drains.
     pub shutdown: CancellationToken,
     /// Every connection task, so shutdown can wait for them.
@@ -106,6 +117,11 @@ impl RelayBuilder {
             .set(config.max_connections as i64);
         Arc::new(Relay {
             origins: OriginPolicy::parse(&config.allowed_origins),
+            admission: Arc::new(admission::Admission::new(
+                config.max_connections_per_ip,
+                config.handshakes_per_ip_per_sec,
+            )),
+            rates: message_budgets::Rates::new(&config.budgets),
             config,
             store,
             bus,

@@ -29,7 +29,8 @@ pub struct Metrics {
     pub local_rooms: IntGauge,
     /// The configured `--max-connections` (for ratio alerts).
     pub max_connections: IntGauge,
-    /// WebSocket upgrades refused, by reason (limit, draining, origin).
+    /// WebSocket upgrades refused, by reason (limit, draining, origin,
+    /// ip_limit, handshake_rate).
     pub connections_rejected: IntCounterVec,
     /// 1 while the bus (Redis pub/sub) is connected.
     pub bus_up: IntGauge,

@@ -1,7 +1,8 @@
 //! The HTTP front: accepts TCP connections, serves HTTP/1.1 with hyper,
-//! upgrades `GET /ws` to a WebSocket (origin allow-list, connection limit)
-//! and hands every other request to an [`HttpFallback`] (the gateway's
-//! routes in the all-in-one binary, `/ping` and the web client on a relay).
+//! upgrades `GET /ws` to a WebSocket (origin allow-list, connection limit,
+//! per-client connection and handshake limits: [`crate::admission`]) and
+//! hands every other request to an [`HttpFallback`] (the gateway's routes in
+//! the all-in-one binary, `/ping` and the web client on a relay).
 //!
 //! Hostile clients are bounded here before a connection costs anything:
 //! the request head must arrive within the header read timeout and fit
@@ -24,11 +25,13 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::admission::Refusal;
 use crate::connection::Application;
 use crate::hub::Peer;
 use crate::session::Session;
 use crate::slot::ConnectionSlot;
 use crate::Relay;
+use edge::ClientKey;
 
 /// The response body type of every route.
 pub type Body = Full<Bytes>;
@@ -103,12 +106,14 @@ async fn route(
     fallback: Arc<dyn HttpFallback>,
 ) -> Response<Body> {
     if request.uri().path() == "/ws" {
-        let ip = client_ip(&request, peer, relay.config.trust_forwarded_for);
+        let ip = edge::client_ip(request.headers(), peer.ip(), &relay.config.trusted_proxies);
         #[cfg(feature = "testing")]
         if relay.faults.echoes() {
-            return upgrade(request, relay, |_, peer| crate::testing::Echo::new(peer));
+            return upgrade(request, ip, relay, |_, peer| {
+                crate::testing::Echo::new(peer)
+            });
         }
-        upgrade(request, relay, move |relay, peer| {
+        upgrade(request, ip, relay, move |relay, peer| {
             Session::new(relay, peer, ip)
         })
     } else {
@@ -119,27 +124,14 @@ async fn route(
     }
 }
 
-/// The client's IP: the TCP peer, or with `trust_forwarded_for` the first
-/// X-Forwarded-For entry, else X-Real-IP (the reference's rule).
-pub fn client_ip<B>(request: &Request<B>, peer: SocketAddr, trust_forwarded_for: bool) -> IpAddr {
-    if trust_forwarded_for {
-        let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok());
-        if let Some(ip) = header("x-forwarded-for")
-            .and_then(|v| v.split(',').next())
-            .and_then(|v| v.trim().parse().ok())
-        {
-            return ip;
-        }
-        if let Some(ip) = header("x-real-ip").and_then(|v| v.trim().parse().ok()) {
-            return ip;
-        }
-    }
-    peer.ip()
-}
-
-/// Answers a WebSocket upgrade and spawns the connection's task, whose
-/// messages go to the application `make_app` builds.
-fn upgrade<A, F>(mut request: Request<Incoming>, relay: Arc<Relay>, make_app: F) -> Response<Body>
+/// Answers a WebSocket upgrade from client `ip` and spawns the connection's
+/// task, whose messages go to the application `make_app` builds.
+fn upgrade<A, F>(
+    mut request: Request<Incoming>,
+    ip: IpAddr,
+    relay: Arc<Relay>,
+    make_app: F,
+) -> Response<Body>
 where
     A: Application + 'static,
     F: FnOnce(Arc<Relay>, Arc<Peer>) -> A + Send + 'static,
@@ -168,7 +160,31 @@ where
             .inc();
         return text(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
     }
-    // Count first: the slot is taken before anything else is spent.
+    // Count first: the client's share, then a slot, before anything else
+    // is spent.
+    let admitted = match relay.admission.admit(ClientKey::of(ip)) {
+        Ok(admitted) => admitted,
+        Err(refusal) => {
+            let (label, retry_after, body) = match refusal {
+                Refusal::Handshakes(wait) => (
+                    "handshake_rate",
+                    wait.as_secs().saturating_add(1).min(60),
+                    "too many connection attempts from your address",
+                ),
+                Refusal::Connections => ("ip_limit", 60, "too many connections from your address"),
+            };
+            relay
+                .metrics
+                .connections_rejected
+                .with_label_values(&[label])
+                .inc();
+            let mut response = text(StatusCode::TOO_MANY_REQUESTS, body);
+            response
+                .headers_mut()
+                .insert(hyper::header::RETRY_AFTER, retry_after.into());
+            return response;
+        }
+    };
     let Some(mut slot) = ConnectionSlot::try_acquire(&relay) else {
         relay
             .metrics
@@ -185,6 +201,8 @@ where
     // A panic in this task drops its state: the slot (counting it) and the
     // session give back what they hold.
     tracker.spawn(async move {
+        // The client's slot is held for the connection's life.
+        let _admitted = admitted;
         let websocket = match upgrade.await {
             Ok(ws) => ws,
             Err(e) => {

@@ -35,6 +35,7 @@ use tracing::Instrument as _;
 
 use crate::connection::Application;
 use crate::hub::{LocalMember, LocalRoom, Peer};
+use crate::message_budgets::{ConnectionBudgets, Kind, Verdict};
 use crate::websocket::close_code;
 use crate::Relay;
 
@@ -46,7 +47,7 @@ pub struct Session {
     relay: Arc<Relay>,
     /// The shared half: outbound queue and file-transfer state.
     peer: Arc<Peer>,
-    /// The client's address (password guess limits).
+    /// The client's address (password guess and creation limits).
     ip: IpAddr,
     /// This member's id (re-rolled if taken in the room it joins).
     id: MemberId,
@@ -60,6 +61,8 @@ pub struct Session {
     /// This session runs the disconnect of one that was dropped: if it is
     /// dropped in turn (the runtime shuts down), it spawns nothing more.
     orphan: bool,
+    /// The budgets of the other client messages.
+    budgets: ConnectionBudgets,
 }
 
 fn random_member_id() -> MemberId {
@@ -78,6 +81,7 @@ impl Session {
             room: None,
             chat_times: VecDeque::new(),
             orphan: false,
+            budgets: ConnectionBudgets::default(),
         }
     }
 
@@ -133,6 +137,13 @@ impl Session {
             .frames_in
             .with_label_values(&[type_label(message_type)])
             .inc();
+        if let Some(kind) = budget_kind(message_type, frame.len()) {
+            match self.budgets.spend(&self.relay.rates, kind) {
+                Verdict::Go => {}
+                Verdict::PauseThenGo(pause) => tokio::time::sleep(pause).await,
+                Verdict::Refuse => return self.reject(&texts::RATE_LIMITED),
+            }
+        }
         let data = &envelope.data;
         let result = match message_type {
             MessageType::CreateRoom => self.create_room(data).await,
@@ -175,6 +186,7 @@ impl Session {
             return Err(texts::ALREADY_IN_ROOM);
         }
         let request = CreateRoom::parse(data)?;
+        self.spend_room_change()?;
         let listing = request.public.then(|| ListingRequest {
             title: request.title.to_owned(),
             description: request.description.to_owned(),
@@ -189,6 +201,7 @@ impl Session {
                 ephemeral: request.ephemeral,
                 expiry_secs: request.expiry,
                 listing,
+                client_ip: Some(self.ip),
             })
             .await?;
         let room_id = created.room.id.clone();
@@ -222,6 +235,7 @@ impl Session {
             return Err(texts::ALREADY_IN_ROOM);
         }
         let request = JoinRoom::parse(data)?;
+        self.spend_room_change()?;
         if !client::is_room_id(request.room_id) {
             return Err(texts::ROOM_NOT_FOUND);
         }
@@ -251,6 +265,15 @@ impl Session {
         let _ = self.to_others(&room, member_joined).await;
         tracing::info!(room = %room_id, member = %self.id, "member joined");
         Ok(())
+    }
+
+    /// Spends one room change (a well-formed CreateRoom or JoinRoom), before
+    /// any store or gateway work.
+    fn spend_room_change(&mut self) -> Result<(), Reject> {
+        match self.budgets.spend(&self.relay.rates, Kind::RoomChange) {
+            Verdict::Go => Ok(()),
+            Verdict::PauseThenGo(_) | Verdict::Refuse => Err(texts::RATE_LIMITED),
+        }
     }
 
     /// Adds this member to the room record, checking the password through
@@ -620,6 +643,7 @@ impl Drop for Session {
             room: Some(room),
             chat_times: VecDeque::new(),
             orphan: true,
+            budgets: ConnectionBudgets::default(),
         };
         self.relay
             .tasks
@@ -645,6 +669,27 @@ pub(crate) async fn publish(
             tracing::warn!(room = %room.id, error = %e, "publish failed");
             texts::UNAVAILABLE
         })
+}
+
+/// The budget a client message spends, if any (`frame_len`: its size).
+fn budget_kind(t: MessageType, frame_len: usize) -> Option<Kind> {
+    match t {
+        MessageType::Typing => Some(Kind::Typing),
+        MessageType::SendReaction => Some(Kind::Reaction),
+        MessageType::SendFileMeta
+        | MessageType::SendFileChunk
+        | MessageType::SendFileComplete
+        | MessageType::SendFileCancel
+        | MessageType::SendFileAck => Some(Kind::File(frame_len)),
+        // Room changes are counted once parsed (spend_room_change).
+        MessageType::CreateRoom
+        | MessageType::JoinRoom
+        | MessageType::SendMessage
+        | MessageType::LeaveRoom
+        | MessageType::Pong
+        | MessageType::Match(_)
+        | MessageType::Unknown(_) => None,
+    }
 }
 
 fn type_label(t: MessageType) -> &'static str {

@@ -118,6 +118,7 @@ async fn run(config: Config) -> Result<(), String> {
         InternalConfig {
             secret: config.internal_secret.clone(),
             max_body_bytes: config.gateway.max_body_bytes,
+            body_read_timeout: config.gateway.body_read_timeout(),
         },
     ));
     let public_listener = TcpListener::bind(config.listen)

@@ -3,14 +3,17 @@
 //! The relay and the gateway talk to two traits and nothing else:
 //!
 //! - [`RoomStore`]: room records, members (presence), public listings, and
-//!   fixed-window counters for rate limits. Every operation that must be
-//!   atomic across nodes (create, join, leave) is one call.
+//!   fixed-window counters for rate limits: plain counters, budgets that
+//!   refuse without counting, and password guesses counted on a room
+//!   atomically with its existence. Every operation that must be atomic
+//!   across nodes (create, join, leave, a guess) is one call.
 //! - [`Bus`]: one channel per room. A relay subscribes to the rooms where it
 //!   has local members and publishes each accepted message once; every
 //!   subscribed relay (the publisher included) gets it once, in the room's
 //!   order, through its [`BusSink`].
 //!
-//! Engines: [`memory`] (one process; `cargo run` and unit tests) and, behind
+//! Engines: [`memory`] (one process; `cargo run` and unit tests; its
+//! counters live in [`window`] tables) and, behind
 //! the same traits, [`redis`] (standalone Redis or a Redis Cluster).
 //! [`testing`] (feature `test-support`) starts real Redis servers for tests.
 
@@ -20,11 +23,12 @@ pub mod redis;
 pub mod room;
 #[cfg(feature = "test-support")]
 pub mod testing;
+pub mod window;
 
 pub use bus::{Bus, BusError, BusMessage, BusSink, Target};
 pub use room::{
-    Departure, JoinError, Joined, Left, Listing, ListingView, MemberRecord, NewRoom, RoomRecord,
-    RoomStore, StoreError,
+    Departure, JoinError, Joined, Left, Listing, ListingView, MemberRecord, NewRoom, RoomGuess,
+    RoomRecord, RoomStore, StoreError,
 };
 
 /// Seconds since the Unix epoch (room timestamps).

@@ -15,9 +15,10 @@ use protocol::member::MemberId;
 
 use crate::bus::{Bus, BusError, BusMessage, BusSink};
 use crate::room::{
-    Departure, JoinError, Joined, Left, Listing, ListingView, MemberRecord, NewRoom, RoomRecord,
-    RoomStore, StoreError,
+    Departure, JoinError, Joined, Left, Listing, ListingView, MemberRecord, NewRoom, RoomGuess,
+    RoomRecord, RoomStore, StoreError,
 };
+use crate::window::{CounterTable, Window};
 
 /// Most chat messages remembered per listed room for the 5-minute count.
 pub const MAX_ACTIVITY_PER_ROOM: usize = 10_000;
@@ -27,9 +28,12 @@ const ACTIVITY_WINDOW_MS: i64 = 5 * 60 * 1000;
 /// Limits of the in-memory engine.
 #[derive(Debug, Clone)]
 pub struct MemoryLimits {
-    /// Most fixed-window counters kept (rate limits per IP, per room); the
-    /// oldest window is evicted beyond it.
+    /// Most fixed-window counters kept (rate limits and budgets per client
+    /// address); beyond it the lowest counts are evicted ([`CounterTable`]).
     pub max_counters: usize,
+    /// Most clients whose password guesses are counted per room (the lowest
+    /// counts are evicted beyond it).
+    pub max_guessers_per_room: usize,
     /// Most single-use tokens remembered.
     pub max_claims: usize,
 }
@@ -37,7 +41,8 @@ pub struct MemoryLimits {
 impl Default for MemoryLimits {
     fn default() -> Self {
         MemoryLimits {
-            max_counters: 10_000,
+            max_counters: 100_000,
+            max_guessers_per_room: 4_096,
             max_claims: 100_000,
         }
     }
@@ -49,6 +54,18 @@ struct RoomEntry {
     members: Vec<MemberRecord>,
     /// An unjoined room vanishes at this instant (None once someone joined).
     unjoined_deadline: Option<Instant>,
+    /// Password guesses on the room; made at the first guess of a password
+    /// room, gone with the room.
+    guesses: Option<Box<RoomGuesses>>,
+}
+
+/// A password room's guess counters (wrong guesses and guesses being
+/// verified, in the current window).
+struct RoomGuesses {
+    /// Every client's together.
+    room: Window,
+    /// Per client key.
+    clients: CounterTable,
 }
 
 struct ListingEntry {
@@ -57,12 +74,11 @@ struct ListingEntry {
     activity: std::collections::VecDeque<i64>,
 }
 
-#[derive(Default)]
 struct State {
     rooms: HashMap<String, RoomEntry>,
     listings: HashMap<String, ListingEntry>,
-    /// key -> (window start, count)
-    counters: HashMap<String, (Instant, u64)>,
+    /// Rate limits and budgets by key.
+    counters: CounterTable,
     /// key -> expiry
     claims: HashMap<String, Instant>,
 }
@@ -103,7 +119,12 @@ impl MemoryEngine {
     /// An empty engine.
     pub fn new(limits: MemoryLimits) -> Arc<MemoryEngine> {
         Arc::new(MemoryEngine {
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State {
+                rooms: HashMap::new(),
+                listings: HashMap::new(),
+                counters: CounterTable::new(limits.max_counters),
+                claims: HashMap::new(),
+            }),
             limits,
             sink: OnceLock::new(),
             publish_order: Mutex::new(()),
@@ -139,6 +160,7 @@ impl RoomStore for MemoryEngine {
                 record: room.record,
                 members: Vec::new(),
                 unjoined_deadline: Some(Instant::now() + room.unjoined_ttl),
+                guesses: None,
             },
         );
         Ok(true)
@@ -265,29 +287,74 @@ impl RoomStore for MemoryEngine {
     }
 
     async fn hit(&self, key: &str, n: u64, window: Duration) -> Result<u64, StoreError> {
+        Ok(self.state().counters.hit(key, n, window, Instant::now()))
+    }
+
+    async fn take(&self, key: &str, limit: u64, window: Duration) -> Result<bool, StoreError> {
+        Ok(self
+            .state()
+            .counters
+            .take(key, limit, window, Instant::now()))
+    }
+
+    async fn give_back(&self, key: &str) -> Result<(), StoreError> {
+        self.state().counters.give_back(key, Instant::now());
+        Ok(())
+    }
+
+    async fn reserve_guess(
+        &self,
+        room_id: &str,
+        client: &str,
+        client_limit: u64,
+        window: Duration,
+    ) -> Result<RoomGuess, StoreError> {
+        let now = Instant::now();
+        let max_guessers = self.limits.max_guessers_per_room;
+        let mut state = self.state();
+        let Some(room) = state.rooms.get_mut(room_id) else {
+            return Ok(RoomGuess::NotFound);
+        };
+        if !room.record.has_password() {
+            return Ok(RoomGuess::Open);
+        }
+        let guesses = room.guesses.get_or_insert_with(|| {
+            Box::new(RoomGuesses {
+                room: Window::new(now, window),
+                clients: CounterTable::new(max_guessers),
+            })
+        });
+        if !guesses.clients.take(client, client_limit, window, now) {
+            return Ok(RoomGuess::Refused);
+        }
+        let room_guesses = guesses.room.current(now, window);
+        *room_guesses = room_guesses.saturating_add(1);
+        Ok(RoomGuess::Reserved {
+            room_guesses: *room_guesses,
+            password_hash: room.record.password_hash.clone(),
+        })
+    }
+
+    async fn release_guess(&self, room_id: &str, client: &str) -> Result<(), StoreError> {
         let now = Instant::now();
         let mut state = self.state();
-        if !state.counters.contains_key(key) && state.counters.len() >= self.limits.max_counters {
-            state
-                .counters
-                .retain(|_, (start, _)| now.duration_since(*start) < window);
-            if state.counters.len() >= self.limits.max_counters {
-                let oldest = state
-                    .counters
-                    .iter()
-                    .min_by_key(|(_, (start, _))| *start)
-                    .map(|(k, _)| k.clone());
-                if let Some(oldest) = oldest {
-                    state.counters.remove(&oldest);
-                }
-            }
+        let guesses = state
+            .rooms
+            .get_mut(room_id)
+            .and_then(|room| room.guesses.as_mut());
+        if let Some(guesses) = guesses {
+            guesses.clients.give_back(client, now);
+            guesses.room.take_back(now);
         }
-        let entry = state.counters.entry(key.to_owned()).or_insert((now, 0));
-        if now.duration_since(entry.0) >= window {
-            *entry = (now, 0);
-        }
-        entry.1 += n;
-        Ok(entry.1)
+        Ok(())
+    }
+
+    async fn member_count(&self, room_id: &str) -> Result<Option<u32>, StoreError> {
+        Ok(self
+            .state()
+            .rooms
+            .get(room_id)
+            .map(|room| u32::try_from(room.members.len()).unwrap_or(u32::MAX)))
     }
 
     async fn claim_once(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {

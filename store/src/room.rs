@@ -131,6 +131,27 @@ pub struct ListingView {
     pub message_count_5min: u32,
 }
 
+/// What became of a password guess counted on a room
+/// ([`RoomStore::reserve_guess`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoomGuess {
+    /// No such room: nothing was counted.
+    NotFound,
+    /// The room has no password: nothing was counted.
+    Open,
+    /// The client has `limit` guesses on the room in the window already:
+    /// nothing was counted.
+    Refused,
+    /// Counted against the room and the client: verify it now, then
+    /// [`RoomStore::release_guess`] unless it was wrong.
+    Reserved {
+        /// The room's argon2id PHC string.
+        password_hash: String,
+        /// The room's guesses in the window, this one included.
+        room_guesses: u64,
+    },
+}
+
 /// Room records, presence, listings and counters.
 ///
 /// Guarantees every engine keeps:
@@ -179,6 +200,35 @@ pub trait RoomStore: Send + Sync + 'static {
     /// Adds `n` to a fixed-window counter and returns its value in the
     /// current window (`n = 0` reads it).
     async fn hit(&self, key: &str, n: u64, window: Duration) -> Result<u64, StoreError>;
+
+    /// Takes one from a fixed-window budget: `true` (and counted) while
+    /// `key` has had fewer than `limit` in its window, else `false` and
+    /// nothing counted. Atomic, so concurrent callers never overspend.
+    async fn take(&self, key: &str, limit: u64, window: Duration) -> Result<bool, StoreError>;
+
+    /// Gives back one [`take`](RoomStore::take)n from `key` (never below zero).
+    async fn give_back(&self, key: &str) -> Result<(), StoreError>;
+
+    /// Counts a password guess by `client` (a client key) on `room_id`
+    /// before it is verified, atomically with the room's existence: no
+    /// counter is made for a room that does not exist or has no password,
+    /// and a client with `client_limit` guesses on the room in the `window`
+    /// is refused without counting. The room's guesses are counted but never
+    /// refused here (the caller decides how to slow them down).
+    async fn reserve_guess(
+        &self,
+        room_id: &str,
+        client: &str,
+        client_limit: u64,
+        window: Duration,
+    ) -> Result<RoomGuess, StoreError>;
+
+    /// Takes back a guess counted by [`reserve_guess`](RoomStore::reserve_guess)
+    /// (it was right, or never verified).
+    async fn release_guess(&self, room_id: &str, client: &str) -> Result<(), StoreError>;
+
+    /// Members of a room now (`None`: no such room).
+    async fn member_count(&self, room_id: &str) -> Result<Option<u32>, StoreError>;
 
     /// Atomically claims a single-use token (tickets); false if used before.
     async fn claim_once(&self, key: &str, ttl: Duration) -> Result<bool, StoreError>;

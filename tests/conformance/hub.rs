@@ -652,23 +652,44 @@ async fn forwarded_for_is_ignored_unless_trusted() {
     );
 }
 
+/// Behind a trusted proxy that appends to X-Forwarded-For (the test client plays the proxy on
+/// 127.0.0.1), the client is the rightmost entry: whatever a client forged to its left is
+/// ignored, so forging cannot buy a fresh budget.
 #[tokio::test]
-async fn trusted_forwarded_for_limits_each_client_ip() {
+async fn forged_forwarded_for_entries_are_ignored_behind_a_trusted_proxy() {
     let env = Env::start_with(
         Opts::new()
             .flag("--hub-requests-per-minute", 2)
+            .flag("--trusted-proxies", "127.0.0.1/32"),
+    )
+    .await;
+    let url = format!("{}/api/hub", env.http_url(0));
+    for forged in ["10.9.9.1", "10.9.9.2"] {
+        let chain = format!("{forged}, 10.0.0.1");
+        let resp = http::request("GET", &url, &[("X-Forwarded-For", chain.as_str())]).await;
+        assert_eq!(resp.status, 200);
+    }
+    let resp = http::request("GET", &url, &[("X-Forwarded-For", "10.9.9.3, 10.0.0.1")]).await;
+    assert_eq!(resp.status, 429, "a new forged entry is no new client");
+    let resp = http::request("GET", &url, &[("X-Forwarded-For", "10.0.0.2")]).await;
+    assert_eq!(resp.status, 200, "another client IP has its own budget");
+}
+
+/// The deprecated `--trust-forwarded-for` trusts the TCP peer as exactly one proxy hop: the
+/// rightmost entry is the client.
+#[tokio::test]
+async fn deprecated_trust_forwarded_for_trusts_one_hop() {
+    let env = Env::start_with(
+        Opts::new()
+            .flag("--hub-requests-per-minute", 1)
             .switch("--trust-forwarded-for"),
     )
     .await;
     let url = format!("{}/api/hub", env.http_url(0));
-    for _ in 0..2 {
-        let resp = http::request("GET", &url, &[("X-Forwarded-For", "10.0.0.1, 10.9.9.9")]).await;
-        assert_eq!(resp.status, 200);
-    }
-    let resp = http::request("GET", &url, &[("X-Forwarded-For", "10.0.0.1")]).await;
+    let resp = http::request("GET", &url, &[("X-Forwarded-For", "10.9.9.1, 10.0.0.1")]).await;
+    assert_eq!(resp.status, 200);
+    let resp = http::request("GET", &url, &[("X-Forwarded-For", "10.9.9.2, 10.0.0.1")]).await;
     assert_eq!(resp.status, 429);
-    let resp = http::request("GET", &url, &[("X-Forwarded-For", "10.0.0.2")]).await;
-    assert_eq!(resp.status, 200, "another client IP has its own budget");
 }
 
 #[tokio::test]

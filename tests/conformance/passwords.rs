@@ -150,8 +150,8 @@ async fn password_is_checked_before_capacity() {
 }
 
 #[tokio::test]
-async fn wrong_guesses_beyond_the_room_limit_get_e004() {
-    let env = Env::start_with(Opts::new().flag("--max-password-guesses-per-room", 3)).await;
+async fn wrong_guesses_beyond_the_room_ip_limit_get_e004() {
+    let env = Env::start_with(Opts::new().flag("--max-password-guesses-per-room-ip", 3)).await;
     let hash = password_hash("right");
     let [mut a, mut b] = open_room_with::<2>(&env, password_room("m0", &hash), &hash).await;
     let mut c = Client::connect(&env.ws_url(2)).await;
@@ -174,8 +174,8 @@ async fn wrong_guesses_beyond_the_room_limit_get_e004() {
 }
 
 #[tokio::test]
-async fn room_guess_limit_counts_guesses_from_every_connection() {
-    let env = Env::start_with(Opts::new().flag("--max-password-guesses-per-room", 2)).await;
+async fn room_ip_guess_limit_counts_guesses_from_every_connection() {
+    let env = Env::start_with(Opts::new().flag("--max-password-guesses-per-room-ip", 2)).await;
     let hash = password_hash("right");
     let (a, _, _) = create_room_with(&env, 0, password_room("a", &hash)).await;
     for node in 0..2 {
@@ -197,10 +197,10 @@ async fn room_guess_limit_counts_guesses_from_every_connection() {
 }
 
 #[tokio::test]
-async fn room_guess_limit_does_not_affect_other_rooms() {
+async fn room_ip_guess_limit_does_not_affect_other_rooms() {
     let env = Env::start_with(
         Opts::new()
-            .flag("--max-password-guesses-per-room", 1)
+            .flag("--max-password-guesses-per-room-ip", 1)
             .flag("--max-password-guesses-per-ip", 100),
     )
     .await;
@@ -230,7 +230,7 @@ async fn room_guess_limit_does_not_affect_other_rooms() {
 async fn wrong_guesses_beyond_the_ip_limit_get_e004() {
     let env = Env::start_with(
         Opts::new()
-            .flag("--max-password-guesses-per-room", 100)
+            .flag("--max-password-guesses-per-room-ip", 100)
             .flag("--max-password-guesses-per-ip", 2),
     )
     .await;
@@ -263,6 +263,7 @@ async fn rooms_without_password_are_never_guess_limited() {
     let env = Env::start_with(
         Opts::new()
             .flag("--max-password-guesses-per-room", 1)
+            .flag("--max-password-guesses-per-room-ip", 1)
             .flag("--max-password-guesses-per-ip", 1),
     )
     .await;
@@ -275,10 +276,11 @@ async fn rooms_without_password_are_never_guess_limited() {
     }
 }
 
-/// Connects to node 0 as if from `ip` (X-Forwarded-For).
+/// Connects to node 0 through a proxy that appends `ip` to X-Forwarded-For (the client itself
+/// forged `6.6.6.6`).
 async fn connect_from(env: &Env, ip: &str) -> Client {
     let opts = crate::support::ConnectOpts {
-        headers: vec![("X-Forwarded-For".to_string(), ip.to_string())],
+        headers: vec![("X-Forwarded-For".to_string(), format!("6.6.6.6, {ip}"))],
         ..Default::default()
     };
     Client::connect_opts(&env.ws_url(0), &opts)
@@ -287,12 +289,11 @@ async fn connect_from(env: &Env, ip: &str) -> Client {
 }
 
 #[tokio::test]
-async fn ip_guess_limit_uses_forwarded_for_when_trusted() {
+async fn ip_guess_limit_uses_forwarded_for_behind_a_trusted_proxy() {
     let env = Env::start_with(
         Opts::new()
-            .flag("--max-password-guesses-per-room", 100)
             .flag("--max-password-guesses-per-ip", 1)
-            .switch("--trust-forwarded-for"),
+            .flag("--trusted-proxies", "127.0.0.0/8"),
     )
     .await;
     let (a, _, _) = create_room_with(&env, 0, password_room("a", &password_hash("right"))).await;
@@ -320,12 +321,7 @@ async fn ip_guess_limit_uses_forwarded_for_when_trusted() {
 
 #[tokio::test]
 async fn ip_guess_limit_ignores_forwarded_for_unless_trusted() {
-    let env = Env::start_with(
-        Opts::new()
-            .flag("--max-password-guesses-per-room", 100)
-            .flag("--max-password-guesses-per-ip", 1),
-    )
-    .await;
+    let env = Env::start_with(Opts::new().flag("--max-password-guesses-per-ip", 1)).await;
     let (a, _, _) = create_room_with(&env, 0, password_room("a", &password_hash("right"))).await;
     let mut x = connect_from(&env, "10.0.0.1").await;
     x.send(

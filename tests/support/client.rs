@@ -104,6 +104,9 @@ pub struct ConnectOpts {
     pub recv_buffer: Option<u32>,
     /// Extra request headers for the upgrade (e.g. X-Forwarded-For).
     pub headers: Vec<(String, String)>,
+    /// The local (source) address to connect from, e.g. another loopback address 127.0.0.x,
+    /// so one test can be several clients by IP.
+    pub local_ip: Option<std::net::IpAddr>,
 }
 
 impl Default for ConnectOpts {
@@ -113,6 +116,7 @@ impl Default for ConnectOpts {
             auto_pong: true,
             recv_buffer: None,
             headers: Vec::new(),
+            local_ip: None,
         }
     }
 }
@@ -174,6 +178,18 @@ impl Client {
             .unwrap_or_else(|e| panic!("cannot connect to {url}: {e:?}"))
     }
 
+    /// Connects from the loopback address `local_ip` (127.0.0.x: another client IP); panics
+    /// when the upgrade fails.
+    pub async fn connect_from(url: &str, local_ip: &str) -> Client {
+        let opts = ConnectOpts {
+            local_ip: Some(local_ip.parse().expect("an IP address")),
+            ..ConnectOpts::default()
+        };
+        Self::connect_opts(url, &opts)
+            .await
+            .unwrap_or_else(|e| panic!("cannot connect to {url} from {local_ip}: {e:?}"))
+    }
+
     /// Connects with an `Origin` header; panics when the upgrade fails.
     pub async fn connect_origin(url: &str, origin: &str) -> Client {
         let opts = ConnectOpts {
@@ -196,6 +212,11 @@ impl Client {
             socket
                 .set_recv_buffer_size(size)
                 .map_err(|e| ConnectError::Other(e.to_string()))?;
+        }
+        if let Some(ip) = opts.local_ip {
+            socket
+                .bind(std::net::SocketAddr::new(ip, 0))
+                .map_err(|e| ConnectError::Other(format!("bind {ip}: {e}")))?;
         }
         let stream = tokio::time::timeout(RECV_TIMEOUT, socket.connect(addr))
             .await

@@ -93,6 +93,8 @@ pub struct Opts {
     flags: Vec<(String, Option<String>)>,
     /// Extra environment variables (every process gets them).
     envs: Vec<(String, String)>,
+    /// Gateways in a cluster env (0 means 1); relay i calls gateway i % n.
+    gateways: usize,
 }
 
 impl Opts {
@@ -110,6 +112,13 @@ impl Opts {
     /// Adds a bare `--flag` (a boolean switch).
     pub fn switch(mut self, flag: &str) -> Self {
         self.flags.push((flag.to_string(), None));
+        self
+    }
+
+    /// Runs `n` gateway replicas over the same Redis in a cluster env; relay i calls gateway
+    /// `i % n`, and `Env::gateway_url(g)` is gateway g's public API.
+    pub fn gateways(mut self, n: usize) -> Self {
+        self.gateways = n;
         self
     }
 
@@ -554,6 +563,8 @@ pub struct Env {
     nodes: Vec<Server>,
     /// The gateway (cluster topologies).
     gateway: Option<Server>,
+    /// Further gateway replicas (`Opts::gateways`).
+    more_gateways: Vec<Server>,
     /// Redis (cluster topologies).
     redis: Option<Redis>,
     /// The internal secret shared by the gateway and the relays.
@@ -596,6 +607,7 @@ impl Env {
                 topology,
                 nodes: vec![Server::start(&opts).await],
                 gateway: None,
+                more_gateways: Vec::new(),
                 redis: None,
                 secret: String::new(),
                 gateway_internal: None,
@@ -620,30 +632,41 @@ impl Env {
         let mut last_error = String::new();
         // The gateway's internal port is picked before it starts, so the relays can be given
         // its URL and start at the same time; if someone takes the port meanwhile, retry.
+        let gateway_count = opts.gateways.max(1);
         for _attempt in 0..3 {
-            let internal = format!("127.0.0.1:{}", free_port());
-            let gateway = Env::spawn_gateway(&redis, &opts, &secret, &internal);
-            let relays: Vec<Starting> = (0..CLUSTER_RELAYS)
-                .map(|i| Env::spawn_relay(i, &redis, &opts, &secret, &internal))
+            let internals: Vec<String> = (0..gateway_count)
+                .map(|_| format!("127.0.0.1:{}", free_port()))
                 .collect();
-            let gateway = gateway.ready().await;
+            let gateways: Vec<Starting> = internals
+                .iter()
+                .map(|internal| Env::spawn_gateway(&redis, &opts, &secret, internal))
+                .collect();
+            let relays: Vec<Starting> = (0..CLUSTER_RELAYS)
+                .map(|i| Env::spawn_relay(i, &redis, &opts, &secret, &internals[i % gateway_count]))
+                .collect();
+            let mut started = Vec::new();
+            for gateway in gateways {
+                started.push(gateway.ready().await);
+            }
             let mut ready = Vec::new();
             for relay in relays {
                 ready.push(relay.ready().await);
             }
-            match gateway {
-                Ok(gateway) => {
+            match started.into_iter().collect::<Result<Vec<_>, _>>() {
+                Ok(mut gateways) => {
                     let nodes = ready
                         .into_iter()
                         .collect::<Result<Vec<_>, _>>()
                         .unwrap_or_else(|e| panic!("{e}"));
+                    let first = gateways.remove(0);
                     return Env {
                         topology,
                         nodes,
-                        gateway: Some(gateway),
+                        gateway: Some(first),
+                        more_gateways: gateways,
                         redis: Some(redis),
                         secret,
-                        gateway_internal: Some(internal),
+                        gateway_internal: Some(internals[0].clone()),
                         pooled,
                         tainted: Default::default(),
                     };
@@ -651,7 +674,7 @@ impl Env {
                 Err(e) => last_error = e,
             }
         }
-        panic!("the gateway did not start three times; last: {last_error}");
+        panic!("the gateways did not start three times; last: {last_error}");
     }
 
     fn spawn_gateway(redis: &Redis, opts: &Opts, secret: &str, internal: &str) -> Starting {
@@ -777,6 +800,23 @@ impl Env {
             .map(|a| format!("http://{a}"))
     }
 
+    /// The public API base URL of gateway replica `g` (cluster topologies; `Opts::gateways`).
+    pub fn gateway_url(&self, g: usize) -> Option<String> {
+        let all: Vec<&Server> = self
+            .gateway
+            .iter()
+            .chain(self.more_gateways.iter())
+            .collect();
+        all.get(g).map(|gw| format!("http://{}", gw.addr()))
+    }
+
+    /// `http://ADDR` of the gateway's internal API (cluster topologies).
+    pub fn gateway_internal_url(&self) -> Option<String> {
+        self.gateway_internal
+            .as_ref()
+            .map(|a| format!("http://{a}"))
+    }
+
     /// The gateway process (cluster topologies).
     pub fn gateway(&mut self) -> Option<&mut Server> {
         self.gateway.as_mut()
@@ -796,14 +836,23 @@ impl Env {
 
     /// Every process of ours: the nodes, then the gateway.
     pub fn processes(&self) -> Vec<&Server> {
-        self.nodes.iter().chain(self.gateway.iter()).collect()
+        self.nodes
+            .iter()
+            .chain(self.gateway.iter())
+            .chain(self.more_gateways.iter())
+            .collect()
     }
 
     /// SIGTERM to every process still running (relays first, then the gateway), waiting for
     /// each to exit; returns `(label, status)` for each. All logs are collected afterwards.
     pub async fn terminate_all(&mut self) -> Vec<(String, ExitStatus)> {
         let mut out = Vec::new();
-        for server in self.nodes.iter_mut().chain(self.gateway.iter_mut()) {
+        for server in self
+            .nodes
+            .iter_mut()
+            .chain(self.gateway.iter_mut())
+            .chain(self.more_gateways.iter_mut())
+        {
             if server.is_running() {
                 let status = server.terminate().await;
                 out.push((server.label().to_string(), status));
@@ -822,7 +871,12 @@ impl Drop for Env {
             // The test failed: show what each process logged (ARTHAS_LOG, default warn); with
             // ARTHAS_TEST_LOG_DIR set, the whole logs go to files there.
             let dir = std::env::var_os("ARTHAS_TEST_LOG_DIR");
-            for server in self.nodes.iter().chain(self.gateway.iter()) {
+            for server in self
+                .nodes
+                .iter()
+                .chain(self.gateway.iter())
+                .chain(self.more_gateways.iter())
+            {
                 let logs = server.stderr();
                 if let Some(dir) = &dir {
                     let file = std::path::Path::new(dir).join(format!(
@@ -848,6 +902,7 @@ impl Drop for Env {
         // Every process of ours is gone (killed and reaped) before Redis is reused or stopped.
         self.nodes.clear();
         self.gateway = None;
+        self.more_gateways.clear();
         if let Some(Redis::Cluster(cluster)) = self.redis.take() {
             if self.pooled && !self.tainted.get() && !std::thread::panicking() {
                 cluster_pool::checkin(cluster);

@@ -235,6 +235,27 @@ impl RoomStore for DownStore {
     async fn hit(&self, _key: &str, _n: u64, _window: Duration) -> Result<u64, StoreError> {
         Err(down())
     }
+    async fn take(&self, _key: &str, _limit: u64, _window: Duration) -> Result<bool, StoreError> {
+        Err(down())
+    }
+    async fn give_back(&self, _key: &str) -> Result<(), StoreError> {
+        Err(down())
+    }
+    async fn reserve_guess(
+        &self,
+        _room_id: &str,
+        _client: &str,
+        _client_limit: u64,
+        _window: Duration,
+    ) -> Result<store::RoomGuess, StoreError> {
+        Err(down())
+    }
+    async fn release_guess(&self, _room_id: &str, _client: &str) -> Result<(), StoreError> {
+        Err(down())
+    }
+    async fn member_count(&self, _room_id: &str) -> Result<Option<u32>, StoreError> {
+        Err(down())
+    }
     async fn claim_once(&self, _key: &str, _ttl: Duration) -> Result<bool, StoreError> {
         Err(down())
     }

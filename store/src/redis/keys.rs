@@ -31,6 +31,19 @@ pub fn activity(room_id: &str) -> String {
     format!("arthas:{{{room_id}}}:activity")
 }
 
+/// A password room's guesses in the current window (string with a TTL):
+/// wrong ones, and those being verified. Made only for a room that exists.
+pub fn room_guesses(room_id: &str) -> String {
+    format!("arthas:{{{room_id}}}:guesses")
+}
+
+/// One client's guesses on a password room in the current window (string
+/// with a TTL); `client` is an client key (an IPv4 address or
+/// an IPv6 /64).
+pub fn room_client_guesses(room_id: &str, client: &str) -> String {
+    format!("arthas:{{{room_id}}}:guesses:{client}")
+}
+
 /// The room's bus channel (PUBLISH/SUBSCRIBE, or SPUBLISH/SSUBSCRIBE on a
 /// cluster, where the tag puts it in the room's slot).
 pub fn channel(room_id: &str) -> String {
@@ -99,7 +112,14 @@ mod tests {
 
     #[test]
     fn every_key_of_a_room_carries_its_hash_tag() {
-        for key in [room("R"), members("R"), room_nodes("R"), activity("R")] {
+        for key in [
+            room("R"),
+            members("R"),
+            room_nodes("R"),
+            activity("R"),
+            room_guesses("R"),
+            room_client_guesses("R", "2001:db8::/64"),
+        ] {
             assert!(key.starts_with("arthas:{R}:"), "{key}");
         }
     }

@@ -21,7 +21,9 @@
 //! | `arthas:online{arthas:nodes}` | hash | relay -> WebSockets at its last heartbeat (the directory's online count; same slot as `arthas:nodes`) |
 //! | `arthas:{~directory}:listings` | hash | room id -> msgpack listing (the public directory) |
 //! | `arthas:{~directory}:regular` | set | listed rooms that are not daily topics (what `max_listed` counts) |
-//! | `arthas:hit:{key}` | string, TTL | fixed-window counter |
+//! | `arthas:{R}:guesses` | string, TTL | a password room's guesses in the window (wrong, or being verified); only for rooms that exist |
+//! | `arthas:{R}:guesses:{client}` | string, TTL | one client key's guesses on the room in the window |
+//! | `arthas:hit:{key}` | string, TTL | fixed-window counter or budget (rate limits, per-client creation and guess budgets) |
 //! | `arthas:claim:{key}` | string, TTL | claimed single-use token |
 //!
 //! Lifetimes: a created room's keys carry the unjoined TTL; the first join
@@ -64,6 +66,7 @@ pub mod bus;
 pub mod cluster_bus;
 mod commands;
 pub mod keys;
+mod limits;
 mod scripts;
 mod sentinel;
 mod store;

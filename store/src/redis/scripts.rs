@@ -27,3 +27,8 @@ script!(UNLIST, "unlist.lua");
 script!(MARK_LISTED, "mark_listed.lua");
 script!(COUNT_ACTIVITY, "count_activity.lua");
 script!(HIT, "hit.lua");
+// Abuse limits (budgets and password guesses), kept apart from the room
+// scripts above.
+script!(TAKE, "take.lua");
+script!(GIVE_BACK, "give_back.lua");
+script!(ROOM_GUESS, "room_guess.lua");

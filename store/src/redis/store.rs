@@ -20,8 +20,8 @@ use serde::{Deserialize, Serialize};
 use super::{keys, scripts, RedisEngine};
 use crate::memory::MAX_ACTIVITY_PER_ROOM;
 use crate::room::{
-    Departure, JoinError, Joined, Left, Listing, ListingView, MemberRecord, NewRoom, RoomRecord,
-    RoomStore, StoreError,
+    Departure, JoinError, Joined, Left, Listing, ListingView, MemberRecord, NewRoom, RoomGuess,
+    RoomRecord, RoomStore, StoreError,
 };
 
 /// The activity window of the public directory.
@@ -81,18 +81,18 @@ fn bytes(v: &Value) -> Option<&[u8]> {
     }
 }
 
-fn text(v: &Value) -> Option<&str> {
+pub(super) fn text(v: &Value) -> Option<&str> {
     bytes(v).and_then(|b| std::str::from_utf8(b).ok())
 }
 
-fn int(v: &Value) -> Option<i64> {
+pub(super) fn int(v: &Value) -> Option<i64> {
     match v {
         Value::Int(i) => Some(*i),
         other => text(other).and_then(|s| s.parse().ok()),
     }
 }
 
-fn items(v: Value) -> Option<Vec<Value>> {
+pub(super) fn items(v: Value) -> Option<Vec<Value>> {
     match v {
         Value::Array(a) | Value::Set(a) => Some(a),
         Value::Nil => Some(Vec::new()),
@@ -163,12 +163,15 @@ fn member_records(room_id: &str, fields: HashMap<String, Value>) -> Vec<MemberRe
     members.into_iter().map(|(_, m)| m).collect()
 }
 
-fn millis(d: Duration) -> u64 {
+pub(super) fn millis(d: Duration) -> u64 {
     (d.as_millis().min(u64::MAX as u128) as u64).max(1)
 }
 
 impl RedisEngine {
-    async fn script(&self, invocation: &redis::ScriptInvocation<'_>) -> Result<Value, StoreError> {
+    pub(super) async fn script(
+        &self,
+        invocation: &redis::ScriptInvocation<'_>,
+    ) -> Result<Value, StoreError> {
         self.commands
             .script(self.config.command_timeout, invocation)
             .await
@@ -614,6 +617,33 @@ impl RoomStore for RedisEngine {
             .arg(window.as_millis().min(u64::MAX as u128) as u64);
         let v = int(&self.script(&hit).await?).ok_or_else(|| corrupt("hit"))?;
         Ok(v.max(0) as u64)
+    }
+
+    async fn take(&self, key: &str, limit: u64, window: Duration) -> Result<bool, StoreError> {
+        self.take_budget(key, limit, window).await
+    }
+
+    async fn give_back(&self, key: &str) -> Result<(), StoreError> {
+        self.give_back_budget(key).await
+    }
+
+    async fn reserve_guess(
+        &self,
+        room_id: &str,
+        client: &str,
+        client_limit: u64,
+        window: Duration,
+    ) -> Result<RoomGuess, StoreError> {
+        self.reserve_room_guess(room_id, client, client_limit, window)
+            .await
+    }
+
+    async fn release_guess(&self, room_id: &str, client: &str) -> Result<(), StoreError> {
+        self.release_room_guess(room_id, client).await
+    }
+
+    async fn member_count(&self, room_id: &str) -> Result<Option<u32>, StoreError> {
+        self.room_member_count(room_id).await
     }
 
     async fn claim_once(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
