@@ -8,6 +8,16 @@
 #   loadtest/bench.sh connections  # CONNECTIONS (100000) idle joined
 #                              # connections over RELAYS (6) relays + Redis,
 #                              # from GENERATORS (6) generator processes
+#   loadtest/bench.sh joins    # joins (connection + handshake + create/join),
+#                              # the all-in-one and the cluster (RELAYS=3) in
+#                              # one run: joins/s, server CPU per join, ratio
+#   loadtest/bench.sh k6-joins # the joins mode's load from k6
+#                              # (loadtest/k6/chat.js MODE=joins) on the
+#                              # cluster, CPU per join measured as
+#                              # arthas-loadgen does (needs k6 on PATH)
+#   loadtest/bench.sh creations  # a creation storm through one relay
+#                              # (IN_FLIGHT=500 at once) against joins through
+#                              # the same relay; CPU per process
 #
 # Knobs (env): ROOMS (600), MEMBERS (10), RATE (0.9 msg/s per member),
 # DURATION (20 s), PAYLOAD (256 bytes), BASE_PORT (17000); SKIP_BUILD=1 uses
@@ -43,7 +53,7 @@ start() {
   echo "$name did not start:" >&2; cat "$run_dir/$name.err" >&2; exit 1
 }
 
-# Redis and the gateway (cluster modes); sets redis_pid.
+# Redis and the gateway (cluster modes); sets redis_pid and gateway_pid.
 start_backend() {
   local redis_port=$((BASE_PORT + 9))
   redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no \
@@ -56,6 +66,24 @@ start_backend() {
   start gateway "$bin/gateway" --listen "127.0.0.1:$((BASE_PORT + 1))" \
     --internal-listen "127.0.0.1:$((BASE_PORT + 2))" \
     --admin-listen "127.0.0.1:$((BASE_PORT + 30))"
+  gateway_pid="${pids[-1]}"
+}
+
+# Stops every server started so far (the next topology starts clean).
+stop_all() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  pids=()
+}
+
+# Redis commands per join: INFO commandstats of redis_pid's server divided by
+# JOINS (calls and usec per command, and the total).
+redis_per_join() {
+  redis-cli -p "$((BASE_PORT + 9))" INFO commandstats | tr -d '\r' |
+    awk -F'[:,=]' -v joins="$1" '/^cmdstat_/ {
+      sub("cmdstat_", "", $1); calls = $3; usec = $5; total += usec
+      printf "  %-12s %6.2f calls/join %7.1f us/join (%5.1f us/call)\n", $1, calls / joins, usec / joins, usec / calls
+    } END { printf "  %-12s %27.1f us/join\n", "total", total / joins }' >&2
 }
 
 # start_relays N: relays on BASE_PORT+10.. (admin +40..); sets urls,
@@ -148,5 +176,98 @@ print(json.dumps({
 }, indent=2))
 PY
     ;;
-  *) echo "usage: $0 single|cluster|idle|connections" >&2; exit 2 ;;
+  joins)
+    # The same join load on the all-in-one binary and on the cluster
+    # (Redis + gateway + RELAYS relays, every room on all of them), one after
+    # the other in one run; CPU per join summed over every server process.
+    RELAYS="${RELAYS:-3}" ROOMS="${ROOMS:-1000}" CONCURRENCY="${CONCURRENCY:-64}"
+    joins=$((ROOMS * MEMBERS))
+    start arthas "$bin/arthas" --listen "127.0.0.1:$BASE_PORT"
+    loadgen --mode joins --connect-concurrency "$CONCURRENCY" \
+      --url "ws://127.0.0.1:$BASE_PORT/ws" --pid "${pids[0]}" --pid-name arthas \
+      >"$run_dir/single.json"
+    stop_all
+    start_backend
+    start_relays "$RELAYS"
+    redis-cli -p "$((BASE_PORT + 9))" CONFIG RESETSTAT >/dev/null
+    names="redis,gateway$(for i in $(seq 0 $((RELAYS - 1))); do printf ',relay%s' "$i"; done)"
+    loadgen --mode joins --connect-concurrency "$CONCURRENCY" \
+      --url "$(IFS=,; echo "${urls[*]}")" \
+      --pid "$redis_pid,$gateway_pid,$(IFS=,; echo "${relay_pids[*]}")" --pid-name "$names" \
+      >"$run_dir/cluster.json"
+    echo "redis per join (cluster):" >&2
+    redis_per_join "$joins"
+    python3 - "$run_dir/single.json" "$run_dir/cluster.json" <<'PY'
+import json, sys
+single, cluster = (json.load(open(p)) for p in sys.argv[1:])
+ratio = cluster["server_cpu_us_per_join"] / max(single["server_cpu_us_per_join"], 1e-9)
+print(json.dumps({"mode": "joins", "single": single, "cluster": cluster,
+                  "cluster_to_single_cpu_per_join": round(ratio, 2)}, indent=2))
+PY
+    ;;
+  creations)
+    # A creation storm through one relay (every client creates its own room,
+    # IN_FLIGHT at once), then joins through the same relay (rooms of
+    # MEMBERS, about IN_FLIGHT connections at once); Redis and the gateway
+    # behind it. CPU per operation by process.
+    IN_FLIGHT="${IN_FLIGHT:-500}" CREATIONS="${CREATIONS:-10000}"
+    start_backend
+    start_relays 1
+    server_pids="$redis_pid,$gateway_pid,${relay_pids[0]}"
+    redis-cli -p "$((BASE_PORT + 9))" CONFIG RESETSTAT >/dev/null
+    "$bin/arthas-loadgen" --mode joins --members 1 --rooms "$CREATIONS" \
+      --connect-concurrency "$IN_FLIGHT" --url "${urls[0]}" \
+      --pid "$server_pids" --pid-name redis,gateway,relay >"$run_dir/creations.json"
+    echo "redis per creation:" >&2
+    redis_per_join "$CREATIONS"
+    redis-cli -p "$((BASE_PORT + 9))" CONFIG RESETSTAT >/dev/null
+    "$bin/arthas-loadgen" --mode joins --members "$MEMBERS" --rooms $((CREATIONS / MEMBERS)) \
+      --connect-concurrency $((IN_FLIGHT / MEMBERS)) --url "${urls[0]}" \
+      --pid "$server_pids" --pid-name redis,gateway,relay >"$run_dir/joins.json"
+    echo "redis per join:" >&2
+    redis_per_join "$CREATIONS"
+    errors="$(grep -c "no answer within" "$run_dir"/relay0.err "$run_dir"/gateway.err | awk -F: '{n += $2} END {print n + 0}')"
+    python3 - "$run_dir/creations.json" "$run_dir/joins.json" "$errors" <<'PY'
+import json, sys
+creations, joins = (json.load(open(p)) for p in sys.argv[1:3])
+print(json.dumps({"mode": "creations", "creations": creations, "joins": joins,
+                  "command_timeouts_logged": int(sys.argv[3]),
+                  "creations_to_joins_per_second": round(
+                      creations["joins_per_second"] / max(joins["joins_per_second"], 1e-9), 2)},
+                 indent=2))
+PY
+    ;;
+  k6-joins)
+    # k6 cannot read another process's CPU: sample utime + stime of every
+    # server process around the run here and divide by the joins k6 counted
+    # (the definition arthas-loadgen uses for server_cpu_us_per_join).
+    command -v k6 >/dev/null || { echo "k6 is not on PATH" >&2; exit 2; }
+    RELAYS="${RELAYS:-3}" ROOMS="${ROOMS:-1000}" VUS="${VUS:-64}"
+    start_backend
+    start_relays "$RELAYS"
+    names="redis,gateway$(for i in $(seq 0 $((RELAYS - 1))); do printf ',relay%s' "$i"; done)"
+    server_pids="$redis_pid $gateway_pid ${relay_pids[*]}"
+    ticks() { for p in $server_pids; do awk '{print $14 + $15}' "/proc/$p/stat"; done | paste -sd,; }
+    before="$(ticks)" t0="$(date +%s.%N)"
+    k6 run --quiet -e MODE=joins -e RELAYS="$(IFS=,; echo "${urls[*]}")" -e ROOMS="$ROOMS" \
+      -e MEMBERS="$MEMBERS" -e VUS="$VUS" --summary-export "$run_dir/k6.json" \
+      loadtest/k6/chat.js >&2
+    after="$(ticks)" t1="$(date +%s.%N)"
+    python3 - "$run_dir/k6.json" "$before" "$after" "$t0" "$t1" "$names" "$server_pids" <<'PY'
+import json, sys
+summary, before, after, t0, t1, names, pids = sys.argv[1:]
+joins = int(json.load(open(summary))["metrics"]["arthas_joined"]["count"])
+secs = float(t1) - float(t0)
+cpu = [(int(a) - int(b)) / 100 for a, b in zip(after.split(","), before.split(","))]
+per = lambda c: round(c * 1e6 / joins, 1) if joins else 0.0
+print(json.dumps({
+    "mode": "k6-joins", "joins": joins, "seconds": secs,
+    "joins_per_second": joins / secs if secs else 0.0,
+    "server_cpu_seconds": sum(cpu), "server_cpu_us_per_join": per(sum(cpu)),
+    "by_process": [{"pid": int(p), "name": n, "cpu_seconds": c, "cpu_us_per_join": per(c)}
+                   for p, n, c in zip(pids.split(), names.split(","), cpu)],
+}, indent=2))
+PY
+    ;;
+  *) echo "usage: $0 single|cluster|idle|connections|joins|creations|k6-joins" >&2; exit 2 ;;
 esac
