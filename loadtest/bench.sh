@@ -21,7 +21,9 @@
 #
 # Knobs (env): ROOMS (600), MEMBERS (10), RATE (0.9 msg/s per member),
 # DURATION (20 s), PAYLOAD (256 bytes), BASE_PORT (17000); SKIP_BUILD=1 uses
-# the release binaries already built; KEEP_RUN_DIR=1 keeps the processes'
+# the release binaries already built; BIN_DIR (target/release) takes the
+# server binaries from elsewhere (an earlier build, for an A/B in one
+# sitting; the load generator stays target/release's); KEEP_RUN_DIR=1 keeps the processes'
 # logs and the generators' reports; LOADGEN_ARGS adds generator flags, e.g.
 # LOADGEN_ARGS="--mode churn" for join throughput (members leave and re-join
 # on open connections).
@@ -31,7 +33,7 @@ mode="${1:-single}"
 ROOMS="${ROOMS:-600}" MEMBERS="${MEMBERS:-10}" RATE="${RATE:-0.9}"
 DURATION="${DURATION:-20}" PAYLOAD="${PAYLOAD:-256}" BASE_PORT="${BASE_PORT:-17000}"
 [ -n "${SKIP_BUILD:-}" ] || cargo build --release --quiet --bins -p arthas -p arthas-loadgen
-bin=target/release
+bin="${BIN_DIR:-target/release}"
 run_dir="$(mktemp -d)"
 pids=()
 cleanup() {
@@ -76,14 +78,33 @@ stop_all() {
   pids=()
 }
 
-# Redis commands per join: INFO commandstats of redis_pid's server divided by
-# JOINS (calls and usec per command, and the total).
+# Redis commands per join: INFO commandstats (calls per join; usec per call
+# is Redis's wall clock, and a script's includes the commands it runs, which
+# are also listed on their own) divided by JOINS. Redis's CPU per join is in
+# the generator's report (by_process).
 redis_per_join() {
   redis-cli -p "$((BASE_PORT + 9))" INFO commandstats | tr -d '\r' |
-    awk -F'[:,=]' -v joins="$1" '/^cmdstat_/ {
-      sub("cmdstat_", "", $1); calls = $3; usec = $5; total += usec
-      printf "  %-12s %6.2f calls/join %7.1f us/join (%5.1f us/call)\n", $1, calls / joins, usec / joins, usec / calls
-    } END { printf "  %-12s %27.1f us/join\n", "total", total / joins }' >&2
+    awk -F'[:,=]' -v joins="$1" '/^cmdstat_/ && !/config/ {
+      sub("cmdstat_", "", $1)
+      printf "  %-12s %6.2f calls/join (%5.1f us/call)\n", $1, $3 / joins, $5 / $3
+    }' >&2
+}
+
+# Runs the generator in joins mode with HOLD_SECS of hold, and prints Redis's
+# commands per join while the connections are still open (before the leaves).
+# Usage: joins_run OUT JOINS generator-args...
+joins_run() {
+  local out="$1" joins="$2"; shift 2
+  redis-cli -p "$((BASE_PORT + 9))" CONFIG RESETSTAT >/dev/null
+  target/release/arthas-loadgen --mode joins --hold 3 "$@" >"$out" 2>"$out.err" &
+  local gen="$!"
+  until grep -q "join report printed" "$out.err" 2>/dev/null; do
+    kill -0 "$gen" 2>/dev/null || { cat "$out.err" >&2; exit 1; }
+    sleep 0.1
+  done
+  redis_per_join "$joins"
+  wait "$gen"
+  grep -i "fail" "$out.err" | sort | uniq -c | sort -rn | head -5 >&2 || true
 }
 
 # start_relays N: relays on BASE_PORT+10.. (admin +40..); sets urls,
@@ -101,7 +122,7 @@ start_relays() {
 }
 
 loadgen() {
-  "$bin/arthas-loadgen" --rooms "$ROOMS" --members "$MEMBERS" --rate "$RATE" \
+  target/release/arthas-loadgen --rooms "$ROOMS" --members "$MEMBERS" --rate "$RATE" \
     --duration "$DURATION" --payload "$PAYLOAD" "$@" ${LOADGEN_ARGS:-}
 }
 
@@ -136,7 +157,7 @@ case "$mode" in
     started="$(date +%s.%N)"
     gen_pids=()
     for g in $(seq 0 $((GENERATORS - 1))); do
-      "$bin/arthas-loadgen" --mode idle --rooms "$rooms" --members "$MEMBERS" \
+      target/release/arthas-loadgen --mode idle --rooms "$rooms" --members "$MEMBERS" \
         --warmup 0 --duration "$HOLD" --url "$(IFS=,; echo "${urls[*]}")" \
         >"$run_dir/gen$g.json" 2>"$run_dir/gen$g.err" &
       gen_pids+=("$!")
@@ -189,14 +210,11 @@ PY
     stop_all
     start_backend
     start_relays "$RELAYS"
-    redis-cli -p "$((BASE_PORT + 9))" CONFIG RESETSTAT >/dev/null
     names="redis,gateway$(for i in $(seq 0 $((RELAYS - 1))); do printf ',relay%s' "$i"; done)"
-    loadgen --mode joins --connect-concurrency "$CONCURRENCY" \
-      --url "$(IFS=,; echo "${urls[*]}")" \
-      --pid "$redis_pid,$gateway_pid,$(IFS=,; echo "${relay_pids[*]}")" --pid-name "$names" \
-      >"$run_dir/cluster.json"
     echo "redis per join (cluster):" >&2
-    redis_per_join "$joins"
+    joins_run "$run_dir/cluster.json" "$joins" --rooms "$ROOMS" --members "$MEMBERS" \
+      --connect-concurrency "$CONCURRENCY" --url "$(IFS=,; echo "${urls[*]}")" \
+      --pid "$redis_pid,$gateway_pid,$(IFS=,; echo "${relay_pids[*]}")" --pid-name "$names"
     python3 - "$run_dir/single.json" "$run_dir/cluster.json" <<'PY'
 import json, sys
 single, cluster = (json.load(open(p)) for p in sys.argv[1:])
@@ -214,18 +232,14 @@ PY
     start_backend
     start_relays 1
     server_pids="$redis_pid,$gateway_pid,${relay_pids[0]}"
-    redis-cli -p "$((BASE_PORT + 9))" CONFIG RESETSTAT >/dev/null
-    "$bin/arthas-loadgen" --mode joins --members 1 --rooms "$CREATIONS" \
-      --connect-concurrency "$IN_FLIGHT" --url "${urls[0]}" \
-      --pid "$server_pids" --pid-name redis,gateway,relay >"$run_dir/creations.json"
     echo "redis per creation:" >&2
-    redis_per_join "$CREATIONS"
-    redis-cli -p "$((BASE_PORT + 9))" CONFIG RESETSTAT >/dev/null
-    "$bin/arthas-loadgen" --mode joins --members "$MEMBERS" --rooms $((CREATIONS / MEMBERS)) \
-      --connect-concurrency $((IN_FLIGHT / MEMBERS)) --url "${urls[0]}" \
-      --pid "$server_pids" --pid-name redis,gateway,relay >"$run_dir/joins.json"
+    joins_run "$run_dir/creations.json" "$CREATIONS" --members 1 --rooms "$CREATIONS" \
+      --connect-concurrency "$IN_FLIGHT" --url "${urls[0]}" \
+      --pid "$server_pids" --pid-name redis,gateway,relay
     echo "redis per join:" >&2
-    redis_per_join "$CREATIONS"
+    joins_run "$run_dir/joins.json" "$CREATIONS" --members "$MEMBERS" \
+      --rooms $((CREATIONS / MEMBERS)) --connect-concurrency $((IN_FLIGHT / MEMBERS)) \
+      --url "${urls[0]}" --pid "$server_pids" --pid-name redis,gateway,relay
     errors="$(grep -c "no answer within" "$run_dir"/relay0.err "$run_dir"/gateway.err | awk -F: '{n += $2} END {print n + 0}')"
     python3 - "$run_dir/creations.json" "$run_dir/joins.json" "$errors" <<'PY'
 import json, sys

@@ -84,6 +84,10 @@ struct Args {
     /// Connections opened at once while joining.
     #[arg(long, default_value_t = 64)]
     connect_concurrency: usize,
+    /// Joins mode: keep the connections open this many seconds after the
+    /// report is printed (so the servers can be inspected before the leaves).
+    #[arg(long, default_value_t = 0)]
+    hold: u64,
 }
 
 /// Shared counters.
@@ -525,6 +529,8 @@ async fn main() {
             "{}",
             serde_json::to_string_pretty(&join_report).unwrap_or_default()
         );
+        eprintln!("join report printed");
+        tokio::time::sleep(Duration::from_secs(args.hold)).await;
         return;
     }
 

@@ -30,15 +30,22 @@ if redis.call('HSETNX', KEYS[2], ARGV[1], seq .. ':' .. ARGV[2]) == 0 then
 end
 local on_node = redis.call('HINCRBY', KEYS[3], ARGV[3], 1)
 -- A joined room lives until its expiry plus the grace, or until it empties.
--- Set on the room's first join (the keys keep it; an emptied room is
--- deleted) and when a node's count starts again (its hash may be new).
-if seq == 1 or on_node == 1 then
-  if expires_at > 0 then
-    local at = expires_at + tonumber(ARGV[6])
-    for i = 1, 3 do redis.call('EXPIREAT', KEYS[i], at) end
-  else
-    for i = 1, 3 do redis.call('PERSIST', KEYS[i]) end
+-- The first join replaces the unjoined TTL of the room record and gives the
+-- members hash (new now) the room's lifetime; the node counts hash may be
+-- new whenever a node's count starts (it is deleted when the last count
+-- goes). A key made here has no TTL, so a room that never expires only
+-- needs the record's TTL removed.
+if expires_at > 0 then
+  local at = expires_at + tonumber(ARGV[6])
+  if seq == 1 then
+    redis.call('EXPIREAT', KEYS[1], at)
+    redis.call('EXPIREAT', KEYS[2], at)
   end
+  if on_node == 1 then
+    redis.call('EXPIREAT', KEYS[3], at)
+  end
+elseif seq == 1 then
+  redis.call('PERSIST', KEYS[1])
 end
 local first = 0
 if on_node == 1 then first = 1 end
