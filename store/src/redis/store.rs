@@ -139,43 +139,43 @@ fn items(v: Value) -> Option<Vec<Value>> {
     }
 }
 
-/// A room record from its [`ROOM_FIELDS`] values, in that order (HMGET; a
-/// missing field is nil, or `false` from Lua).
-fn room_record(id: &str, fields: &[Value]) -> Result<RoomRecord, StoreError> {
-    let field = |i: usize| fields.get(i);
-    let num = |i: usize| field(i).and_then(int);
+/// A room record from its [`ROOM_FIELDS`] values, in that order (a
+/// missing field is `None` or empty).
+fn room_record(id: &str, fields: [Option<&str>; 6]) -> Result<RoomRecord, StoreError> {
+    let num = |i: usize| fields[i].and_then(|v| v.parse::<i64>().ok());
     Ok(RoomRecord {
         id: id.to_owned(),
         created_at: num(0).ok_or_else(|| corrupt("room without created"))?,
         expires_at: num(1).unwrap_or(0),
         ephemeral: num(2).unwrap_or(0),
-        password_hash: field(3).and_then(text).unwrap_or("").to_owned(),
+        password_hash: fields[3].unwrap_or("").to_owned(),
         capacity: num(4).unwrap_or(0).clamp(0, u32::MAX as i64) as u32,
         listed: num(5) == Some(1),
     })
 }
 
-/// A flat `[id, record, id, record, ...]` HGETALL reply (RESP2; a map in
-/// RESP3) as the member list, in join order.
-fn member_records(room_id: &str, reply: Value) -> Option<Vec<MemberRecord>> {
-    let flat: Vec<(Value, Value)> = match reply {
-        Value::Map(m) => m,
-        v => {
-            let mut flat = items(v)?.into_iter();
-            let mut pairs = Vec::with_capacity(flat.len() / 2);
-            while let (Some(k), Some(v)) = (flat.next(), flat.next()) {
-                pairs.push((k, v));
-            }
-            pairs
-        }
-    };
+/// join.lua's answer: `[first of node, created, expiresAt, ephemeral,
+/// password, capacity, listed, [id, record, ...]]` in one msgpack string.
+type JoinAnswer<'a> = (
+    u8,
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a str,
+    Vec<&'a serde_bytes::Bytes>,
+);
+
+/// A flat `[id, record, id, record, ...]` member list, in join order.
+fn member_records(room_id: &str, flat: &[&serde_bytes::Bytes]) -> Vec<MemberRecord> {
     let mut members: Vec<(u64, MemberRecord)> = flat
-        .iter()
-        .filter_map(|(id, stored)| {
-            let parsed = text(id)
+        .chunks_exact(2)
+        .filter_map(|pair| {
+            let parsed = std::str::from_utf8(pair[0])
+                .ok()
                 .and_then(MemberId::parse)
-                .zip(bytes(stored))
-                .and_then(|(id, stored)| unpack_member(id, stored));
+                .and_then(|id| unpack_member(id, pair[1]));
             if parsed.is_none() {
                 tracing::warn!(room = room_id, "a member record in redis could not be read");
             }
@@ -183,7 +183,7 @@ fn member_records(room_id: &str, reply: Value) -> Option<Vec<MemberRecord>> {
         })
         .collect();
     members.sort_by_key(|(seq, m)| (*seq, m.joined_at));
-    Some(members.into_iter().map(|(_, m)| m).collect())
+    members.into_iter().map(|(_, m)| m).collect()
 }
 
 fn millis(d: Duration) -> u64 {
@@ -478,7 +478,11 @@ impl RoomStore for RedisEngine {
         if values.first().is_none_or(|v| *v == Value::Nil) {
             return Ok(None);
         }
-        room_record(room_id, &values).map(Some)
+        let mut fields = [None; 6];
+        for (field, value) in fields.iter_mut().zip(&values) {
+            *field = text(value);
+        }
+        room_record(room_id, fields).map(Some)
     }
 
     async fn join(
@@ -509,18 +513,16 @@ impl RoomStore for RedisEngine {
             Some("ID_TAKEN") => return Err(JoinError::IdTaken),
             _ => return Err(corrupt("join status").into()),
         }
-        let first_of_node = reply.next().as_ref().and_then(int) == Some(1);
-        let room_fields = reply
-            .next()
-            .and_then(items)
-            .ok_or_else(|| corrupt("join room"))?;
-        let members = reply
-            .next()
-            .and_then(|m| member_records(room_id, m))
-            .ok_or_else(|| corrupt("join members"))?;
+        let answer = reply.next().ok_or_else(|| corrupt("join answer"))?;
+        let (first, created, expires_at, ephemeral, password, capacity, listed, members): JoinAnswer =
+            bytes(&answer)
+                .and_then(|b| rmp_serde::from_slice(b).ok())
+                .ok_or_else(|| corrupt("join answer"))?;
+        let first_of_node = first == 1;
+        let room = [created, expires_at, ephemeral, password, capacity, listed].map(Some);
         let joined = Joined {
-            room: room_record(room_id, &room_fields)?,
-            members,
+            room: room_record(room_id, room)?,
+            members: member_records(room_id, &members),
         };
         if first_of_node && !self.still_tracked(&member.node, room_id) {
             if let Err(e) = self.track_node_room(&member.node, room_id).await {

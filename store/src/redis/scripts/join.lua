@@ -6,8 +6,11 @@
 -- ARGV: member id, member record (the relay's encoding, without the join
 --       counter: see keys.rs), node, password checked (0|1), now (unix s),
 --       grace after expiry (s)
--- Returns {refusal} or {'OK', first of its node (0|1), {created, expiresAt,
---   ephemeral, password, capacity, listed}, {id, record, id, record, ...}}.
+-- Returns {refusal} or {'OK', answer}: `answer` is one msgpack string
+--   [first of its node (0|1), created, expiresAt, ephemeral, password,
+--    capacity, listed, [id, record, id, record, ...]]
+-- (one bulk string instead of a reply of ~20 parts: parsing a reply costs
+-- the relay far more per part than per byte).
 local room = redis.call('HMGET', KEYS[1],
   'expiresAt', 'password', 'capacity', 'created', 'ephemeral', 'listed')
 if not room[1] then
@@ -49,5 +52,5 @@ elseif seq == 1 then
 end
 local first = 0
 if on_node == 1 then first = 1 end
-return {'OK', first, {room[4], room[1], room[5], room[2], room[3], room[6]},
-  redis.call('HGETALL', KEYS[2])}
+return {'OK', cmsgpack.pack({first, room[4] or '', room[1], room[5] or '',
+  room[2] or '', room[3] or '', room[6] or '', redis.call('HGETALL', KEYS[2])})}
