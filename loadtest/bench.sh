@@ -20,6 +20,9 @@
 #                              # the same relay; CPU per process
 #
 # Knobs (env): ROOMS (600), MEMBERS (10), RATE (0.9 msg/s per member),
+# RELAYS (cluster and joins: 3), PLACEMENT (spread: every room on all
+# relays; together: each room on one relay), REDIS_MASTERS (0: one
+# standalone redis-server; N: a Redis Cluster of N masters, sharded pub/sub),
 # DURATION (20 s), PAYLOAD (256 bytes), BASE_PORT (17000); SKIP_BUILD=1 uses
 # the release binaries already built; BIN_DIR (target/release) takes the
 # server binaries from elsewhere (an earlier build, for an A/B in one
@@ -55,16 +58,38 @@ start() {
   echo "$name did not start:" >&2; cat "$run_dir/$name.err" >&2; exit 1
 }
 
-# Redis and the gateway (cluster modes); sets redis_pid and gateway_pid.
+# Redis (REDIS_MASTERS) and the gateway (cluster modes); sets redis_pid (all
+# Redis processes, comma-separated), redis_name and gateway_pid.
 start_backend() {
-  local redis_port=$((BASE_PORT + 9))
-  redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no \
-    --dir "$run_dir" --logfile "$run_dir/redis.log" --daemonize no &
-  pids+=("$!")
-  redis_pid="$!"
-  until redis-cli -p "$redis_port" ping >/dev/null 2>&1; do sleep 0.05; done
+  local redis_port=$((BASE_PORT + 9)) masters="${REDIS_MASTERS:-0}"
+  if [ "$masters" = 0 ]; then
+    redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no \
+      --dir "$run_dir" --logfile "$run_dir/redis.log" --daemonize no &
+    pids+=("$!")
+    redis_pid="$!" redis_name=redis
+    until redis-cli -p "$redis_port" ping >/dev/null 2>&1; do sleep 0.05; done
+    export ARTHAS_REDIS_URL="redis://127.0.0.1:$redis_port" ARTHAS_REDIS_MODE=standalone
+  else
+    local nodes=() redis_pids=() names=() m port
+    for m in $(seq 0 $((masters - 1))); do
+      port=$((BASE_PORT + 50 + m))
+      mkdir -p "$run_dir/redis$m"
+      redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no \
+        --cluster-enabled yes --cluster-config-file "$run_dir/redis$m/nodes.conf" \
+        --dir "$run_dir/redis$m" --logfile "$run_dir/redis$m.log" --daemonize no &
+      pids+=("$!") redis_pids+=("$!") names+=("redis$m") nodes+=("127.0.0.1:$port")
+      until redis-cli -p "$port" ping >/dev/null 2>&1; do sleep 0.05; done
+    done
+    if [ "$masters" = 1 ]; then
+      redis-cli -p "$((BASE_PORT + 50))" CLUSTER ADDSLOTSRANGE 0 16383 >/dev/null
+    else
+      redis-cli --cluster create "${nodes[@]}" --cluster-replicas 0 --cluster-yes >/dev/null
+    fi
+    until redis-cli -p "$((BASE_PORT + 50))" CLUSTER INFO | grep -q "cluster_state:ok"; do sleep 0.1; done
+    redis_pid="$(IFS=,; echo "${redis_pids[*]}")" redis_name="$(IFS=,; echo "${names[*]}")"
+    export ARTHAS_REDIS_URL="$(printf 'redis://%s,' "${nodes[@]}" | sed 's/,$//')" ARTHAS_REDIS_MODE=cluster
+  fi
   export ARTHAS_INTERNAL_SECRET="$(head -c 24 /dev/urandom | base64)"
-  export ARTHAS_REDIS_URL="redis://127.0.0.1:$redis_port"
   start gateway "$bin/gateway" --listen "127.0.0.1:$((BASE_PORT + 1))" \
     --internal-listen "127.0.0.1:$((BASE_PORT + 2))" \
     --admin-listen "127.0.0.1:$((BASE_PORT + 30))"
@@ -78,11 +103,12 @@ stop_all() {
   pids=()
 }
 
-# Redis commands per join: INFO commandstats (calls per join; usec per call
+# Redis commands per join (standalone Redis only): INFO commandstats (calls per join; usec per call
 # is Redis's wall clock, and a script's includes the commands it runs, which
 # are also listed on their own) divided by JOINS. Redis's CPU per join is in
 # the generator's report (by_process).
 redis_per_join() {
+  [ "${REDIS_MASTERS:-0}" = 0 ] || return 0
   redis-cli -p "$((BASE_PORT + 9))" INFO commandstats | tr -d '\r' |
     awk -F'[:,=]' -v joins="$1" '/^cmdstat_/ && !/config/ {
       sub("cmdstat_", "", $1)
@@ -95,7 +121,7 @@ redis_per_join() {
 # Usage: joins_run OUT JOINS generator-args...
 joins_run() {
   local out="$1" joins="$2"; shift 2
-  redis-cli -p "$((BASE_PORT + 9))" CONFIG RESETSTAT >/dev/null
+  [ "${REDIS_MASTERS:-0}" != 0 ] || redis-cli -p "$((BASE_PORT + 9))" CONFIG RESETSTAT >/dev/null
   target/release/arthas-loadgen --mode joins --hold 3 "$@" >"$out" 2>"$out.err" &
   local gen="$!"
   until grep -q "join report printed" "$out.err" 2>/dev/null; do
@@ -123,7 +149,8 @@ start_relays() {
 
 loadgen() {
   target/release/arthas-loadgen --rooms "$ROOMS" --members "$MEMBERS" --rate "$RATE" \
-    --duration "$DURATION" --payload "$PAYLOAD" "$@" ${LOADGEN_ARGS:-}
+    --duration "$DURATION" --payload "$PAYLOAD" --placement "${PLACEMENT:-spread}" \
+    "$@" ${LOADGEN_ARGS:-}
 }
 
 case "$mode" in
@@ -134,9 +161,10 @@ case "$mode" in
     ;;
   cluster)
     start_backend
-    start_relays 3
+    start_relays "${RELAYS:-3}"
     server_pids="$redis_pid,$(IFS=,; echo "${relay_pids[*]}")" # redis + relays
-    loadgen --url "$(IFS=,; echo "${urls[*]}")" --pid "$server_pids"
+    names="$redis_name$(for i in $(seq 0 $((${RELAYS:-3} - 1))); do printf ',relay%s' "$i"; done)"
+    loadgen --url "$(IFS=,; echo "${urls[*]}")" --pid "$server_pids" --pid-name "$names"
     ;;
   connections)
     # Many idle joined connections on one machine. A process may hold at most
@@ -210,9 +238,10 @@ PY
     stop_all
     start_backend
     start_relays "$RELAYS"
-    names="redis,gateway$(for i in $(seq 0 $((RELAYS - 1))); do printf ',relay%s' "$i"; done)"
+    names="$redis_name,gateway$(for i in $(seq 0 $((RELAYS - 1))); do printf ',relay%s' "$i"; done)"
     echo "redis per join (cluster):" >&2
     joins_run "$run_dir/cluster.json" "$joins" --rooms "$ROOMS" --members "$MEMBERS" \
+      --placement "${PLACEMENT:-spread}" \
       --connect-concurrency "$CONCURRENCY" --url "$(IFS=,; echo "${urls[*]}")" \
       --pid "$redis_pid,$gateway_pid,$(IFS=,; echo "${relay_pids[*]}")" --pid-name "$names"
     python3 - "$run_dir/single.json" "$run_dir/cluster.json" <<'PY'
@@ -235,11 +264,11 @@ PY
     echo "redis per creation:" >&2
     joins_run "$run_dir/creations.json" "$CREATIONS" --members 1 --rooms "$CREATIONS" \
       --connect-concurrency "$IN_FLIGHT" --url "${urls[0]}" \
-      --pid "$server_pids" --pid-name redis,gateway,relay
+      --pid "$server_pids" --pid-name "$redis_name,gateway,relay"
     echo "redis per join:" >&2
     joins_run "$run_dir/joins.json" "$CREATIONS" --members "$MEMBERS" \
       --rooms $((CREATIONS / MEMBERS)) --connect-concurrency $((IN_FLIGHT / MEMBERS)) \
-      --url "${urls[0]}" --pid "$server_pids" --pid-name redis,gateway,relay
+      --url "${urls[0]}" --pid "$server_pids" --pid-name "$redis_name,gateway,relay"
     errors="$(grep -c "no answer within" "$run_dir"/relay0.err "$run_dir"/gateway.err | awk -F: '{n += $2} END {print n + 0}')"
     python3 - "$run_dir/creations.json" "$run_dir/joins.json" "$errors" <<'PY'
 import json, sys
@@ -259,7 +288,7 @@ PY
     RELAYS="${RELAYS:-3}" ROOMS="${ROOMS:-1000}" VUS="${VUS:-64}"
     start_backend
     start_relays "$RELAYS"
-    names="redis,gateway$(for i in $(seq 0 $((RELAYS - 1))); do printf ',relay%s' "$i"; done)"
+    names="$redis_name,gateway$(for i in $(seq 0 $((RELAYS - 1))); do printf ',relay%s' "$i"; done)"
     server_pids="$redis_pid $gateway_pid ${relay_pids[*]}"
     ticks() { for p in $server_pids; do awk '{print $14 + $15}' "/proc/$p/stat"; done | paste -sd,; }
     before="$(ticks)" t0="$(date +%s.%N)"

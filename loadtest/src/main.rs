@@ -50,6 +50,15 @@ enum Mode {
     Joins,
 }
 
+/// Where a room's members connect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Placement {
+    /// Round-robin over the URLs: every room spans the relays.
+    Spread,
+    /// All of a room's members on one URL, rooms round-robin over them.
+    Together,
+}
+
 #[derive(Debug, Parser)]
 #[command(about = "Load generator for the Arthas relay")]
 struct Args {
@@ -58,6 +67,9 @@ struct Args {
     url: Vec<String>,
     #[arg(long, value_enum, default_value_t = Mode::Chat)]
     mode: Mode,
+    /// How a room's members are placed on the URLs.
+    #[arg(long, value_enum, default_value_t = Placement::Spread)]
+    placement: Placement,
     #[arg(long, default_value_t = 100)]
     rooms: usize,
     #[arg(long, default_value_t = 10)]
@@ -451,6 +463,10 @@ fn percentile(sorted: &[u32], p: f64) -> u32 {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let args = Args::parse();
+    if args.url.is_empty() {
+        eprintln!("at least one --url is needed");
+        std::process::exit(2);
+    }
     let ticks_per_sec = 100.0; // Linux USER_HZ
     let (_, rss_before) = sample_all(&args.pid);
     let join_cpu0 = per_pid_cpu(&args.pid);
@@ -471,7 +487,10 @@ async fn main() {
     let semaphore = Arc::new(tokio::sync::Semaphore::new(args.connect_concurrency.max(1)));
     let mut joins = Vec::new();
     for r in 0..args.rooms {
-        let urls = args.url.clone();
+        let urls = match args.placement {
+            Placement::Spread => args.url.clone(),
+            Placement::Together => vec![args.url[r % args.url.len()].clone()],
+        };
         let permit = semaphore.clone();
         let members = args.members;
         let (mode, payload, stats, schedule) =
