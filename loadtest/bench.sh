@@ -8,10 +8,25 @@
 #   loadtest/bench.sh connections  # CONNECTIONS (100000) idle joined
 #                              # connections over RELAYS (6) relays + Redis,
 #                              # from GENERATORS (6) generator processes
+#   loadtest/bench.sh joins    # joins (connection + handshake + create/join),
+#                              # the all-in-one and the cluster (RELAYS=3) in
+#                              # one run: joins/s, server CPU per join, ratio
+#   loadtest/bench.sh k6-joins # the joins mode's load from k6
+#                              # (loadtest/k6/chat.js MODE=joins) on the
+#                              # cluster, CPU per join measured as
+#                              # arthas-loadgen does (needs k6 on PATH)
+#   loadtest/bench.sh creations  # a creation storm through one relay
+#                              # (IN_FLIGHT=500 at once) against joins through
+#                              # the same relay; CPU per process
 #
 # Knobs (env): ROOMS (600), MEMBERS (10), RATE (0.9 msg/s per member),
+# RELAYS (cluster and joins: 3), PLACEMENT (spread: every room on all
+# relays; together: each room on one relay), REDIS_MASTERS (0: one
+# standalone redis-server; N: a Redis Cluster of N masters, sharded pub/sub),
 # DURATION (20 s), PAYLOAD (256 bytes), BASE_PORT (17000); SKIP_BUILD=1 uses
-# the release binaries already built; KEEP_RUN_DIR=1 keeps the processes'
+# the release binaries already built; BIN_DIR (target/release) takes the
+# server binaries from elsewhere (an earlier build, for an A/B in one
+# sitting; the load generator stays target/release's); KEEP_RUN_DIR=1 keeps the processes'
 # logs and the generators' reports; LOADGEN_ARGS adds generator flags, e.g.
 # LOADGEN_ARGS="--mode churn" for join throughput (members leave and re-join
 # on open connections).
@@ -28,7 +43,7 @@ export ARTHAS_HANDSHAKES_PER_IP_PER_SEC="${ARTHAS_HANDSHAKES_PER_IP_PER_SEC:-100
 export ARTHAS_ROOM_CREATIONS_PER_MINUTE="${ARTHAS_ROOM_CREATIONS_PER_MINUTE:-1000000}"
 export ARTHAS_ROOM_CHANGES_PER_MINUTE="${ARTHAS_ROOM_CHANGES_PER_MINUTE:-1000000}"
 [ -n "${SKIP_BUILD:-}" ] || cargo build --release --quiet --bins -p arthas -p arthas-loadgen
-bin=target/release
+bin="${BIN_DIR:-target/release}"
 run_dir="$(mktemp -d)"
 pids=()
 cleanup() {
@@ -50,19 +65,79 @@ start() {
   echo "$name did not start:" >&2; cat "$run_dir/$name.err" >&2; exit 1
 }
 
-# Redis and the gateway (cluster modes); sets redis_pid.
+# Redis (REDIS_MASTERS) and the gateway (cluster modes); sets redis_pid (all
+# Redis processes, comma-separated), redis_name and gateway_pid.
 start_backend() {
-  local redis_port=$((BASE_PORT + 9))
-  redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no \
-    --dir "$run_dir" --logfile "$run_dir/redis.log" --daemonize no &
-  pids+=("$!")
-  redis_pid="$!"
-  until redis-cli -p "$redis_port" ping >/dev/null 2>&1; do sleep 0.05; done
+  local redis_port=$((BASE_PORT + 9)) masters="${REDIS_MASTERS:-0}"
+  if [ "$masters" = 0 ]; then
+    redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no \
+      --dir "$run_dir" --logfile "$run_dir/redis.log" --daemonize no &
+    pids+=("$!")
+    redis_pid="$!" redis_name=redis
+    until redis-cli -p "$redis_port" ping >/dev/null 2>&1; do sleep 0.05; done
+    export ARTHAS_REDIS_URL="redis://127.0.0.1:$redis_port" ARTHAS_REDIS_MODE=standalone
+  else
+    local nodes=() redis_pids=() names=() m port
+    for m in $(seq 0 $((masters - 1))); do
+      port=$((BASE_PORT + 50 + m))
+      mkdir -p "$run_dir/redis$m"
+      redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no \
+        --cluster-enabled yes --cluster-config-file "$run_dir/redis$m/nodes.conf" \
+        --dir "$run_dir/redis$m" --logfile "$run_dir/redis$m.log" --daemonize no &
+      pids+=("$!") redis_pids+=("$!") names+=("redis$m") nodes+=("127.0.0.1:$port")
+      until redis-cli -p "$port" ping >/dev/null 2>&1; do sleep 0.05; done
+    done
+    if [ "$masters" = 1 ]; then
+      redis-cli -p "$((BASE_PORT + 50))" CLUSTER ADDSLOTSRANGE 0 16383 >/dev/null
+    else
+      redis-cli --cluster create "${nodes[@]}" --cluster-replicas 0 --cluster-yes >/dev/null
+    fi
+    until redis-cli -p "$((BASE_PORT + 50))" CLUSTER INFO | grep -q "cluster_state:ok"; do sleep 0.1; done
+    redis_pid="$(IFS=,; echo "${redis_pids[*]}")" redis_name="$(IFS=,; echo "${names[*]}")"
+    export ARTHAS_REDIS_URL="$(printf 'redis://%s,' "${nodes[@]}" | sed 's/,$//')" ARTHAS_REDIS_MODE=cluster
+  fi
   export ARTHAS_INTERNAL_SECRET="$(head -c 24 /dev/urandom | base64)"
-  export ARTHAS_REDIS_URL="redis://127.0.0.1:$redis_port"
   start gateway "$bin/gateway" --listen "127.0.0.1:$((BASE_PORT + 1))" \
     --internal-listen "127.0.0.1:$((BASE_PORT + 2))" \
     --admin-listen "127.0.0.1:$((BASE_PORT + 30))"
+  gateway_pid="${pids[-1]}"
+}
+
+# Stops every server started so far (the next topology starts clean).
+stop_all() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  pids=()
+}
+
+# Redis commands per join (standalone Redis only): INFO commandstats (calls per join; usec per call
+# is Redis's wall clock, and a script's includes the commands it runs, which
+# are also listed on their own) divided by JOINS. Redis's CPU per join is in
+# the generator's report (by_process).
+redis_per_join() {
+  [ "${REDIS_MASTERS:-0}" = 0 ] || return 0
+  redis-cli -p "$((BASE_PORT + 9))" INFO commandstats | tr -d '\r' |
+    awk -F'[:,=]' -v joins="$1" '/^cmdstat_/ && !/config/ {
+      sub("cmdstat_", "", $1)
+      printf "  %-12s %6.2f calls/join (%5.1f us/call)\n", $1, $3 / joins, $5 / $3
+    }' >&2
+}
+
+# Runs the generator in joins mode with HOLD_SECS of hold, and prints Redis's
+# commands per join while the connections are still open (before the leaves).
+# Usage: joins_run OUT JOINS generator-args...
+joins_run() {
+  local out="$1" joins="$2"; shift 2
+  [ "${REDIS_MASTERS:-0}" != 0 ] || redis-cli -p "$((BASE_PORT + 9))" CONFIG RESETSTAT >/dev/null
+  target/release/arthas-loadgen --mode joins --hold 3 "$@" >"$out" 2>"$out.err" &
+  local gen="$!"
+  until grep -q "join report printed" "$out.err" 2>/dev/null; do
+    kill -0 "$gen" 2>/dev/null || { cat "$out.err" >&2; exit 1; }
+    sleep 0.1
+  done
+  redis_per_join "$joins"
+  wait "$gen"
+  grep -i "fail" "$out.err" | sort | uniq -c | sort -rn | head -5 >&2 || true
 }
 
 # start_relays N: relays on BASE_PORT+10.. (admin +40..); sets urls,
@@ -80,8 +155,9 @@ start_relays() {
 }
 
 loadgen() {
-  "$bin/arthas-loadgen" --rooms "$ROOMS" --members "$MEMBERS" --rate "$RATE" \
-    --duration "$DURATION" --payload "$PAYLOAD" "$@" ${LOADGEN_ARGS:-}
+  target/release/arthas-loadgen --rooms "$ROOMS" --members "$MEMBERS" --rate "$RATE" \
+    --duration "$DURATION" --payload "$PAYLOAD" --placement "${PLACEMENT:-spread}" \
+    "$@" ${LOADGEN_ARGS:-}
 }
 
 case "$mode" in
@@ -92,9 +168,10 @@ case "$mode" in
     ;;
   cluster)
     start_backend
-    start_relays 3
+    start_relays "${RELAYS:-3}"
     server_pids="$redis_pid,$(IFS=,; echo "${relay_pids[*]}")" # redis + relays
-    loadgen --url "$(IFS=,; echo "${urls[*]}")" --pid "$server_pids"
+    names="$redis_name$(for i in $(seq 0 $((${RELAYS:-3} - 1))); do printf ',relay%s' "$i"; done)"
+    loadgen --url "$(IFS=,; echo "${urls[*]}")" --pid "$server_pids" --pid-name "$names"
     ;;
   connections)
     # Many idle joined connections on one machine. A process may hold at most
@@ -115,7 +192,7 @@ case "$mode" in
     started="$(date +%s.%N)"
     gen_pids=()
     for g in $(seq 0 $((GENERATORS - 1))); do
-      "$bin/arthas-loadgen" --mode idle --rooms "$rooms" --members "$MEMBERS" \
+      target/release/arthas-loadgen --mode idle --rooms "$rooms" --members "$MEMBERS" \
         --warmup 0 --duration "$HOLD" --url "$(IFS=,; echo "${urls[*]}")" \
         >"$run_dir/gen$g.json" 2>"$run_dir/gen$g.err" &
       gen_pids+=("$!")
@@ -155,5 +232,94 @@ print(json.dumps({
 }, indent=2))
 PY
     ;;
-  *) echo "usage: $0 single|cluster|idle|connections" >&2; exit 2 ;;
+  joins)
+    # The same join load on the all-in-one binary and on the cluster
+    # (Redis + gateway + RELAYS relays, every room on all of them), one after
+    # the other in one run; CPU per join summed over every server process.
+    RELAYS="${RELAYS:-3}" ROOMS="${ROOMS:-1000}" CONCURRENCY="${CONCURRENCY:-64}"
+    joins=$((ROOMS * MEMBERS))
+    start arthas "$bin/arthas" --listen "127.0.0.1:$BASE_PORT"
+    loadgen --mode joins --connect-concurrency "$CONCURRENCY" \
+      --url "ws://127.0.0.1:$BASE_PORT/ws" --pid "${pids[0]}" --pid-name arthas \
+      >"$run_dir/single.json"
+    stop_all
+    start_backend
+    start_relays "$RELAYS"
+    names="$redis_name,gateway$(for i in $(seq 0 $((RELAYS - 1))); do printf ',relay%s' "$i"; done)"
+    echo "redis per join (cluster):" >&2
+    joins_run "$run_dir/cluster.json" "$joins" --rooms "$ROOMS" --members "$MEMBERS" \
+      --placement "${PLACEMENT:-spread}" \
+      --connect-concurrency "$CONCURRENCY" --url "$(IFS=,; echo "${urls[*]}")" \
+      --pid "$redis_pid,$gateway_pid,$(IFS=,; echo "${relay_pids[*]}")" --pid-name "$names"
+    python3 - "$run_dir/single.json" "$run_dir/cluster.json" <<'PY'
+import json, sys
+single, cluster = (json.load(open(p)) for p in sys.argv[1:])
+ratio = cluster["server_cpu_us_per_join"] / max(single["server_cpu_us_per_join"], 1e-9)
+print(json.dumps({"mode": "joins", "single": single, "cluster": cluster,
+                  "cluster_to_single_cpu_per_join": round(ratio, 2)}, indent=2))
+PY
+    ;;
+  creations)
+    # A creation storm through one relay (every client creates its own room,
+    # IN_FLIGHT at once), then joins through the same relay (rooms of
+    # MEMBERS, about IN_FLIGHT connections at once); Redis and the gateway
+    # behind it. CPU per operation by process.
+    IN_FLIGHT="${IN_FLIGHT:-500}" CREATIONS="${CREATIONS:-10000}"
+    start_backend
+    start_relays 1
+    server_pids="$redis_pid,$gateway_pid,${relay_pids[0]}"
+    echo "redis per creation:" >&2
+    joins_run "$run_dir/creations.json" "$CREATIONS" --members 1 --rooms "$CREATIONS" \
+      --connect-concurrency "$IN_FLIGHT" --url "${urls[0]}" \
+      --pid "$server_pids" --pid-name "$redis_name,gateway,relay"
+    # The creators' connections closed; their rooms go before the joins.
+    until curl -fsS "${admins[0]}" | grep -q "^arthas_relay_connections 0"; do sleep 0.2; done
+    echo "redis per join:" >&2
+    joins_run "$run_dir/joins.json" "$CREATIONS" --members "$MEMBERS" \
+      --rooms $((CREATIONS / MEMBERS)) --connect-concurrency $((IN_FLIGHT / MEMBERS)) \
+      --url "${urls[0]}" --pid "$server_pids" --pid-name "$redis_name,gateway,relay"
+    errors="$(cat "$run_dir"/relay0.err "$run_dir"/gateway.err | grep -c "no answer within" || true)"
+    python3 - "$run_dir/creations.json" "$run_dir/joins.json" "$errors" <<'PY'
+import json, sys
+creations, joins = (json.load(open(p)) for p in sys.argv[1:3])
+print(json.dumps({"mode": "creations", "creations": creations, "joins": joins,
+                  "command_timeouts_logged": int(sys.argv[3]),
+                  "creations_to_joins_per_second": round(
+                      creations["joins_per_second"] / max(joins["joins_per_second"], 1e-9), 2)},
+                 indent=2))
+PY
+    ;;
+  k6-joins)
+    # k6 cannot read another process's CPU: sample utime + stime of every
+    # server process around the run here and divide by the joins k6 counted
+    # (the definition arthas-loadgen uses for server_cpu_us_per_join).
+    command -v k6 >/dev/null || { echo "k6 is not on PATH" >&2; exit 2; }
+    RELAYS="${RELAYS:-3}" ROOMS="${ROOMS:-1000}" VUS="${VUS:-64}"
+    start_backend
+    start_relays "$RELAYS"
+    names="$redis_name,gateway$(for i in $(seq 0 $((RELAYS - 1))); do printf ',relay%s' "$i"; done)"
+    server_pids="$redis_pid $gateway_pid ${relay_pids[*]}"
+    ticks() { for p in $server_pids; do awk '{print $14 + $15}' "/proc/$p/stat"; done | paste -sd,; }
+    before="$(ticks)" t0="$(date +%s.%N)"
+    k6 run --quiet -e MODE=joins -e RELAYS="$(IFS=,; echo "${urls[*]}")" -e ROOMS="$ROOMS" \
+      -e MEMBERS="$MEMBERS" -e VUS="$VUS" --summary-export "$run_dir/k6.json" \
+      loadtest/k6/chat.js >&2
+    after="$(ticks)" t1="$(date +%s.%N)"
+    python3 - "$run_dir/k6.json" "$before" "$after" "$t0" "$t1" "$names" "$server_pids" <<'PY'
+import json, sys
+summary, before, after, t0, t1, names, pids = sys.argv[1:]
+joins = int(json.load(open(summary))["metrics"]["arthas_joined"]["count"])
+secs = float(t1) - float(t0)
+cpu = [(int(a) - int(b)) / 100 for a, b in zip(after.split(","), before.split(","))]
+per = lambda c: round(c * 1e6 / joins, 1) if joins else 0.0
+print(json.dumps({
+    "mode": "k6-joins", "joins": joins, "seconds": secs,
+    "joins_per_second": joins / secs if secs else 0.0,
+    "server_cpu_seconds": sum(cpu), "server_cpu_us_per_join": per(sum(cpu)),
+    "by_process": [{"pid": int(p), "name": n, "cpu_seconds": c, "cpu_us_per_join": per(c)}
+                   for p, n, c in zip(pids.split(), names.split(","), cpu)],
+}, indent=2))
+PY
+    ;;
+  *) echo "usage: $0 single|cluster|idle|connections|joins|creations|k6-joins" >&2; exit 2 ;;
 esac

@@ -368,9 +368,12 @@ pub struct RedisArgs {
     /// Name the sentinels monitor the primary under (`--redis-mode sentinel`).
     #[arg(long, env = "ARTHAS_REDIS_SENTINEL_MASTER", default_value = "mymaster")]
     pub redis_sentinel_master: String,
-    /// Connections in the Redis command pool.
+    /// Shared multiplexed connections for Redis commands (round-robin).
     #[arg(long, env = "ARTHAS_REDIS_POOL_SIZE", default_value_t = 4)]
     pub redis_pool_size: usize,
+    /// Most Redis commands in flight per process; more wait (within the command timeout).
+    #[arg(long, env = "ARTHAS_REDIS_MAX_IN_FLIGHT", default_value_t = 1024)]
+    pub redis_max_in_flight: usize,
     /// Longest a Redis command may take, milliseconds.
     #[arg(long, env = "ARTHAS_REDIS_COMMAND_TIMEOUT_MS", default_value_t = 2_000)]
     pub redis_command_timeout_ms: u64,
@@ -409,6 +412,7 @@ impl RedisArgs {
         };
         let config = RedisConfig {
             pool_size: self.redis_pool_size.max(1),
+            max_in_flight: self.redis_max_in_flight.max(1),
             command_timeout: Duration::from_millis(self.redis_command_timeout_ms),
             publish_timeout: Duration::from_millis(self.redis_publish_timeout_ms),
             expired_room_grace: Duration::from_secs(self.expired_room_grace_secs),

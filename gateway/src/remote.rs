@@ -9,6 +9,7 @@
 //! gateway made come back as the very `Reject` it produced.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -23,6 +24,7 @@ use protocol::reject::texts;
 use protocol::{ErrorCode, Reject};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use tokio::sync::Semaphore;
 
 use crate::internal::{wire, PREFIX};
 use crate::problem::Problem;
@@ -46,6 +48,9 @@ pub struct RemoteConfig {
     pub pool_max_idle: usize,
     /// Largest response body read.
     pub max_response_bytes: usize,
+    /// Most calls in flight at once (each may hold its own connection);
+    /// more wait for a turn within `request_timeout`.
+    pub max_in_flight: usize,
 }
 
 impl std::fmt::Debug for RemoteConfig {
@@ -58,6 +63,7 @@ impl std::fmt::Debug for RemoteConfig {
             .field("pool_idle_timeout", &self.pool_idle_timeout)
             .field("pool_max_idle", &self.pool_max_idle)
             .field("max_response_bytes", &self.max_response_bytes)
+            .field("max_in_flight", &self.max_in_flight)
             .finish()
     }
 }
@@ -71,8 +77,9 @@ impl RemoteConfig {
             connect_timeout: Duration::from_secs(2),
             request_timeout: Duration::from_secs(10),
             pool_idle_timeout: Duration::from_secs(60),
-            pool_max_idle: 32,
+            pool_max_idle: 64,
             max_response_bytes: 64 * 1024,
+            max_in_flight: 64,
         }
     }
 }
@@ -96,6 +103,9 @@ pub struct RemoteGateway {
     authorization: HeaderValue,
     request_timeout: Duration,
     max_response_bytes: usize,
+    /// Turns for calls in flight: a creation storm opens at most this many
+    /// connections to the gateway instead of one per waiting creation.
+    in_flight: Arc<Semaphore>,
 }
 
 impl std::fmt::Debug for RemoteGateway {
@@ -159,6 +169,7 @@ impl RemoteGateway {
             authorization,
             request_timeout: config.request_timeout,
             max_response_bytes: config.max_response_bytes,
+            in_flight: Arc::new(Semaphore::new(config.max_in_flight.max(1))),
         })
     }
 
@@ -179,6 +190,11 @@ impl RemoteGateway {
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| unavailable(what, e))?;
         let call = async {
+            let _turn = self
+                .in_flight
+                .acquire()
+                .await
+                .map_err(|e| unavailable(what, e))?;
             let response = self
                 .client
                 .request(request)

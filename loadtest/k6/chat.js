@@ -11,8 +11,17 @@
 // Thresholds (failing the run): no lost deliveries beyond 0.1 %, no error
 // frames, p99 delivery latency under P99_MS (default 100 ms: k6 itself
 // shares the machine; the Rust load generator measures the tight budgets).
+//
+// MODE=joins: only the joins (connection, handshake, CreateRoom or
+// JoinRoom up to RoomJoined), every VU opening one room after another
+// (ROOMS rooms over VUS VUs); each socket closes after the run. k6 cannot
+// read the servers' CPU, so `loadtest/bench.sh k6-joins` samples
+// /proc/PID/stat of every server process around the run and divides by the
+// joins this script counts (`arthas_joined`), exactly as arthas-loadgen
+// does for its join phase (`server_cpu_us_per_join`).
 
 import './textcodec.js';
+import exec from 'k6/execution';
 import { WebSocket } from 'k6/experimental/websockets';
 import { Counter, Trend } from 'k6/metrics';
 import { setTimeout, setInterval, clearInterval } from 'k6/timers';
@@ -25,8 +34,10 @@ const RATE = Number(__ENV.RATE || 0.9);
 const DURATION = __ENV.DURATION || '30s';
 const PAYLOAD = Number(__ENV.PAYLOAD || 256);
 const P99_MS = Number(__ENV.P99_MS || 100);
+const MODE = __ENV.MODE || 'chat';
+const VUS = Number(__ENV.VUS || 50);
 
-export const options = {
+const chatOptions = {
   scenarios: {
     rooms: {
       executor: 'per-vu-iterations',
@@ -42,6 +53,24 @@ export const options = {
     arthas_joined: [`count==${ROOMS * MEMBERS}`],
   },
 };
+
+const joinsOptions = {
+  scenarios: {
+    joins: {
+      executor: 'shared-iterations',
+      exec: 'joins',
+      vus: Math.min(VUS, ROOMS),
+      iterations: ROOMS,
+      maxDuration: '30m',
+    },
+  },
+  thresholds: {
+    arthas_error_frames: ['count==0'],
+    arthas_joined: [`count==${ROOMS * MEMBERS}`],
+  },
+};
+
+export const options = MODE === 'joins' ? joinsOptions : chatOptions;
 
 const delivery = new Trend('arthas_delivery_ms', true);
 const delivered = new Counter('arthas_delivered');
@@ -123,6 +152,46 @@ function member(index, roomId, stopAt, room, onReady) {
     }
   };
   ws.onerror = (e) => console.error(`websocket error on ${url}: ${e.error}`);
+}
+
+// Joins mode: one room's members connect and join; the sockets close once
+// every member of the room has joined. The creator's RoomCreated starts the
+// others (`onCreated`); every RoomJoined counts (`onJoined`).
+function joinOnly(index, roomId, sockets, onCreated, onJoined) {
+  const url = RELAYS[index % RELAYS.length];
+  const ws = new WebSocket(url);
+  ws.binaryType = 'arraybuffer';
+  sockets.push(ws);
+  ws.onopen = () => {
+    if (roomId) send(ws, T.JOIN, { roomId, name: `m${index}`, password: '' });
+    else send(ws, T.CREATE, { name: `m${index}`, password: '', ephemeral: 0, expiry: 0 });
+  };
+  ws.onmessage = (event) => {
+    const msg = decode(new Uint8Array(event.data));
+    if (msg.type === T.CREATED) onCreated(msg.data.roomId);
+    else if (msg.type === T.JOINED) {
+      joined.add(1);
+      onJoined();
+    } else if (msg.type === T.ERROR) {
+      errorFrames.add(1);
+      console.error(`error frame ${msg.data.code}: ${msg.data.msg}`);
+      sockets.forEach((s) => s.close());
+    }
+  };
+  ws.onerror = (e) => console.error(`websocket error on ${url}: ${e.error}`);
+}
+
+export function joins() {
+  const base = exec.scenario.iterationInTest * MEMBERS;
+  const sockets = [];
+  let done = 0;
+  const joinedOne = () => {
+    done += 1;
+    if (done === MEMBERS) sockets.forEach((ws) => ws.close());
+  };
+  joinOnly(base, null, sockets, (roomId) => {
+    for (let i = 1; i < MEMBERS; i++) joinOnly(base + i, roomId, sockets, () => {}, joinedOne);
+  }, joinedOne);
 }
 
 export default function () {

@@ -8,7 +8,16 @@
 //! `--payload` bytes of ciphertext text for `--duration` seconds. Each
 //! message carries its send time, so every recipient measures latency; every
 //! expected delivery is counted, so loss is exact. Idle mode: the members
-//! join and sit; the report gives the servers' RSS per connection.
+//! join and sit; the report gives the servers' RSS per connection. Joins
+//! mode: only the joining (with `--members 1`, every client creates a room).
+//!
+//! Every mode reports the join phase: joins per second and the servers' CPU
+//! per join (`server_cpu_us_per_join`): utime + stime of every `--pid`
+//! (`/proc/PID/stat`) from before the first connection to after the last
+//! RoomJoined, divided by the members that joined. A join is a new TCP
+//! connection, the WebSocket handshake and CreateRoom or JoinRoom up to
+//! RoomJoined, with the MemberJoined notices it causes. The k6 script's
+//! joins scenario is measured the same way by `loadtest/bench.sh`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -36,6 +45,18 @@ enum Mode {
     /// Members 1.. of every room leave and re-join it in a loop, on their
     /// open connections: the server's join throughput, handshakes excluded.
     Churn,
+    /// Only the join phase: connect, handshake, create or join; report the
+    /// joins per second and the servers' CPU per join, then leave.
+    Joins,
+}
+
+/// Where a room's members connect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Placement {
+    /// Round-robin over the URLs: every room spans the relays.
+    Spread,
+    /// All of a room's members on one URL, rooms round-robin over them.
+    Together,
 }
 
 #[derive(Debug, Parser)]
@@ -46,6 +67,9 @@ struct Args {
     url: Vec<String>,
     #[arg(long, value_enum, default_value_t = Mode::Chat)]
     mode: Mode,
+    /// How a room's members are placed on the URLs.
+    #[arg(long, value_enum, default_value_t = Placement::Spread)]
+    placement: Placement,
     #[arg(long, default_value_t = 100)]
     rooms: usize,
     #[arg(long, default_value_t = 10)]
@@ -65,9 +89,17 @@ struct Args {
     /// Server process ids to sample CPU and RSS from (/proc).
     #[arg(long, value_delimiter = ',')]
     pid: Vec<u32>,
+    /// Names for the `--pid`s in the report, in the same order (e.g.
+    /// `redis,gateway,relay0`).
+    #[arg(long, value_delimiter = ',')]
+    pid_name: Vec<String>,
     /// Connections opened at once while joining.
     #[arg(long, default_value_t = 64)]
     connect_concurrency: usize,
+    /// Joins mode: keep the connections open this many seconds after the
+    /// report is printed (so the servers can be inspected before the leaves).
+    #[arg(long, default_value_t = 0)]
+    hold: u64,
 }
 
 /// Shared counters.
@@ -370,6 +402,57 @@ fn sample_all(pids: &[u32]) -> (u64, u64) {
         .fold((0, 0), |(c, r), (c2, r2)| (c + c2, r + r2))
 }
 
+/// utime + stime of each process, in clock ticks (0 for one that is gone).
+fn per_pid_cpu(pids: &[u32]) -> Vec<u64> {
+    pids.iter()
+        .map(|p| proc_sample(*p).map_or(0, |s| s.0))
+        .collect()
+}
+
+/// CPU seconds each process spent since `before` (from [`per_pid_cpu`]).
+fn cpu_since(pids: &[u32], before: &[u64], ticks_per_sec: f64) -> Vec<f64> {
+    per_pid_cpu(pids)
+        .iter()
+        .zip(before)
+        .map(|(now, then)| now.saturating_sub(*then) as f64 / ticks_per_sec)
+        .collect()
+}
+
+/// The join phase: joins per second and the servers' CPU per join, in
+/// total and by process.
+fn join_report(args: &Args, joined: usize, secs: f64, cpu: &[f64]) -> serde_json::Value {
+    let total: f64 = cpu.iter().sum();
+    let per_join = |c: f64| {
+        if joined > 0 {
+            (c * 1e6 / joined as f64 * 10.0).round() / 10.0
+        } else {
+            0.0
+        }
+    };
+    let by_process: Vec<serde_json::Value> = args
+        .pid
+        .iter()
+        .zip(cpu)
+        .enumerate()
+        .map(|(i, (pid, c))| {
+            serde_json::json!({
+                "pid": pid,
+                "name": args.pid_name.get(i).cloned().unwrap_or_else(|| pid.to_string()),
+                "cpu_seconds": c,
+                "cpu_us_per_join": per_join(*c),
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "joins": joined,
+        "seconds": secs,
+        "joins_per_second": if secs > 0.0 { joined as f64 / secs } else { 0.0 },
+        "server_cpu_seconds": total,
+        "server_cpu_us_per_join": per_join(total),
+        "by_process": by_process,
+    })
+}
+
 fn percentile(sorted: &[u32], p: f64) -> u32 {
     if sorted.is_empty() {
         return 0;
@@ -380,12 +463,17 @@ fn percentile(sorted: &[u32], p: f64) -> u32 {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let args = Args::parse();
+    if args.url.is_empty() {
+        eprintln!("at least one --url is needed");
+        std::process::exit(2);
+    }
     let ticks_per_sec = 100.0; // Linux USER_HZ
     let (_, rss_before) = sample_all(&args.pid);
+    let join_cpu0 = per_pid_cpu(&args.pid);
     let start = Instant::now();
     let stats = Arc::new(Stats::default());
 
-    let rate = if args.mode == Mode::Idle {
+    let rate = if matches!(args.mode, Mode::Idle | Mode::Joins) {
         0.0
     } else {
         args.rate
@@ -399,7 +487,10 @@ async fn main() {
     let semaphore = Arc::new(tokio::sync::Semaphore::new(args.connect_concurrency.max(1)));
     let mut joins = Vec::new();
     for r in 0..args.rooms {
-        let urls = args.url.clone();
+        let urls = match args.placement {
+            Placement::Spread => args.url.clone(),
+            Placement::Together => vec![args.url[r % args.url.len()].clone()],
+        };
         let permit = semaphore.clone();
         let members = args.members;
         let (mode, payload, stats, schedule) =
@@ -408,7 +499,7 @@ async fn main() {
         joins.push(tokio::spawn(async move {
             let _p = permit.acquire_owned().await;
             let (room_id, opened) = open_room(&urls, r * members, members).await?;
-            if mode == Mode::Churn {
+            if matches!(mode, Mode::Churn | Mode::Joins) {
                 return Ok::<_, String>((room_id, opened.len(), opened));
             }
             let count = opened.len();
@@ -446,10 +537,21 @@ async fn main() {
     }
     let joined = rooms.iter().map(|(_, n, _)| n).sum::<usize>();
     let join_secs = start.elapsed().as_secs_f64();
+    let join_cpu = cpu_since(&args.pid, &join_cpu0, ticks_per_sec);
     eprintln!(
         "{joined} members in {} rooms joined in {join_secs:.1}s",
         rooms.len()
     );
+    let join_report = join_report(&args, joined, join_secs, &join_cpu);
+    if args.mode == Mode::Joins {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&join_report).unwrap_or_default()
+        );
+        eprintln!("join report printed");
+        tokio::time::sleep(Duration::from_secs(args.hold)).await;
+        return;
+    }
 
     let stop = Instant::now() + Duration::from_secs(args.warmup + args.duration);
     let _ = go.send(Some(stop));
@@ -529,6 +631,7 @@ async fn main() {
         "join_seconds": join_secs,
         "churn_joins_per_second": churned_joins as f64 / elapsed,
         "joins_per_second": joined as f64 / join_secs,
+        "join_phase": join_report,
         "rate_per_member": rate,
         "payload_bytes": args.payload,
         "measured_seconds": elapsed,

@@ -374,7 +374,10 @@ impl Session {
             }
             Err(e) => {
                 tracing::error!(room = %room.id, error = %e, "subscribe failed; join rolled back");
-                let _ = relay.store.leave(&room.id, self.id).await;
+                let _ = relay
+                    .store
+                    .leave(&room.id, self.id, &relay.config.node_id)
+                    .await;
                 Err(texts::UNAVAILABLE)
             }
         }
@@ -393,7 +396,11 @@ impl Session {
         async {
             let relay = &self.relay;
             relay.hub.leave(relay.bus.as_ref(), &room, self.id).await;
-            match relay.store.leave(&room.id, self.id).await {
+            match relay
+                .store
+                .leave(&room.id, self.id, &relay.config.node_id)
+                .await
+            {
                 Ok(left) if left.was_member && !left.destroyed => {
                     let frame = server::encode(
                         kind::MEMBER_LEFT,

@@ -42,6 +42,9 @@ struct Config {
         default_value = "http://127.0.0.1:8082"
     )]
     gateway_url: String,
+    /// Most calls to the gateway in flight at once (creations, password checks); more wait their turn.
+    #[arg(long, env = "ARTHAS_GATEWAY_MAX_IN_FLIGHT", default_value_t = 64)]
+    gateway_max_in_flight: usize,
     /// Shared secret of the gateway's internal API.
     #[arg(long, env = "ARTHAS_INTERNAL_SECRET", hide_env_values = true)]
     internal_secret: String,
@@ -112,10 +115,10 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         .redis
         .connect(Duration::from_millis(config.relay.room_linger_ms))
         .await?;
-    let authority = RemoteGateway::new(RemoteConfig::new(
-        config.gateway_url.clone(),
-        config.internal_secret.clone(),
-    ))
+    let authority = RemoteGateway::new(RemoteConfig {
+        max_in_flight: config.gateway_max_in_flight.max(1),
+        ..RemoteConfig::new(config.gateway_url.clone(), config.internal_secret.clone())
+    })
     .map_err(|e| format!("--gateway-url: {e:?}"))?;
     let builder = relay::RelayBuilder::new();
     engine.attach(builder.sink());

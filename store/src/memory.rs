@@ -199,7 +199,12 @@ impl RoomStore for MemoryEngine {
         })
     }
 
-    async fn leave(&self, room_id: &str, member_id: MemberId) -> Result<Left, StoreError> {
+    async fn leave(
+        &self,
+        room_id: &str,
+        member_id: MemberId,
+        _node: &str,
+    ) -> Result<Left, StoreError> {
         let mut state = self.state();
         let Some(room) = state.rooms.get_mut(room_id) else {
             return Ok(Left {
@@ -480,9 +485,9 @@ mod tests {
         );
         let joined = e.join("r", member(2), false, 0).await.unwrap();
         assert_eq!(joined.members.last().unwrap().id, MemberId::from_random(2));
-        let left = e.leave("r", MemberId::from_random(1)).await.unwrap();
+        let left = e.leave("r", MemberId::from_random(1), "n").await.unwrap();
         assert_eq!((left.was_member, left.destroyed), (true, false));
-        let left = e.leave("r", MemberId::from_random(2)).await.unwrap();
+        let left = e.leave("r", MemberId::from_random(2), "n").await.unwrap();
         assert_eq!((left.was_member, left.destroyed), (true, true));
         assert!(e.room("r").await.unwrap().is_none());
     }

@@ -181,8 +181,15 @@ pub trait RoomStore: Send + Sync + 'static {
         now_secs: i64,
     ) -> Result<Joined, JoinError>;
 
-    /// Removes a member; destroys the room (and its listing) when it empties.
-    async fn leave(&self, room_id: &str, member_id: MemberId) -> Result<Left, StoreError>;
+    /// Removes a member held by relay `node` (the node it joined through:
+    /// a relay only removes its own members, so the store need not look the
+    /// node up); destroys the room (and its listing) when it empties.
+    async fn leave(
+        &self,
+        room_id: &str,
+        member_id: MemberId,
+        node: &str,
+    ) -> Result<Left, StoreError>;
 
     /// Removes a room, its members and its listing (expiry). Idempotent.
     async fn destroy(&self, room_id: &str) -> Result<(), StoreError>;

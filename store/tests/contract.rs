@@ -156,11 +156,11 @@ async fn the_last_leave_destroys_the_room_and_its_listing(f: Fixture) {
     assert!(s.list_room(listing("r", false), 10).await.unwrap());
     s.join("r", member(1, "n1"), false, now).await.unwrap();
     s.join("r", member(2, "n2"), false, now).await.unwrap();
-    let left = s.leave("r", MemberId::from_random(1)).await.unwrap();
+    let left = s.leave("r", MemberId::from_random(1), "n1").await.unwrap();
     assert_eq!((left.was_member, left.destroyed), (true, false));
-    let again = s.leave("r", MemberId::from_random(1)).await.unwrap();
+    let again = s.leave("r", MemberId::from_random(1), "n1").await.unwrap();
     assert_eq!((again.was_member, again.destroyed), (false, false));
-    let left = s.leave("r", MemberId::from_random(2)).await.unwrap();
+    let left = s.leave("r", MemberId::from_random(2), "n2").await.unwrap();
     assert_eq!((left.was_member, left.destroyed), (true, true));
     assert!(s.room("r").await.unwrap().is_none());
     assert!(s
@@ -534,7 +534,7 @@ async fn joined_room_keys_carry_the_room_lifetime() {
         s.join(room, member(1, "n1"), false, now).await.unwrap();
         s.join(room, member(2, "n1"), false, now).await.unwrap();
         s.join(room, member(3, "n2"), false, now).await.unwrap();
-        s.leave(room, MemberId::from_random(3)).await.unwrap();
+        s.leave(room, MemberId::from_random(3), "n2").await.unwrap();
         s.join(room, member(4, "n2"), false, now).await.unwrap();
     }
     let expiretime = |key: String| async move {

@@ -167,7 +167,11 @@ async fn relays_follow_a_failover_in_every_room_and_commands_reach_the_new_maste
                 }
             }
         }
-        relays[1].engine.leave(room, m.id).await.expect("leave");
+        relays[1]
+            .engine
+            .leave(room, m.id, &m.node)
+            .await
+            .expect("leave");
     }
     let role = new_master.command(&["ROLE"]).await.expect("role");
     assert!(format!("{role:?}").contains("master"));

@@ -217,7 +217,12 @@ impl RoomStore for DownStore {
     ) -> Result<Joined, JoinError> {
         Err(JoinError::Store(down()))
     }
-    async fn leave(&self, _room_id: &str, _member_id: MemberId) -> Result<Left, StoreError> {
+    async fn leave(
+        &self,
+        _room_id: &str,
+        _member_id: MemberId,
+        _node: &str,
+    ) -> Result<Left, StoreError> {
         Err(down())
     }
     async fn destroy(&self, _room_id: &str) -> Result<(), StoreError> {

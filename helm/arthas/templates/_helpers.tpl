@@ -136,6 +136,7 @@ app.kubernetes.io/component: {{ .component }}
 ARTHAS_REDIS_MODE: {{ .Values.redis.mode | quote }}
 ARTHAS_REDIS_SENTINEL_MASTER: {{ .Values.redis.sentinelMaster | quote }}
 ARTHAS_REDIS_POOL_SIZE: {{ .Values.redis.poolSize | int64 | quote }}
+ARTHAS_REDIS_MAX_IN_FLIGHT: {{ .Values.redis.maxInFlight | int64 | quote }}
 ARTHAS_REDIS_COMMAND_TIMEOUT_MS: {{ .Values.redis.commandTimeoutMs | int64 | quote }}
 ARTHAS_REDIS_PUBLISH_TIMEOUT_MS: {{ .Values.redis.publishTimeoutMs | int64 | quote }}
 ARTHAS_EXPIRED_ROOM_GRACE_SECS: {{ .Values.redis.expiredRoomGraceSecs | int64 | quote }}

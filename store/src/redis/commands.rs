@@ -1,31 +1,37 @@
-//! Where store commands go: a pool of multiplexed connections to a
+//! Where store commands go: a few shared multiplexed connections to a
 //! standalone Redis, or the cluster client (which keeps one multiplexed
 //! connection per node and routes by slot).
 //!
-//! Every command is bounded by the configured command timeout, so a Redis
-//! that hangs or reconnects turns into a [`StoreError`] for the caller
-//! instead of a stuck session.
+//! Every command is bounded twice: by the configured command timeout, so a
+//! Redis that hangs or reconnects turns into a [`StoreError`] for the caller
+//! instead of a stuck session, and by `max_in_flight`, so a storm of joins
+//! or creations queues here (the wait counts against the timeout) instead
+//! of growing without bound.
 //!
-//! The pool is deadpool's, with a manager of our own: deadpool-redis's
-//! manager PINGs every connection on every checkout, which doubles the round
-//! trips of a join. Ours hands a connection back as it is and discards it
-//! when a command on it fails with a connection error, so the next checkout
-//! makes a fresh one (also after READONLY, a master demoted by a Sentinel
-//! failover).
+//! Standalone connections are shared, not checked out: a multiplexed
+//! connection pipelines any number of callers' commands over one socket, so
+//! commands go round-robin over `pool_size` of them and each command holds
+//! none exclusively. (An earlier pool lent each connection to one command
+//! at a time: four commands in flight per process, and under a creation
+//! storm the rest waited out the 2 s timeout while Redis sat idle.) A
+//! connection is opened on first use and dropped when a command on it fails
+//! with a connection error, so the next command opens a fresh one (also
+//! after READONLY, a master demoted by a Sentinel failover).
 
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use deadpool::managed::{self, Metrics, RecycleResult};
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, FromRedisValue, Pipeline, RedisError, RedisFuture, ScriptInvocation, Value};
+use tokio::sync::{Mutex, Semaphore};
 
 use super::sentinel::MasterLocator;
 use crate::room::StoreError;
 
-/// Where the pool's connections go.
+/// Where the standalone connections go.
 pub(crate) enum Target {
     /// One server.
     Fixed(Box<redis::Client>),
@@ -34,57 +40,78 @@ pub(crate) enum Target {
     Sentinel(Arc<MasterLocator>),
 }
 
-/// Opens multiplexed connections to one standalone Redis (or the current
-/// Sentinel master).
-pub(crate) struct Connector {
+/// One shared connection, opened on first use; `generation` tells a failed
+/// command whether the connection it used is still the one in the slot.
+#[derive(Default)]
+struct Slot {
+    conn: Option<(u64, MultiplexedConnection)>,
+    generation: u64,
+}
+
+/// A standalone server's shared connections.
+pub(crate) struct Connections {
     /// The server to connect to.
     target: Target,
     /// Connect and response timeouts of each connection.
     config: redis::AsyncConnectionConfig,
+    /// The connections, used round-robin.
+    slots: Vec<Mutex<Slot>>,
+    /// The next slot to use.
+    next: AtomicUsize,
 }
 
-impl managed::Manager for Connector {
-    type Type = MultiplexedConnection;
-    type Error = RedisError;
-
-    async fn create(&self) -> Result<MultiplexedConnection, RedisError> {
+impl Connections {
+    /// A connection of slot `index` (opening it if needed) and its generation.
+    async fn get(&self, index: usize) -> Result<(u64, MultiplexedConnection), RedisError> {
+        let mut slot = self.slots[index].lock().await;
+        if let Some((generation, conn)) = &slot.conn {
+            return Ok((*generation, conn.clone()));
+        }
         let client = match &self.target {
             Target::Fixed(client) => (**client).clone(),
             Target::Sentinel(locator) => locator.master().await?,
         };
-        client
+        let conn = client
             .get_multiplexed_async_connection_with_config(&self.config)
-            .await
+            .await?;
+        slot.generation += 1;
+        let generation = slot.generation;
+        slot.conn = Some((generation, conn.clone()));
+        Ok((generation, conn))
     }
 
-    /// No PING: a broken connection shows itself on use and is dropped then.
-    async fn recycle(
-        &self,
-        _: &mut MultiplexedConnection,
-        _: &Metrics,
-    ) -> RecycleResult<RedisError> {
-        Ok(())
+    /// Drops slot `index`'s connection if it is still `generation`.
+    async fn discard(&self, index: usize, generation: u64) {
+        let mut slot = self.slots[index].lock().await;
+        if slot.conn.as_ref().is_some_and(|(g, _)| *g == generation) {
+            slot.conn = None;
+        }
     }
 }
 
-type Pool = managed::Pool<Connector>;
-
-/// The command path of a [`super::RedisEngine`].
-pub(crate) enum Commands {
-    Standalone(Pool),
+/// How commands reach Redis.
+enum Route {
+    Standalone(Connections),
     Cluster(super::cluster_bus::SharedCluster),
 }
 
-/// One checked-out connection.
-pub(crate) enum Conn {
-    Pooled(managed::Object<Connector>),
+/// The command path of a [`super::RedisEngine`].
+pub(crate) struct Commands {
+    route: Route,
+    /// Commands in flight (or waiting for a connection) at most.
+    in_flight: Semaphore,
+}
+
+/// The connection one command runs on.
+enum Conn {
+    Standalone(MultiplexedConnection),
     Cluster(ClusterConnection),
 }
 
 impl ConnectionLike for Conn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
-            Conn::Pooled(c) => c.req_packed_command(cmd),
+            Conn::Standalone(c) => c.req_packed_command(cmd),
             Conn::Cluster(c) => c.req_packed_command(cmd),
         }
     }
@@ -96,77 +123,97 @@ impl ConnectionLike for Conn {
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
-            Conn::Pooled(c) => c.req_packed_commands(cmd, offset, count),
+            Conn::Standalone(c) => c.req_packed_commands(cmd, offset, count),
             Conn::Cluster(c) => c.req_packed_commands(cmd, offset, count),
         }
     }
 
     fn get_db(&self) -> i64 {
         match self {
-            Conn::Pooled(c) => c.get_db(),
+            Conn::Standalone(c) => c.get_db(),
             Conn::Cluster(c) => c.get_db(),
         }
     }
 }
 
+/// Whether a command's error means its connection is unusable.
+fn connection_lost(e: &RedisError) -> bool {
+    // READONLY: a master demoted by a failover; the next connection asks
+    // the sentinels again.
+    e.is_io_error()
+        || e.is_connection_dropped()
+        || e.is_unrecoverable_error()
+        || e.code() == Some("READONLY")
+}
+
 impl Commands {
-    /// A pool for a standalone server; connects lazily.
+    /// `connections` shared connections to a standalone server (opened
+    /// lazily), at most `max_in_flight` commands at once.
     pub(crate) fn standalone(
         target: Target,
-        connection: redis::AsyncConnectionConfig,
-        pool_size: usize,
-        timeout: Duration,
-    ) -> Result<Commands, StoreError> {
-        let mut config = managed::PoolConfig::new(pool_size.max(1));
-        config.timeouts.wait = Some(timeout);
-        config.timeouts.create = Some(timeout);
-        let pool = managed::Pool::builder(Connector {
-            target,
-            config: connection,
-        })
-        .config(config)
-        .runtime(deadpool::Runtime::Tokio1)
-        .build()
-        .map_err(|e| StoreError(format!("redis pool: {e}")))?;
-        Ok(Commands::Standalone(pool))
+        config: redis::AsyncConnectionConfig,
+        connections: usize,
+        max_in_flight: usize,
+    ) -> Commands {
+        let slots = (0..connections.max(1))
+            .map(|_| Mutex::new(Slot::default()))
+            .collect();
+        Commands {
+            route: Route::Standalone(Connections {
+                target,
+                config,
+                slots,
+                next: AtomicUsize::new(0),
+            }),
+            in_flight: Semaphore::new(max_in_flight.max(1)),
+        }
     }
 
-    async fn conn(&self) -> Result<Conn, StoreError> {
-        match self {
-            Commands::Standalone(pool) => pool
-                .get()
-                .await
-                .map(Conn::Pooled)
-                .map_err(|e| StoreError(format!("redis connection: {e}"))),
-            Commands::Cluster(c) => Ok(Conn::Cluster(c.get())),
+    /// The cluster client's connection, at most `max_in_flight` commands at
+    /// once.
+    pub(crate) fn cluster(
+        cluster: super::cluster_bus::SharedCluster,
+        max_in_flight: usize,
+    ) -> Commands {
+        Commands {
+            route: Route::Cluster(cluster),
+            in_flight: Semaphore::new(max_in_flight.max(1)),
         }
     }
 
     /// Runs `op` on a connection within `timeout`; a connection that failed
-    /// with an I/O error is not returned to the pool.
+    /// with a connection error is dropped.
     async fn run<T, F, Fut>(&self, timeout: Duration, op: F) -> Result<T, StoreError>
     where
         F: FnOnce(Conn) -> Fut,
-        Fut: Future<Output = (Conn, Result<T, RedisError>)>,
+        Fut: Future<Output = Result<T, RedisError>>,
     {
         let work = async {
-            let conn = self.conn().await?;
-            let (conn, result) = op(conn).await;
-            match result {
-                Ok(v) => Ok(v),
-                Err(e) => {
-                    // READONLY: a master demoted by a failover; the next
-                    // connection asks the sentinels again.
-                    if e.is_io_error()
-                        || e.is_connection_dropped()
-                        || e.is_unrecoverable_error()
-                        || e.code() == Some("READONLY")
-                    {
-                        if let Conn::Pooled(obj) = conn {
-                            drop(managed::Object::take(obj));
+            let _permit = self
+                .in_flight
+                .acquire()
+                .await
+                .map_err(|_| StoreError("redis: command path closed".into()))?;
+            match &self.route {
+                Route::Cluster(cluster) => op(Conn::Cluster(cluster.get()))
+                    .await
+                    .map_err(|e| StoreError(format!("redis: {e}"))),
+                Route::Standalone(connections) => {
+                    let index =
+                        connections.next.fetch_add(1, Ordering::Relaxed) % connections.slots.len();
+                    let (generation, conn) = connections
+                        .get(index)
+                        .await
+                        .map_err(|e| StoreError(format!("redis connection: {e}")))?;
+                    match op(Conn::Standalone(conn)).await {
+                        Ok(v) => Ok(v),
+                        Err(e) => {
+                            if connection_lost(&e) {
+                                connections.discard(index, generation).await;
+                            }
+                            Err(StoreError(format!("redis: {e}")))
                         }
                     }
-                    Err(StoreError(format!("redis: {e}")))
                 }
             }
         };
@@ -186,8 +233,7 @@ impl Commands {
         cmd: &Cmd,
     ) -> Result<T, StoreError> {
         self.run(timeout, |mut conn| async move {
-            let r = cmd.query_async(&mut conn).await;
-            (conn, r)
+            cmd.query_async(&mut conn).await
         })
         .await
     }
@@ -199,8 +245,7 @@ impl Commands {
         pipe: &Pipeline,
     ) -> Result<T, StoreError> {
         self.run(timeout, |mut conn| async move {
-            let r = pipe.query_async(&mut conn).await;
-            (conn, r)
+            pipe.query_async(&mut conn).await
         })
         .await
     }
@@ -212,8 +257,7 @@ impl Commands {
         invocation: &ScriptInvocation<'_>,
     ) -> Result<Value, StoreError> {
         self.run(timeout, |mut conn| async move {
-            let r = invocation.invoke_async(&mut conn).await;
-            (conn, r)
+            invocation.invoke_async(&mut conn).await
         })
         .await
     }

@@ -4,6 +4,41 @@
 //! touches a room's keys touches one cluster slot. Structures that span
 //! rooms or nodes live under their own tags and are only ever updated by
 //! separate commands (never from inside a room's script).
+//!
+//! # Layout
+//!
+//! This table is the reference for what Redis holds (a tool that rebuilds
+//! or checks Redis state starts here); `R` is a room id, `N` a relay node id.
+//!
+//! | key | type | holds |
+//! |---|---|---|
+//! | `arthas:{R}:room` | hash | `created`, `expiresAt`, `ephemeral`, `password` (argon2id PHC or empty), `capacity`, `listed`, `inDirectory`, `seq` (join counter) |
+//! | `arthas:{R}:members` | hash | member id -> `<seq>:<msgpack [name, color, node, joinedAt]>`; `seq` (the join counter) gives the join order |
+//! | `arthas:{R}:nodes` | hash | relay node -> how many of the room's members it holds |
+//! | `arthas:{R}:activity` | sorted set | listed rooms: one entry per chat message (score = unix ms), trimmed to 5 minutes and 10,000 entries |
+//! | `arthas:{R}` | channel | `BusMessage::to_wire` payloads (PUBLISH, or SPUBLISH on a cluster) |
+//! | `arthas:node:{N}` | string, TTL | relay N's heartbeat deadline (for operators) |
+//! | `arthas:node:{N}:rooms` | set | rooms where relay N has members, or had them less than `node_room_linger` ago (read by the sweeper) |
+//! | `arthas:nodes` | sorted set | relay -> heartbeat deadline (Redis server ms); the sweep's one range query; a join registers a relay not known to be in it |
+//! | `arthas:online{arthas:nodes}` | hash | relay -> WebSockets at its last heartbeat (the directory's online count; same slot as `arthas:nodes`) |
+//! | `arthas:{~directory}:listings` | hash | room id -> msgpack listing (the public directory) |
+//! | `arthas:{~directory}:regular` | set | listed rooms that are not daily topics (what `max_listed` counts) |
+//! | `arthas:{R}:guesses` | string, TTL | a password room's guesses in the window (wrong, or being verified); only for rooms that exist |
+//! | `arthas:{R}:guesses:{client}` | string, TTL | one client key's guesses on the room in the window |
+//! | `arthas:hit:{key}` | string, TTL | fixed-window counter or budget (rate limits, per-client creation and guess budgets) |
+//! | `arthas:claim:{key}` | string, TTL | claimed single-use token |
+//!
+//! Lifetimes: a created room's keys carry the unjoined TTL; the first join
+//! sets them to `expiresAt + expired_room_grace` (EXPIREAT), or removes the
+//! TTL for a room that never expires. An expired room therefore answers
+//! E007 during the grace and E001 after it. The last leave, a destroy or a
+//! sweep that empties the room deletes its keys and its listing. Listings
+//! of rooms whose keys expired are pruned when the directory is read.
+//!
+//! Presence: a relay's first member in a room adds the room to
+//! `arthas:node:{N}:rooms` (once per room while it lingers there) and, when
+//! no heartbeat of N is known to hold, registers N in `arthas:nodes` (`nx`);
+//! the sweeper reads both when N's deadline passes.
 
 /// A room's record (hash): `created`, `expiresAt`, `ephemeral`, `password`,
 /// `capacity`, `listed`, `inDirectory`, and `seq` (the join counter that
@@ -12,8 +47,13 @@ pub fn room(room_id: &str) -> String {
     format!("arthas:{{{room_id}}}:room")
 }
 
-/// A room's members (hash): member id -> msgpack
-/// `{name, color, node, joinedAt, seq}`.
+/// A room's members (hash): member id -> `<seq>:<record>`, where `seq` is
+/// the room's join counter when the member joined (it orders the member
+/// list) and `record` the msgpack array `[name, color, node, joinedAt]` the
+/// relay packed. join.lua only prefixes the counter, so no script packs or
+/// (on the hot path) unpacks msgpack. Records of an older layout (a msgpack
+/// map `{name, color, node, joinedAt, seq}`, first byte not a digit) are
+/// still read.
 pub fn members(room_id: &str) -> String {
     format!("arthas:{{{room_id}}}:members")
 }

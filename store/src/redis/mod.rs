@@ -5,33 +5,8 @@
 //!
 //! # Redis layout
 //!
-//! All keys of a room carry the hash tag `{R}` (the room id), so every Lua
-//! script touches exactly one cluster slot. Names are made in [`keys`].
-//!
-//! | key | type | holds |
-//! |---|---|---|
-//! | `arthas:{R}:room` | hash | `created`, `expiresAt`, `ephemeral`, `password` (argon2id PHC or empty), `capacity`, `listed`, `inDirectory`, `seq` (join counter) |
-//! | `arthas:{R}:members` | hash | member id -> msgpack `{name, color, node, joinedAt, seq}`; `seq` gives the join order |
-//! | `arthas:{R}:nodes` | hash | relay node -> how many of the room's members it holds |
-//! | `arthas:{R}:activity` | sorted set | listed rooms: one entry per chat message (score = unix ms), trimmed to 5 minutes and 10,000 entries |
-//! | `arthas:{R}` | channel | `BusMessage::to_wire` payloads (PUBLISH, or SPUBLISH on a cluster) |
-//! | `arthas:node:{N}` | string, TTL | relay N's heartbeat deadline (for operators) |
-//! | `arthas:node:{N}:rooms` | set | rooms where relay N has members, or had them less than `node_room_linger` ago (read by the sweeper) |
-//! | `arthas:nodes` | sorted set | relay -> heartbeat deadline (Redis server ms); the sweep's one range query |
-//! | `arthas:online{arthas:nodes}` | hash | relay -> WebSockets at its last heartbeat (the directory's online count; same slot as `arthas:nodes`) |
-//! | `arthas:{~directory}:listings` | hash | room id -> msgpack listing (the public directory) |
-//! | `arthas:{~directory}:regular` | set | listed rooms that are not daily topics (what `max_listed` counts) |
-//! | `arthas:{R}:guesses` | string, TTL | a password room's guesses in the window (wrong, or being verified); only for rooms that exist |
-//! | `arthas:{R}:guesses:{client}` | string, TTL | one client key's guesses on the room in the window |
-//! | `arthas:hit:{key}` | string, TTL | fixed-window counter or budget (rate limits, per-client creation and guess budgets) |
-//! | `arthas:claim:{key}` | string, TTL | claimed single-use token |
-//!
-//! Lifetimes: a created room's keys carry the unjoined TTL; the first join
-//! sets them to `expiresAt + expired_room_grace` (EXPIREAT), or removes the
-//! TTL for a room that never expires. An expired room therefore answers
-//! E007 during the grace and E001 after it. The last leave, a destroy or a
-//! sweep that empties the room deletes its keys and its listing. Listings
-//! of rooms whose keys expired are pruned when the directory is read.
+//! Every key and channel, its type, what it holds and its lifetime are
+//! described in one place: [`keys`].
 //!
 //! Nothing here ever stores a message: ciphertext only passes through the
 //! channels.
@@ -109,8 +84,12 @@ pub enum RedisMode {
 /// Named limits of the Redis engines.
 #[derive(Debug, Clone)]
 pub struct RedisConfig {
-    /// Connections in the standalone command pool (each one multiplexed).
+    /// Shared multiplexed connections for store commands (standalone and
+    /// Sentinel); commands go round-robin over them.
     pub pool_size: usize,
+    /// Most store commands in flight at once (waiting for a connection
+    /// included); more wait, within `command_timeout`.
+    pub max_in_flight: usize,
     /// Longest any store command may take, pool wait included.
     pub command_timeout: Duration,
     /// Longest a publish may take before the sender is told the bus is down.
@@ -162,6 +141,7 @@ impl Default for RedisConfig {
     fn default() -> Self {
         RedisConfig {
             pool_size: 4,
+            max_in_flight: 1024,
             command_timeout: Duration::from_secs(2),
             publish_timeout: Duration::from_millis(500),
             subscribe_timeout: Duration::from_secs(2),
@@ -446,6 +426,11 @@ pub struct RedisEngine {
     /// (node, room) pairs this engine put in a node's room set, with since
     /// when the node has had no member there (None: it has members).
     node_rooms: Mutex<HashMap<(String, String), Option<Instant>>>,
+    /// Relay node -> until when (this process's clock) it is surely in
+    /// `arthas:nodes` with a deadline ahead, from its last heartbeat or
+    /// registration through this engine; a join skips registering it until
+    /// then.
+    registered_until: Mutex<HashMap<String, Instant>>,
 }
 
 impl RedisEngine {
@@ -485,8 +470,8 @@ impl RedisEngine {
                     commands::Target::Fixed(Box::new(client)),
                     connection,
                     config.pool_size,
-                    config.command_timeout,
-                )?;
+                    config.max_in_flight,
+                );
                 let pubsub_client = redis::Client::open(
                     info.set_redis_settings(settings.set_protocol(ProtocolVersion::RESP3)),
                 )
@@ -518,8 +503,8 @@ impl RedisEngine {
                     commands::Target::Sentinel(locator(ProtocolVersion::RESP2)?),
                     connection,
                     config.pool_size,
-                    config.command_timeout,
-                )?;
+                    config.max_in_flight,
+                );
                 let bus = bus::StandaloneBus::connect(
                     bus::BusTarget::Sentinel(locator(ProtocolVersion::RESP3)?),
                     &config,
@@ -539,7 +524,10 @@ impl RedisEngine {
                     shutdown_rx,
                 )
                 .await?;
-                (Commands::Cluster(conn), BusConn::Cluster(bus))
+                (
+                    Commands::cluster(conn, config.max_in_flight),
+                    BusConn::Cluster(bus),
+                )
             }
         };
         let engine = RedisEngine {
@@ -549,6 +537,7 @@ impl RedisEngine {
             shared,
             shutdown,
             node_rooms: Mutex::new(HashMap::new()),
+            registered_until: Mutex::new(HashMap::new()),
         };
         // Prove the command path too.
         engine

@@ -26,6 +26,9 @@ use crate::room::{
 
 /// The activity window of the public directory.
 const ACTIVITY_WINDOW_MS: i64 = 5 * 60 * 1000;
+/// How much sooner than its deadline says a node's registration is treated
+/// as lapsed (clock rate differences between relay and Redis).
+const REGISTRATION_MARGIN: Duration = Duration::from_secs(1);
 /// Rooms read or swept concurrently.
 const CONCURRENT_ROOM_QUERIES: usize = 16;
 /// The fields of a room hash that make a [`RoomRecord`].
@@ -38,17 +41,53 @@ const ROOM_FIELDS: [&str; 6] = [
     "listed",
 ];
 
-/// A member as stored in `arthas:{R}:members` (packed by join.lua).
+/// A member record as an older join.lua stored it (a msgpack map with the
+/// join counter inside); still read, so members joined before an upgrade
+/// keep their place in the list.
 #[derive(Deserialize)]
-struct StoredMember {
+struct LegacyMember {
     name: String,
     color: String,
     node: String,
     #[serde(rename = "joinedAt")]
     joined_at: i64,
-    /// The room's join counter when this member joined.
     #[serde(default)]
     seq: u64,
+}
+
+/// A member's record as the relay sends it to join.lua (which prefixes the
+/// join counter): msgpack `[name, color, node, joinedAt]` (`keys::members`).
+fn pack_member(m: &MemberRecord) -> Result<Vec<u8>, StoreError> {
+    rmp_serde::to_vec(&(&m.name, &m.color, &m.node, m.joined_at))
+        .map_err(|e| StoreError(format!("member not encoded: {e}")))
+}
+
+/// A stored member record: `<join counter>:<msgpack [name, color, node,
+/// joinedAt]>`, or the legacy map. Returns the join counter and the record.
+fn unpack_member(id: MemberId, stored: &[u8]) -> Option<(u64, MemberRecord)> {
+    if !stored.first()?.is_ascii_digit() {
+        let m: LegacyMember = rmp_serde::from_slice(stored).ok()?;
+        let record = MemberRecord {
+            id,
+            name: m.name,
+            color: m.color,
+            node: m.node,
+            joined_at: m.joined_at,
+        };
+        return Some((m.seq, record));
+    }
+    let colon = stored.iter().position(|b| *b == b':')?;
+    let seq = std::str::from_utf8(&stored[..colon]).ok()?.parse().ok()?;
+    let (name, color, node, joined_at): (String, String, String, i64) =
+        rmp_serde::from_slice(&stored[colon + 1..]).ok()?;
+    let record = MemberRecord {
+        id,
+        name,
+        color,
+        node,
+        joined_at,
+    };
+    Some((seq, record))
 }
 
 /// A listing as stored in the directory hash.
@@ -100,63 +139,47 @@ pub(super) fn items(v: Value) -> Option<Vec<Value>> {
     }
 }
 
-/// A flat `[field, value, ...]` reply as a map.
-fn pairs(v: Value) -> Option<HashMap<String, Value>> {
-    match v {
-        Value::Map(m) => Some(
-            m.into_iter()
-                .filter_map(|(k, v)| Some((text(&k)?.to_owned(), v)))
-                .collect(),
-        ),
-        v => {
-            let flat = items(v)?;
-            let mut out = HashMap::with_capacity(flat.len() / 2);
-            let mut it = flat.into_iter();
-            while let (Some(k), Some(v)) = (it.next(), it.next()) {
-                out.insert(text(&k)?.to_owned(), v);
-            }
-            Some(out)
-        }
-    }
-}
-
-fn room_record(id: &str, fields: &HashMap<String, Value>) -> Result<RoomRecord, StoreError> {
-    let num = |name: &str| fields.get(name).and_then(int);
+/// A room record from its [`ROOM_FIELDS`] values, in that order (a
+/// missing field is `None` or empty).
+fn room_record(id: &str, fields: [Option<&str>; 6]) -> Result<RoomRecord, StoreError> {
+    let num = |i: usize| fields[i].and_then(|v| v.parse::<i64>().ok());
     Ok(RoomRecord {
         id: id.to_owned(),
-        created_at: num("created").ok_or_else(|| corrupt("room without created"))?,
-        expires_at: num("expiresAt").unwrap_or(0),
-        ephemeral: num("ephemeral").unwrap_or(0),
-        password_hash: fields
-            .get("password")
-            .and_then(text)
-            .unwrap_or("")
-            .to_owned(),
-        capacity: num("capacity").unwrap_or(0).clamp(0, u32::MAX as i64) as u32,
-        listed: num("listed") == Some(1),
+        created_at: num(0).ok_or_else(|| corrupt("room without created"))?,
+        expires_at: num(1).unwrap_or(0),
+        ephemeral: num(2).unwrap_or(0),
+        password_hash: fields[3].unwrap_or("").to_owned(),
+        capacity: num(4).unwrap_or(0).clamp(0, u32::MAX as i64) as u32,
+        listed: num(5) == Some(1),
     })
 }
 
-fn member_records(room_id: &str, fields: HashMap<String, Value>) -> Vec<MemberRecord> {
-    let mut members: Vec<(u64, MemberRecord)> = fields
-        .into_iter()
-        .filter_map(|(id, packed)| {
-            let parsed = MemberId::parse(&id)
-                .zip(bytes(&packed).and_then(|b| rmp_serde::from_slice::<StoredMember>(b).ok()));
+/// join.lua's answer: `[first of node, created, expiresAt, ephemeral,
+/// password, capacity, listed, [id, record, ...]]` in one msgpack string.
+type JoinAnswer<'a> = (
+    u8,
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a str,
+    Vec<&'a serde_bytes::Bytes>,
+);
+
+/// A flat `[id, record, id, record, ...]` member list, in join order.
+fn member_records(room_id: &str, flat: &[&serde_bytes::Bytes]) -> Vec<MemberRecord> {
+    let mut members: Vec<(u64, MemberRecord)> = flat
+        .chunks_exact(2)
+        .filter_map(|pair| {
+            let parsed = std::str::from_utf8(pair[0])
+                .ok()
+                .and_then(MemberId::parse)
+                .and_then(|id| unpack_member(id, pair[1]));
             if parsed.is_none() {
                 tracing::warn!(room = room_id, "a member record in redis could not be read");
             }
-            let (id, m) = parsed?;
-            Some((
-                m.seq,
-                MemberRecord {
-                    id,
-                    name: m.name,
-                    color: m.color,
-                    node: m.node,
-                    joined_at: m.joined_at,
-                },
-            ))
+            parsed
         })
         .collect();
     members.sort_by_key(|(seq, m)| (*seq, m.joined_at));
@@ -182,20 +205,58 @@ impl RedisEngine {
     }
 
     /// Records that `node` has members in `room_id` (after its first join
-    /// there), and makes sure the node is known to the sweeper.
+    /// there), and makes sure the node is known to the sweeper: registered
+    /// by a join only when no heartbeat or earlier registration is known to
+    /// hold yet (`registered_until`), so a busy relay spends one command, not
+    /// two, on a room new to it.
     async fn track_node_room(&self, node: &str, room_id: &str) -> Result<(), StoreError> {
         let mut sadd = redis::cmd("SADD");
         sadd.arg(keys::node_rooms(node)).arg(room_id);
+        if self.known_registered(node) {
+            return self.query::<Value>(&sadd).await.map(|_| ());
+        }
         let mut register = scripts::HEARTBEAT.key(keys::NODES);
         register
             .arg(node)
             .arg(millis(self.config.unannounced_node_ttl))
             .arg("nx");
+        let sent = Instant::now();
         let (added, registered) = tokio::join!(self.query::<Value>(&sadd), self.script(&register));
-        if let Err(e) = registered {
-            tracing::warn!(node, error = %e, "a node seen through a join was not registered");
+        match registered {
+            Ok(reply) => self.note_registered(node, sent, &reply),
+            Err(e) => {
+                tracing::warn!(node, error = %e, "a node seen through a join was not registered")
+            }
         }
         added.map(|_| ())
+    }
+
+    /// Whether `node` is surely in [`keys::NODES`] with a deadline still
+    /// ahead, as far as this engine's heartbeats and registrations tell.
+    fn known_registered(&self, node: &str) -> bool {
+        super::lock(&self.registered_until)
+            .get(node)
+            .is_some_and(|until| Instant::now() < *until)
+    }
+
+    /// Notes a heartbeat script's `{deadline, now}` reply (Redis ms) for a
+    /// call sent at `sent`: the node stays registered at least until `sent`
+    /// plus what was left of its deadline when Redis ran the script (a sweep
+    /// forgets only nodes past their deadline), less a margin for clock rate
+    /// differences.
+    fn note_registered(&self, node: &str, sent: Instant, reply: &Value) {
+        let Value::Array(parts) = reply else {
+            return;
+        };
+        let (Some(deadline), Some(now)) = (parts.first().and_then(int), parts.get(1).and_then(int))
+        else {
+            return;
+        };
+        let left = Duration::from_millis(deadline.saturating_sub(now).max(0) as u64);
+        let Some(sure) = left.checked_sub(REGISTRATION_MARGIN) else {
+            return;
+        };
+        super::lock(&self.registered_until).insert(node.to_owned(), sent + sure);
     }
 
     /// Whether `room_id` is still in `node`'s room set from an earlier join
@@ -420,12 +481,11 @@ impl RoomStore for RedisEngine {
         if values.first().is_none_or(|v| *v == Value::Nil) {
             return Ok(None);
         }
-        let fields: HashMap<String, Value> = ROOM_FIELDS
-            .iter()
-            .map(|f| f.to_string())
-            .zip(values)
-            .collect();
-        room_record(room_id, &fields).map(Some)
+        let mut fields = [None; 6];
+        for (field, value) in fields.iter_mut().zip(&values) {
+            *field = text(value);
+        }
+        room_record(room_id, fields).map(Some)
     }
 
     async fn join(
@@ -439,10 +499,8 @@ impl RoomStore for RedisEngine {
         join.key(keys::members(room_id))
             .key(keys::room_nodes(room_id))
             .arg(member.id.as_str())
-            .arg(&member.name)
-            .arg(&member.color)
+            .arg(pack_member(&member)?)
             .arg(&member.node)
-            .arg(member.joined_at)
             .arg(u8::from(password_checked))
             .arg(now_secs)
             .arg(self.config.expired_room_grace.as_secs());
@@ -458,24 +516,22 @@ impl RoomStore for RedisEngine {
             Some("ID_TAKEN") => return Err(JoinError::IdTaken),
             _ => return Err(corrupt("join status").into()),
         }
-        let first_of_node = reply.next().as_ref().and_then(int) == Some(1);
-        let room_fields = reply
-            .next()
-            .and_then(pairs)
-            .ok_or_else(|| corrupt("join room"))?;
-        let member_fields = reply
-            .next()
-            .and_then(pairs)
-            .ok_or_else(|| corrupt("join members"))?;
+        let answer = reply.next().ok_or_else(|| corrupt("join answer"))?;
+        let (first, created, expires_at, ephemeral, password, capacity, listed, members): JoinAnswer =
+            bytes(&answer)
+                .and_then(|b| rmp_serde::from_slice(b).ok())
+                .ok_or_else(|| corrupt("join answer"))?;
+        let first_of_node = first == 1;
+        let room = [created, expires_at, ephemeral, password, capacity, listed].map(Some);
         let joined = Joined {
-            room: room_record(room_id, &room_fields)?,
-            members: member_records(room_id, member_fields),
+            room: room_record(room_id, room)?,
+            members: member_records(room_id, &members),
         };
         if first_of_node && !self.still_tracked(&member.node, room_id) {
             if let Err(e) = self.track_node_room(&member.node, room_id).await {
                 // Untracked, the member would outlive a crash of its relay:
                 // undo the join rather than risk a ghost.
-                let _ = self.leave(room_id, member.id).await;
+                let _ = self.leave(room_id, member.id, &member.node).await;
                 return Err(e.into());
             }
             if !self.config.node_room_linger.is_zero() {
@@ -486,21 +542,26 @@ impl RoomStore for RedisEngine {
         Ok(joined)
     }
 
-    async fn leave(&self, room_id: &str, member_id: MemberId) -> Result<Left, StoreError> {
+    async fn leave(
+        &self,
+        room_id: &str,
+        member_id: MemberId,
+        node: &str,
+    ) -> Result<Left, StoreError> {
         let mut leave = scripts::LEAVE.key(keys::room(room_id));
         leave
             .key(keys::members(room_id))
             .key(keys::room_nodes(room_id))
             .key(keys::activity(room_id))
-            .arg(member_id.as_str());
+            .arg(member_id.as_str())
+            .arg(node);
         let reply = items(self.script(&leave).await?).ok_or_else(|| corrupt("leave"))?;
         let flag = |i: usize| reply.get(i).and_then(int) == Some(1);
         let left = Left {
             was_member: flag(0),
             destroyed: flag(1),
         };
-        let node = reply.get(3).and_then(text).unwrap_or("");
-        if flag(2) && !node.is_empty() && !self.linger_tracked(node, room_id) {
+        if flag(2) && !self.linger_tracked(node, room_id) {
             self.untrack_node_room(node, room_id).await;
         }
         if left.destroyed {
@@ -670,7 +731,12 @@ impl RoomStore for RedisEngine {
             .arg(ttl_ms)
             .arg("set")
             .arg(connections);
-        let deadline = int(&self.script(&beat).await?).unwrap_or(0);
+        let sent = Instant::now();
+        let reply = self.script(&beat).await?;
+        self.note_registered(node_id, sent, &reply);
+        let deadline = items(reply)
+            .and_then(|parts| parts.first().and_then(int))
+            .unwrap_or(0);
         let mut set = redis::cmd("SET");
         set.arg(keys::node(node_id))
             .arg(deadline)

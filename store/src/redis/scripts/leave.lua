@@ -1,24 +1,18 @@
--- Removes a member; destroys the room when it empties.
+-- Removes a member held by the calling relay node; destroys the room when
+-- it empties. The node comes from the caller (a relay only ever removes its
+-- own members), so nothing is read back and unpacked.
 -- KEYS: room, members, room nodes, activity
--- ARGV: member id
--- Returns {was member, destroyed, last of its node in the room, node}.
-local raw = redis.call('HGET', KEYS[2], ARGV[1])
-if not raw then
-  return {0, 0, 0, ''}
-end
-redis.call('HDEL', KEYS[2], ARGV[1])
-local ok, member = pcall(cmsgpack.unpack, raw)
-local node = ''
-if ok and type(member) == 'table' and type(member.node) == 'string' then
-  node = member.node
-end
-local last_of_node = 0
-if node ~= '' and redis.call('HINCRBY', KEYS[3], node, -1) <= 0 then
-  redis.call('HDEL', KEYS[3], node)
-  last_of_node = 1
+-- ARGV: member id, node
+-- Returns {was member, destroyed, last of its node in the room}.
+if redis.call('HDEL', KEYS[2], ARGV[1]) == 0 then
+  return {0, 0, 0}
 end
 if redis.call('HLEN', KEYS[2]) == 0 then
   redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
-  return {1, 1, last_of_node, node}
+  return {1, 1, 1}
 end
-return {1, 0, last_of_node, node}
+if redis.call('HINCRBY', KEYS[3], ARGV[2], -1) <= 0 then
+  redis.call('HDEL', KEYS[3], ARGV[2])
+  return {1, 0, 1}
+end
+return {1, 0, 0}

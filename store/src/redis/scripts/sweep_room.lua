@@ -4,11 +4,18 @@
 -- KEYS: room, members, room nodes, activity
 -- ARGV: node
 -- Returns {destroyed (0|1), {member ids removed}}.
+-- A member record is '<join counter>:<msgpack [name, color, node, joinedAt]>'
+-- (keys.rs).
 local all = redis.call('HGETALL', KEYS[2])
 local removed = {}
 for i = 1, #all, 2 do
-  local ok, member = pcall(cmsgpack.unpack, all[i + 1])
-  if ok and type(member) == 'table' and member.node == ARGV[1] then
+  local record = all[i + 1]
+  local colon = string.find(record, ':', 1, true)
+  local ok, member = false, nil
+  if colon then
+    ok, member = pcall(cmsgpack.unpack, string.sub(record, colon + 1))
+  end
+  if ok and type(member) == 'table' and member[3] == ARGV[1] then
     redis.call('HDEL', KEYS[2], all[i])
     removed[#removed + 1] = all[i]
   end
