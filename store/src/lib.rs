@@ -13,8 +13,10 @@
 //! Engines: [`memory`] (one process; `cargo run` and unit tests) and, behind
 //! the same traits, [`redis`] (standalone Redis or a Redis Cluster).
 //! [`testing`] (feature `test-support`) starts real Redis servers for tests.
+//! [`clock`] is the seam through which code asks what time it is.
 
 pub mod bus;
+pub mod clock;
 pub mod memory;
 pub mod redis;
 pub mod room;
@@ -22,6 +24,7 @@ pub mod room;
 pub mod testing;
 
 pub use bus::{Bus, BusError, BusMessage, BusSink, Target};
+pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use room::{
     Departure, JoinError, Joined, Left, Listing, ListingView, MemberRecord, NewRoom, RoomRecord,
     RoomStore, StoreError,

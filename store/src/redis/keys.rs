@@ -6,8 +6,9 @@
 //! separate commands (never from inside a room's script).
 
 /// A room's record (hash): `created`, `expiresAt`, `ephemeral`, `password`,
-/// `capacity`, `listed`, `inDirectory`, and `seq` (the join counter that
-/// orders the member list).
+/// `capacity`, `listed`, `inDirectory`, `keepEmpty` (survives having no
+/// members: a daily topic), and `seq` (the join counter that orders the
+/// member list).
 pub fn room(room_id: &str) -> String {
     format!("arthas:{{{room_id}}}:room")
 }
@@ -71,6 +72,12 @@ pub const LISTINGS: &str = "arthas:{~directory}:listings";
 
 /// Listed rooms that are not daily topics (set): what `max_listed` counts.
 pub const LISTED_REGULAR: &str = "arthas:{~directory}:regular";
+
+/// The mark of UTC day `day`'s topic (string with a TTL): the listed room's
+/// id. In the directory's slot, so one script sets it with the listing.
+pub fn daily_topic(day: i64) -> String {
+    format!("arthas:{{~directory}}:daily:{day}")
+}
 
 /// A fixed-window counter (string with a TTL).
 pub fn counter(key: &str) -> String {

@@ -1,4 +1,5 @@
--- Removes a member; destroys the room when it empties.
+-- Removes a member; destroys the room when it empties (unless it is kept
+-- while empty: a daily topic lives until its keys expire).
 -- KEYS: room, members, room nodes, activity
 -- ARGV: member id
 -- Returns {was member, destroyed, last of its node in the room, node}.
@@ -17,7 +18,7 @@ if node ~= '' and redis.call('HINCRBY', KEYS[3], node, -1) <= 0 then
   redis.call('HDEL', KEYS[3], node)
   last_of_node = 1
 end
-if redis.call('HLEN', KEYS[2]) == 0 then
+if redis.call('HLEN', KEYS[2]) == 0 and redis.call('HGET', KEYS[1], 'keepEmpty') ~= '1' then
   redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
   return {1, 1, last_of_node, node}
 end
