@@ -152,6 +152,9 @@ pub struct GatewayArgs {
     /// Lifetime of a join ticket, seconds.
     #[arg(long, env = "ARTHAS_TICKET_TTL_SECS", default_value_t = 60)]
     pub ticket_ttl_secs: u64,
+    /// Do not create the daily topic (a public room per UTC day, made once across all gateways).
+    #[arg(long, env = "ARTHAS_DISABLE_DAILY_TOPIC")]
+    pub disable_daily_topic: bool,
 }
 
 impl GatewayArgs {
@@ -185,6 +188,20 @@ impl GatewayArgs {
             ticket_secret,
             ticket_ttl: Duration::from_secs(self.ticket_ttl_secs),
         })
+    }
+
+    /// Starts the daily topic on the current runtime unless it is disabled.
+    pub fn start_daily_topic(
+        &self,
+        gateway: &gateway::Gateway,
+    ) -> Result<Option<tokio::task::JoinHandle<()>>, String> {
+        if self.disable_daily_topic {
+            tracing::info!("daily topic disabled");
+            return Ok(None);
+        }
+        gateway::daily::spawn(gateway.clone(), store::clock::system())
+            .map(Some)
+            .map_err(|e| e.to_string())
     }
 
     /// The public HTTP routes' configuration.
