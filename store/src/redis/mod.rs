@@ -10,7 +10,7 @@
 //!
 //! | key | type | holds |
 //! |---|---|---|
-//! | `arthas:{R}:room` | hash | `created`, `expiresAt`, `ephemeral`, `password` (argon2id PHC or empty), `capacity`, `listed`, `inDirectory`, `seq` (join counter) |
+//! | `arthas:{R}:room` | hash | `created`, `expiresAt`, `ephemeral`, `password` (argon2id PHC or empty), `capacity`, `listed`, `inDirectory`, `keepEmpty` (a daily topic: survives having no members), `seq` (join counter) |
 //! | `arthas:{R}:members` | hash | member id -> msgpack `{name, color, node, joinedAt, seq}`; `seq` gives the join order |
 //! | `arthas:{R}:nodes` | hash | relay node -> how many of the room's members it holds |
 //! | `arthas:{R}:activity` | sorted set | listed rooms: one entry per chat message (score = unix ms), trimmed to 5 minutes and 10,000 entries |
@@ -21,6 +21,7 @@
 //! | `arthas:online{arthas:nodes}` | hash | relay -> WebSockets at its last heartbeat (the directory's online count; same slot as `arthas:nodes`) |
 //! | `arthas:{~directory}:listings` | hash | room id -> msgpack listing (the public directory) |
 //! | `arthas:{~directory}:regular` | set | listed rooms that are not daily topics (what `max_listed` counts) |
+//! | `arthas:{~directory}:daily:{D}` | string, TTL | the room listed as UTC day D's topic; set with its listing in one script, so one topic per day |
 //! | `arthas:hit:{key}` | string, TTL | fixed-window counter |
 //! | `arthas:claim:{key}` | string, TTL | claimed single-use token |
 //!
@@ -28,8 +29,11 @@
 //! sets them to `expiresAt + expired_room_grace` (EXPIREAT), or removes the
 //! TTL for a room that never expires. An expired room therefore answers
 //! E007 during the grace and E001 after it. The last leave, a destroy or a
-//! sweep that empties the room deletes its keys and its listing. Listings
-//! of rooms whose keys expired are pruned when the directory is read.
+//! sweep that empties the room deletes its keys and its listing, except for
+//! a room kept while empty (the daily topic): it is created with its
+//! lifetime (`expiresAt` plus the grace) as its TTL and lives until then or
+//! a destroy. Listings of rooms whose keys expired are pruned when the
+//! directory is read.
 //!
 //! Nothing here ever stores a message: ciphertext only passes through the
 //! channels.
