@@ -64,7 +64,7 @@ async fn race(mode: RedisMode) -> (String, Vec<Outcome>) {
             .collect();
         assert_eq!(
             listed,
-            [room_id.clone()],
+            std::slice::from_ref(&room_id),
             "both replicas list the one topic"
         );
     }
