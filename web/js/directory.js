@@ -361,6 +361,11 @@ class DirectoryView {
       onError: (text) => {
         card.button.disabled = false;
         this.joining = null;
+        if (!card.li.isConnected) {
+          // A refresh took the room off the list meanwhile.
+          this.showError(`Could not join “${room.title}”: ${text}`);
+          return;
+        }
         this.cardError(card, text);
         if (room.hasPassword) card.pw.focus();
         else card.button.focus();
