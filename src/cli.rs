@@ -280,6 +280,9 @@ pub struct GatewayArgs {
     /// Lifetime of a join ticket, seconds.
     #[arg(long, env = "ARTHAS_TICKET_TTL_SECS", default_value_t = 60)]
     pub ticket_ttl_secs: u64,
+    /// Do not create the daily topic (a public room per UTC day, made once across all gateways).
+    #[arg(long, env = "ARTHAS_DISABLE_DAILY_TOPIC")]
+    pub disable_daily_topic: bool,
 }
 
 impl GatewayArgs {
@@ -325,6 +328,20 @@ impl GatewayArgs {
     /// How long a request body may take to arrive.
     pub fn body_read_timeout(&self) -> Duration {
         Duration::from_millis(self.body_read_timeout_ms.max(1))
+    }
+
+    /// Starts the daily topic on the current runtime unless it is disabled.
+    pub fn start_daily_topic(
+        &self,
+        gateway: &gateway::Gateway,
+    ) -> Result<Option<tokio::task::JoinHandle<()>>, String> {
+        if self.disable_daily_topic {
+            tracing::info!("daily topic disabled");
+            return Ok(None);
+        }
+        gateway::daily::spawn(gateway.clone(), store::clock::system())
+            .map(Some)
+            .map_err(|e| e.to_string())
     }
 
     /// The public HTTP routes' configuration.

@@ -43,6 +43,7 @@ fn main() -> ExitCode {
 async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let engine = MemoryEngine::new(MemoryLimits::default());
     let gateway = gateway::Gateway::new(engine.clone(), config.gateway.config()?)?;
+    config.gateway.start_daily_topic(&gateway)?;
     let builder = relay::RelayBuilder::new();
     engine.attach(builder.sink());
     let relay_config =

@@ -57,6 +57,8 @@ both_modes!(
     gateway_down_keeps_chats_and_refuses_creation_clearly,
     drained_relay_closes_with_1001_and_exits_0,
     emptied_room_lingers_on_its_relay_then_is_let_go,
+    directory_counts_are_one_figure_across_relays,
+    two_gateways_started_at_once_make_one_daily_topic,
 );
 
 /// Chat rate limits out of the way, for tests that send many messages, and the per-address
@@ -1206,4 +1208,217 @@ async fn emptied_room_lingers_on_its_relay_then_is_let_go(topology: Topology) {
     // Relay 0 kept its member's room all along.
     assert_eq!(local_rooms(&env, 0).await, 1);
     assert!(node_room_set_holds(&env, 0, &room_id).await);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The public directory across relays and gateway replicas.
+
+/// Polls `GET {base}/api/hub{query}` until `done` holds for the JSON, failing with `what`.
+async fn hub_until(
+    base: &str,
+    query: &str,
+    what: &str,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let url = format!("{base}/api/hub{query}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let resp = http::get(&url).await;
+        assert_eq!(resp.status, 200, "GET {url}: {}", resp.text());
+        let json = resp.json();
+        if done(&json) {
+            return json;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not within 20 s; last {json}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A public room whose three members sit on three relays, each sending two messages: the
+/// directory shows one figure for members (3), activity (6) and people online (3), and /v1/rooms
+/// agrees; after one leaves, 2 members everywhere.
+async fn directory_counts_are_one_figure_across_relays(topology: Topology) {
+    let env = Env::start_in(
+        topology,
+        Opts::new()
+            .flag("--hub-requests-per-minute", 1_000_000)
+            .flag("--heartbeat-interval-ms", 200),
+    )
+    .await;
+    let public = crate::map! {"name" => "m0", "password" => "", "ephemeral" => 0, "expiry" => 0,
+    "public" => true, "title" => "Three relays", "description" => "one count",
+    "tags" => support::msg::str_array(&["cluster-count"]), "keyEncoded" => "a2V5"};
+    let mut room: Vec<Member> = support::open_room_with::<3>(&env, public, "")
+        .await
+        .into_iter()
+        .collect(); // member i on relay i
+    let room_id = room[0].room_id.clone();
+    for s in 0..3 {
+        for _ in 0..2 {
+            let (sender, mut others) = split(&mut room, s);
+            support::say(sender, &mut others).await;
+        }
+    }
+    let base = env.http_url(0);
+    let figures = |j: &serde_json::Value| {
+        let r = &j["rooms"][0];
+        (
+            r["memberCount"].as_u64(),
+            r["messageCount5min"].as_u64(),
+            j["totalOnline"].as_u64(),
+        )
+    };
+    let json = hub_until(
+        &base,
+        "?tag=cluster-count",
+        "3 members, 6 messages, 3 online",
+        |j| figures(j) == (Some(3), Some(6), Some(3)),
+    )
+    .await;
+    assert_eq!(json["total"], 1, "{json}");
+    assert_eq!(json["rooms"][0]["roomId"], room_id.as_str());
+    let info = http::get(&format!("{base}/v1/rooms/{room_id}"))
+        .await
+        .json();
+    assert_eq!(info["memberCount"], 3, "{info}");
+
+    let mut leaver = room.pop().expect("three members");
+    leaver.send(t::LEAVE_ROOM, crate::map! {}).await;
+    for m in room.iter_mut() {
+        assert_eq!(m.expect(t::MEMBER_LEFT).await.str("id"), leaver.id);
+    }
+    hub_until(
+        &base,
+        "?tag=cluster-count",
+        "2 members after a leave",
+        |j| figures(j).0 == Some(2) && figures(j).1 == Some(6),
+    )
+    .await;
+    println!(
+        "FIGURE {} directory: one room on 3 relays counted as 3 members, 6 messages, 3 online",
+        topology.name()
+    );
+}
+
+/// Two more gateways with the daily topic on, started at the same moment over one Redis, make
+/// one daily topic between them (one logs "created", the other "exists already"); every gateway
+/// lists the same room: no password, `daily-topic` first, expiring at the next 00:00 UTC. It is
+/// joinable through every relay and stays listed (0 members) when everyone has left.
+async fn two_gateways_started_at_once_make_one_daily_topic(topology: Topology) {
+    let env = Env::start_in(
+        topology,
+        Opts::new().flag("--hub-requests-per-minute", 1_000_000),
+    )
+    .await;
+    let daily = Opts::new()
+        .flag("--hub-requests-per-minute", 1_000_000)
+        .env("ARTHAS_DISABLE_DAILY_TOPIC", "false")
+        .env("ARTHAS_LOG", "warn,arthas_gateway::daily=info");
+    let starting = [
+        env.spawn_gateway_with(&daily),
+        env.spawn_gateway_with(&daily),
+    ];
+    let mut gateways = Vec::new();
+    for s in starting {
+        gateways.push(s.ready().await.unwrap_or_else(|e| panic!("{e}")));
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let outcomes = loop {
+        let logs: Vec<String> = gateways.iter().map(|g| g.stderr()).collect();
+        let created = logs
+            .iter()
+            .filter(|l| l.contains("daily topic created"))
+            .count();
+        let exists = logs
+            .iter()
+            .filter(|l| l.contains("daily topic exists already"))
+            .count();
+        if created + exists == 2 {
+            break (created, exists);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the gateways did not both report: {logs:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(outcomes, (1, 1), "one creates, the other finds it");
+
+    let mut room_id = String::new();
+    for base in [
+        env.http_url(0),
+        format!("http://{}", gateways[0].addr()),
+        format!("http://{}", gateways[1].addr()),
+    ] {
+        let json = hub_until(
+            &base,
+            "?isDailyTopic=true",
+            "the daily topic is listed",
+            |j| j["total"] == 1,
+        )
+        .await;
+        let r = &json["rooms"][0];
+        if room_id.is_empty() {
+            room_id = r["roomId"].as_str().expect("roomId").to_string();
+        }
+        assert_eq!(
+            r["roomId"],
+            room_id.as_str(),
+            "every gateway lists the same room"
+        );
+        assert_eq!(r["isDailyTopic"], true);
+        assert_eq!(r["hasPassword"], false);
+        assert_eq!(r["memberCount"], 0);
+        assert_eq!(r["tags"][0], "daily-topic");
+        let created = r["createdAt"].as_i64().expect("createdAt");
+        let expires = r["expiresAt"].as_i64().expect("expiresAt");
+        assert_eq!(
+            expires,
+            (created.div_euclid(86_400) + 1) * 86_400,
+            "next 00:00 UTC"
+        );
+        let code = r["shareCode"].as_str().expect("shareCode");
+        let parts: Vec<&str> = code.split(':').collect();
+        assert_eq!(parts.len(), 4, "{code}");
+        assert_eq!(
+            (parts[0], parts[1].len(), parts[2]),
+            (room_id.as_str(), 43, "0")
+        );
+        assert_eq!(parts[3], expires.to_string());
+    }
+
+    // Joinable through every relay, and kept (listed, 0 members) once everyone has left.
+    let mut members: Vec<Member> = Vec::new();
+    for node in 0..3 {
+        let (m, joined) = join_room(&env, node, &room_id, &format!("d{node}"), "").await;
+        assert_eq!(joined.array("members").len(), node + 1);
+        let mut refs: Vec<&mut Member> = members.iter_mut().collect();
+        expect_member_joined(&mut refs, &m).await;
+        members.push(m);
+    }
+    let mut refs: Vec<&mut Member> = members.iter_mut().collect();
+    assert_room_chats(&mut refs).await;
+    let base = env.http_url(0);
+    hub_until(
+        &base,
+        "?isDailyTopic=true",
+        "3 members in the daily topic",
+        |j| j["rooms"][0]["memberCount"] == 3,
+    )
+    .await;
+    for mut m in members {
+        m.send(t::LEAVE_ROOM, crate::map! {}).await;
+    }
+    hub_until(
+        &base,
+        "?isDailyTopic=true",
+        "the emptied daily topic stays listed",
+        |j| j["total"] == 1 && j["rooms"][0]["memberCount"] == 0,
+    )
+    .await;
+    let (again, _) = join_room(&env, 1, &room_id, "back", "").await;
+    assert_eq!(again.room_id, room_id);
 }

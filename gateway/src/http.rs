@@ -425,8 +425,12 @@ impl HttpApi {
             Ok(query) => query,
             Err(e) => return hub_error(StatusCode::BAD_REQUEST, &e.to_string()),
         };
-        match store.listings(store::unix_millis()).await {
-            Ok(views) => self.hub_json(&hub::page(views, &query, (self.inner.online)())),
+        let now_millis = store::unix_millis();
+        match store.listings(now_millis).await {
+            Ok(mut views) => {
+                hub::drop_expired(&mut views, now_millis.div_euclid(1000));
+                self.hub_json(&hub::page(views, &query, (self.inner.online)()))
+            }
             Err(e) => {
                 tracing::error!(error = %e, "listings unavailable");
                 hub_error(

@@ -267,6 +267,13 @@ pub fn page(mut views: Vec<ListingView>, query: &HubQuery, total_online: u64) ->
     }
 }
 
+/// Drops listings whose room has expired (`now > expiresAt`): they cannot
+/// be joined (E007) and go at the next sweep anyway; at 00:00 UTC this is
+/// what takes yesterday's daily topic off the directory at once.
+pub fn drop_expired(views: &mut Vec<ListingView>, now_secs: i64) {
+    views.retain(|v| v.listing.expires_at == 0 || now_secs <= v.listing.expires_at);
+}
+
 /// The reference's error body: `{"error":"..."}` plus a newline.
 pub fn error_body(text: &str) -> String {
     let mut body = serde_json::json!({ "error": text }).to_string();
@@ -455,6 +462,20 @@ mod tests {
             serde_json::to_string(&p.rooms[1]).unwrap(),
             r#"{"roomId":"a","shareCode":"a:k:0:0","title":"Room a","description":"","tags":null,"memberCount":1,"hasPassword":false,"createdAt":2,"expiresAt":0,"messageCount5min":0}"#
         );
+    }
+
+    #[test]
+    fn expired_listings_are_dropped_and_the_last_second_is_kept() {
+        let mut forever = view("f", 1, 0, 0);
+        forever.listing.expires_at = 0;
+        let mut ending = view("e", 1, 0, 0);
+        ending.listing.expires_at = 100;
+        let mut views = vec![forever, ending];
+        drop_expired(&mut views, 100);
+        assert_eq!(views.len(), 2, "at expiresAt the room is still alive");
+        drop_expired(&mut views, 101);
+        assert_eq!(views.len(), 1);
+        assert_eq!(views[0].listing.room_id, "f");
     }
 
     #[test]

@@ -9,6 +9,8 @@
 //! - `refund`: giving back a counted unit whose work did not happen;
 //! - [`listing`]: the public directory's validation rules (PROTOCOL.md §9);
 //! - [`ticket`]: short-lived signed single-use join tickets;
+//! - [`daily`]: the daily topic, one public room per UTC day, made once
+//!   across all replicas;
 //! - [`hub`]: the public directory's query, filter, sort and paging;
 //! - [`problem`]: RFC 9457 problem JSON, the error shape of every HTTP API;
 //! - [`http`]: the public HTTP surface (directory, room API, web client);
@@ -19,6 +21,7 @@
 //! Relays never run argon2: they call [`Gateway`] in process (the all-in-one
 //! binary) or over HTTP (the cluster).
 
+pub mod daily;
 pub mod http;
 pub mod hub;
 pub mod internal;

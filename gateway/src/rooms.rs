@@ -315,6 +315,7 @@ impl Gateway {
             let new_room = NewRoom {
                 record: record.clone(),
                 unjoined_ttl: self.config.unjoined_room_ttl,
+                keep_while_empty: false,
             };
             match self.store.create_room(new_room).await {
                 Ok(true) => {

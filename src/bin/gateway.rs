@@ -107,6 +107,7 @@ async fn run(config: Config) -> Result<(), String> {
     tokio::spawn(refresh_online(store.clone(), online.clone()));
     let gateway =
         Gateway::new(store, config.gateway.config()?).map_err(|e| format!("gateway: {e}"))?;
+    config.gateway.start_daily_topic(&gateway)?;
     let http = Arc::new(HttpApi::new(
         gateway.clone(),
         config.gateway.http_config(&config.edge),

@@ -16,8 +16,10 @@
 //! counters live in [`window`] tables) and, behind
 //! the same traits, [`redis`] (standalone Redis or a Redis Cluster).
 //! [`testing`] (feature `test-support`) starts real Redis servers for tests.
+//! [`clock`] is the seam through which code asks what time it is.
 
 pub mod bus;
+pub mod clock;
 pub mod memory;
 pub mod redis;
 pub mod room;
@@ -26,6 +28,7 @@ pub mod testing;
 pub mod window;
 
 pub use bus::{Bus, BusError, BusMessage, BusSink, Target};
+pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use room::{
     Departure, JoinError, Joined, Left, Listing, ListingView, MemberRecord, NewRoom, RoomGuess,
     RoomRecord, RoomStore, StoreError,

@@ -24,6 +24,12 @@ use crate::window::{CounterTable, Window};
 pub const MAX_ACTIVITY_PER_ROOM: usize = 10_000;
 /// The activity window.
 const ACTIVITY_WINDOW_MS: i64 = 5 * 60 * 1000;
+/// How long an expired room kept while empty (a daily topic nobody is in)
+/// stays before it is dropped: the Redis engine's default grace. A room with
+/// members is destroyed by its relay at expiry instead.
+const EXPIRED_EMPTY_ROOM_GRACE_SECS: i64 = 60;
+/// Daily-topic marks older than this many days are forgotten.
+const DAILY_MARK_DAYS: i64 = 2;
 
 /// Limits of the in-memory engine.
 #[derive(Debug, Clone)]
@@ -52,11 +58,14 @@ struct RoomEntry {
     record: RoomRecord,
     /// Join order.
     members: Vec<MemberRecord>,
-    /// An unjoined room vanishes at this instant (None once someone joined).
+    /// An unjoined room vanishes at this instant (None once someone joined,
+    /// or when kept while empty).
     unjoined_deadline: Option<Instant>,
     /// Password guesses on the room; made at the first guess of a password
     /// room, gone with the room.
     guesses: Option<Box<RoomGuesses>>,
+    /// Survives having no members (a daily topic).
+    keep_while_empty: bool,
 }
 
 /// A password room's guess counters (wrong guesses and guesses being
@@ -81,6 +90,8 @@ struct State {
     counters: CounterTable,
     /// key -> expiry
     claims: HashMap<String, Instant>,
+    /// UTC day -> the room listed as that day's topic.
+    daily_topics: HashMap<i64, String>,
 }
 
 impl State {
@@ -98,6 +109,28 @@ impl State {
             .map(|(id, _)| id.clone())
             .collect();
         for id in stale {
+            self.remove_room(&id);
+        }
+    }
+
+    /// Drops empty rooms kept while empty once their expiry is past the
+    /// grace (nobody is in them to have a relay close them).
+    fn sweep_expired_empty(&mut self, now_secs: i64) {
+        let gone: Vec<String> = self
+            .rooms
+            .iter()
+            .filter(|(_, r)| {
+                r.keep_while_empty
+                    && r.members.is_empty()
+                    && r.record.expires_at > 0
+                    && now_secs
+                        > r.record
+                            .expires_at
+                            .saturating_add(EXPIRED_EMPTY_ROOM_GRACE_SECS)
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in gone {
             self.remove_room(&id);
         }
     }
@@ -124,6 +157,7 @@ impl MemoryEngine {
                 listings: HashMap::new(),
                 counters: CounterTable::new(limits.max_counters),
                 claims: HashMap::new(),
+                daily_topics: HashMap::new(),
             }),
             limits,
             sink: OnceLock::new(),
@@ -154,13 +188,16 @@ impl RoomStore for MemoryEngine {
         if state.rooms.contains_key(&room.record.id) {
             return Ok(false);
         }
+        let unjoined_deadline =
+            (!room.keep_while_empty).then(|| Instant::now() + room.unjoined_ttl);
         state.rooms.insert(
             room.record.id.clone(),
             RoomEntry {
                 record: room.record,
                 members: Vec::new(),
-                unjoined_deadline: Some(Instant::now() + room.unjoined_ttl),
+                unjoined_deadline,
                 guesses: None,
+                keep_while_empty: room.keep_while_empty,
             },
         );
         Ok(true)
@@ -215,7 +252,7 @@ impl RoomStore for MemoryEngine {
         let before = room.members.len();
         room.members.retain(|m| m.id != member_id);
         let was_member = room.members.len() != before;
-        let destroyed = was_member && room.members.is_empty();
+        let destroyed = was_member && room.members.is_empty() && !room.keep_while_empty;
         if destroyed {
             state.remove_room(room_id);
         }
@@ -253,8 +290,40 @@ impl RoomStore for MemoryEngine {
         Ok(true)
     }
 
+    async fn list_daily_topic(
+        &self,
+        day: i64,
+        listing: Listing,
+        _mark_ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let mut state = self.state();
+        if state.daily_topics.contains_key(&day) {
+            return Ok(false);
+        }
+        let Some(room) = state.rooms.get_mut(&listing.room_id) else {
+            return Err(StoreError(format!(
+                "daily topic room {} does not exist",
+                listing.room_id
+            )));
+        };
+        room.record.listed = true;
+        state
+            .daily_topics
+            .retain(|d, _| *d > day.saturating_sub(DAILY_MARK_DAYS));
+        state.daily_topics.insert(day, listing.room_id.clone());
+        state.listings.insert(
+            listing.room_id.clone(),
+            ListingEntry {
+                listing,
+                activity: Default::default(),
+            },
+        );
+        Ok(true)
+    }
+
     async fn listings(&self, now_millis: i64) -> Result<Vec<ListingView>, StoreError> {
-        let state = self.state();
+        let mut state = self.state();
+        state.sweep_expired_empty(now_millis.div_euclid(1000));
         Ok(state
             .listings
             .values()
@@ -440,6 +509,7 @@ mod tests {
                 listed: false,
             },
             unjoined_ttl: Duration::from_secs(60),
+            keep_while_empty: false,
         }
     }
 

@@ -46,7 +46,13 @@ impl RoomRecord {
 pub struct NewRoom {
     pub record: RoomRecord,
     /// An unjoined room vanishes after this long (its creator never came).
+    /// Ignored when `keep_while_empty`.
     pub unjoined_ttl: Duration,
+    /// The room survives having no members (the daily topic): neither its
+    /// last leave nor a dead relay's sweep destroys it, and nobody needs to
+    /// join it first. It ends at its expiry (plus the engine's grace) or by
+    /// [`RoomStore::destroy`].
+    pub keep_while_empty: bool,
 }
 
 /// A member, as the room's other members see it.
@@ -183,7 +189,8 @@ pub trait RoomStore: Send + Sync + 'static {
 
     /// Removes a member held by relay `node` (the node it joined through:
     /// a relay only removes its own members, so the store need not look the
-    /// node up); destroys the room (and its listing) when it empties.
+    /// node up); destroys the room (and its listing) when it empties, unless it was
+    /// created `keep_while_empty`.
     async fn leave(
         &self,
         room_id: &str,
@@ -197,6 +204,19 @@ pub trait RoomStore: Send + Sync + 'static {
     /// Lists a room publicly unless `max_listed` rooms (daily topics aside)
     /// are listed already; `Ok(false)` when the directory is full.
     async fn list_room(&self, listing: Listing, max_listed: usize) -> Result<bool, StoreError>;
+
+    /// Lists `listing` (a daily topic) as the one daily topic of UTC day
+    /// `day` (days since the Unix epoch), unless that day has one already:
+    /// then `Ok(false)` and nothing changes. Atomic across every caller on
+    /// every node: of any number of concurrent calls for one day, exactly one
+    /// gets `Ok(true)`. The day's mark is kept for `mark_ttl`; the listing
+    /// bypasses the `max_listed` cap and its room counts activity.
+    async fn list_daily_topic(
+        &self,
+        day: i64,
+        listing: Listing,
+        mark_ttl: Duration,
+    ) -> Result<bool, StoreError>;
 
     /// Every listing with its member count and 5-minute activity.
     async fn listings(&self, now_millis: i64) -> Result<Vec<ListingView>, StoreError>;
@@ -253,7 +273,7 @@ pub trait RoomStore: Send + Sync + 'static {
     async fn online(&self) -> Result<u64, StoreError>;
 
     /// Removes every member whose relay node's heartbeat lapsed and destroys
-    /// rooms left empty; returns the departures so the caller can announce
+    /// rooms left empty (those created `keep_while_empty` stay); returns the departures so the caller can announce
     /// MemberLeft. Safe to run on every relay at once (each departure is
     /// returned to exactly one caller).
     async fn sweep_dead_nodes(&self) -> Result<Vec<Departure>, StoreError>;

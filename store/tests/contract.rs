@@ -463,6 +463,128 @@ async fn concurrent_sweepers_get_each_departure_once(f: Fixture) {
     assert_eq!(unique, expected);
 }
 
+/// A daily topic's room: kept while empty, expiring in an hour.
+fn kept_room(id: &str) -> arthas_store::NewRoom {
+    let mut room = new_room(id, 5, "");
+    room.keep_while_empty = true;
+    room.record.expires_at = arthas_store::unix_secs() + 3_600;
+    room.unjoined_ttl = Duration::from_millis(50); // ignored: kept rooms need no joiner
+    room
+}
+
+async fn a_room_kept_while_empty_outlives_its_members(f: Fixture) {
+    let s = f.store().await;
+    s.create_room(kept_room("kept")).await.unwrap();
+    assert!(s
+        .list_daily_topic(1, listing("kept", true), WAIT)
+        .await
+        .unwrap());
+    // Nobody has to join it: it is still there well after the unjoined ttl.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let _ = s.create_room(new_room("other", 5, "")).await; // memory sweeps unjoined rooms here
+    assert!(
+        s.room("kept").await.unwrap().is_some(),
+        "kept without a joiner"
+    );
+
+    let now = arthas_store::unix_secs();
+    s.join("kept", member(1, "n1"), false, now).await.unwrap();
+    let left = s
+        .leave("kept", MemberId::from_random(1), "n1")
+        .await
+        .unwrap();
+    assert_eq!((left.was_member, left.destroyed), (true, false));
+    let views = s.listings(arthas_store::unix_millis()).await.unwrap();
+    let figures: Vec<(&str, u32)> = views
+        .iter()
+        .map(|v| (v.listing.room_id.as_str(), v.member_count))
+        .collect();
+    assert_eq!(figures, [("kept", 0)], "listed, empty");
+    // Joinable again, and a dead relay's sweep does not destroy it either.
+    s.heartbeat("A", Duration::from_millis(300), 1)
+        .await
+        .unwrap();
+    let joined = s.join("kept", member(2, "A"), false, now).await.unwrap();
+    assert_eq!(joined.members.len(), 1);
+    if f.has_presence() {
+        let departures = eventually("the dead relay's member is swept", || {
+            let s = s.clone();
+            async move {
+                let d = s.sweep_dead_nodes().await.unwrap();
+                (!d.is_empty()).then_some(d)
+            }
+        })
+        .await;
+        assert_eq!(departures.len(), 1);
+        assert!(!departures[0].room_destroyed);
+        assert!(s.room("kept").await.unwrap().is_some());
+    }
+    // Destroy still ends it, listing and all.
+    s.destroy("kept").await.unwrap();
+    assert!(s.room("kept").await.unwrap().is_none());
+    assert!(s
+        .listings(arthas_store::unix_millis())
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+async fn one_daily_topic_per_day_under_concurrent_listing(f: Fixture) {
+    const RACERS: usize = 8;
+    const DAY: i64 = 20_500;
+    // Each racer is a gateway of its own (its own Redis connection) with
+    // its own candidate room; all list at once.
+    let mut racers = Vec::new();
+    for i in 0..RACERS {
+        let s = f.store().await;
+        s.create_room(kept_room(&format!("cand-{i}")))
+            .await
+            .unwrap();
+        racers.push(s);
+    }
+    let tasks: Vec<_> = racers
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                s.list_daily_topic(DAY, listing(&format!("cand-{i}"), true), WAIT)
+                    .await
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for (i, t) in tasks.into_iter().enumerate() {
+        if t.await.unwrap().unwrap() {
+            winners.push(format!("cand-{i}"));
+        }
+    }
+    assert_eq!(winners.len(), 1, "winners: {winners:?}");
+    let listed: Vec<String> = racers[0]
+        .listings(arthas_store::unix_millis())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|v| v.listing.room_id)
+        .collect();
+    assert_eq!(listed, winners, "only the winner is listed");
+    assert!(racers[0].room(&winners[0]).await.unwrap().unwrap().listed);
+    // A later attempt the same day changes nothing; the next day has its own.
+    assert!(!racers[1]
+        .list_daily_topic(DAY, listing("cand-1", true), WAIT)
+        .await
+        .unwrap());
+    let loser = if winners[0] == "cand-2" {
+        "cand-3"
+    } else {
+        "cand-2"
+    };
+    assert!(racers[2]
+        .list_daily_topic(DAY + 1, listing(loser, true), WAIT)
+        .await
+        .unwrap());
+}
+
 macro_rules! contract {
     ($($name:ident),* $(,)?) => {
         mod memory {
@@ -512,6 +634,8 @@ contract!(
     counters_count_per_window_and_claims_are_single_use,
     members_of_a_dead_node_are_swept,
     concurrent_sweepers_get_each_departure_once,
+    a_room_kept_while_empty_outlives_its_members,
+    one_daily_topic_per_day_under_concurrent_listing,
 );
 
 /// Redis: a joined room's three keys (record, members, node counts) carry the room's lifetime

@@ -258,6 +258,11 @@ impl Starting {
         if !envs.iter().any(|(k, _)| k == "ARTHAS_LOG") {
             cmd.env("ARTHAS_LOG", "warn");
         }
+        // The daily topic would be one more room in every directory a test
+        // reads; tests that want it set ARTHAS_DISABLE_DAILY_TOPIC=false.
+        if !envs.iter().any(|(k, _)| k == "ARTHAS_DISABLE_DAILY_TOPIC") {
+            cmd.env("ARTHAS_DISABLE_DAILY_TOPIC", "true");
+        }
         for (key, value) in envs {
             cmd.env(key, value);
         }
@@ -746,6 +751,16 @@ impl Env {
             &opts.envs,
             &["listening", "admin"],
         )
+    }
+
+    /// Spawns one more gateway over this env's Redis (cluster topologies), with `opts`
+    /// (say `.env("ARTHAS_DISABLE_DAILY_TOPIC", "false")`); the relays keep using the env's
+    /// own gateway. Spawn several, then await `ready()` on each, to start them at once.
+    pub fn spawn_gateway_with(&self, opts: &Opts) -> Starting {
+        let redis = self.redis.as_ref().expect("a cluster topology has a Redis");
+        opts.check_routed(&[GATEWAY_BIN]);
+        let internal = format!("127.0.0.1:{}", free_port());
+        Env::spawn_gateway(redis, opts, &self.secret, &internal)
     }
 
     /// The topology of this env.

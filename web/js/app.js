@@ -9,7 +9,9 @@ import {
   hashPassword, parsePayload,
 } from './crypto.js';
 import { RoomSignatures, ANNOUNCEMENT } from './signatures.js';
-import { formatShareCode, parseShareCode, shareLink } from './sharecode.js';
+import { codeFromLink, formatShareCode, parseShareCode, shareLink } from './sharecode.js';
+import { initDirectory } from './directory.js';
+import { initPublicListing } from './publicform.js';
 import { SlidingWindowLimiter } from './ratelimit.js';
 import { FileTransfers, formatBytes } from './files.js';
 import { MessageIndex, stableIdOf } from './messageindex.js';
@@ -27,8 +29,8 @@ const COLOR_RE = /^#[0-9a-fA-F]{6}$/;
 
 const state = {
   conn: null,
-  joining: null, // pending create/join: {kind, name, passwordHash, key, keyEncoded, roomId?, expiresAt?}
-  room: null, // {roomId, key, keyEncoded, name, passwordHash, myId, members, hasPassword, ephemeral, expiresAt, closed, rejoining}
+  joining: null, // pending create/join: {kind, name, passwordHash, key, keyEncoded, roomId?, expiresAt?, public?, onError?, onJoined?}
+  room: null, // {roomId, key, keyEncoded, name, passwordHash, myId, members, hasPassword, ephemeral, expiresAt, public, closed, rejoining}
   signatures: null, // RoomSignatures of this room session
   messages: new MessageIndex(), // stableId -> record
   outbox: [],
@@ -41,6 +43,7 @@ const state = {
   expiryTimer: null,
 };
 
+const publicListing = initPublicListing();
 const limiter = new SlidingWindowLimiter(LIMITS.CHAT_PER_WINDOW, LIMITS.CHAT_WINDOW_MS + 500);
 
 const files = new FileTransfers({
@@ -130,11 +133,7 @@ function onOpen({ reconnect }) {
 function onClosed() {
   files.onDisconnect();
   clearTypingShown();
-  if (state.joining) {
-    state.joining = null;
-    setBusy(false);
-    showLandingError('The connection to the server was lost. Please try again.');
-  }
+  if (state.joining) joinFailed('The connection to the server was lost. Please try again.');
   if (state.room && !state.room.closed) systemLine('Connection lost. Reconnecting…', 'warn');
 }
 
@@ -149,6 +148,8 @@ async function onCreate(ev) {
     $('create-name').focus();
     return;
   }
+  const listed = publicListing.read();
+  if (listed.public && !listed.ok) return; // the errors are shown next to the fields
   setBusy(true);
   try {
     // Export once for the invite link, then keep only a non-extractable copy.
@@ -159,8 +160,11 @@ async function onCreate(ev) {
     const ephemeral = Number($('create-ephemeral').value) || 0;
     const conn = connection();
     await conn.whenOpen();
-    state.joining = { kind: 'create', name, passwordHash, key, keyEncoded };
-    conn.send(C.CREATE_ROOM, { name, password: passwordHash, ephemeral, expiry });
+    state.joining = { kind: 'create', name, passwordHash, key, keyEncoded, public: listed.public, title: listed.public ? listed.listing.title : '' };
+    const data = { name, password: passwordHash, ephemeral, expiry };
+    // A public room publishes its key with its listing, by the creator's choice.
+    if (listed.public) Object.assign(data, { public: true, ...listed.listing, keyEncoded });
+    conn.send(C.CREATE_ROOM, data);
   } catch (err) {
     setBusy(false);
     showLandingError(err && err.message ? err.message : String(err));
@@ -182,19 +186,48 @@ async function onJoin(ev) {
     $('join-name').focus();
     return;
   }
+  await startJoin(parsed, name, $('join-password').value);
+}
+
+/**
+ * Joins the room of a parsed share code. `onError(text, code)` replaces the
+ * landing page's error line (the directory shows refusals on the room's
+ * card); `onJoined()` follows a successful join.
+ */
+async function startJoin(parsed, name, password, { onError = null, onJoined = null, listed = false, title = '' } = {}) {
+  if (state.joining || state.room) {
+    if (onError) onError('Please wait: another room is being opened.', '');
+    return;
+  }
   setBusy(true);
   try {
     const key = await importRoomKey(parsed.key);
-    const passwordHash = await hashPassword($('join-password').value);
+    const passwordHash = await hashPassword(password);
     const conn = connection();
     await conn.whenOpen();
-    state.joining = { kind: 'join', name, passwordHash, key, keyEncoded: parsed.key, roomId: parsed.roomId };
+    state.joining = { kind: 'join', name, passwordHash, key, keyEncoded: parsed.key, roomId: parsed.roomId, public: listed, title, onError, onJoined };
     // Only the room id, the name and the hashed password go to the server.
     conn.send(C.JOIN_ROOM, { roomId: parsed.roomId, name, password: passwordHash });
   } catch (err) {
+    state.joining = null;
     setBusy(false);
-    showLandingError(err && err.message ? err.message : String(err));
+    const text = err && err.message ? err.message : String(err);
+    if (onError) onError(text, '');
+    else showLandingError(text);
   }
+}
+
+/** A pending create or join was refused (or its connection lost). */
+function joinFailed(text, code = '') {
+  const j = state.joining;
+  state.joining = null;
+  setBusy(false);
+  if (j && j.onError) {
+    j.onError(text, code);
+    return;
+  }
+  showLandingError(text);
+  if (code === 'E006') $('join-password').focus();
 }
 
 async function enterRoom(data) {
@@ -220,6 +253,8 @@ async function enterRoom(data) {
     hasPassword: !!data.hasPassword,
     ephemeral: Number.isSafeInteger(data.ephemeral) && data.ephemeral > 0 ? data.ephemeral : 0,
     expiresAt: Number.isSafeInteger(data.expiresAt) && data.expiresAt > 0 ? data.expiresAt : 0,
+    public: !!j.public,
+    title: typeof j.title === 'string' ? j.title : '',
     closed: false,
     rejoining: false,
   };
@@ -228,8 +263,12 @@ async function enterRoom(data) {
   $('create-password').value = '';
   $('join-password').value = '';
   showChat();
-  if (j.kind === 'create') systemLine('Room created. Use “Invite” to share the link: it carries the key, so share it privately.');
+  if (j.kind === 'create' && j.public) {
+    publicListing.reset();
+    systemLine('Public room created: it is listed in the directory together with its key, so anyone can read it.', 'warn');
+  } else if (j.kind === 'create') systemLine('Room created. Use “Invite” to share the link: it carries the key, so share it privately.');
   else systemLine(`You joined as ${state.room.name}.`);
+  if (j.onJoined) j.onJoined();
   if (!state.signatures.canSign) systemLine('This browser cannot sign messages (no Ed25519); your messages will show as unverified.', 'warn');
   announcePubkey();
   // The fragment holds the key: do not leave it in the address bar.
@@ -275,8 +314,9 @@ function showChat() {
   $('landing').hidden = true;
   $('chat').hidden = false;
   const r = state.room;
-  $('room-title').textContent = `Room ${r.roomId.slice(0, 6)}…`;
+  $('room-title').textContent = r.title || `Room ${r.roomId.slice(0, 6)}…`;
   $('room-lock').hidden = !r.hasPassword;
+  $('room-public').hidden = !r.public;
   const eph = $('room-ephemeral');
   eph.hidden = !r.ephemeral;
   if (r.ephemeral) eph.textContent = `Messages vanish after ${formatDuration(r.ephemeral)}`;
@@ -898,10 +938,7 @@ function onError(d) {
   const code = typeof d.code === 'string' ? d.code : '';
   const text = errorText(code, d.msg);
   if (state.joining) {
-    state.joining = null;
-    setBusy(false);
-    showLandingError(text);
-    if (code === 'E006') $('join-password').focus();
+    joinFailed(text, code);
     return;
   }
   const r = state.room;
@@ -912,6 +949,13 @@ function onError(d) {
     $('closed-text').textContent = 'The room is no longer available.';
     $('closed-bar').hidden = false;
     setComposerEnabled(false);
+    return;
+  }
+  if (r && (code === 'E010' || code === 'E011')) {
+    // The room was created, but it is not listed: it stays private.
+    r.public = false;
+    $('room-public').hidden = true;
+    systemLine(text, 'warn');
     return;
   }
   if (r && (code === 'E003') && !r.closed) {
@@ -940,13 +984,9 @@ function onComposerKey(e) {
 
 function prefillFromFragment() {
   if (location.hash.length <= 1) return false;
-  let code;
-  try {
-    code = decodeURIComponent(location.hash.slice(1));
-  } catch {
-    return false;
-  }
-  if (!parseShareCode(code)) return false;
+  // Our links (#{code}) and the original client's (#/join/{code}).
+  const code = codeFromLink(location.hash);
+  if (code === null || !parseShareCode(code)) return false;
   $('join-code').value = code;
   $('join-name').focus();
   $('join-form').closest('.card').classList.add('highlight');
@@ -961,6 +1001,13 @@ function init() {
   }
   $('create-form').addEventListener('submit', onCreate);
   $('join-form').addEventListener('submit', onJoin);
+  initDirectory({
+    join: ({ code, name, password, title, onError, onJoined }) => {
+      const parsed = parseShareCode(code);
+      if (!parsed) onError('This room’s share code is not valid.', '');
+      else startJoin(parsed, name, password, { onError, onJoined, listed: true, title });
+    },
+  });
   $('composer').addEventListener('submit', onSubmit);
   $('message-input').addEventListener('input', onInput);
   $('message-input').addEventListener('keydown', onComposerKey);

@@ -59,7 +59,7 @@ const ERROR_TEXT = {
   E006: 'Wrong password.',
   E007: 'This room has expired.',
   E010: 'The public directory is full; the room was created as private.',
-  E011: 'Invalid public listing details; the room was created as private.',
+  E011: 'The public listing was refused; the room was created as private.',
   M001: 'Random match is disabled on this server.',
 };
 
@@ -69,7 +69,7 @@ export function errorText(code, msg) {
   if (code === 'E004' && typeof msg === 'string' && /password/i.test(msg)) {
     return 'Too many wrong passwords. Please try again later.';
   }
-  if (code === 'E005' && typeof msg === 'string' && msg) return `${base} (${msg})`;
+  if ((code === 'E005' || code === 'E011') && typeof msg === 'string' && msg) return `${base} (${msg})`;
   if (base) return base;
   return typeof msg === 'string' && msg ? msg : `Server error ${code || ''}`.trim();
 }

@@ -1,10 +1,14 @@
 // Share codes: `{roomId}:{base64url(roomKey)}[:{ephemeral}[:{expiresAt}]]`.
 // The share link carries the code in the URL fragment, which browsers never
-// send to a server: `https://host/#{code}`.
+// send to a server. This client makes one form, `https://host/#{code}`, and
+// also reads the original Arthas client's `https://host/#/join/{code}`, so
+// links from either client open in either.
 
 import { fromBase64Url } from './encoding.js';
 
 const ROOM_ID_RE = /^[A-Za-z0-9_-]{21}$/;
+/** The original Arthas client's route in front of the code: `#/join/{code}`. */
+const JOIN_ROUTE = '/join/';
 const KEY_RE = /^[A-Za-z0-9_-]{43}$/;
 
 function parseNonNegativeInt(s) {
@@ -21,10 +25,10 @@ export function formatShareCode({ roomId, key, ephemeral = 0, expiresAt = 0 }) {
 }
 
 /**
- * Parse a share code, or a share link / fragment containing one.
- * Returns {roomId, key, ephemeral, expiresAt} or null when invalid.
+ * The code in a link, a fragment or a pasted code: what follows `#`, URL-decoded,
+ * without the original client's `/join/` route. Null when it cannot be decoded.
  */
-export function parseShareCode(input) {
+export function codeFromLink(input) {
   if (typeof input !== 'string') return null;
   let code = input.trim();
   const hash = code.indexOf('#');
@@ -35,6 +39,17 @@ export function parseShareCode(input) {
     return null;
   }
   code = code.trim();
+  if (code.startsWith(JOIN_ROUTE)) code = code.slice(JOIN_ROUTE.length).trim();
+  return code;
+}
+
+/**
+ * Parse a share code, or a share link / fragment containing one (either
+ * client's form). Returns {roomId, key, ephemeral, expiresAt} or null when invalid.
+ */
+export function parseShareCode(input) {
+  const code = codeFromLink(input);
+  if (code === null) return null;
   const parts = code.split(':');
   if (parts.length < 2 || parts.length > 4) return null;
   const [roomId, key] = parts;
@@ -57,7 +72,7 @@ export function parseShareCode(input) {
   return { roomId, key, ephemeral, expiresAt };
 }
 
-/** The share link for a code, on the given origin (fragment only). */
+/** The share link for a code, on the given origin (fragment only, our one form). */
 export function shareLink(origin, code) {
   return `${origin}/#${code}`;
 }

@@ -231,6 +231,14 @@ impl RoomStore for DownStore {
     async fn list_room(&self, _listing: Listing, _max_listed: usize) -> Result<bool, StoreError> {
         Err(down())
     }
+    async fn list_daily_topic(
+        &self,
+        _day: i64,
+        _listing: Listing,
+        _mark_ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        Err(down())
+    }
     async fn listings(&self, _now_millis: i64) -> Result<Vec<ListingView>, StoreError> {
         Err(down())
     }

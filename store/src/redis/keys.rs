@@ -12,7 +12,7 @@
 //!
 //! | key | type | holds |
 //! |---|---|---|
-//! | `arthas:{R}:room` | hash | `created`, `expiresAt`, `ephemeral`, `password` (argon2id PHC or empty), `capacity`, `listed`, `inDirectory`, `seq` (join counter) |
+//! | `arthas:{R}:room` | hash | `created`, `expiresAt`, `ephemeral`, `password` (argon2id PHC or empty), `capacity`, `listed`, `inDirectory`, `keepEmpty` (a daily topic: survives having no members), `seq` (join counter) |
 //! | `arthas:{R}:members` | hash | member id -> `<seq>:<msgpack [name, color, node, joinedAt]>`; `seq` (the join counter) gives the join order |
 //! | `arthas:{R}:nodes` | hash | relay node -> how many of the room's members it holds |
 //! | `arthas:{R}:activity` | sorted set | listed rooms: one entry per chat message (score = unix ms), trimmed to 5 minutes and 10,000 entries |
@@ -23,6 +23,7 @@
 //! | `arthas:online{arthas:nodes}` | hash | relay -> WebSockets at its last heartbeat (the directory's online count; same slot as `arthas:nodes`) |
 //! | `arthas:{~directory}:listings` | hash | room id -> msgpack listing (the public directory) |
 //! | `arthas:{~directory}:regular` | set | listed rooms that are not daily topics (what `max_listed` counts) |
+//! | `arthas:{~directory}:daily:{D}` | string, TTL | the room listed as UTC day D's topic; set with its listing in one script, so one topic per day |
 //! | `arthas:{R}:guesses` | string, TTL | a password room's guesses in the window (wrong, or being verified); only for rooms that exist |
 //! | `arthas:{R}:guesses:{client}` | string, TTL | one client key's guesses on the room in the window |
 //! | `arthas:hit:{key}` | string, TTL | fixed-window counter or budget (rate limits, per-client creation and guess budgets) |
@@ -32,8 +33,11 @@
 //! sets them to `expiresAt + expired_room_grace` (EXPIREAT), or removes the
 //! TTL for a room that never expires. An expired room therefore answers
 //! E007 during the grace and E001 after it. The last leave, a destroy or a
-//! sweep that empties the room deletes its keys and its listing. Listings
-//! of rooms whose keys expired are pruned when the directory is read.
+//! sweep that empties the room deletes its keys and its listing, except for
+//! a room kept while empty (the daily topic): it is created with its
+//! lifetime (`expiresAt` plus the grace) as its TTL and lives until then or
+//! a destroy. Listings of rooms whose keys expired are pruned when the
+//! directory is read.
 //!
 //! Presence: a relay's first member in a room adds the room to
 //! `arthas:node:{N}:rooms` (once per room while it lingers there) and, when
@@ -41,8 +45,9 @@
 //! the sweeper reads both when N's deadline passes.
 
 /// A room's record (hash): `created`, `expiresAt`, `ephemeral`, `password`,
-/// `capacity`, `listed`, `inDirectory`, and `seq` (the join counter that
-/// orders the member list).
+/// `capacity`, `listed`, `inDirectory`, `keepEmpty` (survives having no
+/// members: a daily topic), and `seq` (the join counter that orders the
+/// member list).
 pub fn room(room_id: &str) -> String {
     format!("arthas:{{{room_id}}}:room")
 }
@@ -124,6 +129,12 @@ pub const LISTINGS: &str = "arthas:{~directory}:listings";
 
 /// Listed rooms that are not daily topics (set): what `max_listed` counts.
 pub const LISTED_REGULAR: &str = "arthas:{~directory}:regular";
+
+/// The mark of UTC day `day`'s topic (string with a TTL): the listed room's
+/// id. In the directory's slot, so one script sets it with the listing.
+pub fn daily_topic(day: i64) -> String {
+    format!("arthas:{{~directory}}:daily:{day}")
+}
 
 /// A fixed-window counter (string with a TTL).
 pub fn counter(key: &str) -> String {

@@ -23,6 +23,7 @@ script!(ONLINE, "online.lua");
 script!(DEAD_NODES, "dead_nodes.lua");
 script!(FORGET_NODE, "forget_node.lua");
 script!(LIST_ROOM, "list_room.lua");
+script!(LIST_DAILY_TOPIC, "list_daily_topic.lua");
 script!(UNLIST, "unlist.lua");
 script!(MARK_LISTED, "mark_listed.lua");
 script!(COUNT_ACTIVITY, "count_activity.lua");

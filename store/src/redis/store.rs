@@ -108,6 +108,23 @@ struct StoredListing {
     is_daily_topic: bool,
 }
 
+/// A listing's room id and its msgpack form for the directory hash.
+fn pack_listing(listing: Listing) -> Result<(String, Vec<u8>), StoreError> {
+    let stored = StoredListing {
+        title: listing.title,
+        description: listing.description,
+        tags: listing.tags,
+        share_code: listing.share_code,
+        has_password: listing.has_password,
+        created_at: listing.created_at,
+        expires_at: listing.expires_at,
+        is_daily_topic: listing.is_daily_topic,
+    };
+    let packed = rmp_serde::to_vec_named(&stored)
+        .map_err(|e| StoreError(format!("listing not encoded: {e}")))?;
+    Ok((listing.room_id, packed))
+}
+
 fn corrupt(what: &str) -> StoreError {
     StoreError(format!("unexpected reply from redis: {what}"))
 }
@@ -456,11 +473,19 @@ impl RedisEngine {
 impl RoomStore for RedisEngine {
     async fn create_room(&self, room: NewRoom) -> Result<bool, StoreError> {
         let r = &room.record;
-        let mut ttl = millis(room.unjoined_ttl);
+        // A room kept while empty lives until its expiry plus the grace
+        // (0: no ttl at all); any other until its creator joins, at most.
+        let mut ttl = if room.keep_while_empty {
+            u64::MAX
+        } else {
+            millis(room.unjoined_ttl)
+        };
         if r.expires_at > 0 {
             let until_gone_ms = (r.expires_at - crate::unix_secs()).max(0) as u64 * 1000
                 + millis(self.config.expired_room_grace);
             ttl = ttl.min(until_gone_ms).max(1);
+        } else if room.keep_while_empty {
+            ttl = 0;
         }
         let mut create = scripts::CREATE.key(keys::room(&r.id));
         create
@@ -470,7 +495,8 @@ impl RoomStore for RedisEngine {
             .arg(&r.password_hash)
             .arg(r.capacity)
             .arg(u8::from(r.listed))
-            .arg(ttl);
+            .arg(ttl)
+            .arg(u8::from(room.keep_while_empty));
         Ok(int(&self.script(&create).await?) == Some(1))
     }
 
@@ -589,30 +615,43 @@ impl RoomStore for RedisEngine {
     }
 
     async fn list_room(&self, listing: Listing, max_listed: usize) -> Result<bool, StoreError> {
-        let stored = StoredListing {
-            title: listing.title,
-            description: listing.description,
-            tags: listing.tags,
-            share_code: listing.share_code,
-            has_password: listing.has_password,
-            created_at: listing.created_at,
-            expires_at: listing.expires_at,
-            is_daily_topic: listing.is_daily_topic,
-        };
-        let packed = rmp_serde::to_vec_named(&stored)
-            .map_err(|e| StoreError(format!("listing not encoded: {e}")))?;
+        let daily = listing.is_daily_topic;
+        let (room_id, packed) = pack_listing(listing)?;
         let mut list = scripts::LIST_ROOM.key(keys::LISTINGS);
         list.key(keys::LISTED_REGULAR)
-            .arg(&listing.room_id)
+            .arg(&room_id)
             .arg(packed)
-            .arg(u8::from(stored.is_daily_topic))
+            .arg(u8::from(daily))
             .arg(max_listed);
         if int(&self.script(&list).await?) != Some(1) {
             return Ok(false);
         }
-        let mark = scripts::MARK_LISTED.key(keys::room(&listing.room_id));
+        let mark = scripts::MARK_LISTED.key(keys::room(&room_id));
         self.script(&mark).await?;
         Ok(true)
+    }
+
+    async fn list_daily_topic(
+        &self,
+        day: i64,
+        listing: Listing,
+        mark_ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let (room_id, packed) = pack_listing(listing)?;
+        // Marked first, so activity counts from the first message: a room
+        // that loses the race is destroyed by its creator anyway.
+        let mark = scripts::MARK_LISTED.key(keys::room(&room_id));
+        if int(&self.script(&mark).await?) != Some(1) {
+            return Err(StoreError(format!(
+                "daily topic room {room_id} does not exist"
+            )));
+        }
+        let mut list = scripts::LIST_DAILY_TOPIC.key(keys::LISTINGS);
+        list.key(keys::daily_topic(day))
+            .arg(&room_id)
+            .arg(packed)
+            .arg(millis(mark_ttl));
+        Ok(int(&self.script(&list).await?) == Some(1))
     }
 
     async fn listings(&self, now_millis: i64) -> Result<Vec<ListingView>, StoreError> {

@@ -28,6 +28,8 @@ test('E001–E007 become readable sentences', () => {
   assert.equal(errorText('E006', 'wrong password'), 'Wrong password.');
   assert.match(errorText('E004', 'too many wrong passwords, try again later'), /wrong passwords/);
   assert.match(errorText('E005', 'name must be 1-20 characters'), /name must be 1-20/);
+  assert.equal(errorText('E011', 'title is required'), 'The public listing was refused; the room was created as private. (title is required)');
+  assert.match(errorText('E010', 'hub is full, room created as private'), /directory is full/);
   assert.equal(errorText('X999', 'something'), 'something');
 });
 

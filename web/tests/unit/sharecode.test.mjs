@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseShareCode, formatShareCode, shareLink } from '../../js/sharecode.js';
+import { parseShareCode, formatShareCode, shareLink, codeFromLink } from '../../js/sharecode.js';
 
 const ROOM = 'X2-KtJ6oRzdxbguxl5DAR';
 const KEY = 'AMVGFZBTFLeed7tVncI1oKoFUdNIv6goGz64x0cuU1M';
@@ -17,6 +17,20 @@ test('links and fragments', () => {
   assert.deepEqual(parseShareCode(`http://127.0.0.1:8080/#${ROOM}%3A${KEY}`), want);
   assert.deepEqual(parseShareCode(`#${ROOM}:${KEY}`), want);
   assert.deepEqual(parseShareCode(`  ${ROOM}:${KEY}\n`), want);
+});
+
+test('links from the original Arthas client (#/join/{code}) are read too', () => {
+  const want = { roomId: ROOM, key: KEY, ephemeral: 0, expiresAt: 1767225600 };
+  assert.deepEqual(parseShareCode(`https://arthas.example/#/join/${ROOM}:${KEY}:0:1767225600`), want);
+  assert.deepEqual(parseShareCode(`https://arthas.example/#/join/${encodeURIComponent(`${ROOM}:${KEY}:0:1767225600`)}`), want);
+  assert.deepEqual(parseShareCode(`#/join/${ROOM}:${KEY}:0:1767225600`), want);
+  assert.deepEqual(parseShareCode(`/join/${ROOM}:${KEY}:0:1767225600`), want);
+  assert.equal(codeFromLink(`http://127.0.0.1:8080/#/join/${ROOM}:${KEY}`), `${ROOM}:${KEY}`);
+  assert.equal(codeFromLink(`http://127.0.0.1:8080/#${ROOM}:${KEY}`), `${ROOM}:${KEY}`);
+  assert.equal(codeFromLink('#%E0%A4%A'), null);
+  // only the fragment route: a /join/ path is not a code
+  assert.equal(parseShareCode(`https://arthas.example/join/${ROOM}:${KEY}`), null);
+  assert.equal(parseShareCode(`#/joinx/${ROOM}:${KEY}`), null);
 });
 
 test('invalid codes are rejected', () => {

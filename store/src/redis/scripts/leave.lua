@@ -1,13 +1,14 @@
 -- Removes a member held by the calling relay node; destroys the room when
--- it empties. The node comes from the caller (a relay only ever removes its
--- own members), so nothing is read back and unpacked.
+-- it empties, unless it is kept while empty (a daily topic lives until its
+-- keys expire). The node comes from the caller (a relay only ever removes
+-- its own members), so nothing is read back and unpacked.
 -- KEYS: room, members, room nodes, activity
 -- ARGV: member id, node
 -- Returns {was member, destroyed, last of its node in the room}.
 if redis.call('HDEL', KEYS[2], ARGV[1]) == 0 then
   return {0, 0, 0}
 end
-if redis.call('HLEN', KEYS[2]) == 0 then
+if redis.call('HLEN', KEYS[2]) == 0 and redis.call('HGET', KEYS[1], 'keepEmpty') ~= '1' then
   redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
   return {1, 1, 1}
 end

@@ -1,5 +1,5 @@
 -- Removes every member of a dead node from one room; destroys the room when
--- that empties it. Atomic, so when several relays sweep at once each member
+-- that empties it (unless it is kept while empty). Atomic, so when several relays sweep at once each member
 -- is removed (and reported) by exactly one of them.
 -- KEYS: room, members, room nodes, activity
 -- ARGV: node
@@ -22,7 +22,8 @@ for i = 1, #all, 2 do
 end
 redis.call('HDEL', KEYS[3], ARGV[1])
 local destroyed = 0
-if #removed > 0 and redis.call('HLEN', KEYS[2]) == 0 then
+if #removed > 0 and redis.call('HLEN', KEYS[2]) == 0
+    and redis.call('HGET', KEYS[1], 'keepEmpty') ~= '1' then
   redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
   destroyed = 1
 end

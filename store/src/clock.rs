@@ -1,0 +1,139 @@
+//! The clock seam: where "now" comes from.
+//!
+//! Code that decides something by the wall clock asks a [`Clock`] instead of
+//! the operating system, so a test can put it at any instant (a second before
+//! midnight UTC, a leap day) and move it on at will, without waiting and
+//! without racing the real time. Production code is handed [`SystemClock`];
+//! tests hand in a [`ManualClock`].
+//!
+//! Today the daily topic (`gateway::daily`) runs on it: which UTC day it is,
+//! and the next 00:00 UTC its room expires at. The other users of
+//! [`crate::unix_secs`] and [`crate::unix_millis`] (room expiry, tickets,
+//! activity windows) still read the system time directly; moving them is a
+//! matter of passing a [`SharedClock`] where they are built and calling
+//! [`Clock::now_secs`] / [`Clock::now_millis`] instead.
+//!
+//! A clock only says what time it is. Waiting (`tokio::time::sleep`) stays on
+//! the runtime's timer: code that sleeps until a wall-clock instant computes
+//! the duration from its clock, so an injected clock decides *what* is due
+//! and a test decides *when* to look.
+
+use std::fmt;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A source of wall-clock time (Unix epoch, UTC). Cheap to call; shared
+/// between tasks as a [`SharedClock`].
+pub trait Clock: Send + Sync + fmt::Debug + 'static {
+    /// Milliseconds since the Unix epoch.
+    fn now_millis(&self) -> i64;
+
+    /// Whole seconds since the Unix epoch (rounded down, also before 1970).
+    fn now_secs(&self) -> i64 {
+        self.now_millis().div_euclid(1000)
+    }
+}
+
+/// A clock shared by everything built from one configuration.
+pub type SharedClock = Arc<dyn Clock>;
+
+/// The operating system's clock (`SystemTime::now`).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_millis(&self) -> i64 {
+        crate::unix_millis()
+    }
+}
+
+/// The system clock as a [`SharedClock`].
+pub fn system() -> SharedClock {
+    Arc::new(SystemClock)
+}
+
+/// A clock that stands still until it is set or advanced: for tests. Shared
+/// by `Arc`, so a test keeps one handle and gives the code under test a
+/// clone (`clock.clone() as SharedClock`).
+#[derive(Debug)]
+pub struct ManualClock {
+    /// The current time, milliseconds since the Unix epoch.
+    millis: AtomicI64,
+}
+
+impl ManualClock {
+    /// A clock standing at `millis` since the Unix epoch.
+    pub fn at_millis(millis: i64) -> Arc<ManualClock> {
+        Arc::new(ManualClock {
+            millis: AtomicI64::new(millis),
+        })
+    }
+
+    /// A clock standing at `secs` since the Unix epoch.
+    pub fn at_secs(secs: i64) -> Arc<ManualClock> {
+        ManualClock::at_millis(secs.saturating_mul(1000))
+    }
+
+    /// Puts the clock at `millis` since the Unix epoch (also backwards).
+    pub fn set_millis(&self, millis: i64) {
+        self.millis.store(millis, Ordering::SeqCst);
+    }
+
+    /// Puts the clock at `secs` since the Unix epoch (also backwards).
+    pub fn set_secs(&self, secs: i64) {
+        self.set_millis(secs.saturating_mul(1000));
+    }
+
+    /// Moves the clock forward by `by`.
+    pub fn advance(&self, by: Duration) {
+        let by = i64::try_from(by.as_millis()).unwrap_or(i64::MAX);
+        let _ = self
+            .millis
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |m| {
+                Some(m.saturating_add(by))
+            });
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_millis(&self) -> i64 {
+        self.millis.load(Ordering::SeqCst)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_system_clock_is_the_system_time() {
+        let before = crate::unix_millis();
+        let now = SystemClock.now_millis();
+        let after = crate::unix_millis();
+        assert!(before <= now && now <= after);
+        assert_eq!(SystemClock.now_secs(), crate::unix_secs());
+    }
+
+    #[test]
+    fn a_manual_clock_moves_only_when_told() {
+        let clock = ManualClock::at_secs(1_767_225_600);
+        assert_eq!(clock.now_secs(), 1_767_225_600);
+        assert_eq!(clock.now_millis(), 1_767_225_600_000);
+        clock.advance(Duration::from_millis(1_500));
+        assert_eq!(clock.now_millis(), 1_767_225_601_500);
+        assert_eq!(clock.now_secs(), 1_767_225_601);
+        clock.set_secs(5);
+        assert_eq!(clock.now_secs(), 5);
+        let shared: SharedClock = clock.clone();
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(shared.now_secs(), 6, "every handle sees the same time");
+    }
+
+    #[test]
+    fn seconds_round_down_before_the_epoch_too() {
+        assert_eq!(ManualClock::at_millis(-1).now_secs(), -1);
+        assert_eq!(ManualClock::at_millis(-1000).now_secs(), -1);
+        assert_eq!(ManualClock::at_millis(999).now_secs(), 0);
+    }
+}
