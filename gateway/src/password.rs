@@ -8,10 +8,13 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 use tokio::sync::Semaphore;
+
+use crate::metrics::{Argon2Job, Argon2Metrics};
 
 /// argon2id cost and the pool's bounds.
 #[derive(Debug, Clone)]
@@ -53,18 +56,27 @@ pub struct PasswordHasherPool {
     slots: Arc<Semaphore>,
     pending: Arc<AtomicUsize>,
     max_pending: usize,
+    /// Waits, run times, queue depth and refusals.
+    metrics: Argon2Metrics,
 }
 
 impl PasswordHasherPool {
-    /// A pool with the given cost and bounds.
-    pub fn new(config: &PasswordConfig) -> Result<PasswordHasherPool, PasswordError> {
+    /// A pool with the given cost and bounds, reporting to `metrics`.
+    pub fn new(
+        config: &PasswordConfig,
+        metrics: Argon2Metrics,
+    ) -> Result<PasswordHasherPool, PasswordError> {
         let params = Params::new(config.memory_kib, config.iterations, 1, None)
             .map_err(|e| PasswordError::Internal(e.to_string()))?;
+        let max_concurrent = config.max_concurrent.max(1);
+        metrics.max_pending.set(config.max_pending as i64);
+        metrics.max_concurrent.set(max_concurrent as i64);
         Ok(PasswordHasherPool {
             params,
-            slots: Arc::new(Semaphore::new(config.max_concurrent.max(1))),
+            slots: Arc::new(Semaphore::new(max_concurrent)),
             pending: Arc::new(AtomicUsize::new(0)),
             max_pending: config.max_pending,
+            metrics,
         })
     }
 
@@ -74,21 +86,32 @@ impl PasswordHasherPool {
 
     async fn run<T: Send + 'static>(
         &self,
+        kind: Argon2Job,
         job: impl FnOnce(Params) -> T + Send + 'static,
     ) -> Result<T, PasswordError> {
         if self.pending.fetch_add(1, Ordering::AcqRel)
             >= self.max_pending + self.slots.available_permits()
         {
             self.pending.fetch_sub(1, Ordering::AcqRel);
+            self.metrics.refused.inc();
             return Err(PasswordError::Busy);
         }
+        let waiting = GaugeGuard::inc(&self.metrics.waiting);
+        let queued = Instant::now();
         let permit = self.slots.clone().acquire_owned().await;
         self.pending.fetch_sub(1, Ordering::AcqRel);
+        drop(waiting);
+        self.metrics.waited(kind, queued.elapsed());
         let permit = permit.map_err(|_| PasswordError::Internal("pool closed".into()))?;
         let params = self.params.clone();
+        let metrics = self.metrics.clone();
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            job(params)
+            let _running = GaugeGuard::inc(&metrics.running);
+            let started = Instant::now();
+            let out = job(params);
+            metrics.ran(kind, started.elapsed());
+            out
         })
         .await
         .map_err(|e| PasswordError::Internal(e.to_string()))
@@ -96,7 +119,7 @@ impl PasswordHasherPool {
 
     /// argon2id PHC string of `secret` with a fresh random salt.
     pub async fn hash(&self, secret: String) -> Result<String, PasswordError> {
-        self.run(move |params| {
+        self.run(Argon2Job::Hash, move |params| {
             let salt_bytes: [u8; 16] = rand::random();
             let salt = SaltString::encode_b64(&salt_bytes)
                 .map_err(|e| PasswordError::Internal(e.to_string()))?;
@@ -111,7 +134,7 @@ impl PasswordHasherPool {
     /// Constant-time check of `secret` against a PHC string (its own
     /// parameters are used, so old hashes keep verifying after a cost change).
     pub async fn verify(&self, secret: String, phc: String) -> Result<bool, PasswordError> {
-        self.run(move |_| {
+        self.run(Argon2Job::Verify, move |_| {
             let parsed =
                 PasswordHash::new(&phc).map_err(|e| PasswordError::Internal(e.to_string()))?;
             Ok(Argon2::default()
@@ -119,6 +142,23 @@ impl PasswordHasherPool {
                 .is_ok())
         })
         .await?
+    }
+}
+
+/// Holds a gauge one higher while alive (also when the waiting future is
+/// dropped or the job panics).
+struct GaugeGuard(prometheus::IntGauge);
+
+impl GaugeGuard {
+    fn inc(gauge: &prometheus::IntGauge) -> GaugeGuard {
+        gauge.inc();
+        GaugeGuard(gauge.clone())
+    }
+}
+
+impl Drop for GaugeGuard {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 
@@ -137,7 +177,7 @@ mod tests {
 
     #[tokio::test]
     async fn verify_accepts_the_secret_and_refuses_others() {
-        let pool = PasswordHasherPool::new(&cheap()).unwrap();
+        let pool = PasswordHasherPool::new(&cheap(), Argon2Metrics::unregistered()).unwrap();
         let phc = pool.hash("a".repeat(64)).await.unwrap();
         assert!(phc.starts_with("$argon2id$"));
         assert!(pool.verify("a".repeat(64), phc.clone()).await.unwrap());
@@ -146,7 +186,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_pool_refuses_at_once() {
-        let pool = PasswordHasherPool::new(&cheap()).unwrap();
+        let pool = PasswordHasherPool::new(&cheap(), Argon2Metrics::unregistered()).unwrap();
         let slots = pool.slots.clone();
         let held = slots.acquire_owned().await.unwrap();
         // one may wait...
@@ -157,12 +197,16 @@ mod tests {
         while pool.pending.load(Ordering::Acquire) == 0 {
             tokio::task::yield_now().await;
         }
-        // ...the next is refused
+        // ...the next is refused, and counted
+        assert_eq!(pool.metrics.waiting.get(), 1);
         assert!(matches!(
             pool.hash("y".into()).await,
             Err(PasswordError::Busy)
         ));
+        assert_eq!(pool.metrics.refused.get(), 1);
         drop(held);
         assert!(waiting.await.unwrap().is_ok());
+        assert_eq!(pool.metrics.waiting.get(), 0);
+        assert_eq!(pool.metrics.running.get(), 0);
     }
 }

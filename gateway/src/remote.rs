@@ -23,6 +23,7 @@ use protocol::reject::texts;
 use protocol::{ErrorCode, Reject};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use store::warn_limit::WarnLimit;
 
 use crate::internal::{wire, PREFIX};
 use crate::problem::Problem;
@@ -121,7 +122,10 @@ fn encode_segment(segment: &str) -> String {
 
 /// A failed call: what the relay tells the client.
 fn unavailable(what: &str, detail: impl std::fmt::Display) -> Reject {
-    tracing::warn!(call = what, error = %detail, "gateway call failed");
+    static CALL_FAILED: WarnLimit = WarnLimit::new();
+    if let Some(suppressed) = CALL_FAILED.check() {
+        tracing::warn!(call = what, error = %detail, suppressed, "gateway call failed");
+    }
     texts::UNAVAILABLE
 }
 

@@ -49,7 +49,7 @@ enum End {
 /// past the upgrade request.
 pub async fn run(relay: Arc<Relay>, stream: TcpStream, leftover: Bytes, ip: IpAddr) {
     relay.metrics.connections.inc();
-    relay.metrics.connections_total.inc();
+    relay.metrics.connections_accepted.inc();
     let stream = Arc::new(stream);
     let config = &relay.config;
     let peer = Arc::new(Peer::new(
@@ -71,11 +71,7 @@ pub async fn run(relay: Arc<Relay>, stream: TcpStream, leftover: Bytes, ip: IpAd
         }
         End::Abort => peer.outbox.closing().unwrap_or(1006),
     };
-    relay
-        .metrics
-        .closes
-        .with_label_values(&[&code.to_string()])
-        .inc();
+    relay.metrics.closed(code).inc();
     // Everyone else learns of the departure before the socket lingers.
     Box::pin(session.disconnect()).await;
     if let End::Close(_) = end {
@@ -131,7 +127,7 @@ async fn serve(
                 }
                 match read_available(stream, reader) {
                     Ok(0) => return End::Abort,
-                    Ok(_) => {}
+                    Ok(n) => relay.metrics.received_bytes.inc_by(n as u64),
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                     Err(_) => return End::Abort,
                 }
@@ -151,7 +147,11 @@ async fn serve(
                     next_ping = now + config.ping_interval;
                     let ws_ping = OutFrame { opcode: opcode::PING, payload: Bytes::new() };
                     let _ = peer.outbox.push_frame(ws_ping);
-                    let _ = peer.outbox.push(server::encode(kind::PING, &Ping { t: store::unix_millis() }));
+                    let t = store::unix_millis();
+                    session.ping_sent(t);
+                    let ping = server::encode(kind::PING, &Ping { t });
+                    relay.metrics.sent(&ping, 1);
+                    let _ = peer.outbox.push(ping);
                 }
             }
             _ = relay.shutdown.cancelled(), if drain_at.is_none() => {

@@ -18,6 +18,9 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 
+use store::warn_limit::WarnLimit;
+
+use crate::metrics::Rejection;
 use crate::Relay;
 
 /// Longest time a client may take to send its request headers.
@@ -55,7 +58,10 @@ pub async fn serve(listener: TcpListener, relay: Arc<Relay>, fallback: Arc<dyn H
             Ok(a) => a,
             Err(e) => {
                 // Out of descriptors and the like: back off briefly.
-                tracing::warn!(error = %e, "accept failed");
+                static ACCEPT_FAILED: WarnLimit = WarnLimit::new();
+                if let Some(suppressed) = ACCEPT_FAILED.check() {
+                    tracing::warn!(error = %e, suppressed, "accept failed");
+                }
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
@@ -137,28 +143,19 @@ fn upgrade(mut request: Request<Incoming>, peer: SocketAddr, relay: Arc<Relay>) 
         .get(hyper::header::ORIGIN)
         .and_then(|v| v.to_str().ok());
     if !relay.origins.allows(origin) {
-        relay
-            .metrics
-            .connections_rejected
-            .with_label_values(&["origin"])
-            .inc();
-        tracing::warn!(origin = origin.unwrap_or(""), "rejected origin");
+        relay.metrics.rejected(Rejection::Origin).inc();
+        static REJECTED_ORIGIN: WarnLimit = WarnLimit::new();
+        if let Some(suppressed) = REJECTED_ORIGIN.check() {
+            tracing::warn!(origin = origin.unwrap_or(""), suppressed, "rejected origin");
+        }
         return text(StatusCode::FORBIDDEN, "Forbidden");
     }
     if relay.metrics.connections.get() as usize >= relay.config.max_connections {
-        relay
-            .metrics
-            .connections_rejected
-            .with_label_values(&["limit"])
-            .inc();
+        relay.metrics.rejected(Rejection::Limit).inc();
         return text(StatusCode::SERVICE_UNAVAILABLE, "too many connections");
     }
     if relay.shutdown.is_cancelled() {
-        relay
-            .metrics
-            .connections_rejected
-            .with_label_values(&["draining"])
-            .inc();
+        relay.metrics.rejected(Rejection::Draining).inc();
         return text(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
     }
     let ip = client_ip(&request, peer, relay.config.trust_forwarded_for);

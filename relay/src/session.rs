@@ -24,6 +24,7 @@ use protocol::server::{
     RelayFileRef, Relayed, RoomCreated, RoomJoined,
 };
 use protocol::{kind, Reject};
+use store::warn_limit::WarnLimit;
 use store::{BusMessage, JoinError, Joined, MemberRecord, Target};
 use tracing::Instrument as _;
 
@@ -49,6 +50,9 @@ pub struct Session {
     /// When recent accepted chat messages were sent (rate limit); empty
     /// and unallocated until the first one.
     chat_times: VecDeque<Instant>,
+    /// The last application Ping's `t` and when it went out; its Pong
+    /// (same `t`) gives the round trip.
+    ping_sent: Option<(i64, Instant)>,
 }
 
 fn random_member_id() -> MemberId {
@@ -66,20 +70,37 @@ impl Session {
             name: String::new(),
             room: None,
             chat_times: VecDeque::new(),
+            ping_sent: None,
+        }
+    }
+
+    /// Notes that an application Ping with `t` went out now.
+    pub fn ping_sent(&mut self, t: i64) {
+        self.ping_sent = Some((t, Instant::now()));
+    }
+
+    /// A Pong answering the last Ping (same `t`) is a round trip; anything
+    /// else a client sends as Pong is ignored.
+    fn pong(&mut self, t: Option<i64>) {
+        if let (Some(t), Some((sent_t, sent_at))) = (t, self.ping_sent) {
+            if t == sent_t {
+                self.ping_sent = None;
+                self.relay
+                    .metrics
+                    .ping_rtt_seconds
+                    .observe(sent_at.elapsed().as_secs_f64());
+            }
         }
     }
 
     fn reply(&self, frame: Bytes) {
+        self.relay.metrics.sent(&frame, 1);
         // A full queue closes the connection; nothing else to do here.
         let _ = self.peer.outbox.push(frame);
     }
 
     fn reject(&self, reject: &Reject) {
-        self.relay
-            .metrics
-            .errors_out
-            .with_label_values(&[reject.code.as_str()])
-            .inc();
+        self.relay.metrics.error_out(reject.code).inc();
         self.reply(server::error(reject));
     }
 
@@ -114,11 +135,7 @@ impl Session {
             Err(reject) => return self.reject(&reject),
         };
         let message_type = envelope.message_type;
-        self.relay
-            .metrics
-            .frames_in
-            .with_label_values(&[type_label(message_type)])
-            .inc();
+        self.relay.metrics.frame_in(message_type).inc();
         let data = &envelope.data;
         let result = match message_type {
             MessageType::CreateRoom => self.create_room(data).await,
@@ -130,7 +147,7 @@ impl Session {
             }
             MessageType::Typing => self.typing(data).await,
             MessageType::Pong => {
-                let _ = client::parse_pong(data);
+                self.pong(client::parse_pong(data));
                 Ok(())
             }
             MessageType::SendReaction => self.send_reaction(data).await,
@@ -561,33 +578,22 @@ pub(crate) async fn publish(
     target: Target,
     frame: Bytes,
 ) -> Result<(), Reject> {
+    static PUBLISH_FAILED: WarnLimit = WarnLimit::new();
     relay.metrics.publishes.inc();
-    relay
+    let started = Instant::now();
+    let published = relay
         .bus
         .publish(&room.id, BusMessage { target, frame })
-        .await
-        .map_err(|e| {
-            relay.metrics.publish_errors.inc();
-            tracing::warn!(room = %room.id, error = %e, "publish failed");
-            texts::UNAVAILABLE
-        })
-}
-
-fn type_label(t: MessageType) -> &'static str {
-    match t {
-        MessageType::CreateRoom => "create_room",
-        MessageType::JoinRoom => "join_room",
-        MessageType::SendMessage => "send_message",
-        MessageType::LeaveRoom => "leave_room",
-        MessageType::Typing => "typing",
-        MessageType::Pong => "pong",
-        MessageType::SendReaction => "send_reaction",
-        MessageType::SendFileMeta => "file_meta",
-        MessageType::SendFileChunk => "file_chunk",
-        MessageType::SendFileComplete => "file_complete",
-        MessageType::SendFileCancel => "file_cancel",
-        MessageType::SendFileAck => "file_ack",
-        MessageType::Match(_) => "match",
-        MessageType::Unknown(_) => "unknown",
-    }
+        .await;
+    relay
+        .metrics
+        .publish_seconds
+        .observe(started.elapsed().as_secs_f64());
+    published.map_err(|e| {
+        relay.metrics.publish_errors.inc();
+        if let Some(suppressed) = PUBLISH_FAILED.check() {
+            tracing::warn!(room = %room.id, error = %e, suppressed, "publish failed");
+        }
+        texts::UNAVAILABLE
+    })
 }

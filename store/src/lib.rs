@@ -12,7 +12,8 @@
 //!
 //! Engines: [`memory`] (one process; `cargo run` and unit tests) and, behind
 //! the same traits, [`redis`] (standalone Redis or a Redis Cluster).
-//! [`testing`] (feature `test-support`) starts real Redis servers for tests.
+//! [`testing`] (feature `test-support`) starts real Redis servers for tests;
+//! [`warn_limit`] keeps repeated warnings to one line per interval.
 
 pub mod bus;
 pub mod memory;
@@ -20,6 +21,7 @@ pub mod redis;
 pub mod room;
 #[cfg(feature = "test-support")]
 pub mod testing;
+pub mod warn_limit;
 
 pub use bus::{Bus, BusError, BusMessage, BusSink, Target};
 pub use room::{
