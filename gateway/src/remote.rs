@@ -175,13 +175,14 @@ impl RemoteGateway {
         body: &B,
     ) -> Result<Option<T>, Reject> {
         let body = serde_json::to_vec(body).map_err(|e| unavailable(what, e))?;
-        let request = Request::builder()
+        let mut request = Request::builder()
             .method(Method::POST)
             .uri(format!("{}{path}", self.base))
             .header(AUTHORIZATION, self.authorization.clone())
             .header(CONTENT_TYPE, "application/json")
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| unavailable(what, e))?;
+        crate::trace_context::inject(request.headers_mut());
         let call = async {
             let response = self
                 .client
