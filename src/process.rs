@@ -49,6 +49,9 @@ static LOG_FORMAT: OnceLock<LogFormat> = OnceLock::new();
 #[derive(Default)]
 pub struct Telemetry {
     provider: Option<SdkTracerProvider>,
+    /// Where spans go, or why export failed to start (logged by [`run`]
+    /// after the start-up line).
+    status: Option<Result<String, String>>,
 }
 
 impl Telemetry {
@@ -214,10 +217,10 @@ pub fn init_logging(args: &ProcessArgs, name: &str) -> Telemetry {
         .with(otel)
         .init();
     if let Some(e) = otlp_error {
-        tracing::error!(error = %e, "tracing export disabled: bad OTLP endpoint");
+        telemetry.status = Some(Err(e.to_string()));
     } else if let Some(target) = target.filter(|_| telemetry.provider.is_some()) {
         let (Export::Flag(endpoint) | Export::Environment(endpoint)) = target;
-        tracing::info!(%endpoint, "exporting spans over OTLP/gRPC");
+        telemetry.status = Some(Ok(endpoint));
     }
     telemetry
 }
@@ -327,6 +330,11 @@ where
         config,
         "{name} starting"
     );
+    match &telemetry.status {
+        Some(Ok(endpoint)) => tracing::info!(%endpoint, "exporting spans over OTLP/gRPC"),
+        Some(Err(e)) => tracing::error!(error = %e, "tracing export disabled: bad OTLP endpoint"),
+        None => {}
+    }
     raise_open_files_limit();
     let result = runtime.block_on(async {
         let result = main.await;

@@ -14,8 +14,9 @@ use std::time::{Duration, Instant};
 
 use store::testing::RedisServer;
 use support::http;
+use support::room::create_on;
 use support::server::{GATEWAY_BIN, RELAY_BIN};
-use support::{open_room, say, Env, Opts, Topology};
+use support::{open_room, say, Client, Env, Opts, Topology};
 
 /// `(name, type, help)` of every family in a text exposition.
 fn families(exposition: &str) -> BTreeSet<(String, String, String)> {
@@ -216,10 +217,13 @@ async fn json_logs_are_the_only_output_and_start_with_version_and_settings_witho
     let ticket_secret = "observability-ticket-secret-9a0b";
     let (public, internal, gw_admin) = (free_port(), free_port(), free_port());
     let (ws, relay_admin) = (free_port(), free_port());
+    // Export on (to a port nobody listens on): spans get ids, and JSON
+    // lines inside them carry those ids.
     let common = [
         ("ARTHAS_LOG_FORMAT", "json"),
         ("ARTHAS_LOG", "info"),
         ("ARTHAS_INTERNAL_SECRET", secret),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9"),
     ];
     let spawn = |bin: &str, args: Vec<String>, extra: &[(&str, &str)]| {
         let mut cmd = Command::new(bin);
@@ -263,6 +267,13 @@ async fn json_logs_are_the_only_output_and_start_with_version_and_settings_witho
         &mut relay,
     )
     .await;
+    let mut client = Client::connect(&format!("ws://127.0.0.1:{ws}/ws")).await;
+    create_on(
+        &mut client,
+        map! {"name" => "alice", "password" => "", "ephemeral" => 0, "expiry" => 0},
+    )
+    .await;
+    drop(client);
     for (name, mut child) in [("gateway", gateway), ("relay", relay)] {
         let _ = Command::new("kill").arg(child.id().to_string()).status();
         let _ = child.wait();
@@ -297,6 +308,19 @@ async fn json_logs_are_the_only_output_and_start_with_version_and_settings_witho
         );
         for leaked in [secret, ticket_secret] {
             assert!(!stderr.contains(leaked), "{name} logged a secret: {stderr}");
+        }
+        if name == "relay" {
+            let created = lines
+                .iter()
+                .find(|l| l["fields"]["message"] == "room created")
+                .unwrap_or_else(|| panic!("no 'room created' line: {stderr}"));
+            let trace_id = created["openTelemetry"]["traceId"]
+                .as_str()
+                .unwrap_or_default();
+            assert!(
+                trace_id.len() == 32 && trace_id.chars().all(|c| c.is_ascii_hexdigit()),
+                "the line inside create_room carries no trace id: {created}"
+            );
         }
         assert!(
             lines.iter().any(|l| l["fields"]["message"]
