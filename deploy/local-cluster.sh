@@ -243,9 +243,11 @@ secret=$(od -An -tx1 -N24 /dev/urandom | tr -d ' \n')
 ticket_secret=$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')
 export ARTHAS_INTERNAL_SECRET=$secret ARTHAS_LOG=${ARTHAS_LOG:-info}
 export ARTHAS_REDIS_URL=$redis_url ARTHAS_REDIS_MODE=$redis_mode
+# The page the gateway serves connects to the relays (no proxy routes /ws here).
+relay_ws_urls=$(printf 'ws://127.0.0.1:%s/ws,' "${relays[@]}")
 ARTHAS_TICKET_SECRET=$ticket_secret start gateway "$bin/gateway" --store redis \
   --listen "127.0.0.1:$gateway_port" --internal-listen "127.0.0.1:$internal_port" \
-  --admin-listen "127.0.0.1:$gateway_admin_port"
+  --admin-listen "127.0.0.1:$gateway_admin_port" --relay-urls "${relay_ws_urls%,}"
 for i in "${!relays[@]}"; do
   start "relay$i" "$bin/relay" --listen "127.0.0.1:${relays[$i]}" \
     --admin-listen "127.0.0.1:${admins[$i]}" --node-id "local-relay$i" \
@@ -274,11 +276,11 @@ umask 077
 printf '%s\n' "$secret" >"$run_dir/internal-secret"
 
 echo "Arthas local cluster is up (Redis $redis_mode):"
-echo "  redis     $redis_url"
-echo "  gateway   http://127.0.0.1:$gateway_port  (web client, /api/hub, /v1/rooms; internal http://127.0.0.1:$internal_port; admin http://127.0.0.1:$gateway_admin_port)"
+echo "  web client  http://127.0.0.1:$gateway_port/  (open this: the page connects to the relays below)"
+echo "  redis       $redis_url"
+echo "  gateway     http://127.0.0.1:$gateway_port  (/api/hub, /v1/rooms; internal http://127.0.0.1:$internal_port; admin http://127.0.0.1:$gateway_admin_port)"
 for i in "${!relays[@]}"; do
-  echo "  relay$i    ws://127.0.0.1:${relays[$i]}/ws  (admin http://127.0.0.1:${admins[$i]})"
+  echo "  relay$i      ws://127.0.0.1:${relays[$i]}/ws  (its own page: http://127.0.0.1:${relays[$i]}/; admin http://127.0.0.1:${admins[$i]})"
 done
-echo "  open a relay's address in a browser for the web client"
 echo "  logs, pids, cluster.env, internal-secret: $run_dir"
 echo "  stop with: $0 stop${run_dir:+ --run-dir $run_dir}"

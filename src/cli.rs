@@ -195,6 +195,7 @@ impl GatewayArgs {
             room_creations_per_minute: self.room_creations_per_minute,
             trust_forwarded_for: edge.trust_forwarded_for,
             max_body_bytes: self.max_body_bytes,
+            relay_urls: Vec::new(),
         }
     }
 }

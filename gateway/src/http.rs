@@ -61,6 +61,9 @@ pub struct HttpConfig {
     pub trust_forwarded_for: bool,
     /// Largest JSON request body accepted.
     pub max_body_bytes: usize,
+    /// Where the served web client connects (`--relay-urls`; empty: this
+    /// origin's `/ws`).
+    pub relay_urls: Vec<String>,
 }
 
 impl Default for HttpConfig {
@@ -71,6 +74,7 @@ impl Default for HttpConfig {
             room_creations_per_minute: 30,
             trust_forwarded_for: false,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            relay_urls: Vec::new(),
         }
     }
 }
@@ -112,6 +116,8 @@ struct Inner {
     /// The ACAO header value, when origins are configured and form a valid header.
     allow_origin: Option<HeaderValue>,
     online: OnlineCount,
+    /// The web client, with the relay list in its page.
+    web: web::WebClient,
 }
 
 /// `POST /v1/rooms`.
@@ -254,6 +260,7 @@ impl HttpApi {
         };
         HttpApi {
             inner: Arc::new(Inner {
+                web: web::WebClient::new(&config.relay_urls),
                 gateway,
                 config,
                 allow_origin,
@@ -333,7 +340,7 @@ impl HttpApi {
             },
             _ => match path.strip_prefix("/v1/") {
                 Some(rest) => self.v1(request, peer, rest).await,
-                None => web::serve(&method, &path),
+                None => self.inner.web.serve(&method, &path),
             },
         }
     }

@@ -58,6 +58,9 @@ struct Config {
     /// Storage engine.
     #[arg(long, env = "ARTHAS_STORE", value_enum, default_value_t = StoreKind::Redis)]
     store: StoreKind,
+    /// WebSocket URLs of the relays the served web client connects to, comma-separated (e.g. `ws://127.0.0.1:8090/ws`); "" = the page's own origin `/ws` (an Ingress routes it to the relays).
+    #[arg(long, env = "ARTHAS_RELAY_URLS", default_value = "")]
+    relay_urls: String,
     #[command(flatten)]
     edge: EdgeArgs,
     #[command(flatten)]
@@ -109,9 +112,11 @@ async fn run(config: Config) -> Result<(), String> {
     gateway
         .metrics()
         .set_build_info(process::VERSION, process::COMMIT);
+    let mut http_config = config.gateway.http_config(&config.edge);
+    http_config.relay_urls = gateway::web::parse_relay_urls(&config.relay_urls)?;
     let http = Arc::new(HttpApi::new(
         gateway.clone(),
-        config.gateway.http_config(&config.edge),
+        http_config,
         Arc::new(move || online.load(Ordering::Relaxed)),
     ));
     let admin = Arc::new(gateway::metrics::AdminApi::new(gateway.clone()));
