@@ -5,7 +5,7 @@
 # is ready, prints the addresses, and leaves the processes running in the
 # background (pid files and logs in the run directory).
 #
-#   deploy/local-cluster.sh [start] [--cluster] [--no-build] [--run-dir DIR]
+#   deploy/local-cluster.sh [start] [--cluster] [--no-build] [--bin-dir DIR] [--run-dir DIR]
 #                           [--redis-port N] [--gateway-port N] [--internal-port N]
 #                           [--gateway-admin-port N]
 #                           [--relay-ports A,B,C] [--admin-ports A,B,C]
@@ -19,7 +19,8 @@
 # (LOCAL_CLUSTER_REDIS_PORT, ..., LOCAL_CLUSTER_RUN_DIR). Other ARTHAS_*
 # variables reach the binaries as usual (e.g. ARTHAS_LOG=debug,
 # ARTHAS_MAX_ROOM_MEMBERS=100). `cluster.env` in the run directory lists the
-# addresses for scripts (load tests source it).
+# addresses for scripts (load tests source it). --bin-dir takes the relay and
+# gateway binaries from DIR (e.g. target/debug) instead of building release ones.
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -38,15 +39,17 @@ relay_ports=${LOCAL_CLUSTER_RELAY_PORTS:-8090,8091,8092}
 admin_ports=${LOCAL_CLUSTER_ADMIN_PORTS:-9090,9091,9092}
 cluster=${LOCAL_CLUSTER_REDIS_CLUSTER:-0}
 build=1
+bin_dir=${LOCAL_CLUSTER_BIN_DIR:-}
 ready_timeout=${LOCAL_CLUSTER_READY_TIMEOUT_SECS:-30}
 
-usage() { sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 die() { echo "local-cluster: $*" >&2; exit 1; }
 
 while [[ $# -gt 0 ]]; do
   case $1 in
     --cluster) cluster=1 ;;
     --no-build) build=0 ;;
+    --bin-dir) bin_dir=$2; build=0; shift ;;
     --run-dir) run_dir=$2; shift ;;
     --redis-port) redis_port=$2; shift ;;
     --gateway-port) gateway_port=$2; shift ;;
@@ -170,7 +173,7 @@ if ((build)); then
   echo "building: cargo build --release --bins"
   (cd "$root" && cargo build --release --bins)
 fi
-bin=${CARGO_TARGET_DIR:-$root/target}/release
+bin=${bin_dir:-${CARGO_TARGET_DIR:-$root/target}/release}
 [[ -x $bin/relay && -x $bin/gateway ]] || die "no release binaries in $bin (build, or drop --no-build)"
 
 # start NAME PROGRAM ARGS...: in the background, stdout and stderr to NAME.log.
