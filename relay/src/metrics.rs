@@ -345,7 +345,7 @@ impl Metrics {
         self.build_info.with_label_values(&[version, commit]).set(1);
     }
 
-    /// Counts a refused WebSocket upgrade.
+    /// The counter of WebSocket upgrades refused for `why`.
     pub fn rejected(&self, why: Rejection) -> &IntCounter {
         &self.rejected[why as usize]
     }
