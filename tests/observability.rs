@@ -169,6 +169,17 @@ async fn a_chat_moves_delivery_publish_byte_and_frame_metrics() {
     }
 }
 
+/// A child process that is killed when dropped, so a failing assertion
+/// leaks no process.
+struct Guarded(std::process::Child);
+
+impl Drop for Guarded {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -239,7 +250,7 @@ async fn json_logs_are_the_only_output_and_start_with_version_and_settings_witho
         for (k, v) in common.iter().chain(extra) {
             cmd.env(k, v);
         }
-        cmd.spawn().expect("start the binary")
+        Guarded(cmd.spawn().expect("start the binary"))
     };
     let mut gateway = spawn(
         GATEWAY_BIN,
@@ -261,10 +272,14 @@ async fn json_logs_are_the_only_output_and_start_with_version_and_settings_witho
         ],
         &[],
     );
-    wait_ready(&format!("http://127.0.0.1:{gw_admin}/readyz"), &mut gateway).await;
+    wait_ready(
+        &format!("http://127.0.0.1:{gw_admin}/readyz"),
+        &mut gateway.0,
+    )
+    .await;
     wait_ready(
         &format!("http://127.0.0.1:{relay_admin}/readyz"),
-        &mut relay,
+        &mut relay.0,
     )
     .await;
     let mut client = Client::connect(&format!("ws://127.0.0.1:{ws}/ws")).await;
@@ -274,7 +289,8 @@ async fn json_logs_are_the_only_output_and_start_with_version_and_settings_witho
     )
     .await;
     drop(client);
-    for (name, mut child) in [("gateway", gateway), ("relay", relay)] {
+    for (name, mut guarded) in [("gateway", gateway), ("relay", relay)] {
+        let child = &mut guarded.0;
         let _ = Command::new("kill").arg(child.id().to_string()).status();
         let _ = child.wait();
         let mut stdout = String::new();
