@@ -5,7 +5,7 @@
 # is ready, prints the addresses, and leaves the processes running in the
 # background (pid files and logs in the run directory).
 #
-#   deploy/local-cluster.sh [start] [--cluster] [--no-build] [--run-dir DIR]
+#   deploy/local-cluster.sh [start] [--cluster] [--no-build] [--bin-dir DIR] [--run-dir DIR]
 #                           [--redis-port N] [--gateway-port N] [--internal-port N]
 #                           [--gateway-admin-port N]
 #                           [--relay-ports A,B,C] [--admin-ports A,B,C]
@@ -19,7 +19,8 @@
 # (LOCAL_CLUSTER_REDIS_PORT, ..., LOCAL_CLUSTER_RUN_DIR). Other ARTHAS_*
 # variables reach the binaries as usual (e.g. ARTHAS_LOG=debug,
 # ARTHAS_MAX_ROOM_MEMBERS=100). `cluster.env` in the run directory lists the
-# addresses for scripts (load tests source it).
+# addresses for scripts (load tests source it). --bin-dir takes the relay and
+# gateway binaries from DIR (e.g. target/debug) instead of building release ones.
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -38,15 +39,17 @@ relay_ports=${LOCAL_CLUSTER_RELAY_PORTS:-8090,8091,8092}
 admin_ports=${LOCAL_CLUSTER_ADMIN_PORTS:-9090,9091,9092}
 cluster=${LOCAL_CLUSTER_REDIS_CLUSTER:-0}
 build=1
+bin_dir=${LOCAL_CLUSTER_BIN_DIR:-}
 ready_timeout=${LOCAL_CLUSTER_READY_TIMEOUT_SECS:-30}
 
-usage() { sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 die() { echo "local-cluster: $*" >&2; exit 1; }
 
 while [[ $# -gt 0 ]]; do
   case $1 in
     --cluster) cluster=1 ;;
     --no-build) build=0 ;;
+    --bin-dir) bin_dir=$2; build=0; shift ;;
     --run-dir) run_dir=$2; shift ;;
     --redis-port) redis_port=$2; shift ;;
     --gateway-port) gateway_port=$2; shift ;;
@@ -170,7 +173,7 @@ if ((build)); then
   echo "building: cargo build --release --bins"
   (cd "$root" && cargo build --release --bins)
 fi
-bin=${CARGO_TARGET_DIR:-$root/target}/release
+bin=${bin_dir:-${CARGO_TARGET_DIR:-$root/target}/release}
 [[ -x $bin/relay && -x $bin/gateway ]] || die "no release binaries in $bin (build, or drop --no-build)"
 
 # start NAME PROGRAM ARGS...: in the background, stdout and stderr to NAME.log.
@@ -243,9 +246,11 @@ secret=$(od -An -tx1 -N24 /dev/urandom | tr -d ' \n')
 ticket_secret=$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')
 export ARTHAS_INTERNAL_SECRET=$secret ARTHAS_LOG=${ARTHAS_LOG:-info}
 export ARTHAS_REDIS_URL=$redis_url ARTHAS_REDIS_MODE=$redis_mode
+# The page the gateway serves connects to the relays (no proxy routes /ws here).
+relay_ws_urls=$(printf 'ws://127.0.0.1:%s/ws,' "${relays[@]}")
 ARTHAS_TICKET_SECRET=$ticket_secret start gateway "$bin/gateway" --store redis \
   --listen "127.0.0.1:$gateway_port" --internal-listen "127.0.0.1:$internal_port" \
-  --admin-listen "127.0.0.1:$gateway_admin_port"
+  --admin-listen "127.0.0.1:$gateway_admin_port" --relay-urls "${relay_ws_urls%,}"
 for i in "${!relays[@]}"; do
   start "relay$i" "$bin/relay" --listen "127.0.0.1:${relays[$i]}" \
     --admin-listen "127.0.0.1:${admins[$i]}" --node-id "local-relay$i" \
@@ -274,11 +279,11 @@ umask 077
 printf '%s\n' "$secret" >"$run_dir/internal-secret"
 
 echo "Arthas local cluster is up (Redis $redis_mode):"
-echo "  redis     $redis_url"
-echo "  gateway   http://127.0.0.1:$gateway_port  (web client, /api/hub, /v1/rooms; internal http://127.0.0.1:$internal_port; admin http://127.0.0.1:$gateway_admin_port)"
+echo "  web client  http://127.0.0.1:$gateway_port/  (open this: the page connects to the relays below)"
+echo "  redis       $redis_url"
+echo "  gateway     http://127.0.0.1:$gateway_port  (/api/hub, /v1/rooms; internal http://127.0.0.1:$internal_port; admin http://127.0.0.1:$gateway_admin_port)"
 for i in "${!relays[@]}"; do
-  echo "  relay$i    ws://127.0.0.1:${relays[$i]}/ws  (admin http://127.0.0.1:${admins[$i]})"
+  echo "  relay$i      ws://127.0.0.1:${relays[$i]}/ws  (its own page: http://127.0.0.1:${relays[$i]}/; admin http://127.0.0.1:${admins[$i]})"
 done
-echo "  open a relay's address in a browser for the web client"
 echo "  logs, pids, cluster.env, internal-secret: $run_dir"
 echo "  stop with: $0 stop${run_dir:+ --run-dir $run_dir}"

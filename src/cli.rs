@@ -353,6 +353,7 @@ impl GatewayArgs {
             body_read_timeout: self.body_read_timeout(),
             trusted_proxies: edge.trusted_proxies(),
             max_body_bytes: self.max_body_bytes,
+            relay_urls: Vec::new(),
         }
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use arthas::cli::{EdgeArgs, GatewayArgs, HttpArgs, ProcessArgs, RelayArgs};
 use arthas::process;
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches, Parser};
 use relay::server;
 use store::memory::{MemoryEngine, MemoryLimits};
 
@@ -35,9 +35,12 @@ struct Config {
 }
 
 fn main() -> ExitCode {
-    let config = Config::parse();
+    let command = Config::command();
+    let matches = command.clone().get_matches();
+    let config = Config::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let summary = process::config_summary(&command, &matches);
     let process_args = config.process.clone();
-    process::run("arthas", &process_args, run(config))
+    process::run("arthas", &process_args, &summary, run(config))
 }
 
 async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
@@ -68,8 +71,8 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
 
     let listener = tokio::net::TcpListener::bind(&config.listen).await?;
     let addr = listener.local_addr()?;
-    // The one line on stdout: tests and scripts read the address from it.
-    println!("listening on http://{addr}");
+    // The one line on stdout (text mode): tests and scripts read the address from it.
+    process::announce("listening", addr);
     tracing::info!(%addr, "arthas all-in-one server listening (in-memory engine)");
 
     let accept = tokio::spawn(server::serve(listener, relay.clone(), fallback));

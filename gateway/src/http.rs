@@ -64,6 +64,9 @@ pub struct HttpConfig {
     pub trusted_proxies: edge::TrustedProxies,
     /// Largest JSON request body accepted.
     pub max_body_bytes: usize,
+    /// Where the served web client connects (`--relay-urls`; empty: this
+    /// origin's `/ws`).
+    pub relay_urls: Vec<String>,
 }
 
 impl Default for HttpConfig {
@@ -75,6 +78,7 @@ impl Default for HttpConfig {
             body_read_timeout: crate::server::DEFAULT_BODY_READ_TIMEOUT,
             trusted_proxies: edge::TrustedProxies::none(),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            relay_urls: Vec::new(),
         }
     }
 }
@@ -97,6 +101,8 @@ struct Inner {
     /// The ACAO header value, when origins are configured and form a valid header.
     allow_origin: Option<HeaderValue>,
     online: OnlineCount,
+    /// The web client, with the relay list in its page.
+    web: web::WebClient,
 }
 
 /// `POST /v1/rooms`.
@@ -247,6 +253,7 @@ impl HttpApi {
         };
         HttpApi {
             inner: Arc::new(Inner {
+                web: web::WebClient::new(&config.relay_urls),
                 gateway,
                 config,
                 allow_origin,
@@ -326,7 +333,7 @@ impl HttpApi {
             },
             _ => match path.strip_prefix("/v1/") {
                 Some(rest) => self.v1(request, peer, rest).await,
-                None => web::serve(&method, &path),
+                None => self.inner.web.serve(&method, &path),
             },
         }
     }

@@ -297,6 +297,7 @@ impl InternalApi {
         };
         let started = std::time::Instant::now();
         let span = crate::http::request_span(request.method(), route);
+        crate::trace_context::continue_from(&span, request.headers());
         let response = self.route(request, peer).instrument(span.clone()).await;
         span.record("http.response.status_code", response.status().as_u16());
         self.inner.gateway.metrics().request(

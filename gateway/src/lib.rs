@@ -16,7 +16,8 @@
 //! - [`http`]: the public HTTP surface (directory, room API, web client);
 //! - [`internal`]: the authenticated HTTP API relays call;
 //! - [`remote`]: [`remote::RemoteGateway`], the relays' client of it;
-//! - [`server`]: serving a handler on a listener with graceful shutdown.
+//! - [`server`]: serving a handler on a listener with graceful shutdown;
+//! - [`trace_context`]: W3C trace context from relays into the internal API.
 //!
 //! Relays never run argon2: they call [`Gateway`] in process (the all-in-one
 //! binary) or over HTTP (the cluster).
@@ -34,6 +35,7 @@ pub mod remote;
 pub mod rooms;
 pub mod server;
 pub mod ticket;
+pub mod trace_context;
 pub mod web;
 
 pub use rooms::{CreateRoomRequest, CreatedRoom, Gateway, GatewayConfig, ListingRequest, RoomInfo};

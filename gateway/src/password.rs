@@ -16,10 +16,13 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::metrics::{Argon2Job, Argon2Metrics};
 
 /// argon2id cost and the pool's bounds.
 #[derive(Debug, Clone)]
@@ -113,13 +116,21 @@ pub struct PasswordHasherPool {
     slots: Queue,
     /// Creation permits, and the hashes' line for them.
     creations: Queue,
+    /// Waits, run times, queue depth and refusals.
+    metrics: Argon2Metrics,
 }
 
 impl PasswordHasherPool {
-    /// A pool with the given cost and bounds.
-    pub fn new(config: &PasswordConfig) -> Result<PasswordHasherPool, PasswordError> {
+    /// A pool with the given cost and bounds, reporting to `metrics`.
+    pub fn new(
+        config: &PasswordConfig,
+        metrics: Argon2Metrics,
+    ) -> Result<PasswordHasherPool, PasswordError> {
         let params = Params::new(config.memory_kib, config.iterations, 1, None)
             .map_err(|e| PasswordError::Internal(e.to_string()))?;
+        let max_concurrent = config.max_concurrent.max(1);
+        metrics.max_pending.set(config.max_pending as i64);
+        metrics.max_concurrent.set(max_concurrent as i64);
         Ok(PasswordHasherPool {
             params,
             slots: Queue::new(config.max_concurrent, config.max_pending),
@@ -127,6 +138,7 @@ impl PasswordHasherPool {
                 config.max_concurrent_creations,
                 config.max_pending_creations,
             ),
+            metrics,
         })
     }
 
@@ -139,26 +151,46 @@ impl PasswordHasherPool {
     /// wait is not counted in the verifications' line.
     async fn run<T: Send + 'static>(
         &self,
-        creation: bool,
+        kind: Argon2Job,
         job: impl FnOnce(Params) -> T + Send + 'static,
     ) -> Result<T, PasswordError> {
-        let (creation_permit, slot) = if creation {
-            let creation_permit = self.creations.enter().await?;
-            let slot = self
-                .slots
-                .permits
-                .clone()
-                .acquire_owned()
-                .await
-                .map_err(|_| PasswordError::Internal("pool closed".into()))?;
-            (Some(creation_permit), slot)
+        let waiting = GaugeGuard::inc(&self.metrics.waiting);
+        let queued = Instant::now();
+        let entered = if kind == Argon2Job::Hash {
+            match self.creations.enter().await {
+                Ok(creation_permit) => self
+                    .slots
+                    .permits
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .map(|slot| (Some(creation_permit), slot))
+                    .map_err(|_| PasswordError::Internal("pool closed".into())),
+                Err(e) => Err(e),
+            }
         } else {
-            (None, self.slots.enter().await?)
+            self.slots.enter().await.map(|slot| (None, slot))
         };
+        drop(waiting);
+        let (creation_permit, slot) = match entered {
+            Ok(permits) => permits,
+            Err(e) => {
+                if matches!(e, PasswordError::Busy) {
+                    self.metrics.refused.inc();
+                }
+                return Err(e);
+            }
+        };
+        self.metrics.waited(kind, queued.elapsed());
         let params = self.params.clone();
+        let metrics = self.metrics.clone();
         tokio::task::spawn_blocking(move || {
             let _permits = (slot, creation_permit);
-            job(params)
+            let _running = GaugeGuard::inc(&metrics.running);
+            let started = Instant::now();
+            let out = job(params);
+            metrics.ran(kind, started.elapsed());
+            out
         })
         .await
         .map_err(|e| PasswordError::Internal(e.to_string()))
@@ -166,7 +198,7 @@ impl PasswordHasherPool {
 
     /// argon2id PHC string of `secret` with a fresh random salt.
     pub async fn hash(&self, secret: String) -> Result<String, PasswordError> {
-        self.run(true, move |params| {
+        self.run(Argon2Job::Hash, move |params| {
             let salt_bytes: [u8; 16] = rand::random();
             let salt = SaltString::encode_b64(&salt_bytes)
                 .map_err(|e| PasswordError::Internal(e.to_string()))?;
@@ -181,7 +213,7 @@ impl PasswordHasherPool {
     /// Constant-time check of `secret` against a PHC string (its own
     /// parameters are used, so old hashes keep verifying after a cost change).
     pub async fn verify(&self, secret: String, phc: String) -> Result<bool, PasswordError> {
-        self.run(false, move |_| {
+        self.run(Argon2Job::Verify, move |_| {
             let parsed =
                 PasswordHash::new(&phc).map_err(|e| PasswordError::Internal(e.to_string()))?;
             Ok(Argon2::default()
@@ -189,6 +221,23 @@ impl PasswordHasherPool {
                 .is_ok())
         })
         .await?
+    }
+}
+
+/// Holds a gauge one higher while alive (also when the waiting future is
+/// dropped or the job panics).
+struct GaugeGuard(prometheus::IntGauge);
+
+impl GaugeGuard {
+    fn inc(gauge: &prometheus::IntGauge) -> GaugeGuard {
+        gauge.inc();
+        GaugeGuard(gauge.clone())
+    }
+}
+
+impl Drop for GaugeGuard {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 
@@ -209,7 +258,7 @@ mod tests {
 
     #[tokio::test]
     async fn verify_accepts_the_secret_and_refuses_others() {
-        let pool = PasswordHasherPool::new(&cheap()).unwrap();
+        let pool = PasswordHasherPool::new(&cheap(), Argon2Metrics::unregistered()).unwrap();
         let phc = pool.hash("a".repeat(64)).await.unwrap();
         assert!(phc.starts_with("$argon2id$"));
         assert!(pool.verify("a".repeat(64), phc.clone()).await.unwrap());
@@ -218,7 +267,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_pool_refuses_at_once() {
-        let pool = PasswordHasherPool::new(&cheap()).unwrap();
+        let pool = PasswordHasherPool::new(&cheap(), Argon2Metrics::unregistered()).unwrap();
         let phc = pool.hash("x".repeat(64)).await.unwrap();
         let held = pool.slots.permits.clone().acquire_owned().await.unwrap();
         // one may wait...
@@ -230,18 +279,22 @@ mod tests {
         while pool.slots.pending.load(Ordering::Acquire) == 0 {
             tokio::task::yield_now().await;
         }
-        // ...the next is refused
+        // ...the next is refused, and counted
+        assert_eq!(pool.metrics.waiting.get(), 1);
         assert!(matches!(
             pool.verify("y".into(), phc.clone()).await,
             Err(PasswordError::Busy)
         ));
+        assert_eq!(pool.metrics.refused.get(), 1);
         drop(held);
         assert!(waiting.await.unwrap().unwrap());
+        assert_eq!(pool.metrics.waiting.get(), 0);
+        assert_eq!(pool.metrics.running.get(), 0);
     }
 
     #[tokio::test]
     async fn a_flood_of_creations_is_refused_from_its_own_line_not_the_joins() {
-        let pool = PasswordHasherPool::new(&cheap()).unwrap();
+        let pool = PasswordHasherPool::new(&cheap(), Argon2Metrics::unregistered()).unwrap();
         let phc = pool.hash("x".repeat(64)).await.unwrap();
         // A creation holds the creation permit; one more waits for it.
         let held = pool
@@ -273,7 +326,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_cancelled_wait_leaves_the_line() {
-        let pool = PasswordHasherPool::new(&cheap()).unwrap();
+        let pool = PasswordHasherPool::new(&cheap(), Argon2Metrics::unregistered()).unwrap();
         let held = pool.slots.permits.clone().acquire_owned().await.unwrap();
         let waiting = tokio::spawn({
             let pool = pool.clone();

@@ -24,6 +24,7 @@ use protocol::reject::texts;
 use protocol::{ErrorCode, Reject};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use store::warn_limit::WarnLimit;
 use tokio::sync::Semaphore;
 
 use crate::internal::{wire, PREFIX};
@@ -131,7 +132,10 @@ fn encode_segment(segment: &str) -> String {
 
 /// A failed call: what the relay tells the client.
 fn unavailable(what: &str, detail: impl std::fmt::Display) -> Reject {
-    tracing::warn!(call = what, error = %detail, "gateway call failed");
+    static CALL_FAILED: WarnLimit = WarnLimit::new();
+    if let Some(suppressed) = CALL_FAILED.check() {
+        tracing::warn!(call = what, error = %detail, suppressed, "gateway call failed");
+    }
     texts::UNAVAILABLE
 }
 
@@ -182,13 +186,14 @@ impl RemoteGateway {
         body: &B,
     ) -> Result<Option<T>, Reject> {
         let body = serde_json::to_vec(body).map_err(|e| unavailable(what, e))?;
-        let request = Request::builder()
+        let mut request = Request::builder()
             .method(Method::POST)
             .uri(format!("{}{path}", self.base))
             .header(AUTHORIZATION, self.authorization.clone())
             .header(CONTENT_TYPE, "application/json")
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| unavailable(what, e))?;
+        crate::trace_context::inject(request.headers_mut());
         let call = async {
             let _turn = self
                 .in_flight

@@ -232,14 +232,15 @@ fn busy(e: PasswordError) -> Reject {
 impl Gateway {
     /// A gateway over `store`.
     pub fn new(store: Arc<dyn RoomStore>, config: GatewayConfig) -> Result<Gateway, PasswordError> {
-        let passwords = PasswordHasherPool::new(&config.password)?;
+        let metrics = GatewayMetrics::new();
+        let passwords = PasswordHasherPool::new(&config.password, metrics.argon2.clone())?;
         let tickets = TicketSigner::new(&config.ticket_secret, config.ticket_ttl);
         Ok(Gateway {
             store,
             config: Arc::new(config),
             passwords,
             tickets,
-            metrics: GatewayMetrics::new(),
+            metrics,
         })
     }
 

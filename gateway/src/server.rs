@@ -98,7 +98,11 @@ pub async fn accept(listener: &TcpListener) -> (TcpStream, SocketAddr) {
         match listener.accept().await {
             Ok(accepted) => return accepted,
             Err(e) => {
-                tracing::warn!(error = %e, pause_ms = pause.as_millis() as u64, "accept failed");
+                static ACCEPT_FAILED: store::warn_limit::WarnLimit =
+                    store::warn_limit::WarnLimit::new();
+                if let Some(suppressed) = ACCEPT_FAILED.check() {
+                    tracing::warn!(error = %e, pause_ms = pause.as_millis() as u64, suppressed, "accept failed");
+                }
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(ACCEPT_ERROR_PAUSE_MAX);
             }

@@ -5,8 +5,14 @@
 //! Routing is the reference SPA's: an existing file is served (`/assets/*`
 //! as immutable), anything else gets `index.html` with `no-cache`, so the
 //! client's own router sees every path. HTML carries a strict CSP: the
-//! client loads only its own scripts and styles and connects only back to
-//! this origin's WebSocket.
+//! client loads only its own scripts and styles, and opens WebSockets only.
+//!
+//! Where the page's WebSocket goes: by default this origin's `/ws` (a relay
+//! serves the page itself, or an Ingress routes `/ws` of the public host to
+//! the relays). A gateway reached on its own address, with the relays
+//! elsewhere (`--relay-urls`), writes their `ws(s)://` URLs into the page's
+//! `<meta name="arthas-relays">` ([`WebClient::new`]); the page then picks
+//! one of them, so the address an operator opens first works.
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -93,6 +99,73 @@ fn cache_control(name: &str) -> Option<&'static str> {
         Some(CACHE_IMMUTABLE)
     } else {
         None
+    }
+}
+
+/// The placeholder of the relay list in `index.html`.
+const RELAYS_META: &str = r#"<meta name="arthas-relays" content="">"#;
+
+/// Checks `--relay-urls`: comma-separated `ws://` or `wss://` URLs without
+/// characters that need escaping in HTML.
+pub fn parse_relay_urls(list: &str) -> Result<Vec<String>, String> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(|u| {
+            let scheme_ok = u.starts_with("ws://") || u.starts_with("wss://");
+            let chars_ok = u
+                .chars()
+                .all(|c| c.is_ascii_graphic() && !matches!(c, '"' | '\'' | '<' | '>' | '&' | ','));
+            if scheme_ok && chars_ok && u.len() > "wss://".len() {
+                Ok(u.to_owned())
+            } else {
+                Err(format!("--relay-urls: {u:?} is not a ws:// or wss:// URL"))
+            }
+        })
+        .collect()
+}
+
+/// The web client as this process serves it.
+#[derive(Debug, Clone, Default)]
+pub struct WebClient {
+    /// `index.html` with the relay list filled in (None: the embedded one).
+    index: Option<Bytes>,
+}
+
+impl WebClient {
+    /// A client whose page connects to one of `relay_urls` (checked with
+    /// [`parse_relay_urls`]); empty: to this origin's `/ws`.
+    pub fn new(relay_urls: &[String]) -> WebClient {
+        if relay_urls.is_empty() {
+            return WebClient::default();
+        }
+        let index = WebAssets::get(INDEX).map(|file| {
+            let html = String::from_utf8_lossy(&file.data).replace(
+                RELAYS_META,
+                &format!(
+                    r#"<meta name="arthas-relays" content="{}">"#,
+                    relay_urls.join(" ")
+                ),
+            );
+            Bytes::from(html)
+        });
+        WebClient { index }
+    }
+
+    /// Serves `path` (the request path, `/`-rooted).
+    pub fn serve(&self, method: &Method, path: &str) -> Response<Full<Bytes>> {
+        let mut response = serve(method, path);
+        if let Some(index) = &self.index {
+            let is_index = response
+                .headers()
+                .get(CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|m| m.starts_with("text/html"));
+            if is_index && response.status() == StatusCode::OK && *method == Method::GET {
+                *response.body_mut() = Full::new(index.clone());
+            }
+        }
+        response
     }
 }
 
@@ -188,6 +261,56 @@ mod tests {
         assert_eq!(cache_control("index.html"), Some(CACHE_NONE));
         assert_eq!(cache_control("favicon.svg"), None);
         assert_eq!(cache_control("js/assets/x.js"), None);
+    }
+
+    #[test]
+    fn relay_urls_reach_the_page_and_nothing_else_changes() {
+        let urls = parse_relay_urls(" ws://127.0.0.1:8090/ws, wss://r.example/ws ").unwrap();
+        let client = WebClient::new(&urls);
+        let page = client.serve(&Method::GET, "/");
+        if WebAssets::get(INDEX).is_some() {
+            let body = futures_body(page);
+            assert!(
+                body.contains(r#"<meta name="arthas-relays" content="ws://127.0.0.1:8090/ws wss://r.example/ws">"#),
+                "{body}"
+            );
+        }
+        let plain = futures_body(serve(&Method::GET, "/"));
+        if WebAssets::get(INDEX).is_some() {
+            assert!(
+                plain.contains(RELAYS_META),
+                "the embedded page has the placeholder"
+            );
+        }
+    }
+
+    fn futures_body(response: Response<Full<Bytes>>) -> String {
+        use http_body_util::BodyExt;
+        let bytes = futures_util_block(response.into_body().collect())
+            .expect("a full body")
+            .to_bytes();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    fn futures_util_block<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a runtime")
+            .block_on(f)
+    }
+
+    #[test]
+    fn relay_urls_must_be_websocket_urls_safe_in_html() {
+        assert_eq!(parse_relay_urls("").unwrap(), Vec::<String>::new());
+        for bad in [
+            "http://r/ws",
+            "ws://r/ws\"><script>",
+            "ws://",
+            "ws://a b",
+            "r:8090",
+        ] {
+            assert!(parse_relay_urls(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

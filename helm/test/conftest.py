@@ -109,15 +109,27 @@ class Rendered:
                 env.update(configmap(source["configMapRef"]["name"]))
             elif "secretRef" in source:
                 env.update(secret(source["secretRef"]["name"]))
+        fields = {
+            "metadata.name": f"{RELEASE}-{component}-0",
+            "metadata.namespace": NAMESPACE,
+            "spec.nodeName": "node-0",
+        }
         for item in container.get("env", []):
             if "value" in item:
-                env[item["name"]] = str(item["value"])
+                # The kubelet expands $(VAR) of variables defined before.
+                env[item["name"]] = re.sub(
+                    r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)",
+                    lambda m: env.get(m.group(1), m.group(0)),
+                    str(item["value"]),
+                )
                 continue
             ref = item["valueFrom"]
             if "secretKeyRef" in ref:
                 env[item["name"]] = secret(ref["secretKeyRef"]["name"])[ref["secretKeyRef"]["key"]]
             elif "configMapKeyRef" in ref:
                 env[item["name"]] = configmap(ref["configMapKeyRef"]["name"])[ref["configMapKeyRef"]["key"]]
+            elif "fieldRef" in ref:
+                env[item["name"]] = fields[ref["fieldRef"]["fieldPath"]]
             else:
                 raise AssertionError(f"{component}: unsupported env source {ref}")
         return env

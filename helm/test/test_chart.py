@@ -5,8 +5,12 @@ ports, secrets, ingress, autoscaling, network policy)."""
 from __future__ import annotations
 
 import copy
+import json
 import math
+import pathlib
 import re
+
+import jsonschema
 
 import helm_python as helm
 import kubernetes_validate
@@ -16,7 +20,40 @@ import yaml
 from conftest import CHART, NAMESPACE, RELEASE, VALUE_SETS, binary_flags, render, render_error
 
 KUBE_VERSIONS = ["1.30.0", "1.37.0"]
-CRD_KINDS = {"ServiceMonitor", "PrometheusRule"}
+CRD_KINDS = {"ServiceMonitor", "PrometheusRule", "HTTPRoute", "ScaledObject"}
+# Vendored CRD schemas (helm/test/crds/): Gateway API's HTTPRoute and KEDA's
+# ScaledObject, validated like the API server would (structure, types,
+# enums, required fields, and no unknown field).
+CRD_SCHEMAS = {
+    (doc["group"], doc["version"], doc["kind"]): doc["openAPIV3Schema"]
+    for doc in (json.loads(p.read_text()) for p in (pathlib.Path(__file__).parent / "crds").glob("*.json"))
+}
+
+
+def unknown_fields(obj, schema, path="") -> list[str]:
+    """Fields the structural schema does not declare (the API server would
+    prune or, with strict validation, refuse them)."""
+    found = []
+    if isinstance(obj, dict) and "properties" in schema:
+        if schema.get("additionalProperties") or schema.get("x-kubernetes-preserve-unknown-fields"):
+            return found
+        for key, value in obj.items():
+            if key not in schema["properties"]:
+                found.append(f"{path}.{key}")
+            else:
+                found += unknown_fields(value, schema["properties"][key], f"{path}.{key}")
+    elif isinstance(obj, list) and "items" in schema:
+        for i, item in enumerate(obj):
+            found += unknown_fields(item, schema["items"], f"{path}[{i}]")
+    return found
+
+
+def validate_custom(obj: dict) -> None:
+    group, version = obj["apiVersion"].split("/")
+    schema = CRD_SCHEMAS[(group, version, obj["kind"])]
+    doc = {k: v for k, v in obj.items() if k != "_source"}
+    jsonschema.validate(doc, schema)
+    assert unknown_fields(doc, schema) == [], unknown_fields(doc, schema)
 SETS = sorted(VALUE_SETS)
 
 # Variables the chart sets on purpose to something else than the binary's
@@ -41,6 +78,28 @@ def test_lint_strict(name):
     assert report["errors"] == [], report
     serious = [m for m in report["messages"] if m["severity"] >= 2]
     assert serious == [], serious
+
+
+@pytest.mark.parametrize("name", SETS)
+def test_gateway_api_and_keda_objects_validate_against_their_crd_schemas(name):
+    rendered = render(name)
+    for obj in rendered.objects:
+        if obj["kind"] in {"HTTPRoute", "ScaledObject"}:
+            try:
+                validate_custom(obj)
+            except jsonschema.ValidationError as e:
+                pytest.fail(f"{obj['kind']}/{obj['metadata']['name']}: {e.message} at {list(e.path)}")
+
+
+def test_the_crd_check_refuses_a_broken_route():
+    route = copy.deepcopy(render("gateway-api").get("HTTPRoute", RELEASE))
+    route["spec"]["rules"][0]["matches"][0]["path"]["type"] = "Glob"
+    with pytest.raises(jsonschema.ValidationError):
+        validate_custom(route)
+    route = copy.deepcopy(render("gateway-api").get("HTTPRoute", RELEASE))
+    route["spec"]["rules"][0]["backendRef"] = []
+    with pytest.raises(AssertionError):
+        validate_custom(route)
 
 
 @pytest.mark.parametrize("version", KUBE_VERSIONS)
@@ -407,3 +466,71 @@ def test_values_copy_is_not_mutated():
     before = copy.deepcopy(VALUE_SETS)
     render("mutation-check", VALUE_SETS["tuned"])
     assert VALUE_SETS == before
+
+
+def test_http_route_routes_ws_to_relays_and_the_rest_to_the_gateway():
+    r = render("gateway-api")
+    route = r.get("HTTPRoute", RELEASE)
+    assert route["spec"]["parentRefs"] == [{"name": "public", "namespace": "gateway-system", "sectionName": "https"}]
+    assert route["spec"]["hostnames"] == ["chat.example.com"]
+    ws, rest = route["spec"]["rules"]
+    assert ws["matches"] == [{"path": {"type": "Exact", "value": "/ws"}}]
+    relay_svc = r.get("Service", f"{RELEASE}-relay")
+    gw_svc = r.get("Service", f"{RELEASE}-gateway")
+    ws_port = [p["port"] for p in relay_svc["spec"]["ports"] if p["name"] == "ws"][0]
+    assert ws["backendRefs"] == [{"name": f"{RELEASE}-relay", "port": ws_port}]
+    assert rest["matches"] == [{"path": {"type": "PathPrefix", "value": "/"}}]
+    assert rest["backendRefs"] == [{"name": f"{RELEASE}-gateway", "port": gw_svc["spec"]["ports"][0]["port"]}]
+    assert r.all("Ingress") == []
+    assert "httpRoute.parentRefs" in render_error({"httpRoute": {"enabled": True}})
+
+
+def test_keda_scales_relays_on_connections_per_relay():
+    r = render("keda")
+    so = r.get("ScaledObject", f"{RELEASE}-relay")
+    assert so["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": f"{RELEASE}-relay"}
+    assert (so["spec"]["minReplicaCount"], so["spec"]["maxReplicaCount"]) == (3, 20)
+    prom, cpu = so["spec"]["triggers"]
+    assert prom["type"] == "prometheus" and prom["metricType"] == "AverageValue"
+    assert prom["metadata"]["query"] == f'sum(arthas_relay_connections{{job="arthas-relay", namespace="{NAMESPACE}"}})'
+    assert prom["metadata"]["threshold"] == "12000"
+    assert cpu["type"] == "cpu" and cpu["metadata"]["value"] == "60"
+    behavior = so["spec"]["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
+    assert behavior["scaleDown"]["policies"] == [{"type": "Pods", "value": 1, "periodSeconds": 120}]
+    assert r.all("HorizontalPodAutoscaler") == [], "KEDA makes its own HPA"
+    assert "choose one" in render_error({"relay": {"keda": {"enabled": True}, "autoscaling": {"enabled": True}}})
+
+
+def test_extra_volumes_mounts_env_and_pod_annotations_reach_the_pods():
+    r = render("gateway-api")
+    for component in ("relay", "gateway"):
+        pod = r.deployment(component)["spec"]["template"]
+        assert pod["spec"]["volumes"] == [{"name": "redis-ca", "secret": {"secretName": "redis-ca"}}]
+        assert r.container(component)["volumeMounts"] == [
+            {"name": "redis-ca", "mountPath": "/etc/redis-ca", "readOnly": True}
+        ]
+        assert r.resolve_env(component)["SSL_CERT_FILE"] == "/etc/redis-ca/ca.crt"
+    annotations = r.deployment("relay")["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["example.com/team"] == "chat"
+    assert "volumes" not in render("default").deployment("relay")["spec"]["template"]["spec"]
+
+
+def test_pods_name_themselves_in_trace_resources():
+    env = render("default").container("relay")["env"]
+    by_name = {e["name"]: e for e in env}
+    assert by_name["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    assert "k8s.pod.name=$(POD_NAME)" in by_name["OTEL_RESOURCE_ATTRIBUTES"]["value"]
+    names = [e["name"] for e in env]
+    assert names.index("POD_NAME") < names.index("OTEL_RESOURCE_ATTRIBUTES"), "$(VAR) needs VAR defined first"
+
+
+def test_dashboard_configmap_carries_the_sidecar_label_and_the_dashboard():
+    r = render("gateway-api")
+    cm = r.get("ConfigMap", f"{RELEASE}-dashboard")
+    assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert cm["metadata"]["annotations"] == {"grafana_folder": "Arthas"}
+    shipped = json.loads(cm["data"]["arthas.json"])
+    repo = pathlib.Path(__file__).resolve().parents[2]
+    assert shipped == json.loads((repo / "deploy" / "grafana" / "arthas.json").read_text()), (
+        "helm/arthas/dashboards/arthas.json must be a copy of deploy/grafana/arthas.json"
+    )

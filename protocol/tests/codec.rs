@@ -210,3 +210,24 @@ fn room_ids_are_nanoid_shaped_and_never_carry_hash_tag_braces() {
     assert!(!client::is_room_id(&"a".repeat(65)));
     assert!(client::is_room_id(&"a".repeat(64)));
 }
+
+#[test]
+fn kind_of_reads_the_type_of_every_encoded_frame_and_nothing_else() {
+    for kind in [
+        kind::ROOM_CREATED,
+        kind::RELAY_MESSAGE,
+        kind::PING,
+        kind::MATCH_ERROR,
+    ] {
+        let frame = server::encode(kind, &server::MemberLeft { id: "0123abcd" });
+        assert_eq!(server::kind_of(&frame), Some(kind));
+    }
+    assert_eq!(
+        server::kind_of(&server::error(&texts::RATE_LIMITED)),
+        Some(kind::ERROR)
+    );
+    assert_eq!(server::kind_of(b""), None);
+    assert_eq!(server::kind_of(b"\x82\xa4type"), None);
+    assert_eq!(server::kind_of(b"\x82\xa4typf\x10"), None);
+    assert_eq!(server::kind_of(b"\x82\xa4type\xcc\xff"), None);
+}

@@ -61,6 +61,9 @@ pub trait Application: Send {
     /// Whether the connection sends the Arthas application Ping (0x18)
     /// beside each WebSocket ping.
     fn app_pings(&self) -> bool;
+    /// An application Ping with time `t` was queued (for the round trip
+    /// the matching Pong measures).
+    fn ping_sent(&mut self, _t: i64) {}
     /// The connection ended (its close frame is written): give back what
     /// the connection held.
     fn disconnect(&mut self) -> impl Future<Output = ()> + Send;
@@ -86,7 +89,7 @@ pub async fn run<A: Application>(
     mut slot: ConnectionSlot,
     application: impl FnOnce(Arc<Relay>, Arc<Peer>) -> A,
 ) {
-    relay.metrics.connections_total.inc();
+    relay.metrics.connections_accepted.inc();
     let stream = Arc::new(stream);
     let config = &relay.config;
     let peer = Arc::new(Peer::new(
@@ -108,11 +111,7 @@ pub async fn run<A: Application>(
         }
         End::Abort => peer.outbox.closing().unwrap_or(close_code::ABNORMAL),
     };
-    relay
-        .metrics
-        .closes
-        .with_label_values(&[&code.to_string()])
-        .inc();
+    relay.metrics.closed(code).inc();
     // Everyone else learns of the departure before the socket lingers.
     Box::pin(app.disconnect()).await;
     if let End::Close(_) = end {
@@ -163,7 +162,7 @@ async fn serve<A: Application>(
                 }
                 match read_available(stream, reader) {
                     Ok(0) => return End::Abort,
-                    Ok(_) => {}
+                    Ok(n) => relay.metrics.received_bytes.inc_by(n as u64),
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                     Err(_) => return End::Abort,
                 }
@@ -187,7 +186,11 @@ async fn serve<A: Application>(
                     let ws_ping = OutFrame { opcode: opcode::PING, payload: Bytes::new() };
                     let _ = peer.outbox.push_frame(ws_ping);
                     if app.app_pings() {
-                        let _ = peer.outbox.push(server::encode(kind::PING, &Ping { t: store::unix_millis() }));
+                        let t = store::unix_millis();
+                        app.ping_sent(t);
+                        let ping = server::encode(kind::PING, &Ping { t });
+                        relay.metrics.sent(&ping, 1);
+                        let _ = peer.outbox.push(ping);
                     }
                 }
             }

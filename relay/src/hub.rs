@@ -374,6 +374,7 @@ impl Hub {
     pub fn push_local(&self, room: &LocalRoom, frame: &Bytes) {
         let n = room.push_all(frame, None, &self.metrics);
         self.metrics.deliveries.inc_by(n);
+        self.metrics.sent(frame, n);
     }
 
     /// Closes a room on this relay: queues `frame` (RoomClosed) to every
@@ -426,12 +427,13 @@ pub struct HubSink {
 impl BusSink for HubSink {
     /// Hot path: fan-out of one bus message to this relay's members.
     fn deliver(&self, room_id: &str, message: BusMessage) {
+        let received = Instant::now();
         let hub = &self.hub;
         match message.target {
             Target::Room { except } => {
                 if let Some(room) = hub.room(room_id) {
                     let n = room.push_all(&message.frame, except, &hub.metrics);
-                    hub.metrics.deliveries.inc_by(n);
+                    hub.metrics.delivered(&message.frame, n, received.elapsed());
                 }
             }
             Target::TransferSender { transfer_id } => {
@@ -442,7 +444,7 @@ impl BusSink for HubSink {
                         .find(|m| m.peer.owns_transfer(&transfer_id))
                     {
                         if m.peer.outbox.push(message.frame.clone()).is_ok() {
-                            hub.metrics.deliveries.inc();
+                            hub.metrics.delivered(&message.frame, 1, received.elapsed());
                         }
                     }
                 }
@@ -456,7 +458,7 @@ impl BusSink for HubSink {
                         m.peer.end_transfer_if(&transfer_id);
                     }
                     let n = room.push_all(&message.frame, None, &hub.metrics);
-                    hub.metrics.deliveries.inc_by(n);
+                    hub.metrics.delivered(&message.frame, n, received.elapsed());
                 }
             }
             Target::CloseRoom => {

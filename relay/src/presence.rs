@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use protocol::kind;
 use protocol::server::{self, MemberLeft};
+use store::warn_limit::WarnLimit;
 use store::{BusMessage, Target};
 use tokio::time::{interval, MissedTickBehavior};
 
@@ -26,12 +27,18 @@ pub async fn run(relay: Arc<Relay>) {
             _ = relay.shutdown.cancelled() => return,
         }
         let connections = relay.metrics.connections.get().max(0) as u64;
+        static HEARTBEAT_FAILED: WarnLimit = WarnLimit::new();
         if let Err(e) = relay
             .store
             .heartbeat(&relay.config.node_id, ttl, connections)
             .await
         {
-            tracing::warn!(error = %e, "heartbeat failed");
+            if let Some(suppressed) = HEARTBEAT_FAILED.check() {
+                tracing::warn!(error = %e, suppressed, "heartbeat failed");
+            }
+        }
+        if let Ok(live) = relay.store.live_nodes().await {
+            relay.metrics.live_relays.set(live as i64);
         }
         sweep(&relay).await;
     }
@@ -42,7 +49,10 @@ pub async fn sweep(relay: &Relay) {
     let departures = match relay.store.sweep_dead_nodes().await {
         Ok(d) => d,
         Err(e) => {
-            tracing::warn!(error = %e, "presence sweep failed");
+            static SWEEP_FAILED: WarnLimit = WarnLimit::new();
+            if let Some(suppressed) = SWEEP_FAILED.check() {
+                tracing::warn!(error = %e, suppressed, "presence sweep failed");
+            }
             return;
         }
     };

@@ -28,10 +28,12 @@ use tokio::net::{TcpListener, TcpStream};
 use crate::admission::Refusal;
 use crate::connection::Application;
 use crate::hub::Peer;
+use crate::metrics::Rejection;
 use crate::session::Session;
 use crate::slot::ConnectionSlot;
 use crate::Relay;
 use edge::ClientKey;
+use store::warn_limit::WarnLimit;
 
 /// The response body type of every route.
 pub type Body = Full<Bytes>;
@@ -144,20 +146,15 @@ where
         .get(hyper::header::ORIGIN)
         .and_then(|v| v.to_str().ok());
     if !relay.origins.allows(origin) {
-        relay
-            .metrics
-            .connections_rejected
-            .with_label_values(&["origin"])
-            .inc();
-        tracing::warn!(origin = origin.unwrap_or(""), "rejected origin");
+        relay.metrics.rejected(Rejection::Origin).inc();
+        static REJECTED_ORIGIN: WarnLimit = WarnLimit::new();
+        if let Some(suppressed) = REJECTED_ORIGIN.check() {
+            tracing::warn!(origin = origin.unwrap_or(""), suppressed, "rejected origin");
+        }
         return text(StatusCode::FORBIDDEN, "Forbidden");
     }
     if relay.shutdown.is_cancelled() {
-        relay
-            .metrics
-            .connections_rejected
-            .with_label_values(&["draining"])
-            .inc();
+        relay.metrics.rejected(Rejection::Draining).inc();
         return text(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
     }
     // Count first: the client's share, then a slot, before anything else
@@ -167,17 +164,17 @@ where
         Err(refusal) => {
             let (label, retry_after, body) = match refusal {
                 Refusal::Handshakes(wait) => (
-                    "handshake_rate",
+                    Rejection::HandshakeRate,
                     wait.as_secs().saturating_add(1).min(60),
                     "too many connection attempts from your address",
                 ),
-                Refusal::Connections => ("ip_limit", 60, "too many connections from your address"),
+                Refusal::Connections => (
+                    Rejection::IpLimit,
+                    60,
+                    "too many connections from your address",
+                ),
             };
-            relay
-                .metrics
-                .connections_rejected
-                .with_label_values(&[label])
-                .inc();
+            relay.metrics.rejected(label).inc();
             let mut response = text(StatusCode::TOO_MANY_REQUESTS, body);
             response
                 .headers_mut()
@@ -186,11 +183,7 @@ where
         }
     };
     let Some(mut slot) = ConnectionSlot::try_acquire(&relay) else {
-        relay
-            .metrics
-            .connections_rejected
-            .with_label_values(&["limit"])
-            .inc();
+        relay.metrics.rejected(Rejection::Limit).inc();
         return text(StatusCode::SERVICE_UNAVAILABLE, "too many connections");
     };
     let (response, upgrade) = match fastwebsockets::upgrade::upgrade(&mut request) {

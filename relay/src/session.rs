@@ -30,6 +30,7 @@ use protocol::server::{
     RelayFileRef, Relayed, RoomCreated, RoomJoined,
 };
 use protocol::{kind, Reject};
+use store::warn_limit::WarnLimit;
 use store::{BusMessage, JoinError, Joined, MemberRecord, Target};
 use tracing::Instrument as _;
 
@@ -63,6 +64,9 @@ pub struct Session {
     orphan: bool,
     /// The budgets of the other client messages.
     budgets: ConnectionBudgets,
+    /// The last application Ping's `t` and when it went out; its Pong
+    /// (same `t`) gives the round trip.
+    ping_sent: Option<(i64, Instant)>,
 }
 
 fn random_member_id() -> MemberId {
@@ -82,20 +86,32 @@ impl Session {
             chat_times: VecDeque::new(),
             orphan: false,
             budgets: ConnectionBudgets::default(),
+            ping_sent: None,
+        }
+    }
+
+    /// A Pong answering the last Ping (same `t`) is a round trip; anything
+    /// else a client sends as Pong is ignored.
+    fn pong(&mut self, t: Option<i64>) {
+        if let (Some(t), Some((sent_t, sent_at))) = (t, self.ping_sent) {
+            if t == sent_t {
+                self.ping_sent = None;
+                self.relay
+                    .metrics
+                    .ping_rtt_seconds
+                    .observe(sent_at.elapsed().as_secs_f64());
+            }
         }
     }
 
     fn reply(&self, frame: Bytes) {
+        self.relay.metrics.sent(&frame, 1);
         // A full queue closes the connection; nothing else to do here.
         let _ = self.peer.outbox.push(frame);
     }
 
     fn reject(&self, reject: &Reject) {
-        self.relay
-            .metrics
-            .errors_out
-            .with_label_values(&[reject.code.as_str()])
-            .inc();
+        self.relay.metrics.error_out(reject.code).inc();
         self.reply(server::error(reject));
     }
 
@@ -132,11 +148,7 @@ impl Session {
             Err(reject) => return self.reject(&reject),
         };
         let message_type = envelope.message_type;
-        self.relay
-            .metrics
-            .frames_in
-            .with_label_values(&[type_label(message_type)])
-            .inc();
+        self.relay.metrics.frame_in(message_type).inc();
         if let Some(kind) = budget_kind(message_type, frame.len()) {
             match self.budgets.spend(&self.relay.rates, kind) {
                 Verdict::Go => {}
@@ -155,7 +167,7 @@ impl Session {
             }
             MessageType::Typing => self.typing(data).await,
             MessageType::Pong => {
-                let _ = client::parse_pong(data);
+                self.pong(client::parse_pong(data));
                 Ok(())
             }
             MessageType::SendReaction => self.send_reaction(data).await,
@@ -617,6 +629,10 @@ impl Application for Session {
         true
     }
 
+    fn ping_sent(&mut self, t: i64) {
+        self.ping_sent = Some((t, Instant::now()));
+    }
+
     async fn disconnect(&mut self) {
         Session::disconnect(self).await
     }
@@ -651,6 +667,7 @@ impl Drop for Session {
             chat_times: VecDeque::new(),
             orphan: true,
             budgets: ConnectionBudgets::default(),
+            ping_sent: None,
         };
         self.relay
             .tasks
@@ -666,16 +683,24 @@ pub(crate) async fn publish(
     target: Target,
     frame: Bytes,
 ) -> Result<(), Reject> {
+    static PUBLISH_FAILED: WarnLimit = WarnLimit::new();
     relay.metrics.publishes.inc();
-    relay
+    let started = Instant::now();
+    let published = relay
         .bus
         .publish(&room.id, BusMessage { target, frame })
-        .await
-        .map_err(|e| {
-            relay.metrics.publish_errors.inc();
-            tracing::warn!(room = %room.id, error = %e, "publish failed");
-            texts::UNAVAILABLE
-        })
+        .await;
+    relay
+        .metrics
+        .publish_seconds
+        .observe(started.elapsed().as_secs_f64());
+    published.map_err(|e| {
+        relay.metrics.publish_errors.inc();
+        if let Some(suppressed) = PUBLISH_FAILED.check() {
+            tracing::warn!(room = %room.id, error = %e, suppressed, "publish failed");
+        }
+        texts::UNAVAILABLE
+    })
 }
 
 /// The budget a client message spends, if any (`frame_len`: its size).
@@ -696,24 +721,5 @@ fn budget_kind(t: MessageType, frame_len: usize) -> Option<Kind> {
         | MessageType::Pong
         | MessageType::Match(_)
         | MessageType::Unknown(_) => None,
-    }
-}
-
-fn type_label(t: MessageType) -> &'static str {
-    match t {
-        MessageType::CreateRoom => "create_room",
-        MessageType::JoinRoom => "join_room",
-        MessageType::SendMessage => "send_message",
-        MessageType::LeaveRoom => "leave_room",
-        MessageType::Typing => "typing",
-        MessageType::Pong => "pong",
-        MessageType::SendReaction => "send_reaction",
-        MessageType::SendFileMeta => "file_meta",
-        MessageType::SendFileChunk => "file_chunk",
-        MessageType::SendFileComplete => "file_complete",
-        MessageType::SendFileCancel => "file_cancel",
-        MessageType::SendFileAck => "file_ack",
-        MessageType::Match(_) => "match",
-        MessageType::Unknown(_) => "unknown",
     }
 }

@@ -71,8 +71,7 @@ impl Drop for ConnectionSlot {
             let metrics = &self.relay.metrics;
             metrics.panics.inc();
             metrics
-                .closes
-                .with_label_values(&[&crate::websocket::close_code::INTERNAL_ERROR.to_string()])
+                .closed(crate::websocket::close_code::INTERNAL_ERROR)
                 .inc();
             tracing::error!(
                 "a connection task ended early (panic); its slot and membership are given back"

@@ -5,7 +5,8 @@
 //! Health and Prometheus metrics are on `--admin-listen`.
 //!
 //! On start it prints `listening on http://ADDR`, `internal on http://ADDR`
-//! and `admin on http://ADDR` on stdout (logs go to stderr, filtered by `ARTHAS_LOG`). SIGTERM or
+//! and `admin on http://ADDR` on stdout in text mode (logs go to stderr,
+//! filtered by `ARTHAS_LOG`; in JSON mode stdout stays empty). SIGTERM or
 //! SIGINT stops accepting, lets requests in flight finish, and exits 0.
 
 use std::net::SocketAddr;
@@ -16,7 +17,7 @@ use std::time::Duration;
 
 use arthas::cli::{EdgeArgs, GatewayArgs, HttpArgs, ProcessArgs, RedisArgs};
 use arthas::process;
-use clap::{Parser, ValueEnum};
+use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum};
 use gateway::http::HttpApi;
 use gateway::internal::{InternalApi, InternalConfig};
 use gateway::Gateway;
@@ -57,6 +58,9 @@ struct Config {
     /// Storage engine.
     #[arg(long, env = "ARTHAS_STORE", value_enum, default_value_t = StoreKind::Redis)]
     store: StoreKind,
+    /// WebSocket URLs of the relays the served web client connects to, comma-separated (e.g. `ws://127.0.0.1:8090/ws`); "" = the page's own origin `/ws` (an Ingress routes it to the relays).
+    #[arg(long, env = "ARTHAS_RELAY_URLS", default_value = "")]
+    relay_urls: String,
     #[command(flatten)]
     edge: EdgeArgs,
     #[command(flatten)]
@@ -107,10 +111,15 @@ async fn run(config: Config) -> Result<(), String> {
     tokio::spawn(refresh_online(store.clone(), online.clone()));
     let gateway =
         Gateway::new(store, config.gateway.config()?).map_err(|e| format!("gateway: {e}"))?;
+    gateway
+        .metrics()
+        .set_build_info(process::VERSION, process::COMMIT);
+    let mut http_config = config.gateway.http_config(&config.edge);
+    http_config.relay_urls = gateway::web::parse_relay_urls(&config.relay_urls)?;
     config.gateway.start_daily_topic(&gateway)?;
     let http = Arc::new(HttpApi::new(
         gateway.clone(),
-        config.gateway.http_config(&config.edge),
+        http_config,
         Arc::new(move || online.load(Ordering::Relaxed)),
     ));
     let admin = Arc::new(gateway::metrics::AdminApi::new(gateway.clone()));
@@ -134,9 +143,9 @@ async fn run(config: Config) -> Result<(), String> {
     let public_addr = public_listener.local_addr().map_err(|e| e.to_string())?;
     let internal_addr = internal_listener.local_addr().map_err(|e| e.to_string())?;
     let admin_addr = admin_listener.local_addr().map_err(|e| e.to_string())?;
-    println!("listening on http://{public_addr}");
-    println!("internal on http://{internal_addr}");
-    println!("admin on http://{admin_addr}");
+    process::announce("listening", public_addr);
+    process::announce("internal", internal_addr);
+    process::announce("admin", admin_addr);
     tracing::info!(%public_addr, %internal_addr, %admin_addr, store = ?config.store, "gateway started");
 
     let limits = config.http.limits();
@@ -171,7 +180,10 @@ async fn run(config: Config) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    let config = Config::parse();
+    let command = Config::command();
+    let matches = command.clone().get_matches();
+    let config = Config::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let summary = process::config_summary(&command, &matches);
     let process_args = config.process.clone();
-    process::run("gateway", &process_args, run(config))
+    process::run("gateway", &process_args, &summary, run(config))
 }

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use arthas::cli::{EdgeArgs, HttpArgs, ProcessArgs, RedisArgs, RelayArgs};
 use arthas::process;
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches, Parser};
 use gateway::remote::{RemoteConfig, RemoteGateway};
 use relay::server;
 
@@ -67,9 +67,12 @@ struct Config {
 }
 
 fn main() -> ExitCode {
-    let config = Config::parse();
+    let command = Config::command();
+    let matches = command.clone().get_matches();
+    let config = Config::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let summary = process::config_summary(&command, &matches);
     let process_args = config.process.clone();
-    process::run("relay", &process_args, run(config))
+    process::run("relay", &process_args, &summary, run(config))
 }
 
 /// Besides `/ws`, a relay serves `/ping` and the web client itself, so a
@@ -140,8 +143,11 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let admin = tokio::net::TcpListener::bind(&config.admin_listen).await?;
     let addr = listener.local_addr()?;
     let admin_addr = admin.local_addr()?;
-    println!("listening on http://{addr}");
-    println!("admin on http://{admin_addr}");
+    relay
+        .metrics
+        .set_build_info(process::VERSION, process::COMMIT);
+    process::announce("listening", addr);
+    process::announce("admin", admin_addr);
     tracing::info!(%addr, %admin_addr, node = %node_id, "relay listening");
 
     tokio::spawn(relay::admin::serve(admin, relay.clone()));

@@ -15,8 +15,9 @@
 //! Engines: [`memory`] (one process; `cargo run` and unit tests; its
 //! counters live in [`window`] tables) and, behind
 //! the same traits, [`redis`] (standalone Redis or a Redis Cluster).
-//! [`testing`] (feature `test-support`) starts real Redis servers for tests.
-//! [`clock`] is the seam through which code asks what time it is.
+//! [`testing`] (feature `test-support`) starts real Redis servers for tests;
+//! [`clock`] is the seam through which code asks what time it is;
+//! [`warn_limit`] keeps repeated warnings to one line per interval.
 
 pub mod bus;
 pub mod clock;
@@ -25,6 +26,7 @@ pub mod redis;
 pub mod room;
 #[cfg(feature = "test-support")]
 pub mod testing;
+pub mod warn_limit;
 pub mod window;
 
 pub use bus::{Bus, BusError, BusMessage, BusSink, Target};

@@ -465,6 +465,11 @@ impl RoomStore for MemoryEngine {
         Ok(self.online.load(std::sync::atomic::Ordering::Relaxed))
     }
 
+    /// One process is one node.
+    async fn live_nodes(&self) -> Result<u64, StoreError> {
+        Ok(1)
+    }
+
     /// One process is one node: it cannot outlive itself.
     async fn sweep_dead_nodes(&self) -> Result<Vec<Departure>, StoreError> {
         Ok(Vec::new())

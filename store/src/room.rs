@@ -272,6 +272,11 @@ pub trait RoomStore: Send + Sync + 'static {
     /// WebSockets held by all live relays, as of their last heartbeats.
     async fn online(&self) -> Result<u64, StoreError>;
 
+    /// How many relay nodes are alive (their heartbeat has not lapsed): the
+    /// cluster as Redis sees it. Every relay exports its answer, so relays
+    /// that disagree (pointed at different Redis servers) show up.
+    async fn live_nodes(&self) -> Result<u64, StoreError>;
+
     /// Removes every member whose relay node's heartbeat lapsed and destroys
     /// rooms left empty (those created `keep_while_empty` stay); returns the departures so the caller can announce
     /// MemberLeft. Safe to run on every relay at once (each departure is

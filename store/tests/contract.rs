@@ -396,6 +396,24 @@ async fn members_of_a_dead_node_are_swept(f: Fixture) {
     );
 }
 
+async fn live_nodes_count_relays_whose_heartbeat_has_not_lapsed(f: Fixture) {
+    let s = f.store().await;
+    if !f.has_presence() {
+        assert_eq!(s.live_nodes().await.unwrap(), 1, "one process is one node");
+        return;
+    }
+    assert_eq!(s.live_nodes().await.unwrap(), 0, "no heartbeat yet");
+    s.heartbeat("A", Duration::from_millis(300), 3)
+        .await
+        .unwrap();
+    s.heartbeat("B", Duration::from_secs(60), 4).await.unwrap();
+    assert_eq!(s.live_nodes().await.unwrap(), 2);
+    eventually("A's heartbeat lapses", || async {
+        (s.live_nodes().await.unwrap() == 1).then_some(())
+    })
+    .await;
+}
+
 async fn concurrent_sweepers_get_each_departure_once(f: Fixture) {
     if !f.has_presence() {
         return;
@@ -633,6 +651,7 @@ contract!(
     listings_count_members_and_recent_activity,
     counters_count_per_window_and_claims_are_single_use,
     members_of_a_dead_node_are_swept,
+    live_nodes_count_relays_whose_heartbeat_has_not_lapsed,
     concurrent_sweepers_get_each_departure_once,
     a_room_kept_while_empty_outlives_its_members,
     one_daily_topic_per_day_under_concurrent_listing,

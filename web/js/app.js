@@ -3,7 +3,8 @@
 // SHA-256 hex of the password.
 
 import { C, S, LIMITS, SYSTEM_SENDER, EXPIRY_WARNING_SENTINEL, errorText, validName } from './protocol.js';
-import { Connection, sameOriginWsUrl } from './connection.js';
+import { Connection } from './connection.js';
+import { relayUrlChooser } from './relays.js';
 import {
   generateRoomKey, exportRoomKey, importRoomKey, encryptJson, decryptText, decryptJson,
   hashPassword, parsePayload,
@@ -99,7 +100,7 @@ function memberColor(id) {
 
 function connection() {
   if (state.conn) return state.conn;
-  const conn = new Connection(sameOriginWsUrl());
+  const conn = new Connection(relayUrlChooser());
   conn.addEventListener('status', (e) => renderConnStatus(e.detail));
   conn.addEventListener('open', (e) => onOpen(e.detail));
   conn.addEventListener('closed', () => onClosed());

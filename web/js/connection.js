@@ -1,4 +1,4 @@
-// One WebSocket to the relay's /ws, binary MessagePack envelopes, automatic
+// One WebSocket to a relay's /ws (relays.js picks which), binary MessagePack envelopes, automatic
 // answer of Ping (0x18) with Pong (0x06) {t}, and reconnection with backoff
 // 1 s doubling to 30 s. Emits: 'status' {state, delay?}, 'open' {reconnect},
 // 'message' {type, data}, 'invalid'.
@@ -20,6 +20,7 @@ export function sameOriginWsUrl(loc = globalThis.location) {
 }
 
 export class Connection extends EventTarget {
+  /** `url`: the WebSocket URL, or a function giving one per attempt. */
   constructor(url) {
     super();
     this.url = url;
@@ -60,7 +61,7 @@ export class Connection extends EventTarget {
     clearTimeout(this.timer);
     this.timer = null;
     this.emit('status', { state: this.everOpened ? 'reconnecting' : 'connecting' });
-    const ws = new WebSocket(this.url);
+    const ws = new WebSocket(typeof this.url === 'function' ? this.url() : this.url);
     ws.binaryType = 'arraybuffer';
     this.ws = ws;
     ws.addEventListener('open', () => {

@@ -283,6 +283,9 @@ impl RoomStore for DownStore {
     async fn online(&self) -> Result<u64, StoreError> {
         Err(down())
     }
+    async fn live_nodes(&self) -> Result<u64, StoreError> {
+        Err(down())
+    }
     async fn sweep_dead_nodes(&self) -> Result<Vec<Departure>, StoreError> {
         Err(down())
     }

@@ -148,3 +148,22 @@ ARTHAS_LOG_FORMAT: {{ .Values.log.format | quote }}
 ARTHAS_OTLP_ENDPOINT: {{ .Values.tracing.otlpEndpoint | quote }}
 ARTHAS_OTLP_SERVICE_NAME: {{ .Values.tracing.otlpServiceName | quote }}
 {{- end -}}
+
+{{/* The pod's identity for trace resources (OTEL_RESOURCE_ATTRIBUTES), from
+     the downward API; a later OTEL_RESOURCE_ATTRIBUTES in extraEnv wins. */}}
+{{- define "arthas.otelEnv" -}}
+- name: POD_NAME
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.name
+- name: POD_NAMESPACE
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.namespace
+- name: NODE_NAME
+  valueFrom:
+    fieldRef:
+      fieldPath: spec.nodeName
+- name: OTEL_RESOURCE_ATTRIBUTES
+  value: "k8s.pod.name=$(POD_NAME),k8s.namespace.name=$(POD_NAMESPACE),k8s.node.name=$(NODE_NAME)"
+{{- end -}}

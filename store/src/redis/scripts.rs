@@ -20,6 +20,7 @@ script!(DESTROY, "destroy.lua");
 script!(SWEEP_ROOM, "sweep_room.lua");
 script!(HEARTBEAT, "heartbeat.lua");
 script!(ONLINE, "online.lua");
+script!(LIVE_NODES, "live_nodes.lua");
 script!(DEAD_NODES, "dead_nodes.lua");
 script!(FORGET_NODE, "forget_node.lua");
 script!(LIST_ROOM, "list_room.lua");

@@ -793,6 +793,11 @@ impl RoomStore for RedisEngine {
         Ok(int(&self.script(&online).await?).unwrap_or(0).max(0) as u64)
     }
 
+    async fn live_nodes(&self) -> Result<u64, StoreError> {
+        let live = scripts::LIVE_NODES.key(keys::NODES);
+        Ok(int(&self.script(&live).await?).unwrap_or(0).max(0) as u64)
+    }
+
     async fn sweep_dead_nodes(&self) -> Result<Vec<Departure>, StoreError> {
         let mut dead = scripts::DEAD_NODES.key(keys::NODES);
         dead.arg(self.config.sweep_max_nodes.max(1));

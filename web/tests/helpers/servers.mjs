@@ -159,16 +159,26 @@ async function startRedis() {
   };
 }
 
-/** Redis, a gateway and `n` relays; resolves to the relays' base URLs. */
-export async function startCluster(n = 2) {
+/**
+ * Redis, a gateway and `n` relays; resolves to the relays' base URLs and the
+ * gateway's (`gatewayUrl`). With `relayUrlsOnGateway`, the gateway is given
+ * the relays' WebSocket URLs (`--relay-urls`), so the page it serves
+ * connects to them.
+ */
+export async function startCluster(n = 2, { relayUrlsOnGateway = false } = {}) {
   const dir = path.dirname(serverCommand().cmd);
   const redis = await startRedis();
   const env = { ARTHAS_INTERNAL_SECRET: crypto.randomBytes(18).toString('base64url'), ARTHAS_REDIS_URL: redis.url };
   const started = [];
+  const relayPorts = [];
+  if (relayUrlsOnGateway) {
+    for (let i = 0; i < n; i++) relayPorts.push(await freePort());
+  }
   try {
+    const relayUrls = relayPorts.map((p) => `ws://127.0.0.1:${p}/ws`).join(',');
     const gateway = await startServer({
       bin: path.join(dir, 'gateway'),
-      args: ['--internal-listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0'],
+      args: ['--internal-listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', ...(relayUrls ? ['--relay-urls', relayUrls] : [])],
       env,
       expect: [/internal on http:\/\/\S+\n/],
     });
@@ -179,6 +189,7 @@ export async function startCluster(n = 2) {
       started.push(await startServer({
         bin: path.join(dir, 'relay'),
         args: ['--admin-listen', '127.0.0.1:0', '--gateway-url', internal[1]],
+        listen: relayPorts[i] ? `127.0.0.1:${relayPorts[i]}` : '127.0.0.1:0',
         env,
       }));
     }
@@ -190,6 +201,7 @@ export async function startCluster(n = 2) {
   const relays = started.slice(1);
   return {
     urls: relays.map((r) => r.url),
+    gatewayUrl: started[0].url,
     servers: started,
     async stop() {
       await Promise.all(started.map((s) => s.stop()));
