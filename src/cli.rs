@@ -2,10 +2,12 @@
 //! `ARTHAS_FOO_BAR`); each limit has its unit in its name. The README's
 //! configuration tables list them all.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
+use edge::tls::{HandshakeLog, Identity, TlsAcceptor};
 use gateway::password::PasswordConfig;
 use gateway::GatewayConfig;
 use relay::RelayConfig;
@@ -21,6 +23,64 @@ pub struct EdgeArgs {
     /// Take client IPs from X-Forwarded-For / X-Real-IP (only behind a trusted proxy).
     #[arg(long, env = "ARTHAS_TRUST_FORWARDED_FOR")]
     pub trust_forwarded_for: bool,
+}
+
+/// TLS on every listener of the process (public, internal, admin).
+#[derive(Debug, Clone, Args)]
+pub struct TlsArgs {
+    /// PEM certificate chain (leaf first) served on every listener: with --tls-key, they speak HTTPS/WSS only ("" = plain HTTP).
+    #[arg(long, env = "ARTHAS_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "ARTHAS_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// How often the certificate and key files are read again to pick up a rotation, milliseconds.
+    #[arg(long, env = "ARTHAS_TLS_RELOAD_INTERVAL_MS", default_value_t = 10_000)]
+    pub tls_reload_interval_ms: u64,
+}
+
+impl TlsArgs {
+    /// The server certificate, reloaded from disk in the background from
+    /// now on; `None` when TLS is off. Fails on a certificate that cannot
+    /// be served (unreadable, mismatched key, expired).
+    pub fn identity(&self) -> Result<Option<Arc<Identity>>, String> {
+        let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) else {
+            return Ok(None);
+        };
+        let identity = Identity::load(edge::tls::provider(), cert, key, "server")
+            .map_err(|e| format!("--tls-cert/--tls-key: {e}"))?;
+        identity.spawn_reloader(Duration::from_millis(self.tls_reload_interval_ms.max(1)));
+        tracing::info!(
+            cert = %cert.display(),
+            not_after = identity.not_after(),
+            "serving TLS"
+        );
+        Ok(Some(identity))
+    }
+}
+
+/// The acceptor of one listener (`public`, `internal`, `admin`), or `None`
+/// without TLS; `client_auth` requires client certificates.
+pub fn acceptor(
+    identity: &Option<Arc<Identity>>,
+    listener: &'static str,
+    log: HandshakeLog,
+    client_auth: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
+) -> Result<Option<TlsAcceptor>, String> {
+    identity
+        .as_ref()
+        .map(|identity| TlsAcceptor::new(identity.clone(), client_auth, listener, log))
+        .transpose()
+        .map_err(|e| format!("TLS on the {listener} listener: {e}"))
+}
+
+/// `https` with TLS, else `http`: the scheme of the address lines.
+pub fn scheme(identity: &Option<Arc<Identity>>) -> &'static str {
+    if identity.is_some() {
+        "https"
+    } else {
+        "http"
+    }
 }
 
 /// A relay's limits and timings.

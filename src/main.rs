@@ -6,9 +6,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arthas::cli::{EdgeArgs, GatewayArgs, ProcessArgs, RelayArgs};
+use arthas::cli::{self, EdgeArgs, GatewayArgs, ProcessArgs, RelayArgs, TlsArgs};
 use arthas::process;
 use clap::Parser;
+use edge::tls::HandshakeLog;
 use relay::server;
 use store::memory::{MemoryEngine, MemoryLimits};
 
@@ -24,6 +25,8 @@ struct Config {
     shutdown_grace_ms: u64,
     #[command(flatten)]
     edge: EdgeArgs,
+    #[command(flatten)]
+    tls: TlsArgs,
     #[command(flatten)]
     relay: RelayArgs,
     #[command(flatten)]
@@ -62,13 +65,21 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         gateway::http::HttpApi::new(gateway, config.gateway.http_config(&config.edge), online);
     let fallback: Arc<dyn server::HttpFallback> = Arc::new(GatewayRoutes(api));
 
+    let identity = config.tls.identity()?;
+    if let Some(identity) = &identity {
+        relay
+            .metrics
+            .registry
+            .register(Box::new(identity.expiry_gauge()))?;
+    }
+    let tls = cli::acceptor(&identity, "public", HandshakeLog::Public, None)?;
     let listener = tokio::net::TcpListener::bind(&config.listen).await?;
     let addr = listener.local_addr()?;
     // The one line on stdout: tests and scripts read the address from it.
-    println!("listening on http://{addr}");
+    println!("listening on {}://{addr}", cli::scheme(&identity));
     tracing::info!(%addr, "arthas all-in-one server listening (in-memory engine)");
 
-    let accept = tokio::spawn(server::serve(listener, relay.clone(), fallback));
+    let accept = tokio::spawn(server::serve(listener, relay.clone(), fallback, tls));
     process::termination().await;
     tracing::info!("shutting down: closing connections with 1001");
     relay

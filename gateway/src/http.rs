@@ -523,7 +523,7 @@ impl HttpApi {
         let mut response = json_response(
             StatusCode::CREATED,
             &CreatedRoomBody {
-                has_password: room.has_password(),
+                has_password: room.has_password,
                 expires_at: room.expires_at,
                 listing_error: created.listing_error.map(RejectBody::from),
                 room_id: room.id.clone(),

@@ -30,7 +30,10 @@ pub mod server;
 pub mod ticket;
 pub mod web;
 
-pub use rooms::{CreateRoomRequest, CreatedRoom, Gateway, GatewayConfig, ListingRequest, RoomInfo};
+pub use rooms::{
+    CreateRoomRequest, CreatedRoom, Gateway, GatewayConfig, ListingRequest, NewRoomSummary,
+    RoomInfo,
+};
 
 use std::net::IpAddr;
 

@@ -6,7 +6,9 @@
 //! of a request and the peer address. [`serve`] runs one on a listener with
 //! HTTP/1.1 keep-alive, a header read timeout (a slow client cannot hold a
 //! connection open before it has said anything), and a graceful shutdown
-//! that lets requests in flight finish within a grace period.
+//! that lets requests in flight finish within a grace period. With a
+//! [`TlsAcceptor`] every connection starts with a TLS handshake, in the
+//! connection's own task.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -15,6 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use edge::tls::TlsAcceptor;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
@@ -69,12 +72,13 @@ impl Handler for crate::internal::InternalApi {
     }
 }
 
-/// Serves `handler` on `listener` until `shutdown` resolves, then stops
-/// accepting, lets open connections finish their requests (at most
-/// [`SHUTDOWN_GRACE`]) and returns.
+/// Serves `handler` on `listener` (over TLS with `tls`) until `shutdown`
+/// resolves, then stops accepting, lets open connections finish their
+/// requests (at most [`SHUTDOWN_GRACE`]) and returns.
 pub async fn serve<H: Handler>(
     listener: TcpListener,
     handler: Arc<H>,
+    tls: Option<TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
 ) {
     let graceful = GracefulShutdown::new();
@@ -96,13 +100,28 @@ pub async fn serve<H: Handler>(
             let handler = handler.clone();
             async move { Ok::<_, Infallible>(handler.handle(request, peer).await) }
         });
-        let connection = http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(HEADER_READ_TIMEOUT)
-            .serve_connection(TokioIo::new(stream), service);
-        let connection = graceful.watch(connection);
+        let mut http = http1::Builder::new();
+        http.timer(TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT);
+        let watcher = graceful.watcher();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
+            let served = match tls {
+                None => {
+                    watcher
+                        .watch(http.serve_connection(TokioIo::new(stream), service))
+                        .await
+                }
+                Some(tls) => match tls.accept(stream, peer).await {
+                    Some(stream) => {
+                        watcher
+                            .watch(http.serve_connection(TokioIo::new(stream), service))
+                            .await
+                    }
+                    None => return,
+                },
+            };
+            if let Err(e) = served {
                 tracing::debug!(error = %e, %peer, "http connection ended with an error");
             }
         });

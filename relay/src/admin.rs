@@ -9,6 +9,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use edge::tls::TlsAcceptor;
 use http_body_util::Full;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -20,21 +21,30 @@ use crate::server::text;
 use crate::Relay;
 
 /// Serves the admin routes until the process ends (it stays up while the
-/// node drains, so readiness can be observed).
-pub async fn serve(listener: TcpListener, relay: Arc<Relay>) {
+/// node drains, so readiness can be observed); over TLS with `tls`.
+pub async fn serve(listener: TcpListener, relay: Arc<Relay>, tls: Option<TlsAcceptor>) {
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
+        let Ok((stream, peer)) = listener.accept().await else {
             continue;
         };
         let relay = relay.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
             let service = service_fn(move |request: Request<hyper::body::Incoming>| {
                 let relay = relay.clone();
                 async move { Ok::<_, Infallible>(route(&request, &relay)) }
             });
-            let _ = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            let http = http1::Builder::new();
+            match tls {
+                None => {
+                    let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                }
+                Some(tls) => {
+                    if let Some(stream) = tls.accept(stream, peer).await {
+                        let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                    }
+                }
+            }
         });
     }
 }

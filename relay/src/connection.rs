@@ -6,7 +6,8 @@
 //! scratch lives on the stack of a synchronous function, the frame reader
 //! frees its buffer once nothing is pending, and the large futures of the
 //! session (create, join, leave, publish) are boxed so they cost memory only
-//! while they run. The socket is shared (`Arc<TcpStream>`) with the outbox,
+//! while they run. The socket (a [`Transport`]: plain TCP or TLS) is shared
+//! with the outbox,
 //! which writes to it directly when nothing is queued; every frame the task
 //! sends (pings and pongs included) goes through the outbox so no frame is
 //! ever cut into.
@@ -19,12 +20,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use protocol::kind;
 use protocol::server::{self, Ping};
-use tokio::net::TcpStream;
 use tokio::time::{sleep_until, timeout, Instant};
 
 use crate::hub::Peer;
 use crate::outbox::{try_write_at, OutFrame};
 use crate::session::Session;
+use crate::transport::Transport;
 use crate::websocket::{close_code, close_payload, opcode, FrameReader, Incoming};
 use crate::Relay;
 
@@ -47,7 +48,7 @@ enum End {
 
 /// Runs a connection to its end. `leftover` are bytes the HTTP layer read
 /// past the upgrade request.
-pub async fn run(relay: Arc<Relay>, stream: TcpStream, leftover: Bytes, ip: IpAddr) {
+pub async fn run(relay: Arc<Relay>, stream: Transport, leftover: Bytes, ip: IpAddr) {
     relay.metrics.connections.inc();
     relay.metrics.connections_total.inc();
     let stream = Arc::new(stream);
@@ -86,7 +87,7 @@ pub async fn run(relay: Arc<Relay>, stream: TcpStream, leftover: Bytes, ip: IpAd
 
 async fn serve(
     relay: &Relay,
-    stream: &TcpStream,
+    stream: &Transport,
     peer: &Peer,
     session: &mut Session,
     reader: &mut FrameReader,
@@ -164,7 +165,7 @@ async fn serve(
 
 /// Reads what the socket has (one wake-up's worth) into the frame reader.
 /// The scratch buffer lives on this synchronous function's stack only.
-fn read_available(stream: &TcpStream, reader: &mut FrameReader) -> io::Result<usize> {
+fn read_available(stream: &Transport, reader: &mut FrameReader) -> io::Result<usize> {
     let mut scratch = [0u8; READ_CHUNK_BYTES];
     let n = stream.try_read(&mut scratch)?;
     reader.feed(&scratch[..n]);
@@ -202,7 +203,7 @@ async fn process(
 
 /// Writes what is queued. Ends the connection when a close was asked for
 /// (drain, slow consumer) or the socket fails or stalls past the timeout.
-async fn flush(stream: &TcpStream, peer: &Peer, write_timeout: Duration) -> Result<(), End> {
+async fn flush(stream: &Transport, peer: &Peer, write_timeout: Duration) -> Result<(), End> {
     while let Some((frame, offset)) = peer.outbox.front() {
         let advance = |n| peer.outbox.advance(n);
         let write = timeout(write_timeout, write_rest(stream, &frame, offset, &advance));
@@ -224,6 +225,15 @@ async fn flush(stream: &TcpStream, peer: &Peer, write_timeout: Duration) -> Resu
             return Err(End::Abort);
         }
     }
+    // TLS: ciphertext of frames written directly may still wait.
+    if stream.has_pending_output()
+        && !matches!(
+            timeout(write_timeout, stream.flush_pending()).await,
+            Ok(Ok(()))
+        )
+    {
+        return Err(End::Abort);
+    }
     match peer.outbox.closing() {
         Some(_) if peer.outbox.is_torn() => Err(End::Abort),
         Some(code) => Err(End::Close(code)),
@@ -233,7 +243,7 @@ async fn flush(stream: &TcpStream, peer: &Peer, write_timeout: Duration) -> Resu
 
 /// Writes the rest of a frame from `offset`, reporting each write's bytes.
 async fn write_rest(
-    stream: &TcpStream,
+    stream: &Transport,
     frame: &OutFrame,
     mut offset: usize,
     progress: &(dyn Fn(usize) + Sync),
@@ -257,7 +267,7 @@ async fn write_rest(
 
 /// Writes what is still queued, then the close frame, within
 /// [`CLOSE_WRITE_TIMEOUT`] (unless a frame was torn: then nothing).
-async fn finish(stream: &TcpStream, peer: &Peer, code: u16) {
+async fn finish(stream: &Transport, peer: &Peer, code: u16) {
     if peer.outbox.is_torn() {
         return;
     }
@@ -275,14 +285,16 @@ async fn finish(stream: &TcpStream, peer: &Peer, code: u16) {
             payload: Bytes::copy_from_slice(&close_payload(code)),
         };
         let _ = write_rest(stream, &close, 0, &|_| {}).await;
+        let _ = stream.flush_pending().await;
     })
     .await;
 }
 
-/// Half-closes and drains the client's remaining input for a moment, so the
-/// close frame is not lost to a TCP reset.
-async fn linger(stream: &TcpStream) {
-    let _ = socket2::SockRef::from(stream).shutdown(std::net::Shutdown::Write);
+/// Half-closes (after TLS close_notify) and drains the client's remaining
+/// input for a moment, so the close frame is not lost to a TCP reset.
+async fn linger(stream: &Transport) {
+    stream.shutdown_write();
+    let stream = stream.tcp();
     let _ = timeout(CLOSE_LINGER, async {
         let mut sink = [0u8; 1024];
         loop {

@@ -3,6 +3,7 @@
 //!
 //! - [`server`]: HTTP front, `/ws` upgrade, origin policy;
 //! - [`connection`]: one socket's task (read, write, ping, deadlines);
+//! - [`transport`]: the socket under a WebSocket, plain TCP or TLS;
 //! - [`websocket`]: RFC 6455 framing;
 //! - [`session`]: the protocol state machine of one connection;
 //! - [`hub`]: the local room index and the bus fan-out;
@@ -26,6 +27,7 @@ pub mod outbox;
 pub mod presence;
 pub mod server;
 pub mod session;
+pub mod transport;
 pub mod websocket;
 
 use std::sync::{Arc, OnceLock};

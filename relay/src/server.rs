@@ -1,7 +1,9 @@
-//! The HTTP front: accepts TCP connections, serves HTTP/1.1 with hyper,
-//! upgrades `GET /ws` to a WebSocket (origin allow-list, connection limit)
-//! and hands every other request to an [`HttpFallback`] (the gateway's
-//! routes in the all-in-one binary, `/ping` and the web client on a relay).
+//! The HTTP front: accepts TCP connections (with TLS when the listener has
+//! a [`TlsAcceptor`]: the handshake runs in the connection's task), serves
+//! HTTP/1.1 with hyper, upgrades `GET /ws` to a WebSocket (origin
+//! allow-list, connection limit) and hands every other request to an
+//! [`HttpFallback`] (the gateway's routes in the all-in-one binary, `/ping`
+//! and the web client on a relay).
 
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
@@ -10,14 +12,17 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use edge::tls::{TlsAcceptor, TlsStream};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::transport::{TlsSocket, Transport};
 use crate::Relay;
 
 /// Longest time a client may take to send its request headers.
@@ -44,8 +49,14 @@ pub fn text(status: StatusCode, body: &'static str) -> Response<Body> {
     response
 }
 
-/// Accepts connections until shutdown.
-pub async fn serve(listener: TcpListener, relay: Arc<Relay>, fallback: Arc<dyn HttpFallback>) {
+/// Accepts connections until shutdown; with `tls`, every connection starts
+/// with a TLS handshake.
+pub async fn serve(
+    listener: TcpListener,
+    relay: Arc<Relay>,
+    fallback: Arc<dyn HttpFallback>,
+    tls: Option<TlsAcceptor>,
+) {
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -64,16 +75,28 @@ pub async fn serve(listener: TcpListener, relay: Arc<Relay>, fallback: Arc<dyn H
         let relay = relay.clone();
         let fallback = fallback.clone();
         let tracker = relay.tasks.clone();
-        tracker.spawn(serve_http(stream, peer, relay, fallback));
+        match &tls {
+            None => tracker.spawn(serve_http(stream, peer, relay, fallback)),
+            Some(tls) => {
+                let tls = tls.clone();
+                tracker.spawn(async move {
+                    if let Some(stream) = tls.accept(stream, peer).await {
+                        serve_http(stream, peer, relay, fallback).await;
+                    }
+                })
+            }
+        };
     }
 }
 
-async fn serve_http(
-    stream: TcpStream,
+async fn serve_http<S>(
+    stream: S,
     peer: SocketAddr,
     relay: Arc<Relay>,
     fallback: Arc<dyn HttpFallback>,
-) {
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let service = {
         let relay = relay.clone();
         service_fn(move |request| {
@@ -175,16 +198,28 @@ fn upgrade(mut request: Request<Incoming>, peer: SocketAddr, relay: Arc<Relay>) 
                 return;
             }
         };
-        // Take the raw TCP stream back so no HTTP buffer stays alive.
+        // Take the raw stream back so no HTTP buffer stays alive.
         let upgraded = websocket.into_inner().into_inner();
-        match upgraded.downcast::<TokioIo<TcpStream>>() {
-            Ok(parts) => {
-                let leftover = Bytes::copy_from_slice(&parts.read_buf);
-                drop(parts.read_buf);
-                crate::connection::run(relay, parts.io.into_inner(), leftover, ip).await;
-            }
-            Err(_) => tracing::error!("upgraded connection is not a TCP stream"),
-        }
+        let (transport, leftover) = match upgraded.downcast::<TokioIo<TcpStream>>() {
+            Ok(parts) => (
+                Transport::Plain(parts.io.into_inner()),
+                Bytes::copy_from_slice(&parts.read_buf),
+            ),
+            Err(upgraded) => match upgraded.downcast::<TokioIo<TlsStream>>() {
+                Ok(parts) => {
+                    let (tcp, session) = parts.io.into_inner().into_inner();
+                    (
+                        Transport::Tls(Box::new(TlsSocket::new(tcp, session))),
+                        Bytes::copy_from_slice(&parts.read_buf),
+                    )
+                }
+                Err(_) => {
+                    tracing::error!("upgraded connection is neither TCP nor TLS");
+                    return;
+                }
+            },
+        };
+        crate::connection::run(relay, transport, leftover, ip).await;
     });
     let (parts, _) = response.into_parts();
     Response::from_parts(parts, Full::new(Bytes::new()))

@@ -5,7 +5,7 @@
 //! Health and Prometheus metrics are on `--admin-listen`.
 //!
 //! On start it prints `listening on http://ADDR`, `internal on http://ADDR`
-//! and `admin on http://ADDR` on stdout (logs go to stderr, filtered by `ARTHAS_LOG`). SIGTERM or
+//! and `admin on http://ADDR` on stdout (`https://` with `--tls-cert`) (logs go to stderr, filtered by `ARTHAS_LOG`). SIGTERM or
 //! SIGINT stops accepting, lets requests in flight finish, and exits 0.
 
 use std::net::SocketAddr;
@@ -14,9 +14,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use arthas::cli::{EdgeArgs, GatewayArgs, ProcessArgs, RedisArgs};
+use std::path::PathBuf;
+
+use arthas::cli::{self, EdgeArgs, GatewayArgs, ProcessArgs, RedisArgs, TlsArgs};
 use arthas::process;
 use clap::{Parser, ValueEnum};
+use edge::tls::HandshakeLog;
 use gateway::http::HttpApi;
 use gateway::internal::{InternalApi, InternalConfig};
 use gateway::Gateway;
@@ -51,14 +54,19 @@ struct Config {
     /// Address for `/healthz`, `/readyz` and `/metrics`.
     #[arg(long, env = "ARTHAS_ADMIN_LISTEN", default_value = "127.0.0.1:9091")]
     admin_listen: SocketAddr,
-    /// Shared secret relays present as `Authorization: Bearer <secret>`.
+    /// Shared secret relays present as `Authorization: Bearer <secret>` (may be left out when --internal-tls-client-ca authenticates relays; with both, both are required).
     #[arg(long, env = "ARTHAS_INTERNAL_SECRET", hide_env_values = true)]
-    internal_secret: String,
+    internal_secret: Option<String>,
+    /// PEM CA bundle of the relays' client certificates: the internal listener then requires one on every connection (mutual TLS; needs --tls-cert).
+    #[arg(long, env = "ARTHAS_INTERNAL_TLS_CLIENT_CA")]
+    internal_tls_client_ca: Option<PathBuf>,
     /// Storage engine.
     #[arg(long, env = "ARTHAS_STORE", value_enum, default_value_t = StoreKind::Redis)]
     store: StoreKind,
     #[command(flatten)]
     edge: EdgeArgs,
+    #[command(flatten)]
+    tls: TlsArgs,
     #[command(flatten)]
     gateway: GatewayArgs,
     #[command(flatten)]
@@ -94,9 +102,27 @@ async fn refresh_online(store: Arc<dyn RoomStore>, online: Arc<AtomicU64>) {
 }
 
 async fn run(config: Config) -> Result<(), String> {
-    if config.internal_secret.is_empty() {
-        return Err("--internal-secret (ARTHAS_INTERNAL_SECRET) must not be empty".into());
+    let secret = config.internal_secret.clone().unwrap_or_default();
+    if secret.is_empty() && config.internal_tls_client_ca.is_none() {
+        return Err(
+            "--internal-secret (ARTHAS_INTERNAL_SECRET) must not be empty unless --internal-tls-client-ca authenticates relays"
+                .into(),
+        );
     }
+    if config.internal_tls_client_ca.is_some() && config.tls.tls_cert.is_none() {
+        return Err("--internal-tls-client-ca needs --tls-cert and --tls-key".into());
+    }
+    let identity = config.tls.identity()?;
+    let client_auth = config
+        .internal_tls_client_ca
+        .as_deref()
+        .map(edge::tls::client_verifier)
+        .transpose()
+        .map_err(|e| format!("--internal-tls-client-ca: {e}"))?;
+    let mutual_tls = client_auth.is_some();
+    let public_tls = cli::acceptor(&identity, "public", HandshakeLog::Public, None)?;
+    let internal_tls = cli::acceptor(&identity, "internal", HandshakeLog::Internal, client_auth)?;
+    let admin_tls = cli::acceptor(&identity, "admin", HandshakeLog::Internal, None)?;
     if config.gateway.ticket_secret.is_none() {
         tracing::info!("no ticket secret configured: tickets are valid on this process only");
     }
@@ -105,6 +131,12 @@ async fn run(config: Config) -> Result<(), String> {
     tokio::spawn(refresh_online(store.clone(), online.clone()));
     let gateway =
         Gateway::new(store, config.gateway.config()?).map_err(|e| format!("gateway: {e}"))?;
+    if let Some(identity) = &identity {
+        gateway
+            .metrics()
+            .register(Box::new(identity.expiry_gauge()))
+            .map_err(|e| format!("metrics: {e}"))?;
+    }
     let http = Arc::new(HttpApi::new(
         gateway.clone(),
         config.gateway.http_config(&config.edge),
@@ -114,7 +146,8 @@ async fn run(config: Config) -> Result<(), String> {
     let internal = Arc::new(InternalApi::new(
         gateway,
         InternalConfig {
-            secret: config.internal_secret.clone(),
+            secret,
+            mutual_tls,
             max_body_bytes: config.gateway.max_body_bytes,
         },
     ));
@@ -130,9 +163,10 @@ async fn run(config: Config) -> Result<(), String> {
     let public_addr = public_listener.local_addr().map_err(|e| e.to_string())?;
     let internal_addr = internal_listener.local_addr().map_err(|e| e.to_string())?;
     let admin_addr = admin_listener.local_addr().map_err(|e| e.to_string())?;
-    println!("listening on http://{public_addr}");
-    println!("internal on http://{internal_addr}");
-    println!("admin on http://{admin_addr}");
+    let scheme = cli::scheme(&identity);
+    println!("listening on {scheme}://{public_addr}");
+    println!("internal on {scheme}://{internal_addr}");
+    println!("admin on {scheme}://{admin_addr}");
     tracing::info!(%public_addr, %internal_addr, %admin_addr, store = ?config.store, "gateway started");
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -142,16 +176,19 @@ async fn run(config: Config) -> Result<(), String> {
     let public = tokio::spawn(gateway::server::serve(
         public_listener,
         http,
+        public_tls,
         stopped(stop_rx.clone()),
     ));
     let internal = tokio::spawn(gateway::server::serve(
         internal_listener,
         internal,
+        internal_tls,
         stopped(stop_rx.clone()),
     ));
     let admin = tokio::spawn(gateway::server::serve(
         admin_listener,
         admin,
+        admin_tls,
         stopped(stop_rx),
     ));
     process::termination().await;
