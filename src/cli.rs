@@ -11,7 +11,7 @@ use edge::tls::{HandshakeLog, Identity, TlsAcceptor};
 use gateway::password::PasswordConfig;
 use gateway::GatewayConfig;
 use relay::RelayConfig;
-use store::redis::{RedisConfig, RedisEngine, RedisMode};
+use store::redis::{RedisConfig, RedisEngine, RedisMode, RedisTls};
 use store::StoreError;
 
 /// Who may connect, and how client addresses are read.
@@ -299,6 +299,15 @@ pub struct RedisArgs {
     /// How long an expired room answers E007 before it is gone (E001), seconds.
     #[arg(long, env = "ARTHAS_EXPIRED_ROOM_GRACE_SECS", default_value_t = 60)]
     pub expired_room_grace_secs: u64,
+    /// PEM CA bundle Redis servers' certificates must chain to (`rediss://`; default: the system's roots, SSL_CERT_FILE).
+    #[arg(long, env = "ARTHAS_REDIS_TLS_CA")]
+    pub redis_tls_ca: Option<PathBuf>,
+    /// PEM client certificate chain for Redis servers with `tls-auth-clients yes` (read at start-up).
+    #[arg(long, env = "ARTHAS_REDIS_TLS_CERT", requires = "redis_tls_key")]
+    pub redis_tls_cert: Option<PathBuf>,
+    /// PEM private key of --redis-tls-cert.
+    #[arg(long, env = "ARTHAS_REDIS_TLS_KEY", requires = "redis_tls_cert")]
+    pub redis_tls_key: Option<PathBuf>,
 }
 
 impl RedisArgs {
@@ -326,8 +335,26 @@ impl RedisArgs {
                 master_name: self.redis_sentinel_master.clone(),
             },
         };
+        let read = |flag: &str, path: &PathBuf| {
+            std::fs::read(path).map_err(|e| StoreError(format!("{flag} {}: {e}", path.display())))
+        };
+        let tls = RedisTls {
+            ca_pem: self
+                .redis_tls_ca
+                .as_ref()
+                .map(|p| read("--redis-tls-ca", p))
+                .transpose()?,
+            client_pem: match (&self.redis_tls_cert, &self.redis_tls_key) {
+                (Some(cert), Some(key)) => Some((
+                    read("--redis-tls-cert", cert)?,
+                    read("--redis-tls-key", key)?,
+                )),
+                _ => None,
+            },
+        };
         let config = RedisConfig {
             pool_size: self.redis_pool_size.max(1),
+            tls,
             command_timeout: Duration::from_millis(self.redis_command_timeout_ms),
             publish_timeout: Duration::from_millis(self.redis_publish_timeout_ms),
             expired_room_grace: Duration::from_secs(self.expired_room_grace_secs),

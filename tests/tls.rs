@@ -153,6 +153,14 @@ struct Cluster {
 impl Cluster {
     async fn start(gateway_extra: Vec<String>, relay_extra: Vec<String>) -> Cluster {
         let redis = RedisServer::start().await.expect("redis-server starts");
+        Cluster::start_on(redis, gateway_extra, relay_extra).await
+    }
+
+    async fn start_on(
+        redis: RedisServer,
+        gateway_extra: Vec<String>,
+        relay_extra: Vec<String>,
+    ) -> Cluster {
         let certs = tls::certificates();
         let mut gateway_args = args(&[
             "--listen",
@@ -480,4 +488,43 @@ async fn a_certificate_rotated_on_disk_reaches_new_connections_while_open_ones_s
         wanted
     );
     assert!(server.is_running());
+}
+
+#[tokio::test]
+async fn relays_and_the_gateway_use_redis_over_tls_with_client_certificates() {
+    let certs = tls::certificates();
+    let dir = tempfile::tempdir().unwrap();
+    let (redis_cert, redis_key) = certs
+        .ca
+        .issue(&["127.0.0.1"], Usage::Server)
+        .write(dir.path(), "redis");
+    let (harness_cert, harness_key) = certs
+        .ca
+        .issue(&["harness"], Usage::Client)
+        .write(dir.path(), "harness");
+    let redis = RedisServer::start_tls(&store::testing::ServerTls {
+        cert: redis_cert,
+        key: redis_key,
+        ca: certs.ca_file.clone(),
+        auth_clients: true,
+        client_cert: harness_cert,
+        client_key: harness_key,
+    })
+    .await
+    .expect("redis-server on TLS starts");
+    let redis_tls = args(&[
+        "--redis-tls-ca",
+        &path(&certs.ca_file),
+        "--redis-tls-cert",
+        &path(&certs.client_cert),
+        "--redis-tls-key",
+        &path(&certs.client_key),
+        "--internal-secret",
+        "s",
+    ]);
+    let mut relay_args = redis_tls.clone();
+    relay_args.extend(args(&["--gateway-tls-ca", &path(&certs.ca_file)]));
+    let cluster = Cluster::start_on(redis, redis_tls, relay_args).await;
+    let (ty, data) = cluster.create_room().await;
+    assert_eq!(ty, t::ROOM_CREATED, "{data}");
 }
