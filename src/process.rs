@@ -7,7 +7,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_otlp::WithExportConfig as _;
+use opentelemetry_otlp::tonic_types::transport::ClientTlsConfig;
+use opentelemetry_otlp::{WithExportConfig as _, WithTonicConfig as _};
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use opentelemetry_sdk::Resource;
 use tracing_subscriber::filter::filter_fn;
@@ -63,8 +64,11 @@ fn exported(meta: &tracing::Metadata<'_>) -> bool {
 /// of spans over OTLP/gRPC (service name `--otlp-service-name`, else
 /// `name`). Must run inside a Tokio runtime context (the gRPC channel is
 /// created on it); the export itself runs on its own thread, and a full
-/// queue drops spans rather than waiting.
-pub fn init_logging(args: &ProcessArgs, name: &str) -> Telemetry {
+/// queue drops spans rather than waiting. An `https://` endpoint is
+/// reached over TLS (rustls, ring) checked against the system's roots
+/// (`SSL_CERT_FILE` honoured). An endpoint the exporter cannot use is an
+/// error: the process must not run on without the traces it was asked for.
+pub fn init_logging(args: &ProcessArgs, name: &str) -> Result<Telemetry, String> {
     let filter = EnvFilter::try_from_env("ARTHAS_LOG")
         .unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
     let fmt = tracing_subscriber::fmt::layer()
@@ -75,7 +79,6 @@ pub fn init_logging(args: &ProcessArgs, name: &str) -> Telemetry {
         LogFormat::Text => fmt.boxed(),
     };
     let mut telemetry = Telemetry::default();
-    let mut otlp_error = None;
     let otel = if args.otlp_endpoint.trim().is_empty() {
         None
     } else {
@@ -84,11 +87,14 @@ pub fn init_logging(args: &ProcessArgs, name: &str) -> Telemetry {
         } else {
             args.otlp_service_name.clone()
         };
-        match opentelemetry_otlp::SpanExporter::builder()
+        let endpoint = args.otlp_endpoint.trim();
+        let mut builder = opentelemetry_otlp::SpanExporter::builder()
             .with_tonic()
-            .with_endpoint(args.otlp_endpoint.trim())
-            .build()
-        {
+            .with_endpoint(endpoint);
+        if endpoint.starts_with("https://") {
+            builder = builder.with_tls_config(ClientTlsConfig::new().with_native_roots());
+        }
+        match builder.build() {
             Ok(exporter) => {
                 let provider = SdkTracerProvider::builder()
                     .with_resource(Resource::builder().with_service_name(service).build())
@@ -104,22 +110,17 @@ pub fn init_logging(args: &ProcessArgs, name: &str) -> Telemetry {
                         .with_filter(filter_fn(exported)),
                 )
             }
-            Err(e) => {
-                otlp_error = Some(e);
-                None
-            }
+            Err(e) => return Err(format!("--otlp-endpoint {endpoint:?}: {e}")),
         }
     };
     tracing_subscriber::registry()
         .with(fmt.with_filter(filter))
         .with(otel)
         .init();
-    if let Some(e) = otlp_error {
-        tracing::error!(error = %e, "tracing export disabled: bad --otlp-endpoint");
-    } else if telemetry.provider.is_some() {
+    if telemetry.provider.is_some() {
         tracing::info!(endpoint = %args.otlp_endpoint.trim(), "exporting spans over OTLP/gRPC");
     }
-    telemetry
+    Ok(telemetry)
 }
 
 /// Raises the soft open-files limit to the hard one: every WebSocket is a
@@ -158,6 +159,13 @@ where
     let telemetry = {
         let _context = runtime.enter();
         init_logging(args, name)
+    };
+    let telemetry = match telemetry {
+        Ok(telemetry) => telemetry,
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            return ExitCode::FAILURE;
+        }
     };
     raise_open_files_limit();
     let result = runtime.block_on(async {
