@@ -212,6 +212,9 @@ pub struct GatewayArgs {
     /// Lifetime of a join ticket, seconds.
     #[arg(long, env = "ARTHAS_TICKET_TTL_SECS", default_value_t = 60)]
     pub ticket_ttl_secs: u64,
+    /// Origins the web client's pages may connect to besides their own, comma-separated (`wss://relays.example.com`; the CSP's connect-src) ("" = only their own origin).
+    #[arg(long, env = "ARTHAS_WEB_CONNECT_ORIGINS", default_value = "")]
+    pub web_connect_origins: String,
 }
 
 impl GatewayArgs {
@@ -247,15 +250,26 @@ impl GatewayArgs {
         })
     }
 
-    /// The public HTTP routes' configuration.
-    pub fn http_config(&self, edge: &EdgeArgs) -> gateway::http::HttpConfig {
-        gateway::http::HttpConfig {
+    /// The public HTTP routes' configuration; fails on a
+    /// `--web-connect-origins` entry that is not an origin.
+    pub fn http_config(&self, edge: &EdgeArgs) -> Result<gateway::http::HttpConfig, String> {
+        let connect_origins: Vec<String> = self
+            .web_connect_origins
+            .split(',')
+            .map(str::trim)
+            .filter(|o| !o.is_empty())
+            .map(str::to_owned)
+            .collect();
+        let content_security_policy = gateway::web::ContentSecurityPolicy::new(&connect_origins)
+            .map_err(|e| format!("--web-connect-origins: {e}"))?;
+        Ok(gateway::http::HttpConfig {
             allowed_origins: edge.allowed_origins.clone(),
             hub_requests_per_minute: self.hub_requests_per_minute,
             room_creations_per_minute: self.room_creations_per_minute,
             trust_forwarded_for: edge.trust_forwarded_for,
             max_body_bytes: self.max_body_bytes,
-        }
+            content_security_policy,
+        })
     }
 }
 

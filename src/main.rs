@@ -62,7 +62,7 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         Arc::new(move || metrics.connections.get().max(0) as u64)
     };
     let api =
-        gateway::http::HttpApi::new(gateway, config.gateway.http_config(&config.edge), online);
+        gateway::http::HttpApi::new(gateway, config.gateway.http_config(&config.edge)?, online);
     let fallback: Arc<dyn server::HttpFallback> = Arc::new(GatewayRoutes(api));
 
     let identity = config.tls.identity()?;

@@ -61,6 +61,9 @@ pub struct HttpConfig {
     pub trust_forwarded_for: bool,
     /// Largest JSON request body accepted.
     pub max_body_bytes: usize,
+    /// The web client pages' Content-Security-Policy (which origins the
+    /// page may connect to).
+    pub content_security_policy: web::ContentSecurityPolicy,
 }
 
 impl Default for HttpConfig {
@@ -71,6 +74,7 @@ impl Default for HttpConfig {
             room_creations_per_minute: 30,
             trust_forwarded_for: false,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            content_security_policy: web::ContentSecurityPolicy::default(),
         }
     }
 }
@@ -333,7 +337,7 @@ impl HttpApi {
             },
             _ => match path.strip_prefix("/v1/") {
                 Some(rest) => self.v1(request, peer, rest).await,
-                None => web::serve(&method, &path),
+                None => web::serve(&method, &path, &self.config().content_security_policy),
             },
         }
     }

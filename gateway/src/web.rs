@@ -5,8 +5,10 @@
 //! Routing is the reference SPA's: an existing file is served (`/assets/*`
 //! as immutable), anything else gets `index.html` with `no-cache`, so the
 //! client's own router sees every path. HTML carries a strict CSP: the
-//! client loads only its own scripts and styles and connects only back to
-//! this origin's WebSocket.
+//! client loads only its own scripts and styles and connects only to its
+//! own origin (`'self'`, which covers `ws:`/`wss:` to the same host) and the
+//! origins configured for it ([`ContentSecurityPolicy`]), never to any
+//! WebSocket host.
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -34,19 +36,79 @@ const INDEX: &str = "index.html";
 /// Where fingerprinted build output lives (safe to cache forever).
 const IMMUTABLE_PREFIX: &str = "assets/";
 
-/// Sent with every HTML page.
-pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; connect-src 'self' ws: wss:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
 const CACHE_IMMUTABLE: &str = "public, immutable, max-age=31536000";
 const CACHE_NONE: &str = "no-cache";
 
-/// Headers every web-client response carries.
-fn harden(response: &mut Response<Full<Bytes>>, html: bool) {
-    let headers = response.headers_mut();
-    if html {
-        headers.insert(
-            "content-security-policy",
-            HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+/// The Content-Security-Policy of every HTML page: the client's own
+/// scripts, styles and images only, and connections (fetch, WebSocket) to
+/// its own origin plus the configured ones, e.g. the relays' public
+/// `wss://` origin when they are not behind the page's own host.
+#[derive(Debug, Clone)]
+pub struct ContentSecurityPolicy {
+    /// The header, built once.
+    header: HeaderValue,
+}
+
+impl Default for ContentSecurityPolicy {
+    fn default() -> Self {
+        ContentSecurityPolicy::same_origin()
+    }
+}
+
+/// An origin a page may connect to: `scheme://host[:port]`, scheme one of
+/// `wss`, `ws`, `https`, `http`, nothing else (a path, a wildcard, a
+/// separator that would end the directive).
+fn connect_origin(raw: &str) -> Result<String, String> {
+    let bad = || format!("{raw:?} is not an origin like wss://relays.example.com[:port]");
+    let uri: hyper::Uri = raw.parse().map_err(|_| bad())?;
+    let scheme = uri.scheme_str().ok_or_else(bad)?;
+    let authority = uri.authority().ok_or_else(bad)?.as_str();
+    let host_chars =
+        |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']');
+    if !matches!(scheme, "wss" | "ws" | "https" | "http")
+        || !matches!(uri.path(), "" | "/")
+        || uri.query().is_some()
+        || authority.is_empty()
+        || !authority.chars().all(host_chars)
+    {
+        return Err(bad());
+    }
+    Ok(format!("{scheme}://{authority}"))
+}
+
+impl ContentSecurityPolicy {
+    /// Connections to the page's own origin only.
+    pub fn same_origin() -> ContentSecurityPolicy {
+        ContentSecurityPolicy::new(&[]).expect("no origins to refuse")
+    }
+
+    /// Connections to the page's own origin and exactly `connect_origins`
+    /// (each `scheme://host[:port]`); anything else is refused.
+    pub fn new(connect_origins: &[String]) -> Result<ContentSecurityPolicy, String> {
+        let mut connect = String::from("'self'");
+        for origin in connect_origins {
+            connect.push(' ');
+            connect.push_str(&connect_origin(origin.trim())?);
+        }
+        let text = format!(
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; \
+             connect-src {connect}; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
         );
+        let header = HeaderValue::from_str(&text).map_err(|e| e.to_string())?;
+        Ok(ContentSecurityPolicy { header })
+    }
+
+    /// The header's text.
+    pub fn as_str(&self) -> &str {
+        self.header.to_str().unwrap_or_default()
+    }
+}
+
+/// Headers every web-client response carries.
+fn harden(response: &mut Response<Full<Bytes>>, csp: Option<&ContentSecurityPolicy>) {
+    let headers = response.headers_mut();
+    if let Some(csp) = csp {
+        headers.insert("content-security-policy", csp.header.clone());
     }
     headers.insert(
         "x-content-type-options",
@@ -59,6 +121,7 @@ fn file_response(
     name: &str,
     method: &Method,
     cache: Option<&'static str>,
+    csp: &ContentSecurityPolicy,
 ) -> Option<Response<Full<Bytes>>> {
     let file = WebAssets::get(name)?;
     let mime = file.metadata.mimetype().to_owned();
@@ -76,7 +139,7 @@ fn file_response(
     if let Some(cache) = cache {
         headers.insert(CACHE_CONTROL, HeaderValue::from_static(cache));
     }
-    harden(&mut response, html);
+    harden(&mut response, html.then_some(csp));
     Some(response)
 }
 
@@ -93,8 +156,9 @@ fn cache_control(name: &str) -> Option<&'static str> {
     }
 }
 
-/// Serves `path` (the request path, `/`-rooted) from the embedded client.
-pub fn serve(method: &Method, path: &str) -> Response<Full<Bytes>> {
+/// Serves `path` (the request path, `/`-rooted) from the embedded client;
+/// HTML pages carry `csp`.
+pub fn serve(method: &Method, path: &str, csp: &ContentSecurityPolicy) -> Response<Full<Bytes>> {
     if *method != Method::GET && *method != Method::HEAD {
         let mut response =
             Problem::new(StatusCode::METHOD_NOT_ALLOWED, "the web client is GET only")
@@ -107,11 +171,11 @@ pub fn serve(method: &Method, path: &str) -> Response<Full<Bytes>> {
     // a path is percent-decoded, but unlike a query a `+` stays a `+`
     let name = unescape(&path.trim_start_matches('/').replace('+', "%2B")).unwrap_or_default();
     if !name.is_empty() && !name.ends_with('/') {
-        if let Some(response) = file_response(&name, method, cache_control(&name)) {
+        if let Some(response) = file_response(&name, method, cache_control(&name), csp) {
             return response;
         }
     }
-    match file_response(INDEX, method, Some(CACHE_NONE)) {
+    match file_response(INDEX, method, Some(CACHE_NONE), csp) {
         Some(response) => response,
         None => {
             let mut response = Problem::new(
@@ -119,7 +183,7 @@ pub fn serve(method: &Method, path: &str) -> Response<Full<Bytes>> {
                 "the web client is not part of this build",
             )
             .into_response();
-            harden(&mut response, false);
+            harden(&mut response, None);
             response
         }
     }
@@ -142,15 +206,45 @@ mod tests {
     }
 
     #[test]
+    fn the_policy_connects_to_its_own_origin_and_exactly_the_configured_ones() {
+        let own = ContentSecurityPolicy::same_origin();
+        assert!(
+            own.as_str().contains("connect-src 'self'; "),
+            "{}",
+            own.as_str()
+        );
+        assert!(!own.as_str().contains("ws:") && !own.as_str().contains("wss:"));
+        let relays = ContentSecurityPolicy::new(&[
+            "wss://relays.example.com".into(),
+            " wss://[2001:db8::1]:8443/ ".into(),
+        ])
+        .unwrap();
+        assert!(relays
+            .as_str()
+            .contains("connect-src 'self' wss://relays.example.com wss://[2001:db8::1]:8443; "));
+        for bad in [
+            "wss:",
+            "*",
+            "wss://*.example.com",
+            "relays.example.com",
+            "wss://a.example.com/ws",
+            "wss://a.example.com?x",
+            "wss://a.example.com; script-src *",
+            "javascript://x",
+            "wss://a b",
+        ] {
+            assert!(ContentSecurityPolicy::new(&[bad.into()]).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn unknown_paths_fall_back_to_index_without_caching() {
-        let response = serve(&Method::GET, "/some/client/route");
+        let csp = ContentSecurityPolicy::same_origin();
+        let response = serve(&Method::GET, "/some/client/route", &csp);
         if WebAssets::get(INDEX).is_some() {
             assert_eq!(response.status(), StatusCode::OK);
             assert_eq!(response.headers()[CACHE_CONTROL], CACHE_NONE);
-            assert_eq!(
-                response.headers()["content-security-policy"],
-                CONTENT_SECURITY_POLICY
-            );
+            assert_eq!(response.headers()["content-security-policy"], csp.as_str());
             assert!(response.headers()[CONTENT_TYPE]
                 .to_str()
                 .unwrap()
@@ -172,7 +266,7 @@ mod tests {
     #[test]
     fn other_methods_are_refused() {
         assert_eq!(
-            serve(&Method::POST, "/").status(),
+            serve(&Method::POST, "/", &ContentSecurityPolicy::default()).status(),
             StatusCode::METHOD_NOT_ALLOWED
         );
     }

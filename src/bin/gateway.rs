@@ -139,7 +139,7 @@ async fn run(config: Config) -> Result<(), String> {
     }
     let http = Arc::new(HttpApi::new(
         gateway.clone(),
-        config.gateway.http_config(&config.edge),
+        config.gateway.http_config(&config.edge)?,
         Arc::new(move || online.load(Ordering::Relaxed)),
     ));
     let admin = Arc::new(gateway::metrics::AdminApi::new(gateway.clone()));

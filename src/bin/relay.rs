@@ -84,7 +84,8 @@ fn main() -> ExitCode {
 /// Besides `/ws`, a relay serves `/ping` and the web client itself, so a
 /// relay is a complete origin for browsers (page and socket on one host);
 /// the directory and room API stay on the gateway.
-struct WebClient;
+/// Its pages connect to their own origin only.
+struct WebClient(gateway::web::ContentSecurityPolicy);
 
 #[async_trait::async_trait]
 impl server::HttpFallback for WebClient {
@@ -95,7 +96,7 @@ impl server::HttpFallback for WebClient {
     ) -> hyper::Response<server::Body> {
         match request.uri().path() {
             "/ping" => server::text(hyper::StatusCode::OK, "pong"),
-            path => gateway::web::serve(request.method(), path),
+            path => gateway::web::serve(request.method(), path, &self.0),
         }
     }
 }
@@ -203,7 +204,7 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let accept = tokio::spawn(server::serve(
         listener,
         relay.clone(),
-        Arc::new(WebClient),
+        Arc::new(WebClient(gateway::web::ContentSecurityPolicy::same_origin())),
         public_tls,
     ));
     process::termination().await;
