@@ -116,11 +116,17 @@ fn default_node_id() -> String {
     format!("{host}-{:06x}", rand::random::<u32>() & 0xff_ffff)
 }
 
+/// How this relay reaches the gateway over TLS.
+struct GatewayTls {
+    /// The client configuration (trusted CAs, client certificate).
+    client: Arc<rustls::ClientConfig>,
+    /// The client certificate, when mutual TLS is on (for its expiry gauge).
+    identity: Option<Arc<Identity>>,
+}
+
 /// The TLS client settings of the gateway's internal API, when the URL is
 /// `https://`; the client certificate (if any) is reloaded from disk.
-fn gateway_tls(
-    config: &Config,
-) -> Result<Option<(Arc<rustls::ClientConfig>, Option<Arc<Identity>>)>, String> {
+fn gateway_tls(config: &Config) -> Result<Option<GatewayTls>, String> {
     let https = config.gateway_url.starts_with("https://");
     let configured = config.gateway_tls_ca.is_some() || config.gateway_tls_cert.is_some();
     if !https {
@@ -144,7 +150,7 @@ fn gateway_tls(
     };
     let client = edge::tls::client_config(config.gateway_tls_ca.as_deref(), identity.clone())
         .map_err(|e| format!("--gateway-tls-ca: {e}"))?;
-    Ok(Some((client, identity)))
+    Ok(Some(GatewayTls { client, identity }))
 }
 
 async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
@@ -163,7 +169,7 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         .connect(Duration::from_millis(config.relay.room_linger_ms))
         .await?;
     let mut remote = RemoteConfig::new(config.gateway_url.clone(), secret);
-    remote.tls = gateway_tls.as_ref().map(|(client, _)| client.clone());
+    remote.tls = gateway_tls.as_ref().map(|tls| tls.client.clone());
     let authority = RemoteGateway::new(remote).map_err(|e| format!("--gateway-url: {e}"))?;
     let builder = relay::RelayBuilder::new();
     engine.attach(builder.sink());
@@ -181,7 +187,7 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     relay.start_background();
     let certificates = identity
         .iter()
-        .chain(gateway_tls.as_ref().and_then(|(_, client)| client.as_ref()));
+        .chain(gateway_tls.as_ref().and_then(|tls| tls.identity.as_ref()));
     for certificate in certificates {
         relay
             .metrics

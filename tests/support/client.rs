@@ -240,7 +240,7 @@ impl Client {
                 let config = opts.tls.clone().unwrap_or_else(super::tls::client_config);
                 let stream = super::tls::connect(stream, &host, config)
                     .await
-                    .map_err(|e| WebSocketError::IoError(e))?;
+                    .map_err(WebSocketError::IoError)?;
                 fastwebsockets::handshake::client(&SpawnExecutor, req, stream).await
             } else {
                 fastwebsockets::handshake::client(&SpawnExecutor, req, stream).await

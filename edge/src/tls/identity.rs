@@ -87,15 +87,29 @@ fn now_secs() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
-/// Reads both files: their digest and their bytes.
-fn read_pair(cert: &Path, key: &Path) -> Result<([u8; 32], Vec<u8>, Vec<u8>), TlsError> {
+/// The contents of a certificate file and a key file, as read together.
+struct PairFiles {
+    /// SHA-256 over both (what tells a change).
+    digest: [u8; 32],
+    /// The certificate chain, PEM.
+    cert_pem: Vec<u8>,
+    /// The private key, PEM.
+    key_pem: Vec<u8>,
+}
+
+/// Reads both files.
+fn read_pair(cert: &Path, key: &Path) -> Result<PairFiles, TlsError> {
     let cert_pem = pem::read(cert)?;
     let key_pem = pem::read(key)?;
     let mut digest = Sha256::new();
     digest.update((cert_pem.len() as u64).to_be_bytes());
     digest.update(&cert_pem);
     digest.update(&key_pem);
-    Ok((digest.finalize().into(), cert_pem, key_pem))
+    Ok(PairFiles {
+        digest: digest.finalize().into(),
+        cert_pem,
+        key_pem,
+    })
 }
 
 /// Parses and checks a pair: the key matches the leaf, and the leaf is
@@ -169,8 +183,8 @@ impl Identity {
         key: &Path,
         certificate: &str,
     ) -> Result<Arc<Identity>, TlsError> {
-        let (digest, cert_pem, key_pem) = read_pair(cert, key)?;
-        let loaded = parse_pair(&provider, cert, key, &cert_pem, &key_pem)?;
+        let files = read_pair(cert, key)?;
+        let loaded = parse_pair(&provider, cert, key, &files.cert_pem, &files.key_pem)?;
         let expiry = IntGauge::with_opts(
             Opts::new(
                 EXPIRY_METRIC,
@@ -185,7 +199,7 @@ impl Identity {
             key_path: key.to_owned(),
             provider,
             current: RwLock::new(loaded.key),
-            seen: Mutex::new(digest),
+            seen: Mutex::new(files.digest),
             expiry,
         }))
     }
@@ -211,7 +225,7 @@ impl Identity {
     /// Reads the files again and swaps in a changed, usable pair. Blocking
     /// (file reads): call it off the runtime's workers.
     pub fn reload(&self) -> ReloadOutcome {
-        let (digest, cert_pem, key_pem) = match read_pair(&self.cert_path, &self.key_path) {
+        let files = match read_pair(&self.cert_path, &self.key_path) {
             Ok(read) => read,
             // A file missing for a moment during a swap: report it, keep
             // serving, try again next time.
@@ -219,17 +233,17 @@ impl Identity {
         };
         {
             let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-            if *seen == digest {
+            if *seen == files.digest {
                 return ReloadOutcome::Unchanged;
             }
-            *seen = digest;
+            *seen = files.digest;
         }
         match parse_pair(
             &self.provider,
             &self.cert_path,
             &self.key_path,
-            &cert_pem,
-            &key_pem,
+            &files.cert_pem,
+            &files.key_pem,
         ) {
             Ok(loaded) => {
                 *self.current.write().unwrap_or_else(|e| e.into_inner()) = loaded.key;
