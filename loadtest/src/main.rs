@@ -107,7 +107,11 @@ type Writer = WebSocketWrite<WriteHalf<TokioIo<Upgraded>>>;
 async fn connect(url: &str) -> Result<(Reader, Writer), String> {
     let (tls, rest) = match url.strip_prefix("wss://") {
         Some(rest) => (true, rest),
-        None => (false, url.strip_prefix("ws://").ok_or("only ws:// and wss:// URLs")?),
+        None => (
+            false,
+            url.strip_prefix("ws://")
+                .ok_or("only ws:// and wss:// URLs")?,
+        ),
     };
     let (host, path) = rest.split_once('/').map_or((rest, "/"), |(h, p)| (h, p));
     let stream = TcpStream::connect(host).await.map_err(|e| e.to_string())?;

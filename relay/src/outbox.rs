@@ -55,6 +55,7 @@ impl OutFrame {
 
 /// Writes what it can of `frame` from byte `offset` of its wire form,
 /// without blocking.
+#[inline]
 pub fn try_write_at(socket: &Transport, frame: &OutFrame, offset: usize) -> io::Result<usize> {
     let (header, header_len) = frame_header(frame.opcode, frame.payload.len());
     if offset < header_len {
