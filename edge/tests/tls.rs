@@ -269,3 +269,42 @@ async fn mutual_tls_requires_a_client_certificate_from_the_client_ca() {
         "a client certificate from another CA"
     );
 }
+
+#[tokio::test]
+async fn tls_1_3_and_1_2_are_spoken_and_alpn_settles_on_http_1_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new("test CA");
+    let ca_file = ca.write(dir.path(), "ca");
+    let (cert, key) = ca
+        .issue(&["127.0.0.1"], Usage::Server)
+        .write(dir.path(), "tls");
+    let acceptor = TlsAcceptor::new(
+        load(&cert, &key).unwrap(),
+        None,
+        "test",
+        HandshakeLog::Public,
+    )
+    .unwrap();
+    let addr = serve(acceptor).await;
+    let roots = arthas_edge::tls::read_roots(&ca_file).unwrap();
+    for (version, wanted) in [
+        (&rustls::version::TLS13, rustls::ProtocolVersion::TLSv1_3),
+        (&rustls::version::TLS12, rustls::ProtocolVersion::TLSv1_2),
+    ] {
+        let mut config = rustls::ClientConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[version])
+            .unwrap()
+            .with_root_certificates(roots.clone())
+            .with_no_client_auth();
+        // A browser offers h2 first; the server only speaks HTTP/1.1.
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+            .connect(ServerName::try_from("127.0.0.1").unwrap(), tcp)
+            .await
+            .unwrap();
+        let session = tls.get_ref().1;
+        assert_eq!(session.protocol_version(), Some(wanted));
+        assert_eq!(session.alpn_protocol(), Some(&b"http/1.1"[..]));
+    }
+}
