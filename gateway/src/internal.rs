@@ -81,6 +81,9 @@ pub mod wire {
         pub created_at: i64,
         pub expires_at: i64,
         pub ephemeral: i64,
+        /// Defaults to false from a gateway older than this field (which
+        /// sent the hash instead), so relays can be updated first.
+        #[serde(default)]
         pub has_password: bool,
         pub capacity: u32,
         pub listed: bool,
