@@ -52,6 +52,10 @@ cargo test --workspace --all-features
 # members on different relays), over standalone Redis and over a 3-master Redis Cluster.
 ARTHAS_TEST_TOPOLOGY=redis cargo test --all-features --test conformance -- --test-threads=4
 ARTHAS_TEST_TOPOLOGY=redis-cluster cargo test --all-features --test conformance -- --test-threads=4
+# Its smoke subset over TLS (wss:// and https:// with a CA the tests make; the relays call the
+# gateway's internal API over mutual TLS).
+ARTHAS_TEST_TLS=1 ARTHAS_TEST_TOPOLOGY=redis cargo test --all-features --test conformance -- \
+  --test-threads=4 chat:: files:: passwords:: connection::
 
 # ------------------------------------------------------------ hostile input
 

@@ -2,15 +2,17 @@
 //! `ARTHAS_FOO_BAR`); each limit has its unit in its name. The README's
 //! configuration tables list them all.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
+use edge::tls::{HandshakeLog, Identity, TlsAcceptor};
 use edge::TrustedProxies;
 use gateway::password::PasswordConfig;
 use gateway::GatewayConfig;
 use relay::RelayConfig;
-use store::redis::{RedisConfig, RedisEngine, RedisMode};
+use store::redis::{RedisConfig, RedisEngine, RedisMode, RedisTls};
 use store::StoreError;
 
 /// Who may connect, and how client addresses are read.
@@ -63,6 +65,64 @@ impl HttpArgs {
                 .max_header_bytes
                 .max(gateway::server::MIN_MAX_HEADER_BYTES),
         }
+    }
+}
+
+/// TLS on every listener of the process (public, internal, admin).
+#[derive(Debug, Clone, Args)]
+pub struct TlsArgs {
+    /// PEM certificate chain (leaf first) served on every listener: with --tls-key, they speak HTTPS/WSS only ("" = plain HTTP).
+    #[arg(long, env = "ARTHAS_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "ARTHAS_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// How often the certificate and key files are read again to pick up a rotation, milliseconds.
+    #[arg(long, env = "ARTHAS_TLS_RELOAD_INTERVAL_MS", default_value_t = 10_000)]
+    pub tls_reload_interval_ms: u64,
+}
+
+impl TlsArgs {
+    /// The server certificate, reloaded from disk in the background from
+    /// now on; `None` when TLS is off. Fails on a certificate that cannot
+    /// be served (unreadable, mismatched key, expired).
+    pub fn identity(&self) -> Result<Option<Arc<Identity>>, String> {
+        let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) else {
+            return Ok(None);
+        };
+        let identity = Identity::load(edge::tls::provider(), cert, key, "server")
+            .map_err(|e| format!("--tls-cert/--tls-key: {e}"))?;
+        identity.spawn_reloader(Duration::from_millis(self.tls_reload_interval_ms.max(1)));
+        tracing::info!(
+            cert = %cert.display(),
+            not_after = identity.not_after(),
+            "serving TLS"
+        );
+        Ok(Some(identity))
+    }
+}
+
+/// The acceptor of one listener (`public`, `internal`, `admin`), or `None`
+/// without TLS; `client_auth` requires client certificates.
+pub fn acceptor(
+    identity: &Option<Arc<Identity>>,
+    listener: &'static str,
+    log: HandshakeLog,
+    client_auth: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
+) -> Result<Option<TlsAcceptor>, String> {
+    identity
+        .as_ref()
+        .map(|identity| TlsAcceptor::new(identity.clone(), client_auth, listener, log))
+        .transpose()
+        .map_err(|e| format!("TLS on the {listener} listener: {e}"))
+}
+
+/// `https` with TLS, else `http`: the scheme of the address lines.
+pub fn scheme(identity: &Option<Arc<Identity>>) -> &'static str {
+    if identity.is_some() {
+        "https"
+    } else {
+        "http"
     }
 }
 
@@ -283,6 +343,9 @@ pub struct GatewayArgs {
     /// Do not create the daily topic (a public room per UTC day, made once across all gateways).
     #[arg(long, env = "ARTHAS_DISABLE_DAILY_TOPIC")]
     pub disable_daily_topic: bool,
+    /// Origins the web client's pages may connect to besides their own, comma-separated (`wss://relays.example.com`; the CSP's connect-src) ("" = only their own origin).
+    #[arg(long, env = "ARTHAS_WEB_CONNECT_ORIGINS", default_value = "")]
+    pub web_connect_origins: String,
 }
 
 impl GatewayArgs {
@@ -344,17 +407,36 @@ impl GatewayArgs {
             .map_err(|e| e.to_string())
     }
 
-    /// The public HTTP routes' configuration.
-    pub fn http_config(&self, edge: &EdgeArgs) -> gateway::http::HttpConfig {
-        gateway::http::HttpConfig {
+    /// The public HTTP routes' configuration for a web client that
+    /// connects to `relay_urls` (empty: its own origin's `/ws`); fails on a
+    /// `--web-connect-origins` entry that is not an origin. The page's CSP
+    /// allows exactly its own origin, `--web-connect-origins` and the relays'
+    /// origins.
+    pub fn http_config(
+        &self,
+        edge: &EdgeArgs,
+        relay_urls: Vec<String>,
+    ) -> Result<gateway::http::HttpConfig, String> {
+        let mut connect_origins: Vec<String> = self
+            .web_connect_origins
+            .split(',')
+            .map(str::trim)
+            .filter(|o| !o.is_empty())
+            .map(str::to_owned)
+            .collect();
+        connect_origins.extend(relay_urls.iter().filter_map(|u| gateway::web::origin_of(u)));
+        let content_security_policy = gateway::web::ContentSecurityPolicy::new(&connect_origins)
+            .map_err(|e| format!("--web-connect-origins: {e}"))?;
+        Ok(gateway::http::HttpConfig {
             allowed_origins: edge.allowed_origins.clone(),
             hub_requests_per_minute: self.hub_requests_per_minute,
             room_lookups_per_minute: self.room_lookups_per_minute,
             body_read_timeout: self.body_read_timeout(),
             trusted_proxies: edge.trusted_proxies(),
             max_body_bytes: self.max_body_bytes,
-            relay_urls: Vec::new(),
-        }
+            relay_urls,
+            content_security_policy,
+        })
     }
 }
 
@@ -401,6 +483,15 @@ pub struct RedisArgs {
     /// How long an expired room answers E007 before it is gone (E001), seconds.
     #[arg(long, env = "ARTHAS_EXPIRED_ROOM_GRACE_SECS", default_value_t = 60)]
     pub expired_room_grace_secs: u64,
+    /// PEM CA bundle Redis servers' certificates must chain to (`rediss://`; default: the system's roots, SSL_CERT_FILE).
+    #[arg(long, env = "ARTHAS_REDIS_TLS_CA")]
+    pub redis_tls_ca: Option<PathBuf>,
+    /// PEM client certificate chain for Redis servers with `tls-auth-clients yes` (read at start-up).
+    #[arg(long, env = "ARTHAS_REDIS_TLS_CERT", requires = "redis_tls_key")]
+    pub redis_tls_cert: Option<PathBuf>,
+    /// PEM private key of --redis-tls-cert.
+    #[arg(long, env = "ARTHAS_REDIS_TLS_KEY", requires = "redis_tls_cert")]
+    pub redis_tls_key: Option<PathBuf>,
 }
 
 impl RedisArgs {
@@ -428,9 +519,27 @@ impl RedisArgs {
                 master_name: self.redis_sentinel_master.clone(),
             },
         };
+        let read = |flag: &str, path: &PathBuf| {
+            std::fs::read(path).map_err(|e| StoreError(format!("{flag} {}: {e}", path.display())))
+        };
+        let tls = RedisTls {
+            ca_pem: self
+                .redis_tls_ca
+                .as_ref()
+                .map(|p| read("--redis-tls-ca", p))
+                .transpose()?,
+            client_pem: match (&self.redis_tls_cert, &self.redis_tls_key) {
+                (Some(cert), Some(key)) => Some((
+                    read("--redis-tls-cert", cert)?,
+                    read("--redis-tls-key", key)?,
+                )),
+                _ => None,
+            },
+        };
         let config = RedisConfig {
             pool_size: self.redis_pool_size.max(1),
             max_in_flight: self.redis_max_in_flight.max(1),
+            tls,
             command_timeout: Duration::from_millis(self.redis_command_timeout_ms),
             publish_timeout: Duration::from_millis(self.redis_publish_timeout_ms),
             expired_room_grace: Duration::from_secs(self.expired_room_grace_secs),

@@ -6,9 +6,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arthas::cli::{EdgeArgs, GatewayArgs, HttpArgs, ProcessArgs, RelayArgs};
+use arthas::cli::{self, EdgeArgs, GatewayArgs, HttpArgs, ProcessArgs, RelayArgs, TlsArgs};
 use arthas::process;
 use clap::{CommandFactory, FromArgMatches, Parser};
+use edge::tls::HandshakeLog;
 use relay::server;
 use store::memory::{MemoryEngine, MemoryLimits};
 
@@ -26,6 +27,8 @@ struct Config {
     edge: EdgeArgs,
     #[command(flatten)]
     http: HttpArgs,
+    #[command(flatten)]
+    tls: TlsArgs,
     #[command(flatten)]
     relay: RelayArgs,
     #[command(flatten)]
@@ -65,17 +68,28 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         let metrics = relay.metrics.clone();
         Arc::new(move || metrics.connections.get().max(0) as u64)
     };
-    let api =
-        gateway::http::HttpApi::new(gateway, config.gateway.http_config(&config.edge), online);
+    let api = gateway::http::HttpApi::new(
+        gateway,
+        config.gateway.http_config(&config.edge, Vec::new())?,
+        online,
+    );
     let fallback: Arc<dyn server::HttpFallback> = Arc::new(GatewayRoutes(api));
 
+    let identity = config.tls.identity()?;
+    if let Some(identity) = &identity {
+        relay
+            .metrics
+            .registry
+            .register(Box::new(identity.expiry_gauge()))?;
+    }
+    let tls = cli::acceptor(&identity, "public", HandshakeLog::Public, None)?;
     let listener = tokio::net::TcpListener::bind(&config.listen).await?;
     let addr = listener.local_addr()?;
     // The one line on stdout (text mode): tests and scripts read the address from it.
-    process::announce("listening", addr);
+    process::announce("listening", cli::scheme(&identity), addr);
     tracing::info!(%addr, "arthas all-in-one server listening (in-memory engine)");
 
-    let accept = tokio::spawn(server::serve(listener, relay.clone(), fallback));
+    let accept = tokio::spawn(server::serve(listener, relay.clone(), fallback, tls));
     process::termination().await;
     tracing::info!("shutting down: closing connections with 1001");
     relay

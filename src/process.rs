@@ -21,7 +21,8 @@ use std::time::Duration;
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry::KeyValue;
-use opentelemetry_otlp::WithExportConfig as _;
+use opentelemetry_otlp::tonic_types::transport::ClientTlsConfig;
+use opentelemetry_otlp::{WithExportConfig as _, WithTonicConfig as _};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use opentelemetry_sdk::Resource;
@@ -49,9 +50,8 @@ static LOG_FORMAT: OnceLock<LogFormat> = OnceLock::new();
 #[derive(Default)]
 pub struct Telemetry {
     provider: Option<SdkTracerProvider>,
-    /// Where spans go, or why export failed to start (logged by [`run`]
-    /// after the start-up line).
-    status: Option<Result<String, String>>,
+    /// Where spans go (logged by [`run`] after the start-up line).
+    endpoint: Option<String>,
 }
 
 impl Telemetry {
@@ -161,7 +161,11 @@ fn resource(args: &ProcessArgs, name: &str) -> Resource {
 /// OTLP/gRPC with W3C trace context propagation. Must run inside a Tokio
 /// runtime context (the gRPC channel is created on it); the export itself
 /// runs on its own thread, and a full queue drops spans rather than waiting.
-pub fn init_logging(args: &ProcessArgs, name: &str) -> Telemetry {
+/// An `https://` endpoint is reached over TLS (rustls, ring) checked against
+/// the system's roots (`SSL_CERT_FILE` honoured). An endpoint the exporter
+/// cannot use is an error: the process must not run on without the traces
+/// it was asked for.
+pub fn init_logging(args: &ProcessArgs, name: &str) -> Result<Telemetry, String> {
     let _ = LOG_FORMAT.set(args.log_format);
     let filter = EnvFilter::try_from_env("ARTHAS_LOG")
         .unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
@@ -178,15 +182,23 @@ pub fn init_logging(args: &ProcessArgs, name: &str) -> Telemetry {
             .boxed(),
     };
     let mut telemetry = Telemetry::default();
-    let mut otlp_error = None;
     let target = export_target(args);
     let otel = match &target {
         None => None,
         Some(target) => {
             let builder = opentelemetry_otlp::SpanExporter::builder().with_tonic();
-            let builder = match target {
-                Export::Flag(endpoint) => builder.with_endpoint(endpoint.clone()),
-                Export::Environment(_) => builder,
+            let (builder, endpoint, source) = match target {
+                Export::Flag(endpoint) => (
+                    builder.with_endpoint(endpoint.clone()),
+                    endpoint,
+                    "--otlp-endpoint",
+                ),
+                Export::Environment(endpoint) => (builder, endpoint, "OTEL_EXPORTER_OTLP_ENDPOINT"),
+            };
+            let builder = if endpoint.trim().starts_with("https://") {
+                builder.with_tls_config(ClientTlsConfig::new().with_native_roots())
+            } else {
+                builder
             };
             match builder.build() {
                 Ok(exporter) => {
@@ -205,10 +217,7 @@ pub fn init_logging(args: &ProcessArgs, name: &str) -> Telemetry {
                             .with_filter(filter_fn(exported)),
                     )
                 }
-                Err(e) => {
-                    otlp_error = Some(e);
-                    None
-                }
+                Err(e) => return Err(format!("{source} {endpoint:?}: {e}")),
             }
         }
     };
@@ -216,21 +225,19 @@ pub fn init_logging(args: &ProcessArgs, name: &str) -> Telemetry {
         .with(fmt.with_filter(filter))
         .with(otel)
         .init();
-    if let Some(e) = otlp_error {
-        telemetry.status = Some(Err(e.to_string()));
-    } else if let Some(target) = target.filter(|_| telemetry.provider.is_some()) {
+    if let Some(target) = target.filter(|_| telemetry.provider.is_some()) {
         let (Export::Flag(endpoint) | Export::Environment(endpoint)) = target;
-        telemetry.status = Some(Ok(endpoint));
+        telemetry.endpoint = Some(endpoint);
     }
-    telemetry
+    Ok(telemetry)
 }
 
 /// Prints `WORD on http://ADDR` on stdout in text mode (tests and scripts
 /// read the addresses there); in JSON mode stdout stays empty and the
 /// addresses are in the start-up log line.
-pub fn announce(word: &str, addr: impl std::fmt::Display) {
+pub fn announce(word: &str, scheme: &str, addr: impl std::fmt::Display) {
     if LOG_FORMAT.get() != Some(&LogFormat::Json) {
-        println!("{word} on http://{addr}");
+        println!("{word} on {scheme}://{addr}");
     }
 }
 
@@ -324,16 +331,21 @@ where
         let _context = runtime.enter();
         init_logging(args, name)
     };
+    let telemetry = match telemetry {
+        Ok(telemetry) => telemetry,
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     tracing::info!(
         version = VERSION,
         commit = COMMIT,
         config,
         "{name} starting"
     );
-    match &telemetry.status {
-        Some(Ok(endpoint)) => tracing::info!(%endpoint, "exporting spans over OTLP/gRPC"),
-        Some(Err(e)) => tracing::error!(error = %e, "tracing export disabled: bad OTLP endpoint"),
-        None => {}
+    if let Some(endpoint) = &telemetry.endpoint {
+        tracing::info!(%endpoint, "exporting spans over OTLP/gRPC");
     }
     raise_open_files_limit();
     let result = runtime.block_on(async {

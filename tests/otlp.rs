@@ -55,12 +55,24 @@ async fn start_collector() -> (
     std::net::SocketAddr,
     mpsc::UnboundedReceiver<ExportTraceServiceRequest>,
 ) {
-    let (addr, requests, _tokens) = start_collector_with_tokens().await;
+    let (addr, requests, _tokens) = start_collector_with(None).await;
     (addr, requests)
 }
 
 /// [`start_collector`], also handing over each request's token header.
 async fn start_collector_with_tokens() -> (
+    std::net::SocketAddr,
+    mpsc::UnboundedReceiver<ExportTraceServiceRequest>,
+    mpsc::UnboundedReceiver<String>,
+) {
+    start_collector_with(None).await
+}
+
+/// The collector, over TLS with `identity` (PEM certificate chain and key)
+/// when given: its address, the requests and each request's token header.
+async fn start_collector_with(
+    identity: Option<(String, String)>,
+) -> (
     std::net::SocketAddr,
     mpsc::UnboundedReceiver<ExportTraceServiceRequest>,
     mpsc::UnboundedReceiver<String>,
@@ -71,8 +83,17 @@ async fn start_collector_with_tokens() -> (
     let addr = listener.local_addr().expect("collector address");
     let (tx, rx) = mpsc::unbounded_channel();
     let (token_tx, token_rx) = mpsc::unbounded_channel();
+    let mut server = tonic::transport::Server::builder();
+    if let Some((cert, key)) = identity {
+        server = server
+            .tls_config(
+                tonic::transport::ServerTlsConfig::new()
+                    .identity(tonic::transport::Identity::from_pem(cert, key)),
+            )
+            .expect("the collector's TLS configuration");
+    }
     tokio::spawn(
-        tonic::transport::Server::builder()
+        server
             .add_service(TraceServiceServer::new(Collector(tx, token_tx)))
             .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
     );
@@ -342,4 +363,69 @@ async fn the_sampler_variable_is_honoured() {
         spans += spans_with_resource(&[request]).len();
     }
     assert_eq!(spans, 0, "always_off exported spans");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_reach_a_collector_over_https() {
+    let certs = support::tls::certificates();
+    let issued = certs.ca.issue(&["127.0.0.1"], edge::testing::Usage::Server);
+    let (collector, mut requests, _tokens) =
+        start_collector_with(Some((issued.chain_pem, issued.key_pem))).await;
+    let args = vec![
+        "--listen".to_string(),
+        "127.0.0.1:0".to_string(),
+        "--otlp-endpoint".to_string(),
+        format!("https://{collector}"),
+    ];
+    // The collector's CA is trusted the way an operator adds a private CA.
+    let envs = vec![(
+        "SSL_CERT_FILE".to_string(),
+        certs.ca_file.display().to_string(),
+    )];
+    let mut server = Starting::spawn("arthas", ARTHAS_BIN, &args, &envs, &["listening"])
+        .ready()
+        .await
+        .unwrap_or_else(|e| panic!("arthas did not start: {e}"));
+    let ws_url = format!("ws://{}/ws", server.addr());
+    let mut creator = Client::connect(&ws_url).await;
+    let (created, _) = create_on(
+        &mut creator,
+        map! {"name" => "a", "password" => "", "ephemeral" => 0, "expiry" => 0},
+    )
+    .await;
+    let status = server.terminate().await;
+    assert!(status.success(), "arthas exited with {status}");
+    let mut received = Vec::new();
+    while let Ok(request) = requests.try_recv() {
+        received.push(request);
+    }
+    let created_span = received
+        .iter()
+        .flat_map(|r| &r.resource_spans)
+        .flat_map(|rs| &rs.scope_spans)
+        .flat_map(|ss| &ss.spans)
+        .find(|s| s.name == "create_room");
+    assert!(
+        created_span
+            .is_some_and(|s| string_attr(&s.attributes, "room") == Some(created.str("roomId"))),
+        "no create_room span arrived over TLS; arthas logged:\n{}",
+        server.stderr()
+    );
+}
+
+#[tokio::test]
+async fn an_unusable_otlp_endpoint_stops_the_start() {
+    let args = vec![
+        "--listen".to_string(),
+        "127.0.0.1:0".to_string(),
+        "--otlp-endpoint".to_string(),
+        "not a url".to_string(),
+    ];
+    let started = Starting::spawn("arthas", ARTHAS_BIN, &args, &[], &["listening"])
+        .ready()
+        .await;
+    let Err(why) = started else {
+        panic!("arthas started with an unusable --otlp-endpoint");
+    };
+    assert!(why.contains("--otlp-endpoint \"not a url\""), "{why}");
 }

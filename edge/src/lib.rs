@@ -1,4 +1,6 @@
-//! What every listener at the network edge shares.
+//! What every listener at the network edge shares, whichever binary opens
+//! it (the all-in-one server, a relay, the gateway; public, internal and
+//! admin ports alike).
 //!
 //! The relay's WebSocket listener and the gateway's public HTTP listener
 //! both answer clients directly or through proxies, and both count per-IP
@@ -10,8 +12,15 @@
 //!   is not a trusted proxy);
 //! - [`ClientKey`]: the address a client's limits are counted under (an IPv4
 //!   address, or the /64 of an IPv6 one, which one subscriber usually holds
-//!   whole).
+//!   whole);
+//! - [`tls`]: TLS termination with rustls (ring), certificates re-read
+//!   from disk while the process runs, and the TLS client configuration of
+//!   the cluster's internal calls.
 
 pub mod client_ip;
+pub mod tls;
+
+#[cfg(feature = "test-support")]
+pub mod testing;
 
 pub use client_ip::{client_ip, ClientKey, TrustedProxies, TrustedProxiesError};

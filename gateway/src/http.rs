@@ -67,6 +67,9 @@ pub struct HttpConfig {
     /// Where the served web client connects (`--relay-urls`; empty: this
     /// origin's `/ws`).
     pub relay_urls: Vec<String>,
+    /// The web client pages' Content-Security-Policy (which origins the
+    /// page may connect to).
+    pub content_security_policy: web::ContentSecurityPolicy,
 }
 
 impl Default for HttpConfig {
@@ -79,6 +82,7 @@ impl Default for HttpConfig {
             trusted_proxies: edge::TrustedProxies::none(),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             relay_urls: Vec::new(),
+            content_security_policy: web::ContentSecurityPolicy::default(),
         }
     }
 }
@@ -253,7 +257,10 @@ impl HttpApi {
         };
         HttpApi {
             inner: Arc::new(Inner {
-                web: web::WebClient::new(&config.relay_urls),
+                web: web::WebClient::new(
+                    &config.relay_urls,
+                    config.content_security_policy.clone(),
+                ),
                 gateway,
                 config,
                 allow_origin,
@@ -520,7 +527,7 @@ impl HttpApi {
         let mut response = json_response(
             StatusCode::CREATED,
             &CreatedRoomBody {
-                has_password: room.has_password(),
+                has_password: room.has_password,
                 expires_at: room.expires_at,
                 listing_error: created.listing_error.map(RejectBody::from),
                 room_id: room.id.clone(),

@@ -1,7 +1,10 @@
 //! The gateway's internal HTTP API: what cluster relays call instead of
 //! running argon2 themselves. Served on its own port (never exposed to the
 //! internet) and authenticated with a shared secret
-//! (`Authorization: Bearer <secret>`, compared in constant time).
+//! (`Authorization: Bearer <secret>`, compared in constant time), or with
+//! relay client certificates when the listener requires them (mutual TLS;
+//! [`InternalConfig::mutual_tls`]), or both: when both are configured,
+//! both are required.
 //!
 //! | route | body | success |
 //! |---|---|---|
@@ -29,7 +32,7 @@ use tracing::Instrument as _;
 
 use crate::hub::unescape;
 use crate::problem::Problem;
-use crate::rooms::{CreateRoomRequest, Gateway, ListingRequest};
+use crate::rooms::{CreateRoomRequest, Gateway, ListingRequest, NewRoomSummary};
 use crate::server::{
     empty_response, json_response, read_json, DEFAULT_BODY_READ_TIMEOUT, DEFAULT_MAX_BODY_BYTES,
 };
@@ -78,7 +81,8 @@ pub mod wire {
         pub key_encoded: String,
     }
 
-    /// A stored room record.
+    /// A created room as the relay learns it: no password hash (only the
+    /// gateway verifies passwords), just whether there is one.
     #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
     #[serde(rename_all = "camelCase")]
     pub struct Room {
@@ -86,9 +90,10 @@ pub mod wire {
         pub created_at: i64,
         pub expires_at: i64,
         pub ephemeral: i64,
-        /// The argon2id PHC string (relays read the same record from the
-        /// store anyway; it is never the client's password).
-        pub password_hash: String,
+        /// Defaults to false from a gateway older than this field (which
+        /// sent the hash instead), so relays can be updated first.
+        #[serde(default)]
+        pub has_password: bool,
         pub capacity: u32,
         pub listed: bool,
     }
@@ -125,28 +130,28 @@ pub mod wire {
     }
 }
 
-impl From<store::RoomRecord> for wire::Room {
-    fn from(r: store::RoomRecord) -> wire::Room {
+impl From<NewRoomSummary> for wire::Room {
+    fn from(r: NewRoomSummary) -> wire::Room {
         wire::Room {
             id: r.id,
             created_at: r.created_at,
             expires_at: r.expires_at,
             ephemeral: r.ephemeral,
-            password_hash: r.password_hash,
+            has_password: r.has_password,
             capacity: r.capacity,
             listed: r.listed,
         }
     }
 }
 
-impl From<wire::Room> for store::RoomRecord {
-    fn from(r: wire::Room) -> store::RoomRecord {
-        store::RoomRecord {
+impl From<wire::Room> for NewRoomSummary {
+    fn from(r: wire::Room) -> NewRoomSummary {
+        NewRoomSummary {
             id: r.id,
             created_at: r.created_at,
             expires_at: r.expires_at,
             ephemeral: r.ephemeral,
-            password_hash: r.password_hash,
+            has_password: r.has_password,
             capacity: r.capacity,
             listed: r.listed,
         }
@@ -165,8 +170,14 @@ impl From<&Reject> for wire::Refusal {
 /// Settings of the internal API.
 #[derive(Clone)]
 pub struct InternalConfig {
-    /// The shared secret relays present. Empty = every request is refused.
+    /// The shared secret relays present. Empty = no bearer token is asked
+    /// for, which is allowed only with `mutual_tls` (else every request is
+    /// refused).
     pub secret: String,
+    /// The listener serving this API requires a client certificate from
+    /// the relays' CA on every connection (the TLS layer checked it before
+    /// any request arrives).
+    pub mutual_tls: bool,
     /// Largest JSON request body accepted.
     pub max_body_bytes: usize,
     /// Longest a request body may take to arrive.
@@ -177,6 +188,7 @@ impl std::fmt::Debug for InternalConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("InternalConfig")
             .field("secret", &"<redacted>")
+            .field("mutual_tls", &self.mutual_tls)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("body_read_timeout", &self.body_read_timeout)
             .finish()
@@ -188,6 +200,7 @@ impl InternalConfig {
     pub fn new(secret: impl Into<String>) -> InternalConfig {
         InternalConfig {
             secret: secret.into(),
+            mutual_tls: false,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
         }
@@ -211,6 +224,8 @@ struct Inner {
     /// SHA-256 of the secret, so the comparison is constant-time whatever
     /// the length of what is presented; `None` when no secret is set.
     secret_digest: Option<[u8; 32]>,
+    /// Every connection carries a verified relay client certificate.
+    mutual_tls: bool,
     max_body_bytes: usize,
     body_read_timeout: std::time::Duration,
 }
@@ -237,13 +252,16 @@ impl InternalApi {
     pub fn new(gateway: Gateway, config: InternalConfig) -> InternalApi {
         let secret_digest =
             (!config.secret.is_empty()).then(|| Sha256::digest(config.secret.as_bytes()).into());
-        if secret_digest.is_none() {
-            tracing::warn!("internal API has no secret: every request will be refused");
+        if secret_digest.is_none() && !config.mutual_tls {
+            tracing::warn!(
+                "internal API has no secret and no client certificates: every request will be refused"
+            );
         }
         InternalApi {
             inner: Arc::new(Inner {
                 gateway,
                 secret_digest,
+                mutual_tls: config.mutual_tls,
                 max_body_bytes: config.max_body_bytes,
                 body_read_timeout: config.body_read_timeout,
             }),
@@ -257,7 +275,9 @@ impl InternalApi {
 
     fn authorized(&self, request: &Request<Incoming>) -> bool {
         let Some(expected) = &self.inner.secret_digest else {
-            return false;
+            // No secret: the client certificate, checked by TLS, is the
+            // credential.
+            return self.inner.mutual_tls;
         };
         let Some(presented) = request
             .headers()

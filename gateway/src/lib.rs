@@ -38,7 +38,10 @@ pub mod ticket;
 pub mod trace_context;
 pub mod web;
 
-pub use rooms::{CreateRoomRequest, CreatedRoom, Gateway, GatewayConfig, ListingRequest, RoomInfo};
+pub use rooms::{
+    CreateRoomRequest, CreatedRoom, Gateway, GatewayConfig, ListingRequest, NewRoomSummary,
+    RoomInfo,
+};
 
 use std::net::IpAddr;
 

@@ -361,6 +361,14 @@ impl GatewayMetrics {
         result
     }
 
+    /// Adds a metric kept elsewhere (the TLS certificate's expiry).
+    pub fn register(
+        &self,
+        collector: Box<dyn prometheus::core::Collector>,
+    ) -> Result<(), prometheus::Error> {
+        self.registry.register(collector)
+    }
+
     /// The text exposition format.
     pub fn render(&self) -> String {
         TextEncoder::new()

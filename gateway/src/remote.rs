@@ -1,5 +1,9 @@
 //! [`RemoteGateway`]: the [`Authority`] a cluster relay uses, calling the
-//! gateway's internal API ([`crate::internal`]) over HTTP/1.1.
+//! gateway's internal API ([`crate::internal`]) over HTTP/1.1, or HTTPS
+//! (`https://` base URL): the gateway's certificate is checked against the
+//! configured CA, and a client certificate may stand in for the shared
+//! secret or come beside it (mutual TLS). A certificate the relay does not
+//! trust fails the call with a log line naming the reason.
 //!
 //! One client per relay, with a keep-alive pool: a join storm reuses warm
 //! connections instead of paying a TCP handshake per password check. Every
@@ -17,6 +21,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use hyper::{Method, Request, StatusCode, Uri};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -35,10 +40,15 @@ use crate::Authority;
 /// How to reach the gateway's internal API.
 #[derive(Clone)]
 pub struct RemoteConfig {
-    /// `http://host:port` of the internal API (no path).
+    /// `http://host:port` or `https://host:port` of the internal API (no path).
     pub base_url: String,
-    /// The shared secret (`--internal-secret` of the gateway).
+    /// The shared secret (`--internal-secret` of the gateway); empty when a
+    /// client certificate (in `tls`) authenticates the relay instead.
     pub secret: String,
+    /// TLS for an `https://` base URL: the CAs trusted for the gateway's
+    /// certificate and the relay's client certificate, if any (default:
+    /// the system's roots, no client certificate).
+    pub tls: Option<Arc<rustls::ClientConfig>>,
     /// Deadline for establishing a TCP connection.
     pub connect_timeout: Duration,
     /// Deadline for a whole call (connect, argon2 queueing, response).
@@ -59,6 +69,7 @@ impl std::fmt::Debug for RemoteConfig {
         f.debug_struct("RemoteConfig")
             .field("base_url", &self.base_url)
             .field("secret", &"<redacted>")
+            .field("tls", &self.tls.is_some())
             .field("connect_timeout", &self.connect_timeout)
             .field("request_timeout", &self.request_timeout)
             .field("pool_idle_timeout", &self.pool_idle_timeout)
@@ -75,6 +86,7 @@ impl RemoteConfig {
         RemoteConfig {
             base_url: base_url.into(),
             secret: secret.into(),
+            tls: None,
             connect_timeout: Duration::from_secs(2),
             request_timeout: Duration::from_secs(10),
             pool_idle_timeout: Duration::from_secs(60),
@@ -88,20 +100,25 @@ impl RemoteConfig {
 /// A configuration that cannot work.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RemoteError {
-    #[error("gateway URL must look like http://host:port, got {0:?}")]
+    #[error("gateway URL must look like http://host:port or https://host:port, got {0:?}")]
     BadUrl(String),
-    #[error("the internal API secret is empty or not a valid header value")]
+    #[error("the internal API secret is empty (and no client certificate is configured) or not a valid header value")]
     BadSecret,
+    #[error("TLS settings are given for an http:// gateway URL: use https://")]
+    TlsWithoutHttps,
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 /// The gateway's internal API as an [`Authority`].
 #[derive(Clone)]
 pub struct RemoteGateway {
-    client: Client<HttpConnector, Full<Bytes>>,
-    /// `http://host:port`, no trailing slash.
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    /// `http(s)://host:port`, no trailing slash.
     base: String,
-    /// `Bearer <secret>`, marked sensitive.
-    authorization: HeaderValue,
+    /// `Bearer <secret>`, marked sensitive; `None` when a client
+    /// certificate is the relay's only credential.
+    authorization: Option<HeaderValue>,
     request_timeout: Duration,
     max_response_bytes: usize,
     /// Turns for calls in flight: a creation storm opens at most this many
@@ -130,6 +147,22 @@ fn encode_segment(segment: &str) -> String {
     out
 }
 
+/// An error with its sources (hyper's own message hides the TLS reason,
+/// such as an unknown issuer or an expired certificate, in its source).
+struct ErrorChain<'a>(&'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(e) = source {
+            write!(f, ": {e}")?;
+            source = e.source();
+        }
+        Ok(())
+    }
+}
+
 /// A failed call: what the relay tells the client.
 fn unavailable(what: &str, detail: impl std::fmt::Display) -> Reject {
     static CALL_FAILED: WarnLimit = WarnLimit::new();
@@ -147,21 +180,56 @@ impl RemoteGateway {
         let uri: Uri = base
             .parse()
             .map_err(|_| RemoteError::BadUrl(config.base_url.clone()))?;
-        if uri.scheme_str() != Some("http")
-            || uri.authority().is_none()
-            || !matches!(uri.path(), "" | "/")
-        {
+        let https = match uri.scheme_str() {
+            Some("https") => true,
+            Some("http") => false,
+            _ => return Err(RemoteError::BadUrl(config.base_url)),
+        };
+        if uri.authority().is_none() || !matches!(uri.path(), "" | "/") {
             return Err(RemoteError::BadUrl(config.base_url));
         }
-        if config.secret.is_empty() {
-            return Err(RemoteError::BadSecret);
+        if config.tls.is_some() && !https {
+            return Err(RemoteError::TlsWithoutHttps);
         }
-        let mut authorization = HeaderValue::from_str(&format!("Bearer {}", config.secret))
-            .map_err(|_| RemoteError::BadSecret)?;
-        authorization.set_sensitive(true);
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(config.connect_timeout));
-        connector.set_nodelay(true);
+        let tls = match config.tls {
+            Some(tls) => tls,
+            None if https => {
+                edge::tls::client_config(None, None).map_err(|e| RemoteError::Tls(e.to_string()))?
+            }
+            // Never used for http://, but the connector wants one.
+            None => Arc::new(
+                rustls::ClientConfig::builder_with_provider(edge::tls::provider())
+                    .with_protocol_versions(edge::tls::PROTOCOL_VERSIONS)
+                    .map_err(|e| RemoteError::Tls(e.to_string()))?
+                    .with_root_certificates(rustls::RootCertStore::empty())
+                    .with_no_client_auth(),
+            ),
+        };
+        let has_client_certificate = tls.client_auth_cert_resolver.has_certs();
+        let authorization = if config.secret.is_empty() {
+            if !(https && has_client_certificate) {
+                return Err(RemoteError::BadSecret);
+            }
+            None
+        } else {
+            let mut value = HeaderValue::from_str(&format!("Bearer {}", config.secret))
+                .map_err(|_| RemoteError::BadSecret)?;
+            value.set_sensitive(true);
+            Some(value)
+        };
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(config.connect_timeout));
+        http.set_nodelay(true);
+        http.enforce_http(false);
+        // The connector sets ALPN itself (http/1.1) and refuses a
+        // configuration that already has it.
+        let mut tls = (*tls).clone();
+        tls.alpn_protocols.clear();
+        let connector = HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(config.pool_idle_timeout)
             .pool_max_idle_per_host(config.pool_max_idle)
@@ -189,8 +257,11 @@ impl RemoteGateway {
         let mut request = Request::builder()
             .method(Method::POST)
             .uri(format!("{}{path}", self.base))
-            .header(AUTHORIZATION, self.authorization.clone())
-            .header(CONTENT_TYPE, "application/json")
+            .header(CONTENT_TYPE, "application/json");
+        if let Some(authorization) = &self.authorization {
+            request = request.header(AUTHORIZATION, authorization.clone());
+        }
+        let mut request = request
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| unavailable(what, e))?;
         crate::trace_context::inject(request.headers_mut());
@@ -204,7 +275,7 @@ impl RemoteGateway {
                 .client
                 .request(request)
                 .await
-                .map_err(|e| unavailable(what, e))?;
+                .map_err(|e| unavailable(what, ErrorChain(&e)))?;
             let status = response.status();
             let bytes = Limited::new(response.into_body(), self.max_response_bytes)
                 .collect()
@@ -324,7 +395,7 @@ mod tests {
     #[tokio::test]
     async fn bad_configs_are_refused() {
         assert!(matches!(
-            RemoteGateway::new(RemoteConfig::new("https://gw:8082", "s")),
+            RemoteGateway::new(RemoteConfig::new("ftp://gw:8082", "s")),
             Err(RemoteError::BadUrl(_))
         ));
         assert!(matches!(

@@ -183,9 +183,41 @@ pub struct ListingRequest {
 /// A created room, and what became of its public listing.
 #[derive(Debug, Clone)]
 pub struct CreatedRoom {
-    pub room: RoomRecord,
+    pub room: NewRoomSummary,
     /// E010/E011 to send after RoomJoined (the room stays, private).
     pub listing_error: Option<Reject>,
+}
+
+/// What the creator of a room (a relay, the HTTP API) learns of it: its
+/// record without the password's argon2id hash, which never leaves the
+/// gateway and the store (only the gateway verifies passwords).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRoomSummary {
+    pub id: String,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds; 0 = never.
+    pub expires_at: i64,
+    pub ephemeral: i64,
+    /// Joining needs the password.
+    pub has_password: bool,
+    pub capacity: u32,
+    /// In the public directory.
+    pub listed: bool,
+}
+
+impl From<&RoomRecord> for NewRoomSummary {
+    fn from(r: &RoomRecord) -> NewRoomSummary {
+        NewRoomSummary {
+            id: r.id.clone(),
+            created_at: r.created_at,
+            expires_at: r.expires_at,
+            ephemeral: r.ephemeral,
+            has_password: r.has_password(),
+            capacity: r.capacity,
+            listed: r.listed,
+        }
+    }
 }
 
 /// Room creation and password checks over a [`RoomStore`].
@@ -342,7 +374,7 @@ impl Gateway {
             None => None,
         };
         Ok(CreatedRoom {
-            room: record,
+            room: NewRoomSummary::from(&record),
             listing_error,
         })
     }
@@ -670,8 +702,10 @@ mod tests {
             .await
             .unwrap();
         let room = created.room;
-        assert!(room.password_hash.starts_with("$argon2id$"));
-        assert!(!room.password_hash.contains(&"a".repeat(64)));
+        assert!(room.has_password);
+        let stored = g.store().room(&room.id).await.unwrap().unwrap();
+        assert!(stored.password_hash.starts_with("$argon2id$"));
+        assert!(!stored.password_hash.contains(&"a".repeat(64)));
         assert_eq!(room.expires_at - room.created_at, 604_800);
         let negative = g
             .create_room(CreateRoomRequest {

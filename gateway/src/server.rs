@@ -14,6 +14,9 @@
 //! problem; the server keeps serving. An `accept` that fails (out of
 //! descriptors, say) is retried after a growing pause ([`accept`]) instead of
 //! spinning.
+//!
+//! With a [`TlsAcceptor`] every connection starts with a TLS handshake, in
+//! the connection's own task.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -23,6 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use edge::tls::TlsAcceptor;
 use futures_util::FutureExt as _;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -181,22 +185,24 @@ impl Handler for crate::internal::InternalApi {
     }
 }
 
-/// Serves `handler` on `listener` with the default [`HttpLimits`] until
-/// `shutdown` resolves; see [`serve_with`].
+/// Serves `handler` on `listener` (over TLS with `tls`) with the default
+/// [`HttpLimits`] until `shutdown` resolves; see [`serve_with`].
 pub async fn serve<H: Handler>(
     listener: TcpListener,
     handler: Arc<H>,
+    tls: Option<TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
 ) {
-    serve_with(listener, handler, shutdown, HttpLimits::default()).await
+    serve_with(listener, handler, tls, shutdown, HttpLimits::default()).await
 }
 
-/// Serves `handler` on `listener` until `shutdown` resolves, then stops
-/// accepting, lets open connections finish their requests (at most
-/// [`SHUTDOWN_GRACE`]) and returns.
+/// Serves `handler` on `listener` (over TLS with `tls`) until `shutdown`
+/// resolves, then stops accepting, lets open connections finish their
+/// requests (at most [`SHUTDOWN_GRACE`]) and returns.
 pub async fn serve_with<H: Handler>(
     listener: TcpListener,
     handler: Arc<H>,
+    tls: Option<TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
     limits: HttpLimits,
 ) {
@@ -217,10 +223,26 @@ pub async fn serve_with<H: Handler>(
                 Ok::<_, Infallible>(response)
             }
         });
-        let connection = builder.serve_connection(TokioIo::new(stream), service);
-        let connection = graceful.watch(connection);
+        let http = builder.clone();
+        let watcher = graceful.watcher();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
+            let served = match tls {
+                None => {
+                    watcher
+                        .watch(http.serve_connection(TokioIo::new(stream), service))
+                        .await
+                }
+                Some(tls) => match tls.accept(stream, peer).await {
+                    Some(stream) => {
+                        watcher
+                            .watch(http.serve_connection(TokioIo::new(stream), service))
+                            .await
+                    }
+                    None => return,
+                },
+            };
+            if let Err(e) = served {
                 tracing::debug!(error = %e, %peer, "http connection ended with an error");
             }
         });

@@ -5,14 +5,18 @@
 //! Routing is the reference SPA's: an existing file is served (`/assets/*`
 //! as immutable), anything else gets `index.html` with `no-cache`, so the
 //! client's own router sees every path. HTML carries a strict CSP: the
-//! client loads only its own scripts and styles, and opens WebSockets only.
+//! client loads only its own scripts and styles and connects only to its
+//! own origin (`'self'`, which covers `ws:`/`wss:` to the same host) and the
+//! origins configured for it ([`ContentSecurityPolicy`]), never to any
+//! WebSocket host.
 //!
 //! Where the page's WebSocket goes: by default this origin's `/ws` (a relay
 //! serves the page itself, or an Ingress routes `/ws` of the public host to
 //! the relays). A gateway reached on its own address, with the relays
 //! elsewhere (`--relay-urls`), writes their `ws(s)://` URLs into the page's
 //! `<meta name="arthas-relays">` ([`WebClient::new`]); the page then picks
-//! one of them, so the address an operator opens first works.
+//! one of them, so the address an operator opens first works. Their origins
+//! join the CSP's `connect-src`.
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -43,19 +47,79 @@ const INDEX: &str = "index.html";
 /// Where fingerprinted build output lives (safe to cache forever).
 const IMMUTABLE_PREFIX: &str = "assets/";
 
-/// Sent with every HTML page.
-pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; connect-src 'self' ws: wss:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
 const CACHE_IMMUTABLE: &str = "public, immutable, max-age=31536000";
 const CACHE_NONE: &str = "no-cache";
 
-/// Headers every web-client response carries.
-fn harden(response: &mut Response<Full<Bytes>>, html: bool) {
-    let headers = response.headers_mut();
-    if html {
-        headers.insert(
-            "content-security-policy",
-            HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+/// The Content-Security-Policy of every HTML page: the client's own
+/// scripts, styles and images only, and connections (fetch, WebSocket) to
+/// its own origin plus the configured ones, e.g. the relays' public
+/// `wss://` origin when they are not behind the page's own host.
+#[derive(Debug, Clone)]
+pub struct ContentSecurityPolicy {
+    /// The header, built once.
+    header: HeaderValue,
+}
+
+impl Default for ContentSecurityPolicy {
+    fn default() -> Self {
+        ContentSecurityPolicy::same_origin()
+    }
+}
+
+/// An origin a page may connect to: `scheme://host[:port]`, scheme one of
+/// `wss`, `ws`, `https`, `http`, nothing else (a path, a wildcard, a
+/// separator that would end the directive).
+fn connect_origin(raw: &str) -> Result<String, String> {
+    let bad = || format!("{raw:?} is not an origin like wss://relays.example.com[:port]");
+    let uri: hyper::Uri = raw.parse().map_err(|_| bad())?;
+    let scheme = uri.scheme_str().ok_or_else(bad)?;
+    let authority = uri.authority().ok_or_else(bad)?.as_str();
+    let host_chars =
+        |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']');
+    if !matches!(scheme, "wss" | "ws" | "https" | "http")
+        || !matches!(uri.path(), "" | "/")
+        || uri.query().is_some()
+        || authority.is_empty()
+        || !authority.chars().all(host_chars)
+    {
+        return Err(bad());
+    }
+    Ok(format!("{scheme}://{authority}"))
+}
+
+impl ContentSecurityPolicy {
+    /// Connections to the page's own origin only.
+    pub fn same_origin() -> ContentSecurityPolicy {
+        ContentSecurityPolicy::new(&[]).expect("no origins to refuse")
+    }
+
+    /// Connections to the page's own origin and exactly `connect_origins`
+    /// (each `scheme://host[:port]`); anything else is refused.
+    pub fn new(connect_origins: &[String]) -> Result<ContentSecurityPolicy, String> {
+        let mut connect = String::from("'self'");
+        for origin in connect_origins {
+            connect.push(' ');
+            connect.push_str(&connect_origin(origin.trim())?);
+        }
+        let text = format!(
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; \
+             connect-src {connect}; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
         );
+        let header = HeaderValue::from_str(&text).map_err(|e| e.to_string())?;
+        Ok(ContentSecurityPolicy { header })
+    }
+
+    /// The header's text.
+    pub fn as_str(&self) -> &str {
+        self.header.to_str().unwrap_or_default()
+    }
+}
+
+/// Headers every web-client response carries.
+fn harden(response: &mut Response<Full<Bytes>>, csp: Option<&ContentSecurityPolicy>) {
+    let headers = response.headers_mut();
+    if let Some(csp) = csp {
+        headers.insert("content-security-policy", csp.header.clone());
     }
     headers.insert(
         "x-content-type-options",
@@ -68,6 +132,7 @@ fn file_response(
     name: &str,
     method: &Method,
     cache: Option<&'static str>,
+    csp: &ContentSecurityPolicy,
 ) -> Option<Response<Full<Bytes>>> {
     let file = WebAssets::get(name)?;
     let mime = file.metadata.mimetype().to_owned();
@@ -85,7 +150,7 @@ fn file_response(
     if let Some(cache) = cache {
         headers.insert(CACHE_CONTROL, HeaderValue::from_static(cache));
     }
-    harden(&mut response, html);
+    harden(&mut response, html.then_some(csp));
     Some(response)
 }
 
@@ -125,19 +190,29 @@ pub fn parse_relay_urls(list: &str) -> Result<Vec<String>, String> {
         .collect()
 }
 
+/// The origin (`scheme://host[:port]`) of a `ws://` or `wss://` URL.
+pub fn origin_of(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    (!authority.is_empty()).then(|| format!("{scheme}://{authority}"))
+}
+
 /// The web client as this process serves it.
 #[derive(Debug, Clone, Default)]
 pub struct WebClient {
     /// `index.html` with the relay list filled in (None: the embedded one).
     index: Option<Bytes>,
+    /// The pages' Content-Security-Policy.
+    csp: ContentSecurityPolicy,
 }
 
 impl WebClient {
     /// A client whose page connects to one of `relay_urls` (checked with
-    /// [`parse_relay_urls`]); empty: to this origin's `/ws`.
-    pub fn new(relay_urls: &[String]) -> WebClient {
+    /// [`parse_relay_urls`]; empty: to this origin's `/ws`), its HTML pages
+    /// carrying `csp` (which must allow the relays' origins).
+    pub fn new(relay_urls: &[String], csp: ContentSecurityPolicy) -> WebClient {
         if relay_urls.is_empty() {
-            return WebClient::default();
+            return WebClient { index: None, csp };
         }
         let index = WebAssets::get(INDEX).map(|file| {
             let html = String::from_utf8_lossy(&file.data).replace(
@@ -149,12 +224,12 @@ impl WebClient {
             );
             Bytes::from(html)
         });
-        WebClient { index }
+        WebClient { index, csp }
     }
 
     /// Serves `path` (the request path, `/`-rooted).
     pub fn serve(&self, method: &Method, path: &str) -> Response<Full<Bytes>> {
-        let mut response = serve(method, path);
+        let mut response = serve(method, path, &self.csp);
         if let Some(index) = &self.index {
             let is_index = response
                 .headers()
@@ -169,8 +244,9 @@ impl WebClient {
     }
 }
 
-/// Serves `path` (the request path, `/`-rooted) from the embedded client.
-pub fn serve(method: &Method, path: &str) -> Response<Full<Bytes>> {
+/// Serves `path` (the request path, `/`-rooted) from the embedded client;
+/// HTML pages carry `csp`.
+pub fn serve(method: &Method, path: &str, csp: &ContentSecurityPolicy) -> Response<Full<Bytes>> {
     if *method != Method::GET && *method != Method::HEAD {
         let mut response =
             Problem::new(StatusCode::METHOD_NOT_ALLOWED, "the web client is GET only")
@@ -183,11 +259,11 @@ pub fn serve(method: &Method, path: &str) -> Response<Full<Bytes>> {
     // a path is percent-decoded, but unlike a query a `+` stays a `+`
     let name = unescape(&path.trim_start_matches('/').replace('+', "%2B")).unwrap_or_default();
     if !name.is_empty() && !name.ends_with('/') {
-        if let Some(response) = file_response(&name, method, cache_control(&name)) {
+        if let Some(response) = file_response(&name, method, cache_control(&name), csp) {
             return response;
         }
     }
-    match file_response(INDEX, method, Some(CACHE_NONE)) {
+    match file_response(INDEX, method, Some(CACHE_NONE), csp) {
         Some(response) => response,
         None => {
             let mut response = Problem::new(
@@ -195,7 +271,7 @@ pub fn serve(method: &Method, path: &str) -> Response<Full<Bytes>> {
                 "the web client is not part of this build",
             )
             .into_response();
-            harden(&mut response, false);
+            harden(&mut response, None);
             response
         }
     }
@@ -228,7 +304,11 @@ mod tests {
             "the vendored MessagePack modules are embedded"
         );
         for name in modules {
-            let response = serve(&Method::GET, &format!("/{name}"));
+            let response = serve(
+                &Method::GET,
+                &format!("/{name}"),
+                &ContentSecurityPolicy::default(),
+            );
             assert_eq!(response.status(), StatusCode::OK, "{name}");
             let mime = response.headers()[CONTENT_TYPE].to_str().unwrap();
             assert!(mime.ends_with("/javascript"), "{name}: {mime}");
@@ -236,15 +316,45 @@ mod tests {
     }
 
     #[test]
+    fn the_policy_connects_to_its_own_origin_and_exactly_the_configured_ones() {
+        let own = ContentSecurityPolicy::same_origin();
+        assert!(
+            own.as_str().contains("connect-src 'self'; "),
+            "{}",
+            own.as_str()
+        );
+        assert!(!own.as_str().contains("ws:") && !own.as_str().contains("wss:"));
+        let relays = ContentSecurityPolicy::new(&[
+            "wss://relays.example.com".into(),
+            " wss://[2001:db8::1]:8443/ ".into(),
+        ])
+        .unwrap();
+        assert!(relays
+            .as_str()
+            .contains("connect-src 'self' wss://relays.example.com wss://[2001:db8::1]:8443; "));
+        for bad in [
+            "wss:",
+            "*",
+            "wss://*.example.com",
+            "relays.example.com",
+            "wss://a.example.com/ws",
+            "wss://a.example.com?x",
+            "wss://a.example.com; script-src *",
+            "javascript://x",
+            "wss://a b",
+        ] {
+            assert!(ContentSecurityPolicy::new(&[bad.into()]).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn unknown_paths_fall_back_to_index_without_caching() {
-        let response = serve(&Method::GET, "/some/client/route");
+        let csp = ContentSecurityPolicy::same_origin();
+        let response = serve(&Method::GET, "/some/client/route", &csp);
         if WebAssets::get(INDEX).is_some() {
             assert_eq!(response.status(), StatusCode::OK);
             assert_eq!(response.headers()[CACHE_CONTROL], CACHE_NONE);
-            assert_eq!(
-                response.headers()["content-security-policy"],
-                CONTENT_SECURITY_POLICY
-            );
+            assert_eq!(response.headers()["content-security-policy"], csp.as_str());
             assert!(response.headers()[CONTENT_TYPE]
                 .to_str()
                 .unwrap()
@@ -266,7 +376,7 @@ mod tests {
     #[test]
     fn relay_urls_reach_the_page_and_nothing_else_changes() {
         let urls = parse_relay_urls(" ws://127.0.0.1:8090/ws, wss://r.example/ws ").unwrap();
-        let client = WebClient::new(&urls);
+        let client = WebClient::new(&urls, ContentSecurityPolicy::default());
         let page = client.serve(&Method::GET, "/");
         if WebAssets::get(INDEX).is_some() {
             let body = futures_body(page);
@@ -275,7 +385,7 @@ mod tests {
                 "{body}"
             );
         }
-        let plain = futures_body(serve(&Method::GET, "/"));
+        let plain = futures_body(serve(&Method::GET, "/", &ContentSecurityPolicy::default()));
         if WebAssets::get(INDEX).is_some() {
             assert!(
                 plain.contains(RELAYS_META),
@@ -316,7 +426,7 @@ mod tests {
     #[test]
     fn other_methods_are_refused() {
         assert_eq!(
-            serve(&Method::POST, "/").status(),
+            serve(&Method::POST, "/", &ContentSecurityPolicy::default()).status(),
             StatusCode::METHOD_NOT_ALLOWED
         );
     }

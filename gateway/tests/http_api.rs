@@ -14,7 +14,7 @@ use protocol::reject::texts;
 use serde_json::json;
 use support::*;
 
-const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; connect-src 'self' ws: wss:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
+const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
 
 async fn public() -> Public {
     start_public(gateway(gateway_config()), HttpConfig::default()).await
@@ -708,6 +708,25 @@ async fn the_root_serves_the_web_client_with_a_strict_csp() {
     assert_eq!(a.header("x-content-type-options"), Some("nosniff"));
     assert_eq!(a.header("referrer-policy"), Some("no-referrer"));
     assert!(a.text().to_lowercase().contains("<html"));
+}
+
+#[tokio::test]
+async fn the_page_may_connect_to_exactly_the_configured_origins() {
+    let csp = arthas_gateway::web::ContentSecurityPolicy::new(&["wss://relays.example.com".into()])
+        .unwrap();
+    let p = public_with(HttpConfig {
+        content_security_policy: csp,
+        ..HttpConfig::default()
+    })
+    .await;
+    let a = get(&format!("{}/", p.server.base)).await;
+    let policy = a.header("content-security-policy").unwrap();
+    let connect = policy
+        .split(';')
+        .map(str::trim)
+        .find(|d| d.starts_with("connect-src"))
+        .unwrap();
+    assert_eq!(connect, "connect-src 'self' wss://relays.example.com");
 }
 
 #[tokio::test]

@@ -15,6 +15,7 @@ import pathlib
 import re
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import threading
@@ -70,16 +71,16 @@ def wait_port(port: int, timeout: float = 10.0) -> None:
     raise TimeoutError(f"nothing listens on {port}")
 
 
-def http_status(url: str, timeout: float = 2.0) -> int:
+def http_status(url: str, timeout: float = 2.0, context: ssl.SSLContext | None = None) -> int:
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
+        with urllib.request.urlopen(url, timeout=timeout, context=context) as response:
             return response.status
     except urllib.error.HTTPError as e:
         return e.code
 
 
-def http_text(url: str) -> str:
-    with urllib.request.urlopen(url, timeout=5) as response:
+def http_text(url: str, context: ssl.SSLContext | None = None) -> str:
+    with urllib.request.urlopen(url, timeout=5, context=context) as response:
         return response.read().decode()
 
 
@@ -186,6 +187,28 @@ def probe_port(rendered: Rendered, component: str, probe: str, ports: dict[str, 
     return get["path"], ports[get["port"]]
 
 
+def make_tls_secret(directory: pathlib.Path) -> None:
+    """What cert-manager writes into the TLS Secret: ca.crt, and tls.crt
+    (for 127.0.0.1, server and client auth, then the CA) with tls.key."""
+    directory.mkdir()
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True, timeout=30)
+
+    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2",
+            "-subj", "/CN=arthas chart test CA", "-keyout", "ca.key", "-out", "ca.crt")
+    openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=127.0.0.1",
+            "-keyout", "tls.key", "-out", "tls.csr")
+    (directory / "ext.cnf").write_text(
+        "basicConstraints=critical,CA:FALSE\n"
+        "subjectAltName=IP:127.0.0.1\n"
+        "extendedKeyUsage=serverAuth,clientAuth\n"
+    )
+    openssl("x509", "-req", "-in", "tls.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+            "-days", "2", "-extfile", "ext.cnf", "-out", "leaf.crt")
+    (directory / "tls.crt").write_text((directory / "leaf.crt").read_text() + (directory / "ca.crt").read_text())
+
+
 class Stack:
     """Redis + gateway + relay of one rendered value set, running."""
 
@@ -197,6 +220,19 @@ class Stack:
 
         gw_env = rendered.resolve_env("gateway", external_secrets=FAKE_EXTERNAL)
         relay_env = rendered.resolve_env("relay", external_secrets=FAKE_EXTERNAL)
+        # tls.enabled: the Secret's mount becomes a directory with a CA and
+        # a certificate made here; clients trust that CA.
+        self.ssl: ssl.SSLContext | None = None
+        mount = rendered.values.get("tls", {}).get("mountPath", "/etc/arthas/tls")
+        if "ARTHAS_TLS_CERT" in relay_env:
+            secret = tmp / "tls-secret"
+            make_tls_secret(secret)
+            for env in (gw_env, relay_env):
+                for key, value in env.items():
+                    if value.startswith(mount + "/"):
+                        env[key] = str(secret / value[len(mount) + 1:])
+            self.ssl = ssl.create_default_context(cafile=str(secret / "ca.crt"))
+        self.scheme = "https" if self.ssl else "http"
         self.secrets = [
             gw_env["ARTHAS_INTERNAL_SECRET"],
             gw_env["ARTHAS_TICKET_SECRET"],
@@ -211,9 +247,9 @@ class Stack:
             "admin": rewrite_listen(relay_env, "ARTHAS_ADMIN_LISTEN"),
         }
         # The relay reaches the gateway's internal Service: same port, loopback host.
-        gateway_url = re.fullmatch(r"http://([a-z0-9-]+):(\d+)", relay_env["ARTHAS_GATEWAY_URL"])
-        assert gateway_url, relay_env["ARTHAS_GATEWAY_URL"]
-        relay_env["ARTHAS_GATEWAY_URL"] = f"http://{LOOPBACK}:{self.gateway_ports['internal']}"
+        gateway_url = re.fullmatch(r"(https?)://([a-z0-9-]+):(\d+)", relay_env["ARTHAS_GATEWAY_URL"])
+        assert gateway_url and gateway_url.group(1) == self.scheme, relay_env["ARTHAS_GATEWAY_URL"]
+        relay_env["ARTHAS_GATEWAY_URL"] = f"{self.scheme}://{LOOPBACK}:{self.gateway_ports['internal']}"
         for env in (gw_env, relay_env):
             assert env["ARTHAS_REDIS_URL"].startswith("redis://")
             env["ARTHAS_REDIS_URL"] = redis_url
@@ -226,7 +262,7 @@ class Stack:
     def url(self, component: str, probe: str) -> str:
         ports = self.relay_ports if component == "relay" else self.gateway_ports
         path, port = probe_port(self.rendered, component, probe, ports)
-        return f"http://{LOOPBACK}:{port}{path}"
+        return f"{self.scheme}://{LOOPBACK}:{port}{path}"
 
     def wait_ready(self) -> None:
         deadline = time.monotonic() + START_TIMEOUT
@@ -235,7 +271,7 @@ class Stack:
             for component in sorted(pending):
                 self.procs.alive(component)
                 try:
-                    if http_status(self.url(component, "readinessProbe"), timeout=1) == 200:
+                    if http_status(self.url(component, "readinessProbe"), timeout=1, context=self.ssl) == 200:
                         pending.discard(component)
                 except OSError:
                     pass
@@ -250,13 +286,16 @@ class Stack:
 
     def ws(self, **kwargs):
         kwargs.setdefault("origin", self.origin())
-        return connect(f"ws://{LOOPBACK}:{self.relay_ports['ws']}/ws", open_timeout=5, close_timeout=5, **kwargs)
+        scheme = "wss" if self.ssl else "ws"
+        if self.ssl:
+            kwargs.setdefault("ssl", self.ssl)
+        return connect(f"{scheme}://{LOOPBACK}:{self.relay_ports['ws']}/ws", open_timeout=5, close_timeout=5, **kwargs)
 
     def metrics(self) -> str:
-        return http_text(f"http://{LOOPBACK}:{self.relay_ports['admin']}/metrics")
+        return http_text(f"{self.scheme}://{LOOPBACK}:{self.relay_ports['admin']}/metrics", self.ssl)
 
     def gateway_metrics(self) -> str:
-        return http_text(f"http://{LOOPBACK}:{self.gateway_ports['admin']}/metrics")
+        return http_text(f"{self.scheme}://{LOOPBACK}:{self.gateway_ports['admin']}/metrics", self.ssl)
 
 
 def send(ws, kind: int, data: dict[str, Any]) -> None:
@@ -329,6 +368,11 @@ def families(*expositions: str) -> set[str]:
 def check_metrics(stack: Stack) -> dict[str, float]:
     text = stack.metrics()
     samples = series(text)
+    if stack.ssl:
+        # The certificate's expiry, for the alert on renewals that fail.
+        for certificate in ("server", "client"):
+            key = f'arthas_tls_certificate_expiry_timestamp_seconds{{certificate="{certificate}"}}'
+            assert samples[key] > time.time(), key
     names = families(text, stack.gateway_metrics())
     missing = sorted(metrics_used() - names - PENDING)
     assert missing == [], f"the relay and gateway export no {missing} (renamed?): alerts/dashboard/autoscalers would break"
@@ -359,6 +403,8 @@ RUNS = {
     "cluster": (True, False),
     "tuned": (False, False),
     "ingress": (False, False),
+    # TLS on every port, mutual TLS on the internal API, the Secret's files.
+    "tls": (False, True),
 }
 
 
@@ -371,8 +417,8 @@ def test_rendered_deployments_run(name):
         try:
             stack.wait_ready()
             # Gateway liveness (/ping) and readiness (/readyz, Redis) both answer.
-            assert http_status(stack.url("gateway", "livenessProbe")) == 200
-            assert http_status(stack.url("relay", "livenessProbe")) == 200
+            assert http_status(stack.url("gateway", "livenessProbe"), context=stack.ssl) == 200
+            assert http_status(stack.url("relay", "livenessProbe"), context=stack.ssl) == 200
             if stack.origin():
                 # Pinned origins: another web origin is refused (HTTP 403).
                 with pytest.raises(InvalidStatus) as refused:
@@ -431,12 +477,12 @@ def drain(stack: Stack, alice) -> None:
     deadline = sent + 1.0
     status = None
     while time.monotonic() < deadline:
-        status = http_status(ready, timeout=0.5)
+        status = http_status(ready, timeout=0.5, context=stack.ssl)
         if status == 503:
             break
         time.sleep(0.02)
     assert status == 503, f"/readyz answered {status} after SIGTERM"
-    assert http_status(stack.url("relay", "livenessProbe")) == 200, "liveness must hold during the drain"
+    assert http_status(stack.url("relay", "livenessProbe"), context=stack.ssl) == 200, "liveness must hold during the drain"
     try:
         with stack.ws():
             pytest.fail("a draining relay accepted a WebSocket")

@@ -20,7 +20,7 @@ import yaml
 from conftest import CHART, NAMESPACE, RELEASE, VALUE_SETS, binary_flags, render, render_error
 
 KUBE_VERSIONS = ["1.30.0", "1.37.0"]
-CRD_KINDS = {"ServiceMonitor", "PrometheusRule", "HTTPRoute", "ScaledObject"}
+CRD_KINDS = {"ServiceMonitor", "PrometheusRule", "HTTPRoute", "ScaledObject", "Certificate"}
 # Vendored CRD schemas (helm/test/crds/): Gateway API's HTTPRoute and KEDA's
 # ScaledObject, validated like the API server would (structure, types,
 # enums, required fields, and no unknown field).
@@ -69,6 +69,15 @@ DELIBERATE = {
 # Flags the chart leaves to the binary.
 UNSET = {
     "ARTHAS_NODE_ID": "hostname (the pod name) plus a random suffix, unique per start",
+    "ARTHAS_TLS_CERT": "set with tls.enabled (the mounted Secret)",
+    "ARTHAS_TLS_KEY": "set with tls.enabled (the mounted Secret)",
+    "ARTHAS_GATEWAY_TLS_CA": "set with tls.enabled (the mounted Secret's CA)",
+    "ARTHAS_GATEWAY_TLS_CERT": "set with tls.enabled and tls.mutualInternal",
+    "ARTHAS_GATEWAY_TLS_KEY": "set with tls.enabled and tls.mutualInternal",
+    "ARTHAS_INTERNAL_TLS_CLIENT_CA": "set with tls.enabled and tls.mutualInternal",
+    "ARTHAS_REDIS_TLS_CA": "a mounted CA for rediss:// (extraEnv with a volume; docs/OPERATIONS.md)",
+    "ARTHAS_REDIS_TLS_CERT": "a mounted client certificate for Redis (extraEnv with a volume)",
+    "ARTHAS_REDIS_TLS_KEY": "a mounted client certificate for Redis (extraEnv with a volume)",
 }
 
 
@@ -229,8 +238,10 @@ def test_drain_fits_in_the_termination_grace_period(name):
     assert sleep >= 5, "endpoints and ingress controllers need a few seconds to drop the pod"
     assert drain_ms < grace_ms, "the 1001 closes must be spread within the grace period"
     assert pod["terminationGracePeriodSeconds"] > sleep + math.ceil(grace_ms / 1000)
-    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "admin"}
-    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "admin"}
+    probe = {k: v for k, v in container["readinessProbe"]["httpGet"].items() if k != "scheme"}
+    assert probe == {"path": "/readyz", "port": "admin"}
+    probe = {k: v for k, v in container["livenessProbe"]["httpGet"].items() if k != "scheme"}
+    assert probe == {"path": "/healthz", "port": "admin"}
     strategy = r.deployment("relay")["spec"]["strategy"]["rollingUpdate"]
     assert strategy == {"maxSurge": 1, "maxUnavailable": 0}
     gw = r.deployment("gateway")["spec"]["template"]["spec"]
@@ -293,7 +304,8 @@ def test_ports_and_addresses_line_up(name):
     iport, aport = internal["spec"]["ports"]
     assert iport["targetPort"] == "internal"
     assert aport["targetPort"] == "admin"
-    assert relay_env["ARTHAS_GATEWAY_URL"] == f"http://{RELEASE}-gateway-internal:{iport['port']}"
+    scheme = "https" if r.values.get("tls", {}).get("enabled") else "http"
+    assert relay_env["ARTHAS_GATEWAY_URL"] == f"{scheme}://{RELEASE}-gateway-internal:{iport['port']}"
     public = r.get("Service", f"{RELEASE}-gateway")
     assert [p["targetPort"] for p in public["spec"]["ports"]] == ["http"]
     # Same Redis and same internal secret on both sides.
@@ -534,3 +546,85 @@ def test_dashboard_configmap_carries_the_sidecar_label_and_the_dashboard():
     assert shipped == json.loads((repo / "deploy" / "grafana" / "arthas.json").read_text()), (
         "helm/arthas/dashboards/arthas.json must be a copy of deploy/grafana/arthas.json"
     )
+
+
+def test_tls_mounts_the_secret_and_serves_it_on_every_port():
+    r = render("tls")
+    mount = "/etc/arthas/tls"
+    for component in ("relay", "gateway"):
+        pod = r.deployment(component)["spec"]["template"]["spec"]
+        (volume,) = [v for v in pod["volumes"] if v["name"] == "tls"]
+        assert volume["secret"]["secretName"] == f"{RELEASE}-tls"
+        container = r.container(component)
+        (mounted,) = [m for m in container["volumeMounts"] if m["name"] == "tls"]
+        # A directory mount: a subPath mount would never see a renewal.
+        assert mounted == {"name": "tls", "mountPath": mount, "readOnly": True}
+        env = r.resolve_env(component)
+        assert env["ARTHAS_TLS_CERT"] == f"{mount}/tls.crt"
+        assert env["ARTHAS_TLS_KEY"] == f"{mount}/tls.key"
+        assert env["ARTHAS_TLS_RELOAD_INTERVAL_MS"] == "10000"
+        for probe in ("readinessProbe", "livenessProbe"):
+            assert container[probe]["httpGet"]["scheme"] == "HTTPS"
+    relay = r.resolve_env("relay")
+    assert relay["ARTHAS_GATEWAY_URL"].startswith("https://")
+    assert relay["ARTHAS_GATEWAY_TLS_CA"] == f"{mount}/ca.crt"
+    # Mutual TLS on the internal API (by default), the secret still required too.
+    assert relay["ARTHAS_GATEWAY_TLS_CERT"] == f"{mount}/tls.crt"
+    assert r.resolve_env("gateway")["ARTHAS_INTERNAL_TLS_CLIENT_CA"] == f"{mount}/ca.crt"
+    assert relay["ARTHAS_INTERNAL_SECRET"]
+    # Without TLS nothing of it is rendered.
+    plain = render("default")
+    assert "volumes" not in plain.deployment("relay")["spec"]["template"]["spec"]
+    assert "ARTHAS_TLS_CERT" not in plain.resolve_env("relay")
+
+
+def test_tls_certificate_names_every_service_and_allows_client_auth():
+    r = render("tls")
+    cert = r.get("Certificate", RELEASE)
+    spec = cert["spec"]
+    assert spec["secretName"] == f"{RELEASE}-tls"
+    assert spec["issuerRef"] == {"name": "arthas-ca", "kind": "ClusterIssuer", "group": "cert-manager.io"}
+    assert {"server auth", "client auth"} <= set(spec["usages"])
+    for svc in ("relay", "gateway", "gateway-internal"):
+        assert f"{RELEASE}-{svc}.{NAMESPACE}.svc" in spec["dnsNames"]
+    assert "ws.chat.example.com" in spec["dnsNames"]
+    assert len(spec["dnsNames"]) == len(set(spec["dnsNames"]))
+    assert spec["privateKey"]["encoding"] == "PKCS8"
+    # Asked for without an issuer: refused.
+    error = render_error({"tls": {"enabled": True, "certificate": {"create": True}}})
+    assert "issuerRef.name" in error, error
+
+
+def test_direct_exposure_through_load_balancers_keeps_client_addresses():
+    r = render("tls")
+    for name in ("relay", "gateway"):
+        svc = r.get("Service", f"{RELEASE}-{name}")
+        assert svc["spec"]["type"] == "LoadBalancer"
+        assert svc["spec"]["externalTrafficPolicy"] == "Local"
+        assert svc["spec"]["ports"][0]["port"] == 443
+    assert r.get("Service", f"{RELEASE}-relay")["spec"]["ports"][0]["appProtocol"] == "kubernetes.io/wss"
+    assert r.get("Service", f"{RELEASE}-relay")["spec"]["loadBalancerSourceRanges"] == ["0.0.0.0/0"]
+    # The internal Service stays ClusterIP whatever the public ones are.
+    assert r.get("Service", f"{RELEASE}-gateway-internal")["spec"]["type"] == "ClusterIP"
+    default = render("default").get("Service", f"{RELEASE}-relay")["spec"]
+    assert "externalTrafficPolicy" not in default and "loadBalancerSourceRanges" not in default
+
+
+def test_metrics_are_scraped_over_https_with_the_secrets_ca():
+    r = render("tls")
+    for name, svc in (("relay", "relay"), ("gateway", "gateway-internal")):
+        (endpoint,) = r.get("ServiceMonitor", f"{RELEASE}-{name}")["spec"]["endpoints"]
+        assert endpoint["scheme"] == "https"
+        assert endpoint["tlsConfig"]["ca"]["secret"] == {"name": f"{RELEASE}-tls", "key": "ca.crt"}
+        assert endpoint["tlsConfig"]["serverName"] == f"{RELEASE}-{svc}.{NAMESPACE}.svc"
+
+
+def test_an_ingress_in_front_of_tls_pods_re_encrypts():
+    values = copy.deepcopy(VALUE_SETS["ingress"])
+    values["tls"] = {"enabled": True, "secretName": "arthas-pods-tls"}
+    r = render("ingress-tls", values)
+    annotations = r.get("Ingress", RELEASE)["metadata"]["annotations"]
+    assert annotations["nginx.ingress.kubernetes.io/backend-protocol"] == "HTTPS"
+    assert r.maybe("Certificate", RELEASE) is None
+    pod = r.deployment("relay")["spec"]["template"]["spec"]
+    assert pod["volumes"][0]["secret"]["secretName"] == "arthas-pods-tls"

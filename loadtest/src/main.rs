@@ -100,7 +100,13 @@ struct Args {
     /// report is printed (so the servers can be inspected before the leaves).
     #[arg(long, default_value_t = 0)]
     hold: u64,
+    /// PEM CA bundle the servers' certificates chain to, for `wss://` URLs.
+    #[arg(long)]
+    tls_ca: Option<std::path::PathBuf>,
 }
+
+/// The TLS client configuration of `wss://` URLs (from `--tls-ca`).
+static TLS: std::sync::OnceLock<Arc<rustls::ClientConfig>> = std::sync::OnceLock::new();
 
 /// Shared counters.
 #[derive(Default)]
@@ -131,7 +137,14 @@ type Reader = FragmentCollectorRead<tokio::io::ReadHalf<TokioIo<Upgraded>>>;
 type Writer = WebSocketWrite<WriteHalf<TokioIo<Upgraded>>>;
 
 async fn connect(url: &str) -> Result<(Reader, Writer), String> {
-    let rest = url.strip_prefix("ws://").ok_or("only ws:// URLs")?;
+    let (tls, rest) = match url.strip_prefix("wss://") {
+        Some(rest) => (true, rest),
+        None => (
+            false,
+            url.strip_prefix("ws://")
+                .ok_or("only ws:// and wss:// URLs")?,
+        ),
+    };
     let (host, path) = rest.split_once('/').map_or((rest, "/"), |(h, p)| (h, p));
     let stream = TcpStream::connect(host).await.map_err(|e| e.to_string())?;
     stream.set_nodelay(true).map_err(|e| e.to_string())?;
@@ -144,9 +157,19 @@ async fn connect(url: &str) -> Result<(Reader, Writer), String> {
         .header("Sec-WebSocket-Version", "13")
         .body(Empty::<Bytes>::new())
         .map_err(|e| e.to_string())?;
-    let (ws, _) = handshake::client(&Executor, request, stream)
-        .await
-        .map_err(|e| e.to_string())?;
+    let (ws, _) = if tls {
+        let config = TLS.get().ok_or("wss:// needs --tls-ca")?.clone();
+        let name = host.rsplit_once(':').map_or(host, |(h, _)| h).to_owned();
+        let name = rustls::pki_types::ServerName::try_from(name).map_err(|e| e.to_string())?;
+        let stream = tokio_rustls::TlsConnector::from(config)
+            .connect(name, stream)
+            .await
+            .map_err(|e| e.to_string())?;
+        handshake::client(&Executor, request, stream).await
+    } else {
+        handshake::client(&Executor, request, stream).await
+    }
+    .map_err(|e| e.to_string())?;
     let (rx, tx) = ws.split(tokio::io::split);
     Ok((FragmentCollectorRead::new(rx), tx))
 }
@@ -466,6 +489,17 @@ async fn main() {
     if args.url.is_empty() {
         eprintln!("at least one --url is needed");
         std::process::exit(2);
+    }
+    if let Some(ca) = &args.tls_ca {
+        match edge::tls::client_config(Some(ca), None) {
+            Ok(config) => {
+                let _ = TLS.set(config);
+            }
+            Err(e) => {
+                eprintln!("--tls-ca: {e}");
+                std::process::exit(2);
+            }
+        }
     }
     let ticks_per_sec = 100.0; // Linux USER_HZ
     let (_, rss_before) = sample_all(&args.pid);

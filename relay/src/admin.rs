@@ -9,6 +9,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use edge::tls::TlsAcceptor;
 use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
@@ -19,21 +20,33 @@ use crate::server::text;
 use crate::Relay;
 
 /// Serves the admin routes until the process ends (it stays up while the
-/// node drains, so readiness can be observed). A failing `accept` backs
-/// off instead of spinning.
-pub async fn serve(listener: TcpListener, relay: Arc<Relay>) {
+/// node drains, so readiness can be observed); over TLS with `tls`. A
+/// failing `accept` backs off instead of spinning.
+pub async fn serve(listener: TcpListener, relay: Arc<Relay>, tls: Option<TlsAcceptor>) {
     loop {
-        let (stream, _) = gateway::server::accept(&listener).await;
+        let (stream, peer) = gateway::server::accept(&listener).await;
         let relay = relay.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
             let builder = relay.config.http.builder();
             let service = service_fn(move |request: Request<hyper::body::Incoming>| {
                 let relay = relay.clone();
                 async move { Ok::<_, Infallible>(route(&request, &relay)) }
             });
-            let _ = builder
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            match tls {
+                None => {
+                    let _ = builder
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                }
+                Some(tls) => {
+                    if let Some(stream) = tls.accept(stream, peer).await {
+                        let _ = builder
+                            .serve_connection(TokioIo::new(stream), service)
+                            .await;
+                    }
+                }
+            }
         });
     }
 }

@@ -9,9 +9,10 @@
 //! reader copies out only what it must keep and frees its buffer once
 //! nothing is pending, and the large futures of the session (create, join,
 //! leave, publish) are boxed so they cost memory only while they run. The
-//! socket is shared (`Arc<TcpStream>`) with the outbox, which writes to it
-//! directly when nothing is queued; every frame the task sends (pings and
-//! pongs included) goes through the outbox so no frame is ever cut into.
+//! socket (a [`Transport`]: plain TCP or TLS) is shared with the outbox,
+//! which writes to it directly when nothing is queued; every frame the task
+//! sends (pings and pongs included) goes through the outbox so no frame is
+//! ever cut into.
 //!
 //! Deadlines, each a close code: no pong within the read timeout (4002); a
 //! message started (a frame partly received, or a fragmented message) and
@@ -31,12 +32,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use protocol::kind;
 use protocol::server::{self, Ping};
-use tokio::net::TcpStream;
 use tokio::time::{sleep_until, timeout, Instant};
 
 use crate::hub::Peer;
 use crate::outbox::{try_write_at, OutFrame};
 use crate::slot::ConnectionSlot;
+use crate::transport::Transport;
 use crate::websocket::{close_code, close_payload, opcode, FrameReader, Incoming};
 use crate::{Relay, RelayConfig};
 
@@ -84,7 +85,7 @@ enum End {
 /// given back when it ends (however it ends).
 pub async fn run<A: Application>(
     relay: Arc<Relay>,
-    stream: TcpStream,
+    stream: Transport,
     leftover: Bytes,
     mut slot: ConnectionSlot,
     application: impl FnOnce(Arc<Relay>, Arc<Peer>) -> A,
@@ -122,7 +123,7 @@ pub async fn run<A: Application>(
 
 async fn serve<A: Application>(
     relay: &Relay,
-    stream: &TcpStream,
+    stream: &Transport,
     peer: &Peer,
     app: &mut A,
     reader: &mut FrameReader,
@@ -213,7 +214,7 @@ struct Deadlines {
 
 /// Reads what the socket has (one wake-up's worth) into the frame reader,
 /// through the per-thread scratch buffer.
-fn read_available(stream: &TcpStream, reader: &mut FrameReader) -> io::Result<usize> {
+fn read_available(stream: &Transport, reader: &mut FrameReader) -> io::Result<usize> {
     READ_SCRATCH.with_borrow_mut(|scratch| {
         scratch.clear();
         if scratch.capacity() < READ_CHUNK_BYTES {
@@ -267,7 +268,7 @@ async fn process<A: Application>(
 
 /// Writes what is queued. Ends the connection when a close was asked for
 /// (drain, slow consumer) or the socket fails or stalls past the timeout.
-async fn flush(stream: &TcpStream, peer: &Peer, write_timeout: Duration) -> Result<(), End> {
+async fn flush(stream: &Transport, peer: &Peer, write_timeout: Duration) -> Result<(), End> {
     while let Some((frame, offset)) = peer.outbox.front() {
         let advance = |n| peer.outbox.advance(n);
         let write = timeout(write_timeout, write_rest(stream, &frame, offset, &advance));
@@ -289,6 +290,15 @@ async fn flush(stream: &TcpStream, peer: &Peer, write_timeout: Duration) -> Resu
             return Err(End::Abort);
         }
     }
+    // TLS: ciphertext of frames written directly may still wait.
+    if stream.has_pending_output()
+        && !matches!(
+            timeout(write_timeout, stream.flush_pending()).await,
+            Ok(Ok(()))
+        )
+    {
+        return Err(End::Abort);
+    }
     match peer.outbox.closing() {
         Some(_) if peer.outbox.is_torn() => Err(End::Abort),
         Some(code) => Err(End::Close(Some(code))),
@@ -298,7 +308,7 @@ async fn flush(stream: &TcpStream, peer: &Peer, write_timeout: Duration) -> Resu
 
 /// Writes the rest of a frame from `offset`, reporting each write's bytes.
 async fn write_rest(
-    stream: &TcpStream,
+    stream: &Transport,
     frame: &OutFrame,
     mut offset: usize,
     progress: &(dyn Fn(usize) + Sync),
@@ -323,7 +333,7 @@ async fn write_rest(
 /// Writes what is still queued, then the close frame (with `code`, or
 /// empty), within [`CLOSE_WRITE_TIMEOUT`] (unless a frame was torn: then
 /// nothing).
-async fn finish(stream: &TcpStream, peer: &Peer, code: Option<u16>) {
+async fn finish(stream: &Transport, peer: &Peer, code: Option<u16>) {
     if peer.outbox.is_torn() {
         return;
     }
@@ -345,14 +355,16 @@ async fn finish(stream: &TcpStream, peer: &Peer, code: Option<u16>) {
             payload,
         };
         let _ = write_rest(stream, &close, 0, &|_| {}).await;
+        let _ = stream.flush_pending().await;
     })
     .await;
 }
 
-/// Half-closes and drains the client's remaining input for a moment, so the
-/// close frame is not lost to a TCP reset.
-async fn linger(stream: &TcpStream) {
-    let _ = socket2::SockRef::from(stream).shutdown(std::net::Shutdown::Write);
+/// Half-closes (after TLS close_notify) and drains the client's remaining
+/// input for a moment, so the close frame is not lost to a TCP reset.
+async fn linger(stream: &Transport) {
+    stream.shutdown_write();
+    let stream = stream.tcp();
     let _ = timeout(CLOSE_LINGER, async {
         let mut sink = [0u8; 1024];
         loop {

@@ -53,7 +53,7 @@ impl Peer {
     pub fn new(
         max_queue_bytes: usize,
         transfer_stale_after: Duration,
-        socket: Arc<tokio::net::TcpStream>,
+        socket: Arc<crate::transport::Transport>,
     ) -> Peer {
         Peer {
             outbox: Outbox::new(max_queue_bytes, Some(socket)),

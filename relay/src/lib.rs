@@ -7,6 +7,7 @@
 //! - [`message_budgets`]: per-connection budgets of reactions, typing, room
 //!   changes and file bytes;
 //! - [`connection`]: one socket's task (read, write, ping, deadlines);
+//! - [`transport`]: the socket under a WebSocket, plain TCP or TLS;
 //! - [`websocket`]: RFC 6455 framing;
 //! - [`session`]: the protocol state machine of one connection;
 //! - [`hub`]: the local room index and the bus fan-out;
@@ -39,6 +40,7 @@ pub mod session;
 pub mod slot;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod transport;
 pub mod websocket;
 
 use std::sync::{Arc, OnceLock};

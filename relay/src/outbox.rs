@@ -20,8 +20,9 @@ use std::io::{self, IoSlice};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
-use tokio::net::TcpStream;
 use tokio::sync::Notify;
+
+use crate::transport::Transport;
 
 use crate::websocket::{close_code, frame_header, opcode};
 
@@ -54,7 +55,8 @@ impl OutFrame {
 
 /// Writes what it can of `frame` from byte `offset` of its wire form,
 /// without blocking.
-pub fn try_write_at(socket: &TcpStream, frame: &OutFrame, offset: usize) -> io::Result<usize> {
+#[inline]
+pub fn try_write_at(socket: &Transport, frame: &OutFrame, offset: usize) -> io::Result<usize> {
     let (header, header_len) = frame_header(frame.opcode, frame.payload.len());
     if offset < header_len {
         let slices = [
@@ -89,13 +91,13 @@ pub struct Outbox {
     /// Most payload bytes allowed to wait.
     max_bytes: usize,
     /// The socket, for direct writes (None: queue only, as in unit tests).
-    socket: Option<Arc<TcpStream>>,
+    socket: Option<Arc<Transport>>,
 }
 
 impl Outbox {
     /// An empty outbox holding at most `max_bytes` of queued payload, writing
     /// directly to `socket` when it is idle.
-    pub fn new(max_bytes: usize, socket: Option<Arc<TcpStream>>) -> Outbox {
+    pub fn new(max_bytes: usize, socket: Option<Arc<Transport>>) -> Outbox {
         Outbox {
             queue: Mutex::new(Queue::default()),
             ready: Notify::new(),
@@ -127,7 +129,15 @@ impl Outbox {
         if q.frames.is_empty() {
             if let (Some(socket), Some(f)) = (&self.socket, &frame) {
                 match try_write_at(socket, f, 0) {
-                    Ok(n) if n == f.wire_len() => return Ok(()),
+                    Ok(n) if n == f.wire_len() => {
+                        // TLS: encrypted, but not all on the socket yet;
+                        // the connection's task writes the rest.
+                        if socket.has_pending_output() {
+                            drop(q);
+                            self.ready.notify_one();
+                        }
+                        return Ok(());
+                    }
                     Ok(n) => q.front_written = n,
                     // WouldBlock, or an error the task will meet and end on.
                     Err(_) => {}
@@ -270,11 +280,11 @@ mod tests {
     #[tokio::test]
     async fn an_idle_socket_is_written_directly_and_a_blocked_one_queues() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let client = TcpStream::connect(listener.local_addr().unwrap())
+        let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
             .await
             .unwrap();
         let (server, _) = listener.accept().await.unwrap();
-        let o = Outbox::new(64 << 20, Some(Arc::new(server)));
+        let o = Outbox::new(64 << 20, Some(Arc::new(Transport::Plain(server))));
         o.push(Bytes::from_static(b"hello")).unwrap();
         assert!(o.front().is_none(), "written straight to the socket");
         let mut buf = [0u8; 7];

@@ -1,8 +1,10 @@
-//! The HTTP front: accepts TCP connections, serves HTTP/1.1 with hyper,
-//! upgrades `GET /ws` to a WebSocket (origin allow-list, connection limit,
-//! per-client connection and handshake limits: [`crate::admission`]) and
-//! hands every other request to an [`HttpFallback`] (the gateway's routes in
-//! the all-in-one binary, `/ping` and the web client on a relay).
+//! The HTTP front: accepts TCP connections (with TLS when the listener has
+//! a [`TlsAcceptor`]: the handshake runs in the connection's task), serves
+//! HTTP/1.1 with hyper, upgrades `GET /ws` to a WebSocket (origin allow-list,
+//! connection limit, per-client connection and handshake limits:
+//! [`crate::admission`]) and hands every other request to an
+//! [`HttpFallback`] (the gateway's routes in the all-in-one binary, `/ping`
+//! and the web client on a relay).
 //!
 //! Hostile clients are bounded here before a connection costs anything:
 //! the request head must arrive within the header read timeout and fit
@@ -18,11 +20,13 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use edge::tls::{TlsAcceptor, TlsStream};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::admission::Refusal;
@@ -31,6 +35,7 @@ use crate::hub::Peer;
 use crate::metrics::Rejection;
 use crate::session::Session;
 use crate::slot::ConnectionSlot;
+use crate::transport::{TlsSocket, Transport};
 use crate::Relay;
 use edge::ClientKey;
 use store::warn_limit::WarnLimit;
@@ -56,8 +61,14 @@ pub fn text(status: StatusCode, body: &'static str) -> Response<Body> {
     response
 }
 
-/// Accepts connections until shutdown.
-pub async fn serve(listener: TcpListener, relay: Arc<Relay>, fallback: Arc<dyn HttpFallback>) {
+/// Accepts connections until shutdown; with `tls`, every connection starts
+/// with a TLS handshake.
+pub async fn serve(
+    listener: TcpListener,
+    relay: Arc<Relay>,
+    fallback: Arc<dyn HttpFallback>,
+    tls: Option<TlsAcceptor>,
+) {
     loop {
         let (stream, peer) = tokio::select! {
             accepted = gateway::server::accept(&listener) => accepted,
@@ -67,16 +78,28 @@ pub async fn serve(listener: TcpListener, relay: Arc<Relay>, fallback: Arc<dyn H
         let relay = relay.clone();
         let fallback = fallback.clone();
         let tracker = relay.tasks.clone();
-        tracker.spawn(serve_http(stream, peer, relay, fallback));
+        match &tls {
+            None => tracker.spawn(serve_http(stream, peer, relay, fallback)),
+            Some(tls) => {
+                let tls = tls.clone();
+                tracker.spawn(async move {
+                    if let Some(stream) = tls.accept(stream, peer).await {
+                        serve_http(stream, peer, relay, fallback).await;
+                    }
+                })
+            }
+        };
     }
 }
 
-async fn serve_http(
-    stream: TcpStream,
+async fn serve_http<S>(
+    stream: S,
     peer: SocketAddr,
     relay: Arc<Relay>,
     fallback: Arc<dyn HttpFallback>,
-) {
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let service = {
         let relay = relay.clone();
         service_fn(move |request| {
@@ -204,20 +227,29 @@ where
                 return;
             }
         };
-        // Take the raw TCP stream back so no HTTP buffer stays alive.
+        // Take the raw stream back so no HTTP buffer stays alive.
         let upgraded = websocket.into_inner().into_inner();
-        match upgraded.downcast::<TokioIo<TcpStream>>() {
-            Ok(parts) => {
-                let leftover = Bytes::copy_from_slice(&parts.read_buf);
-                drop(parts.read_buf);
-                let stream = parts.io.into_inner();
-                crate::connection::run(relay, stream, leftover, slot, make_app).await;
-            }
-            Err(_) => {
-                slot.finished();
-                tracing::error!("upgraded connection is not a TCP stream");
-            }
-        }
+        let (transport, leftover) = match upgraded.downcast::<TokioIo<TcpStream>>() {
+            Ok(parts) => (
+                Transport::Plain(parts.io.into_inner()),
+                Bytes::copy_from_slice(&parts.read_buf),
+            ),
+            Err(upgraded) => match upgraded.downcast::<TokioIo<TlsStream>>() {
+                Ok(parts) => {
+                    let (tcp, session) = parts.io.into_inner().into_inner();
+                    (
+                        Transport::Tls(Box::new(TlsSocket::new(tcp, session))),
+                        Bytes::copy_from_slice(&parts.read_buf),
+                    )
+                }
+                Err(_) => {
+                    slot.finished();
+                    tracing::error!("upgraded connection is neither TCP nor TLS");
+                    return;
+                }
+            },
+        };
+        crate::connection::run(relay, transport, leftover, slot, make_app).await;
     });
     let (parts, _) = response.into_parts();
     Response::from_parts(parts, Full::new(Bytes::new()))

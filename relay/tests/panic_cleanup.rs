@@ -42,7 +42,12 @@ async fn start_relay(
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
-    tokio::spawn(server::serve(listener, relay.clone(), Arc::new(NotFound)));
+    tokio::spawn(server::serve(
+        listener,
+        relay.clone(),
+        Arc::new(NotFound),
+        None,
+    ));
     (relay, addr)
 }
 

@@ -5,8 +5,9 @@
 //! Health and Prometheus metrics are on `--admin-listen`.
 //!
 //! On start it prints `listening on http://ADDR`, `internal on http://ADDR`
-//! and `admin on http://ADDR` on stdout in text mode (logs go to stderr,
-//! filtered by `ARTHAS_LOG`; in JSON mode stdout stays empty). SIGTERM or
+//! and `admin on http://ADDR` on stdout in text mode (`https://` with
+//! `--tls-cert`; logs go to stderr, filtered by `ARTHAS_LOG`; in JSON mode
+//! stdout stays empty). SIGTERM or
 //! SIGINT stops accepting, lets requests in flight finish, and exits 0.
 
 use std::net::SocketAddr;
@@ -15,9 +16,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use arthas::cli::{EdgeArgs, GatewayArgs, HttpArgs, ProcessArgs, RedisArgs};
+use std::path::PathBuf;
+
+use arthas::cli::{self, EdgeArgs, GatewayArgs, HttpArgs, ProcessArgs, RedisArgs, TlsArgs};
 use arthas::process;
 use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum};
+use edge::tls::HandshakeLog;
 use gateway::http::HttpApi;
 use gateway::internal::{InternalApi, InternalConfig};
 use gateway::Gateway;
@@ -52,9 +56,12 @@ struct Config {
     /// Address for `/healthz`, `/readyz` and `/metrics`.
     #[arg(long, env = "ARTHAS_ADMIN_LISTEN", default_value = "127.0.0.1:9091")]
     admin_listen: SocketAddr,
-    /// Shared secret relays present as `Authorization: Bearer <secret>`.
+    /// Shared secret relays present as `Authorization: Bearer <secret>` (may be left out when --internal-tls-client-ca authenticates relays; with both, both are required).
     #[arg(long, env = "ARTHAS_INTERNAL_SECRET", hide_env_values = true)]
-    internal_secret: String,
+    internal_secret: Option<String>,
+    /// PEM CA bundle of the relays' client certificates: the internal listener then requires one on every connection (mutual TLS; needs --tls-cert).
+    #[arg(long, env = "ARTHAS_INTERNAL_TLS_CLIENT_CA")]
+    internal_tls_client_ca: Option<PathBuf>,
     /// Storage engine.
     #[arg(long, env = "ARTHAS_STORE", value_enum, default_value_t = StoreKind::Redis)]
     store: StoreKind,
@@ -65,6 +72,8 @@ struct Config {
     edge: EdgeArgs,
     #[command(flatten)]
     http: HttpArgs,
+    #[command(flatten)]
+    tls: TlsArgs,
     #[command(flatten)]
     gateway: GatewayArgs,
     #[command(flatten)]
@@ -100,9 +109,27 @@ async fn refresh_online(store: Arc<dyn RoomStore>, online: Arc<AtomicU64>) {
 }
 
 async fn run(config: Config) -> Result<(), String> {
-    if config.internal_secret.is_empty() {
-        return Err("--internal-secret (ARTHAS_INTERNAL_SECRET) must not be empty".into());
+    let secret = config.internal_secret.clone().unwrap_or_default();
+    if secret.is_empty() && config.internal_tls_client_ca.is_none() {
+        return Err(
+            "--internal-secret (ARTHAS_INTERNAL_SECRET) must not be empty unless --internal-tls-client-ca authenticates relays"
+                .into(),
+        );
     }
+    if config.internal_tls_client_ca.is_some() && config.tls.tls_cert.is_none() {
+        return Err("--internal-tls-client-ca needs --tls-cert and --tls-key".into());
+    }
+    let identity = config.tls.identity()?;
+    let client_auth = config
+        .internal_tls_client_ca
+        .as_deref()
+        .map(edge::tls::client_verifier)
+        .transpose()
+        .map_err(|e| format!("--internal-tls-client-ca: {e}"))?;
+    let mutual_tls = client_auth.is_some();
+    let public_tls = cli::acceptor(&identity, "public", HandshakeLog::Public, None)?;
+    let internal_tls = cli::acceptor(&identity, "internal", HandshakeLog::Internal, client_auth)?;
+    let admin_tls = cli::acceptor(&identity, "admin", HandshakeLog::Internal, None)?;
     if config.gateway.ticket_secret.is_none() {
         tracing::info!("no ticket secret configured: tickets are valid on this process only");
     }
@@ -114,8 +141,14 @@ async fn run(config: Config) -> Result<(), String> {
     gateway
         .metrics()
         .set_build_info(process::VERSION, process::COMMIT);
-    let mut http_config = config.gateway.http_config(&config.edge);
-    http_config.relay_urls = gateway::web::parse_relay_urls(&config.relay_urls)?;
+    if let Some(identity) = &identity {
+        gateway
+            .metrics()
+            .register(Box::new(identity.expiry_gauge()))
+            .map_err(|e| format!("metrics: {e}"))?;
+    }
+    let relay_urls = gateway::web::parse_relay_urls(&config.relay_urls)?;
+    let http_config = config.gateway.http_config(&config.edge, relay_urls)?;
     config.gateway.start_daily_topic(&gateway)?;
     let http = Arc::new(HttpApi::new(
         gateway.clone(),
@@ -126,7 +159,8 @@ async fn run(config: Config) -> Result<(), String> {
     let internal = Arc::new(InternalApi::new(
         gateway,
         InternalConfig {
-            secret: config.internal_secret.clone(),
+            secret,
+            mutual_tls,
             max_body_bytes: config.gateway.max_body_bytes,
             body_read_timeout: config.gateway.body_read_timeout(),
         },
@@ -143,9 +177,10 @@ async fn run(config: Config) -> Result<(), String> {
     let public_addr = public_listener.local_addr().map_err(|e| e.to_string())?;
     let internal_addr = internal_listener.local_addr().map_err(|e| e.to_string())?;
     let admin_addr = admin_listener.local_addr().map_err(|e| e.to_string())?;
-    process::announce("listening", public_addr);
-    process::announce("internal", internal_addr);
-    process::announce("admin", admin_addr);
+    let scheme = cli::scheme(&identity);
+    process::announce("listening", scheme, public_addr);
+    process::announce("internal", scheme, internal_addr);
+    process::announce("admin", scheme, admin_addr);
     tracing::info!(%public_addr, %internal_addr, %admin_addr, store = ?config.store, "gateway started");
 
     let limits = config.http.limits();
@@ -156,18 +191,21 @@ async fn run(config: Config) -> Result<(), String> {
     let public = tokio::spawn(gateway::server::serve_with(
         public_listener,
         http,
+        public_tls,
         stopped(stop_rx.clone()),
         limits,
     ));
     let internal = tokio::spawn(gateway::server::serve_with(
         internal_listener,
         internal,
+        internal_tls,
         stopped(stop_rx.clone()),
         limits,
     ));
     let admin = tokio::spawn(gateway::server::serve_with(
         admin_listener,
         admin,
+        admin_tls,
         stopped(stop_rx),
         limits,
     ));

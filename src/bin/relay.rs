@@ -12,9 +12,12 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arthas::cli::{EdgeArgs, HttpArgs, ProcessArgs, RedisArgs, RelayArgs};
+use std::path::PathBuf;
+
+use arthas::cli::{self, EdgeArgs, HttpArgs, ProcessArgs, RedisArgs, RelayArgs, TlsArgs};
 use arthas::process;
 use clap::{CommandFactory, FromArgMatches, Parser};
+use edge::tls::{HandshakeLog, Identity};
 use gateway::remote::{RemoteConfig, RemoteGateway};
 use relay::server;
 
@@ -35,7 +38,7 @@ struct Config {
     /// This relay's id in presence records (default: hostname plus a random suffix, unique per start).
     #[arg(long, env = "ARTHAS_NODE_ID")]
     node_id: Option<String>,
-    /// The gateway's internal API base URL.
+    /// The gateway's internal API base URL (`https://` for TLS).
     #[arg(
         long,
         env = "ARTHAS_GATEWAY_URL",
@@ -45,9 +48,18 @@ struct Config {
     /// Most calls to the gateway in flight at once (creations, password checks); more wait their turn.
     #[arg(long, env = "ARTHAS_GATEWAY_MAX_IN_FLIGHT", default_value_t = 64)]
     gateway_max_in_flight: usize,
-    /// Shared secret of the gateway's internal API.
+    /// Shared secret of the gateway's internal API (may be left out when --gateway-tls-cert authenticates this relay).
     #[arg(long, env = "ARTHAS_INTERNAL_SECRET", hide_env_values = true)]
-    internal_secret: String,
+    internal_secret: Option<String>,
+    /// PEM CA bundle the gateway's certificate must chain to (https:// gateway URL; default: the system's roots).
+    #[arg(long, env = "ARTHAS_GATEWAY_TLS_CA")]
+    gateway_tls_ca: Option<PathBuf>,
+    /// PEM client certificate chain this relay presents to the gateway (mutual TLS; reloaded like --tls-cert).
+    #[arg(long, env = "ARTHAS_GATEWAY_TLS_CERT", requires = "gateway_tls_key")]
+    gateway_tls_cert: Option<PathBuf>,
+    /// PEM private key of --gateway-tls-cert.
+    #[arg(long, env = "ARTHAS_GATEWAY_TLS_KEY", requires = "gateway_tls_cert")]
+    gateway_tls_key: Option<PathBuf>,
     /// Spread the 1001 closes of a drain over this window, milliseconds.
     #[arg(long, env = "ARTHAS_DRAIN_WINDOW_MS", default_value_t = 5_000)]
     drain_window_ms: u64,
@@ -58,6 +70,8 @@ struct Config {
     edge: EdgeArgs,
     #[command(flatten)]
     http: HttpArgs,
+    #[command(flatten)]
+    tls: TlsArgs,
     #[command(flatten)]
     relay: RelayArgs,
     #[command(flatten)]
@@ -78,7 +92,8 @@ fn main() -> ExitCode {
 /// Besides `/ws`, a relay serves `/ping` and the web client itself, so a
 /// relay is a complete origin for browsers (page and socket on one host);
 /// the directory and room API stay on the gateway.
-struct WebClient;
+/// Its pages connect to their own origin only.
+struct WebClient(gateway::web::ContentSecurityPolicy);
 
 #[async_trait::async_trait]
 impl server::HttpFallback for WebClient {
@@ -89,7 +104,7 @@ impl server::HttpFallback for WebClient {
     ) -> hyper::Response<server::Body> {
         match request.uri().path() {
             "/ping" => server::text(hyper::StatusCode::OK, "pong"),
-            path => gateway::web::serve(request.method(), path),
+            path => gateway::web::serve(request.method(), path, &self.0),
         }
     }
 }
@@ -109,20 +124,62 @@ fn default_node_id() -> String {
     format!("{host}-{:06x}", rand::random::<u32>() & 0xff_ffff)
 }
 
+/// How this relay reaches the gateway over TLS.
+struct GatewayTls {
+    /// The client configuration (trusted CAs, client certificate).
+    client: Arc<rustls::ClientConfig>,
+    /// The client certificate, when mutual TLS is on (for its expiry gauge).
+    identity: Option<Arc<Identity>>,
+}
+
+/// The TLS client settings of the gateway's internal API, when the URL is
+/// `https://`; the client certificate (if any) is reloaded from disk.
+fn gateway_tls(config: &Config) -> Result<Option<GatewayTls>, String> {
+    let https = config.gateway_url.starts_with("https://");
+    let configured = config.gateway_tls_ca.is_some() || config.gateway_tls_cert.is_some();
+    if !https {
+        if configured {
+            return Err(
+                "--gateway-tls-ca/--gateway-tls-cert need an https:// --gateway-url".into(),
+            );
+        }
+        return Ok(None);
+    }
+    let identity = match (&config.gateway_tls_cert, &config.gateway_tls_key) {
+        (Some(cert), Some(key)) => {
+            let identity = Identity::load(edge::tls::provider(), cert, key, "client")
+                .map_err(|e| format!("--gateway-tls-cert/--gateway-tls-key: {e}"))?;
+            identity.spawn_reloader(Duration::from_millis(
+                config.tls.tls_reload_interval_ms.max(1),
+            ));
+            Some(identity)
+        }
+        _ => None,
+    };
+    let client = edge::tls::client_config(config.gateway_tls_ca.as_deref(), identity.clone())
+        .map_err(|e| format!("--gateway-tls-ca: {e}"))?;
+    Ok(Some(GatewayTls { client, identity }))
+}
+
 async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
-    if config.internal_secret.is_empty() {
-        return Err("--internal-secret (ARTHAS_INTERNAL_SECRET) must not be empty".into());
+    let secret = config.internal_secret.clone().unwrap_or_default();
+    if secret.is_empty() && config.gateway_tls_cert.is_none() {
+        return Err(
+            "--internal-secret (ARTHAS_INTERNAL_SECRET) must not be empty unless --gateway-tls-cert authenticates this relay"
+                .into(),
+        );
     }
     let node_id = config.node_id.clone().unwrap_or_else(default_node_id);
+    let identity = config.tls.identity()?;
+    let gateway_tls = gateway_tls(&config)?;
     let engine = config
         .redis
         .connect(Duration::from_millis(config.relay.room_linger_ms))
         .await?;
-    let authority = RemoteGateway::new(RemoteConfig {
-        max_in_flight: config.gateway_max_in_flight.max(1),
-        ..RemoteConfig::new(config.gateway_url.clone(), config.internal_secret.clone())
-    })
-    .map_err(|e| format!("--gateway-url: {e:?}"))?;
+    let mut remote = RemoteConfig::new(config.gateway_url.clone(), secret);
+    remote.tls = gateway_tls.as_ref().map(|tls| tls.client.clone());
+    remote.max_in_flight = config.gateway_max_in_flight.max(1);
+    let authority = RemoteGateway::new(remote).map_err(|e| format!("--gateway-url: {e}"))?;
     let builder = relay::RelayBuilder::new();
     engine.attach(builder.sink());
     let relay_config = config.relay.config(
@@ -138,6 +195,17 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         Arc::new(authority),
     );
     relay.start_background();
+    let certificates = identity
+        .iter()
+        .chain(gateway_tls.as_ref().and_then(|tls| tls.identity.as_ref()));
+    for certificate in certificates {
+        relay
+            .metrics
+            .registry
+            .register(Box::new(certificate.expiry_gauge()))?;
+    }
+    let public_tls = cli::acceptor(&identity, "public", HandshakeLog::Public, None)?;
+    let admin_tls = cli::acceptor(&identity, "admin", HandshakeLog::Internal, None)?;
 
     let listener = tokio::net::TcpListener::bind(&config.listen).await?;
     let admin = tokio::net::TcpListener::bind(&config.admin_listen).await?;
@@ -146,12 +214,18 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     relay
         .metrics
         .set_build_info(process::VERSION, process::COMMIT);
-    process::announce("listening", addr);
-    process::announce("admin", admin_addr);
+    let scheme = cli::scheme(&identity);
+    process::announce("listening", scheme, addr);
+    process::announce("admin", scheme, admin_addr);
     tracing::info!(%addr, %admin_addr, node = %node_id, "relay listening");
 
-    tokio::spawn(relay::admin::serve(admin, relay.clone()));
-    let accept = tokio::spawn(server::serve(listener, relay.clone(), Arc::new(WebClient)));
+    tokio::spawn(relay::admin::serve(admin, relay.clone(), admin_tls));
+    let accept = tokio::spawn(server::serve(
+        listener,
+        relay.clone(),
+        Arc::new(WebClient(gateway::web::ContentSecurityPolicy::same_origin())),
+        public_tls,
+    ));
     process::termination().await;
     tracing::info!(node = %node_id, "draining: readiness off, closing connections with 1001");
     relay

@@ -74,6 +74,77 @@ fn free_port(cluster: bool) -> Result<u16> {
     Err(fail("no free loopback port found"))
 }
 
+/// TLS for test servers: they listen on TLS only (`--port 0 --tls-port P`),
+/// replicate, gossip (cluster bus) and talk to each other (sentinels) over
+/// TLS, with these PEM files; the harness's own connections use TLS too.
+#[derive(Debug, Clone)]
+pub struct ServerTls {
+    /// The server certificate chain (for 127.0.0.1).
+    pub cert: std::path::PathBuf,
+    /// Its key.
+    pub key: std::path::PathBuf,
+    /// The CA that signed every certificate here.
+    pub ca: std::path::PathBuf,
+    /// `tls-auth-clients yes`: every client must present a certificate
+    /// from `ca`.
+    pub auth_clients: bool,
+    /// A client certificate from `ca` (the harness's own connections; also
+    /// what a server presents when it connects to another).
+    pub client_cert: std::path::PathBuf,
+    /// Its key.
+    pub client_key: std::path::PathBuf,
+}
+
+impl ServerTls {
+    /// The server arguments.
+    fn args(&self, port: u16, cluster: bool) -> Vec<String> {
+        let file = |p: &std::path::Path| p.to_string_lossy().into_owned();
+        let mut args = vec![
+            "--port".to_string(),
+            "0".to_string(),
+            "--tls-port".to_string(),
+            port.to_string(),
+            "--tls-cert-file".to_string(),
+            file(&self.cert),
+            "--tls-key-file".to_string(),
+            file(&self.key),
+            "--tls-client-cert-file".to_string(),
+            file(&self.client_cert),
+            "--tls-client-key-file".to_string(),
+            file(&self.client_key),
+            "--tls-ca-cert-file".to_string(),
+            file(&self.ca),
+            "--tls-auth-clients".to_string(),
+            if self.auth_clients { "yes" } else { "no" }.to_string(),
+            "--tls-replication".to_string(),
+            "yes".to_string(),
+        ];
+        if cluster {
+            args.extend(["--tls-cluster".to_string(), "yes".to_string()]);
+        }
+        args
+    }
+
+    /// What redis-rs takes for the harness's connections.
+    fn certificates(&self) -> Result<redis::TlsCertificates> {
+        let read = |p: &std::path::Path| std::fs::read(p).map_err(fail);
+        Ok(redis::TlsCertificates {
+            client_tls: Some(redis::ClientTlsConfig {
+                client_cert: read(&self.client_cert)?,
+                client_key: read(&self.client_key)?,
+            }),
+            root_cert: Some(read(&self.ca)?),
+        })
+    }
+}
+
+/// The TLS of every TLS port this process's servers listen on, so the
+/// helpers that only know a port connect the right way.
+fn tls_ports() -> MutexGuard<'static, HashMap<u16, Arc<ServerTls>>> {
+    static PORTS: LazyLock<Mutex<HashMap<u16, Arc<ServerTls>>>> = LazyLock::new(Default::default);
+    PORTS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// One `redis-server` process, killed on drop.
 pub struct RedisServer {
     /// Its loopback port.
@@ -89,45 +160,30 @@ pub struct RedisServer {
     /// A sentinel: this config is written to `sentinel.conf` in its
     /// directory (once; Sentinel rewrites it) and it runs with `--sentinel`.
     sentinel_conf: Option<String>,
+    /// Listens on TLS only, with these files.
+    tls: Option<Arc<ServerTls>>,
 }
 
 impl RedisServer {
     /// Starts a standalone server and waits until it answers PING.
     pub async fn start() -> Result<RedisServer> {
-        RedisServer::start_kind(false).await
+        RedisServer::start_kind(false, None).await
     }
 
-    /// Starts a standalone server that also serves TLS, with the PEM files
-    /// in `certs` (`server.crt`, `server.key`, `ca.crt`; clients need no
-    /// certificate); returns it and its TLS port. PING goes to its plain
-    /// port.
-    pub async fn start_tls(certs: &std::path::Path) -> Result<(RedisServer, u16)> {
-        let tls_port = free_port(false)?;
-        let file = |name: &str| certs.join(name).to_string_lossy().into_owned();
-        let extra = vec![
-            "--tls-port".to_string(),
-            tls_port.to_string(),
-            "--tls-cert-file".to_string(),
-            file("server.crt"),
-            "--tls-key-file".to_string(),
-            file("server.key"),
-            "--tls-ca-cert-file".to_string(),
-            file("ca.crt"),
-            "--tls-auth-clients".to_string(),
-            "no".to_string(),
-        ];
-        let server = RedisServer::start_with(false, extra, None).await?;
-        Ok((server, tls_port))
+    /// Starts a standalone server listening on TLS only ([`ServerTls`]).
+    pub async fn start_tls(tls: &ServerTls) -> Result<RedisServer> {
+        RedisServer::start_with(false, Vec::new(), None, Some(Arc::new(tls.clone()))).await
     }
 
-    async fn start_kind(cluster: bool) -> Result<RedisServer> {
-        RedisServer::start_with(cluster, Vec::new(), None).await
+    async fn start_kind(cluster: bool, tls: Option<Arc<ServerTls>>) -> Result<RedisServer> {
+        RedisServer::start_with(cluster, Vec::new(), None, tls).await
     }
 
     async fn start_with(
         cluster: bool,
         extra: Vec<String>,
         sentinel_conf: Option<String>,
+        tls: Option<Arc<ServerTls>>,
     ) -> Result<RedisServer> {
         let mut last = fail("not started");
         for _ in 0..3 {
@@ -143,7 +199,11 @@ impl RedisServer {
                 cluster,
                 extra: extra.clone(),
                 sentinel_conf: sentinel_conf.clone(),
+                tls: tls.clone(),
             };
+            if let Some(tls) = &tls {
+                tls_ports().insert(port, tls.clone());
+            }
             match server.spawn().await {
                 Ok(()) => return Ok(server),
                 // Someone took the port meanwhile: try another.
@@ -163,9 +223,11 @@ impl RedisServer {
             }
             cmd.arg(&path).arg("--sentinel");
         }
-        cmd.arg("--port")
-            .arg(self.port.to_string())
-            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        match &self.tls {
+            Some(tls) => cmd.args(tls.args(self.port, self.cluster)),
+            None => cmd.arg("--port").arg(self.port.to_string()),
+        };
+        cmd.args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .args(["--protected-mode", "no", "--daemonize", "no"])
             .arg("--dir")
             .arg(dir)
@@ -219,9 +281,14 @@ impl RedisServer {
         format!("127.0.0.1:{}", self.port)
     }
 
-    /// `redis://127.0.0.1:port`.
+    /// `redis://127.0.0.1:port` (`rediss://` for a TLS server).
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     /// Kills the process (SIGKILL) and waits for it: the port stops
@@ -320,6 +387,7 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         self.stop();
         ports_in_use().remove(&self.port);
+        tls_ports().remove(&self.port);
     }
 }
 
@@ -374,7 +442,16 @@ fn as_int(v: &Value) -> Result<i64> {
 }
 
 async fn connect(port: u16) -> Result<redis::aio::MultiplexedConnection> {
-    let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).map_err(fail)?;
+    let tls = tls_ports().get(&port).cloned();
+    let client = match tls {
+        None => redis::Client::open(format!("redis://127.0.0.1:{port}")).map_err(fail)?,
+        Some(tls) => {
+            // rustls needs a process-wide provider for redis-rs' TLS.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            redis::Client::build_with_tls(format!("rediss://127.0.0.1:{port}"), tls.certificates()?)
+                .map_err(fail)?
+        }
+    };
     tokio::time::timeout(START_DEADLINE, client.get_multiplexed_async_connection())
         .await
         .map_err(|_| fail(format!("no connection to port {port}")))?
@@ -392,8 +469,20 @@ async fn command_at(port: u16, args: &[&str]) -> Result<Value> {
         .map_err(|e| fail(format!("{args:?} on port {port}: {e}")))
 }
 
-/// Whether a server answers PING on `port` (raw RESP, no client library).
+/// Whether a server answers PING on `port` (raw RESP, no client library;
+/// over TLS through redis-rs).
 async fn ping(port: u16) -> bool {
+    if tls_ports().contains_key(&port) {
+        let attempt = async {
+            let mut conn = connect(port).await.ok()?;
+            let pong: String = redis::cmd("PING").query_async(&mut conn).await.ok()?;
+            Some(pong == "PONG")
+        };
+        return matches!(
+            tokio::time::timeout(Duration::from_secs(1), attempt).await,
+            Ok(Some(true))
+        );
+    }
     let attempt = async {
         let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await
@@ -440,16 +529,25 @@ impl RedisSentinel {
     /// Starts everything and waits until every sentinel names the master and
     /// knows its replica.
     pub async fn start() -> Result<RedisSentinel> {
+        RedisSentinel::start_with(None).await
+    }
+
+    /// The same, every server and sentinel on TLS only ([`ServerTls`]).
+    pub async fn start_tls(tls: &ServerTls) -> Result<RedisSentinel> {
+        RedisSentinel::start_with(Some(Arc::new(tls.clone()))).await
+    }
+
+    async fn start_with(tls: Option<Arc<ServerTls>>) -> Result<RedisSentinel> {
         // No 5 s wait before a full sync (the diskless default in Redis 7).
         let quick_sync = ["--repl-diskless-sync-delay", "0"].map(str::to_owned);
-        let master = RedisServer::start_with(false, quick_sync.to_vec(), None).await?;
+        let master = RedisServer::start_with(false, quick_sync.to_vec(), None, tls.clone()).await?;
         let mut replicaof = quick_sync.to_vec();
         replicaof.extend([
             "--replicaof".to_owned(),
             "127.0.0.1".to_owned(),
             master.port().to_string(),
         ]);
-        let replica = RedisServer::start_with(false, replicaof, None).await?;
+        let replica = RedisServer::start_with(false, replicaof, None, tls.clone()).await?;
         let conf = format!(
             "sentinel monitor {m} 127.0.0.1 {port} 2\n\
              sentinel down-after-milliseconds {m} 1000\n\
@@ -459,7 +557,9 @@ impl RedisSentinel {
         );
         let mut sentinels = Vec::new();
         for _ in 0..3 {
-            sentinels.push(RedisServer::start_with(false, Vec::new(), Some(conf.clone())).await?);
+            sentinels.push(
+                RedisServer::start_with(false, Vec::new(), Some(conf.clone()), tls.clone()).await?,
+            );
         }
         let port = master.port();
         let group = RedisSentinel {
@@ -590,13 +690,35 @@ impl RedisCluster {
     /// Starts three cluster-enabled servers, joins them with `redis-cli
     /// --cluster create` and waits for `cluster_state:ok` on every node.
     pub async fn start() -> Result<RedisCluster> {
+        RedisCluster::start_with(None).await
+    }
+
+    /// The same on TLS only (clients and the cluster bus; [`ServerTls`]).
+    pub async fn start_tls(tls: &ServerTls) -> Result<RedisCluster> {
+        RedisCluster::start_with(Some(Arc::new(tls.clone()))).await
+    }
+
+    async fn start_with(tls: Option<Arc<ServerTls>>) -> Result<RedisCluster> {
         let mut nodes = Vec::with_capacity(3);
         for _ in 0..3 {
-            nodes.push(RedisServer::start_kind(true).await?);
+            nodes.push(RedisServer::start_kind(true, tls.clone()).await?);
         }
         let addrs: Vec<String> = nodes.iter().map(RedisServer::addr).collect();
+        let tls_args: Vec<String> = match &tls {
+            None => Vec::new(),
+            Some(tls) => vec![
+                "--tls".to_string(),
+                "--cacert".to_string(),
+                tls.ca.to_string_lossy().into_owned(),
+                "--cert".to_string(),
+                tls.client_cert.to_string_lossy().into_owned(),
+                "--key".to_string(),
+                tls.client_key.to_string_lossy().into_owned(),
+            ],
+        };
         let output = tokio::task::spawn_blocking(move || {
             Command::new("redis-cli")
+                .args(&tls_args)
                 .arg("--cluster")
                 .arg("create")
                 .args(&addrs)

@@ -1,6 +1,7 @@
 //! A WebSocket client that speaks the Arthas envelope, for driving the server in tests.
 //!
-//! Built on fastwebsockets' client handshake over a plain tokio `TcpStream`. Every receive has
+//! Built on fastwebsockets' client handshake over a tokio `TcpStream`, with TLS (rustls) for
+//! `wss://` URLs, trusting the test CA unless told otherwise. Every receive has
 //! a timeout (default 5 s) that fails the test with a message naming the client and what it
 //! waited for, so a missing frame never hangs the suite. Close frames are handled here, not
 //! by the library, so the test sees the close code even when the server drops the TCP
@@ -107,6 +108,8 @@ pub struct ConnectOpts {
     /// The local (source) address to connect from, e.g. another loopback address 127.0.0.x,
     /// so one test can be several clients by IP.
     pub local_ip: Option<std::net::IpAddr>,
+    /// The TLS client configuration for `wss://` (default: trust the test CA).
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 impl Default for ConnectOpts {
@@ -117,6 +120,7 @@ impl Default for ConnectOpts {
             recv_buffer: None,
             headers: Vec::new(),
             local_ip: None,
+            tls: None,
         }
     }
 }
@@ -143,15 +147,24 @@ where
     }
 }
 
-/// Splits `ws://host:port/path` into (`host:port`, `/path`).
-fn split_url(url: &str) -> (String, String) {
-    let rest = url
-        .strip_prefix("ws://")
-        .or_else(|| url.strip_prefix("http://"))
-        .unwrap_or_else(|| panic!("unsupported url {url}"));
+/// Splits `ws://host:port/path` (or `wss://`, `http://`, `https://`) into (TLS or not,
+/// `host:port`, `/path`).
+pub fn split_url(url: &str) -> (bool, String, String) {
+    let (tls, rest) = if let Some(rest) = url
+        .strip_prefix("wss://")
+        .or_else(|| url.strip_prefix("https://"))
+    {
+        (true, rest)
+    } else {
+        let rest = url
+            .strip_prefix("ws://")
+            .or_else(|| url.strip_prefix("http://"))
+            .unwrap_or_else(|| panic!("unsupported url {url}"));
+        (false, rest)
+    };
     match rest.find('/') {
-        Some(i) => (rest[..i].to_string(), rest[i..].to_string()),
-        None => (rest.to_string(), "/".to_string()),
+        Some(i) => (tls, rest[..i].to_string(), rest[i..].to_string()),
+        None => (tls, rest.to_string(), "/".to_string()),
     }
 }
 
@@ -203,7 +216,7 @@ impl Client {
 
     /// Connects with `opts`, reporting a refused upgrade as `ConnectError::Status`.
     pub async fn connect_opts(url: &str, opts: &ConnectOpts) -> Result<Client, ConnectError> {
-        let (host, path) = split_url(url);
+        let (tls, host, path) = split_url(url);
         let addr: std::net::SocketAddr = host
             .parse()
             .map_err(|e| ConnectError::Other(format!("bad address {host}: {e}")))?;
@@ -243,7 +256,17 @@ impl Client {
         let req = req
             .body(Empty::<Bytes>::new())
             .map_err(|e| ConnectError::Other(e.to_string()))?;
-        let handshake = fastwebsockets::handshake::client(&SpawnExecutor, req, stream);
+        let handshake = async {
+            if tls {
+                let config = opts.tls.clone().unwrap_or_else(super::tls::client_config);
+                let stream = super::tls::connect(stream, &host, config)
+                    .await
+                    .map_err(WebSocketError::IoError)?;
+                fastwebsockets::handshake::client(&SpawnExecutor, req, stream).await
+            } else {
+                fastwebsockets::handshake::client(&SpawnExecutor, req, stream).await
+            }
+        };
         let (mut ws, _) = match tokio::time::timeout(RECV_TIMEOUT, handshake).await {
             Err(_) => return Err(ConnectError::Other("handshake timed out".into())),
             Ok(Err(WebSocketError::InvalidStatusCode(code))) => {

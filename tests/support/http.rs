@@ -1,4 +1,5 @@
-//! A minimal HTTP/1.1 client (hyper, one connection per request) for `/ping` and `/api/hub`.
+//! A minimal HTTP/1.1 client (hyper, one connection per request) for `/ping` and `/api/hub`,
+//! over TLS for `https://` URLs (trusting the test CA).
 
 use std::time::Duration;
 
@@ -63,21 +64,30 @@ pub async fn request_with_body(
     headers: &[(&str, &str)],
     body: Vec<u8>,
 ) -> HttpResponse {
-    let rest = url
-        .strip_prefix("http://")
-        .unwrap_or_else(|| panic!("unsupported url {url}"));
-    let (host, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
+    let (tls, host, path) = super::client::split_url(url);
+    let (host, path) = (host.as_str(), path.as_str());
     let fut = async {
         let stream = TcpStream::connect(host).await.expect("connect");
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .expect("http handshake");
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
+        let mut sender = if tls {
+            let stream = super::tls::connect(stream, host, super::tls::client_config())
+                .await
+                .expect("TLS handshake");
+            let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                .await
+                .expect("http handshake");
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            sender
+        } else {
+            let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                .await
+                .expect("http handshake");
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            sender
+        };
         let mut req = Request::builder()
             .method(method)
             .uri(path)

@@ -1,6 +1,7 @@
 //! The harness shared by the black-box suites: start the real binary (`server`), talk to it
 //! over WebSockets (`client`) and HTTP (`http`) with independently encoded MessagePack (`msg`),
-//! and the room-level steps most tests start with (`room`).
+//! the room-level steps most tests start with (`room`), and TLS with a CA of the test's own
+//! (`tls`).
 #![allow(dead_code, unused_imports)]
 
 pub mod client;
@@ -8,6 +9,7 @@ pub mod http;
 pub mod msg;
 pub mod room;
 pub mod server;
+pub mod tls;
 
 pub use client::{t, Client, ConnectError, ConnectOpts, Event};
 pub use msg::{member_color, ValueExt};

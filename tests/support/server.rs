@@ -17,6 +17,10 @@
 //! the relays, gateway limits to the gateway, `--allowed-origins` to both); environment
 //! variables go to every process. The gateway and the relays start in parallel and are awaited
 //! by their stdout lines (`listening on http://...`, `internal on ...`, `admin on ...`).
+//!
+//! With `ARTHAS_TEST_TLS=1` (see `tls`) every listener serves TLS with the test CA's
+//! certificate: URLs are `wss://` and `https://`, and relays call the gateway's internal API
+//! over mutual TLS.
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Read};
@@ -234,7 +238,7 @@ pub struct Starting {
     child: Child,
     stderr: Arc<Mutex<Vec<u8>>>,
     stderr_thread: Option<JoinHandle<()>>,
-    /// `(word, addr)` for every `WORD on http://ADDR` line on stdout.
+    /// `(word, addr)` for every `WORD on http(s)://ADDR` line on stdout.
     lines: mpsc::UnboundedReceiver<(String, String)>,
     /// The words to wait for.
     want: Vec<&'static str>,
@@ -289,13 +293,17 @@ impl Starting {
             }
         });
 
-        // stdout: every `WORD on http://ADDR` line is sent back, the rest is drained.
+        // stdout: every `WORD on http(s)://ADDR` line is sent back, the rest is drained.
         let out_pipe = child.stdout.take().expect("stdout is piped");
         let (tx, lines) = mpsc::unbounded_channel();
         std::thread::spawn(move || {
             for line in BufReader::new(out_pipe).lines() {
                 let Ok(line) = line else { break };
-                if let Some((word, addr)) = line.trim().split_once(" on http://") {
+                let line = line.trim();
+                if let Some((word, addr)) = line
+                    .split_once(" on http://")
+                    .or_else(|| line.split_once(" on https://"))
+                {
                     let _ = tx.send((word.to_string(), addr.trim_end_matches('/').to_string()));
                 }
             }
@@ -581,6 +589,8 @@ pub struct Env {
     pooled: bool,
     /// Set when the test touched Redis directly.
     tainted: std::cell::Cell<bool>,
+    /// Every listener serves TLS (`ARTHAS_TEST_TLS`).
+    tls: bool,
 }
 
 impl Env {
@@ -605,8 +615,36 @@ impl Env {
         Some(Env::start_in(Topology::Single, opts).await)
     }
 
-    /// An env of the given topology, whatever `ARTHAS_TEST_TOPOLOGY` says.
+    /// An env of the given topology, whatever `ARTHAS_TEST_TOPOLOGY` says (over TLS when
+    /// `ARTHAS_TEST_TLS` asks for it).
     pub async fn start_in(topology: Topology, opts: Opts) -> Env {
+        Env::start_tls_in(topology, opts, super::tls::from_env()).await
+    }
+
+    /// An env of the given topology, over TLS or not, whatever the environment says.
+    pub async fn start_tls_in(topology: Topology, opts: Opts, tls: bool) -> Env {
+        let opts = if tls {
+            let certs = super::tls::certificates();
+            let mut opts = opts
+                .flag("--tls-cert", certs.server_cert.display())
+                .flag("--tls-key", certs.server_key.display());
+            if topology.is_cluster() {
+                opts = opts
+                    .flag("--internal-tls-client-ca", certs.ca_file.display())
+                    .flag("--gateway-tls-ca", certs.ca_file.display())
+                    .flag("--gateway-tls-cert", certs.client_cert.display())
+                    .flag("--gateway-tls-key", certs.client_key.display());
+            }
+            opts
+        } else {
+            opts
+        };
+        let mut env = Env::start_plain_in(topology, opts).await;
+        env.tls = tls;
+        env
+    }
+
+    async fn start_plain_in(topology: Topology, opts: Opts) -> Env {
         match topology {
             Topology::Single => Env {
                 topology,
@@ -618,6 +656,7 @@ impl Env {
                 gateway_internal: None,
                 pooled: false,
                 tainted: Default::default(),
+                tls: false,
             },
             Topology::Redis => {
                 let redis = Redis::start(topology).await;
@@ -674,6 +713,7 @@ impl Env {
                         gateway_internal: Some(internals[0].clone()),
                         pooled,
                         tainted: Default::default(),
+                        tls: false,
                     };
                 }
                 Err(e) => last_error = e,
@@ -730,7 +770,14 @@ impl Env {
             "--internal-secret",
             secret,
             "--gateway-url",
-            &format!("http://{gateway_internal}"),
+            &format!(
+                "{}://{gateway_internal}",
+                if opts.has("--gateway-tls-ca") {
+                    "https"
+                } else {
+                    "http"
+                }
+            ),
             "--redis-url",
             &redis.url_arg(),
             "--redis-mode",
@@ -789,30 +836,54 @@ impl Env {
         a % self.nodes.len() == b % self.nodes.len()
     }
 
-    /// `ws://127.0.0.1:PORT/ws` of node `node`.
+    /// Whether every listener serves TLS.
+    pub fn is_tls(&self) -> bool {
+        self.tls
+    }
+
+    /// `http` or `https`.
+    fn http_scheme(&self) -> &'static str {
+        if self.tls {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
+    /// `ws://127.0.0.1:PORT/ws` (`wss://` over TLS) of node `node`.
     pub fn ws_url(&self, node: usize) -> String {
-        format!("ws://{}/ws", self.nodes[node % self.nodes.len()].addr())
+        let scheme = if self.tls { "wss" } else { "ws" };
+        format!(
+            "{scheme}://{}/ws",
+            self.nodes[node % self.nodes.len()].addr()
+        )
     }
 
     /// The HTTP base URL (no trailing slash) for the directory, the room API, the web client
     /// and `/ping`: the all-in-one process, or the gateway's public listener in a cluster.
     pub fn http_url(&self, node: usize) -> String {
+        let scheme = self.http_scheme();
         match &self.gateway {
-            Some(gateway) => format!("http://{}", gateway.addr()),
-            None => format!("http://{}", self.nodes[node % self.nodes.len()].addr()),
+            Some(gateway) => format!("{scheme}://{}", gateway.addr()),
+            None => format!("{scheme}://{}", self.nodes[node % self.nodes.len()].addr()),
         }
     }
 
     /// The HTTP base URL of node `node`'s own listener (a relay serves `/ping` and `/ws`).
     pub fn node_http_url(&self, node: usize) -> String {
-        format!("http://{}", self.nodes[node % self.nodes.len()].addr())
+        format!(
+            "{}://{}",
+            self.http_scheme(),
+            self.nodes[node % self.nodes.len()].addr()
+        )
     }
 
     /// The admin base URL of relay `node` (`/healthz`, `/readyz`, `/metrics`), in a cluster.
     pub fn admin_url(&self, node: usize) -> Option<String> {
+        let scheme = self.http_scheme();
         self.nodes[node % self.nodes.len()]
             .addr_of("admin")
-            .map(|a| format!("http://{a}"))
+            .map(|a| format!("{scheme}://{a}"))
     }
 
     /// The public API base URL of gateway replica `g` (cluster topologies; `Opts::gateways`).

@@ -66,7 +66,7 @@ pub async fn start<H: Handler>(handler: H) -> Running {
         .expect("bind loopback");
     let addr = listener.local_addr().expect("bound address");
     let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(serve(listener, Arc::new(handler), async move {
+    tokio::spawn(serve(listener, Arc::new(handler), None, async move {
         let _ = stopped.await;
     }));
     Running {

@@ -167,3 +167,47 @@ ARTHAS_OTLP_SERVICE_NAME: {{ .Values.tracing.otlpServiceName | quote }}
 - name: OTEL_RESOURCE_ATTRIBUTES
   value: "k8s.pod.name=$(POD_NAME),k8s.namespace.name=$(POD_NAMESPACE),k8s.node.name=$(NODE_NAME)"
 {{- end -}}
+
+{{/* The TLS Secret (tls.enabled). */}}
+{{- define "arthas.tlsSecretName" -}}
+{{- default (printf "%s-tls" (include "arthas.fullname" .)) .Values.tls.secretName -}}
+{{- end -}}
+
+{{/* http or https: what the pods speak with tls.enabled. */}}
+{{- define "arthas.scheme" -}}
+{{- if .Values.tls.enabled -}}https{{- else -}}http{{- end -}}
+{{- end -}}
+
+{{/* TLS settings shared by both components (ConfigMap data). */}}
+{{- define "arthas.tlsConfig" -}}
+ARTHAS_TLS_RELOAD_INTERVAL_MS: {{ .Values.tls.reloadIntervalMs | int64 | quote }}
+{{- if .Values.tls.enabled }}
+ARTHAS_TLS_CERT: {{ printf "%s/tls.crt" .Values.tls.mountPath | quote }}
+ARTHAS_TLS_KEY: {{ printf "%s/tls.key" .Values.tls.mountPath | quote }}
+{{- end }}
+{{- end -}}
+
+{{/* The TLS Secret's volume and mount (tls.enabled): a directory mount, so
+kubelet's atomic update of a renewed Secret reaches the files. */}}
+{{- define "arthas.tlsVolume" -}}
+- name: tls
+  secret:
+    secretName: {{ include "arthas.tlsSecretName" . }}
+{{- end -}}
+{{- define "arthas.tlsVolumeMount" -}}
+- name: tls
+  mountPath: {{ .Values.tls.mountPath }}
+  readOnly: true
+{{- end -}}
+
+{{/* externalTrafficPolicy and loadBalancerSourceRanges of a public Service
+(only where Kubernetes accepts them). */}}
+{{- define "arthas.serviceExposure" -}}
+{{- if and .externalTrafficPolicy (ne .type "ClusterIP") }}
+externalTrafficPolicy: {{ .externalTrafficPolicy }}
+{{- end }}
+{{- if and .loadBalancerSourceRanges (eq .type "LoadBalancer") }}
+loadBalancerSourceRanges:
+  {{- toYaml .loadBalancerSourceRanges | nindent 2 }}
+{{- end }}
+{{- end -}}

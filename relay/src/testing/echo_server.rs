@@ -32,6 +32,11 @@ pub fn start_echo(listener: TcpListener, config: RelayConfig) -> Arc<Relay> {
         .expect("the default gateway config is valid");
     let relay = builder.build(config, engine.clone(), engine, Arc::new(authority));
     relay.faults.serve_echo();
-    tokio::spawn(server::serve(listener, relay.clone(), Arc::new(NotFound)));
+    tokio::spawn(server::serve(
+        listener,
+        relay.clone(),
+        Arc::new(NotFound),
+        None,
+    ));
     relay
 }

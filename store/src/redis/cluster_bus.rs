@@ -92,7 +92,11 @@ impl ClusterBus {
         events: mpsc::Receiver<BusEvent>,
         shutdown: watch::Receiver<bool>,
     ) -> Result<(SharedCluster, ClusterBus), StoreError> {
-        let client = ClusterClientBuilder::new(nodes.iter().map(String::as_str))
+        let mut builder = ClusterClientBuilder::new(nodes.iter().map(String::as_str));
+        if let Some(certificates) = config.tls.certificates() {
+            builder = builder.certs(certificates);
+        }
+        let client = builder
             .use_protocol(ProtocolVersion::RESP3)
             .push_sender(PushDispatch::new(shared.clone()))
             .connection_timeout(config.connect_timeout)

@@ -61,24 +61,84 @@ use crate::bus::{Bus, BusError, BusMessage, BusSink};
 use crate::room::StoreError;
 use commands::Commands;
 
-/// Where Redis is.
+/// Where Redis is. Every mode speaks TLS with `rediss://` URLs (see
+/// [`RedisTls`] for the CA and a client certificate).
 #[derive(Debug, Clone)]
 pub enum RedisMode {
     /// One server (or a primary behind one stable address):
-    /// `redis://[user:pass@]host:port[/db]`, `rediss://` for TLS when the
-    /// crate is built with TLS support.
+    /// `redis://[user:pass@]host:port[/db]`, `rediss://` for TLS.
     Standalone { url: String },
     /// A Redis Cluster (7+, sharded pub/sub): any subset of its nodes as
-    /// `redis://host:port`; the rest is discovered.
+    /// `redis://host:port` (`rediss://`: every node over TLS, as the
+    /// cluster announces with `tls-cluster yes`); the rest is discovered.
     Cluster { nodes: Vec<String> },
     /// A primary with replicas under Redis Sentinel: the sentinels'
     /// addresses (`redis://host:26379`) and the name they monitor the
     /// primary under. Connections go to whatever master the sentinels name;
-    /// after a failover the command pool and the bus follow it.
+    /// after a failover the command pool and the bus follow it. With
+    /// `rediss://` sentinels, the master is reached over TLS too.
     Sentinel {
         sentinels: Vec<String>,
         master_name: String,
     },
+}
+
+/// TLS material for `rediss://` connections, PEM text (read at start-up).
+#[derive(Clone, Default)]
+pub struct RedisTls {
+    /// The CA bundle servers' certificates must chain to (`None`: the
+    /// system's roots, honouring `SSL_CERT_FILE`).
+    pub ca_pem: Option<Vec<u8>>,
+    /// A client certificate chain and its key, for servers started with
+    /// `tls-auth-clients yes`.
+    pub client_pem: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl std::fmt::Debug for RedisTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisTls")
+            .field("ca", &self.ca_pem.is_some())
+            .field("client_certificate", &self.client_pem.is_some())
+            .finish()
+    }
+}
+
+impl RedisTls {
+    /// What redis-rs takes, or `None` when nothing is configured (then a
+    /// `rediss://` URL uses the system's roots and no client certificate).
+    pub(crate) fn certificates(&self) -> Option<redis::TlsCertificates> {
+        if self.ca_pem.is_none() && self.client_pem.is_none() {
+            return None;
+        }
+        Some(redis::TlsCertificates {
+            client_tls: self
+                .client_pem
+                .as_ref()
+                .map(|(cert, key)| redis::ClientTlsConfig {
+                    client_cert: cert.clone(),
+                    client_key: key.clone(),
+                }),
+            root_cert: self.ca_pem.clone(),
+        })
+    }
+
+    /// A client for `info`, with the configured certificates when the URL
+    /// is `rediss://`; certificates for a `redis://` URL are refused.
+    pub(crate) fn client(&self, info: redis::ConnectionInfo) -> Result<redis::Client, StoreError> {
+        match self.certificates() {
+            None => redis::Client::open(info),
+            Some(certificates) => {
+                if !matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. }) {
+                    return Err(StoreError(
+                        "redis: TLS certificates are configured but the URL is not rediss://"
+                            .into(),
+                    ));
+                }
+                redis::Client::build_with_tls(info, certificates)
+            }
+        }
+        .map_err(|e| StoreError(format!("redis url: {e}")))
+    }
 }
 
 /// Named limits of the Redis engines.
@@ -135,6 +195,8 @@ pub struct RedisConfig {
     /// member of it left (removed by a later heartbeat), so a member who
     /// comes back costs no round trips; zero removes it at once.
     pub node_room_linger: Duration,
+    /// CA and client certificate for `rediss://` URLs.
+    pub tls: RedisTls,
 }
 
 impl Default for RedisConfig {
@@ -158,6 +220,7 @@ impl Default for RedisConfig {
             sentinel_check_interval: Duration::from_secs(1),
             sentinel_lookup_timeout: Duration::from_secs(2),
             node_room_linger: Duration::ZERO,
+            tls: RedisTls::default(),
         }
     }
 }
@@ -457,8 +520,9 @@ impl RedisEngine {
                     .into_connection_info()
                     .map_err(|e| StoreError(format!("redis url: {e}")))?;
                 let settings = info.redis_settings().clone().set_skip_set_lib_name();
-                let client = redis::Client::open(info.clone().set_redis_settings(settings.clone()))
-                    .map_err(|e| StoreError(format!("redis url: {e}")))?;
+                let client = config
+                    .tls
+                    .client(info.clone().set_redis_settings(settings.clone()))?;
                 // One direct connection first, so a refused connection, a TLS
                 // certificate or a password problem is reported as such
                 // (the bus would keep retrying and only time out).
@@ -472,10 +536,9 @@ impl RedisEngine {
                     config.pool_size,
                     config.max_in_flight,
                 );
-                let pubsub_client = redis::Client::open(
+                let pubsub_client = config.tls.client(
                     info.set_redis_settings(settings.set_protocol(ProtocolVersion::RESP3)),
-                )
-                .map_err(|e| StoreError(format!("redis url: {e}")))?;
+                )?;
                 let bus = bus::StandaloneBus::connect(
                     bus::BusTarget::Fixed(Box::new(pubsub_client)),
                     &config,
@@ -496,6 +559,7 @@ impl RedisEngine {
                         &master_name,
                         protocol,
                         config.sentinel_lookup_timeout,
+                        &config.tls,
                     )
                     .map(Arc::new)
                 };

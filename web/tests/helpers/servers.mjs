@@ -58,7 +58,7 @@ export function serverCommand() {
 /**
  * Start one server on 127.0.0.1 (port 0 unless `listen` is given).
  * Resolves to {url, port, stop(), exited, stderr()} once it printed
- * `listening on http://127.0.0.1:PORT`.
+ * `listening on http://127.0.0.1:PORT` (`https://` when started with --tls-cert).
  */
 export function startServer({ args = [], listen = '127.0.0.1:0', env = {}, bin = null, expect = [] } = {}) {
   const { cmd, pre } = bin ? { cmd: bin, pre: [] } : serverCommand();
@@ -82,7 +82,7 @@ export function startServer({ args = [], listen = '127.0.0.1:0', env = {}, bin =
     }, 30_000);
     child.stdout.on('data', (d) => {
       out += d;
-      const m = out.match(/listening on (http:\/\/[^\s]+)\n/);
+      const m = out.match(/listening on (https?:\/\/[^\s]+)\n/);
       if (m && expect.every((re) => re.test(out))) {
         clearTimeout(timer);
         const url = m[1].replace(/\/$/, '');
