@@ -18,11 +18,8 @@ PROM = REPO / "deploy" / "prometheus"
 DASHBOARD = REPO / "deploy" / "grafana" / "arthas.json"
 METRIC = re.compile(r"\b((?:arthas|process)_[a-z0-9_]+)\b")
 RUNBOOK = REPO / "docs" / "RUNBOOK.md"
-# Metrics the alerts use before the code exports them (docs/OPERATIONS.md,
-# "Pending"): TLS serving is a later change.
-PENDING = {
-    "arthas_tls_certificate_expiry_timestamp_seconds",
-}
+# Metrics the alerts may use before the code exports them (none today).
+PENDING: set[str] = set()
 # Histogram series names map to their family.
 HISTOGRAM_SUFFIXES = ("_bucket", "_count", "_sum")
 
