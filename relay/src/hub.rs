@@ -46,6 +46,9 @@ pub struct Peer {
     transfers: Mutex<Transfers>,
     /// An active transfer older than this is stale and forgotten.
     transfer_stale_after: Duration,
+    /// The room this peer was kicked from (extension), until its session
+    /// notices.
+    pub kicked: crate::owner::KickedFrom,
 }
 
 impl Peer {
@@ -59,6 +62,7 @@ impl Peer {
             outbox: Outbox::new(max_queue_bytes, Some(socket)),
             transfers: Mutex::new(Transfers::default()),
             transfer_stale_after,
+            kicked: crate::owner::KickedFrom::default(),
         }
     }
 
@@ -197,6 +201,16 @@ impl LocalRoom {
             self.lock_idle_since().get_or_insert_with(Instant::now);
         }
         members.is_empty()
+    }
+
+    /// Takes a member out of the local list (a kick); returns its peer if
+    /// it was here. Later deliveries no longer reach it.
+    pub(crate) fn take_member(&self, id: MemberId) -> Option<Arc<Peer>> {
+        let mut members = self.lock_members();
+        let peer = members.iter().find(|m| m.id == id)?.peer.clone();
+        let next: Vec<LocalMember> = members.iter().filter(|m| m.id != id).cloned().collect();
+        *members = Arc::from(next);
+        Some(peer)
     }
 
     /// Whether the room has had no local member for at least `linger`.
@@ -422,6 +436,9 @@ pub struct HubSink {
     pub hub: Arc<Hub>,
     /// Closing a room needs an async unsubscribe; it is spawned with this.
     pub bus: std::sync::OnceLock<Arc<dyn Bus>>,
+    /// Finishing a kick needs the store and the bus (set when the relay is
+    /// built).
+    pub kicks: std::sync::OnceLock<Arc<crate::owner::KickContext>>,
 }
 
 impl BusSink for HubSink {
@@ -459,6 +476,24 @@ impl BusSink for HubSink {
                     }
                     let n = room.push_all(&message.frame, None, &hub.metrics);
                     hub.metrics.delivered(&message.frame, n, received.elapsed());
+                }
+            }
+            Target::Member { id } => {
+                if let Some(room) = hub.room(room_id) {
+                    if let Some(m) = room.members().iter().find(|m| m.id == id) {
+                        if m.peer.outbox.push(message.frame.clone()).is_ok() {
+                            hub.metrics.delivered(&message.frame, 1, received.elapsed());
+                        }
+                    }
+                }
+            }
+            Target::Kick { member, reason } => {
+                if let Some(room) = hub.room(room_id) {
+                    let kicks = self.kicks.get();
+                    if crate::owner::deliver_kick(hub, room, member, reason, &message.frame, kicks)
+                    {
+                        hub.metrics.delivered(&message.frame, 1, received.elapsed());
+                    }
                 }
             }
             Target::CloseRoom => {

@@ -12,6 +12,8 @@
 //! - [`session`]: the protocol state machine of one connection;
 //! - [`hub`]: the local room index and the bus fan-out;
 //! - [`outbox`]: the bounded per-connection queue;
+//! - [`owner`]: the room-owner extension (kick across relays, directed
+//!   messages);
 //! - [`slot`]: the connection limit, given back by a guard;
 //! - [`expiry`]: per-node expiry warnings and closes;
 //! - [`presence`]: heartbeats, and the sweep of dead relays' members;
@@ -34,6 +36,7 @@ pub mod hub;
 pub mod message_budgets;
 pub mod metrics;
 pub mod outbox;
+pub mod owner;
 pub mod presence;
 pub mod server;
 pub mod session;
@@ -95,6 +98,7 @@ impl RelayBuilder {
             sink: Arc::new(HubSink {
                 hub,
                 bus: OnceLock::new(),
+                kicks: OnceLock::new(),
             }),
         }
     }
@@ -113,6 +117,11 @@ impl RelayBuilder {
         authority: Arc<dyn Authority>,
     ) -> Arc<Relay> {
         let _ = self.sink.bus.set(bus.clone());
+        let _ = self.sink.kicks.set(Arc::new(owner::KickContext {
+            store: store.clone(),
+            bus: bus.clone(),
+            node_id: config.node_id.clone(),
+        }));
         self.sink.hub.set_linger(config.room_linger);
         self.metrics
             .max_connections
