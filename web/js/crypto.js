@@ -47,8 +47,8 @@ export async function importRoomKey(encoded) {
 
 // ------------------------------------------------------------- AES-GCM
 
-export async function encryptBytes(key, plaintext) {
-  const iv = randomIv();
+/** AES-GCM with a fresh random IV (or `iv`, which must never repeat under `key`). */
+export async function encryptBytes(key, plaintext, iv = randomIv()) {
   const ct = await subtle().encrypt({ name: 'AES-GCM', iv }, key, plaintext);
   return { iv, ciphertext: new Uint8Array(ct) };
 }
