@@ -10,7 +10,7 @@ import {
   hashPassword, parsePayload,
 } from './crypto.js';
 import { RoomSignatures, ANNOUNCEMENT } from './signatures.js';
-import { generateDhKeyPair, joinPasswordOf, newOwnerSecret, openRekey, sealRekey } from './rekey.js';
+import { generateDhKeyPair, joinPasswordOf, newOwnerSecret, openRekey, sealRekey, OWNER_FINGERPRINT } from './rekey.js';
 import { codeFromLink, formatShareCode, parseShareCode, shareLink } from './sharecode.js';
 import { initDirectory } from './directory.js';
 import { initPublicListing } from './publicform.js';
@@ -258,7 +258,7 @@ async function enterRoom(data) {
     prevKey: null,
     epoch: j.epoch,
     // The owner's signing-key fingerprint: ours when we created the room.
-    owner: j.ownerSecret ? await signatures.ownFingerprint() : j.owner,
+    owner: j.ownerSecret ? await signatures.ownFingerprint(OWNER_FINGERPRINT) : j.owner,
     ownerSecret: j.ownerSecret,
     name: j.name,
     passwordHash: j.passwordHash,
@@ -1050,7 +1050,7 @@ async function onDirect(d) {
   if (r.closed || typeof d.senderId !== 'string' || typeof d.iv !== 'string' || typeof d.ciphertext !== 'string') return;
   const peer = signatures.peers.get(d.senderId);
   // Only from the member whose signing key the invite link named as owner.
-  if (!peer || !peer.dh || !signatures.dh || !r.owner || peer.fp !== r.owner) {
+  if (!peer || !peer.dh || !signatures.dh || !r.owner || peer.ownerFp !== r.owner) {
     systemLine(`${memberName(d.senderId)} sent a room key, but is not the room owner this invite named: ignored.`, 'warn');
     return;
   }

@@ -123,8 +123,13 @@ export async function openRekey({ myDh, ownerDhB64, roomId, epoch, iv, ciphertex
   return JSON.parse(utf8.decode(new Uint8Array(pt)));
 }
 
-/** A short fingerprint of a base64url public key: 8 hex digits of its SHA-256. */
-export async function fingerprint(publicKeyB64) {
+/** Hex digits of a fingerprint shown to people (telling names apart). */
+export const SHORT_FINGERPRINT = 8;
+/** Hex digits of the owner fingerprint an invite link carries (128 bits: no key can be ground to match it). */
+export const OWNER_FINGERPRINT = 32;
+
+/** A fingerprint of a base64url public key: the first `hexDigits` hex digits of its SHA-256. */
+export async function fingerprint(publicKeyB64, hexDigits = SHORT_FINGERPRINT) {
   const digest = await subtle().digest('SHA-256', fromBase64Url(publicKeyB64));
-  return toHex(new Uint8Array(digest)).slice(0, 8);
+  return toHex(new Uint8Array(digest)).slice(0, hexDigits);
 }

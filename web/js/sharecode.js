@@ -1,6 +1,6 @@
 // Share codes: `{roomId}:{base64url(roomKey)}[:{ephemeral}[:{expiresAt}[:{epoch}:{owner}]]]`.
 // The last two (this client's extension, docs/SECURITY.md §5.3) are the room
-// key's epoch and the fingerprint of the owner's signing key (8 hex digits):
+// key's epoch and the fingerprint of the owner's signing key (32 hex digits):
 // a joiner accepts a new room key only from the member with that key.
 // The share link carries the code in the URL fragment, which browsers never
 // send to a server. This client makes one form, `https://host/#{code}`, and
@@ -13,7 +13,7 @@ const ROOM_ID_RE = /^[A-Za-z0-9_-]{21}$/;
 /** The original Arthas client's route in front of the code: `#/join/{code}`. */
 const JOIN_ROUTE = '/join/';
 const KEY_RE = /^[A-Za-z0-9_-]{43}$/;
-const FINGERPRINT_RE = /^[0-9a-f]{8}$/;
+const FINGERPRINT_RE = /^[0-9a-f]{32}$/;
 
 function parseNonNegativeInt(s) {
   if (!/^\d{1,15}$/.test(s)) return null;

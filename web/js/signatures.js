@@ -25,7 +25,7 @@
 // verify as before, without the order check; unsigned ones stay UNKNOWN.
 
 import { buildPayload, generateSigningKeyPair, importVerifyKey, verifyPayload } from './crypto.js';
-import { fingerprint } from './rekey.js';
+import { fingerprint, OWNER_FINGERPRINT } from './rekey.js';
 
 /** What the UI shows for a received message. */
 export const VERDICT = Object.freeze({
@@ -67,9 +67,9 @@ export class RoomSignatures {
     return new RoomSignatures(await generateSigningKeyPair(), options);
   }
 
-  /** This member's key fingerprint, or '' when it cannot sign. */
-  async ownFingerprint() {
-    return this.signing ? fingerprint(this.signing.publicKeyB64) : '';
+  /** This member's key fingerprint (`hexDigits` long), or '' when it cannot sign. */
+  async ownFingerprint(hexDigits) {
+    return this.signing ? fingerprint(this.signing.publicKeyB64, hexDigits) : '';
   }
 
   /**
@@ -180,10 +180,11 @@ export class RoomSignatures {
     }
     const dh = typeof announcement.dh === 'string' && announcement.dh.length === 43 ? announcement.dh : null;
     const fp = await fingerprint(announcement.pubkey);
+    const ownerFp = await fingerprint(announcement.pubkey, OWNER_FINGERPRINT);
     // Another announcement of this sender may have been learned meanwhile.
     const raced = this.#knownOutcome(senderId, announcement);
     if (raced) return { outcome: raced, settled: [] };
-    const peer = { key, encoded: announcement.pubkey, dh, fp, maxCtr: 0, seen: new Set() };
+    const peer = { key, encoded: announcement.pubkey, dh, fp, ownerFp, maxCtr: 0, seen: new Set() };
     this.peers.set(senderId, peer);
     const now = this.now();
     const waiting = this.waiting.get(senderId) || [];

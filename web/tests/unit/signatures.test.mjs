@@ -244,4 +244,7 @@ test('a learned key keeps its fingerprint and its X25519 key', async () => {
   assert.equal(peer.dh, dh.publicKeyB64);
   assert.match(peer.fp, /^[0-9a-f]{8}$/);
   assert.equal(peer.fp, await alice.ownFingerprint());
+  assert.match(peer.ownerFp, /^[0-9a-f]{32}$/);
+  assert.ok(peer.ownerFp.startsWith(peer.fp));
+  assert.equal(peer.ownerFp, await alice.ownFingerprint(32));
 });
