@@ -350,6 +350,7 @@ function renderShareLink() {
   const r = state.room;
   const code = formatShareCode({ roomId: r.roomId, key: r.keyEncoded, ephemeral: r.ephemeral, expiresAt: r.expiresAt, epoch: r.epoch, owner: r.owner });
   $('share-link').value = shareLink(location.origin, code);
+  $('share-code-plain').value = formatShareCode({ roomId: r.roomId, key: r.keyEncoded, ephemeral: r.ephemeral, expiresAt: r.expiresAt });
   $('room-epoch').textContent = `Key epoch ${r.epoch}`;
   $('room-epoch').dataset.epoch = String(r.epoch);
 }
