@@ -135,7 +135,7 @@ pub struct RelayArgs {
     /// A WebSocket message (fragmented or slow) must complete within this once started (else close 4003), milliseconds.
     #[arg(long, env = "ARTHAS_MESSAGE_TIMEOUT_MS", default_value_t = 30_000)]
     pub message_timeout_ms: u64,
-    /// Longest file transfer id a client may use, bytes (longer: E005).
+    /// Longest file transfer id a client may use, bytes, at most 255 (longer: E005).
     #[arg(long, env = "ARTHAS_MAX_TRANSFER_ID_BYTES", default_value_t = 64)]
     pub max_transfer_id_bytes: usize,
     /// Server ping period (WebSocket ping + Ping 0x18), milliseconds.

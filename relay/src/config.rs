@@ -24,7 +24,8 @@ pub struct RelayConfig {
     /// (header read timeout against slowloris, head size cap).
     pub http: gateway::server::HttpLimits,
     /// Longest file transfer id a client may use (it is kept while the
-    /// transfer runs and travels in bus headers), bytes.
+    /// transfer runs and travels in bus headers), bytes; at most
+    /// [`store::MAX_TRANSFER_ID_BYTES`] (a larger value acts as that).
     pub max_transfer_id_bytes: usize,
     /// How often the server sends a WebSocket ping and an application Ping.
     pub ping_interval: Duration,

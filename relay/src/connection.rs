@@ -34,8 +34,8 @@ use protocol::kind;
 use protocol::server::{self, Ping};
 use tokio::time::{sleep_until, timeout, Instant};
 
-use crate::hub::Peer;
 use crate::outbox::{try_write_at, OutFrame};
+use crate::peer::Peer;
 use crate::slot::ConnectionSlot;
 use crate::transport::Transport;
 use crate::websocket::{close_code, close_payload, opcode, FrameReader, Incoming};

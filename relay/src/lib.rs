@@ -11,6 +11,10 @@
 //! - [`websocket`]: RFC 6455 framing;
 //! - [`session`]: the protocol state machine of one connection;
 //! - [`hub`]: the local room index and the bus fan-out;
+//! - [`publish`]: the one path that publishes to a room's bus channel;
+//! - [`peer`]: what of a connection the rest of the relay touches (its
+//!   queue, its file transfers);
+//! - [`transfer`]: a connection's file-transfer state;
 //! - [`outbox`]: the bounded per-connection queue;
 //! - [`slot`]: the connection limit, given back by a guard;
 //! - [`expiry`]: per-node expiry warnings and closes;
@@ -34,12 +38,15 @@ pub mod hub;
 pub mod message_budgets;
 pub mod metrics;
 pub mod outbox;
+pub mod peer;
 pub mod presence;
+pub mod publish;
 pub mod server;
 pub mod session;
 pub mod slot;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod transfer;
 pub mod transport;
 pub mod websocket;
 

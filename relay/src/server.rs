@@ -31,8 +31,8 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::admission::Refusal;
 use crate::connection::Application;
-use crate::hub::Peer;
 use crate::metrics::Rejection;
+use crate::peer::Peer;
 use crate::session::Session;
 use crate::slot::ConnectionSlot;
 use crate::transport::{TlsSocket, Transport};

@@ -30,18 +30,41 @@ use protocol::server::{
     RelayFileRef, Relayed, RoomCreated, RoomJoined,
 };
 use protocol::{kind, Reject};
-use store::warn_limit::WarnLimit;
-use store::{BusMessage, JoinError, Joined, MemberRecord, Target};
+use store::{JoinError, Joined, MemberRecord, Target};
 use tracing::Instrument as _;
 
 use crate::connection::Application;
-use crate::hub::{LocalMember, LocalRoom, Peer};
+use crate::hub::{LocalMember, LocalRoom};
 use crate::message_budgets::{ConnectionBudgets, Kind, Verdict};
+use crate::peer::Peer;
+use crate::transfer::ActiveTransfer;
 use crate::websocket::close_code;
 use crate::Relay;
 
 /// Attempts at a member id that is free in the room.
 const MEMBER_ID_ATTEMPTS: usize = 5;
+
+/// How a member proves it may enter a password room.
+#[derive(Clone, Copy)]
+enum Credentials<'a> {
+    /// It just created the room (the gateway hashed its password).
+    Creator,
+    /// A join password (empty when the client gave none).
+    Password(&'a str),
+    /// A join ticket from the gateway's public API, instead of a password.
+    Ticket(&'a str),
+}
+
+impl<'a> Credentials<'a> {
+    /// A JoinRoom's credentials: its ticket if it has one, else its password.
+    fn of_joiner(password: &'a str, ticket: &'a str) -> Credentials<'a> {
+        if ticket.is_empty() {
+            Credentials::Password(password)
+        } else {
+            Credentials::Ticket(ticket)
+        }
+    }
+}
 
 /// A connection's protocol state.
 pub struct Session {
@@ -128,7 +151,7 @@ impl Session {
     }
 
     async fn publish(&self, room: &LocalRoom, target: Target, frame: Bytes) -> Result<(), Reject> {
-        publish(&self.relay, room, target, frame).await
+        self.relay.publish(&room.id, target, frame).await
     }
 
     /// Publishes `frame` to every member of `room` but this one.
@@ -219,7 +242,7 @@ impl Session {
         let room_id = created.room.id.clone();
         tracing::Span::current().record("room", room_id.as_str());
         let joined = self
-            .join_store(&room_id, request.name, true, "", "")
+            .join_store(&room_id, request.name, Credentials::Creator)
             .await?;
         self.reply(server::encode(
             kind::ROOM_CREATED,
@@ -252,14 +275,9 @@ impl Session {
             return Err(texts::ROOM_NOT_FOUND);
         }
         tracing::Span::current().record("room", request.room_id);
+        let credentials = Credentials::of_joiner(request.password, request.ticket);
         let joined = self
-            .join_store(
-                request.room_id,
-                request.name,
-                false,
-                request.password,
-                request.ticket,
-            )
+            .join_store(request.room_id, request.name, credentials)
             .await?;
         let room_id = joined.room.id.clone();
         let color = member_color(self.id.as_str());
@@ -288,16 +306,15 @@ impl Session {
         }
     }
 
-    /// Adds this member to the room record, checking the password through
-    /// the gateway when the store says the room has one.
+    /// Adds this member to the room record, checking its credentials
+    /// through the gateway when the store says the room has a password.
     async fn join_store(
         &mut self,
         room_id: &str,
         name: &str,
-        mut password_checked: bool,
-        password: &str,
-        ticket: &str,
+        credentials: Credentials<'_>,
     ) -> Result<Joined, Reject> {
+        let mut password_checked = matches!(credentials, Credentials::Creator);
         for _ in 0..MEMBER_ID_ATTEMPTS {
             let member = MemberRecord {
                 id: self.id,
@@ -315,13 +332,15 @@ impl Session {
             {
                 Ok(joined) => return Ok(joined),
                 Err(JoinError::NeedsPassword) if !password_checked => {
-                    if ticket.is_empty() {
-                        self.relay
-                            .authority
-                            .check_password(room_id, password, self.ip)
-                            .await?;
-                    } else {
-                        self.relay.authority.redeem_ticket(room_id, ticket).await?;
+                    let authority = &self.relay.authority;
+                    match credentials {
+                        Credentials::Password(password) => {
+                            authority.check_password(room_id, password, self.ip).await?
+                        }
+                        Credentials::Ticket(ticket) => {
+                            authority.redeem_ticket(room_id, ticket).await?
+                        }
+                        Credentials::Creator => {}
                     }
                     password_checked = true;
                 }
@@ -442,11 +461,10 @@ impl Session {
         let Some(room) = self.current_room() else {
             return;
         };
-        if self.peer.active_transfer().is_some() {
-            if let Some(transfer_id) = self.peer.end_transfer(false) {
-                let frame = server::file_cancel(self.id.as_str(), &transfer_id);
-                let _ = self.to_others(&room, frame).await;
-            }
+        let cancelled = self.peer.transfers.active().map(|t| t.cancel());
+        if let Some(transfer_id) = cancelled {
+            let frame = server::file_cancel(self.id.as_str(), &transfer_id);
+            let _ = self.to_others(&room, frame).await;
         }
         self.leave_room().await;
     }
@@ -521,12 +539,15 @@ impl Session {
 
     async fn file_meta(&mut self, data: &ValueRef<'_>) -> Result<(), Reject> {
         let room = self.in_room()?;
-        if self.peer.active_transfer().is_some() {
+        if self.peer.transfers.active().is_some() {
             return Err(texts::ACTIVE_TRANSFER);
         }
         let meta = FileMeta::parse(data)?;
         self.check_transfer_id(meta.transfer_id)?;
-        self.peer.start_transfer(meta.transfer_id);
+        self.peer
+            .transfers
+            .start(meta.transfer_id)
+            .map_err(|_| texts::ACTIVE_TRANSFER)?;
         let frame = server::encode_sized(
             kind::RELAY_FILE_META,
             &RelayFileMeta {
@@ -543,25 +564,32 @@ impl Session {
     }
 
     /// A transfer id is kept while its transfer runs and travels in bus
-    /// headers: it may be at most `max_transfer_id_bytes` long.
+    /// headers: it may be at most `max_transfer_id_bytes` long, and never
+    /// longer than the bus carries.
     fn check_transfer_id(&self, transfer_id: &str) -> Result<(), Reject> {
-        if transfer_id.len() > self.relay.config.max_transfer_id_bytes {
+        let limit = self
+            .relay
+            .config
+            .max_transfer_id_bytes
+            .min(store::MAX_TRANSFER_ID_BYTES);
+        if transfer_id.len() > limit {
             return Err(texts::TRANSFER_ID_TOO_LONG);
         }
         Ok(())
     }
 
-    fn check_transfer(&self, transfer_id: &str) -> Result<(), Reject> {
-        match self.peer.active_transfer() {
-            Some(active) if active == transfer_id => Ok(()),
-            _ => Err(texts::TRANSFER_MISMATCH),
-        }
+    /// The active transfer, if it is `transfer_id`.
+    fn check_transfer(&self, transfer_id: &str) -> Result<ActiveTransfer<'_>, Reject> {
+        self.peer
+            .transfers
+            .active_matching(transfer_id)
+            .ok_or(texts::TRANSFER_MISMATCH)
     }
 
     async fn file_chunk(&mut self, data: &ValueRef<'_>) -> Result<(), Reject> {
         let room = self.in_room()?;
         let chunk = FileChunk::parse(data)?;
-        self.check_transfer(chunk.transfer_id)?;
+        drop(self.check_transfer(chunk.transfer_id)?);
         let frame = server::encode_sized(
             kind::RELAY_FILE_CHUNK,
             &RelayFileChunk {
@@ -584,8 +612,12 @@ impl Session {
         } else {
             TransferRef::parse_cancel(data)?
         };
-        self.check_transfer(reference.transfer_id)?;
-        self.peer.end_transfer(completed);
+        let transfer = self.check_transfer(reference.transfer_id)?;
+        if completed {
+            transfer.complete();
+        } else {
+            transfer.cancel();
+        }
         let message_type = if completed {
             kind::RELAY_FILE_COMPLETE
         } else {
@@ -673,34 +705,6 @@ impl Drop for Session {
             .tasks
             .spawn_on(async move { orphan.disconnect().await }, &runtime);
     }
-}
-
-/// Publishes one frame on a room's channel; a bus failure becomes an error
-/// frame for the sender (never silence).
-pub(crate) async fn publish(
-    relay: &Relay,
-    room: &LocalRoom,
-    target: Target,
-    frame: Bytes,
-) -> Result<(), Reject> {
-    static PUBLISH_FAILED: WarnLimit = WarnLimit::new();
-    relay.metrics.publishes.inc();
-    let started = Instant::now();
-    let published = relay
-        .bus
-        .publish(&room.id, BusMessage { target, frame })
-        .await;
-    relay
-        .metrics
-        .publish_seconds
-        .observe(started.elapsed().as_secs_f64());
-    published.map_err(|e| {
-        relay.metrics.publish_errors.inc();
-        if let Some(suppressed) = PUBLISH_FAILED.check() {
-            tracing::warn!(room = %room.id, error = %e, suppressed, "publish failed");
-        }
-        texts::UNAVAILABLE
-    })
 }
 
 /// The budget a client message spends, if any (`frame_len`: its size).
