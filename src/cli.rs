@@ -241,6 +241,7 @@ impl RelayArgs {
             heartbeat_interval: Duration::from_millis(self.heartbeat_interval_ms.max(1)),
             heartbeat_ttl: Duration::from_millis(self.heartbeat_ttl_ms),
             room_linger: Duration::from_millis(self.room_linger_ms),
+            clock: store::clock::system(),
         }
     }
 }
@@ -385,6 +386,7 @@ impl GatewayArgs {
             },
             ticket_secret,
             ticket_ttl: Duration::from_secs(self.ticket_ttl_secs),
+            clock: defaults.clock,
         })
     }
 
@@ -402,7 +404,7 @@ impl GatewayArgs {
             tracing::info!("daily topic disabled");
             return Ok(None);
         }
-        gateway::daily::spawn(gateway.clone(), store::clock::system())
+        gateway::daily::spawn(gateway.clone(), gateway.clock().clone())
             .map(Some)
             .map_err(|e| e.to_string())
     }

@@ -439,7 +439,7 @@ impl HttpApi {
             Ok(query) => query,
             Err(e) => return hub_error(StatusCode::BAD_REQUEST, &e.to_string()),
         };
-        let now_millis = store::unix_millis();
+        let now_millis = self.inner.gateway.clock().now_millis();
         match store.listings(now_millis).await {
             Ok(mut views) => {
                 hub::drop_expired(&mut views, now_millis.div_euclid(1000));

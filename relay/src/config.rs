@@ -66,6 +66,9 @@ pub struct RelayConfig {
     /// set) this long after its last local member left, so members who leave
     /// and come back cost no round trips; zero unsubscribes at once.
     pub room_linger: Duration,
+    /// Where "now" comes from (room expiry, message timestamps); the system
+    /// clock but in tests.
+    pub clock: store::SharedClock,
 }
 
 impl Default for RelayConfig {
@@ -95,6 +98,7 @@ impl Default for RelayConfig {
             budgets: MessageBudgets::default(),
             heartbeat_interval: Duration::from_secs(3),
             heartbeat_ttl: Duration::from_secs(10),
+            clock: store::clock::system(),
         }
     }
 }

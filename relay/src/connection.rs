@@ -187,7 +187,7 @@ async fn serve<A: Application>(
                     let ws_ping = OutFrame { opcode: opcode::PING, payload: Bytes::new() };
                     let _ = peer.outbox.push_frame(ws_ping);
                     if app.app_pings() {
-                        let t = store::unix_millis();
+                        let t = relay.config.clock.now_millis();
                         app.ping_sent(t);
                         let ping = server::encode(kind::PING, &Ping { t });
                         relay.metrics.sent(&ping, 1);

@@ -36,7 +36,7 @@ pub async fn run(relay: Arc<Relay>) {
 
 /// One pass over this node's rooms.
 pub async fn sweep(relay: &Relay) {
-    let now = store::unix_secs();
+    let now = relay.config.clock.now_secs();
     let lead = relay.config.expiry_warning_lead.as_secs() as i64;
     for room in relay.hub.rooms() {
         // A lingering room without local members is no business of ours.

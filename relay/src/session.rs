@@ -321,9 +321,9 @@ impl Session {
                 name: name.to_owned(),
                 color: member_color(self.id.as_str()),
                 node: self.relay.config.node_id.clone(),
-                joined_at: store::unix_millis(),
+                joined_at: self.relay.config.clock.now_millis(),
             };
-            let now = store::unix_secs();
+            let now = self.relay.config.clock.now_secs();
             match self
                 .relay
                 .store
@@ -492,7 +492,7 @@ impl Session {
         let room = self.in_room()?;
         let message = Sealed::parse_message(data)?;
         self.check_chat_rate()?;
-        let now = store::unix_millis();
+        let now = self.relay.config.clock.now_millis();
         let frame = self.relayed(kind::RELAY_MESSAGE, &message, now);
         self.to_others(&room, frame).await?;
         if room.listed {
@@ -518,7 +518,11 @@ impl Session {
     async fn send_reaction(&mut self, data: &ValueRef<'_>) -> Result<(), Reject> {
         let room = self.in_room()?;
         let reaction = Sealed::parse_reaction(data)?;
-        let frame = self.relayed(kind::RELAY_REACTION, &reaction, store::unix_millis());
+        let frame = self.relayed(
+            kind::RELAY_REACTION,
+            &reaction,
+            self.relay.config.clock.now_millis(),
+        );
         self.to_others(&room, frame).await
     }
 
@@ -556,7 +560,7 @@ impl Session {
                 transfer_id: meta.transfer_id,
                 iv: meta.iv,
                 ciphertext: meta.ciphertext,
-                t: store::unix_millis(),
+                t: self.relay.config.clock.now_millis(),
             },
             meta.ciphertext.len() + meta.transfer_id.len(),
         );

@@ -10,7 +10,11 @@
 //! ([`Transfers::end_if_active`]), leaving a later transfer alone.
 
 use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+// The runtime's clock (the system's monotonic clock, but paused and moved by
+// hand in tests).
+use tokio::time::Instant;
 
 /// A connection's file transfers.
 #[derive(Debug)]
@@ -183,5 +187,21 @@ mod tests {
         assert!(t.active().is_some());
         assert!(t.end_if_active("a"));
         assert!(t.active().is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stale_transfer_is_forgotten() {
+        let stale_after = Duration::from_secs(90);
+        let t = Transfers::new(stale_after);
+        t.start("a").unwrap();
+        tokio::time::advance(stale_after).await;
+        assert!(
+            t.owns("a") && t.active().is_some(),
+            "not stale at the limit"
+        );
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert!(!t.owns("a"));
+        assert!(t.active().is_none());
+        t.start("b").unwrap();
     }
 }
