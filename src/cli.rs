@@ -52,18 +52,16 @@ pub struct HttpArgs {
     #[arg(long, env = "ARTHAS_HEADER_READ_TIMEOUT_MS", default_value_t = 10_000)]
     pub header_read_timeout_ms: u64,
     /// Largest HTTP request head (request line and headers), bytes (at least 8192; larger: 431).
-    #[arg(long, env = "ARTHAS_MAX_HEADER_BYTES", default_value_t = gateway::server::DEFAULT_MAX_HEADER_BYTES)]
+    #[arg(long, env = "ARTHAS_MAX_HEADER_BYTES", default_value_t = edge::http::DEFAULT_MAX_HEADER_BYTES)]
     pub max_header_bytes: usize,
 }
 
 impl HttpArgs {
     /// The limits.
-    pub fn limits(&self) -> gateway::server::HttpLimits {
-        gateway::server::HttpLimits {
+    pub fn limits(&self) -> edge::http::HttpLimits {
+        edge::http::HttpLimits {
             header_read_timeout: Duration::from_millis(self.header_read_timeout_ms.max(1)),
-            max_header_bytes: self
-                .max_header_bytes
-                .max(gateway::server::MIN_MAX_HEADER_BYTES),
+            max_header_bytes: self.max_header_bytes.max(edge::http::MIN_MAX_HEADER_BYTES),
         }
     }
 }

@@ -22,7 +22,7 @@ pub struct RelayConfig {
     pub message_timeout: Duration,
     /// Limits on HTTP request heads, the WebSocket handshake included
     /// (header read timeout against slowloris, head size cap).
-    pub http: gateway::server::HttpLimits,
+    pub http: edge::http::HttpLimits,
     /// Longest file transfer id a client may use (it is kept while the
     /// transfer runs and travels in bus headers), bytes; at most
     /// [`store::MAX_TRANSFER_ID_BYTES`] (a larger value acts as that).
@@ -79,7 +79,7 @@ impl Default for RelayConfig {
             trusted_proxies: edge::TrustedProxies::none(),
             max_message_bytes: 102_400,
             message_timeout: Duration::from_secs(30),
-            http: gateway::server::HttpLimits::default(),
+            http: edge::http::HttpLimits::default(),
             max_transfer_id_bytes: 64,
             ping_interval: Duration::from_secs(25),
             read_timeout: Duration::from_secs(40),

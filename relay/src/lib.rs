@@ -176,10 +176,13 @@ impl Relay {
     }
 }
 
+/// The shortest period of the idle-room check, however short the linger.
+const MIN_RETIRE_PERIOD: std::time::Duration = std::time::Duration::from_millis(10);
+
 /// Ends the subscriptions of rooms that lingered `room_linger` without a
 /// local member, checking twice per linger, until shutdown.
 async fn retire_idle_rooms(relay: Arc<Relay>) {
-    let period = (relay.config.room_linger / 2).max(std::time::Duration::from_millis(10));
+    let period = (relay.config.room_linger / 2).max(MIN_RETIRE_PERIOD);
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
