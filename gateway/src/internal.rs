@@ -14,15 +14,17 @@
 //! | `POST /internal/v1/rooms/{id}/secrets` | [`wire::RoomSecret`] | 204 |
 //!
 //! A refusal is problem JSON whose `code` and `detail` are the Arthas code
-//! and text ([`crate::problem::Problem::to_reject`]), so a relay using
+//! and text ([`crate::problem::RejectProblem::to_reject`]), so a relay using
 //! [`crate::remote::RemoteGateway`] sends exactly the error frame the
 //! in-process gateway would have produced.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use bytes::Bytes;
-use http_body_util::Full;
+use edge::http::{
+    empty_response, json_response, method_not_allowed, not_found, text_response, Body, Handler,
+    Problem,
+};
 use hyper::body::Incoming;
 use hyper::header::AUTHORIZATION;
 use hyper::{Method, Request, Response, StatusCode};
@@ -32,11 +34,10 @@ use subtle::ConstantTimeEq;
 use tracing::Instrument as _;
 
 use crate::hub::unescape;
-use crate::problem::Problem;
+use crate::metrics::Api;
+use crate::problem::RejectProblem as _;
 use crate::rooms::{CreateRoomRequest, Gateway, ListingRequest, NewRoomSummary};
-use crate::server::{
-    empty_response, json_response, read_json, DEFAULT_BODY_READ_TIMEOUT, DEFAULT_MAX_BODY_BYTES,
-};
+use crate::server::{read_json, request_span, DEFAULT_BODY_READ_TIMEOUT, DEFAULT_MAX_BODY_BYTES};
 
 /// The path prefix of every internal route.
 pub const PREFIX: &str = "/internal/v1/rooms";
@@ -252,7 +253,7 @@ struct Inner {
     body_read_timeout: std::time::Duration,
 }
 
-fn unauthorized() -> Response<Full<Bytes>> {
+fn unauthorized() -> Response<Body> {
     let mut response = Problem::new(
         StatusCode::UNAUTHORIZED,
         "missing or wrong internal API credentials",
@@ -265,7 +266,7 @@ fn unauthorized() -> Response<Full<Bytes>> {
     response
 }
 
-fn refused(reject: &Reject) -> Response<Full<Bytes>> {
+fn refused(reject: &Reject) -> Response<Body> {
     Problem::from_reject(reject).into_response()
 }
 
@@ -320,73 +321,44 @@ impl InternalApi {
 
     /// Answers one request from a relay, traced (method, route template,
     /// status).
-    pub async fn handle(
-        &self,
-        request: Request<Incoming>,
-        peer: SocketAddr,
-    ) -> Response<Full<Bytes>> {
-        let path = request.uri().path();
-        let route = if path == "/openapi.json" {
-            "/openapi.json"
-        } else if path == PREFIX {
-            "/internal/v1/rooms"
-        } else if path.ends_with("/password-check") {
-            "/internal/v1/rooms/{roomId}/password-check"
-        } else if path.ends_with("/ticket-redemptions") {
-            "/internal/v1/rooms/{roomId}/ticket-redemptions"
-        } else {
-            "/internal/*"
-        };
+    pub async fn handle(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+        let route = Route::parse(request.uri().path());
+        let label = route.label();
         let started = std::time::Instant::now();
-        let span = crate::http::request_span(request.method(), route);
+        let span = request_span(request.method(), label);
         crate::trace_context::continue_from(&span, request.headers());
-        let response = self.route(request, peer).instrument(span.clone()).await;
+        let response = self
+            .route(route, request, peer)
+            .instrument(span.clone())
+            .await;
         span.record("http.response.status_code", response.status().as_u16());
         self.inner.gateway.metrics().request(
-            crate::metrics::Api::Internal,
-            route,
+            Api::Internal,
+            label,
             response.status().as_u16(),
             started.elapsed(),
         );
         response
     }
 
-    async fn route(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
-        if request.uri().path() == "/openapi.json" && request.method() == Method::GET {
-            let mut response =
-                Response::new(Full::new(Bytes::from_static(OPENAPI_JSON.as_bytes())));
-            response.headers_mut().insert(
-                hyper::header::CONTENT_TYPE,
-                hyper::header::HeaderValue::from_static("application/json"),
-            );
-            return response;
+    async fn route(
+        &self,
+        route: Route,
+        request: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Response<Body> {
+        if matches!(route, Route::OpenApi) && request.method() == Method::GET {
+            return text_response(StatusCode::OK, "application/json", OPENAPI_JSON);
         }
         if !self.authorized(&request) {
             tracing::warn!(%peer, "internal API request refused: bad credentials");
             return unauthorized();
         }
-        let path = request.uri().path().to_owned();
-        let Some(rest) = path.strip_prefix(PREFIX) else {
-            return Problem::new(StatusCode::NOT_FOUND, "no such resource").into_response();
-        };
-        let segments: Vec<&str> = rest.split('/').collect();
-        let route = match segments.as_slice() {
-            [""] => Route::Create,
-            ["", id, "password-check"] => Route::PasswordCheck(room_id(id)),
-            ["", id, "ticket-redemptions"] => Route::TicketRedemption(room_id(id)),
-            ["", id, "secrets"] => Route::Secrets(room_id(id)),
-            _ => return Problem::new(StatusCode::NOT_FOUND, "no such resource").into_response(),
-        };
+        if matches!(route, Route::OpenApi | Route::Unknown) {
+            return not_found();
+        }
         if request.method() != Method::POST {
-            let mut response = Problem::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "this resource supports POST",
-            )
-            .into_response();
-            response
-                .headers_mut()
-                .insert("allow", hyper::header::HeaderValue::from_static("POST"));
-            return response;
+            return method_not_allowed("POST");
         }
         let body = request.into_body();
         match route {
@@ -394,13 +366,15 @@ impl InternalApi {
             Route::PasswordCheck(Some(id)) => self.password_check(body, &id).await,
             Route::TicketRedemption(Some(id)) => self.redeem(body, &id).await,
             Route::Secrets(Some(id)) => self.secrets(body, &id).await,
-            Route::PasswordCheck(None) | Route::TicketRedemption(None) | Route::Secrets(None) => {
-                Problem::new(StatusCode::NOT_FOUND, "no such resource").into_response()
-            }
+            Route::PasswordCheck(None)
+            | Route::TicketRedemption(None)
+            | Route::Secrets(None)
+            | Route::OpenApi
+            | Route::Unknown => not_found(),
         }
     }
 
-    async fn create(&self, body: Incoming) -> Response<Full<Bytes>> {
+    async fn create(&self, body: Incoming) -> Response<Body> {
         let body: wire::CreateRoom = match read_json(
             body,
             self.inner.max_body_bytes,
@@ -436,7 +410,7 @@ impl InternalApi {
         }
     }
 
-    async fn password_check(&self, body: Incoming, room_id: &str) -> Response<Full<Bytes>> {
+    async fn password_check(&self, body: Incoming, room_id: &str) -> Response<Body> {
         let body: wire::PasswordCheck = match read_json(
             body,
             self.inner.max_body_bytes,
@@ -459,7 +433,7 @@ impl InternalApi {
         }
     }
 
-    async fn secrets(&self, body: Incoming, room_id: &str) -> Response<Full<Bytes>> {
+    async fn secrets(&self, body: Incoming, room_id: &str) -> Response<Body> {
         let body: wire::RoomSecret = match read_json(
             body,
             self.inner.max_body_bytes,
@@ -481,7 +455,7 @@ impl InternalApi {
         }
     }
 
-    async fn redeem(&self, body: Incoming, room_id: &str) -> Response<Full<Bytes>> {
+    async fn redeem(&self, body: Incoming, room_id: &str) -> Response<Body> {
         let body: wire::TicketRedemption = match read_json(
             body,
             self.inner.max_body_bytes,
@@ -504,9 +478,60 @@ impl InternalApi {
     }
 }
 
+/// A request of the internal listener, by its path.
 enum Route {
+    /// `/openapi.json` (GET without credentials).
+    OpenApi,
     Create,
+    /// The room id, percent-decoded; `None` when it cannot name a room.
     PasswordCheck(Option<String>),
     TicketRedemption(Option<String>),
+    /// Extension: the owner's SetRoomSecret.
     Secrets(Option<String>),
+    Unknown,
+}
+
+impl Route {
+    fn parse(path: &str) -> Route {
+        if path == "/openapi.json" {
+            return Route::OpenApi;
+        }
+        let Some(rest) = path.strip_prefix(PREFIX) else {
+            return Route::Unknown;
+        };
+        let segments: Vec<&str> = rest.split('/').collect();
+        match segments.as_slice() {
+            [""] => Route::Create,
+            ["", id, "password-check"] => Route::PasswordCheck(room_id(id)),
+            ["", id, "ticket-redemptions"] => Route::TicketRedemption(room_id(id)),
+            ["", id, "secrets"] => Route::Secrets(room_id(id)),
+            _ => Route::Unknown,
+        }
+    }
+
+    /// The route's name in metrics and traces (its template).
+    fn label(&self) -> &'static str {
+        match self {
+            Route::OpenApi => "/openapi.json",
+            Route::Create => "/internal/v1/rooms",
+            Route::PasswordCheck(_) => "/internal/v1/rooms/{roomId}/password-check",
+            Route::TicketRedemption(_) => "/internal/v1/rooms/{roomId}/ticket-redemptions",
+            Route::Secrets(_) => "/internal/v1/rooms/{roomId}/secrets",
+            Route::Unknown => "/internal/*",
+        }
+    }
+}
+
+impl Handler for InternalApi {
+    fn handle(
+        &self,
+        request: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> impl std::future::Future<Output = Response<Body>> + Send {
+        InternalApi::handle(self, request, peer)
+    }
+
+    fn panicked(&self) {
+        self.gateway().metrics().panicked(Api::Internal);
+    }
 }

@@ -33,7 +33,7 @@ use store::warn_limit::WarnLimit;
 use tokio::sync::Semaphore;
 
 use crate::internal::{wire, PREFIX};
-use crate::problem::Problem;
+use crate::problem::{Problem, RejectProblem as _};
 use crate::rooms::{CreateRoomRequest, CreatedRoom};
 use crate::Authority;
 

@@ -24,7 +24,7 @@ use edge::ClientKey;
 use protocol::reject::texts;
 use protocol::Reject;
 use rand::Rng;
-use store::{Listing, NewRoom, RoomGuess, RoomRecord, RoomStore};
+use store::{Listing, NewRoom, RoomGuess, RoomRecord, RoomStore, SharedClock};
 
 use crate::listing;
 use crate::metrics::{GatewayMetrics, Operation};
@@ -100,6 +100,9 @@ pub struct GatewayConfig {
     pub ticket_secret: Vec<u8>,
     /// How long an issued join ticket stays valid.
     pub ticket_ttl: Duration,
+    /// Where "now" comes from (room expiry, tickets, the directory); the
+    /// system clock but in tests.
+    pub clock: SharedClock,
 }
 
 impl fmt::Debug for GatewayConfig {
@@ -129,6 +132,7 @@ impl fmt::Debug for GatewayConfig {
             .field("password", &self.password)
             .field("ticket_secret", &"<redacted>")
             .field("ticket_ttl", &self.ticket_ttl)
+            .field("clock", &self.clock)
             .finish()
     }
 }
@@ -151,6 +155,7 @@ impl Default for GatewayConfig {
             password: PasswordConfig::default(),
             ticket_secret: process_ticket_secret(),
             ticket_ttl: Duration::from_secs(60),
+            clock: store::clock::system(),
         }
     }
 }
@@ -313,6 +318,11 @@ impl Gateway {
         &self.config
     }
 
+    /// The clock this gateway decides by.
+    pub fn clock(&self) -> &SharedClock {
+        &self.config.clock
+    }
+
     /// The gateway's Prometheus metrics.
     pub fn metrics(&self) -> &GatewayMetrics {
         &self.metrics
@@ -357,7 +367,7 @@ impl Gateway {
             ),
             None => None,
         };
-        let now = store::unix_secs();
+        let now = self.config.clock.now_secs();
         let expiry = request.expiry_secs.clamp(0, self.config.max_expiry_secs);
         let expires_at = if expiry > 0 {
             now.saturating_add(expiry)
@@ -500,7 +510,7 @@ impl Gateway {
     pub async fn issue_ticket(&self, room_id: &str) -> Result<IssuedTicket, Reject> {
         let result = self
             .tickets
-            .issue(room_id, store::unix_secs())
+            .issue(room_id, self.config.clock.now_secs())
             .map_err(|_| texts::ROOM_NOT_FOUND);
         self.metrics.outcome(Operation::IssueTicket, result)
     }
@@ -514,7 +524,7 @@ impl Gateway {
     }
 
     async fn redeem_ticket_counted(&self, room_id: &str, ticket: &str) -> Result<(), Reject> {
-        let now = store::unix_secs();
+        let now = self.config.clock.now_secs();
         let verified = self.tickets.verify(ticket, room_id, now).map_err(|e| {
             tracing::info!(room = %room_id, reason = %e, "ticket refused");
             texts::INVALID_TICKET
@@ -548,7 +558,7 @@ impl Gateway {
             .await
             .map_err(unavailable)?
             .ok_or(texts::ROOM_NOT_FOUND)?;
-        if record.is_expired(store::unix_secs()) {
+        if record.is_expired(self.config.clock.now_secs()) {
             return Err(texts::ROOM_EXPIRED);
         }
         let member_count = if record.listed {

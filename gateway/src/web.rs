@@ -25,7 +25,7 @@ use hyper::{Method, Response, StatusCode};
 use rust_embed::Embed;
 
 use crate::hub::unescape;
-use crate::problem::Problem;
+use edge::http::Problem;
 
 /// The embedded `web/` tree (tests, tooling and docs left out; `vendor/`
 /// holds the client's pinned third-party ES modules, committed so that a

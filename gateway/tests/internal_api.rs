@@ -12,6 +12,7 @@ use bytes::Bytes;
 use hyper::Method;
 use protocol::reject::texts;
 use serde_json::json;
+use store::ManualClock;
 use support::*;
 
 fn ip() -> IpAddr {
@@ -301,8 +302,10 @@ async fn tickets_of_one_gateway_are_refused_by_another_secret() {
 
 #[tokio::test]
 async fn an_expired_ticket_is_refused() {
+    let clock = ManualClock::at_secs(store::unix_secs());
     let g = gateway(GatewayConfig {
         ticket_ttl: Duration::ZERO,
+        clock: clock.clone(),
         ..gateway_config()
     });
     let room = g
@@ -310,11 +313,14 @@ async fn an_expired_ticket_is_refused() {
         .await
         .unwrap()
         .room;
-    let ticket = g.issue_ticket(&room.id).await.unwrap().ticket;
+    let kept = g.issue_ticket(&room.id).await.unwrap().ticket;
+    let late = g.issue_ticket(&room.id).await.unwrap().ticket;
     // valid through its expiry second, refused after it
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    clock.advance(Duration::from_millis(999));
+    assert_eq!(g.redeem_ticket(&room.id, &kept).await, Ok(()));
+    clock.advance(Duration::from_millis(1));
     assert_eq!(
-        g.redeem_ticket(&room.id, &ticket).await,
+        g.redeem_ticket(&room.id, &late).await,
         Err(texts::INVALID_TICKET)
     );
 }

@@ -11,6 +11,10 @@
 //! - [`websocket`]: RFC 6455 framing;
 //! - [`session`]: the protocol state machine of one connection;
 //! - [`hub`]: the local room index and the bus fan-out;
+//! - [`publish`]: the one path that publishes to a room's bus channel;
+//! - [`peer`]: what of a connection the rest of the relay touches (its
+//!   queue, its file transfers);
+//! - [`transfer`]: a connection's file-transfer state;
 //! - [`outbox`]: the bounded per-connection queue;
 //! - [`owner`]: the room-owner extension (kick across relays, directed
 //!   messages);
@@ -37,12 +41,15 @@ pub mod message_budgets;
 pub mod metrics;
 pub mod outbox;
 pub mod owner;
+pub mod peer;
 pub mod presence;
+pub mod publish;
 pub mod server;
 pub mod session;
 pub mod slot;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod transfer;
 pub mod transport;
 pub mod websocket;
 
@@ -98,7 +105,7 @@ impl RelayBuilder {
             sink: Arc::new(HubSink {
                 hub,
                 bus: OnceLock::new(),
-                kicks: OnceLock::new(),
+                relay: OnceLock::new(),
             }),
         }
     }
@@ -117,16 +124,11 @@ impl RelayBuilder {
         authority: Arc<dyn Authority>,
     ) -> Arc<Relay> {
         let _ = self.sink.bus.set(bus.clone());
-        let _ = self.sink.kicks.set(Arc::new(owner::KickContext {
-            store: store.clone(),
-            bus: bus.clone(),
-            node_id: config.node_id.clone(),
-        }));
         self.sink.hub.set_linger(config.room_linger);
         self.metrics
             .max_connections
             .set(config.max_connections as i64);
-        Arc::new(Relay {
+        let relay = Arc::new(Relay {
             origins: OriginPolicy::parse(&config.allowed_origins),
             admission: Arc::new(admission::Admission::new(
                 config.max_connections_per_ip,
@@ -144,7 +146,10 @@ impl RelayBuilder {
             slots: slot::ConnectionSlots::default(),
             #[cfg(feature = "testing")]
             faults: testing::Faults::default(),
-        })
+        });
+        // A kick delivered here is finished by the relay (store, publish).
+        let _ = self.sink.relay.set(Arc::downgrade(&relay));
+        relay
     }
 }
 
@@ -178,10 +183,13 @@ impl Relay {
     }
 }
 
+/// The shortest period of the idle-room check, however short the linger.
+const MIN_RETIRE_PERIOD: std::time::Duration = std::time::Duration::from_millis(10);
+
 /// Ends the subscriptions of rooms that lingered `room_linger` without a
 /// local member, checking twice per linger, until shutdown.
 async fn retire_idle_rooms(relay: Arc<Relay>) {
-    let period = (relay.config.room_linger / 2).max(std::time::Duration::from_millis(10));
+    let period = (relay.config.room_linger / 2).max(MIN_RETIRE_PERIOD);
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

@@ -1,5 +1,5 @@
-//! The room-owner extension on the relay (PROTOCOL.md §0, "Extension: room
-//! owner, kick, directed messages"; the design is docs/SECURITY.md §5):
+//! The room-owner extension on the relay (PROTOCOL.md §2.9, "Room owner,
+//! kick and directed messages"; the design is docs/SECURITY.md §5):
 //!
 //! - a **kick** is checked on the owner's relay and published once on the
 //!   room's bus channel ([`Target::Kick`], the frame is the kicked member's
@@ -21,10 +21,12 @@ use protocol::client::KickReason;
 use protocol::kind;
 use protocol::member::MemberId;
 use protocol::server::{self, MemberLeft};
-use store::{Bus, BusMessage, RoomStore, Target};
+use store::Target;
 use subtle::ConstantTimeEq;
 
-use crate::hub::{Hub, LocalRoom, Peer};
+use crate::hub::LocalRoom;
+use crate::peer::Peer;
+use crate::Relay;
 
 /// Which room a peer was kicked from (its session forgets that room the
 /// next time it looks).
@@ -59,24 +61,15 @@ pub fn owns(stored: &str, secret: &str) -> bool {
     !stored.is_empty() && bool::from(stored.as_bytes().ct_eq(hash.as_bytes()))
 }
 
-/// What the relay holding a kicked member needs to finish the kick.
-pub struct KickContext {
-    pub store: Arc<dyn RoomStore>,
-    pub bus: Arc<dyn Bus>,
-    /// This relay's node id (the store removes members by their node).
-    pub node_id: String,
-}
-
 /// Delivers a kick on this relay: if `member` is local in `room`, it leaves
 /// the local index now and gets `frame` (RoomClosed with the reason); the
-/// rest runs in a task ([`finish_kick`]).
+/// rest runs in a task of the relay ([`finish_kick`]).
 pub fn deliver_kick(
-    hub: &Arc<Hub>,
     room: Arc<LocalRoom>,
     member: MemberId,
     reason: KickReason,
     frame: &Bytes,
-    context: Option<&Arc<KickContext>>,
+    relay: Option<Arc<Relay>>,
 ) -> bool {
     let Some(peer) = room.take_member(member) else {
         return false;
@@ -84,9 +77,9 @@ pub fn deliver_kick(
     peer.kicked.set(room.id.clone());
     // A full queue closes the connection; its disconnect finds no room.
     let _ = peer.outbox.push(frame.clone());
-    if let Some(context) = context.cloned() {
-        let hub = hub.clone();
-        tokio::spawn(async move { finish_kick(hub, context, room, member, reason, peer).await });
+    if let Some(relay) = relay {
+        let tasks = relay.tasks.clone();
+        tasks.spawn(async move { finish_kick(relay, room, member, reason, peer).await });
     }
     true
 }
@@ -95,31 +88,25 @@ pub fn deliver_kick(
 /// member leaves the room record, and MemberLeft with the reason goes to
 /// the others if it was still a member.
 async fn finish_kick(
-    hub: Arc<Hub>,
-    context: Arc<KickContext>,
+    relay: Arc<Relay>,
     room: Arc<LocalRoom>,
     member: MemberId,
     reason: KickReason,
     peer: Arc<Peer>,
 ) {
-    let bus = context.bus.as_ref();
     let others = Target::Room {
         except: Some(member),
     };
-    if let Some(transfer_id) = peer.end_transfer(false) {
+    let cancelled = peer.transfers.active().map(|active| active.cancel());
+    if let Some(transfer_id) = cancelled {
         let frame = server::file_cancel(member.as_str(), &transfer_id);
-        let message = BusMessage {
-            target: others.clone(),
-            frame,
-        };
-        if let Err(e) = bus.publish(&room.id, message).await {
-            tracing::warn!(room = %room.id, error = %e, "kicked member's transfer cancel not published");
-        }
+        // A failure is counted and logged by the publish path.
+        let _ = relay.publish(&room.id, others.clone(), frame).await;
     }
-    hub.leave(bus, &room, member).await;
-    match context
+    relay.hub.leave(relay.bus.as_ref(), &room, member).await;
+    match relay
         .store
-        .leave(&room.id, member, &context.node_id)
+        .leave(&room.id, member, &relay.config.node_id)
         .await
     {
         Ok(left) if left.was_member && !left.destroyed => {
@@ -130,13 +117,7 @@ async fn finish_kick(
                     reason: reason.as_str(),
                 },
             );
-            let message = BusMessage {
-                target: others,
-                frame,
-            };
-            if let Err(e) = bus.publish(&room.id, message).await {
-                tracing::warn!(room = %room.id, error = %e, "kick not announced");
-            }
+            let _ = relay.publish(&room.id, others, frame).await;
         }
         Ok(_) => {}
         Err(e) => tracing::warn!(room = %room.id, error = %e, "kick not recorded"),

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use protocol::kind;
 use protocol::server::{self, MemberLeft};
 use store::warn_limit::WarnLimit;
-use store::{BusMessage, Target};
+use store::Target;
 use tokio::time::{interval, MissedTickBehavior};
 
 use crate::Relay;
@@ -69,12 +69,14 @@ pub async fn sweep(relay: &Relay) {
                 reason: "",
             },
         );
-        let message = BusMessage {
-            target: Target::Room { except: None },
-            frame,
-        };
-        if let Err(e) = relay.bus.publish(&departure.room_id, message).await {
-            tracing::warn!(room = %departure.room_id, error = %e, "MemberLeft for a dead relay's member not sent");
+        let target = Target::Room { except: None };
+        if relay
+            .publish(&departure.room_id, target, frame)
+            .await
+            .is_err()
+        {
+            // The publish path counted and logged the failure.
+            tracing::debug!(room = %departure.room_id, "MemberLeft for a dead relay's member not sent");
         }
     }
 }

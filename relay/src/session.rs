@@ -30,18 +30,41 @@ use protocol::server::{
     RelayFileRef, Relayed, RoomCreated, RoomJoined,
 };
 use protocol::{kind, Reject};
-use store::warn_limit::WarnLimit;
-use store::{BusMessage, JoinError, Joined, MemberRecord, Target};
+use store::{JoinError, Joined, MemberRecord, Target};
 use tracing::Instrument as _;
 
 use crate::connection::Application;
-use crate::hub::{LocalMember, LocalRoom, Peer};
+use crate::hub::{LocalMember, LocalRoom};
 use crate::message_budgets::{ConnectionBudgets, Kind, Verdict};
+use crate::peer::Peer;
+use crate::transfer::ActiveTransfer;
 use crate::websocket::close_code;
 use crate::Relay;
 
 /// Attempts at a member id that is free in the room.
 const MEMBER_ID_ATTEMPTS: usize = 5;
+
+/// How a member proves it may enter a password room.
+#[derive(Clone, Copy)]
+enum Credentials<'a> {
+    /// It just created the room (the gateway hashed its password).
+    Creator,
+    /// A join password (empty when the client gave none).
+    Password(&'a str),
+    /// A join ticket from the gateway's public API, instead of a password.
+    Ticket(&'a str),
+}
+
+impl<'a> Credentials<'a> {
+    /// A JoinRoom's credentials: its ticket if it has one, else its password.
+    fn of_joiner(password: &'a str, ticket: &'a str) -> Credentials<'a> {
+        if ticket.is_empty() {
+            Credentials::Password(password)
+        } else {
+            Credentials::Ticket(ticket)
+        }
+    }
+}
 
 /// A connection's protocol state.
 pub struct Session {
@@ -133,7 +156,7 @@ impl Session {
     }
 
     async fn publish(&self, room: &LocalRoom, target: Target, frame: Bytes) -> Result<(), Reject> {
-        publish(&self.relay, room, target, frame).await
+        self.relay.publish(&room.id, target, frame).await
     }
 
     /// Publishes `frame` to every member of `room` but this one.
@@ -228,7 +251,7 @@ impl Session {
         let room_id = created.room.id.clone();
         tracing::Span::current().record("room", room_id.as_str());
         let joined = self
-            .join_store(&room_id, request.name, true, "", "")
+            .join_store(&room_id, request.name, Credentials::Creator)
             .await?;
         self.reply(server::encode(
             kind::ROOM_CREATED,
@@ -261,14 +284,9 @@ impl Session {
             return Err(texts::ROOM_NOT_FOUND);
         }
         tracing::Span::current().record("room", request.room_id);
+        let credentials = Credentials::of_joiner(request.password, request.ticket);
         let joined = self
-            .join_store(
-                request.room_id,
-                request.name,
-                false,
-                request.password,
-                request.ticket,
-            )
+            .join_store(request.room_id, request.name, credentials)
             .await?;
         let room_id = joined.room.id.clone();
         let color = member_color(self.id.as_str());
@@ -297,25 +315,24 @@ impl Session {
         }
     }
 
-    /// Adds this member to the room record, checking the password through
-    /// the gateway when the store says the room has one.
+    /// Adds this member to the room record, checking its credentials
+    /// through the gateway when the store says the room has a password.
     async fn join_store(
         &mut self,
         room_id: &str,
         name: &str,
-        mut password_checked: bool,
-        password: &str,
-        ticket: &str,
+        credentials: Credentials<'_>,
     ) -> Result<Joined, Reject> {
+        let mut password_checked = matches!(credentials, Credentials::Creator);
         for _ in 0..MEMBER_ID_ATTEMPTS {
             let member = MemberRecord {
                 id: self.id,
                 name: name.to_owned(),
                 color: member_color(self.id.as_str()),
                 node: self.relay.config.node_id.clone(),
-                joined_at: store::unix_millis(),
+                joined_at: self.relay.config.clock.now_millis(),
             };
-            let now = store::unix_secs();
+            let now = self.relay.config.clock.now_secs();
             match self
                 .relay
                 .store
@@ -324,13 +341,15 @@ impl Session {
             {
                 Ok(joined) => return Ok(joined),
                 Err(JoinError::NeedsPassword) if !password_checked => {
-                    if ticket.is_empty() {
-                        self.relay
-                            .authority
-                            .check_password(room_id, password, self.ip)
-                            .await?;
-                    } else {
-                        self.relay.authority.redeem_ticket(room_id, ticket).await?;
+                    let authority = &self.relay.authority;
+                    match credentials {
+                        Credentials::Password(password) => {
+                            authority.check_password(room_id, password, self.ip).await?
+                        }
+                        Credentials::Ticket(ticket) => {
+                            authority.redeem_ticket(room_id, ticket).await?
+                        }
+                        Credentials::Creator => {}
                     }
                     password_checked = true;
                 }
@@ -452,11 +471,10 @@ impl Session {
         let Some(room) = self.current_room() else {
             return;
         };
-        if self.peer.active_transfer().is_some() {
-            if let Some(transfer_id) = self.peer.end_transfer(false) {
-                let frame = server::file_cancel(self.id.as_str(), &transfer_id);
-                let _ = self.to_others(&room, frame).await;
-            }
+        let cancelled = self.peer.transfers.active().map(|t| t.cancel());
+        if let Some(transfer_id) = cancelled {
+            let frame = server::file_cancel(self.id.as_str(), &transfer_id);
+            let _ = self.to_others(&room, frame).await;
         }
         self.leave_room().await;
     }
@@ -484,7 +502,7 @@ impl Session {
         let room = self.in_room()?;
         let message = Sealed::parse_message(data)?;
         self.check_chat_rate()?;
-        let now = store::unix_millis();
+        let now = self.relay.config.clock.now_millis();
         let frame = self.relayed(kind::RELAY_MESSAGE, &message, now);
         self.to_others(&room, frame).await?;
         if room.listed {
@@ -510,7 +528,11 @@ impl Session {
     async fn send_reaction(&mut self, data: &ValueRef<'_>) -> Result<(), Reject> {
         let room = self.in_room()?;
         let reaction = Sealed::parse_reaction(data)?;
-        let frame = self.relayed(kind::RELAY_REACTION, &reaction, store::unix_millis());
+        let frame = self.relayed(
+            kind::RELAY_REACTION,
+            &reaction,
+            self.relay.config.clock.now_millis(),
+        );
         self.to_others(&room, frame).await
     }
 
@@ -531,12 +553,15 @@ impl Session {
 
     async fn file_meta(&mut self, data: &ValueRef<'_>) -> Result<(), Reject> {
         let room = self.in_room()?;
-        if self.peer.active_transfer().is_some() {
+        if self.peer.transfers.active().is_some() {
             return Err(texts::ACTIVE_TRANSFER);
         }
         let meta = FileMeta::parse(data)?;
         self.check_transfer_id(meta.transfer_id)?;
-        self.peer.start_transfer(meta.transfer_id);
+        self.peer
+            .transfers
+            .start(meta.transfer_id)
+            .map_err(|_| texts::ACTIVE_TRANSFER)?;
         let frame = server::encode_sized(
             kind::RELAY_FILE_META,
             &RelayFileMeta {
@@ -545,7 +570,7 @@ impl Session {
                 transfer_id: meta.transfer_id,
                 iv: meta.iv,
                 ciphertext: meta.ciphertext,
-                t: store::unix_millis(),
+                t: self.relay.config.clock.now_millis(),
             },
             meta.ciphertext.len() + meta.transfer_id.len(),
         );
@@ -553,25 +578,32 @@ impl Session {
     }
 
     /// A transfer id is kept while its transfer runs and travels in bus
-    /// headers: it may be at most `max_transfer_id_bytes` long.
+    /// headers: it may be at most `max_transfer_id_bytes` long, and never
+    /// longer than the bus carries.
     fn check_transfer_id(&self, transfer_id: &str) -> Result<(), Reject> {
-        if transfer_id.len() > self.relay.config.max_transfer_id_bytes {
+        let limit = self
+            .relay
+            .config
+            .max_transfer_id_bytes
+            .min(store::MAX_TRANSFER_ID_BYTES);
+        if transfer_id.len() > limit {
             return Err(texts::TRANSFER_ID_TOO_LONG);
         }
         Ok(())
     }
 
-    fn check_transfer(&self, transfer_id: &str) -> Result<(), Reject> {
-        match self.peer.active_transfer() {
-            Some(active) if active == transfer_id => Ok(()),
-            _ => Err(texts::TRANSFER_MISMATCH),
-        }
+    /// The active transfer, if it is `transfer_id`.
+    fn check_transfer(&self, transfer_id: &str) -> Result<ActiveTransfer<'_>, Reject> {
+        self.peer
+            .transfers
+            .active_matching(transfer_id)
+            .ok_or(texts::TRANSFER_MISMATCH)
     }
 
     async fn file_chunk(&mut self, data: &ValueRef<'_>) -> Result<(), Reject> {
         let room = self.in_room()?;
         let chunk = FileChunk::parse(data)?;
-        self.check_transfer(chunk.transfer_id)?;
+        drop(self.check_transfer(chunk.transfer_id)?);
         let frame = server::encode_sized(
             kind::RELAY_FILE_CHUNK,
             &RelayFileChunk {
@@ -594,8 +626,12 @@ impl Session {
         } else {
             TransferRef::parse_cancel(data)?
         };
-        self.check_transfer(reference.transfer_id)?;
-        self.peer.end_transfer(completed);
+        let transfer = self.check_transfer(reference.transfer_id)?;
+        if completed {
+            transfer.complete();
+        } else {
+            transfer.cancel();
+        }
         let message_type = if completed {
             kind::RELAY_FILE_COMPLETE
         } else {
@@ -630,7 +666,7 @@ impl Session {
     }
 }
 
-/// The room-owner extension (PROTOCOL.md §0; the relay side of the kick is
+/// The room-owner extension (PROTOCOL.md §2.9; the relay side of the kick is
 /// in [`crate::owner`]).
 impl Session {
     /// Kick: the owner removes a member, on whichever relay it is.
@@ -764,34 +800,6 @@ impl Drop for Session {
             .tasks
             .spawn_on(async move { orphan.disconnect().await }, &runtime);
     }
-}
-
-/// Publishes one frame on a room's channel; a bus failure becomes an error
-/// frame for the sender (never silence).
-pub(crate) async fn publish(
-    relay: &Relay,
-    room: &LocalRoom,
-    target: Target,
-    frame: Bytes,
-) -> Result<(), Reject> {
-    static PUBLISH_FAILED: WarnLimit = WarnLimit::new();
-    relay.metrics.publishes.inc();
-    let started = Instant::now();
-    let published = relay
-        .bus
-        .publish(&room.id, BusMessage { target, frame })
-        .await;
-    relay
-        .metrics
-        .publish_seconds
-        .observe(started.elapsed().as_secs_f64());
-    published.map_err(|e| {
-        relay.metrics.publish_errors.inc();
-        if let Some(suppressed) = PUBLISH_FAILED.check() {
-            tracing::warn!(room = %room.id, error = %e, suppressed, "publish failed");
-        }
-        texts::UNAVAILABLE
-    })
 }
 
 /// The budget a client message spends, if any (`frame_len`: its size).

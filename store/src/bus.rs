@@ -50,6 +50,20 @@ pub struct BusMessage {
     pub frame: Bytes,
 }
 
+/// Longest transfer id a bus message carries, bytes (a one-byte length on
+/// the wire). Relays refuse longer ids from clients; a longer id given to
+/// the bus is cut to this (at a character boundary) on every target alike.
+pub const MAX_TRANSFER_ID_BYTES: usize = u8::MAX as usize;
+
+/// `transfer_id` as it travels: at most [`MAX_TRANSFER_ID_BYTES`] long.
+fn wire_transfer_id(transfer_id: &str) -> &str {
+    let mut end = transfer_id.len().min(MAX_TRANSFER_ID_BYTES);
+    while !transfer_id.is_char_boundary(end) {
+        end -= 1;
+    }
+    &transfer_id[..end]
+}
+
 const WIRE_VERSION: u8 = 1;
 const TAG_ROOM_ALL: u8 = 0;
 const TAG_ROOM_EXCEPT: u8 = 1;
@@ -77,10 +91,9 @@ impl BusMessage {
             }
             Target::TransferSender { transfer_id } => {
                 out.put_u8(TAG_TRANSFER);
-                // Transfer ids longer than 255 bytes are cut; ids are UUIDs.
-                let id = &transfer_id.as_bytes()[..transfer_id.len().min(255)];
+                let id = wire_transfer_id(transfer_id);
                 out.put_u8(id.len() as u8);
-                out.put_slice(id);
+                out.put_slice(id.as_bytes());
             }
             Target::CloseRoom => out.put_u8(TAG_CLOSE),
             Target::TransferEnded {
@@ -89,9 +102,10 @@ impl BusMessage {
             } => {
                 out.put_u8(TAG_TRANSFER_ENDED);
                 out.put_slice(sender.as_bytes());
-                // Not cut: the sender's relay compares the whole id.
-                out.put_u32(transfer_id.len() as u32);
-                out.put_slice(transfer_id.as_bytes());
+                // A four-byte length (wire version 1), the same limit.
+                let id = wire_transfer_id(transfer_id);
+                out.put_u32(id.len() as u32);
+                out.put_slice(id.as_bytes());
             }
             Target::Member { id } => {
                 out.put_u8(TAG_MEMBER);
@@ -236,7 +250,7 @@ mod tests {
             Target::CloseRoom,
             Target::TransferEnded {
                 sender: MemberId::parse("0123abcd").unwrap(),
-                transfer_id: "t".repeat(300),
+                transfer_id: "t".repeat(MAX_TRANSFER_ID_BYTES),
             },
             Target::Member {
                 id: MemberId::parse("0123abcd").unwrap(),
@@ -252,6 +266,39 @@ mod tests {
             };
             assert_eq!(BusMessage::from_wire(msg.to_wire()).unwrap(), msg);
         }
+    }
+
+    #[test]
+    fn every_target_cuts_a_long_transfer_id_at_the_same_limit() {
+        // 'é' is two bytes: the cut falls inside one and backs off to 254.
+        let long = format!("tt{}", "é".repeat(200));
+        let cut = &long[..MAX_TRANSFER_ID_BYTES - 1];
+        let sender = MemberId::parse("0123abcd").unwrap();
+        let round_trip = |target| {
+            let msg = BusMessage {
+                target,
+                frame: Bytes::new(),
+            };
+            BusMessage::from_wire(msg.to_wire()).unwrap().target
+        };
+        assert_eq!(
+            round_trip(Target::TransferSender {
+                transfer_id: long.clone()
+            }),
+            Target::TransferSender {
+                transfer_id: cut.to_owned()
+            }
+        );
+        assert_eq!(
+            round_trip(Target::TransferEnded {
+                sender,
+                transfer_id: long.clone()
+            }),
+            Target::TransferEnded {
+                sender,
+                transfer_id: cut.to_owned()
+            }
+        );
     }
 
     #[test]

@@ -16,14 +16,11 @@ use protocol::member::MemberId;
 use crate::bus::{Bus, BusError, BusMessage, BusSink};
 use crate::room::{
     Departure, JoinError, Joined, Left, Listing, ListingView, MemberRecord, NewRoom, RoomGuess,
-    RoomRecord, RoomStore, SecretOutcome, SecretUpdate, StoreError,
+    RoomRecord, RoomStore, SecretOutcome, SecretUpdate, StoreError, ACTIVITY_WINDOW_MS,
+    MAX_ACTIVITY_PER_ROOM,
 };
 use crate::window::{CounterTable, Window};
 
-/// Most chat messages remembered per listed room for the 5-minute count.
-pub const MAX_ACTIVITY_PER_ROOM: usize = 10_000;
-/// The activity window.
-const ACTIVITY_WINDOW_MS: i64 = 5 * 60 * 1000;
 /// How long an expired room kept while empty (a daily topic nobody is in)
 /// stays before it is dropped: the Redis engine's default grace. A room with
 /// members is destroyed by its relay at expiry instead.

@@ -4,6 +4,13 @@ use async_trait::async_trait;
 use protocol::member::MemberId;
 use std::time::Duration;
 
+/// Most chat messages remembered per listed room for its activity count
+/// ([`RoomStore::count_activity`]); every engine caps at this.
+pub const MAX_ACTIVITY_PER_ROOM: usize = 10_000;
+/// The window of a listed room's activity count (the directory's "messages
+/// in the last 5 minutes"), milliseconds; the same in every engine.
+pub const ACTIVITY_WINDOW_MS: i64 = 5 * 60 * 1000;
+
 /// A backend failure (Redis unreachable, a script error). Callers answer
 /// the client with an error frame; nothing panics.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -18,14 +18,12 @@ use redis::Value;
 use serde::{Deserialize, Serialize};
 
 use super::{keys, scripts, RedisEngine};
-use crate::memory::MAX_ACTIVITY_PER_ROOM;
 use crate::room::{
     Departure, JoinError, Joined, Left, Listing, ListingView, MemberRecord, NewRoom, RoomGuess,
-    RoomRecord, RoomStore, SecretOutcome, SecretUpdate, StoreError,
+    RoomRecord, RoomStore, SecretOutcome, SecretUpdate, StoreError, ACTIVITY_WINDOW_MS,
+    MAX_ACTIVITY_PER_ROOM,
 };
 
-/// The activity window of the public directory.
-const ACTIVITY_WINDOW_MS: i64 = 5 * 60 * 1000;
 /// How much sooner than its deadline says a node's registration is treated
 /// as lapsed (clock rate differences between relay and Redis).
 const REGISTRATION_MARGIN: Duration = Duration::from_secs(1);
