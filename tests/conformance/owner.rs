@@ -278,3 +278,41 @@ async fn a_room_created_over_http_with_an_owner_hash_has_that_owner() {
         crate::support::http::post_json(&url, &serde_json::json!({"ownerHash": "nope"})).await;
     assert_eq!(refused.status, 400, "{}", refused.text());
 }
+
+#[tokio::test]
+async fn a_kicked_members_transfer_is_cancelled_for_the_others_before_it_leaves() {
+    let env = Env::start().await;
+    let owner_secret = secret("owner");
+    let [mut a, mut b, mut c] = owned_trio(&env, &owner_secret).await;
+    b.send(
+        t::FILE_META,
+        crate::conformance::files::meta("kicked-transfer"),
+    )
+    .await;
+    for m in [&mut a, &mut c] {
+        assert_eq!(
+            m.expect(t::RELAY_FILE_META).await.str("transferId"),
+            "kicked-transfer"
+        );
+    }
+    a.send(t::KICK, kick(&owner_secret, &b.id)).await;
+    assert_eq!(b.expect(t::ROOM_CLOSED).await.str("reason"), "kicked");
+    for m in [&mut a, &mut c] {
+        let cancel = m.expect(t::RELAY_FILE_CANCEL).await;
+        assert_eq!(cancel.str("senderId"), b.id);
+        assert_eq!(cancel.str("transferId"), "kicked-transfer");
+        let left = m.expect(t::MEMBER_LEFT).await;
+        assert_eq!(left.str("id"), b.id);
+    }
+    // The kicked connection may start over elsewhere: its transfer is gone.
+    b.send(t::CREATE_ROOM, crate::support::room::create_data("b"))
+        .await;
+    b.expect(t::ROOM_CREATED).await;
+    b.expect(t::ROOM_JOINED).await;
+    b.send(t::FILE_META, crate::conformance::files::meta("fresh"))
+        .await;
+    // Accepted (no "already has active transfer"): the next frame is the reply to this.
+    b.send(t::CREATE_ROOM, map! {"name" => "", "password" => ""})
+        .await;
+    b.expect_error("E005", "already in a room").await;
+}
