@@ -336,6 +336,7 @@ function showChat() {
   if (r.ephemeral) eph.textContent = `Messages vanish after ${formatDuration(r.ephemeral)}`;
   renderShareLink();
   $('room-owner').hidden = !r.ownerSecret;
+  $('rotate-btn').hidden = !r.ownerSecret;
   $('share-panel').hidden = true;
   $('share-toggle').setAttribute('aria-expanded', 'false');
   $('closed-bar').hidden = true;
@@ -997,24 +998,24 @@ async function decryptWithRoomKeys(r, iv, ciphertext) {
 }
 
 /**
- * The owner removes a member and rotates the room key (docs/SECURITY.md
- * §5.3): the join password changes to the new key's, the member is kicked,
- * every remaining member with a signed X25519 key gets the new key in a
- * directed message, the others are removed as `rekeyed`, and this client
- * moves to the new epoch. The frames go out in this order on one socket, so
- * the relay applies them in this order.
+ * The owner removes a member (`id`; null: nobody, a rotation on request) and
+ * rotates the room key (docs/SECURITY.md §5.3): the join password changes to
+ * the new key's, the member is kicked, every remaining member with a signed
+ * X25519 key gets the new key in a directed message, the others are removed
+ * as `rekeyed`, and this client moves to the new epoch. The frames go out in
+ * this order on one socket, so the relay applies them in this order.
  */
 async function kickMember(id) {
   const r = state.room;
   const signatures = state.signatures;
   if (!r || r.closed || !r.ownerSecret || !state.conn || !state.conn.isOpen()) return;
-  const name = memberName(id);
+  const name = id ? memberName(id) : '';
   const keyEncoded = await exportRoomKey(await generateRoomKey());
   const epoch = r.epoch + 1;
   const passwordHash = await joinPasswordOf(keyEncoded, r.roomId);
   const conn = state.conn;
   conn.send(C.SET_ROOM_SECRET, { owner: r.ownerSecret, password: passwordHash });
-  conn.send(C.KICK, { owner: r.ownerSecret, id, reason: 'kicked' });
+  if (id) conn.send(C.KICK, { owner: r.ownerSecret, id, reason: 'kicked' });
   const rekey = await signatures.signed({ text: '', type: 'rekey', epoch, key: keyEncoded });
   let sent = 0;
   for (const m of [...r.members.values()]) {
@@ -1029,7 +1030,8 @@ async function kickMember(id) {
     }
   }
   await switchKey(r, keyEncoded, epoch, passwordHash);
-  systemLine(`You removed ${name}. The room key changed (epoch ${epoch}) and went to ${sent} member${sent === 1 ? '' : 's'}; old invite links no longer work, share the new one.`, 'warn');
+  const what = id ? `You removed ${name}. ` : '';
+  systemLine(`${what}The room key changed (epoch ${epoch}) and went to ${sent} member${sent === 1 ? '' : 's'}; old invite links no longer work, share the new one.`, 'warn');
 }
 
 /** Moves the room to a new key and epoch. */
@@ -1157,6 +1159,7 @@ function init() {
   $('file-input').addEventListener('change', onFileChosen);
   $('reply-cancel').addEventListener('click', cancelReply);
   $('leave-btn').addEventListener('click', leaveRoom);
+  $('rotate-btn').addEventListener('click', () => kickMember(null));
   $('closed-home').addEventListener('click', leaveRoom);
   $('share-toggle').addEventListener('click', () => {
     const panel = $('share-panel');

@@ -41,6 +41,7 @@ describe('the owner kicks a member and the key rotates, across three relays', { 
   let dave;
   let oldLink;
   let newLink;
+  let thirdLink;
 
   before(async () => {
     cluster = await startCluster(3);
@@ -171,11 +172,26 @@ describe('the owner kicks a member and the key rotates, across three relays', { 
     await message(carol, WELCOME).waitFor({ timeout: T });
   });
 
+  it('the owner can also rotate on request: everyone moves to the next epoch', async () => {
+    await alice.page.getByRole('button', { name: 'New key' }).click();
+    for (const c of [carol, dave]) {
+      await c.page.locator('#messages li.system', { hasText: 'changed the room key (epoch 2)' }).waitFor({ timeout: T });
+      assert.equal(await c.page.locator('#room-epoch').textContent(), 'Key epoch 2');
+    }
+    assert.equal(await carol.page.locator('#member-list li').count(), 3, 'nobody was removed');
+    await send(dave, 'Dave on epoch two');
+    await alice.page.locator('#messages li[data-kind="chat"][data-verify="verified"]', { hasText: 'Dave on epoch two' }).waitFor({ timeout: T });
+    await message(carol, 'Dave on epoch two').waitFor({ timeout: T });
+    thirdLink = await inviteLink(alice);
+    assert.equal(codeOf(thirdLink)[4], '2');
+    assert.equal(await carol.page.locator('#share-link').inputValue(), thirdLink.replace(alice.origin, carol.origin));
+  });
+
   it('no frame carries a room key or a plaintext', () => {
-    const keys = [codeOf(oldLink)[1], codeOf(newLink)[1]];
+    const keys = [codeOf(oldLink)[1], codeOf(newLink)[1], codeOf(thirdLink)[1]];
     const secrets = [
       ...keys.map((k, i) => ({ label: `room key ${i}`, forms: secretForms(k, { rawBytes: Buffer.from(k, 'base64url') }) })),
-      ...[BEFORE, AFTER, REPLY, WELCOME].map((m) => ({ label: `plaintext "${m}"`, forms: secretForms(m) })),
+      ...[BEFORE, AFTER, REPLY, WELCOME, 'Dave on epoch two'].map((m) => ({ label: `plaintext "${m}"`, forms: secretForms(m) })),
     ];
     assert.deepEqual(findLeaks([alice, bob, carol, dave], secrets), []);
   });
