@@ -33,10 +33,10 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tracing::Instrument as _;
 
-use crate::hub::unescape;
 use crate::metrics::Api;
 use crate::problem::RejectProblem as _;
 use crate::rooms::{CreateRoomRequest, Gateway, ListingRequest, NewRoomSummary};
+use crate::server::unescape;
 use crate::server::{read_json, request_span, DEFAULT_BODY_READ_TIMEOUT, DEFAULT_MAX_BODY_BYTES};
 
 /// The path prefix of every internal route.

@@ -29,6 +29,28 @@ pub fn client_ip(headers: &HeaderMap, peer: SocketAddr, trusted: &edge::TrustedP
     edge::client_ip(headers, peer.ip(), trusted)
 }
 
+/// Decodes one `application/x-www-form-urlencoded` component the way Go's
+/// `url.QueryUnescape` does (`+` is a space, invalid UTF-8 replaced); `None`
+/// on a bad escape (a `%` not followed by two hex digits), which the
+/// decoder itself would pass through.
+pub fn unescape(component: &str) -> Option<String> {
+    let well_escaped = component.split('%').skip(1).all(|after| {
+        after
+            .as_bytes()
+            .get(..2)
+            .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit))
+    });
+    if !well_escaped {
+        return None;
+    }
+    let spaced = component.replace('+', " ");
+    Some(
+        percent_encoding::percent_decode_str(&spaced)
+            .decode_utf8_lossy()
+            .into_owned(),
+    )
+}
+
 /// The span of one traced HTTP request: method and route template now, the
 /// status once answered. Nothing from the body, the query or the headers.
 pub fn request_span(method: &Method, route: &'static str) -> tracing::Span {
@@ -132,4 +154,20 @@ pub fn json_integer<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result
         }
     }
     deserializer.deserialize_any(Integer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unescape_follows_go_query_unescape() {
+        assert_eq!(unescape("a+b%20c%2B").as_deref(), Some("a b c+"));
+        assert_eq!(unescape("%E2%9C%93").as_deref(), Some("\u{2713}"));
+        assert_eq!(unescape("%ff").as_deref(), Some("\u{fffd}"));
+        assert_eq!(unescape("").as_deref(), Some(""));
+        for bad in ["%", "%4", "%zz", "a%+1", "%%41"] {
+            assert_eq!(unescape(bad), None, "{bad}");
+        }
+    }
 }
