@@ -1,5 +1,5 @@
-//! Black-box conformance suite for the Arthas wire protocol (PROTOCOL.md §1–§9, plus the
-//! decisions in CONTRACT.md). Every test starts the real `arthas` binary and talks to it over
+//! Black-box conformance suite for the Arthas wire protocol (PROTOCOL.md §1–§11, with
+//! this server's decisions of §12). Every test starts the real `arthas` binary and talks to it over
 //! real WebSockets and HTTP, with MessagePack encoded by `rmpv` (not by our protocol crate).
 //!
 //! Tests are written against `Env` and spread members over nodes 0, 1, 2. The topology comes

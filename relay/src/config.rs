@@ -104,7 +104,7 @@ impl Default for RelayConfig {
 }
 
 /// Per-connection budgets of the client messages the reference never
-/// limited (PROTOCOL.md §0): each a sustained rate whose whole allowance may
+/// limited (PROTOCOL.md §8): each a sustained rate whose whole allowance may
 /// be spent at once, far above what a normal client sends.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MessageBudgets {

@@ -8,7 +8,8 @@
 //! delivery path ([`Metrics::delivered`]) costs a few atomic additions and
 //! one histogram observation per bus message, whatever the number of
 //! recipients. The names and help texts are listed in docs/OPERATIONS.md
-//! ("Metrics reference"); `tests/metrics.rs` scrapes a relay and compares.
+//! ("Metrics reference"); the repository's `tests/observability.rs` scrapes
+//! a relay and a gateway and compares.
 
 use std::time::Duration;
 

@@ -360,7 +360,7 @@ async fn reaction_with_empty_or_bin_fields_gets_e005() {
         map! {"iv" => "i", "ciphertext" => b"c".to_vec()},
     ] {
         a.send(t::SEND_REACTION, data).await;
-        // PROTOCOL.md §2.7 gives the code but not the text for this case.
+        // PROTOCOL.md §2.7: E005 (with SendMessage's text); clients act on the code.
         a.expect_error_code("E005").await;
     }
     assert_room_chats(&mut [&mut a, &mut b]).await;

@@ -31,7 +31,7 @@
 //!
 //! Cluster ([`cluster_bus`]): the cluster client keeps one RESP3 connection
 //! per shard for commands and SSUBSCRIBE/SPUBLISH. Two redis-rs bugs are
-//! worked around (see `CRATES.md`): after a reconnect the client resubscribes
+//! worked around (see [`cluster_bus`]): after a reconnect the client resubscribes
 //! a node's channels in one multi-slot SSUBSCRIBE that Redis refuses with
 //! CROSSSLOT, and after a slot migration it forgets channels the server
 //! unsubscribed. On a `Disconnection` push or any SUNSUBSCRIBE we did not
