@@ -136,6 +136,9 @@ pub struct RelayArgs {
     /// Longest file transfer id a client may use, bytes, at most 255 (longer: E005).
     #[arg(long, env = "ARTHAS_MAX_TRANSFER_ID_BYTES", default_value_t = 64)]
     pub max_transfer_id_bytes: usize,
+    /// Largest directed message (SendDirect's iv and ciphertext together), bytes (larger: E005).
+    #[arg(long, env = "ARTHAS_MAX_DIRECT_BYTES", default_value_t = 65_536)]
+    pub max_direct_bytes: usize,
     /// Server ping period (WebSocket ping + Ping 0x18), milliseconds.
     #[arg(long, env = "ARTHAS_PING_INTERVAL_MS", default_value_t = 25_000)]
     pub ping_interval_ms: u64,
@@ -216,6 +219,7 @@ impl RelayArgs {
             message_timeout: Duration::from_millis(self.message_timeout_ms.max(1)),
             http: http.limits(),
             max_transfer_id_bytes: self.max_transfer_id_bytes,
+            max_direct_bytes: self.max_direct_bytes,
             ping_interval: Duration::from_millis(self.ping_interval_ms.max(1)),
             read_timeout: Duration::from_millis(self.read_timeout_ms),
             write_timeout: Duration::from_millis(self.write_timeout_ms),

@@ -31,6 +31,7 @@ mod conformance {
     mod hub;
     mod limits;
     mod logs;
+    mod owner;
     mod passwords;
     mod rooms;
     mod spa;

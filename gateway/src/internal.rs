@@ -11,6 +11,7 @@
 //! | `POST /internal/v1/rooms` | [`wire::CreateRoom`] | 200 [`wire::CreatedRoom`] |
 //! | `POST /internal/v1/rooms/{id}/password-check` | [`wire::PasswordCheck`] | 204 |
 //! | `POST /internal/v1/rooms/{id}/ticket-redemptions` | [`wire::TicketRedemption`] | 204 |
+//! | `POST /internal/v1/rooms/{id}/secrets` | [`wire::RoomSecret`] | 204 |
 //!
 //! A refusal is problem JSON whose `code` and `detail` are the Arthas code
 //! and text ([`crate::problem::RejectProblem::to_reject`]), so a relay using
@@ -66,6 +67,27 @@ pub mod wire {
         /// client); absent from relays older than the budgets.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub client_ip: Option<IpAddr>,
+        /// Extension: SHA-256 hex of the owner secret, or absent.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        pub owner_hash: String,
+    }
+
+    /// `POST /internal/v1/rooms/{id}/secrets` (extension): the owner's
+    /// secret, and what changes.
+    #[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct RoomSecret {
+        pub owner: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub password: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub owner_hash: Option<String>,
+    }
+
+    impl std::fmt::Debug for RoomSecret {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("RoomSecret { .. }")
+        }
     }
 
     /// The public-listing part of a creation.
@@ -343,8 +365,10 @@ impl InternalApi {
             Route::Create => self.create(body).await,
             Route::PasswordCheck(Some(id)) => self.password_check(body, &id).await,
             Route::TicketRedemption(Some(id)) => self.redeem(body, &id).await,
+            Route::Secrets(Some(id)) => self.secrets(body, &id).await,
             Route::PasswordCheck(None)
             | Route::TicketRedemption(None)
+            | Route::Secrets(None)
             | Route::OpenApi
             | Route::Unknown => not_found(),
         }
@@ -372,6 +396,7 @@ impl InternalApi {
                 key_encoded: l.key_encoded,
             }),
             client_ip: body.client_ip,
+            owner_hash: body.owner_hash,
         };
         match self.inner.gateway.create_room(request).await {
             Ok(created) => json_response(
@@ -408,6 +433,28 @@ impl InternalApi {
         }
     }
 
+    async fn secrets(&self, body: Incoming, room_id: &str) -> Response<Body> {
+        let body: wire::RoomSecret = match read_json(
+            body,
+            self.inner.max_body_bytes,
+            self.inner.body_read_timeout,
+        )
+        .await
+        {
+            Ok(body) => body,
+            Err(problem) => return problem.into_response(),
+        };
+        let request = crate::rooms::RoomSecretRequest {
+            owner: body.owner,
+            password: body.password,
+            owner_hash: body.owner_hash,
+        };
+        match self.inner.gateway.set_room_secret(room_id, request).await {
+            Ok(()) => empty_response(StatusCode::NO_CONTENT),
+            Err(reject) => refused(&reject),
+        }
+    }
+
     async fn redeem(&self, body: Incoming, room_id: &str) -> Response<Body> {
         let body: wire::TicketRedemption = match read_json(
             body,
@@ -439,6 +486,8 @@ enum Route {
     /// The room id, percent-decoded; `None` when it cannot name a room.
     PasswordCheck(Option<String>),
     TicketRedemption(Option<String>),
+    /// Extension: the owner's SetRoomSecret.
+    Secrets(Option<String>),
     Unknown,
 }
 
@@ -455,6 +504,7 @@ impl Route {
             [""] => Route::Create,
             ["", id, "password-check"] => Route::PasswordCheck(room_id(id)),
             ["", id, "ticket-redemptions"] => Route::TicketRedemption(room_id(id)),
+            ["", id, "secrets"] => Route::Secrets(room_id(id)),
             _ => Route::Unknown,
         }
     }
@@ -466,6 +516,7 @@ impl Route {
             Route::Create => "/internal/v1/rooms",
             Route::PasswordCheck(_) => "/internal/v1/rooms/{roomId}/password-check",
             Route::TicketRedemption(_) => "/internal/v1/rooms/{roomId}/ticket-redemptions",
+            Route::Secrets(_) => "/internal/v1/rooms/{roomId}/secrets",
             Route::Unknown => "/internal/*",
         }
     }

@@ -52,7 +52,7 @@ pub mod web;
 
 pub use rooms::{
     CreateRoomRequest, CreatedRoom, Gateway, GatewayConfig, ListingRequest, NewRoomSummary,
-    RoomInfo,
+    RoomInfo, RoomSecretRequest,
 };
 
 use std::net::IpAddr;
@@ -78,6 +78,13 @@ pub trait Authority: Send + Sync + 'static {
     /// Redeems a single-use join ticket for `room_id` (extension); a bad,
     /// used or expired ticket is E006 "invalid ticket".
     async fn redeem_ticket(&self, room_id: &str, ticket: &str) -> Result<(), Reject>;
+    /// Extension: the owner sets a new join password and/or hands the owner
+    /// capability over; E008 without the owner secret.
+    async fn set_room_secret(
+        &self,
+        room_id: &str,
+        request: RoomSecretRequest,
+    ) -> Result<(), Reject>;
 }
 
 #[async_trait]
@@ -97,5 +104,13 @@ impl Authority for Gateway {
 
     async fn redeem_ticket(&self, room_id: &str, ticket: &str) -> Result<(), Reject> {
         Gateway::redeem_ticket(self, room_id, ticket).await
+    }
+
+    async fn set_room_secret(
+        &self,
+        room_id: &str,
+        request: RoomSecretRequest,
+    ) -> Result<(), Reject> {
+        Gateway::set_room_secret(self, room_id, request).await
     }
 }

@@ -47,7 +47,7 @@ pub fn status_of(reject: &Reject) -> StatusCode {
         ErrorCode::RoomNotFound => StatusCode::NOT_FOUND,
         ErrorCode::RoomFull => StatusCode::CONFLICT,
         ErrorCode::RoomExpired => StatusCode::GONE,
-        ErrorCode::WrongPassword => StatusCode::FORBIDDEN,
+        ErrorCode::WrongPassword | ErrorCode::NotOwner => StatusCode::FORBIDDEN,
         ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         ErrorCode::NotInRoom
         | ErrorCode::Invalid

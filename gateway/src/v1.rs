@@ -45,6 +45,9 @@ struct CreateRoomBody {
     tags: Vec<String>,
     #[serde(default)]
     key_encoded: String,
+    /// Extension: SHA-256 hex of the owner secret the creator keeps.
+    #[serde(default)]
+    owner_hash: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -201,6 +204,7 @@ impl HttpApi {
                 expiry_secs: body.expiry,
                 listing,
                 client_ip: Some(ip),
+                owner_hash: body.owner_hash,
             })
             .await
         {

@@ -128,6 +128,7 @@ async fn remote_creation_returns_the_stored_room() {
                 ..Default::default()
             }),
             client_ip: Some(ip()),
+            owner_hash: String::new(),
         })
         .await
         .unwrap();
@@ -401,4 +402,80 @@ async fn the_remote_reuses_pooled_connections() {
         );
     }
     assert_eq!(accepted.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn the_owner_sets_a_password_and_hands_over_through_the_remote() {
+    use arthas_gateway::rooms::owner_hash_of;
+    use arthas_gateway::RoomSecretRequest;
+    let g = gateway(gateway_config());
+    let server = start_internal(g.clone()).await;
+    let remote = remote(&server);
+    let owner = pw('1');
+    let room = remote
+        .create_room(CreateRoomRequest {
+            owner_hash: owner_hash_of(&owner),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .room;
+    assert!(!room.has_password);
+    let set =
+        |owner: &str, password: Option<String>, owner_hash: Option<String>| RoomSecretRequest {
+            owner: owner.to_owned(),
+            password,
+            owner_hash,
+        };
+    assert_eq!(
+        remote
+            .set_room_secret(&room.id, set(&pw('2'), Some(pw('b')), None))
+            .await,
+        Err(texts::NOT_OWNER)
+    );
+    assert_eq!(
+        remote
+            .set_room_secret(&room.id, set(&owner, Some(pw('b')), None))
+            .await,
+        Ok(())
+    );
+    assert_eq!(
+        remote.check_password(&room.id, &pw('b'), ip()).await,
+        Ok(())
+    );
+    assert_eq!(
+        remote.check_password(&room.id, &pw('c'), ip()).await,
+        Err(texts::WRONG_PASSWORD)
+    );
+    let next = pw('3');
+    assert_eq!(
+        remote
+            .set_room_secret(&room.id, set(&owner, None, Some(owner_hash_of(&next))))
+            .await,
+        Ok(())
+    );
+    assert_eq!(
+        remote
+            .set_room_secret(&room.id, set(&owner, Some(pw('d')), None))
+            .await,
+        Err(texts::NOT_OWNER)
+    );
+    assert_eq!(
+        remote
+            .set_room_secret(&room.id, set(&next, Some(pw('d')), None))
+            .await,
+        Ok(())
+    );
+    assert_eq!(
+        remote
+            .set_room_secret("V1StGXR8_Z5jdHi6B-myT", set(&next, None, None))
+            .await,
+        Err(texts::ROOM_NOT_FOUND)
+    );
+    assert_eq!(
+        remote
+            .set_room_secret(&room.id, set("short", None, None))
+            .await,
+        Err(texts::INVALID_OWNER)
+    );
 }

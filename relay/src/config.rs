@@ -27,6 +27,9 @@ pub struct RelayConfig {
     /// transfer runs and travels in bus headers), bytes; at most
     /// [`store::MAX_TRANSFER_ID_BYTES`] (a larger value acts as that).
     pub max_transfer_id_bytes: usize,
+    /// Largest directed message (extension SendDirect: iv and ciphertext
+    /// together), bytes; larger is E005 "direct message too large".
+    pub max_direct_bytes: usize,
     /// How often the server sends a WebSocket ping and an application Ping.
     pub ping_interval: Duration,
     /// A connection with no WebSocket pong for this long is closed (4002).
@@ -81,6 +84,7 @@ impl Default for RelayConfig {
             message_timeout: Duration::from_secs(30),
             http: edge::http::HttpLimits::default(),
             max_transfer_id_bytes: 64,
+            max_direct_bytes: 65_536,
             ping_interval: Duration::from_secs(25),
             read_timeout: Duration::from_secs(40),
             write_timeout: Duration::from_secs(10),

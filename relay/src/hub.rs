@@ -116,6 +116,16 @@ impl LocalRoom {
         members.is_empty()
     }
 
+    /// Takes a member out of the local list (a kick); returns its peer if
+    /// it was here. Later deliveries no longer reach it.
+    pub(crate) fn take_member(&self, id: MemberId) -> Option<Arc<Peer>> {
+        let mut members = self.lock_members();
+        let peer = members.iter().find(|m| m.id == id)?.peer.clone();
+        let next: Vec<LocalMember> = members.iter().filter(|m| m.id != id).cloned().collect();
+        *members = Arc::from(next);
+        Some(peer)
+    }
+
     /// Whether the room has had no local member for at least `linger`.
     fn idle_for(&self, linger: Duration) -> bool {
         self.lock_idle_since()
@@ -338,6 +348,9 @@ pub struct HubSink {
     pub hub: Arc<Hub>,
     /// Closing a room needs an async unsubscribe; it is spawned with this.
     pub bus: std::sync::OnceLock<Arc<dyn Bus>>,
+    /// Finishing a kick needs the relay (store, publish); set once it is
+    /// built, weak so the relay and its sink do not keep each other.
+    pub relay: std::sync::OnceLock<std::sync::Weak<crate::Relay>>,
 }
 
 impl BusSink for HubSink {
@@ -375,6 +388,23 @@ impl BusSink for HubSink {
                     }
                     let n = room.push_all(&message.frame, None, &hub.metrics);
                     hub.metrics.delivered(&message.frame, n, received.elapsed());
+                }
+            }
+            Target::Member { id } => {
+                if let Some(room) = hub.room(room_id) {
+                    if let Some(m) = room.members().iter().find(|m| m.id == id) {
+                        if m.peer.outbox.push(message.frame.clone()).is_ok() {
+                            hub.metrics.delivered(&message.frame, 1, received.elapsed());
+                        }
+                    }
+                }
+            }
+            Target::Kick { member, reason } => {
+                if let Some(room) = hub.room(room_id) {
+                    let relay = self.relay.get().and_then(std::sync::Weak::upgrade);
+                    if crate::owner::deliver_kick(room, member, reason, &message.frame, relay) {
+                        hub.metrics.delivered(&message.frame, 1, received.elapsed());
+                    }
                 }
             }
             Target::CloseRoom => {

@@ -16,6 +16,8 @@
 //!   queue, its file transfers);
 //! - [`transfer`]: a connection's file-transfer state;
 //! - [`outbox`]: the bounded per-connection queue;
+//! - [`owner`]: the room-owner extension (kick across relays, directed
+//!   messages);
 //! - [`slot`]: the connection limit, given back by a guard;
 //! - [`expiry`]: per-node expiry warnings and closes;
 //! - [`presence`]: heartbeats, and the sweep of dead relays' members;
@@ -38,6 +40,7 @@ pub mod hub;
 pub mod message_budgets;
 pub mod metrics;
 pub mod outbox;
+pub mod owner;
 pub mod peer;
 pub mod presence;
 pub mod publish;
@@ -102,6 +105,7 @@ impl RelayBuilder {
             sink: Arc::new(HubSink {
                 hub,
                 bus: OnceLock::new(),
+                relay: OnceLock::new(),
             }),
         }
     }
@@ -124,7 +128,7 @@ impl RelayBuilder {
         self.metrics
             .max_connections
             .set(config.max_connections as i64);
-        Arc::new(Relay {
+        let relay = Arc::new(Relay {
             origins: OriginPolicy::parse(&config.allowed_origins),
             admission: Arc::new(admission::Admission::new(
                 config.max_connections_per_ip,
@@ -142,7 +146,10 @@ impl RelayBuilder {
             slots: slot::ConnectionSlots::default(),
             #[cfg(feature = "testing")]
             faults: testing::Faults::default(),
-        })
+        });
+        // A kick delivered here is finished by the relay (store, publish).
+        let _ = self.sink.relay.set(Arc::downgrade(&relay));
+        relay
     }
 }
 

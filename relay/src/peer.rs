@@ -13,6 +13,9 @@ use crate::transfer::Transfers;
 pub struct Peer {
     pub outbox: Outbox,
     pub transfers: Transfers,
+    /// The room this peer was kicked from (extension), until its session
+    /// notices.
+    pub kicked: crate::owner::KickedFrom,
 }
 
 impl Peer {
@@ -26,6 +29,7 @@ impl Peer {
         Peer {
             outbox: Outbox::new(max_queue_bytes, Some(socket)),
             transfers: Transfers::new(transfer_stale_after),
+            kicked: crate::owner::KickedFrom::default(),
         }
     }
 }

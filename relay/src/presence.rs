@@ -66,6 +66,7 @@ pub async fn sweep(relay: &Relay) {
             kind::MEMBER_LEFT,
             &MemberLeft {
                 id: departure.member_id.as_str(),
+                reason: "",
             },
         );
         let target = Target::Room { except: None };

@@ -138,9 +138,14 @@ impl Session {
         self.reply(server::error(reject));
     }
 
-    /// The current room, forgetting it if it expired meanwhile.
+    /// The current room, forgetting it if it expired or the member was
+    /// kicked from it meanwhile.
     fn current_room(&mut self) -> Option<Arc<LocalRoom>> {
-        if self.room.as_ref().is_some_and(|r| r.is_closed()) {
+        if self
+            .room
+            .as_ref()
+            .is_some_and(|r| r.is_closed() || self.peer.kicked.take_if(&r.id))
+        {
             self.room = None;
         }
         self.room.clone()
@@ -199,6 +204,9 @@ impl Session {
             MessageType::SendFileComplete => self.file_end(data, true).await,
             MessageType::SendFileCancel => self.file_end(data, false).await,
             MessageType::SendFileAck => self.file_ack(data).await,
+            MessageType::Kick => self.kick(data).await,
+            MessageType::SendDirect => self.send_direct(data).await,
+            MessageType::SetRoomSecret => self.set_room_secret(data).await,
             MessageType::Match(_) => Err(texts::MATCH_DISABLED),
             MessageType::Unknown(t) => {
                 tracing::debug!(message_type = t, "unknown message type ignored");
@@ -237,6 +245,7 @@ impl Session {
                 expiry_secs: request.expiry,
                 listing,
                 client_ip: Some(self.ip),
+                owner_hash: request.owner_hash.to_owned(),
             })
             .await?;
         let room_id = created.room.id.clone();
@@ -437,6 +446,7 @@ impl Session {
                         kind::MEMBER_LEFT,
                         &MemberLeft {
                             id: self.id.as_str(),
+                            reason: "",
                         },
                     );
                     let _ = self
@@ -656,6 +666,87 @@ impl Session {
     }
 }
 
+/// The room-owner extension (PROTOCOL.md §2.9; the relay side of the kick is
+/// in [`crate::owner`]).
+impl Session {
+    /// Kick: the owner removes a member, on whichever relay it is.
+    async fn kick(&mut self, data: &ValueRef<'_>) -> Result<(), Reject> {
+        let room = self.in_room()?;
+        let (kick, member) = client::Kick::parse(data)?;
+        self.spend_room_change()?;
+        self.check_owner(&room, kick.owner).await?;
+        let frame = server::encode(
+            kind::ROOM_CLOSED,
+            &server::RoomClosed {
+                reason: kick.reason.as_str(),
+            },
+        );
+        let target = Target::Kick {
+            member,
+            reason: kick.reason,
+        };
+        self.publish(&room, target, frame).await
+    }
+
+    /// The owner secret must hash to the room record's owner hash.
+    async fn check_owner(&self, room: &LocalRoom, secret: &str) -> Result<(), Reject> {
+        match self.relay.store.owner_hash(&room.id).await {
+            Ok(Some(stored)) if crate::owner::owns(&stored, secret) => Ok(()),
+            Ok(Some(_)) => Err(texts::NOT_OWNER),
+            Ok(None) => Err(Reject::new(
+                protocol::ErrorCode::NotInRoom,
+                "room no longer exists",
+            )),
+            Err(e) => {
+                tracing::warn!(room = %room.id, error = %e, "owner check failed");
+                Err(texts::UNAVAILABLE)
+            }
+        }
+    }
+
+    /// SendDirect: an encrypted message to one member only.
+    async fn send_direct(&mut self, data: &ValueRef<'_>) -> Result<(), Reject> {
+        let room = self.in_room()?;
+        let (direct, to) = client::Direct::parse(data, self.relay.config.max_direct_bytes)?;
+        let frame = server::encode_sized(
+            kind::RELAY_DIRECT,
+            &server::RelayDirect {
+                sender_id: self.id.as_str(),
+                iv: direct.iv,
+                ciphertext: direct.ciphertext,
+                t: store::unix_millis(),
+            },
+            direct.iv.len() + direct.ciphertext.len(),
+        );
+        self.publish(&room, Target::Member { id: to }, frame).await
+    }
+
+    /// SetRoomSecret: the owner sets a new join password and/or hands the
+    /// capability over (the gateway hashes and checks).
+    async fn set_room_secret(&mut self, data: &ValueRef<'_>) -> Result<(), Reject> {
+        let room = self.in_room()?;
+        let request = client::SetRoomSecret::parse(data)?;
+        self.spend_room_change()?;
+        let answer = server::RoomSecretSet {
+            password: request.password.is_some(),
+            owner: request.owner_hash.is_some(),
+        };
+        self.relay
+            .authority
+            .set_room_secret(
+                &room.id,
+                gateway::RoomSecretRequest {
+                    owner: request.owner.to_owned(),
+                    password: request.password.map(str::to_owned),
+                    owner_hash: request.owner_hash.map(str::to_owned),
+                },
+            )
+            .await?;
+        self.reply(server::encode(kind::ROOM_SECRET_SET, &answer));
+        Ok(())
+    }
+}
+
 impl Application for Session {
     async fn message(&mut self, _text: bool, payload: Vec<u8>) {
         self.handle(&payload).await
@@ -720,7 +811,8 @@ fn budget_kind(t: MessageType, frame_len: usize) -> Option<Kind> {
         | MessageType::SendFileChunk
         | MessageType::SendFileComplete
         | MessageType::SendFileCancel
-        | MessageType::SendFileAck => Some(Kind::File(frame_len)),
+        | MessageType::SendFileAck
+        | MessageType::SendDirect => Some(Kind::File(frame_len)),
         // Room changes are counted once parsed (spend_room_change).
         MessageType::CreateRoom
         | MessageType::JoinRoom
@@ -728,6 +820,8 @@ fn budget_kind(t: MessageType, frame_len: usize) -> Option<Kind> {
         | MessageType::LeaveRoom
         | MessageType::Pong
         | MessageType::Match(_)
-        | MessageType::Unknown(_) => None,
+        | MessageType::Unknown(_)
+        | MessageType::Kick
+        | MessageType::SetRoomSecret => None,
     }
 }

@@ -8,6 +8,7 @@
 
 use async_trait::async_trait;
 use bytes::{BufMut, Bytes, BytesMut};
+use protocol::client::KickReason;
 use protocol::member::MemberId;
 
 /// Who, among a room's members, receives a bus message.
@@ -29,6 +30,16 @@ pub enum Target {
     /// Every member of the room on every relay must leave it now: the room
     /// expired (`RoomClosed` is the frame). Relays also clear local state.
     CloseRoom,
+    /// One member only (a directed message, extension), on whichever relay
+    /// holds it.
+    Member { id: MemberId },
+    /// The owner kicked `member` (extension): the relay holding it takes it
+    /// out of the room and sends it the frame (RoomClosed with the reason),
+    /// then announces MemberLeft with the reason to the others.
+    Kick {
+        member: MemberId,
+        reason: KickReason,
+    },
 }
 
 /// A routed, encoded frame.
@@ -59,6 +70,8 @@ const TAG_ROOM_EXCEPT: u8 = 1;
 const TAG_TRANSFER: u8 = 2;
 const TAG_CLOSE: u8 = 3;
 const TAG_TRANSFER_ENDED: u8 = 4;
+const TAG_MEMBER: u8 = 5;
+const TAG_KICK: u8 = 6;
 
 /// A bus payload that is not ours (wrong version, truncated).
 #[derive(Debug, Clone, thiserror::Error)]
@@ -93,6 +106,18 @@ impl BusMessage {
                 let id = wire_transfer_id(transfer_id);
                 out.put_u32(id.len() as u32);
                 out.put_slice(id.as_bytes());
+            }
+            Target::Member { id } => {
+                out.put_u8(TAG_MEMBER);
+                out.put_slice(id.as_bytes());
+            }
+            Target::Kick { member, reason } => {
+                out.put_u8(TAG_KICK);
+                out.put_slice(member.as_bytes());
+                out.put_u8(match reason {
+                    KickReason::Kicked => 0,
+                    KickReason::Rekeyed => 1,
+                });
             }
         }
         out.put_slice(&self.frame);
@@ -137,6 +162,21 @@ impl BusMessage {
                 };
                 (target, 2 + 12 + len)
             }
+            TAG_MEMBER => (
+                Target::Member {
+                    id: member_at(rest)?,
+                },
+                10,
+            ),
+            TAG_KICK => {
+                let member = member_at(rest)?;
+                let reason = match rest.get(8) {
+                    Some(0) => KickReason::Kicked,
+                    Some(1) => KickReason::Rekeyed,
+                    _ => return Err(MalformedBusMessage),
+                };
+                (Target::Kick { member, reason }, 11)
+            }
             _ => return Err(MalformedBusMessage),
         };
         Ok(BusMessage {
@@ -144,6 +184,13 @@ impl BusMessage {
             frame: wire.slice(header_len..),
         })
     }
+}
+
+/// The member id in the first 8 bytes of `rest`.
+fn member_at(rest: &[u8]) -> Result<MemberId, MalformedBusMessage> {
+    let id = rest.get(..8).ok_or(MalformedBusMessage)?;
+    let id = std::str::from_utf8(id).map_err(|_| MalformedBusMessage)?;
+    MemberId::parse(id).ok_or(MalformedBusMessage)
 }
 
 /// The bus is unreachable (Redis down or reconnecting).
@@ -205,6 +252,13 @@ mod tests {
                 sender: MemberId::parse("0123abcd").unwrap(),
                 transfer_id: "t".repeat(MAX_TRANSFER_ID_BYTES),
             },
+            Target::Member {
+                id: MemberId::parse("0123abcd").unwrap(),
+            },
+            Target::Kick {
+                member: MemberId::parse("0123abcd").unwrap(),
+                reason: KickReason::Rekeyed,
+            },
         ] {
             let msg = BusMessage {
                 target,
@@ -258,6 +312,9 @@ mod tests {
             b"\x01\x09",
             b"\x01\x040123abcd\x00\x00\x00\x05abc",
             b"\x01\x040123abcd\x00\x00",
+            b"\x01\x050123abc",
+            b"\x01\x060123abcd",
+            b"\x01\x060123abcd\x02",
         ] {
             assert!(BusMessage::from_wire(Bytes::copy_from_slice(wire)).is_err());
         }

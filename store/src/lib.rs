@@ -33,7 +33,7 @@ pub use bus::{Bus, BusError, BusMessage, BusSink, Target, MAX_TRANSFER_ID_BYTES}
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use room::{
     Departure, JoinError, Joined, Left, Listing, ListingView, MemberRecord, NewRoom, RoomGuess,
-    RoomRecord, RoomStore, StoreError,
+    RoomRecord, RoomStore, SecretOutcome, SecretUpdate, StoreError,
 };
 
 /// Seconds since the Unix epoch (room timestamps).

@@ -228,6 +228,17 @@ impl RoomStore for DownStore {
     async fn destroy(&self, _room_id: &str) -> Result<(), StoreError> {
         Err(down())
     }
+    async fn owner_hash(&self, _room_id: &str) -> Result<Option<String>, StoreError> {
+        Err(down())
+    }
+    async fn update_room_secrets(
+        &self,
+        _room_id: &str,
+        _owner_hash: &str,
+        _update: store::SecretUpdate,
+    ) -> Result<store::SecretOutcome, StoreError> {
+        Err(down())
+    }
     async fn list_room(&self, _listing: Listing, _max_listed: usize) -> Result<bool, StoreError> {
         Err(down())
     }
