@@ -339,6 +339,12 @@ async fn a_gateway_certificate_from_an_untrusted_ca_is_refused_with_a_clear_log_
     let (ty, data) = cluster.create_room().await;
     assert_eq!(ty, t::ERROR, "created through an untrusted gateway: {data}");
     let relay = &cluster.relay;
+    // The relay's stderr is collected by a reader thread: the line may land a moment after
+    // the error frame.
+    eventually("a log line about the failed call", || async {
+        relay.stderr().contains("gateway call failed")
+    })
+    .await;
     let logs = relay.stderr();
     let line = logs
         .lines()

@@ -37,6 +37,11 @@ const NANOID_ALPHABET: &[u8; 64] =
     b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-";
 /// Room ids are 21 NanoID characters.
 const ROOM_ID_LEN: usize = 21;
+/// Length of a client's password: the hex SHA-256 of what its user typed.
+pub const PASSWORD_HEX_LEN: usize = 64;
+/// Doublings of the guess delay counted at most (2^30 times the first delay
+/// is far past any maximum delay; the cap keeps the shift in range).
+const MAX_GUESS_DELAY_DOUBLINGS: u32 = 30;
 /// Attempts at a fresh id before giving up (a collision is ~2^-126).
 const ROOM_ID_ATTEMPTS: usize = 3;
 
@@ -283,7 +288,7 @@ pub fn new_room_id() -> String {
     let bytes: [u8; ROOM_ID_LEN] = rand::rng().random();
     bytes
         .iter()
-        .map(|b| NANOID_ALPHABET[(b & 63) as usize] as char)
+        .map(|b| NANOID_ALPHABET[usize::from(*b) % NANOID_ALPHABET.len()] as char)
         .collect()
 }
 
@@ -345,7 +350,7 @@ impl Gateway {
         // Clients send "" or the SHA-256 hex: anything else is refused
         // before it costs an argon2 run (the relay checks the length too).
         let password = &request.password;
-        if !(password.is_empty() || (password.len() == 64 && password.is_ascii())) {
+        if !(password.is_empty() || (password.len() == PASSWORD_HEX_LEN && password.is_ascii())) {
             return Err(Reject::invalid("invalid password format"));
         }
         if !(request.owner_hash.is_empty() || protocol::client::is_secret_hex(&request.owner_hash))
@@ -750,7 +755,9 @@ impl Gateway {
         if beyond == 0 {
             return Duration::ZERO;
         }
-        let doublings = u32::try_from(beyond - 1).unwrap_or(u32::MAX).min(30);
+        let doublings = u32::try_from(beyond - 1)
+            .unwrap_or(u32::MAX)
+            .min(MAX_GUESS_DELAY_DOUBLINGS);
         config
             .password_guess_delay
             .saturating_mul(1 << doublings)

@@ -17,13 +17,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::http::{HttpApi, RATE_WINDOW};
 use crate::problem::RejectProblem as _;
-use crate::rooms::{CreateRoomRequest, ListingRequest};
+use crate::rooms::{CreateRoomRequest, ListingRequest, PASSWORD_HEX_LEN};
 use crate::server::{client_ip, read_json};
 
 /// Retry hint when the argon2 pool is full.
 const BUSY_RETRY_AFTER: Duration = Duration::from_secs(1);
-/// Length of a client-supplied SHA-256 hex password.
-const PASSWORD_HEX_LEN: usize = 64;
 /// The OpenAPI document of the public room API.
 const OPENAPI_JSON: &str = include_str!("openapi.json");
 

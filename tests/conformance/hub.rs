@@ -459,8 +459,17 @@ async fn default_and_people_sorts_put_the_fullest_room_first() {
 async fn newest_sort_puts_the_latest_room_first() {
     let env = hub_env().await;
     let old = create_public(&env, 0, public_room("a", "Old", &[])).await;
-    // createdAt has whole-second resolution.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // createdAt has whole-second resolution: the second room is created once the clock (the
+    // same machine's) has left the first room's second.
+    let rooms = listing(&env, "").await;
+    let old_created_at = rooms["rooms"]
+        .as_array()
+        .and_then(|rooms| rooms.iter().find(|r| r["roomId"] == old.room_id.as_str()))
+        .and_then(|r| r["createdAt"].as_i64())
+        .unwrap_or_else(|| panic!("the first room's createdAt in {rooms}"));
+    while crate::support::msg::now_secs() <= old_created_at {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let new = create_public(&env, 1, public_room("b", "New", &[])).await;
     assert_eq!(
         room_ids(&listing(&env, "?sort=newest").await),
