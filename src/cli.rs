@@ -195,6 +195,9 @@ pub struct RelayArgs {
     /// A relay silent this long is dead: its members are removed (MemberLeft), milliseconds.
     #[arg(long, env = "ARTHAS_HEARTBEAT_TTL_MS", default_value_t = 10_000)]
     pub heartbeat_ttl_ms: u64,
+    /// After Redis lost this relay's rooms (it came back empty, or the relay was swept), wait a random delay below this before writing them back, milliseconds.
+    #[arg(long, env = "ARTHAS_HEAL_JITTER_MS", default_value_t = 1_000)]
+    pub heal_jitter_ms: u64,
     /// Keep a room subscribed this long after this relay's last member of it left (0 = unsubscribe at once), milliseconds.
     #[arg(long, env = "ARTHAS_ROOM_LINGER_MS", default_value_t = 5_000)]
     pub room_linger_ms: u64,
@@ -240,6 +243,7 @@ impl RelayArgs {
             },
             heartbeat_interval: Duration::from_millis(self.heartbeat_interval_ms.max(1)),
             heartbeat_ttl: Duration::from_millis(self.heartbeat_ttl_ms),
+            heal_jitter: Duration::from_millis(self.heal_jitter_ms),
             room_linger: Duration::from_millis(self.room_linger_ms),
         }
     }

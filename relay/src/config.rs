@@ -61,6 +61,10 @@ pub struct RelayConfig {
     /// A node whose heartbeat is older than this is dead: its members are
     /// removed and announced as gone.
     pub heartbeat_ttl: Duration,
+    /// After the store lost this relay's state, the relay waits a random
+    /// delay below this before writing back its rooms and members (so
+    /// relays do not all hit a Redis that just came back at once).
+    pub heal_jitter: Duration,
     /// A room stays subscribed (and, on Redis, recorded in this node's room
     /// set) this long after its last local member left, so members who leave
     /// and come back cost no round trips; zero unsubscribes at once.
@@ -94,6 +98,7 @@ impl Default for RelayConfig {
             budgets: MessageBudgets::default(),
             heartbeat_interval: Duration::from_secs(3),
             heartbeat_ttl: Duration::from_secs(10),
+            heal_jitter: Duration::from_secs(1),
         }
     }
 }

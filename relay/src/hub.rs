@@ -24,8 +24,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use protocol::member::MemberId;
 use protocol::server;
-use store::{Bus, BusError, BusMessage, BusSink, Target};
+use store::{Bus, BusError, BusMessage, BusSink, RoomRecord, Target};
 
+use crate::heal::RoomFacts;
 use crate::metrics::Metrics;
 use crate::outbox::{Outbox, PushError};
 
@@ -118,6 +119,10 @@ impl Peer {
 pub struct LocalMember {
     pub id: MemberId,
     pub peer: Arc<Peer>,
+    /// The display name it joined with (re-asserted by [`crate::heal`]).
+    pub name: Arc<str>,
+    /// Unix milliseconds of its join (its place in the member list).
+    pub joined_at: i64,
 }
 
 /// A room as this relay sees it.
@@ -139,14 +144,17 @@ pub struct LocalRoom {
     closed: AtomicBool,
     /// When the last local member left (None while it has local members).
     idle_since: Mutex<Option<Instant>>,
+    /// What this relay would write back if the store lost the room.
+    pub facts: RoomFacts,
 }
 
 impl LocalRoom {
-    fn new(id: &str, expires_at: i64, listed: bool) -> LocalRoom {
+    fn new(record: &RoomRecord) -> LocalRoom {
         LocalRoom {
-            id: Arc::from(id),
-            expires_at,
-            listed,
+            id: Arc::from(record.id.as_str()),
+            expires_at: record.expires_at,
+            listed: record.listed,
+            facts: RoomFacts::new(record.clone()),
             members: Mutex::new(Arc::from(Vec::new())),
             subscription: tokio::sync::Mutex::new(false),
             warned: AtomicBool::new(false),
@@ -197,6 +205,29 @@ impl LocalRoom {
             self.lock_idle_since().get_or_insert_with(Instant::now);
         }
         members.is_empty()
+    }
+
+    /// Removes a member whose place in the store could not be restored
+    /// ([`crate::heal`]): queues `frame` (an error) to it and closes its
+    /// connection with `close_code`, so it reconnects and joins again.
+    pub fn evict(&self, id: MemberId, frame: Bytes, close_code: u16) {
+        let evicted = {
+            let mut members = self.lock_members();
+            let evicted = members.iter().find(|m| m.id == id).cloned();
+            if evicted.is_some() {
+                let next: Vec<LocalMember> =
+                    members.iter().filter(|m| m.id != id).cloned().collect();
+                *members = Arc::from(next);
+                if members.is_empty() {
+                    self.lock_idle_since().get_or_insert_with(Instant::now);
+                }
+            }
+            evicted
+        };
+        if let Some(member) = evicted {
+            let _ = member.peer.outbox.push(frame);
+            member.peer.outbox.close(close_code);
+        }
     }
 
     /// Whether the room has had no local member for at least `linger`.
@@ -275,18 +306,17 @@ impl Hub {
     pub async fn join(
         &self,
         bus: &dyn Bus,
-        room_id: &str,
-        expires_at: i64,
-        listed: bool,
+        record: &RoomRecord,
         member: LocalMember,
         first_frame: Bytes,
     ) -> Result<Arc<LocalRoom>, BusError> {
+        let room_id = record.id.as_str();
         loop {
             let room = {
                 let mut rooms = self.lock_rooms();
                 let room = rooms
                     .entry(Arc::from(room_id))
-                    .or_insert_with(|| Arc::new(LocalRoom::new(room_id, expires_at, listed)))
+                    .or_insert_with(|| Arc::new(LocalRoom::new(record)))
                     .clone();
                 self.metrics.local_rooms.set(rooms.len() as i64);
                 room
@@ -458,6 +488,21 @@ impl BusSink for HubSink {
                         m.peer.end_transfer_if(&transfer_id);
                     }
                     let n = room.push_all(&message.frame, None, &hub.metrics);
+                    hub.metrics.delivered(&message.frame, n, received.elapsed());
+                }
+            }
+            Target::Members { ids } => {
+                if let Some(room) = hub.room(room_id) {
+                    let mut n = 0;
+                    let members = room.members();
+                    let recipients = members.iter().filter(|m| ids.contains(&m.id));
+                    for m in recipients {
+                        match m.peer.outbox.push(message.frame.clone()) {
+                            Ok(()) => n += 1,
+                            Err(PushError::Overflow) => hub.metrics.slow_consumers.inc(),
+                            Err(PushError::Closed) => {}
+                        }
+                    }
                     hub.metrics.delivered(&message.frame, n, received.elapsed());
                 }
             }

@@ -15,6 +15,8 @@
 //! - [`slot`]: the connection limit, given back by a guard;
 //! - [`expiry`]: per-node expiry warnings and closes;
 //! - [`presence`]: heartbeats, and the sweep of dead relays' members;
+//! - [`heal`]: re-asserting this relay's rooms and members when the store
+//!   lost them (Redis came back empty, or this relay was swept);
 //! - [`metrics`]: Prometheus counters;
 //! - [`admin`]: health, readiness and metrics on the admin port;
 //! - `testing` (feature `testing`, tests only): fault injection, an echo
@@ -30,6 +32,7 @@ pub mod budget;
 pub mod config;
 pub mod connection;
 pub mod expiry;
+pub mod heal;
 pub mod hub;
 pub mod message_budgets;
 pub mod metrics;
@@ -73,6 +76,8 @@ pub struct Relay {
     pub tasks: TaskTracker,
     /// Open connections, against `max_connections`.
     pub slots: slot::ConnectionSlots,
+    /// Whether the store lost this relay's state and it is being restored.
+    pub heal: heal::Healing,
     /// Faults a test injects (the `testing` feature only).
     #[cfg(feature = "testing")]
     pub faults: testing::Faults,
@@ -133,6 +138,7 @@ impl RelayBuilder {
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
             slots: slot::ConnectionSlots::default(),
+            heal: heal::Healing::default(),
             #[cfg(feature = "testing")]
             faults: testing::Faults::default(),
         })

@@ -21,8 +21,8 @@ use protocol::client::MessageType;
 use protocol::{kind, ErrorCode};
 
 /// Close codes a relay ends connections with (`code` label).
-pub const CLOSE_CODES: [u16; 11] = [
-    1000, 1001, 1002, 1005, 1006, 1007, 1009, 1011, 4001, 4002, 4003,
+pub const CLOSE_CODES: [u16; 12] = [
+    1000, 1001, 1002, 1005, 1006, 1007, 1009, 1011, 1013, 4001, 4002, 4003,
 ];
 
 /// Why a WebSocket upgrade was refused (`reason` label).
@@ -181,6 +181,14 @@ pub struct Metrics {
     /// Relays alive according to the heartbeats in Redis, as this relay
     /// last read them.
     pub live_relays: IntGauge,
+    /// Times the store was found to have lost this relay's state (Redis
+    /// came back empty, or this relay was swept as dead) after the start.
+    pub store_losses: IntCounter,
+    /// Members this relay put back into the store after such a loss.
+    pub restored_members: IntCounter,
+    /// Joins (and creations) refused because `max_joins_in_flight` were
+    /// running.
+    pub joins_refused: IntCounter,
     /// `arthas_build_info{version, commit}`: 1 for the running build.
     build_info: IntGaugeVec,
 }
@@ -323,6 +331,18 @@ impl Metrics {
             slow_consumers: counter(
                 "slow_consumers_total",
                 "Members closed because their queue overflowed",
+            ),
+            store_losses: counter(
+                "store_losses_total",
+                "Times the store had lost this relay's rooms and members (Redis came back empty, or the relay was swept as dead)",
+            ),
+            restored_members: counter(
+                "restored_members_total",
+                "Members this relay put back into the store after it lost them",
+            ),
+            joins_refused: counter(
+                "joins_refused_total",
+                "Joins and creations refused because max_joins_in_flight were running",
             ),
             closes: labelled(
                 r,

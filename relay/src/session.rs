@@ -54,6 +54,8 @@ pub struct Session {
     id: MemberId,
     /// The display name given at create/join.
     name: String,
+    /// Unix milliseconds of the last join (the member's place in the list).
+    joined_at: i64,
     /// The room this connection is in.
     room: Option<Arc<LocalRoom>>,
     /// When recent accepted chat messages were sent (rate limit); empty
@@ -82,6 +84,7 @@ impl Session {
             ip,
             id: random_member_id(),
             name: String::new(),
+            joined_at: 0,
             room: None,
             chat_times: VecDeque::new(),
             orphan: false,
@@ -299,12 +302,13 @@ impl Session {
         ticket: &str,
     ) -> Result<Joined, Reject> {
         for _ in 0..MEMBER_ID_ATTEMPTS {
+            self.joined_at = store::unix_millis();
             let member = MemberRecord {
                 id: self.id,
                 name: name.to_owned(),
                 color: member_color(self.id.as_str()),
                 node: self.relay.config.node_id.clone(),
-                joined_at: store::unix_millis(),
+                joined_at: self.joined_at,
             };
             let now = store::unix_secs();
             match self
@@ -365,21 +369,30 @@ impl Session {
         let member = LocalMember {
             id: self.id,
             peer: self.peer.clone(),
+            name: Arc::from(name),
+            joined_at: self.joined_at,
         };
         let relay = &self.relay;
         match relay
             .hub
-            .join(
-                relay.bus.as_ref(),
-                &room.id,
-                room.expires_at,
-                room.listed,
-                member,
-                room_joined,
-            )
+            .join(relay.bus.as_ref(), room, member, room_joined)
             .await
         {
             Ok(local) => {
+                if local.facts.needs_listing() {
+                    // Kept in case the store loses it (crate::heal); read
+                    // aside, so the join does not wait for it.
+                    let (relay, local) = (relay.clone(), local.clone());
+                    self.relay.tasks.spawn(async move {
+                        match relay.store.listing(&local.id).await {
+                            Ok(Some(listing)) => local.facts.set_listing(listing),
+                            Ok(None) => {}
+                            Err(e) => {
+                                tracing::debug!(room = %local.id, error = %e, "listing not read")
+                            }
+                        }
+                    });
+                }
                 self.room = Some(local);
                 self.name = name.to_owned();
                 Ok(())
@@ -413,7 +426,10 @@ impl Session {
                 .leave(&room.id, self.id, &relay.config.node_id)
                 .await
             {
-                Ok(left) if left.was_member && !left.destroyed => {
+                // Not a member any more and the room not destroyed: the
+                // store lost the member (crate::heal) or a sweep removed it;
+                // the others are told (again) so nobody keeps a ghost.
+                Ok(left) if !left.destroyed => {
                     let frame = server::encode(
                         kind::MEMBER_LEFT,
                         &MemberLeft {
@@ -663,6 +679,7 @@ impl Drop for Session {
             ip: self.ip,
             id: self.id,
             name: std::mem::take(&mut self.name),
+            joined_at: self.joined_at,
             room: Some(room),
             chat_times: VecDeque::new(),
             orphan: true,

@@ -29,6 +29,10 @@ pub enum Target {
     /// Every member of the room on every relay must leave it now: the room
     /// expired (`RoomClosed` is the frame). Relays also clear local state.
     CloseRoom,
+    /// These members only (at most 255): a member put back after the store
+    /// lost it is announced (MemberJoined) to those who joined while it was
+    /// missing, and to nobody who knew it all along.
+    Members { ids: Vec<MemberId> },
 }
 
 /// A routed, encoded frame.
@@ -45,6 +49,7 @@ const TAG_ROOM_EXCEPT: u8 = 1;
 const TAG_TRANSFER: u8 = 2;
 const TAG_CLOSE: u8 = 3;
 const TAG_TRANSFER_ENDED: u8 = 4;
+const TAG_MEMBERS: u8 = 5;
 
 /// A bus payload that is not ours (wrong version, truncated).
 #[derive(Debug, Clone, thiserror::Error)]
@@ -70,6 +75,15 @@ impl BusMessage {
                 out.put_slice(id);
             }
             Target::CloseRoom => out.put_u8(TAG_CLOSE),
+            Target::Members { ids } => {
+                out.put_u8(TAG_MEMBERS);
+                // More than 255 are cut (a room holds far fewer).
+                let ids = &ids[..ids.len().min(255)];
+                out.put_u8(ids.len() as u8);
+                for id in ids {
+                    out.put_slice(id.as_bytes());
+                }
+            }
             Target::TransferEnded {
                 sender,
                 transfer_id,
@@ -108,6 +122,21 @@ impl BusMessage {
                 (Target::TransferSender { transfer_id }, 3 + len as usize)
             }
             TAG_CLOSE => (Target::CloseRoom, 2),
+            TAG_MEMBERS => {
+                let (&count, rest) = rest.split_first().ok_or(MalformedBusMessage)?;
+                let len = count as usize * 8;
+                let packed = rest.get(..len).ok_or(MalformedBusMessage)?;
+                let ids = packed
+                    .chunks_exact(8)
+                    .map(|id| {
+                        std::str::from_utf8(id)
+                            .ok()
+                            .and_then(MemberId::parse)
+                            .ok_or(MalformedBusMessage)
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                (Target::Members { ids }, 3 + len)
+            }
             TAG_TRANSFER_ENDED => {
                 let sender = rest.get(..8).ok_or(MalformedBusMessage)?;
                 let sender = std::str::from_utf8(sender).map_err(|_| MalformedBusMessage)?;
@@ -169,6 +198,13 @@ pub trait Bus: Send + Sync + 'static {
     fn is_up(&self) -> bool {
         true
     }
+
+    /// Completed recoveries since the start (the connection was lost and
+    /// every room resubscribed): a relay that sees this move checks at once
+    /// whether the store lost its state (Redis may have restarted empty).
+    fn recoveries(&self) -> u64 {
+        0
+    }
 }
 
 #[cfg(test)]
@@ -187,6 +223,13 @@ mod tests {
                 transfer_id: "t-1".into(),
             },
             Target::CloseRoom,
+            Target::Members { ids: Vec::new() },
+            Target::Members {
+                ids: vec![
+                    MemberId::parse("0123abcd").unwrap(),
+                    MemberId::parse("89abcdef").unwrap(),
+                ],
+            },
             Target::TransferEnded {
                 sender: MemberId::parse("0123abcd").unwrap(),
                 transfer_id: "t".repeat(300),
@@ -211,6 +254,9 @@ mod tests {
             b"\x01\x09",
             b"\x01\x040123abcd\x00\x00\x00\x05abc",
             b"\x01\x040123abcd\x00\x00",
+            b"\x01\x05",
+            b"\x01\x05\x020123abcd",
+            b"\x01\x05\x01zzzzzzzz",
         ] {
             assert!(BusMessage::from_wire(Bytes::copy_from_slice(wire)).is_err());
         }

@@ -32,8 +32,9 @@ pub mod window;
 pub use bus::{Bus, BusError, BusMessage, BusSink, Target};
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use room::{
-    Departure, JoinError, Joined, Left, Listing, ListingView, MemberRecord, NewRoom, RoomGuess,
-    RoomRecord, RoomStore, StoreError,
+    Departure, JoinError, Joined, Left, Listing, ListingView, MemberRecord, MemberRestored,
+    NewRoom, NodeState, Restored, RoomGuess, RoomRecord, RoomRestore, RoomRestored, RoomStore,
+    StoreError,
 };
 
 /// Seconds since the Unix epoch (room timestamps).

@@ -99,6 +99,8 @@ pub struct Opts {
     envs: Vec<(String, String)>,
     /// Gateways in a cluster env (0 means 1); relay i calls gateway i % n.
     gateways: usize,
+    /// Relay index -> the Redis URL it uses instead of the env's (a proxy in between).
+    relay_redis_urls: Vec<(usize, String)>,
 }
 
 impl Opts {
@@ -129,6 +131,13 @@ impl Opts {
     /// Adds an environment variable.
     pub fn env(mut self, key: &str, value: impl ToString) -> Self {
         self.envs.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    /// Relay `index` reaches Redis at `url` (say, through a proxy the test cuts) instead of
+    /// the env's own Redis URL (standalone Redis only).
+    pub fn relay_redis_url(mut self, index: usize, url: &str) -> Self {
+        self.relay_redis_urls.push((index, url.to_string()));
         self
     }
 
@@ -669,6 +678,15 @@ impl Env {
         }
     }
 
+    /// A gateway and three relays over a Redis the test started itself (not pooled).
+    pub async fn start_on(redis: Redis, opts: Opts) -> Env {
+        let topology = match redis {
+            Redis::Standalone(_) => Topology::Redis,
+            Redis::Cluster(_) => Topology::RedisCluster,
+        };
+        Env::cluster_on(topology, redis, opts, false).await
+    }
+
     /// A gateway and three relays over `redis`, started in parallel.
     async fn cluster_on(topology: Topology, redis: Redis, opts: Opts, pooled: bool) -> Env {
         opts.check_routed(&[RELAY_BIN, GATEWAY_BIN]);
@@ -779,7 +797,12 @@ impl Env {
                 }
             ),
             "--redis-url",
-            &redis.url_arg(),
+            &opts
+                .relay_redis_urls
+                .iter()
+                .find(|(i, _)| *i == index)
+                .map(|(_, url)| url.clone())
+                .unwrap_or_else(|| redis.url_arg()),
             "--redis-mode",
             redis.mode_arg(),
         ]
