@@ -159,6 +159,9 @@ pub struct RelayArgs {
     /// WebSocket handshakes per client IP (IPv6: per /64) per second, as many at once (more get HTTP 429).
     #[arg(long, env = "ARTHAS_HANDSHAKES_PER_IP_PER_SEC", default_value_t = 20)]
     pub handshakes_per_ip_per_sec: u64,
+    /// CreateRoom/JoinRoom requests worked on at once per relay; more get E005 (retry), and while all are taken new WebSocket handshakes get HTTP 503 with Retry-After.
+    #[arg(long, env = "ARTHAS_MAX_JOINS_IN_FLIGHT", default_value_t = 128)]
+    pub max_joins_in_flight: usize,
     /// Reactions (SendReaction) per minute per connection, as many at once (more get E004).
     #[arg(long, env = "ARTHAS_REACTIONS_PER_MINUTE", default_value_t = 120)]
     pub reactions_per_minute: u64,
@@ -234,6 +237,7 @@ impl RelayArgs {
             max_connections: self.max_connections,
             max_connections_per_ip: self.max_connections_per_ip,
             handshakes_per_ip_per_sec: self.handshakes_per_ip_per_sec,
+            max_joins_in_flight: self.max_joins_in_flight.max(1),
             budgets: relay::MessageBudgets {
                 reactions_per_minute: self.reactions_per_minute,
                 typing_per_minute: self.typing_per_minute,

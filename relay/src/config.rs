@@ -54,6 +54,10 @@ pub struct RelayConfig {
     /// WebSocket handshakes per client key per second (as many at once);
     /// more get HTTP 429.
     pub handshakes_per_ip_per_sec: u64,
+    /// Most CreateRoom/JoinRoom requests worked on at once on this node;
+    /// more are refused with E005 (retry), and while all are taken new
+    /// WebSocket handshakes get HTTP 503 with `Retry-After`.
+    pub max_joins_in_flight: usize,
     /// The per-connection budgets of client messages beyond chat.
     pub budgets: MessageBudgets,
     /// How often this node heartbeats and sweeps dead nodes.
@@ -95,6 +99,7 @@ impl Default for RelayConfig {
             max_connections: 19_000,
             max_connections_per_ip: 100,
             handshakes_per_ip_per_sec: 20,
+            max_joins_in_flight: 128,
             budgets: MessageBudgets::default(),
             heartbeat_interval: Duration::from_secs(3),
             heartbeat_ttl: Duration::from_secs(10),

@@ -10,6 +10,8 @@
 //! - [`transport`]: the socket under a WebSocket, plain TCP or TLS;
 //! - [`websocket`]: RFC 6455 framing;
 //! - [`session`]: the protocol state machine of one connection;
+//! - [`join_gate`]: at most `max_joins_in_flight` joins at once, failed
+//!   joins rolled back;
 //! - [`hub`]: the local room index and the bus fan-out;
 //! - [`outbox`]: the bounded per-connection queue;
 //! - [`slot`]: the connection limit, given back by a guard;
@@ -34,6 +36,7 @@ pub mod connection;
 pub mod expiry;
 pub mod heal;
 pub mod hub;
+pub mod join_gate;
 pub mod message_budgets;
 pub mod metrics;
 pub mod outbox;
@@ -78,6 +81,8 @@ pub struct Relay {
     pub slots: slot::ConnectionSlots,
     /// Whether the store lost this relay's state and it is being restored.
     pub heal: heal::Healing,
+    /// Joins in flight, against `max_joins_in_flight`.
+    pub joins: join_gate::JoinGate,
     /// Faults a test injects (the `testing` feature only).
     #[cfg(feature = "testing")]
     pub faults: testing::Faults,
@@ -129,6 +134,7 @@ impl RelayBuilder {
                 config.handshakes_per_ip_per_sec,
             )),
             rates: message_budgets::Rates::new(&config.budgets),
+            joins: join_gate::JoinGate::new(config.max_joins_in_flight),
             config,
             store,
             bus,

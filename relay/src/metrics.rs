@@ -38,6 +38,8 @@ pub enum Rejection {
     IpLimit,
     /// `--handshakes-per-ip-per-sec` exceeded for the client's address (429).
     HandshakeRate,
+    /// Every `--max-joins-in-flight` permit is taken (503).
+    JoinsBusy,
 }
 
 /// Client message types (`type` label of `frames_in_total`), by the
@@ -135,7 +137,7 @@ pub struct Metrics {
     /// WebSocket connections accepted since start.
     pub connections_accepted: IntCounter,
     /// WebSocket upgrades refused, by reason (limit, draining, origin).
-    rejected: [IntCounter; 5],
+    rejected: [IntCounter; 6],
     /// Client frames received, by message type ([`FRAME_IN_TYPES`]).
     frames_in: Vec<IntCounter>,
     /// Frames sent to clients, by message type, indexed by type number
@@ -189,6 +191,8 @@ pub struct Metrics {
     /// Joins (and creations) refused because `max_joins_in_flight` were
     /// running.
     pub joins_refused: IntCounter,
+    /// Joins whose store call failed but had been written, taken back.
+    pub joins_rolled_back: IntCounter,
     /// `arthas_build_info{version, commit}`: 1 for the running build.
     build_info: IntGaugeVec,
 }
@@ -242,7 +246,14 @@ impl Metrics {
             "arthas_relay_connections_rejected_total",
             "WebSocket upgrades refused, by reason",
             "reason",
-            &["limit", "draining", "origin", "ip_limit", "handshake_rate"],
+            &[
+                "limit",
+                "draining",
+                "origin",
+                "ip_limit",
+                "handshake_rate",
+                "joins_busy",
+            ],
         );
         let out_labels: Vec<&str> = FRAME_OUT_TYPES.iter().map(|(_, l)| *l).collect();
         let out = labelled(
@@ -278,7 +289,7 @@ impl Metrics {
             prometheus::process_collector::ProcessCollector::for_self(),
         ))
         .expect("the process collector is registered once");
-        let rejected: [IntCounter; 5] = rejected.try_into().expect("five reasons");
+        let rejected: [IntCounter; 6] = rejected.try_into().expect("six reasons");
         Metrics {
             connections: gauge("connections", "Open WebSocket connections"),
             connections_accepted: counter(
@@ -343,6 +354,10 @@ impl Metrics {
             joins_refused: counter(
                 "joins_refused_total",
                 "Joins and creations refused because max_joins_in_flight were running",
+            ),
+            joins_rolled_back: counter(
+                "joins_rolled_back_total",
+                "Joins whose store call failed but had been written, taken back",
             ),
             closes: labelled(
                 r,

@@ -202,6 +202,7 @@ impl Session {
         }
         let request = CreateRoom::parse(data)?;
         self.spend_room_change()?;
+        let _permit = self.enter_join_gate()?;
         let listing = request.public.then(|| ListingRequest {
             title: request.title.to_owned(),
             description: request.description.to_owned(),
@@ -251,6 +252,7 @@ impl Session {
         }
         let request = JoinRoom::parse(data)?;
         self.spend_room_change()?;
+        let _permit = self.enter_join_gate()?;
         if !client::is_room_id(request.room_id) {
             return Err(texts::ROOM_NOT_FOUND);
         }
@@ -289,6 +291,15 @@ impl Session {
             Verdict::Go => Ok(()),
             Verdict::PauseThenGo(_) | Verdict::Refuse => Err(texts::RATE_LIMITED),
         }
+    }
+
+    /// One of the relay's `max_joins_in_flight` permits, held until the join
+    /// is done; none left: E005 (retry) before any work.
+    fn enter_join_gate(&self) -> Result<tokio::sync::OwnedSemaphorePermit, Reject> {
+        self.relay.joins.try_enter().ok_or_else(|| {
+            self.relay.metrics.joins_refused.inc();
+            texts::UNAVAILABLE
+        })
     }
 
     /// Adds this member to the room record, checking the password through
@@ -336,6 +347,10 @@ impl Session {
                 Err(JoinError::NeedsPassword) => return Err(texts::WRONG_PASSWORD),
                 Err(JoinError::Store(e)) => {
                     tracing::error!(room = %room_id, error = %e, "join failed");
+                    // It may have been written all the same (the reply was
+                    // lost or late): take it back, and never reuse the id.
+                    crate::join_gate::roll_back(&self.relay, room_id, self.id);
+                    self.id = random_member_id();
                     return Err(texts::UNAVAILABLE);
                 }
             }

@@ -1,15 +1,16 @@
-//! Self-healing after Redis lost its data, and a relay cut off from Redis past the heartbeat
-//! TTL (relay::heal; ARCHITECTURE.md "Failure behaviour", OPERATIONS.md). Real parts: a real
-//! `redis-server` (or a 3-master Redis Cluster) the test starts, one `gateway` and three
-//! `relay` processes, real WebSockets; the partition goes through a TCP proxy in the test
-//! that can be cut (tests/support/proxy.rs).
+//! Resilience: self-healing after Redis lost its data, a relay cut off from Redis past the
+//! heartbeat TTL (relay::heal), and admission control under a join storm (relay::join_gate);
+//! ARCHITECTURE.md "Failure behaviour", OPERATIONS.md §11. Real parts: a real `redis-server`
+//! (or a 3-master Redis Cluster) the test starts, one `gateway` and three `relay` processes,
+//! real WebSockets; partitions and slow replies go through a TCP proxy in the test that can be
+//! cut or slowed (tests/support/proxy.rs).
 //!
 //! Nothing sleeps to synchronise: every wait is for an event (a frame, a status) with a
 //! deadline; where the outcome can only be observed by asking again (a join after the
 //! restart, the directory), the test asks again until the deadline. The measured figures are
 //! printed as `FIGURE ...` lines (`-- --nocapture`).
 //!
-//! Run: `cargo test --all-features --test heal`.
+//! Run: `cargo test --all-features --test resilience`.
 
 #[path = "support/mod.rs"]
 mod support;
@@ -360,4 +361,241 @@ async fn a_relay_swept_during_a_partition_re_joins_its_members() {
             }
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Admission control (relay::join_gate).
+
+/// The outcome of one storm client.
+struct Admitted {
+    member: Member,
+    /// HTTP 503 answers to its handshakes (the relay's joins were all busy).
+    refused_handshakes: usize,
+    /// E005 answers to its JoinRoom (no join permit free).
+    refused_joins: usize,
+}
+
+/// A client as the web client behaves in a storm: connect, JoinRoom; on HTTP 503 or E005
+/// "retry", back off (10–40 ms, jittered) and try again, until `deadline`.
+async fn storm_join(url: String, room_id: String, name: String, deadline: Instant) -> Admitted {
+    let (mut refused_handshakes, mut refused_joins) = (0, 0);
+    let backoff = || Duration::from_millis(10 + rand::random_range(0..30));
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "{name}: not admitted in time ({refused_handshakes} handshakes and {refused_joins} joins refused)"
+        );
+        let mut client = match Client::connect_opts(&url, &support::ConnectOpts::default()).await {
+            Ok(c) => c,
+            Err(support::ConnectError::Status(503)) => {
+                refused_handshakes += 1;
+                tokio::time::sleep(backoff()).await;
+                continue;
+            }
+            Err(e) => panic!("{name}: connect: {e:?}"),
+        };
+        client.label = name.clone();
+        loop {
+            client
+                .send(t::JOIN_ROOM, join_data(&room_id, &name, ""))
+                .await;
+            let (ty, data) = client.recv().await;
+            if ty == t::ROOM_JOINED {
+                return Admitted {
+                    member: member_from(client, &data),
+                    refused_handshakes,
+                    refused_joins,
+                };
+            }
+            assert_eq!(
+                (ty, data.str("code"), data.str("msg")),
+                (t::ERROR, "E005", "service temporarily unavailable, retry"),
+                "{name}: {data}"
+            );
+            refused_joins += 1;
+            assert!(Instant::now() < deadline, "{name}: still refused");
+            tokio::time::sleep(backoff()).await;
+        }
+    }
+}
+
+/// The value of metric series `series` (name and labels) on relay `node`.
+async fn metric(env: &Env, node: usize, series: &str) -> f64 {
+    let url = format!("{}/metrics", env.admin_url(node).expect("relay admin"));
+    let metrics = http::get(&url).await.text();
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("{series} not in {metrics}"))
+}
+
+/// The members Redis holds for a room (standalone).
+async fn members_in_redis(env: &Env, room_id: &str) -> i64 {
+    let Some(support::server::Redis::Standalone(server)) = env.redis() else {
+        panic!("a standalone Redis");
+    };
+    match server
+        .command(&["HLEN", &format!("arthas:{{{room_id}}}:members")])
+        .await
+    {
+        Ok(redis::Value::Int(n)) => n,
+        other => panic!("HLEN: {other:?}"),
+    }
+}
+
+/// `--max-joins-in-flight 1`: 60 clients join one room through one relay at once. Joins beyond
+/// the limit are refused before any work (HTTP 503 with Retry-After at the handshake, or E005
+/// "retry"), every client gets in after retrying, the relay counts its refusals, and Redis holds
+/// exactly the members that are connected (the owner and the 60).
+#[tokio::test]
+async fn a_join_storm_beyond_the_limit_is_refused_early_and_all_get_in() {
+    let env = Env::start_in(
+        Topology::Redis,
+        Opts::new()
+            .flag("--max-joins-in-flight", 1)
+            .flag("--max-room-members", 100)
+            .flag("--handshakes-per-ip-per-sec", 100_000)
+            .flag("--max-connections-per-ip", 1_000),
+    )
+    .await;
+    let (mut owner, _, _) = create_room_with(&env, 0, support::room::create_data("owner")).await;
+    const JOINERS: usize = 60;
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(60);
+    let tasks: Vec<_> = (0..JOINERS)
+        .map(|i| {
+            tokio::spawn(storm_join(
+                env.ws_url(1),
+                owner.room_id.clone(),
+                format!("j{i}"),
+                deadline,
+            ))
+        })
+        .collect();
+    let mut admitted = Vec::new();
+    for task in tasks {
+        admitted.push(task.await.expect("a storm client"));
+    }
+    let took = started.elapsed();
+    let handshakes: usize = admitted.iter().map(|a| a.refused_handshakes).sum();
+    let joins: usize = admitted.iter().map(|a| a.refused_joins).sum();
+    let most = admitted
+        .iter()
+        .map(|a| a.refused_handshakes + a.refused_joins)
+        .max()
+        .unwrap_or(0);
+    println!(
+        "FIGURE join storm: {JOINERS} joins at once through a relay with max-joins-in-flight 1 all admitted in {took:?}; {handshakes} handshakes refused (503), {joins} joins refused (E005), at most {most} refusals for one client"
+    );
+    assert!(
+        handshakes + joins > 0,
+        "60 joins at once never met the limit of 1 in flight"
+    );
+    assert_eq!(
+        metric(&env, 1, "arthas_relay_joins_refused_total").await as usize,
+        joins
+    );
+    assert_eq!(
+        metric(
+            &env,
+            1,
+            "arthas_relay_connections_rejected_total{reason=\"joins_busy\"}"
+        )
+        .await as usize,
+        handshakes
+    );
+    assert_eq!(
+        members_in_redis(&env, &owner.room_id).await,
+        JOINERS as i64 + 1,
+        "Redis holds exactly the connected members"
+    );
+    // The owner heard of each admitted member once, and of nobody else.
+    let mut expected: Vec<String> = admitted.iter().map(|a| a.member.id.clone()).collect();
+    let mut heard = Vec::new();
+    for _ in 0..JOINERS {
+        heard.push(owner.expect(t::MEMBER_JOINED).await.str("id").to_string());
+    }
+    owner.sync().await;
+    expected.sort();
+    heard.sort();
+    assert_eq!(heard, expected);
+}
+
+/// Relay 2's Redis replies arrive late (a proxy holds them past `--redis-command-timeout-ms`):
+/// a JoinRoom through it is written in Redis but answered E005 "retry" when the reply times
+/// out. The relay rolls the join back: the phantom member leaves Redis, and the room's owner
+/// never heard of it. Once replies are prompt again, the same client joins.
+#[tokio::test]
+async fn a_join_that_times_out_after_being_written_is_rolled_back() {
+    let redis = support::server::Redis::start(Topology::Redis).await;
+    let upstream = match &redis {
+        support::server::Redis::Standalone(s) => s.addr(),
+        support::server::Redis::Cluster(_) => unreachable!("standalone"),
+    };
+    let proxy = Proxy::start(&upstream).await;
+    let opts = Opts::new()
+        .flag("--redis-command-timeout-ms", 300)
+        .relay_redis_url(2, &format!("redis://{}", proxy.addr()));
+    let env = Env::start_on(redis, opts).await;
+    let (mut owner, _, _) = create_room_with(&env, 0, support::room::create_data("owner")).await;
+    // A member comes and goes first, so Redis has the leave script cached: the rollback's
+    // EVALSHA is then answered at once by Redis (a NOSCRIPT round trip would be delayed past the
+    // timeout too, and only the second rollback, ten seconds later, would remove the phantom).
+    let (mut visitor, _) = join_room(&env, 1, &owner.room_id, "visitor", "").await;
+    expect_member_joined(&mut [&mut owner], &visitor).await;
+    visitor.send(t::LEAVE_ROOM, crate::map! {}).await;
+    assert_eq!(owner.expect(t::MEMBER_LEFT).await.str("id"), visitor.id);
+    drop(visitor);
+
+    proxy.delay_replies(Duration::from_millis(600));
+    let mut c = Client::connect(&env.ws_url(2)).await;
+    c.label = "late".into();
+    c.send(t::JOIN_ROOM, join_data(&owner.room_id, "late", ""))
+        .await;
+    c.expect_error("E005", "service temporarily unavailable, retry")
+        .await;
+    // The join was written (the request went through at once) and is taken back.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let n = members_in_redis(&env, &owner.room_id).await;
+        if n == 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the timed-out join still left {n} members in Redis"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    owner.sync().await;
+    // The join was written: the room's join counter counted it (owner 1, visitor 2, it 3).
+    let Some(support::server::Redis::Standalone(server)) = env.redis() else {
+        panic!("a standalone Redis");
+    };
+    let seq = server
+        .command(&["HGET", &format!("arthas:{{{}}}:room", owner.room_id), "seq"])
+        .await
+        .expect("HGET seq");
+    assert_eq!(
+        seq,
+        redis::Value::BulkString(b"3".to_vec()),
+        "the timed-out join was not written: this test proves nothing"
+    );
+    proxy.delay_replies(Duration::ZERO);
+    // Prompt again: the same connection joins (a new member id).
+    let joined = loop {
+        c.send(t::JOIN_ROOM, join_data(&owner.room_id, "late", ""))
+            .await;
+        let (ty, data) = c.recv().await;
+        if ty == t::ROOM_JOINED {
+            break data;
+        }
+        assert_eq!(data.str("code"), "E005", "{data}");
+        assert!(Instant::now() < deadline, "never joined: {data}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(names(&joined), ["owner", "late"], "{joined}");
+    let late = member_from(c, &joined);
+    expect_member_joined(&mut [&mut owner], &late).await;
+    assert_eq!(members_in_redis(&env, &owner.room_id).await, 2);
 }
