@@ -52,7 +52,8 @@ fn apis() -> &'static Apis {
         let gateway =
             Gateway::new(MemoryEngine::new(MemoryLimits::default()), config).expect("gateway");
         let http = HttpConfig {
-            trust_forwarded_for: true,
+            // the fuzzer's peer is a trusted proxy, so X-Forwarded-For is parsed too
+            trusted_proxies: edge::TrustedProxies::parse("192.0.2.0/24").expect("a network"),
             allowed_origins: "https://chat.example".into(),
             ..HttpConfig::default()
         };
