@@ -184,6 +184,55 @@ pub async fn check(relay: &Relay) {
     }
 }
 
+/// Rooms other relays asked to be written back, waiting (more are dropped:
+/// the next check heals them anyway).
+pub const RESTORE_REQUEST_QUEUE: usize = 1024;
+
+/// A join found no record of `room_id`, which this relay hosts with live
+/// members: the store lost it (on a Redis Cluster, maybe only the master
+/// holding that room, which relays whose epoch key lives elsewhere do not
+/// notice). Writes the room back now, asks the other relays hosting it to
+/// do the same with theirs (`Target::RestoreRoom`), and marks the loss so
+/// the next check writes back every other room too. Returns whether the
+/// room was hosted here (then the join is worth trying again).
+pub async fn restore_hosted(relay: &Relay, room_id: &str) -> bool {
+    let Some(room) = relay.hub.live_room(room_id) else {
+        return false;
+    };
+    tracing::warn!(
+        room = room_id,
+        "a room hosted here is missing from the store; restoring it"
+    );
+    relay.metrics.store_losses.inc();
+    relay.heal.pending.store(true, Ordering::Release);
+    let restored = restore_room(relay, &room, Announce::JoinedSinceLoss).await;
+    let ask = BusMessage {
+        target: Target::RestoreRoom,
+        frame: bytes::Bytes::new(),
+    };
+    if let Err(e) = relay.bus.publish(room_id, ask).await {
+        tracing::warn!(room = room_id, error = %e, "the other relays were not asked to restore the room");
+    }
+    restored
+}
+
+/// Writes back the rooms other relays asked for (`Target::RestoreRoom`),
+/// until shutdown.
+pub async fn serve_requests(relay: Arc<Relay>, mut requests: tokio::sync::mpsc::Receiver<String>) {
+    loop {
+        let room_id = tokio::select! {
+            next = requests.recv() => match next {
+                Some(room_id) => room_id,
+                None => return,
+            },
+            _ = relay.shutdown.cancelled() => return,
+        };
+        if let Some(room) = relay.hub.live_room(&room_id) {
+            restore_room(&relay, &room, Announce::JoinedSinceLoss).await;
+        }
+    }
+}
+
 /// Who is told about a member put back into the store.
 #[derive(Debug, Clone, Copy)]
 pub enum Announce {

@@ -288,6 +288,13 @@ impl Hub {
         self.lock_rooms().get(room_id).cloned()
     }
 
+    /// A room with local members, not closed (what [`crate::heal`] can
+    /// write back).
+    pub fn live_room(&self, room_id: &str) -> Option<Arc<LocalRoom>> {
+        self.room(room_id)
+            .filter(|r| !r.is_closed() && !r.members().is_empty())
+    }
+
     /// Every room in the index, lingering ones included.
     pub fn rooms(&self) -> Vec<Arc<LocalRoom>> {
         self.lock_rooms().values().cloned().collect()
@@ -452,6 +459,10 @@ pub struct HubSink {
     pub hub: Arc<Hub>,
     /// Closing a room needs an async unsubscribe; it is spawned with this.
     pub bus: std::sync::OnceLock<Arc<dyn Bus>>,
+    /// Rooms another relay asked to be written back into the store
+    /// (`Target::RestoreRoom`), for [`crate::heal::serve_requests`];
+    /// dropped when full (the next heartbeat's check heals anyway).
+    pub restore_requests: tokio::sync::mpsc::Sender<String>,
 }
 
 impl BusSink for HubSink {
@@ -504,6 +515,11 @@ impl BusSink for HubSink {
                         }
                     }
                     hub.metrics.delivered(&message.frame, n, received.elapsed());
+                }
+            }
+            Target::RestoreRoom => {
+                if hub.live_room(room_id).is_some() {
+                    let _ = self.restore_requests.try_send(room_id.to_owned());
                 }
             }
             Target::CloseRoom => {

@@ -83,6 +83,9 @@ pub struct Relay {
     pub heal: heal::Healing,
     /// Joins in flight, against `max_joins_in_flight`.
     pub joins: join_gate::JoinGate,
+    /// Rooms other relays asked to write back (taken by the background
+    /// task that serves them).
+    restore_requests: std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<String>>>,
     /// Faults a test injects (the `testing` feature only).
     #[cfg(feature = "testing")]
     pub faults: testing::Faults,
@@ -93,6 +96,7 @@ pub struct Relay {
 pub struct RelayBuilder {
     metrics: Metrics,
     sink: Arc<HubSink>,
+    restore_requests: tokio::sync::mpsc::Receiver<String>,
 }
 
 impl RelayBuilder {
@@ -100,12 +104,15 @@ impl RelayBuilder {
     pub fn new() -> RelayBuilder {
         let metrics = Metrics::new();
         let hub = Arc::new(Hub::new(metrics.clone()));
+        let (requests, restore_requests) = tokio::sync::mpsc::channel(heal::RESTORE_REQUEST_QUEUE);
         RelayBuilder {
             metrics,
             sink: Arc::new(HubSink {
                 hub,
                 bus: OnceLock::new(),
+                restore_requests: requests,
             }),
+            restore_requests,
         }
     }
 
@@ -145,6 +152,7 @@ impl RelayBuilder {
             tasks: TaskTracker::new(),
             slots: slot::ConnectionSlots::default(),
             heal: heal::Healing::default(),
+            restore_requests: std::sync::Mutex::new(Some(self.restore_requests)),
             #[cfg(feature = "testing")]
             faults: testing::Faults::default(),
         })
@@ -162,6 +170,15 @@ impl Relay {
     pub fn start_background(self: &Arc<Self>) {
         self.tasks.spawn(expiry::run(self.clone()));
         self.tasks.spawn(presence::run(self.clone()));
+        let requests = self
+            .restore_requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(requests) = requests {
+            self.tasks
+                .spawn(heal::serve_requests(self.clone(), requests));
+        }
         if !self.config.room_linger.is_zero() {
             self.tasks.spawn(retire_idle_rooms(self.clone()));
         }

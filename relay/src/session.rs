@@ -312,6 +312,9 @@ impl Session {
         password: &str,
         ticket: &str,
     ) -> Result<Joined, Reject> {
+        // A room this relay hosts but the store has lost is written back
+        // once (crate::heal) before a join is refused with E001.
+        let mut restored = false;
         for _ in 0..MEMBER_ID_ATTEMPTS {
             self.joined_at = store::unix_millis();
             let member = MemberRecord {
@@ -341,6 +344,11 @@ impl Session {
                     password_checked = true;
                 }
                 Err(JoinError::IdTaken) => self.id = random_member_id(),
+                Err(JoinError::NotFound)
+                    if !restored && crate::heal::restore_hosted(&self.relay, room_id).await =>
+                {
+                    restored = true;
+                }
                 Err(JoinError::NotFound) => return Err(texts::ROOM_NOT_FOUND),
                 Err(JoinError::Expired) => return Err(texts::ROOM_EXPIRED),
                 Err(JoinError::Full) => return Err(texts::ROOM_FULL),

@@ -33,6 +33,11 @@ pub enum Target {
     /// lost it is announced (MemberJoined) to those who joined while it was
     /// missing, and to nobody who knew it all along.
     Members { ids: Vec<MemberId> },
+    /// No frame for anyone: every relay hosting members of the room writes
+    /// the room and its members back into the store (a relay found the
+    /// room missing; on a Redis Cluster only the master holding it may have
+    /// lost its data, which the others cannot notice by themselves).
+    RestoreRoom,
 }
 
 /// A routed, encoded frame.
@@ -50,6 +55,7 @@ const TAG_TRANSFER: u8 = 2;
 const TAG_CLOSE: u8 = 3;
 const TAG_TRANSFER_ENDED: u8 = 4;
 const TAG_MEMBERS: u8 = 5;
+const TAG_RESTORE_ROOM: u8 = 6;
 
 /// A bus payload that is not ours (wrong version, truncated).
 #[derive(Debug, Clone, thiserror::Error)]
@@ -75,6 +81,7 @@ impl BusMessage {
                 out.put_slice(id);
             }
             Target::CloseRoom => out.put_u8(TAG_CLOSE),
+            Target::RestoreRoom => out.put_u8(TAG_RESTORE_ROOM),
             Target::Members { ids } => {
                 out.put_u8(TAG_MEMBERS);
                 // More than 255 are cut (a room holds far fewer).
@@ -122,6 +129,7 @@ impl BusMessage {
                 (Target::TransferSender { transfer_id }, 3 + len as usize)
             }
             TAG_CLOSE => (Target::CloseRoom, 2),
+            TAG_RESTORE_ROOM => (Target::RestoreRoom, 2),
             TAG_MEMBERS => {
                 let (&count, rest) = rest.split_first().ok_or(MalformedBusMessage)?;
                 let len = count as usize * 8;
@@ -224,6 +232,7 @@ mod tests {
             },
             Target::CloseRoom,
             Target::Members { ids: Vec::new() },
+            Target::RestoreRoom,
             Target::Members {
                 ids: vec![
                     MemberId::parse("0123abcd").unwrap(),
