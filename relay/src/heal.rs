@@ -18,6 +18,12 @@
 //!   re-joins its members properly, announcing MemberJoined for each member
 //!   it put back, so the others see them again.
 //!
+//! Whoever recreates a room's record also asks the other relays hosting it
+//! (`Target::RestoreRoom` on the room's channel) to put their members back:
+//! on a Redis Cluster one master may lose its data while the relays' epoch
+//! keys live on others. A join that finds a room missing which its relay
+//! hosts restores it at once ([`restore_hosted`]).
+//!
 //! Members that cannot be put back (the room filled up meanwhile, or their
 //! id was taken) get an error frame and their connection is closed with
 //! 1013 (try again later): the client reconnects and joins again. A room
@@ -45,7 +51,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::stream::{self, StreamExt};
 use protocol::kind;
-use protocol::member::member_color;
+use protocol::member::{member_color, MemberId};
 use protocol::reject::texts;
 use protocol::server::{self, MemberView, RoomClosed};
 use store::{
@@ -74,6 +80,8 @@ pub struct RoomFacts {
     listing: Mutex<Option<Listing>>,
     /// Heal passes in a row whose restore of this room failed.
     failures: AtomicU32,
+    /// Members put back whose MemberJoined could not be published yet.
+    unannounced: Mutex<Vec<MemberId>>,
 }
 
 impl std::fmt::Debug for RoomFacts {
@@ -93,6 +101,19 @@ impl RoomFacts {
             record,
             listing: Mutex::new(None),
             failures: AtomicU32::new(0),
+            unannounced: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn unannounced(&self, id: MemberId) -> bool {
+        lock(&self.unannounced).contains(&id)
+    }
+
+    fn set_unannounced(&self, id: MemberId, pending: bool) {
+        let mut ids = lock(&self.unannounced);
+        ids.retain(|m| *m != id);
+        if pending {
+            ids.push(id);
         }
     }
 
@@ -165,6 +186,11 @@ pub async fn check(relay: &Relay) {
             }
         }
     }
+    if !relay.bus.is_up() {
+        // Put back members are announced over the bus: wait for it (its
+        // recovery triggers the next check).
+        return;
+    }
     let jitter = relay.config.heal_jitter;
     if !jitter.is_zero() {
         let ms = rand::random_range(0..jitter.as_millis().clamp(1, u64::MAX as u128) as u64);
@@ -191,9 +217,9 @@ pub const RESTORE_REQUEST_QUEUE: usize = 1024;
 /// A join found no record of `room_id`, which this relay hosts with live
 /// members: the store lost it (on a Redis Cluster, maybe only the master
 /// holding that room, which relays whose epoch key lives elsewhere do not
-/// notice). Writes the room back now, asks the other relays hosting it to
-/// do the same with theirs (`Target::RestoreRoom`), and marks the loss so
-/// the next check writes back every other room too. Returns whether the
+/// notice). Writes the room back now (which asks the other relays hosting
+/// it to do the same with theirs, `Target::RestoreRoom`), and marks the
+/// loss so the next check writes back every other room too. Returns whether the
 /// room was hosted here (then the join is worth trying again).
 pub async fn restore_hosted(relay: &Relay, room_id: &str) -> bool {
     let Some(room) = relay.hub.live_room(room_id) else {
@@ -205,15 +231,7 @@ pub async fn restore_hosted(relay: &Relay, room_id: &str) -> bool {
     );
     relay.metrics.store_losses.inc();
     relay.heal.pending.store(true, Ordering::Release);
-    let restored = restore_room(relay, &room, Announce::JoinedSinceLoss).await;
-    let ask = BusMessage {
-        target: Target::RestoreRoom,
-        frame: bytes::Bytes::new(),
-    };
-    if let Err(e) = relay.bus.publish(room_id, ask).await {
-        tracing::warn!(room = room_id, error = %e, "the other relays were not asked to restore the room");
-    }
-    restored
+    restore_room(relay, &room, Announce::JoinedSinceLoss).await
 }
 
 /// Writes back the rooms other relays asked for (`Target::RestoreRoom`),
@@ -309,36 +327,57 @@ async fn restore_room(relay: &Relay, room: &Arc<LocalRoom>, announce: Announce) 
         // The expiry sweep closes it (its expiry has passed).
         return true;
     }
+    if restored.room == RoomRestored::Recreated {
+        // The other relays hosting the room may not have noticed the loss
+        // (on a Redis Cluster only this room's master may have lost it):
+        // ask them to put their members back too.
+        let ask = BusMessage {
+            target: Target::RestoreRoom,
+            frame: bytes::Bytes::new(),
+        };
+        if let Err(e) = relay.bus.publish(&room.id, ask).await {
+            tracing::warn!(room = %room.id, error = %e, "the other relays were not asked to restore the room");
+        }
+    }
+    let mut announced_all = true;
     for (id, outcome) in restored.members {
         match outcome {
-            MemberRestored::Present => {}
-            MemberRestored::Added => {
-                relay.metrics.restored_members.inc();
-                {
-                    let Some(member) = locals.iter().find(|m| m.id == id) else {
-                        continue;
-                    };
-                    let color = member_color(id.as_str());
-                    let frame = server::encode(
-                        kind::MEMBER_JOINED,
-                        &MemberView {
-                            id: id.as_str(),
-                            name: &member.name,
-                            color: &color,
-                        },
-                    );
-                    let target = match announce {
-                        Announce::Everyone => Target::Room { except: Some(id) },
-                        Announce::JoinedSinceLoss if restored.joined_since_loss.is_empty() => {
-                            continue
-                        }
-                        Announce::JoinedSinceLoss => Target::Members {
-                            ids: restored.joined_since_loss.clone(),
-                        },
-                    };
-                    let message = BusMessage { target, frame };
-                    if let Err(e) = relay.bus.publish(&room.id, message).await {
-                        tracing::warn!(room = %room.id, error = %e, "MemberJoined for a re-joined member not sent");
+            MemberRestored::Present | MemberRestored::Added => {
+                let added = outcome == MemberRestored::Added;
+                if added {
+                    relay.metrics.restored_members.inc();
+                }
+                // Put back now, or earlier by a pass whose announcement failed.
+                if !added && !room.facts.unannounced(id) {
+                    continue;
+                }
+                let Some(member) = locals.iter().find(|m| m.id == id) else {
+                    continue;
+                };
+                let color = member_color(id.as_str());
+                let frame = server::encode(
+                    kind::MEMBER_JOINED,
+                    &MemberView {
+                        id: id.as_str(),
+                        name: &member.name,
+                        color: &color,
+                    },
+                );
+                let target = match announce {
+                    Announce::Everyone => Target::Room { except: Some(id) },
+                    Announce::JoinedSinceLoss if restored.joined_since_loss.is_empty() => continue,
+                    Announce::JoinedSinceLoss => Target::Members {
+                        ids: restored.joined_since_loss.clone(),
+                    },
+                };
+                let message = BusMessage { target, frame };
+                match relay.bus.publish(&room.id, message).await {
+                    Ok(()) => room.facts.set_unannounced(id, false),
+                    Err(e) => {
+                        // The next pass announces it (the store has it already).
+                        tracing::warn!(room = %room.id, error = %e, "MemberJoined for a re-joined member not sent yet");
+                        room.facts.set_unannounced(id, true);
+                        announced_all = false;
                     }
                 }
             }
@@ -352,7 +391,7 @@ async fn restore_room(relay: &Relay, room: &Arc<LocalRoom>, announce: Announce) 
             }
         }
     }
-    true
+    announced_all
 }
 
 /// Closes a room whose record could not be written back, for this relay's

@@ -104,8 +104,13 @@ pub async fn sweep(relay: &Relay) {
                 id: departure.member_id.as_str(),
             },
         );
+        // Not to the member itself: its relay may only have been cut off
+        // from Redis (it re-joins it, crate::heal), and this message may
+        // reach it when the partition ends.
         let message = BusMessage {
-            target: Target::Room { except: None },
+            target: Target::Room {
+                except: Some(departure.member_id),
+            },
             frame,
         };
         if let Err(e) = relay.bus.publish(&departure.room_id, message).await {

@@ -26,7 +26,12 @@ pub struct Proxy {
 impl Proxy {
     /// Listens on a free loopback port and forwards to `upstream` (`host:port`).
     pub async fn start(upstream: &str) -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        Proxy::start_on("127.0.0.1", upstream).await
+    }
+
+    /// Listens on a free port of `ip` and forwards to `upstream` (`host:port`).
+    pub async fn start_on(ip: &str, upstream: &str) -> Proxy {
+        let listener = TcpListener::bind((ip, 0)).await.expect("bind proxy");
         let addr = listener.local_addr().expect("proxy address").to_string();
         let cut = Arc::new(watch::Sender::new(false));
         let upstream = upstream.to_string();

@@ -101,6 +101,8 @@ pub struct Opts {
     gateways: usize,
     /// Relay index -> the Redis URL it uses instead of the env's (a proxy in between).
     relay_redis_urls: Vec<(usize, String)>,
+    /// Relay index -> (network namespace it runs in, the address it listens on there).
+    relay_netns: Vec<(usize, String, String)>,
 }
 
 impl Opts {
@@ -138,6 +140,15 @@ impl Opts {
     /// the env's own Redis URL (standalone Redis only).
     pub fn relay_redis_url(mut self, index: usize, url: &str) -> Self {
         self.relay_redis_urls.push((index, url.to_string()));
+        self
+    }
+
+    /// Relay `index` runs inside network namespace `netns` (`ip netns exec`) and listens (its
+    /// WebSocket and admin ports) on `ip` there. Its gateway URL stays the loopback one, which
+    /// does not reach out of the namespace: give it joins, not creations or password rooms.
+    pub fn relay_in_netns(mut self, index: usize, netns: &str, ip: &str) -> Self {
+        self.relay_netns
+            .push((index, netns.to_string(), ip.to_string()));
         self
     }
 
@@ -778,11 +789,15 @@ impl Env {
         gateway_internal: &str,
     ) -> Starting {
         let node_id = format!("relay{index}-{}", unique_suffix());
+        let netns = opts.relay_netns.iter().find(|(i, _, _)| *i == index);
+        let listen = netns
+            .map(|(_, _, ip)| format!("{ip}:0"))
+            .unwrap_or_else(|| "127.0.0.1:0".to_string());
         let mut args: Vec<String> = [
             "--listen",
-            "127.0.0.1:0",
+            &listen,
             "--admin-listen",
-            "127.0.0.1:0",
+            &listen,
             "--node-id",
             &node_id,
             "--internal-secret",
@@ -814,9 +829,20 @@ impl Env {
             args.extend(["--drain-window-ms".to_string(), "300".to_string()]);
         }
         args.extend(opts.args_for(&flags_of(RELAY_BIN)));
+        let (bin, args) = match netns {
+            Some((_, ns, _)) => {
+                let mut wrapped: Vec<String> = ["netns", "exec", ns, RELAY_BIN]
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect();
+                wrapped.extend(args);
+                ("ip", wrapped)
+            }
+            None => (RELAY_BIN, args),
+        };
         Starting::spawn(
             &format!("relay {index}"),
-            RELAY_BIN,
+            bin,
             &args,
             &opts.envs,
             &["listening", "admin"],
