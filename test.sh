@@ -45,6 +45,11 @@ if [ "$(cat "$npm_stamp" 2>/dev/null)" != "$npm_lock_sum" ]; then
   echo "$npm_lock_sum" >"$npm_stamp"
 fi
 
+# ------------------------------------------------------------ docs
+
+# Every relative Markdown link and heading resolves; every cited path exists.
+python3 tests/doc_links.py
+
 # ------------------------------------------------------------ Rust
 
 cargo fmt --all -- --check

@@ -52,18 +52,16 @@ pub struct HttpArgs {
     #[arg(long, env = "ARTHAS_HEADER_READ_TIMEOUT_MS", default_value_t = 10_000)]
     pub header_read_timeout_ms: u64,
     /// Largest HTTP request head (request line and headers), bytes (at least 8192; larger: 431).
-    #[arg(long, env = "ARTHAS_MAX_HEADER_BYTES", default_value_t = gateway::server::DEFAULT_MAX_HEADER_BYTES)]
+    #[arg(long, env = "ARTHAS_MAX_HEADER_BYTES", default_value_t = edge::http::DEFAULT_MAX_HEADER_BYTES)]
     pub max_header_bytes: usize,
 }
 
 impl HttpArgs {
     /// The limits.
-    pub fn limits(&self) -> gateway::server::HttpLimits {
-        gateway::server::HttpLimits {
+    pub fn limits(&self) -> edge::http::HttpLimits {
+        edge::http::HttpLimits {
             header_read_timeout: Duration::from_millis(self.header_read_timeout_ms.max(1)),
-            max_header_bytes: self
-                .max_header_bytes
-                .max(gateway::server::MIN_MAX_HEADER_BYTES),
+            max_header_bytes: self.max_header_bytes.max(edge::http::MIN_MAX_HEADER_BYTES),
         }
     }
 }
@@ -135,9 +133,12 @@ pub struct RelayArgs {
     /// A WebSocket message (fragmented or slow) must complete within this once started (else close 4003), milliseconds.
     #[arg(long, env = "ARTHAS_MESSAGE_TIMEOUT_MS", default_value_t = 30_000)]
     pub message_timeout_ms: u64,
-    /// Longest file transfer id a client may use, bytes (longer: E005).
+    /// Longest file transfer id a client may use, bytes, at most 255 (longer: E005).
     #[arg(long, env = "ARTHAS_MAX_TRANSFER_ID_BYTES", default_value_t = 64)]
     pub max_transfer_id_bytes: usize,
+    /// Largest directed message (SendDirect's iv and ciphertext together), bytes (larger: E005).
+    #[arg(long, env = "ARTHAS_MAX_DIRECT_BYTES", default_value_t = 65_536)]
+    pub max_direct_bytes: usize,
     /// Server ping period (WebSocket ping + Ping 0x18), milliseconds.
     #[arg(long, env = "ARTHAS_PING_INTERVAL_MS", default_value_t = 25_000)]
     pub ping_interval_ms: u64,
@@ -224,6 +225,7 @@ impl RelayArgs {
             message_timeout: Duration::from_millis(self.message_timeout_ms.max(1)),
             http: http.limits(),
             max_transfer_id_bytes: self.max_transfer_id_bytes,
+            max_direct_bytes: self.max_direct_bytes,
             ping_interval: Duration::from_millis(self.ping_interval_ms.max(1)),
             read_timeout: Duration::from_millis(self.read_timeout_ms),
             write_timeout: Duration::from_millis(self.write_timeout_ms),
@@ -249,6 +251,7 @@ impl RelayArgs {
             heartbeat_ttl: Duration::from_millis(self.heartbeat_ttl_ms),
             heal_jitter: Duration::from_millis(self.heal_jitter_ms),
             room_linger: Duration::from_millis(self.room_linger_ms),
+            clock: store::clock::system(),
         }
     }
 }
@@ -393,6 +396,7 @@ impl GatewayArgs {
             },
             ticket_secret,
             ticket_ttl: Duration::from_secs(self.ticket_ttl_secs),
+            clock: defaults.clock,
         })
     }
 
@@ -410,7 +414,7 @@ impl GatewayArgs {
             tracing::info!("daily topic disabled");
             return Ok(None);
         }
-        gateway::daily::spawn(gateway.clone(), store::clock::system())
+        gateway::daily::spawn(gateway.clone(), gateway.clock().clone())
             .map(Some)
             .map_err(|e| e.to_string())
     }

@@ -1,9 +1,9 @@
-//! Black-box conformance suite for the Arthas wire protocol (PROTOCOL.md §1–§9, plus the
-//! decisions in CONTRACT.md). Every test starts the real `arthas` binary and talks to it over
+//! Black-box conformance suite for the Arthas wire protocol (PROTOCOL.md §1–§11, with
+//! this server's decisions of §12). Every test starts the real `arthas` binary and talks to it over
 //! real WebSockets and HTTP, with MessagePack encoded by `rmpv` (not by our protocol crate).
 //!
 //! Tests are written against `Env` and spread members over nodes 0, 1, 2. The topology comes
-//! from `ARTHAS_TEST_TOPOLOGY` (tests/support/server.rs):
+//! from `ARTHAS_TEST_TOPOLOGY` (tests/support/server/topology.rs):
 //! - `single` (default): the all-in-one `arthas` binary, memory engine; every node is it.
 //! - `redis`: per test a fresh `redis-server`, a `gateway --store redis` and three `relay`
 //!   processes; node i is relay i % 3, so a room's members sit on different relays.
@@ -31,6 +31,7 @@ mod conformance {
     mod hub;
     mod limits;
     mod logs;
+    mod owner;
     mod passwords;
     mod rooms;
     mod spa;

@@ -13,11 +13,15 @@
 //! - [`ClientKey`]: the address a client's limits are counted under (an IPv4
 //!   address, or the /64 of an IPv6 one, which one subscriber usually holds
 //!   whole);
+//! - [`http`]: the HTTP transport (accept loop with back-off, serving a
+//!   handler with limits and graceful shutdown, response builders, problem
+//!   JSON, the admin endpoints);
 //! - [`tls`]: TLS termination with rustls (ring), certificates re-read
 //!   from disk while the process runs, and the TLS client configuration of
 //!   the cluster's internal calls.
 
 pub mod client_ip;
+pub mod http;
 pub mod tls;
 
 #[cfg(feature = "test-support")]

@@ -4,7 +4,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use protocol::client::{
-    self, CreateRoom, FileChunk, FileMeta, JoinRoom, MessageType, Sealed, TransferRef, Typing,
+    self, CreateRoom, Direct, FileChunk, FileMeta, JoinRoom, Kick, MessageType, Sealed,
+    SetRoomSecret, TransferRef, Typing,
 };
 
 fuzz_target!(|frame: &[u8]| {
@@ -26,6 +27,9 @@ fuzz_target!(|frame: &[u8]| {
     let _ = TransferRef::parse_complete(data);
     let _ = TransferRef::parse_cancel(data);
     let _ = TransferRef::parse_ack(data);
+    let _ = Kick::parse(data);
+    let _ = Direct::parse(data, 65_536);
+    let _ = SetRoomSecret::parse(data);
     if let MessageType::Unknown(_) | MessageType::Match(_) = envelope.message_type {
         // type numbers outside the table are fine
     }

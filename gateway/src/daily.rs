@@ -256,6 +256,7 @@ impl DailyTopics {
                 record: record.clone(),
                 unjoined_ttl: lifetime,
                 keep_while_empty: true,
+                owner_hash: String::new(),
             };
             if store.create_room(room).await? {
                 created = true;

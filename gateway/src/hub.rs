@@ -7,6 +7,7 @@
 //! JSON-looking text plus a newline, served as `text/plain`. We copy that
 //! (clients written against it parse the body, not the type).
 
+use crate::server::unescape;
 use serde::Serialize;
 use store::ListingView;
 
@@ -51,28 +52,6 @@ pub enum QueryError {
     LimitTooLarge,
     #[error("invalid offset parameter")]
     InvalidOffset,
-}
-
-/// Decodes one `application/x-www-form-urlencoded` component the way Go's
-/// `url.QueryUnescape` does (`+` is a space); `None` on a bad escape.
-pub fn unescape(component: &str) -> Option<String> {
-    let bytes = component.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hex = bytes.get(i + 1..i + 3)?;
-                let hex = std::str::from_utf8(hex).ok()?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 2;
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    Some(String::from_utf8_lossy(&out).into_owned())
 }
 
 /// The first value of `key` in a raw query string, with Go's

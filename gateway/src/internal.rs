@@ -11,17 +11,20 @@
 //! | `POST /internal/v1/rooms` | [`wire::CreateRoom`] | 200 [`wire::CreatedRoom`] |
 //! | `POST /internal/v1/rooms/{id}/password-check` | [`wire::PasswordCheck`] | 204 |
 //! | `POST /internal/v1/rooms/{id}/ticket-redemptions` | [`wire::TicketRedemption`] | 204 |
+//! | `POST /internal/v1/rooms/{id}/secrets` | [`wire::RoomSecret`] | 204 |
 //!
 //! A refusal is problem JSON whose `code` and `detail` are the Arthas code
-//! and text ([`crate::problem::Problem::to_reject`]), so a relay using
+//! and text ([`crate::problem::RejectProblem::to_reject`]), so a relay using
 //! [`crate::remote::RemoteGateway`] sends exactly the error frame the
 //! in-process gateway would have produced.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use bytes::Bytes;
-use http_body_util::Full;
+use edge::http::{
+    empty_response, json_response, method_not_allowed, not_found, text_response, Body, Handler,
+    Problem,
+};
 use hyper::body::Incoming;
 use hyper::header::AUTHORIZATION;
 use hyper::{Method, Request, Response, StatusCode};
@@ -30,12 +33,11 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tracing::Instrument as _;
 
-use crate::hub::unescape;
-use crate::problem::Problem;
+use crate::metrics::Api;
+use crate::problem::RejectProblem as _;
 use crate::rooms::{CreateRoomRequest, Gateway, ListingRequest, NewRoomSummary};
-use crate::server::{
-    empty_response, json_response, read_json, DEFAULT_BODY_READ_TIMEOUT, DEFAULT_MAX_BODY_BYTES,
-};
+use crate::server::unescape;
+use crate::server::{read_json, request_span, DEFAULT_BODY_READ_TIMEOUT, DEFAULT_MAX_BODY_BYTES};
 
 /// The path prefix of every internal route.
 pub const PREFIX: &str = "/internal/v1/rooms";
@@ -65,6 +67,27 @@ pub mod wire {
         /// client); absent from relays older than the budgets.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub client_ip: Option<IpAddr>,
+        /// Extension: SHA-256 hex of the owner secret, or absent.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        pub owner_hash: String,
+    }
+
+    /// `POST /internal/v1/rooms/{id}/secrets` (extension): the owner's
+    /// secret, and what changes.
+    #[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct RoomSecret {
+        pub owner: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub password: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub owner_hash: Option<String>,
+    }
+
+    impl std::fmt::Debug for RoomSecret {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("RoomSecret { .. }")
+        }
     }
 
     /// The public-listing part of a creation.
@@ -230,7 +253,7 @@ struct Inner {
     body_read_timeout: std::time::Duration,
 }
 
-fn unauthorized() -> Response<Full<Bytes>> {
+fn unauthorized() -> Response<Body> {
     let mut response = Problem::new(
         StatusCode::UNAUTHORIZED,
         "missing or wrong internal API credentials",
@@ -243,7 +266,7 @@ fn unauthorized() -> Response<Full<Bytes>> {
     response
 }
 
-fn refused(reject: &Reject) -> Response<Full<Bytes>> {
+fn refused(reject: &Reject) -> Response<Body> {
     Problem::from_reject(reject).into_response()
 }
 
@@ -298,85 +321,60 @@ impl InternalApi {
 
     /// Answers one request from a relay, traced (method, route template,
     /// status).
-    pub async fn handle(
-        &self,
-        request: Request<Incoming>,
-        peer: SocketAddr,
-    ) -> Response<Full<Bytes>> {
-        let path = request.uri().path();
-        let route = if path == "/openapi.json" {
-            "/openapi.json"
-        } else if path == PREFIX {
-            "/internal/v1/rooms"
-        } else if path.ends_with("/password-check") {
-            "/internal/v1/rooms/{roomId}/password-check"
-        } else if path.ends_with("/ticket-redemptions") {
-            "/internal/v1/rooms/{roomId}/ticket-redemptions"
-        } else {
-            "/internal/*"
-        };
+    pub async fn handle(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+        let route = Route::parse(request.uri().path());
+        let label = route.label();
         let started = std::time::Instant::now();
-        let span = crate::http::request_span(request.method(), route);
+        let span = request_span(request.method(), label);
         crate::trace_context::continue_from(&span, request.headers());
-        let response = self.route(request, peer).instrument(span.clone()).await;
+        let response = self
+            .route(route, request, peer)
+            .instrument(span.clone())
+            .await;
         span.record("http.response.status_code", response.status().as_u16());
         self.inner.gateway.metrics().request(
-            crate::metrics::Api::Internal,
-            route,
+            Api::Internal,
+            label,
             response.status().as_u16(),
             started.elapsed(),
         );
         response
     }
 
-    async fn route(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
-        if request.uri().path() == "/openapi.json" && request.method() == Method::GET {
-            let mut response =
-                Response::new(Full::new(Bytes::from_static(OPENAPI_JSON.as_bytes())));
-            response.headers_mut().insert(
-                hyper::header::CONTENT_TYPE,
-                hyper::header::HeaderValue::from_static("application/json"),
-            );
-            return response;
+    async fn route(
+        &self,
+        route: Route,
+        request: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Response<Body> {
+        if matches!(route, Route::OpenApi) && request.method() == Method::GET {
+            return text_response(StatusCode::OK, "application/json", OPENAPI_JSON);
         }
         if !self.authorized(&request) {
             tracing::warn!(%peer, "internal API request refused: bad credentials");
             return unauthorized();
         }
-        let path = request.uri().path().to_owned();
-        let Some(rest) = path.strip_prefix(PREFIX) else {
-            return Problem::new(StatusCode::NOT_FOUND, "no such resource").into_response();
-        };
-        let segments: Vec<&str> = rest.split('/').collect();
-        let route = match segments.as_slice() {
-            [""] => Route::Create,
-            ["", id, "password-check"] => Route::PasswordCheck(room_id(id)),
-            ["", id, "ticket-redemptions"] => Route::TicketRedemption(room_id(id)),
-            _ => return Problem::new(StatusCode::NOT_FOUND, "no such resource").into_response(),
-        };
+        if matches!(route, Route::OpenApi | Route::Unknown) {
+            return not_found();
+        }
         if request.method() != Method::POST {
-            let mut response = Problem::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "this resource supports POST",
-            )
-            .into_response();
-            response
-                .headers_mut()
-                .insert("allow", hyper::header::HeaderValue::from_static("POST"));
-            return response;
+            return method_not_allowed("POST");
         }
         let body = request.into_body();
         match route {
             Route::Create => self.create(body).await,
             Route::PasswordCheck(Some(id)) => self.password_check(body, &id).await,
             Route::TicketRedemption(Some(id)) => self.redeem(body, &id).await,
-            Route::PasswordCheck(None) | Route::TicketRedemption(None) => {
-                Problem::new(StatusCode::NOT_FOUND, "no such resource").into_response()
-            }
+            Route::Secrets(Some(id)) => self.secrets(body, &id).await,
+            Route::PasswordCheck(None)
+            | Route::TicketRedemption(None)
+            | Route::Secrets(None)
+            | Route::OpenApi
+            | Route::Unknown => not_found(),
         }
     }
 
-    async fn create(&self, body: Incoming) -> Response<Full<Bytes>> {
+    async fn create(&self, body: Incoming) -> Response<Body> {
         let body: wire::CreateRoom = match read_json(
             body,
             self.inner.max_body_bytes,
@@ -398,6 +396,7 @@ impl InternalApi {
                 key_encoded: l.key_encoded,
             }),
             client_ip: body.client_ip,
+            owner_hash: body.owner_hash,
         };
         match self.inner.gateway.create_room(request).await {
             Ok(created) => json_response(
@@ -411,7 +410,7 @@ impl InternalApi {
         }
     }
 
-    async fn password_check(&self, body: Incoming, room_id: &str) -> Response<Full<Bytes>> {
+    async fn password_check(&self, body: Incoming, room_id: &str) -> Response<Body> {
         let body: wire::PasswordCheck = match read_json(
             body,
             self.inner.max_body_bytes,
@@ -434,7 +433,29 @@ impl InternalApi {
         }
     }
 
-    async fn redeem(&self, body: Incoming, room_id: &str) -> Response<Full<Bytes>> {
+    async fn secrets(&self, body: Incoming, room_id: &str) -> Response<Body> {
+        let body: wire::RoomSecret = match read_json(
+            body,
+            self.inner.max_body_bytes,
+            self.inner.body_read_timeout,
+        )
+        .await
+        {
+            Ok(body) => body,
+            Err(problem) => return problem.into_response(),
+        };
+        let request = crate::rooms::RoomSecretRequest {
+            owner: body.owner,
+            password: body.password,
+            owner_hash: body.owner_hash,
+        };
+        match self.inner.gateway.set_room_secret(room_id, request).await {
+            Ok(()) => empty_response(StatusCode::NO_CONTENT),
+            Err(reject) => refused(&reject),
+        }
+    }
+
+    async fn redeem(&self, body: Incoming, room_id: &str) -> Response<Body> {
         let body: wire::TicketRedemption = match read_json(
             body,
             self.inner.max_body_bytes,
@@ -457,8 +478,60 @@ impl InternalApi {
     }
 }
 
+/// A request of the internal listener, by its path.
 enum Route {
+    /// `/openapi.json` (GET without credentials).
+    OpenApi,
     Create,
+    /// The room id, percent-decoded; `None` when it cannot name a room.
     PasswordCheck(Option<String>),
     TicketRedemption(Option<String>),
+    /// Extension: the owner's SetRoomSecret.
+    Secrets(Option<String>),
+    Unknown,
+}
+
+impl Route {
+    fn parse(path: &str) -> Route {
+        if path == "/openapi.json" {
+            return Route::OpenApi;
+        }
+        let Some(rest) = path.strip_prefix(PREFIX) else {
+            return Route::Unknown;
+        };
+        let segments: Vec<&str> = rest.split('/').collect();
+        match segments.as_slice() {
+            [""] => Route::Create,
+            ["", id, "password-check"] => Route::PasswordCheck(room_id(id)),
+            ["", id, "ticket-redemptions"] => Route::TicketRedemption(room_id(id)),
+            ["", id, "secrets"] => Route::Secrets(room_id(id)),
+            _ => Route::Unknown,
+        }
+    }
+
+    /// The route's name in metrics and traces (its template).
+    fn label(&self) -> &'static str {
+        match self {
+            Route::OpenApi => "/openapi.json",
+            Route::Create => "/internal/v1/rooms",
+            Route::PasswordCheck(_) => "/internal/v1/rooms/{roomId}/password-check",
+            Route::TicketRedemption(_) => "/internal/v1/rooms/{roomId}/ticket-redemptions",
+            Route::Secrets(_) => "/internal/v1/rooms/{roomId}/secrets",
+            Route::Unknown => "/internal/*",
+        }
+    }
+}
+
+impl Handler for InternalApi {
+    fn handle(
+        &self,
+        request: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> impl std::future::Future<Output = Response<Body>> + Send {
+        InternalApi::handle(self, request, peer)
+    }
+
+    fn panicked(&self) {
+        self.gateway().metrics().panicked(Api::Internal);
+    }
 }

@@ -12,17 +12,28 @@
 //! - [`daily`]: the daily topic, one public room per UTC day, made once
 //!   across all replicas;
 //! - [`hub`]: the public directory's query, filter, sort and paging;
-//! - [`problem`]: RFC 9457 problem JSON, the error shape of every HTTP API;
-//! - [`http`]: the public HTTP surface (directory, room API, web client);
+//! - [`problem`]: refusals as RFC 9457 problem JSON, the error shape of
+//!   every HTTP API;
+//!
+//! Over these, the HTTP layers: [`server`] is the transport (on the shared
+//! [`edge::http`]: JSON bodies, client address, request spans); the APIs
+//! each live in a module of their own and use it, never one another's:
+//!
+//! - [`http`]: the public listener's router (one route parse for dispatch
+//!   and metric labels) over [`v1`] (the public room API), [`directory`]
+//!   (`/api/hub`) and [`web`] (the web client);
 //! - [`internal`]: the authenticated HTTP API relays call;
-//! - [`remote`]: [`remote::RemoteGateway`], the relays' client of it;
-//! - [`server`]: serving a handler on a listener with graceful shutdown;
+//! - [`admin`]: health, readiness and metrics on the admin port;
+//! - [`remote`]: [`remote::RemoteGateway`], the relays' client of the
+//!   internal API;
 //! - [`trace_context`]: W3C trace context from relays into the internal API.
 //!
 //! Relays never run argon2: they call [`Gateway`] in process (the all-in-one
 //! binary) or over HTTP (the cluster).
 
+pub mod admin;
 pub mod daily;
+pub mod directory;
 pub mod http;
 pub mod hub;
 pub mod internal;
@@ -36,11 +47,12 @@ pub mod rooms;
 pub mod server;
 pub mod ticket;
 pub mod trace_context;
+pub mod v1;
 pub mod web;
 
 pub use rooms::{
     CreateRoomRequest, CreatedRoom, Gateway, GatewayConfig, ListingRequest, NewRoomSummary,
-    RoomInfo,
+    RoomInfo, RoomSecretRequest,
 };
 
 use std::net::IpAddr;
@@ -66,6 +78,13 @@ pub trait Authority: Send + Sync + 'static {
     /// Redeems a single-use join ticket for `room_id` (extension); a bad,
     /// used or expired ticket is E006 "invalid ticket".
     async fn redeem_ticket(&self, room_id: &str, ticket: &str) -> Result<(), Reject>;
+    /// Extension: the owner sets a new join password and/or hands the owner
+    /// capability over; E008 without the owner secret.
+    async fn set_room_secret(
+        &self,
+        room_id: &str,
+        request: RoomSecretRequest,
+    ) -> Result<(), Reject>;
 }
 
 #[async_trait]
@@ -85,5 +104,13 @@ impl Authority for Gateway {
 
     async fn redeem_ticket(&self, room_id: &str, ticket: &str) -> Result<(), Reject> {
         Gateway::redeem_ticket(self, room_id, ticket).await
+    }
+
+    async fn set_room_secret(
+        &self,
+        room_id: &str,
+        request: RoomSecretRequest,
+    ) -> Result<(), Reject> {
+        Gateway::set_room_secret(self, room_id, request).await
     }
 }

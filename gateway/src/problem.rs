@@ -8,88 +8,33 @@
 //! very error frame the in-process gateway would have produced.
 //!
 //! The reference directory (`/api/hub`) keeps its own legacy error bodies;
-//! see [`crate::hub`].
+//! see [`crate::directory`].
 
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER};
-use hyper::{Response, StatusCode};
+use hyper::StatusCode;
 use protocol::reject::texts;
 use protocol::{ErrorCode, Reject};
-use serde::{Deserialize, Serialize};
 
-/// The media type of a problem document.
-pub const PROBLEM_JSON: &str = "application/problem+json";
+pub use edge::http::{Problem, PROBLEM_JSON};
 
-/// A problem document.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Problem {
-    /// A URI naming the kind of problem; `about:blank` = see `status`.
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// The reason phrase of `status`.
-    pub title: String,
-    /// The HTTP status code.
-    pub status: u16,
-    /// What happened, for a human (for refusals: the protocol's exact text).
-    pub detail: String,
-    /// Extension: the Arthas error code when the problem is a refusal.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub code: Option<String>,
-    /// Seconds to wait before retrying (also sent as `Retry-After`).
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        rename = "retryAfter"
-    )]
-    pub retry_after: Option<u64>,
+/// Refusals as problems and back ([`Problem`] is the shared RFC 9457 type
+/// of [`edge::http`]; this is what the gateway's refusals add to it).
+pub trait RejectProblem {
+    /// The problem for an Arthas refusal, with the status that fits it.
+    fn from_reject(reject: &Reject) -> Problem;
+    /// The refusal this problem carries, when it carries one.
+    fn to_reject(&self) -> Option<Reject>;
 }
 
-impl Problem {
-    /// A plain HTTP problem.
-    pub fn new(status: StatusCode, detail: impl Into<String>) -> Problem {
-        Problem {
-            kind: "about:blank".to_owned(),
-            title: status.canonical_reason().unwrap_or("Error").to_owned(),
-            status: status.as_u16(),
-            detail: detail.into(),
-            code: None,
-            retry_after: None,
-        }
-    }
-
-    /// The problem for an Arthas refusal, with the status that fits it.
-    pub fn from_reject(reject: &Reject) -> Problem {
+impl RejectProblem for Problem {
+    fn from_reject(reject: &Reject) -> Problem {
         let mut problem = Problem::new(status_of(reject), reject.msg.clone());
         problem.code = Some(reject.code.as_str().to_owned());
         problem
     }
 
-    /// Adds a retry hint.
-    pub fn retry_after(mut self, secs: u64) -> Problem {
-        self.retry_after = Some(secs);
-        self
-    }
-
-    /// The refusal this problem carries, when it carries one.
-    pub fn to_reject(&self) -> Option<Reject> {
+    fn to_reject(&self) -> Option<Reject> {
         let code = ErrorCode::parse(self.code.as_deref()?)?;
         Some(Reject::owned(code, self.detail.clone()))
-    }
-
-    /// The HTTP response.
-    pub fn into_response(self) -> Response<Full<Bytes>> {
-        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let retry = self.retry_after;
-        let body = serde_json::to_vec(&self).unwrap_or_default();
-        let mut response = Response::new(Full::new(Bytes::from(body)));
-        *response.status_mut() = status;
-        let headers = response.headers_mut();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
-        if let Some(secs) = retry {
-            headers.insert(RETRY_AFTER, HeaderValue::from(secs));
-        }
-        response
     }
 }
 
@@ -102,7 +47,7 @@ pub fn status_of(reject: &Reject) -> StatusCode {
         ErrorCode::RoomNotFound => StatusCode::NOT_FOUND,
         ErrorCode::RoomFull => StatusCode::CONFLICT,
         ErrorCode::RoomExpired => StatusCode::GONE,
-        ErrorCode::WrongPassword => StatusCode::FORBIDDEN,
+        ErrorCode::WrongPassword | ErrorCode::NotOwner => StatusCode::FORBIDDEN,
         ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         ErrorCode::NotInRoom
         | ErrorCode::Invalid
@@ -115,21 +60,6 @@ pub fn status_of(reject: &Reject) -> StatusCode {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_problem_serialises_to_rfc_9457_fields() {
-        let json =
-            serde_json::to_value(Problem::new(StatusCode::NOT_FOUND, "no such route")).unwrap();
-        assert_eq!(
-            json,
-            serde_json::json!({
-                "type": "about:blank",
-                "title": "Not Found",
-                "status": 404,
-                "detail": "no such route"
-            })
-        );
-    }
 
     #[test]
     fn refusals_keep_code_and_exact_text() {
@@ -155,16 +85,6 @@ mod tests {
         );
         assert_eq!(status_of(&texts::INVALID_TICKET), StatusCode::FORBIDDEN);
         assert_eq!(status_of(&Reject::invalid("bad")), StatusCode::BAD_REQUEST);
-    }
-
-    #[test]
-    fn the_response_has_the_problem_media_type_and_retry_after() {
-        let r = Problem::new(StatusCode::TOO_MANY_REQUESTS, "slow down")
-            .retry_after(60)
-            .into_response();
-        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
-        assert_eq!(r.headers()[CONTENT_TYPE], PROBLEM_JSON);
-        assert_eq!(r.headers()[RETRY_AFTER], "60");
     }
 
     #[test]

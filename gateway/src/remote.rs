@@ -33,7 +33,7 @@ use store::warn_limit::WarnLimit;
 use tokio::sync::Semaphore;
 
 use crate::internal::{wire, PREFIX};
-use crate::problem::Problem;
+use crate::problem::{Problem, RejectProblem as _};
 use crate::rooms::{CreateRoomRequest, CreatedRoom};
 use crate::Authority;
 
@@ -327,6 +327,7 @@ impl Authority for RemoteGateway {
                 key_encoded: l.key_encoded,
             }),
             client_ip: request.client_ip,
+            owner_hash: request.owner_hash,
         };
         let created: wire::CreatedRoom = self
             .post("create_room", PREFIX, &body)
@@ -370,6 +371,28 @@ impl Authority for RemoteGateway {
         self.post::<_, serde_json::Value>(
             "redeem_ticket",
             &Self::room_path(room_id, "ticket-redemptions"),
+            &body,
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn set_room_secret(
+        &self,
+        room_id: &str,
+        request: crate::rooms::RoomSecretRequest,
+    ) -> Result<(), Reject> {
+        if !protocol::client::is_room_id(room_id) {
+            return Err(protocol::reject::texts::ROOM_NOT_FOUND);
+        }
+        let body = wire::RoomSecret {
+            owner: request.owner,
+            password: request.password,
+            owner_hash: request.owner_hash,
+        };
+        self.post::<_, serde_json::Value>(
+            "set_room_secret",
+            &Self::room_path(room_id, "secrets"),
             &body,
         )
         .await

@@ -24,7 +24,7 @@ use edge::ClientKey;
 use protocol::reject::texts;
 use protocol::Reject;
 use rand::Rng;
-use store::{Listing, NewRoom, RoomGuess, RoomRecord, RoomStore};
+use store::{Listing, NewRoom, RoomGuess, RoomRecord, RoomStore, SharedClock};
 
 use crate::listing;
 use crate::metrics::{GatewayMetrics, Operation};
@@ -100,6 +100,9 @@ pub struct GatewayConfig {
     pub ticket_secret: Vec<u8>,
     /// How long an issued join ticket stays valid.
     pub ticket_ttl: Duration,
+    /// Where "now" comes from (room expiry, tickets, the directory); the
+    /// system clock but in tests.
+    pub clock: SharedClock,
 }
 
 impl fmt::Debug for GatewayConfig {
@@ -129,6 +132,7 @@ impl fmt::Debug for GatewayConfig {
             .field("password", &self.password)
             .field("ticket_secret", &"<redacted>")
             .field("ticket_ttl", &self.ticket_ttl)
+            .field("clock", &self.clock)
             .finish()
     }
 }
@@ -151,6 +155,7 @@ impl Default for GatewayConfig {
             password: PasswordConfig::default(),
             ticket_secret: process_ticket_secret(),
             ticket_ttl: Duration::from_secs(60),
+            clock: store::clock::system(),
         }
     }
 }
@@ -169,6 +174,38 @@ pub struct CreateRoomRequest {
     /// client's budgets. `None` only from a relay too old to say (rolling
     /// upgrade): then no per-client budget applies.
     pub client_ip: Option<IpAddr>,
+    /// Extension: "" or the SHA-256 hex of the owner secret the creator
+    /// keeps (64 lowercase hex characters).
+    pub owner_hash: String,
+}
+
+/// What an owner asks to change (extension, SetRoomSecret).
+#[derive(Clone, Default)]
+pub struct RoomSecretRequest {
+    /// The owner secret (64 lowercase hex characters). Never logged.
+    pub owner: String,
+    /// A new join password's SHA-256 hex (64 characters).
+    pub password: Option<String>,
+    /// A new owner hash: the capability handed over.
+    pub owner_hash: Option<String>,
+}
+
+impl fmt::Debug for RoomSecretRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RoomSecretRequest")
+            .field("password", &self.password.is_some())
+            .field("owner_hash", &self.owner_hash.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// SHA-256 hex of an owner secret: what the room record keeps.
+pub fn owner_hash_of(secret: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(secret.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// The public-listing part of CreateRoom.
@@ -281,6 +318,11 @@ impl Gateway {
         &self.config
     }
 
+    /// The clock this gateway decides by.
+    pub fn clock(&self) -> &SharedClock {
+        &self.config.clock
+    }
+
     /// The gateway's Prometheus metrics.
     pub fn metrics(&self) -> &GatewayMetrics {
         &self.metrics
@@ -306,6 +348,10 @@ impl Gateway {
         if !(password.is_empty() || (password.len() == 64 && password.is_ascii())) {
             return Err(Reject::invalid("invalid password format"));
         }
+        if !(request.owner_hash.is_empty() || protocol::client::is_secret_hex(&request.owner_hash))
+        {
+            return Err(texts::INVALID_OWNER_HASH);
+        }
         // Counted first: a burst of creations from one client cannot all
         // start hashing before the first is counted.
         let client = request.client_ip.map(ClientKey::of);
@@ -321,7 +367,7 @@ impl Gateway {
             ),
             None => None,
         };
-        let now = store::unix_secs();
+        let now = self.config.clock.now_secs();
         let expiry = request.expiry_secs.clamp(0, self.config.max_expiry_secs);
         let expires_at = if expiry > 0 {
             now.saturating_add(expiry)
@@ -349,6 +395,7 @@ impl Gateway {
                 record: record.clone(),
                 unjoined_ttl: self.config.unjoined_room_ttl,
                 keep_while_empty: false,
+                owner_hash: request.owner_hash.clone(),
             };
             match self.store.create_room(new_room).await {
                 Ok(true) => {
@@ -463,7 +510,7 @@ impl Gateway {
     pub async fn issue_ticket(&self, room_id: &str) -> Result<IssuedTicket, Reject> {
         let result = self
             .tickets
-            .issue(room_id, store::unix_secs())
+            .issue(room_id, self.config.clock.now_secs())
             .map_err(|_| texts::ROOM_NOT_FOUND);
         self.metrics.outcome(Operation::IssueTicket, result)
     }
@@ -477,7 +524,7 @@ impl Gateway {
     }
 
     async fn redeem_ticket_counted(&self, room_id: &str, ticket: &str) -> Result<(), Reject> {
-        let now = store::unix_secs();
+        let now = self.config.clock.now_secs();
         let verified = self.tickets.verify(ticket, room_id, now).map_err(|e| {
             tracing::info!(room = %room_id, reason = %e, "ticket refused");
             texts::INVALID_TICKET
@@ -511,7 +558,7 @@ impl Gateway {
             .await
             .map_err(unavailable)?
             .ok_or(texts::ROOM_NOT_FOUND)?;
-        if record.is_expired(store::unix_secs()) {
+        if record.is_expired(self.config.clock.now_secs()) {
             return Err(texts::ROOM_EXPIRED);
         }
         let member_count = if record.listed {
@@ -619,6 +666,76 @@ impl Gateway {
         client_guess.keep();
         room_guess.keep();
         Err(texts::WRONG_PASSWORD)
+    }
+
+    /// Extension: the owner sets a new join password (argon2id, in the
+    /// creation line) and/or hands the owner capability over. The secret is
+    /// hashed and compared by the store atomically with the change; a room
+    /// without an owner, or a wrong secret, is E008. Traced with the room id
+    /// only.
+    #[tracing::instrument(name = "set_room_secret", skip_all, fields(room = %room_id))]
+    pub async fn set_room_secret(
+        &self,
+        room_id: &str,
+        request: RoomSecretRequest,
+    ) -> Result<(), Reject> {
+        if !protocol::client::is_secret_hex(&request.owner) {
+            return Err(texts::INVALID_OWNER);
+        }
+        if request
+            .password
+            .as_ref()
+            .is_some_and(|p| p.len() != 64 || !p.is_ascii())
+        {
+            return Err(Reject::invalid("invalid password format"));
+        }
+        if request
+            .owner_hash
+            .as_ref()
+            .is_some_and(|h| !protocol::client::is_secret_hex(h))
+        {
+            return Err(texts::INVALID_OWNER_HASH);
+        }
+        let owner_hash = owner_hash_of(&request.owner);
+        // Checked before argon2 runs, so a stranger's guesses cost no hash.
+        match self.store.owner_hash(room_id).await {
+            Ok(None) => return Err(texts::ROOM_NOT_FOUND),
+            Ok(Some(stored)) => {
+                use subtle::ConstantTimeEq;
+                if stored.is_empty() || !bool::from(stored.as_bytes().ct_eq(owner_hash.as_bytes()))
+                {
+                    return Err(texts::NOT_OWNER);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "owner check failed");
+                return Err(texts::UNAVAILABLE);
+            }
+        }
+        let password_hash = match &request.password {
+            Some(p) => Some(self.passwords.hash(p.clone()).await.map_err(busy)?),
+            None => None,
+        };
+        let update = store::SecretUpdate {
+            password_hash,
+            owner_hash: request.owner_hash,
+        };
+        match self
+            .store
+            .update_room_secrets(room_id, &owner_hash, update)
+            .await
+        {
+            Ok(store::SecretOutcome::Updated) => {
+                tracing::info!(room = %room_id, "room secrets changed by the owner");
+                Ok(())
+            }
+            Ok(store::SecretOutcome::NotFound) => Err(texts::ROOM_NOT_FOUND),
+            Ok(store::SecretOutcome::NotOwner) => Err(texts::NOT_OWNER),
+            Err(e) => {
+                tracing::error!(error = %e, "room secrets not changed");
+                Err(texts::UNAVAILABLE)
+            }
+        }
     }
 
     /// How long a check waits when the room has had `room_guesses` in the

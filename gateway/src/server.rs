@@ -1,259 +1,75 @@
-//! Serving a request handler on a TCP listener, and the small body helpers
-//! both of the gateway's JSON APIs share.
-//!
-//! The gateway's two HTTP surfaces ([`crate::http::HttpApi`], public, and
-//! [`crate::internal::InternalApi`], for relays) are plain async functions
-//! of a request and the peer address. [`serve`] runs one on a listener with
-//! HTTP/1.1 keep-alive, a header read timeout (a slow client cannot hold a
-//! connection open before it has said anything), a cap on the request head's
-//! size, and a graceful shutdown that lets requests in flight finish within
-//! a grace period.
-//!
-//! A handler that panics does not take its connection down with it: the
-//! panic is caught, counted ([`Handler::panicked`]) and answered with a 500
-//! problem; the server keeps serving. An `accept` that fails (out of
-//! descriptors, say) is retried after a growing pause ([`accept`]) instead of
-//! spinning.
-//!
-//! With a [`TlsAcceptor`] every connection starts with a TLS handshake, in
-//! the connection's own task.
+//! The gateway's HTTP transport layer, on top of the one every listener
+//! shares ([`edge::http`]: accept loop, serving a [`Handler`], response
+//! builders, problem JSON): what the gateway's JSON APIs add to it — reading
+//! a JSON body within limits, JSON integers as JSON Schema counts them, the
+//! client's address, and the span of a traced request. The APIs
+//! ([`crate::http`] with [`crate::v1`] and [`crate::directory`],
+//! [`crate::internal`], [`crate::admin`]) use this module; it uses none of
+//! them.
 
-use std::convert::Infallible;
-use std::future::Future;
-use std::net::SocketAddr;
-use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use bytes::Bytes;
-use edge::tls::TlsAcceptor;
-use futures_util::FutureExt as _;
-use http_body_util::{BodyExt, Full, Limited};
+use edge::http::Problem;
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, CONTENT_TYPE};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper::header::HeaderMap;
+use hyper::{Method, StatusCode};
 use serde::de::DeserializeOwned;
-use serde::Serialize;
-use tokio::net::{TcpListener, TcpStream};
 
-use crate::problem::Problem;
+pub use edge::http::{Body, Handler};
 
-/// A client must send its request head within this (the reference's
-/// ReadHeaderTimeout); `--header-read-timeout-ms`.
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// A request body must arrive within this; `--body-read-timeout-ms`.
 pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// Requests in flight at shutdown get this long to finish.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
-/// First pause after a failed accept (out of descriptors), so the loop does
-/// not spin; it doubles while accepts keep failing.
-const ACCEPT_ERROR_PAUSE_MIN: Duration = Duration::from_millis(10);
-/// Longest pause between failed accepts.
-const ACCEPT_ERROR_PAUSE_MAX: Duration = Duration::from_secs(1);
 /// Default limit on a JSON request body.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024;
-/// Default cap on a request head (request line and headers), bytes.
-pub const DEFAULT_MAX_HEADER_BYTES: usize = 16 * 1024;
-/// The smallest head cap hyper accepts (its read buffer's minimum).
-pub const MIN_MAX_HEADER_BYTES: usize = 8 * 1024;
 
-/// The limits on one HTTP connection's request heads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HttpLimits {
-    /// A request head must arrive within this (slowloris).
-    pub header_read_timeout: Duration,
-    /// Largest request head, bytes (at least [`MIN_MAX_HEADER_BYTES`];
-    /// larger heads get 431).
-    pub max_header_bytes: usize,
+/// The client's IP by the edge rule ([`edge::client_ip`]).
+pub fn client_ip(headers: &HeaderMap, peer: SocketAddr, trusted: &edge::TrustedProxies) -> IpAddr {
+    edge::client_ip(headers, peer.ip(), trusted)
 }
 
-impl Default for HttpLimits {
-    fn default() -> Self {
-        HttpLimits {
-            header_read_timeout: HEADER_READ_TIMEOUT,
-            max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
-        }
+/// Decodes one `application/x-www-form-urlencoded` component the way Go's
+/// `url.QueryUnescape` does (`+` is a space, invalid UTF-8 replaced); `None`
+/// on a bad escape (a `%` not followed by two hex digits), which the
+/// decoder itself would pass through.
+pub fn unescape(component: &str) -> Option<String> {
+    let well_escaped = component.split('%').skip(1).all(|after| {
+        after
+            .as_bytes()
+            .get(..2)
+            .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit))
+    });
+    if !well_escaped {
+        return None;
     }
-}
-
-impl HttpLimits {
-    /// An HTTP/1.1 connection builder enforcing these limits.
-    pub fn builder(&self) -> http1::Builder {
-        let mut builder = http1::Builder::new();
-        builder
-            .timer(TokioTimer::new())
-            .header_read_timeout(self.header_read_timeout)
-            .max_buf_size(self.max_header_bytes.max(MIN_MAX_HEADER_BYTES));
-        builder
-    }
-}
-
-/// Accepts the next connection. When `accept` fails (out of descriptors,
-/// say) it logs, waits and tries again, the pause doubling from 10 ms to
-/// 1 s while failures continue, so a failing accept never spins. Cancel
-/// safe (for `select!`).
-pub async fn accept(listener: &TcpListener) -> (TcpStream, SocketAddr) {
-    let mut pause = ACCEPT_ERROR_PAUSE_MIN;
-    loop {
-        match listener.accept().await {
-            Ok(accepted) => return accepted,
-            Err(e) => {
-                static ACCEPT_FAILED: store::warn_limit::WarnLimit =
-                    store::warn_limit::WarnLimit::new();
-                if let Some(suppressed) = ACCEPT_FAILED.check() {
-                    tracing::warn!(error = %e, pause_ms = pause.as_millis() as u64, suppressed, "accept failed");
-                }
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(ACCEPT_ERROR_PAUSE_MAX);
-            }
-        }
-    }
-}
-
-/// The answer to a request whose handler panicked.
-pub fn panic_response() -> Response<Full<Bytes>> {
-    Problem::new(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "the server failed to answer this request",
+    let spaced = component.replace('+', " ");
+    Some(
+        percent_encoding::percent_decode_str(&spaced)
+            .decode_utf8_lossy()
+            .into_owned(),
     )
-    .into_response()
 }
 
-/// Runs a request handler, turning a panic into a 500 problem; `panicked`
-/// is called (to count it) when it does.
-pub async fn answer_or_500(
-    handling: impl Future<Output = Response<Full<Bytes>>>,
-    panicked: impl FnOnce(),
-) -> Response<Full<Bytes>> {
-    match AssertUnwindSafe(handling).catch_unwind().await {
-        Ok(response) => response,
-        Err(_) => {
-            panicked();
-            tracing::error!("a request handler panicked; answered 500");
-            panic_response()
-        }
-    }
-}
-
-/// Something that answers HTTP requests: the public or the internal API.
-pub trait Handler: Send + Sync + 'static {
-    /// Answers one request from `peer`; never fails (errors are responses).
-    fn handle(
-        &self,
-        request: Request<Incoming>,
-        peer: SocketAddr,
-    ) -> impl Future<Output = Response<Full<Bytes>>> + Send;
-
-    /// A call to [`handle`](Self::handle) panicked (it was answered 500):
-    /// count it.
-    fn panicked(&self);
-}
-
-impl Handler for crate::http::HttpApi {
-    fn handle(
-        &self,
-        request: Request<Incoming>,
-        peer: SocketAddr,
-    ) -> impl Future<Output = Response<Full<Bytes>>> + Send {
-        crate::http::HttpApi::handle(self, request, peer)
-    }
-
-    fn panicked(&self) {
-        self.gateway()
-            .metrics()
-            .panicked(crate::metrics::Api::Public);
-    }
-}
-
-impl Handler for crate::internal::InternalApi {
-    fn handle(
-        &self,
-        request: Request<Incoming>,
-        peer: SocketAddr,
-    ) -> impl Future<Output = Response<Full<Bytes>>> + Send {
-        crate::internal::InternalApi::handle(self, request, peer)
-    }
-
-    fn panicked(&self) {
-        self.gateway()
-            .metrics()
-            .panicked(crate::metrics::Api::Internal);
-    }
-}
-
-/// Serves `handler` on `listener` (over TLS with `tls`) with the default
-/// [`HttpLimits`] until `shutdown` resolves; see [`serve_with`].
-pub async fn serve<H: Handler>(
-    listener: TcpListener,
-    handler: Arc<H>,
-    tls: Option<TlsAcceptor>,
-    shutdown: impl Future<Output = ()>,
-) {
-    serve_with(listener, handler, tls, shutdown, HttpLimits::default()).await
-}
-
-/// Serves `handler` on `listener` (over TLS with `tls`) until `shutdown`
-/// resolves, then stops accepting, lets open connections finish their
-/// requests (at most [`SHUTDOWN_GRACE`]) and returns.
-pub async fn serve_with<H: Handler>(
-    listener: TcpListener,
-    handler: Arc<H>,
-    tls: Option<TlsAcceptor>,
-    shutdown: impl Future<Output = ()>,
-    limits: HttpLimits,
-) {
-    let graceful = GracefulShutdown::new();
-    let mut shutdown = std::pin::pin!(shutdown);
-    let builder = limits.builder();
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = accept(&listener) => accepted,
-            () = &mut shutdown => break,
-        };
-        let handler = handler.clone();
-        let service = service_fn(move |request| {
-            let handler = handler.clone();
-            async move {
-                let handling = handler.handle(request, peer);
-                let response = answer_or_500(handling, || handler.panicked()).await;
-                Ok::<_, Infallible>(response)
-            }
-        });
-        let http = builder.clone();
-        let watcher = graceful.watcher();
-        let tls = tls.clone();
-        tokio::spawn(async move {
-            let served = match tls {
-                None => {
-                    watcher
-                        .watch(http.serve_connection(TokioIo::new(stream), service))
-                        .await
-                }
-                Some(tls) => match tls.accept(stream, peer).await {
-                    Some(stream) => {
-                        watcher
-                            .watch(http.serve_connection(TokioIo::new(stream), service))
-                            .await
-                    }
-                    None => return,
-                },
-            };
-            if let Err(e) = served {
-                tracing::debug!(error = %e, %peer, "http connection ended with an error");
-            }
-        });
-    }
-    drop(listener);
-    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("connections still open after the shutdown grace period");
-    }
+/// The span of one traced HTTP request: method and route template now, the
+/// status once answered. Nothing from the body, the query or the headers.
+pub fn request_span(method: &Method, route: &'static str) -> tracing::Span {
+    let method = match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        _ => "_OTHER",
+    };
+    tracing::info_span!(
+        "http_request",
+        http.request.method = method,
+        http.route = route,
+        http.response.status_code = tracing::field::Empty,
+    )
 }
 
 /// Reads a JSON body of at most `max_bytes` within `timeout`: 413 problem
@@ -311,35 +127,6 @@ pub async fn read_json<T: DeserializeOwned>(
     })
 }
 
-/// A JSON response with `status`.
-pub fn json_response<T: Serialize>(status: StatusCode, value: &T) -> Response<Full<Bytes>> {
-    match serde_json::to_vec(value) {
-        Ok(body) => {
-            let mut response = Response::new(Full::new(Bytes::from(body)));
-            *response.status_mut() = status;
-            response
-                .headers_mut()
-                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            response
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "response serialisation failed");
-            Problem::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "response serialisation failed",
-            )
-            .into_response()
-        }
-    }
-}
-
-/// An empty response with `status`.
-pub fn empty_response(status: StatusCode) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::new()));
-    *response.status_mut() = status;
-    response
-}
-
 /// Deserialises a JSON integer the way JSON Schema counts one: any number
 /// with no fractional part (`60`, `60.0`, `6e1`) within `i64`; anything
 /// else is an error (400).
@@ -367,4 +154,20 @@ pub fn json_integer<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result
         }
     }
     deserializer.deserialize_any(Integer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unescape_follows_go_query_unescape() {
+        assert_eq!(unescape("a+b%20c%2B").as_deref(), Some("a b c+"));
+        assert_eq!(unescape("%E2%9C%93").as_deref(), Some("\u{2713}"));
+        assert_eq!(unescape("%ff").as_deref(), Some("\u{fffd}"));
+        assert_eq!(unescape("").as_deref(), Some(""));
+        for bad in ["%", "%4", "%zz", "a%+1", "%%41"] {
+            assert_eq!(unescape(bad), None, "{bad}");
+        }
+    }
 }

@@ -24,8 +24,8 @@ use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use hyper::{Method, Response, StatusCode};
 use rust_embed::Embed;
 
-use crate::hub::unescape;
-use crate::problem::Problem;
+use crate::server::unescape;
+use edge::http::Problem;
 
 /// The embedded `web/` tree (tests, tooling and docs left out; `vendor/`
 /// holds the client's pinned third-party ES modules, committed so that a

@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use arthas_gateway::http::{HttpApi, HttpConfig};
 use arthas_gateway::metrics::Api;
-use arthas_gateway::server::Handler;
 use bytes::Bytes;
+use edge::http::Handler;
 use futures_util::future::join_all;
 use http_body_util::Full;
 use hyper::body::Incoming;

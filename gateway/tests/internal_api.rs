@@ -12,6 +12,7 @@ use bytes::Bytes;
 use hyper::Method;
 use protocol::reject::texts;
 use serde_json::json;
+use store::ManualClock;
 use support::*;
 
 fn ip() -> IpAddr {
@@ -127,6 +128,7 @@ async fn remote_creation_returns_the_stored_room() {
                 ..Default::default()
             }),
             client_ip: Some(ip()),
+            owner_hash: String::new(),
         })
         .await
         .unwrap();
@@ -300,8 +302,10 @@ async fn tickets_of_one_gateway_are_refused_by_another_secret() {
 
 #[tokio::test]
 async fn an_expired_ticket_is_refused() {
+    let clock = ManualClock::at_secs(store::unix_secs());
     let g = gateway(GatewayConfig {
         ticket_ttl: Duration::ZERO,
+        clock: clock.clone(),
         ..gateway_config()
     });
     let room = g
@@ -309,11 +313,14 @@ async fn an_expired_ticket_is_refused() {
         .await
         .unwrap()
         .room;
-    let ticket = g.issue_ticket(&room.id).await.unwrap().ticket;
+    let kept = g.issue_ticket(&room.id).await.unwrap().ticket;
+    let late = g.issue_ticket(&room.id).await.unwrap().ticket;
     // valid through its expiry second, refused after it
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    clock.advance(Duration::from_millis(999));
+    assert_eq!(g.redeem_ticket(&room.id, &kept).await, Ok(()));
+    clock.advance(Duration::from_millis(1));
     assert_eq!(
-        g.redeem_ticket(&room.id, &ticket).await,
+        g.redeem_ticket(&room.id, &late).await,
         Err(texts::INVALID_TICKET)
     );
 }
@@ -395,4 +402,80 @@ async fn the_remote_reuses_pooled_connections() {
         );
     }
     assert_eq!(accepted.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn the_owner_sets_a_password_and_hands_over_through_the_remote() {
+    use arthas_gateway::rooms::owner_hash_of;
+    use arthas_gateway::RoomSecretRequest;
+    let g = gateway(gateway_config());
+    let server = start_internal(g.clone()).await;
+    let remote = remote(&server);
+    let owner = pw('1');
+    let room = remote
+        .create_room(CreateRoomRequest {
+            owner_hash: owner_hash_of(&owner),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .room;
+    assert!(!room.has_password);
+    let set =
+        |owner: &str, password: Option<String>, owner_hash: Option<String>| RoomSecretRequest {
+            owner: owner.to_owned(),
+            password,
+            owner_hash,
+        };
+    assert_eq!(
+        remote
+            .set_room_secret(&room.id, set(&pw('2'), Some(pw('b')), None))
+            .await,
+        Err(texts::NOT_OWNER)
+    );
+    assert_eq!(
+        remote
+            .set_room_secret(&room.id, set(&owner, Some(pw('b')), None))
+            .await,
+        Ok(())
+    );
+    assert_eq!(
+        remote.check_password(&room.id, &pw('b'), ip()).await,
+        Ok(())
+    );
+    assert_eq!(
+        remote.check_password(&room.id, &pw('c'), ip()).await,
+        Err(texts::WRONG_PASSWORD)
+    );
+    let next = pw('3');
+    assert_eq!(
+        remote
+            .set_room_secret(&room.id, set(&owner, None, Some(owner_hash_of(&next))))
+            .await,
+        Ok(())
+    );
+    assert_eq!(
+        remote
+            .set_room_secret(&room.id, set(&owner, Some(pw('d')), None))
+            .await,
+        Err(texts::NOT_OWNER)
+    );
+    assert_eq!(
+        remote
+            .set_room_secret(&room.id, set(&next, Some(pw('d')), None))
+            .await,
+        Ok(())
+    );
+    assert_eq!(
+        remote
+            .set_room_secret("V1StGXR8_Z5jdHi6B-myT", set(&next, None, None))
+            .await,
+        Err(texts::ROOM_NOT_FOUND)
+    );
+    assert_eq!(
+        remote
+            .set_room_secret(&room.id, set("short", None, None))
+            .await,
+        Err(texts::INVALID_OWNER)
+    );
 }

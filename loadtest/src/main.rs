@@ -1,7 +1,7 @@
 //! `arthas-loadgen`: drives relays with real WebSocket clients and measures
-//! what ARCHITECTURE.md budgets: deliveries per second, loss, delivery
-//! latency, and (from /proc) the server processes' CPU per delivery and
-//! memory per connection.
+//! the figures of docs/ARCHITECTURE.md ("Measured figures"): deliveries per
+//! second, loss, delivery latency, and (from /proc) the server processes'
+//! CPU per delivery and memory per connection.
 //!
 //! Chat mode: `--rooms` rooms of `--members` members spread round-robin over
 //! the `--url`s; every member sends `--rate` messages per second of

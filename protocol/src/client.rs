@@ -52,6 +52,12 @@ pub enum MessageType {
     SendFileComplete,
     SendFileCancel,
     SendFileAck,
+    /// 0x40 Kick (extension).
+    Kick,
+    /// 0x41 SendDirect (extension).
+    SendDirect,
+    /// 0x42 SetRoomSecret (extension).
+    SetRoomSecret,
     /// 0x20–0x2F: the random-match module, which this project disables.
     Match(u8),
     /// Anything else: logged, never answered.
@@ -73,6 +79,9 @@ impl MessageType {
             Ok(kind::SEND_FILE_COMPLETE) => MessageType::SendFileComplete,
             Ok(kind::SEND_FILE_CANCEL) => MessageType::SendFileCancel,
             Ok(kind::SEND_FILE_ACK) => MessageType::SendFileAck,
+            Ok(kind::KICK) => MessageType::Kick,
+            Ok(kind::SEND_DIRECT) => MessageType::SendDirect,
+            Ok(kind::SET_ROOM_SECRET) => MessageType::SetRoomSecret,
             Ok(m @ kind::MATCH_FIRST..=kind::MATCH_LAST) => MessageType::Match(m),
             _ => MessageType::Unknown(t),
         }
@@ -154,6 +163,10 @@ pub struct CreateRoom<'a> {
     pub tags: Vec<&'a str>,
     #[serde(rename = "keyEncoded")]
     pub key_encoded: &'a str,
+    /// Extension: SHA-256 hex of the owner secret the creator keeps ("" =
+    /// the room has no owner).
+    #[serde(rename = "ownerHash", skip_serializing_if = "str::is_empty")]
+    pub owner_hash: &'a str,
 }
 
 impl<'a> CreateRoom<'a> {
@@ -166,6 +179,10 @@ impl<'a> CreateRoom<'a> {
         if !password.is_empty() && password.len() != 64 {
             return Err(Reject::invalid("invalid password format"));
         }
+        let owner_hash = f.str("ownerHash");
+        if !owner_hash.is_empty() && !is_secret_hex(owner_hash) {
+            return Err(texts::INVALID_OWNER_HASH);
+        }
         Ok(CreateRoom {
             name,
             password,
@@ -176,6 +193,7 @@ impl<'a> CreateRoom<'a> {
             description: f.str("description"),
             tags: f.str_array("tags"),
             key_encoded: f.str("keyEncoded"),
+            owner_hash,
         })
     }
 }
@@ -368,5 +386,149 @@ impl<'a> TransferRef<'a> {
     /// SendFileAck's data checks.
     pub fn parse_ack(data: &ValueRef<'a>) -> Result<TransferRef<'a>, Reject> {
         TransferRef::parse(data, "invalid file ack data", "missing transferId")
+    }
+}
+
+/// Length of an owner secret and of its hash, in lowercase hex characters.
+pub const SECRET_HEX_LEN: usize = 64;
+
+/// Whether `s` is 64 lowercase hex characters (an owner secret, an owner
+/// hash).
+pub fn is_secret_hex(s: &str) -> bool {
+    s.len() == SECRET_HEX_LEN
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// Why a member was kicked; sent as RoomClosed's and MemberLeft's `reason`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum KickReason {
+    /// The owner removed the member.
+    #[default]
+    Kicked,
+    /// The room key was rotated and the member's client cannot receive the
+    /// new one: it needs a new share code.
+    Rekeyed,
+}
+
+impl KickReason {
+    /// The reason as it travels on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KickReason::Kicked => "kicked",
+            KickReason::Rekeyed => "rekeyed",
+        }
+    }
+
+    /// Parses a wire reason.
+    pub fn parse(s: &str) -> Option<KickReason> {
+        match s {
+            "kicked" => Some(KickReason::Kicked),
+            "rekeyed" => Some(KickReason::Rekeyed),
+            _ => None,
+        }
+    }
+}
+
+/// 0x40 Kick (extension): the owner removes a member.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Kick<'a> {
+    /// The owner secret, 64 lowercase hex characters.
+    pub owner: &'a str,
+    /// The member to remove.
+    pub id: &'a str,
+    pub reason: KickReason,
+}
+
+impl<'a> Kick<'a> {
+    /// Checks the fields' shapes (the owner secret is checked against the
+    /// room by the relay).
+    pub fn parse(data: &ValueRef<'a>) -> Result<(Kick<'a>, crate::member::MemberId), Reject> {
+        let f = fields(data, "invalid kick data")?;
+        let owner = f.str("owner");
+        if !is_secret_hex(owner) {
+            return Err(texts::INVALID_OWNER);
+        }
+        let id = f.str("id");
+        let member = crate::member::MemberId::parse(id).ok_or(texts::INVALID_MEMBER_ID)?;
+        let reason = match f.opt_str("reason") {
+            None | Some("") => KickReason::Kicked,
+            Some(r) => KickReason::parse(r).ok_or(Reject::invalid("invalid kick reason"))?,
+        };
+        Ok((Kick { owner, id, reason }, member))
+    }
+}
+
+/// 0x41 SendDirect (extension): an encrypted message for one member.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Direct<'a> {
+    /// The addressed member.
+    pub to: &'a str,
+    /// base64url IV.
+    pub iv: &'a str,
+    /// base64url AES-GCM ciphertext.
+    pub ciphertext: &'a str,
+}
+
+impl<'a> Direct<'a> {
+    /// Checks the fields; `max_bytes` bounds iv and ciphertext together.
+    pub fn parse(
+        data: &ValueRef<'a>,
+        max_bytes: usize,
+    ) -> Result<(Direct<'a>, crate::member::MemberId), Reject> {
+        let f = fields(data, "invalid direct data")?;
+        let to = f.str("to");
+        let member = crate::member::MemberId::parse(to).ok_or(texts::INVALID_MEMBER_ID)?;
+        let (iv, ciphertext) = match (f.opt_str("iv"), f.opt_str("ciphertext")) {
+            (Some(iv), Some(c)) if !iv.is_empty() && !c.is_empty() => (iv, c),
+            _ => {
+                return Err(Reject::invalid(
+                    "iv and ciphertext must be non-empty strings",
+                ))
+            }
+        };
+        if iv.len().saturating_add(ciphertext.len()) > max_bytes {
+            return Err(Reject::invalid("direct message too large"));
+        }
+        Ok((Direct { to, iv, ciphertext }, member))
+    }
+}
+
+/// 0x42 SetRoomSecret (extension): the owner sets a new join password, or
+/// hands the owner capability over, or both.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+pub struct SetRoomSecret<'a> {
+    /// The owner secret, 64 lowercase hex characters.
+    pub owner: &'a str,
+    /// The new password's SHA-256 hex (64 characters), if it changes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password: Option<&'a str>,
+    /// The new owner hash, if the capability is handed over.
+    #[serde(rename = "ownerHash", skip_serializing_if = "Option::is_none")]
+    pub owner_hash: Option<&'a str>,
+}
+
+impl<'a> SetRoomSecret<'a> {
+    /// Checks the fields' shapes.
+    pub fn parse(data: &ValueRef<'a>) -> Result<SetRoomSecret<'a>, Reject> {
+        let f = fields(data, "invalid room secret data")?;
+        let owner = f.str("owner");
+        if !is_secret_hex(owner) {
+            return Err(texts::INVALID_OWNER);
+        }
+        let password = f.opt_str("password").filter(|p| !p.is_empty());
+        if password.is_some_and(|p| p.len() != 64 || !p.is_ascii()) {
+            return Err(Reject::invalid("invalid password format"));
+        }
+        let owner_hash = f.opt_str("ownerHash").filter(|h| !h.is_empty());
+        if owner_hash.is_some_and(|h| !is_secret_hex(h)) {
+            return Err(texts::INVALID_OWNER_HASH);
+        }
+        Ok(SetRoomSecret {
+            owner,
+            password,
+            owner_hash,
+        })
     }
 }

@@ -29,6 +29,14 @@ pub const MATCH_FIRST: u8 = 0x20;
 /// See [`MATCH_FIRST`].
 pub const MATCH_LAST: u8 = 0x2F;
 
+/// Client -> server (extension): the room owner removes a member.
+pub const KICK: u8 = 0x40;
+/// Client -> server (extension): an encrypted message for one member only.
+pub const SEND_DIRECT: u8 = 0x41;
+/// Client -> server (extension): the owner changes the join password or
+/// hands the owner capability over.
+pub const SET_ROOM_SECRET: u8 = 0x42;
+
 /// Server -> client: the room was created.
 pub const ROOM_CREATED: u8 = 0x10;
 /// Server -> client: you are in the room; the member list ends with you.
@@ -61,3 +69,7 @@ pub const RELAY_FILE_CANCEL: u8 = 0x1D;
 pub const RELAY_FILE_ACK: u8 = 0x1E;
 /// Server -> client: the match module's error envelope (used for "disabled").
 pub const MATCH_ERROR: u8 = 0x2B;
+/// Server -> client (extension): a directed message from another member.
+pub const RELAY_DIRECT: u8 = 0x50;
+/// Server -> client (extension): what a SetRoomSecret changed.
+pub const ROOM_SECRET_SET: u8 = 0x51;

@@ -20,6 +20,8 @@ pub enum ErrorCode {
     WrongPassword,
     /// Room has expired.
     RoomExpired,
+    /// Extension: an owner action without the room's owner secret.
+    NotOwner,
     /// Hub is full: the room was created, but private.
     HubFull,
     /// Invalid public listing metadata: the room was created, but private.
@@ -39,6 +41,7 @@ impl ErrorCode {
             ErrorCode::Invalid => "E005",
             ErrorCode::WrongPassword => "E006",
             ErrorCode::RoomExpired => "E007",
+            ErrorCode::NotOwner => "E008",
             ErrorCode::HubFull => "E010",
             ErrorCode::InvalidListing => "E011",
             ErrorCode::MatchDisabled => "M001",
@@ -55,6 +58,7 @@ impl ErrorCode {
             "E005" => ErrorCode::Invalid,
             "E006" => ErrorCode::WrongPassword,
             "E007" => ErrorCode::RoomExpired,
+            "E008" => ErrorCode::NotOwner,
             "E010" => ErrorCode::HubFull,
             "E011" => ErrorCode::InvalidListing,
             "M001" => ErrorCode::MatchDisabled,
@@ -146,6 +150,15 @@ pub mod texts {
         Reject::new(ErrorCode::InvalidListing, "keyEncoded is too long");
     /// Our extension: the bus (Redis) is unreachable, so the message was not sent.
     pub const UNAVAILABLE: Reject = Reject::invalid("service temporarily unavailable, retry");
+    /// Extension: an owner action whose secret does not hash to the room's
+    /// owner hash (or the room has no owner).
+    pub const NOT_OWNER: Reject = Reject::new(ErrorCode::NotOwner, "not the room owner");
+    /// Extension: an owner secret that is not 64 lowercase hex characters.
+    pub const INVALID_OWNER: Reject = Reject::invalid("owner must be 64 hex characters");
+    /// Extension: an `ownerHash` that is not 64 lowercase hex characters.
+    pub const INVALID_OWNER_HASH: Reject = Reject::invalid("invalid ownerHash");
+    /// Extension: a member id that is not 8 lowercase hex characters.
+    pub const INVALID_MEMBER_ID: Reject = Reject::invalid("invalid member id");
     /// Our extension: a ticket that is unknown, used, expired or for another room.
     pub const INVALID_TICKET: Reject = Reject::new(ErrorCode::WrongPassword, "invalid ticket");
 }

@@ -45,10 +45,31 @@ pub struct RoomJoined<'a> {
     pub expires_at: i64,
 }
 
-/// 0x13 MemberLeft.
+/// 0x13 MemberLeft; `reason` (extension: `kicked`, `rekeyed`) only when
+/// the member was kicked.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemberLeft<'a> {
     pub id: &'a str,
+    #[serde(default, skip_serializing_if = "str::is_empty")]
+    pub reason: &'a str,
+}
+
+/// 0x50 RelayDirect (extension): a directed message, to one member only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelayDirect<'a> {
+    #[serde(rename = "senderId")]
+    pub sender_id: &'a str,
+    pub iv: &'a str,
+    pub ciphertext: &'a str,
+    /// Server time, unix milliseconds.
+    pub t: i64,
+}
+
+/// 0x51 RoomSecretSet (extension): what a SetRoomSecret changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomSecretSet {
+    pub password: bool,
+    pub owner: bool,
 }
 
 /// 0x14 RelayMessage and 0x19 RelayReaction.

@@ -35,7 +35,7 @@ proptest! {
                                ephemeral in any::<i64>(), expiry in any::<i64>(), public in any::<bool>(),
                                title in ".{0,60}", tags in proptest::collection::vec("[a-z0-9-]{1,20}", 0..6)) {
         let msg = CreateRoom { name: &name, password: &pw, ephemeral, expiry, public, title: &title,
-            description: "d", tags: tags.iter().map(String::as_str).collect(), key_encoded: "k" };
+            description: "d", tags: tags.iter().map(String::as_str).collect(), key_encoded: "k", owner_hash: "" };
         let bytes = client::encode(kind::CREATE_ROOM, &msg);
         let env = envelope(&bytes);
         prop_assert_eq!(env.message_type, MessageType::CreateRoom);
@@ -219,7 +219,13 @@ fn kind_of_reads_the_type_of_every_encoded_frame_and_nothing_else() {
         kind::PING,
         kind::MATCH_ERROR,
     ] {
-        let frame = server::encode(kind, &server::MemberLeft { id: "0123abcd" });
+        let frame = server::encode(
+            kind,
+            &server::MemberLeft {
+                id: "0123abcd",
+                reason: "",
+            },
+        );
         assert_eq!(server::kind_of(&frame), Some(kind));
     }
     assert_eq!(

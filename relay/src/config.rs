@@ -22,10 +22,14 @@ pub struct RelayConfig {
     pub message_timeout: Duration,
     /// Limits on HTTP request heads, the WebSocket handshake included
     /// (header read timeout against slowloris, head size cap).
-    pub http: gateway::server::HttpLimits,
+    pub http: edge::http::HttpLimits,
     /// Longest file transfer id a client may use (it is kept while the
-    /// transfer runs and travels in bus headers), bytes.
+    /// transfer runs and travels in bus headers), bytes; at most
+    /// [`store::MAX_TRANSFER_ID_BYTES`] (a larger value acts as that).
     pub max_transfer_id_bytes: usize,
+    /// Largest directed message (extension SendDirect: iv and ciphertext
+    /// together), bytes; larger is E005 "direct message too large".
+    pub max_direct_bytes: usize,
     /// How often the server sends a WebSocket ping and an application Ping.
     pub ping_interval: Duration,
     /// A connection with no WebSocket pong for this long is closed (4002).
@@ -73,6 +77,9 @@ pub struct RelayConfig {
     /// set) this long after its last local member left, so members who leave
     /// and come back cost no round trips; zero unsubscribes at once.
     pub room_linger: Duration,
+    /// Where "now" comes from (room expiry, message timestamps); the system
+    /// clock but in tests.
+    pub clock: store::SharedClock,
 }
 
 impl Default for RelayConfig {
@@ -83,8 +90,9 @@ impl Default for RelayConfig {
             trusted_proxies: edge::TrustedProxies::none(),
             max_message_bytes: 102_400,
             message_timeout: Duration::from_secs(30),
-            http: gateway::server::HttpLimits::default(),
+            http: edge::http::HttpLimits::default(),
             max_transfer_id_bytes: 64,
+            max_direct_bytes: 65_536,
             ping_interval: Duration::from_secs(25),
             read_timeout: Duration::from_secs(40),
             write_timeout: Duration::from_secs(10),
@@ -104,12 +112,13 @@ impl Default for RelayConfig {
             heartbeat_interval: Duration::from_secs(3),
             heartbeat_ttl: Duration::from_secs(10),
             heal_jitter: Duration::from_secs(1),
+            clock: store::clock::system(),
         }
     }
 }
 
 /// Per-connection budgets of the client messages the reference never
-/// limited (PROTOCOL.md §0): each a sustained rate whose whole allowance may
+/// limited (PROTOCOL.md §8): each a sustained rate whose whole allowance may
 /// be spent at once, far above what a normal client sends.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MessageBudgets {

@@ -34,8 +34,8 @@ use protocol::kind;
 use protocol::server::{self, Ping};
 use tokio::time::{sleep_until, timeout, Instant};
 
-use crate::hub::Peer;
 use crate::outbox::{try_write_at, OutFrame};
+use crate::peer::Peer;
 use crate::slot::ConnectionSlot;
 use crate::transport::Transport;
 use crate::websocket::{close_code, close_payload, opcode, FrameReader, Incoming};
@@ -187,7 +187,7 @@ async fn serve<A: Application>(
                     let ws_ping = OutFrame { opcode: opcode::PING, payload: Bytes::new() };
                     let _ = peer.outbox.push_frame(ws_ping);
                     if app.app_pings() {
-                        let t = store::unix_millis();
+                        let t = relay.config.clock.now_millis();
                         app.ping_sent(t);
                         let ping = server::encode(kind::PING, &Ping { t });
                         relay.metrics.sent(&ping, 1);

@@ -15,7 +15,6 @@ use store::Target;
 use tokio::time::{interval, MissedTickBehavior};
 
 use crate::hub::LocalRoom;
-use crate::session::publish;
 use crate::Relay;
 
 /// The warning's sender id and name, and its sentinel ciphertext.
@@ -37,7 +36,7 @@ pub async fn run(relay: Arc<Relay>) {
 
 /// One pass over this node's rooms.
 pub async fn sweep(relay: &Relay) {
-    let now = store::unix_secs();
+    let now = relay.config.clock.now_secs();
     let lead = relay.config.expiry_warning_lead.as_secs() as i64;
     for room in relay.hub.rooms() {
         // A lingering room without local members is no business of ours.
@@ -72,7 +71,7 @@ async fn expire(relay: &Relay, room: &Arc<LocalRoom>) {
         // if another relay's CloseRoom overtakes it, `Hub::close_local` finds
         // the transfer still active and cancels it locally instead, so the
         // sender's relay cancels exactly once, before RoomClosed.
-        let Some(transfer_id) = member.peer.active_transfer() else {
+        let Some(transfer_id) = member.peer.transfers.active().map(|t| t.id().to_owned()) else {
             continue;
         };
         let cancel = server::file_cancel(member.id.as_str(), &transfer_id);
@@ -80,10 +79,11 @@ async fn expire(relay: &Relay, room: &Arc<LocalRoom>) {
             sender: member.id,
             transfer_id,
         };
-        let _ = publish(relay, room, target, cancel).await;
+        let _ = relay.publish(&room.id, target, cancel).await;
     }
     let closed = server::encode(kind::ROOM_CLOSED, &RoomClosed { reason: "expired" });
-    if publish(relay, room, Target::CloseRoom, closed.clone())
+    if relay
+        .publish(&room.id, Target::CloseRoom, closed.clone())
         .await
         .is_err()
     {

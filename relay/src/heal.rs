@@ -55,8 +55,7 @@ use protocol::member::{member_color, MemberId};
 use protocol::reject::texts;
 use protocol::server::{self, MemberView, RoomClosed};
 use store::{
-    BusMessage, Listing, MemberRecord, MemberRestored, NodeState, RoomRecord, RoomRestore,
-    RoomRestored, Target,
+    Listing, MemberRecord, MemberRestored, NodeState, RoomRecord, RoomRestore, RoomRestored, Target,
 };
 
 use crate::hub::LocalRoom;
@@ -331,12 +330,13 @@ async fn restore_room(relay: &Relay, room: &Arc<LocalRoom>, announce: Announce) 
         // The other relays hosting the room may not have noticed the loss
         // (on a Redis Cluster only this room's master may have lost it):
         // ask them to put their members back too.
-        let ask = BusMessage {
-            target: Target::RestoreRoom,
-            frame: bytes::Bytes::new(),
-        };
-        if let Err(e) = relay.bus.publish(&room.id, ask).await {
-            tracing::warn!(room = %room.id, error = %e, "the other relays were not asked to restore the room");
+        if relay
+            .publish(&room.id, Target::RestoreRoom, bytes::Bytes::new())
+            .await
+            .is_err()
+        {
+            // The publish path counted and logged the failure.
+            tracing::debug!(room = %room.id, "the other relays were not asked to restore the room");
         }
     }
     let mut announced_all = true;
@@ -370,12 +370,11 @@ async fn restore_room(relay: &Relay, room: &Arc<LocalRoom>, announce: Announce) 
                         ids: restored.joined_since_loss.clone(),
                     },
                 };
-                let message = BusMessage { target, frame };
-                match relay.bus.publish(&room.id, message).await {
+                match relay.publish(&room.id, target, frame).await {
                     Ok(()) => room.facts.set_unannounced(id, false),
-                    Err(e) => {
+                    Err(_) => {
                         // The next pass announces it (the store has it already).
-                        tracing::warn!(room = %room.id, error = %e, "MemberJoined for a re-joined member not sent yet");
+                        tracing::warn!(room = %room.id, "MemberJoined for a re-joined member not sent yet");
                         room.facts.set_unannounced(id, true);
                         announced_all = false;
                     }

@@ -28,91 +28,8 @@ use store::{Bus, BusError, BusMessage, BusSink, RoomRecord, Target};
 
 use crate::heal::RoomFacts;
 use crate::metrics::Metrics;
-use crate::outbox::{Outbox, PushError};
-
-/// A connection's file-transfer state (PROTOCOL.md §6).
-#[derive(Debug, Default)]
-pub struct Transfers {
-    /// The one active transfer and when its Meta arrived.
-    active: Option<(String, Instant)>,
-    /// The id of the last completed transfer (acks may still arrive).
-    last_completed: Option<String>,
-}
-
-/// What of a connection the rest of the relay may touch: its queue and its
-/// file-transfer state (for directed acks and expiry cancels).
-#[derive(Debug)]
-pub struct Peer {
-    pub outbox: Outbox,
-    transfers: Mutex<Transfers>,
-    /// An active transfer older than this is stale and forgotten.
-    transfer_stale_after: Duration,
-}
-
-impl Peer {
-    /// A peer writing to `socket`, queueing at most `max_queue_bytes`.
-    pub fn new(
-        max_queue_bytes: usize,
-        transfer_stale_after: Duration,
-        socket: Arc<crate::transport::Transport>,
-    ) -> Peer {
-        Peer {
-            outbox: Outbox::new(max_queue_bytes, Some(socket)),
-            transfers: Mutex::new(Transfers::default()),
-            transfer_stale_after,
-        }
-    }
-
-    fn transfers(&self) -> MutexGuard<'_, Transfers> {
-        self.transfers.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// The active transfer's id, unless it went stale.
-    pub fn active_transfer(&self) -> Option<String> {
-        let mut t = self.transfers();
-        if let Some((_, started)) = &t.active {
-            if started.elapsed() > self.transfer_stale_after {
-                t.active = None;
-            }
-        }
-        t.active.as_ref().map(|(id, _)| id.clone())
-    }
-
-    /// Starts a transfer.
-    pub fn start_transfer(&self, id: &str) {
-        self.transfers().active = Some((id.to_owned(), Instant::now()));
-    }
-
-    /// Ends the active transfer; `completed` remembers it for late acks.
-    pub fn end_transfer(&self, completed: bool) -> Option<String> {
-        let mut t = self.transfers();
-        let ended = t.active.take().map(|(id, _)| id);
-        if completed {
-            t.last_completed = ended.clone();
-        }
-        ended
-    }
-
-    /// Ends the active transfer if it is `transfer_id` (a later transfer is
-    /// left alone). Returns whether it ended.
-    pub fn end_transfer_if(&self, transfer_id: &str) -> bool {
-        let mut t = self.transfers();
-        let matches = t.active.as_ref().is_some_and(|(id, _)| id == transfer_id);
-        if matches {
-            t.active = None;
-        }
-        matches
-    }
-
-    /// Whether an ack for `transfer_id` belongs to this peer.
-    fn owns_transfer(&self, transfer_id: &str) -> bool {
-        let t = self.transfers();
-        let active = t.active.as_ref().is_some_and(|(id, started)| {
-            id == transfer_id && started.elapsed() <= self.transfer_stale_after
-        });
-        active || t.last_completed.as_deref() == Some(transfer_id)
-    }
-}
+use crate::outbox::PushError;
+use crate::peer::Peer;
 
 /// One local member of a room.
 #[derive(Debug, Clone)]
@@ -228,6 +145,16 @@ impl LocalRoom {
             let _ = member.peer.outbox.push(frame);
             member.peer.outbox.close(close_code);
         }
+    }
+
+    /// Takes a member out of the local list (a kick); returns its peer if
+    /// it was here. Later deliveries no longer reach it.
+    pub(crate) fn take_member(&self, id: MemberId) -> Option<Arc<Peer>> {
+        let mut members = self.lock_members();
+        let peer = members.iter().find(|m| m.id == id)?.peer.clone();
+        let next: Vec<LocalMember> = members.iter().filter(|m| m.id != id).cloned().collect();
+        *members = Arc::from(next);
+        Some(peer)
     }
 
     /// Whether the room has had no local member for at least `linger`.
@@ -429,13 +356,12 @@ impl Hub {
         };
         room.closed.store(true, Ordering::Release);
         for member in room.members().iter() {
-            if member.peer.active_transfer().is_none() {
+            let Some(transfer) = member.peer.transfers.active() else {
                 continue;
-            }
-            if let Some(transfer_id) = member.peer.end_transfer(false) {
-                let cancel = server::file_cancel(member.id.as_str(), &transfer_id);
-                self.push_local(&room, &cancel);
-            }
+            };
+            let transfer_id = transfer.cancel();
+            let cancel = server::file_cancel(member.id.as_str(), &transfer_id);
+            self.push_local(&room, &cancel);
         }
         self.push_local(&room, frame);
         *room.lock_members() = Arc::from(Vec::new());
@@ -463,6 +389,9 @@ pub struct HubSink {
     /// (`Target::RestoreRoom`), for [`crate::heal::serve_requests`];
     /// dropped when full (the next heartbeat's check heals anyway).
     pub restore_requests: tokio::sync::mpsc::Sender<String>,
+    /// Finishing a kick needs the relay (store, publish); set once it is
+    /// built, weak so the relay and its sink do not keep each other.
+    pub relay: std::sync::OnceLock<std::sync::Weak<crate::Relay>>,
 }
 
 impl BusSink for HubSink {
@@ -482,7 +411,7 @@ impl BusSink for HubSink {
                     if let Some(m) = room
                         .members()
                         .iter()
-                        .find(|m| m.peer.owns_transfer(&transfer_id))
+                        .find(|m| m.peer.transfers.owns(&transfer_id))
                     {
                         if m.peer.outbox.push(message.frame.clone()).is_ok() {
                             hub.metrics.delivered(&message.frame, 1, received.elapsed());
@@ -496,7 +425,7 @@ impl BusSink for HubSink {
             } => {
                 if let Some(room) = hub.room(room_id) {
                     if let Some(m) = room.members().iter().find(|m| m.id == sender) {
-                        m.peer.end_transfer_if(&transfer_id);
+                        m.peer.transfers.end_if_active(&transfer_id);
                     }
                     let n = room.push_all(&message.frame, None, &hub.metrics);
                     hub.metrics.delivered(&message.frame, n, received.elapsed());
@@ -520,6 +449,23 @@ impl BusSink for HubSink {
             Target::RestoreRoom => {
                 if hub.live_room(room_id).is_some() {
                     let _ = self.restore_requests.try_send(room_id.to_owned());
+                }
+            }
+            Target::Member { id } => {
+                if let Some(room) = hub.room(room_id) {
+                    if let Some(m) = room.members().iter().find(|m| m.id == id) {
+                        if m.peer.outbox.push(message.frame.clone()).is_ok() {
+                            hub.metrics.delivered(&message.frame, 1, received.elapsed());
+                        }
+                    }
+                }
+            }
+            Target::Kick { member, reason } => {
+                if let Some(room) = hub.room(room_id) {
+                    let relay = self.relay.get().and_then(std::sync::Weak::upgrade);
+                    if crate::owner::deliver_kick(room, member, reason, &message.frame, relay) {
+                        hub.metrics.delivered(&message.frame, 1, received.elapsed());
+                    }
                 }
             }
             Target::CloseRoom => {

@@ -13,7 +13,13 @@
 //! - [`join_gate`]: at most `max_joins_in_flight` joins at once, failed
 //!   joins rolled back;
 //! - [`hub`]: the local room index and the bus fan-out;
+//! - [`publish`]: the one path that publishes to a room's bus channel;
+//! - [`peer`]: what of a connection the rest of the relay touches (its
+//!   queue, its file transfers);
+//! - [`transfer`]: a connection's file-transfer state;
 //! - [`outbox`]: the bounded per-connection queue;
+//! - [`owner`]: the room-owner extension (kick across relays, directed
+//!   messages);
 //! - [`slot`]: the connection limit, given back by a guard;
 //! - [`expiry`]: per-node expiry warnings and closes;
 //! - [`presence`]: heartbeats, and the sweep of dead relays' members;
@@ -40,12 +46,16 @@ pub mod join_gate;
 pub mod message_budgets;
 pub mod metrics;
 pub mod outbox;
+pub mod owner;
+pub mod peer;
 pub mod presence;
+pub mod publish;
 pub mod server;
 pub mod session;
 pub mod slot;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod transfer;
 pub mod transport;
 pub mod websocket;
 
@@ -111,6 +121,7 @@ impl RelayBuilder {
                 hub,
                 bus: OnceLock::new(),
                 restore_requests: requests,
+                relay: OnceLock::new(),
             }),
             restore_requests,
         }
@@ -134,7 +145,7 @@ impl RelayBuilder {
         self.metrics
             .max_connections
             .set(config.max_connections as i64);
-        Arc::new(Relay {
+        let relay = Arc::new(Relay {
             origins: OriginPolicy::parse(&config.allowed_origins),
             admission: Arc::new(admission::Admission::new(
                 config.max_connections_per_ip,
@@ -155,7 +166,10 @@ impl RelayBuilder {
             restore_requests: std::sync::Mutex::new(Some(self.restore_requests)),
             #[cfg(feature = "testing")]
             faults: testing::Faults::default(),
-        })
+        });
+        // A kick delivered here is finished by the relay (store, publish).
+        let _ = self.sink.relay.set(Arc::downgrade(&relay));
+        relay
     }
 }
 
@@ -198,10 +212,13 @@ impl Relay {
     }
 }
 
+/// The shortest period of the idle-room check, however short the linger.
+const MIN_RETIRE_PERIOD: std::time::Duration = std::time::Duration::from_millis(10);
+
 /// Ends the subscriptions of rooms that lingered `room_linger` without a
 /// local member, checking twice per linger, until shutdown.
 async fn retire_idle_rooms(relay: Arc<Relay>) {
-    let period = (relay.config.room_linger / 2).max(std::time::Duration::from_millis(10));
+    let period = (relay.config.room_linger / 2).max(MIN_RETIRE_PERIOD);
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

@@ -1,6 +1,6 @@
 //! Per-connection budgets of the client messages the reference never
 //! limited: reactions, typing, room changes (CreateRoom and JoinRoom) and
-//! file frames (PROTOCOL.md §0 "Per-connection budgets").
+//! file frames (PROTOCOL.md §8).
 //!
 //! Each is counted when the message arrives, before it is parsed or fanned
 //! out (room changes once they parse, so a malformed one, answered with E005

@@ -8,7 +8,8 @@
 //! delivery path ([`Metrics::delivered`]) costs a few atomic additions and
 //! one histogram observation per bus message, whatever the number of
 //! recipients. The names and help texts are listed in docs/OPERATIONS.md
-//! ("Metrics reference"); `tests/metrics.rs` scrapes a relay and compares.
+//! ("Metrics reference"); the repository's `tests/observability.rs` scrapes
+//! a relay and a gateway and compares.
 
 use std::time::Duration;
 
@@ -44,7 +45,7 @@ pub enum Rejection {
 
 /// Client message types (`type` label of `frames_in_total`), by the
 /// index [`in_index`] gives.
-const FRAME_IN_TYPES: [&str; 14] = [
+const FRAME_IN_TYPES: [&str; 17] = [
     "create_room",
     "join_room",
     "send_message",
@@ -59,6 +60,9 @@ const FRAME_IN_TYPES: [&str; 14] = [
     "file_ack",
     "match",
     "unknown",
+    "kick",
+    "send_direct",
+    "set_room_secret",
 ];
 
 fn in_index(t: MessageType) -> usize {
@@ -77,11 +81,14 @@ fn in_index(t: MessageType) -> usize {
         MessageType::SendFileAck => 11,
         MessageType::Match(_) => 12,
         MessageType::Unknown(_) => 13,
+        MessageType::Kick => 14,
+        MessageType::SendDirect => 15,
+        MessageType::SetRoomSecret => 16,
     }
 }
 
 /// Server frame types (`type` label of `frames_out_total`).
-const FRAME_OUT_TYPES: [(u8, &str); 17] = [
+const FRAME_OUT_TYPES: [(u8, &str); 19] = [
     (kind::ROOM_CREATED, "room_created"),
     (kind::ROOM_JOINED, "room_joined"),
     (kind::MEMBER_JOINED, "member_joined"),
@@ -98,11 +105,13 @@ const FRAME_OUT_TYPES: [(u8, &str); 17] = [
     (kind::RELAY_FILE_CANCEL, "file_cancel"),
     (kind::RELAY_FILE_ACK, "file_ack"),
     (kind::MATCH_ERROR, "match_error"),
+    (kind::RELAY_DIRECT, "relay_direct"),
+    (kind::ROOM_SECRET_SET, "room_secret_set"),
     (0xFF, "other"),
 ];
 
 /// Every error code a relay can send (`code` label).
-const ERROR_CODES: [ErrorCode; 10] = [
+const ERROR_CODES: [ErrorCode; 11] = [
     ErrorCode::RoomNotFound,
     ErrorCode::RoomFull,
     ErrorCode::NotInRoom,
@@ -110,6 +119,7 @@ const ERROR_CODES: [ErrorCode; 10] = [
     ErrorCode::Invalid,
     ErrorCode::WrongPassword,
     ErrorCode::RoomExpired,
+    ErrorCode::NotOwner,
     ErrorCode::HubFull,
     ErrorCode::InvalidListing,
     ErrorCode::MatchDisabled,
@@ -486,7 +496,10 @@ mod tests {
         let m = Metrics::new();
         let frame = protocol::server::encode(
             kind::MEMBER_LEFT,
-            &protocol::server::MemberLeft { id: "0123abcd" },
+            &protocol::server::MemberLeft {
+                id: "0123abcd",
+                reason: "",
+            },
         );
         m.delivered(&frame, 3, Duration::from_micros(80));
         m.sent(b"not an envelope", 1);

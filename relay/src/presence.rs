@@ -10,7 +10,7 @@ use std::time::Duration;
 use protocol::kind;
 use protocol::server::{self, MemberLeft};
 use store::warn_limit::WarnLimit;
-use store::{BusMessage, Target};
+use store::Target;
 use tokio::time::{interval, MissedTickBehavior};
 
 use crate::Relay;
@@ -102,19 +102,22 @@ pub async fn sweep(relay: &Relay) {
             kind::MEMBER_LEFT,
             &MemberLeft {
                 id: departure.member_id.as_str(),
+                reason: "",
             },
         );
         // Not to the member itself: its relay may only have been cut off
         // from Redis (it re-joins it, crate::heal), and this message may
         // reach it when the partition ends.
-        let message = BusMessage {
-            target: Target::Room {
-                except: Some(departure.member_id),
-            },
-            frame,
+        let target = Target::Room {
+            except: Some(departure.member_id),
         };
-        if let Err(e) = relay.bus.publish(&departure.room_id, message).await {
-            tracing::warn!(room = %departure.room_id, error = %e, "MemberLeft for a dead relay's member not sent");
+        if relay
+            .publish(&departure.room_id, target, frame)
+            .await
+            .is_err()
+        {
+            // The publish path counted and logged the failure.
+            tracing::debug!(room = %departure.room_id, "MemberLeft for a dead relay's member not sent");
         }
     }
 }

@@ -31,34 +31,23 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::admission::Refusal;
 use crate::connection::Application;
-use crate::hub::Peer;
 use crate::metrics::Rejection;
+use crate::peer::Peer;
 use crate::session::Session;
 use crate::slot::ConnectionSlot;
 use crate::transport::{TlsSocket, Transport};
 use crate::Relay;
+use edge::http::plain_text;
 use edge::ClientKey;
 use store::warn_limit::WarnLimit;
 
-/// The response body type of every route.
-pub type Body = Full<Bytes>;
+pub use edge::http::Body;
 
 /// Whatever answers the requests that are not WebSocket upgrades.
 #[async_trait]
 pub trait HttpFallback: Send + Sync + 'static {
     /// Answers one request; `peer` is the TCP peer.
     async fn handle(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<Body>;
-}
-
-/// A plain-text response.
-pub fn text(status: StatusCode, body: &'static str) -> Response<Body> {
-    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        hyper::header::CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static("text/plain"),
-    );
-    response
 }
 
 /// Accepts connections until shutdown; with `tls`, every connection starts
@@ -71,7 +60,7 @@ pub async fn serve(
 ) {
     loop {
         let (stream, peer) = tokio::select! {
-            accepted = gateway::server::accept(&listener) => accepted,
+            accepted = edge::http::accept(&listener) => accepted,
             _ = relay.shutdown.cancelled() => return,
         };
         let _ = stream.set_nodelay(true);
@@ -142,7 +131,7 @@ async fn route(
             Session::new(relay, peer, ip)
         })
     } else {
-        gateway::server::answer_or_500(fallback.handle(request, peer), || {
+        edge::http::answer_or_500(fallback.handle(request, peer), || {
             relay.metrics.panics.inc()
         })
         .await
@@ -162,7 +151,7 @@ where
     F: FnOnce(Arc<Relay>, Arc<Peer>) -> A + Send + 'static,
 {
     if !fastwebsockets::upgrade::is_upgrade_request(&request) {
-        return text(StatusCode::BAD_REQUEST, "Bad Request");
+        return plain_text(StatusCode::BAD_REQUEST, "Bad Request");
     }
     let origin = request
         .headers()
@@ -174,11 +163,11 @@ where
         if let Some(suppressed) = REJECTED_ORIGIN.check() {
             tracing::warn!(origin = origin.unwrap_or(""), suppressed, "rejected origin");
         }
-        return text(StatusCode::FORBIDDEN, "Forbidden");
+        return plain_text(StatusCode::FORBIDDEN, "Forbidden");
     }
     if relay.shutdown.is_cancelled() {
         relay.metrics.rejected(Rejection::Draining).inc();
-        return text(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
+        return plain_text(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
     }
     // Count first: the client's share, then a slot, before anything else
     // is spent.
@@ -198,7 +187,7 @@ where
                 ),
             };
             relay.metrics.rejected(label).inc();
-            let mut response = text(StatusCode::TOO_MANY_REQUESTS, body);
+            let mut response = plain_text(StatusCode::TOO_MANY_REQUESTS, body);
             response
                 .headers_mut()
                 .insert(hyper::header::RETRY_AFTER, retry_after.into());
@@ -208,7 +197,7 @@ where
     if relay.joins.is_saturated() {
         // Every join permit is taken: this client would only queue another.
         relay.metrics.rejected(Rejection::JoinsBusy).inc();
-        let mut response = text(StatusCode::SERVICE_UNAVAILABLE, "busy, retry");
+        let mut response = plain_text(StatusCode::SERVICE_UNAVAILABLE, "busy, retry");
         response
             .headers_mut()
             .insert(hyper::header::RETRY_AFTER, 1.into());
@@ -216,11 +205,11 @@ where
     }
     let Some(mut slot) = ConnectionSlot::try_acquire(&relay) else {
         relay.metrics.rejected(Rejection::Limit).inc();
-        return text(StatusCode::SERVICE_UNAVAILABLE, "too many connections");
+        return plain_text(StatusCode::SERVICE_UNAVAILABLE, "too many connections");
     };
     let (response, upgrade) = match fastwebsockets::upgrade::upgrade(&mut request) {
         Ok(pair) => pair,
-        Err(_) => return text(StatusCode::BAD_REQUEST, "Bad Request"),
+        Err(_) => return plain_text(StatusCode::BAD_REQUEST, "Bad Request"),
     };
     let tracker = relay.tasks.clone();
     // A panic in this task drops its state: the slot (counting it) and the

@@ -30,18 +30,41 @@ use protocol::server::{
     RelayFileRef, Relayed, RoomCreated, RoomJoined,
 };
 use protocol::{kind, Reject};
-use store::warn_limit::WarnLimit;
-use store::{BusMessage, JoinError, Joined, MemberRecord, Target};
+use store::{JoinError, Joined, MemberRecord, Target};
 use tracing::Instrument as _;
 
 use crate::connection::Application;
-use crate::hub::{LocalMember, LocalRoom, Peer};
+use crate::hub::{LocalMember, LocalRoom};
 use crate::message_budgets::{ConnectionBudgets, Kind, Verdict};
+use crate::peer::Peer;
+use crate::transfer::ActiveTransfer;
 use crate::websocket::close_code;
 use crate::Relay;
 
 /// Attempts at a member id that is free in the room.
 const MEMBER_ID_ATTEMPTS: usize = 5;
+
+/// How a member proves it may enter a password room.
+#[derive(Clone, Copy)]
+enum Credentials<'a> {
+    /// It just created the room (the gateway hashed its password).
+    Creator,
+    /// A join password (empty when the client gave none).
+    Password(&'a str),
+    /// A join ticket from the gateway's public API, instead of a password.
+    Ticket(&'a str),
+}
+
+impl<'a> Credentials<'a> {
+    /// A JoinRoom's credentials: its ticket if it has one, else its password.
+    fn of_joiner(password: &'a str, ticket: &'a str) -> Credentials<'a> {
+        if ticket.is_empty() {
+            Credentials::Password(password)
+        } else {
+            Credentials::Ticket(ticket)
+        }
+    }
+}
 
 /// A connection's protocol state.
 pub struct Session {
@@ -118,9 +141,14 @@ impl Session {
         self.reply(server::error(reject));
     }
 
-    /// The current room, forgetting it if it expired meanwhile.
+    /// The current room, forgetting it if it expired or the member was
+    /// kicked from it meanwhile.
     fn current_room(&mut self) -> Option<Arc<LocalRoom>> {
-        if self.room.as_ref().is_some_and(|r| r.is_closed()) {
+        if self
+            .room
+            .as_ref()
+            .is_some_and(|r| r.is_closed() || self.peer.kicked.take_if(&r.id))
+        {
             self.room = None;
         }
         self.room.clone()
@@ -131,7 +159,7 @@ impl Session {
     }
 
     async fn publish(&self, room: &LocalRoom, target: Target, frame: Bytes) -> Result<(), Reject> {
-        publish(&self.relay, room, target, frame).await
+        self.relay.publish(&room.id, target, frame).await
     }
 
     /// Publishes `frame` to every member of `room` but this one.
@@ -179,6 +207,9 @@ impl Session {
             MessageType::SendFileComplete => self.file_end(data, true).await,
             MessageType::SendFileCancel => self.file_end(data, false).await,
             MessageType::SendFileAck => self.file_ack(data).await,
+            MessageType::Kick => self.kick(data).await,
+            MessageType::SendDirect => self.send_direct(data).await,
+            MessageType::SetRoomSecret => self.set_room_secret(data).await,
             MessageType::Match(_) => Err(texts::MATCH_DISABLED),
             MessageType::Unknown(t) => {
                 tracing::debug!(message_type = t, "unknown message type ignored");
@@ -218,12 +249,13 @@ impl Session {
                 expiry_secs: request.expiry,
                 listing,
                 client_ip: Some(self.ip),
+                owner_hash: request.owner_hash.to_owned(),
             })
             .await?;
         let room_id = created.room.id.clone();
         tracing::Span::current().record("room", room_id.as_str());
         let joined = self
-            .join_store(&room_id, request.name, true, "", "")
+            .join_store(&room_id, request.name, Credentials::Creator)
             .await?;
         self.reply(server::encode(
             kind::ROOM_CREATED,
@@ -257,14 +289,9 @@ impl Session {
             return Err(texts::ROOM_NOT_FOUND);
         }
         tracing::Span::current().record("room", request.room_id);
+        let credentials = Credentials::of_joiner(request.password, request.ticket);
         let joined = self
-            .join_store(
-                request.room_id,
-                request.name,
-                false,
-                request.password,
-                request.ticket,
-            )
+            .join_store(request.room_id, request.name, credentials)
             .await?;
         let room_id = joined.room.id.clone();
         let color = member_color(self.id.as_str());
@@ -302,21 +329,20 @@ impl Session {
         })
     }
 
-    /// Adds this member to the room record, checking the password through
-    /// the gateway when the store says the room has one.
+    /// Adds this member to the room record, checking its credentials
+    /// through the gateway when the store says the room has a password.
     async fn join_store(
         &mut self,
         room_id: &str,
         name: &str,
-        mut password_checked: bool,
-        password: &str,
-        ticket: &str,
+        credentials: Credentials<'_>,
     ) -> Result<Joined, Reject> {
         // A room this relay hosts but the store has lost is written back
         // once (crate::heal) before a join is refused with E001.
         let mut restored = false;
+        let mut password_checked = matches!(credentials, Credentials::Creator);
         for _ in 0..MEMBER_ID_ATTEMPTS {
-            self.joined_at = store::unix_millis();
+            self.joined_at = self.relay.config.clock.now_millis();
             let member = MemberRecord {
                 id: self.id,
                 name: name.to_owned(),
@@ -324,7 +350,7 @@ impl Session {
                 node: self.relay.config.node_id.clone(),
                 joined_at: self.joined_at,
             };
-            let now = store::unix_secs();
+            let now = self.relay.config.clock.now_secs();
             match self
                 .relay
                 .store
@@ -333,13 +359,15 @@ impl Session {
             {
                 Ok(joined) => return Ok(joined),
                 Err(JoinError::NeedsPassword) if !password_checked => {
-                    if ticket.is_empty() {
-                        self.relay
-                            .authority
-                            .check_password(room_id, password, self.ip)
-                            .await?;
-                    } else {
-                        self.relay.authority.redeem_ticket(room_id, ticket).await?;
+                    let authority = &self.relay.authority;
+                    match credentials {
+                        Credentials::Password(password) => {
+                            authority.check_password(room_id, password, self.ip).await?
+                        }
+                        Credentials::Ticket(ticket) => {
+                            authority.redeem_ticket(room_id, ticket).await?
+                        }
+                        Credentials::Creator => {}
                     }
                     password_checked = true;
                 }
@@ -457,6 +485,7 @@ impl Session {
                         kind::MEMBER_LEFT,
                         &MemberLeft {
                             id: self.id.as_str(),
+                            reason: "",
                         },
                     );
                     let _ = self
@@ -481,11 +510,10 @@ impl Session {
         let Some(room) = self.current_room() else {
             return;
         };
-        if self.peer.active_transfer().is_some() {
-            if let Some(transfer_id) = self.peer.end_transfer(false) {
-                let frame = server::file_cancel(self.id.as_str(), &transfer_id);
-                let _ = self.to_others(&room, frame).await;
-            }
+        let cancelled = self.peer.transfers.active().map(|t| t.cancel());
+        if let Some(transfer_id) = cancelled {
+            let frame = server::file_cancel(self.id.as_str(), &transfer_id);
+            let _ = self.to_others(&room, frame).await;
         }
         self.leave_room().await;
     }
@@ -513,7 +541,7 @@ impl Session {
         let room = self.in_room()?;
         let message = Sealed::parse_message(data)?;
         self.check_chat_rate()?;
-        let now = store::unix_millis();
+        let now = self.relay.config.clock.now_millis();
         let frame = self.relayed(kind::RELAY_MESSAGE, &message, now);
         self.to_others(&room, frame).await?;
         if room.listed {
@@ -539,7 +567,11 @@ impl Session {
     async fn send_reaction(&mut self, data: &ValueRef<'_>) -> Result<(), Reject> {
         let room = self.in_room()?;
         let reaction = Sealed::parse_reaction(data)?;
-        let frame = self.relayed(kind::RELAY_REACTION, &reaction, store::unix_millis());
+        let frame = self.relayed(
+            kind::RELAY_REACTION,
+            &reaction,
+            self.relay.config.clock.now_millis(),
+        );
         self.to_others(&room, frame).await
     }
 
@@ -560,12 +592,15 @@ impl Session {
 
     async fn file_meta(&mut self, data: &ValueRef<'_>) -> Result<(), Reject> {
         let room = self.in_room()?;
-        if self.peer.active_transfer().is_some() {
+        if self.peer.transfers.active().is_some() {
             return Err(texts::ACTIVE_TRANSFER);
         }
         let meta = FileMeta::parse(data)?;
         self.check_transfer_id(meta.transfer_id)?;
-        self.peer.start_transfer(meta.transfer_id);
+        self.peer
+            .transfers
+            .start(meta.transfer_id)
+            .map_err(|_| texts::ACTIVE_TRANSFER)?;
         let frame = server::encode_sized(
             kind::RELAY_FILE_META,
             &RelayFileMeta {
@@ -574,7 +609,7 @@ impl Session {
                 transfer_id: meta.transfer_id,
                 iv: meta.iv,
                 ciphertext: meta.ciphertext,
-                t: store::unix_millis(),
+                t: self.relay.config.clock.now_millis(),
             },
             meta.ciphertext.len() + meta.transfer_id.len(),
         );
@@ -582,25 +617,32 @@ impl Session {
     }
 
     /// A transfer id is kept while its transfer runs and travels in bus
-    /// headers: it may be at most `max_transfer_id_bytes` long.
+    /// headers: it may be at most `max_transfer_id_bytes` long, and never
+    /// longer than the bus carries.
     fn check_transfer_id(&self, transfer_id: &str) -> Result<(), Reject> {
-        if transfer_id.len() > self.relay.config.max_transfer_id_bytes {
+        let limit = self
+            .relay
+            .config
+            .max_transfer_id_bytes
+            .min(store::MAX_TRANSFER_ID_BYTES);
+        if transfer_id.len() > limit {
             return Err(texts::TRANSFER_ID_TOO_LONG);
         }
         Ok(())
     }
 
-    fn check_transfer(&self, transfer_id: &str) -> Result<(), Reject> {
-        match self.peer.active_transfer() {
-            Some(active) if active == transfer_id => Ok(()),
-            _ => Err(texts::TRANSFER_MISMATCH),
-        }
+    /// The active transfer, if it is `transfer_id`.
+    fn check_transfer(&self, transfer_id: &str) -> Result<ActiveTransfer<'_>, Reject> {
+        self.peer
+            .transfers
+            .active_matching(transfer_id)
+            .ok_or(texts::TRANSFER_MISMATCH)
     }
 
     async fn file_chunk(&mut self, data: &ValueRef<'_>) -> Result<(), Reject> {
         let room = self.in_room()?;
         let chunk = FileChunk::parse(data)?;
-        self.check_transfer(chunk.transfer_id)?;
+        drop(self.check_transfer(chunk.transfer_id)?);
         let frame = server::encode_sized(
             kind::RELAY_FILE_CHUNK,
             &RelayFileChunk {
@@ -623,8 +665,12 @@ impl Session {
         } else {
             TransferRef::parse_cancel(data)?
         };
-        self.check_transfer(reference.transfer_id)?;
-        self.peer.end_transfer(completed);
+        let transfer = self.check_transfer(reference.transfer_id)?;
+        if completed {
+            transfer.complete();
+        } else {
+            transfer.cancel();
+        }
         let message_type = if completed {
             kind::RELAY_FILE_COMPLETE
         } else {
@@ -656,6 +702,87 @@ impl Session {
             transfer_id: ack.transfer_id.to_owned(),
         };
         self.publish(&room, target, frame).await
+    }
+}
+
+/// The room-owner extension (PROTOCOL.md §2.9; the relay side of the kick is
+/// in [`crate::owner`]).
+impl Session {
+    /// Kick: the owner removes a member, on whichever relay it is.
+    async fn kick(&mut self, data: &ValueRef<'_>) -> Result<(), Reject> {
+        let room = self.in_room()?;
+        let (kick, member) = client::Kick::parse(data)?;
+        self.spend_room_change()?;
+        self.check_owner(&room, kick.owner).await?;
+        let frame = server::encode(
+            kind::ROOM_CLOSED,
+            &server::RoomClosed {
+                reason: kick.reason.as_str(),
+            },
+        );
+        let target = Target::Kick {
+            member,
+            reason: kick.reason,
+        };
+        self.publish(&room, target, frame).await
+    }
+
+    /// The owner secret must hash to the room record's owner hash.
+    async fn check_owner(&self, room: &LocalRoom, secret: &str) -> Result<(), Reject> {
+        match self.relay.store.owner_hash(&room.id).await {
+            Ok(Some(stored)) if crate::owner::owns(&stored, secret) => Ok(()),
+            Ok(Some(_)) => Err(texts::NOT_OWNER),
+            Ok(None) => Err(Reject::new(
+                protocol::ErrorCode::NotInRoom,
+                "room no longer exists",
+            )),
+            Err(e) => {
+                tracing::warn!(room = %room.id, error = %e, "owner check failed");
+                Err(texts::UNAVAILABLE)
+            }
+        }
+    }
+
+    /// SendDirect: an encrypted message to one member only.
+    async fn send_direct(&mut self, data: &ValueRef<'_>) -> Result<(), Reject> {
+        let room = self.in_room()?;
+        let (direct, to) = client::Direct::parse(data, self.relay.config.max_direct_bytes)?;
+        let frame = server::encode_sized(
+            kind::RELAY_DIRECT,
+            &server::RelayDirect {
+                sender_id: self.id.as_str(),
+                iv: direct.iv,
+                ciphertext: direct.ciphertext,
+                t: store::unix_millis(),
+            },
+            direct.iv.len() + direct.ciphertext.len(),
+        );
+        self.publish(&room, Target::Member { id: to }, frame).await
+    }
+
+    /// SetRoomSecret: the owner sets a new join password and/or hands the
+    /// capability over (the gateway hashes and checks).
+    async fn set_room_secret(&mut self, data: &ValueRef<'_>) -> Result<(), Reject> {
+        let room = self.in_room()?;
+        let request = client::SetRoomSecret::parse(data)?;
+        self.spend_room_change()?;
+        let answer = server::RoomSecretSet {
+            password: request.password.is_some(),
+            owner: request.owner_hash.is_some(),
+        };
+        self.relay
+            .authority
+            .set_room_secret(
+                &room.id,
+                gateway::RoomSecretRequest {
+                    owner: request.owner.to_owned(),
+                    password: request.password.map(str::to_owned),
+                    owner_hash: request.owner_hash.map(str::to_owned),
+                },
+            )
+            .await?;
+        self.reply(server::encode(kind::ROOM_SECRET_SET, &answer));
+        Ok(())
     }
 }
 
@@ -715,34 +842,6 @@ impl Drop for Session {
     }
 }
 
-/// Publishes one frame on a room's channel; a bus failure becomes an error
-/// frame for the sender (never silence).
-pub(crate) async fn publish(
-    relay: &Relay,
-    room: &LocalRoom,
-    target: Target,
-    frame: Bytes,
-) -> Result<(), Reject> {
-    static PUBLISH_FAILED: WarnLimit = WarnLimit::new();
-    relay.metrics.publishes.inc();
-    let started = Instant::now();
-    let published = relay
-        .bus
-        .publish(&room.id, BusMessage { target, frame })
-        .await;
-    relay
-        .metrics
-        .publish_seconds
-        .observe(started.elapsed().as_secs_f64());
-    published.map_err(|e| {
-        relay.metrics.publish_errors.inc();
-        if let Some(suppressed) = PUBLISH_FAILED.check() {
-            tracing::warn!(room = %room.id, error = %e, suppressed, "publish failed");
-        }
-        texts::UNAVAILABLE
-    })
-}
-
 /// The budget a client message spends, if any (`frame_len`: its size).
 fn budget_kind(t: MessageType, frame_len: usize) -> Option<Kind> {
     match t {
@@ -752,7 +851,8 @@ fn budget_kind(t: MessageType, frame_len: usize) -> Option<Kind> {
         | MessageType::SendFileChunk
         | MessageType::SendFileComplete
         | MessageType::SendFileCancel
-        | MessageType::SendFileAck => Some(Kind::File(frame_len)),
+        | MessageType::SendFileAck
+        | MessageType::SendDirect => Some(Kind::File(frame_len)),
         // Room changes are counted once parsed (spend_room_change).
         MessageType::CreateRoom
         | MessageType::JoinRoom
@@ -760,6 +860,8 @@ fn budget_kind(t: MessageType, frame_len: usize) -> Option<Kind> {
         | MessageType::LeaveRoom
         | MessageType::Pong
         | MessageType::Match(_)
-        | MessageType::Unknown(_) => None,
+        | MessageType::Unknown(_)
+        | MessageType::Kick
+        | MessageType::SetRoomSecret => None,
     }
 }

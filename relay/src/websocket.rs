@@ -40,7 +40,7 @@ pub mod opcode {
     pub const PONG: u8 = 0xA;
 }
 
-/// Close codes this server sends (documented in `docs/PROTOCOL.md`).
+/// Close codes this server sends (documented in `docs/PROTOCOL.md` §10).
 pub mod close_code {
     /// Normal closure.
     pub const NORMAL: u16 = 1000;

@@ -155,7 +155,7 @@ async fn run(config: Config) -> Result<(), String> {
         http_config,
         Arc::new(move || online.load(Ordering::Relaxed)),
     ));
-    let admin = Arc::new(gateway::metrics::AdminApi::new(gateway.clone()));
+    let admin = Arc::new(gateway::admin::admin_api(gateway.clone()));
     let internal = Arc::new(InternalApi::new(
         gateway,
         InternalConfig {
@@ -188,21 +188,21 @@ async fn run(config: Config) -> Result<(), String> {
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
-    let public = tokio::spawn(gateway::server::serve_with(
+    let public = tokio::spawn(edge::http::serve_with(
         public_listener,
         http,
         public_tls,
         stopped(stop_rx.clone()),
         limits,
     ));
-    let internal = tokio::spawn(gateway::server::serve_with(
+    let internal = tokio::spawn(edge::http::serve_with(
         internal_listener,
         internal,
         internal_tls,
         stopped(stop_rx.clone()),
         limits,
     ));
-    let admin = tokio::spawn(gateway::server::serve_with(
+    let admin = tokio::spawn(edge::http::serve_with(
         admin_listener,
         admin,
         admin_tls,

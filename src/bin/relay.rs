@@ -103,7 +103,7 @@ impl server::HttpFallback for WebClient {
         _peer: std::net::SocketAddr,
     ) -> hyper::Response<server::Body> {
         match request.uri().path() {
-            "/ping" => server::text(hyper::StatusCode::OK, "pong"),
+            "/ping" => edge::http::plain_text(hyper::StatusCode::OK, "pong"),
             path => gateway::web::serve(request.method(), path, &self.0),
         }
     }

@@ -8,6 +8,7 @@
 
 use async_trait::async_trait;
 use bytes::{BufMut, Bytes, BytesMut};
+use protocol::client::KickReason;
 use protocol::member::MemberId;
 
 /// Who, among a room's members, receives a bus message.
@@ -38,6 +39,16 @@ pub enum Target {
     /// room missing; on a Redis Cluster only the master holding it may have
     /// lost its data, which the others cannot notice by themselves).
     RestoreRoom,
+    /// One member only (a directed message, extension), on whichever relay
+    /// holds it.
+    Member { id: MemberId },
+    /// The owner kicked `member` (extension): the relay holding it takes it
+    /// out of the room and sends it the frame (RoomClosed with the reason),
+    /// then announces MemberLeft with the reason to the others.
+    Kick {
+        member: MemberId,
+        reason: KickReason,
+    },
 }
 
 /// A routed, encoded frame.
@@ -48,14 +59,30 @@ pub struct BusMessage {
     pub frame: Bytes,
 }
 
+/// Longest transfer id a bus message carries, bytes (a one-byte length on
+/// the wire). Relays refuse longer ids from clients; a longer id given to
+/// the bus is cut to this (at a character boundary) on every target alike.
+pub const MAX_TRANSFER_ID_BYTES: usize = u8::MAX as usize;
+
+/// `transfer_id` as it travels: at most [`MAX_TRANSFER_ID_BYTES`] long.
+fn wire_transfer_id(transfer_id: &str) -> &str {
+    let mut end = transfer_id.len().min(MAX_TRANSFER_ID_BYTES);
+    while !transfer_id.is_char_boundary(end) {
+        end -= 1;
+    }
+    &transfer_id[..end]
+}
+
 const WIRE_VERSION: u8 = 1;
 const TAG_ROOM_ALL: u8 = 0;
 const TAG_ROOM_EXCEPT: u8 = 1;
 const TAG_TRANSFER: u8 = 2;
 const TAG_CLOSE: u8 = 3;
 const TAG_TRANSFER_ENDED: u8 = 4;
-const TAG_MEMBERS: u8 = 5;
-const TAG_RESTORE_ROOM: u8 = 6;
+const TAG_MEMBER: u8 = 5;
+const TAG_KICK: u8 = 6;
+const TAG_MEMBERS: u8 = 7;
+const TAG_RESTORE_ROOM: u8 = 8;
 
 /// A bus payload that is not ours (wrong version, truncated).
 #[derive(Debug, Clone, thiserror::Error)]
@@ -75,10 +102,9 @@ impl BusMessage {
             }
             Target::TransferSender { transfer_id } => {
                 out.put_u8(TAG_TRANSFER);
-                // Transfer ids longer than 255 bytes are cut; ids are UUIDs.
-                let id = &transfer_id.as_bytes()[..transfer_id.len().min(255)];
+                let id = wire_transfer_id(transfer_id);
                 out.put_u8(id.len() as u8);
-                out.put_slice(id);
+                out.put_slice(id.as_bytes());
             }
             Target::CloseRoom => out.put_u8(TAG_CLOSE),
             Target::RestoreRoom => out.put_u8(TAG_RESTORE_ROOM),
@@ -97,9 +123,22 @@ impl BusMessage {
             } => {
                 out.put_u8(TAG_TRANSFER_ENDED);
                 out.put_slice(sender.as_bytes());
-                // Not cut: the sender's relay compares the whole id.
-                out.put_u32(transfer_id.len() as u32);
-                out.put_slice(transfer_id.as_bytes());
+                // A four-byte length (wire version 1), the same limit.
+                let id = wire_transfer_id(transfer_id);
+                out.put_u32(id.len() as u32);
+                out.put_slice(id.as_bytes());
+            }
+            Target::Member { id } => {
+                out.put_u8(TAG_MEMBER);
+                out.put_slice(id.as_bytes());
+            }
+            Target::Kick { member, reason } => {
+                out.put_u8(TAG_KICK);
+                out.put_slice(member.as_bytes());
+                out.put_u8(match reason {
+                    KickReason::Kicked => 0,
+                    KickReason::Rekeyed => 1,
+                });
             }
         }
         out.put_slice(&self.frame);
@@ -160,6 +199,21 @@ impl BusMessage {
                 };
                 (target, 2 + 12 + len)
             }
+            TAG_MEMBER => (
+                Target::Member {
+                    id: member_at(rest)?,
+                },
+                10,
+            ),
+            TAG_KICK => {
+                let member = member_at(rest)?;
+                let reason = match rest.get(8) {
+                    Some(0) => KickReason::Kicked,
+                    Some(1) => KickReason::Rekeyed,
+                    _ => return Err(MalformedBusMessage),
+                };
+                (Target::Kick { member, reason }, 11)
+            }
             _ => return Err(MalformedBusMessage),
         };
         Ok(BusMessage {
@@ -167,6 +221,13 @@ impl BusMessage {
             frame: wire.slice(header_len..),
         })
     }
+}
+
+/// The member id in the first 8 bytes of `rest`.
+fn member_at(rest: &[u8]) -> Result<MemberId, MalformedBusMessage> {
+    let id = rest.get(..8).ok_or(MalformedBusMessage)?;
+    let id = std::str::from_utf8(id).map_err(|_| MalformedBusMessage)?;
+    MemberId::parse(id).ok_or(MalformedBusMessage)
 }
 
 /// The bus is unreachable (Redis down or reconnecting).
@@ -241,7 +302,14 @@ mod tests {
             },
             Target::TransferEnded {
                 sender: MemberId::parse("0123abcd").unwrap(),
-                transfer_id: "t".repeat(300),
+                transfer_id: "t".repeat(MAX_TRANSFER_ID_BYTES),
+            },
+            Target::Member {
+                id: MemberId::parse("0123abcd").unwrap(),
+            },
+            Target::Kick {
+                member: MemberId::parse("0123abcd").unwrap(),
+                reason: KickReason::Rekeyed,
             },
         ] {
             let msg = BusMessage {
@@ -250,6 +318,39 @@ mod tests {
             };
             assert_eq!(BusMessage::from_wire(msg.to_wire()).unwrap(), msg);
         }
+    }
+
+    #[test]
+    fn every_target_cuts_a_long_transfer_id_at_the_same_limit() {
+        // 'é' is two bytes: the cut falls inside one and backs off to 254.
+        let long = format!("tt{}", "é".repeat(200));
+        let cut = &long[..MAX_TRANSFER_ID_BYTES - 1];
+        let sender = MemberId::parse("0123abcd").unwrap();
+        let round_trip = |target| {
+            let msg = BusMessage {
+                target,
+                frame: Bytes::new(),
+            };
+            BusMessage::from_wire(msg.to_wire()).unwrap().target
+        };
+        assert_eq!(
+            round_trip(Target::TransferSender {
+                transfer_id: long.clone()
+            }),
+            Target::TransferSender {
+                transfer_id: cut.to_owned()
+            }
+        );
+        assert_eq!(
+            round_trip(Target::TransferEnded {
+                sender,
+                transfer_id: long.clone()
+            }),
+            Target::TransferEnded {
+                sender,
+                transfer_id: cut.to_owned()
+            }
+        );
     }
 
     #[test]
@@ -263,9 +364,12 @@ mod tests {
             b"\x01\x09",
             b"\x01\x040123abcd\x00\x00\x00\x05abc",
             b"\x01\x040123abcd\x00\x00",
-            b"\x01\x05",
-            b"\x01\x05\x020123abcd",
-            b"\x01\x05\x01zzzzzzzz",
+            b"\x01\x050123abc",
+            b"\x01\x060123abcd",
+            b"\x01\x060123abcd\x02",
+            b"\x01\x07",
+            b"\x01\x07\x020123abcd",
+            b"\x01\x07\x01zzzzzzzz",
         ] {
             assert!(BusMessage::from_wire(Bytes::copy_from_slice(wire)).is_err());
         }

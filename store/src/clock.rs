@@ -6,12 +6,13 @@
 //! without racing the real time. Production code is handed [`SystemClock`];
 //! tests hand in a [`ManualClock`].
 //!
-//! Today the daily topic (`gateway::daily`) runs on it: which UTC day it is,
-//! and the next 00:00 UTC its room expires at. The other users of
-//! [`crate::unix_secs`] and [`crate::unix_millis`] (room expiry, tickets,
-//! activity windows) still read the system time directly; moving them is a
-//! matter of passing a [`SharedClock`] where they are built and calling
-//! [`Clock::now_secs`] / [`Clock::now_millis`] instead.
+//! The gateway (`GatewayConfig::clock`: room expiry at creation and lookup,
+//! join tickets, the directory's expiry filter, the daily topic) and the
+//! relay (`RelayConfig::clock`: the expiry sweep, joins, message and ping
+//! timestamps) decide by the clock they are configured with. The engines
+//! take "now" as an argument from their callers; [`crate::unix_secs`] and
+//! [`crate::unix_millis`] remain for what only measures (log rate limits)
+//! and for [`SystemClock`] itself.
 //!
 //! A clock only says what time it is. Waiting (`tokio::time::sleep`) stays on
 //! the runtime's timer: code that sleeps until a wall-clock instant computes

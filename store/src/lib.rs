@@ -29,12 +29,12 @@ pub mod testing;
 pub mod warn_limit;
 pub mod window;
 
-pub use bus::{Bus, BusError, BusMessage, BusSink, Target};
+pub use bus::{Bus, BusError, BusMessage, BusSink, Target, MAX_TRANSFER_ID_BYTES};
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use room::{
     Departure, JoinError, Joined, Left, Listing, ListingView, MemberRecord, MemberRestored,
     NewRoom, NodeState, Restored, RoomGuess, RoomRecord, RoomRestore, RoomRestored, RoomStore,
-    StoreError,
+    SecretOutcome, SecretUpdate, StoreError,
 };
 
 /// Seconds since the Unix epoch (room timestamps).

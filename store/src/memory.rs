@@ -16,14 +16,11 @@ use protocol::member::MemberId;
 use crate::bus::{Bus, BusError, BusMessage, BusSink};
 use crate::room::{
     Departure, JoinError, Joined, Left, Listing, ListingView, MemberRecord, NewRoom, RoomGuess,
-    RoomRecord, RoomStore, StoreError,
+    RoomRecord, RoomStore, SecretOutcome, SecretUpdate, StoreError, ACTIVITY_WINDOW_MS,
+    MAX_ACTIVITY_PER_ROOM,
 };
 use crate::window::{CounterTable, Window};
 
-/// Most chat messages remembered per listed room for the 5-minute count.
-pub const MAX_ACTIVITY_PER_ROOM: usize = 10_000;
-/// The activity window.
-const ACTIVITY_WINDOW_MS: i64 = 5 * 60 * 1000;
 /// How long an expired room kept while empty (a daily topic nobody is in)
 /// stays before it is dropped: the Redis engine's default grace. A room with
 /// members is destroyed by its relay at expiry instead.
@@ -66,6 +63,8 @@ struct RoomEntry {
     guesses: Option<Box<RoomGuesses>>,
     /// Survives having no members (a daily topic).
     keep_while_empty: bool,
+    /// SHA-256 hex of the owner secret, or empty.
+    owner_hash: String,
 }
 
 /// A password room's guess counters (wrong guesses and guesses being
@@ -198,6 +197,7 @@ impl RoomStore for MemoryEngine {
                 unjoined_deadline,
                 guesses: None,
                 keep_while_empty: room.keep_while_empty,
+                owner_hash: room.owner_hash,
             },
         );
         Ok(true)
@@ -260,6 +260,36 @@ impl RoomStore for MemoryEngine {
             was_member,
             destroyed,
         })
+    }
+
+    async fn owner_hash(&self, room_id: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .state()
+            .rooms
+            .get(room_id)
+            .map(|r| r.owner_hash.clone()))
+    }
+
+    async fn update_room_secrets(
+        &self,
+        room_id: &str,
+        owner_hash: &str,
+        update: SecretUpdate,
+    ) -> Result<SecretOutcome, StoreError> {
+        let mut state = self.state();
+        let Some(room) = state.rooms.get_mut(room_id) else {
+            return Ok(SecretOutcome::NotFound);
+        };
+        if owner_hash.is_empty() || room.owner_hash != owner_hash {
+            return Ok(SecretOutcome::NotOwner);
+        }
+        if let Some(password_hash) = update.password_hash {
+            room.record.password_hash = password_hash;
+        }
+        if let Some(owner_hash) = update.owner_hash {
+            room.owner_hash = owner_hash;
+        }
+        Ok(SecretOutcome::Updated)
     }
 
     async fn destroy(&self, room_id: &str) -> Result<(), StoreError> {
@@ -523,6 +553,7 @@ mod tests {
             },
             unjoined_ttl: Duration::from_secs(60),
             keep_while_empty: false,
+            owner_hash: String::new(),
         }
     }
 

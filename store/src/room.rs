@@ -4,6 +4,13 @@ use async_trait::async_trait;
 use protocol::member::MemberId;
 use std::time::Duration;
 
+/// Most chat messages remembered per listed room for its activity count
+/// ([`RoomStore::count_activity`]); every engine caps at this.
+pub const MAX_ACTIVITY_PER_ROOM: usize = 10_000;
+/// The window of a listed room's activity count (the directory's "messages
+/// in the last 5 minutes"), milliseconds; the same in every engine.
+pub const ACTIVITY_WINDOW_MS: i64 = 5 * 60 * 1000;
+
 /// A backend failure (Redis unreachable, a script error). Callers answer
 /// the client with an error frame; nothing panics.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -53,6 +60,32 @@ pub struct NewRoom {
     /// join it first. It ends at its expiry (plus the engine's grace) or by
     /// [`RoomStore::destroy`].
     pub keep_while_empty: bool,
+    /// Extension: SHA-256 hex of the owner secret the creator keeps, or
+    /// empty (the room has no owner). Kept in the room record, read by
+    /// [`RoomStore::owner_hash`], changed by
+    /// [`RoomStore::update_room_secrets`].
+    pub owner_hash: String,
+}
+
+/// What [`RoomStore::update_room_secrets`] changes; `None` keeps a value.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SecretUpdate {
+    /// A new argon2id PHC string of the join password.
+    pub password_hash: Option<String>,
+    /// A new owner hash (the capability handed over).
+    pub owner_hash: Option<String>,
+}
+
+/// The outcome of [`RoomStore::update_room_secrets`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretOutcome {
+    /// Changed.
+    Updated,
+    /// No such room.
+    NotFound,
+    /// The room's owner hash is not the one given (or the room has none):
+    /// nothing changed.
+    NotOwner,
 }
 
 /// A member, as the room's other members see it.
@@ -278,6 +311,21 @@ pub trait RoomStore: Send + Sync + 'static {
         member_id: MemberId,
         node: &str,
     ) -> Result<Left, StoreError>;
+
+    /// The room's owner hash (extension): `None` when there is no such
+    /// room, `Some("")` when it has no owner.
+    async fn owner_hash(&self, room_id: &str) -> Result<Option<String>, StoreError>;
+
+    /// Changes a room's join password hash and/or owner hash, atomically
+    /// with the check that its owner hash is `owner_hash` (non-empty):
+    /// two owners racing with the same old secret see one order, and a
+    /// hand-over takes effect for every later call.
+    async fn update_room_secrets(
+        &self,
+        room_id: &str,
+        owner_hash: &str,
+        update: SecretUpdate,
+    ) -> Result<SecretOutcome, StoreError>;
 
     /// Removes a room, its members and its listing (expiry). Idempotent.
     async fn destroy(&self, room_id: &str) -> Result<(), StoreError>;

@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arthas_store::{Departure, JoinError, Listing, RoomStore};
+use arthas_store::{Departure, JoinError, Listing, RoomStore, SecretOutcome, SecretUpdate};
 use common::{member, new_room, Fixture, WAIT};
 use protocol::member::MemberId;
 use tokio::time::Instant;
@@ -603,6 +603,70 @@ async fn one_daily_topic_per_day_under_concurrent_listing(f: Fixture) {
         .unwrap());
 }
 
+/// The owner hash lives in the room record; secrets change only with it
+/// (compare and set), and a hand-over retires the old hash at once.
+async fn room_secrets_change_only_with_the_owner_hash(f: Fixture) {
+    let s = f.store().await;
+    let owner = "a".repeat(64);
+    let next = "b".repeat(64);
+    let mut room = new_room("owned", 5, "");
+    room.owner_hash = owner.clone();
+    assert!(s.create_room(room).await.unwrap());
+    assert!(s.create_room(new_room("ownerless", 5, "")).await.unwrap());
+    assert_eq!(s.owner_hash("owned").await.unwrap(), Some(owner.clone()));
+    assert_eq!(
+        s.owner_hash("ownerless").await.unwrap(),
+        Some(String::new())
+    );
+    assert_eq!(s.owner_hash("missing").await.unwrap(), None);
+    let update = |password: &str, owner: Option<&str>| SecretUpdate {
+        password_hash: Some(password.to_owned()),
+        owner_hash: owner.map(str::to_owned),
+    };
+    assert_eq!(
+        s.update_room_secrets("missing", &owner, update("h", None))
+            .await
+            .unwrap(),
+        SecretOutcome::NotFound
+    );
+    assert_eq!(
+        s.update_room_secrets("ownerless", "", update("h", None))
+            .await
+            .unwrap(),
+        SecretOutcome::NotOwner
+    );
+    assert_eq!(
+        s.update_room_secrets("owned", &next, update("h", None))
+            .await
+            .unwrap(),
+        SecretOutcome::NotOwner
+    );
+    assert!(!s.room("owned").await.unwrap().unwrap().has_password());
+    assert_eq!(
+        s.update_room_secrets("owned", &owner, update("phc", Some(&next)))
+            .await
+            .unwrap(),
+        SecretOutcome::Updated
+    );
+    assert_eq!(s.room("owned").await.unwrap().unwrap().password_hash, "phc");
+    assert_eq!(s.owner_hash("owned").await.unwrap(), Some(next.clone()));
+    let now = arthas_store::unix_secs();
+    assert_eq!(
+        s.join("owned", member(1, "n1"), false, now)
+            .await
+            .unwrap_err(),
+        JoinError::NeedsPassword,
+        "the new password is required from now on"
+    );
+    assert_eq!(
+        s.update_room_secrets("owned", &owner, update("x", None))
+            .await
+            .unwrap(),
+        SecretOutcome::NotOwner,
+        "the handed-over hash no longer works"
+    );
+}
+
 macro_rules! contract {
     ($($name:ident),* $(,)?) => {
         mod memory {
@@ -655,6 +719,7 @@ contract!(
     concurrent_sweepers_get_each_departure_once,
     a_room_kept_while_empty_outlives_its_members,
     one_daily_topic_per_day_under_concurrent_listing,
+    room_secrets_change_only_with_the_owner_hash,
 );
 
 /// Redis: a joined room's three keys (record, members, node counts) carry the room's lifetime

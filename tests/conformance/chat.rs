@@ -360,7 +360,7 @@ async fn reaction_with_empty_or_bin_fields_gets_e005() {
         map! {"iv" => "i", "ciphertext" => b"c".to_vec()},
     ] {
         a.send(t::SEND_REACTION, data).await;
-        // PROTOCOL.md §2.7 gives the code but not the text for this case.
+        // PROTOCOL.md §2.7: E005 (with SendMessage's text); clients act on the code.
         a.expect_error_code("E005").await;
     }
     assert_room_chats(&mut [&mut a, &mut b]).await;
@@ -397,28 +397,37 @@ async fn messages_stay_in_their_room() {
 
 #[tokio::test]
 async fn rate_limit_window_is_sliding_not_fixed() {
+    use std::time::Duration;
+    use tokio::time::{sleep_until, Instant};
+    const WINDOW: Duration = Duration::from_millis(1500);
     let env = Env::start_with(
         Opts::new()
             .flag("--chat-rate-limit", 3)
-            .flag("--chat-rate-window-ms", 1500),
+            .flag("--chat-rate-window-ms", WINDOW.as_millis() as u64),
     )
     .await;
     let [mut a, mut b] = open_room::<2>(&env).await;
-    let t0 = tokio::time::Instant::now();
+    // The relay counts a message when it handles it: after the test sent it, before the other
+    // member received it. The relay and the test read the same monotonic clock, so each
+    // message's count time is bracketed by the test's own readings.
     send_n(&mut a, &mut b, 2).await;
-    tokio::time::sleep_until(t0 + std::time::Duration::from_millis(1000)).await;
+    let first_two_counted_by = Instant::now();
+    sleep_until(first_two_counted_by + WINDOW / 2).await;
+    let third_counted_from = Instant::now();
     send_n(&mut a, &mut b, 1).await;
-    // At 1.7 s the first two have left the window but the third has not: two more fit, a
-    // third does not (a fixed 1.5 s window would have reset and allowed three).
-    tokio::time::sleep_until(t0 + std::time::Duration::from_millis(1700)).await;
+    // From here on the first two have left the window for certain, the third has not (until
+    // third_counted_from + WINDOW at the earliest): two more fit, a third does not (a fixed
+    // window, reset by now, would allow three).
+    sleep_until(first_two_counted_by + WINDOW).await;
     send_n(&mut a, &mut b, 2).await;
     a.send(t::SEND_MESSAGE, map! {"iv" => "i", "ciphertext" => "over"})
         .await;
     a.expect_error("E004", "rate limited, please slow down")
         .await;
     assert!(
-        t0.elapsed() < std::time::Duration::from_millis(2400),
-        "the test ran too slowly to be meaningful ({:?})",
-        t0.elapsed()
+        Instant::now() < third_counted_from + WINDOW,
+        "the third message may have left the window before the last was refused: the machine \
+         was too slow for this test to be meaningful ({:?} after the third was sent)",
+        third_counted_from.elapsed()
     );
 }

@@ -1,5 +1,5 @@
 //! The connection layer: /ws path, origin check, WS and app pings, read timeout, graceful
-//! shutdown, /ping (PROTOCOL.md §1, §9; CONTRACT.md close codes 1001 and 4002).
+//! shutdown, /ping (PROTOCOL.md §1, §9, §10 close codes 1001 and 4002).
 
 use std::time::Duration;
 

@@ -250,7 +250,7 @@ async fn expiry_cancels_active_transfers_to_everyone_including_the_sender() {
     let a_id = a.id.clone();
     for (node, m) in [(0, &mut a), (1, &mut b), (2, &mut c)] {
         let (ty, cancel) = next_skipping_warning(m).await;
-        // PROTOCOL.md §0 "Expiry": in a cluster, a member on another relay than the sender's
+        // PROTOCOL.md §4 "Close": in a cluster, a member on another relay than the sender's
         // may get RoomClosed from its own relay before the sender's relay cancels the
         // transfer; it has left the room by then, so the cancel is not for it any more.
         if ty == t::ROOM_CLOSED && !env.same_process(node, 0) {

@@ -431,7 +431,7 @@ async fn leave_does_not_clear_an_active_transfer() {
 
 #[tokio::test]
 async fn stale_transfer_is_cleared_silently() {
-    // CONTRACT.md: a transfer is stale exactly --file-transfer-stale-secs after its Meta (there
+    // PROTOCOL.md §6: a transfer is stale exactly --file-transfer-stale-secs after its Meta (there
     // is no sweep period flag).
     let env = Env::start_with(Opts::new().flag("--file-transfer-stale-secs", 1)).await;
     let [mut a, mut b] = open_room::<2>(&env).await;

@@ -1,5 +1,5 @@
 //! The public room directory: listing on CreateRoom, E010/E011, /api/hub queries, paging,
-//! errors, CORS, rate limit, /api/hub/stats (PROTOCOL.md §2.1 step 10, §9).
+//! errors, CORS, rate limit, /api/hub/stats (PROTOCOL.md §2.1 step 12, §9).
 
 use std::time::Duration;
 

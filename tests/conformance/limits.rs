@@ -1,4 +1,4 @@
-//! Size limits and slow consumers (PROTOCOL.md §1 max inbound message, §8; CONTRACT.md close
+//! Size limits and slow consumers (PROTOCOL.md §1.2 max inbound message, §1.4, §8, §10 close
 //! codes 1009 and 4001, --max-outbound-queue-bytes).
 
 use std::time::Duration;

@@ -1,5 +1,5 @@
 //! The server never logs ciphertext, IVs or passwords, even at trace level
-//! (ARCHITECTURE.md invariant 1; PROTOCOL.md §3 "plain-text passwords are never seen").
+//! (ARCHITECTURE.md invariant 1; PROTOCOL.md §3 "no plain-text password ever reaches a server").
 //! In a cluster env every process's logs are checked: each relay's and the gateway's.
 
 use crate::map;

@@ -1,4 +1,4 @@
-//! Password rooms (PROTOCOL.md §3, §2.1 step 4, §2.2 steps 4-7, CONTRACT.md guess limits).
+//! Password rooms (PROTOCOL.md §3 with its guess limits, §2.1 step 4, §2.2 steps 5-6).
 
 use crate::map;
 use crate::support::msg::password_hash;

@@ -509,7 +509,7 @@ async fn full_room_at_default_capacity_of_50() {
     assert_eq!(ids.len(), 50, "member ids must be unique within the room");
     // The first member saw exactly 49 joins and nothing else: in join order on one node. In a
     // cluster each joiner's relay publishes its MemberJoined after the joiner got RoomJoined
-    // (PROTOCOL.md §0 "Join vs MemberJoined order"), so two joins made back to back through
+    // (PROTOCOL.md §2.2 step 7), so two joins made back to back through
     // different relays may be announced in either order: there, each join exactly once.
     let mut seen = Vec::new();
     for _ in &others {

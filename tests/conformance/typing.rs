@@ -1,4 +1,4 @@
-//! Typing indicators, plain and encrypted (PROTOCOL.md §2.5 and our decision in §Decisions).
+//! Typing indicators, plain and encrypted (PROTOCOL.md §2.5, and §12 for how it differs from the reference).
 
 use rmpv::Value;
 

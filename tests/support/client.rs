@@ -54,6 +54,11 @@ pub mod t {
     pub const RELAY_FILE_CANCEL: u8 = 0x1D;
     pub const RELAY_FILE_ACK: u8 = 0x1E;
     pub const MATCH_ERROR: u8 = 0x2B;
+    pub const KICK: u8 = 0x40;
+    pub const SEND_DIRECT: u8 = 0x41;
+    pub const SET_ROOM_SECRET: u8 = 0x42;
+    pub const RELAY_DIRECT: u8 = 0x50;
+    pub const ROOM_SECRET_SET: u8 = 0x51;
 }
 
 /// A readable name for a message type, for failure messages.
@@ -75,6 +80,8 @@ pub fn type_name(ty: u8) -> &'static str {
         0x1D => "RelayFileCancel",
         0x1E => "RelayFileAck",
         0x28..=0x2F => "match message",
+        0x50 => "RelayDirect",
+        0x51 => "RoomSecretSet",
         _ => "unknown",
     }
 }

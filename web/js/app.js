@@ -10,6 +10,7 @@ import {
   hashPassword, parsePayload,
 } from './crypto.js';
 import { RoomSignatures, ANNOUNCEMENT } from './signatures.js';
+import { generateDhKeyPair, joinPasswordOf, newOwnerSecret, openRekey, sealRekey, OWNER_FINGERPRINT } from './rekey.js';
 import { codeFromLink, formatShareCode, parseShareCode, shareLink } from './sharecode.js';
 import { initDirectory } from './directory.js';
 import { initPublicListing } from './publicform.js';
@@ -31,7 +32,7 @@ const COLOR_RE = /^#[0-9a-fA-F]{6}$/;
 const state = {
   conn: null,
   joining: null, // pending create/join: {kind, name, passwordHash, key, keyEncoded, roomId?, expiresAt?, public?, onError?, onJoined?}
-  room: null, // {roomId, key, keyEncoded, name, passwordHash, myId, members, hasPassword, ephemeral, expiresAt, public, closed, rejoining}
+  room: null, // {roomId, key, keyEncoded, prevKey, epoch, owner, ownerSecret, name, passwordHash, myId, members, hasPassword, ephemeral, expiresAt, public, closed, rejoining}
   signatures: null, // RoomSignatures of this room session
   messages: new MessageIndex(), // stableId -> record
   outbox: [],
@@ -156,13 +157,18 @@ async function onCreate(ev) {
     // Export once for the invite link, then keep only a non-extractable copy.
     const keyEncoded = await exportRoomKey(await generateRoomKey());
     const key = await importRoomKey(keyEncoded);
-    const passwordHash = await hashPassword($('create-password').value);
+    const typed = $('create-password').value;
+    // Without a typed password the room's join secret is the one derived
+    // from its key (docs/SECURITY.md §5.3): the share code alone joins.
+    const passwordHash = typed ? await hashPassword(typed) : '';
+    const owner = await newOwnerSecret();
     const expiry = Number($('create-expiry').value) || 0;
     const ephemeral = Number($('create-ephemeral').value) || 0;
     const conn = connection();
     await conn.whenOpen();
-    state.joining = { kind: 'create', name, passwordHash, key, keyEncoded, public: listed.public, title: listed.public ? listed.listing.title : '' };
-    const data = { name, password: passwordHash, ephemeral, expiry };
+    state.joining = { kind: 'create', name, passwordHash, key, keyEncoded, epoch: 0, owner: '', ownerSecret: owner.secret, public: listed.public, title: listed.public ? listed.listing.title : '' };
+    // Only the owner secret's hash goes to the server; the secret stays here.
+    const data = { name, password: passwordHash, ephemeral, expiry, ownerHash: owner.hash };
     // A public room publishes its key with its listing, by the creator's choice.
     if (listed.public) Object.assign(data, { public: true, ...listed.listing, keyEncoded });
     conn.send(C.CREATE_ROOM, data);
@@ -203,10 +209,12 @@ async function startJoin(parsed, name, password, { onError = null, onJoined = nu
   setBusy(true);
   try {
     const key = await importRoomKey(parsed.key);
-    const passwordHash = await hashPassword(password);
+    // A typed password; else, for a link of a rotated key (epoch 1 and up),
+    // the join secret derived from that key (docs/SECURITY.md §5.3).
+    const passwordHash = password ? await hashPassword(password) : (parsed.epoch > 0 ? await joinPasswordOf(parsed.key, parsed.roomId) : '');
     const conn = connection();
     await conn.whenOpen();
-    state.joining = { kind: 'join', name, passwordHash, key, keyEncoded: parsed.key, roomId: parsed.roomId, public: listed, title, onError, onJoined };
+    state.joining = { kind: 'join', name, passwordHash, key, keyEncoded: parsed.key, epoch: parsed.epoch || 0, owner: parsed.owner || '', ownerSecret: '', roomId: parsed.roomId, public: listed, title, onError, onJoined };
     // Only the room id, the name and the hashed password go to the server.
     conn.send(C.JOIN_ROOM, { roomId: parsed.roomId, name, password: passwordHash });
   } catch (err) {
@@ -241,12 +249,17 @@ async function enterRoom(data) {
     showLandingError('The server sent an unexpected answer.');
     return;
   }
-  const signatures = await RoomSignatures.start();
+  const signatures = await RoomSignatures.start({ roomId: data.roomId, epoch: j.epoch, dh: await generateDhKeyPair() });
   resetRoomState();
   state.room = {
     roomId: data.roomId,
     key: j.key,
     keyEncoded: j.keyEncoded,
+    prevKey: null,
+    epoch: j.epoch,
+    // The owner's signing-key fingerprint: ours when we created the room.
+    owner: j.ownerSecret ? await signatures.ownFingerprint(OWNER_FINGERPRINT) : j.owner,
+    ownerSecret: j.ownerSecret,
     name: j.name,
     passwordHash: j.passwordHash,
     myId: me.id,
@@ -321,8 +334,9 @@ function showChat() {
   const eph = $('room-ephemeral');
   eph.hidden = !r.ephemeral;
   if (r.ephemeral) eph.textContent = `Messages vanish after ${formatDuration(r.ephemeral)}`;
-  const code = formatShareCode({ roomId: r.roomId, key: r.keyEncoded, ephemeral: r.ephemeral, expiresAt: r.expiresAt });
-  $('share-link').value = shareLink(location.origin, code);
+  renderShareLink();
+  $('room-owner').hidden = !r.ownerSecret;
+  $('rotate-btn').hidden = !r.ownerSecret;
   $('share-panel').hidden = true;
   $('share-toggle').setAttribute('aria-expanded', 'false');
   $('closed-bar').hidden = true;
@@ -330,6 +344,16 @@ function showChat() {
   setComposerEnabled(true);
   startExpiryTicker();
   $('message-input').focus();
+}
+
+/** The invite link of the current key (it changes with every rotation). */
+function renderShareLink() {
+  const r = state.room;
+  const code = formatShareCode({ roomId: r.roomId, key: r.keyEncoded, ephemeral: r.ephemeral, expiresAt: r.expiresAt, epoch: r.epoch, owner: r.owner });
+  $('share-link').value = shareLink(location.origin, code);
+  $('share-code-plain').value = formatShareCode({ roomId: r.roomId, key: r.keyEncoded, ephemeral: r.ephemeral, expiresAt: r.expiresAt });
+  $('room-epoch').textContent = `Key epoch ${r.epoch}`;
+  $('room-epoch').dataset.epoch = String(r.epoch);
 }
 
 function showLanding() {
@@ -387,7 +411,15 @@ function renderMembers() {
     const dot = el('span', { class: 'dot', 'aria-hidden': 'true' });
     if (COLOR_RE.test(m.color)) dot.style.setProperty('--member-color', m.color);
     const li = el('li', { 'data-member-id': m.id }, dot, el('span', { class: 'member-name', text: m.name }));
+    // The key fingerprint tells two members of the same name apart.
+    const peer = state.signatures && state.signatures.peers.get(m.id);
+    if (peer) li.append(el('span', { class: 'member-fp', title: 'Fingerprint of this member’s signing key', text: peer.fp }));
     if (m.id === r.myId) li.append(el('span', { class: 'you', text: '(you)' }));
+    else if (r.ownerSecret && !r.closed) {
+      const kick = el('button', { type: 'button', class: 'kick-btn', 'aria-label': `Remove ${m.name}`, text: 'Remove' });
+      kick.addEventListener('click', () => kickMember(m.id));
+      li.append(kick);
+    }
     ul.append(li);
   }
   $('member-count').textContent = String(r.members.size);
@@ -430,13 +462,16 @@ const VERIFY_LABEL = {
   unknown: ['?', 'Unverified', 'No signature could be checked for this message (the sender has not announced a key, or did not sign).'],
   failed: ['✗', 'Signature failed', 'The signature does not match this member’s key: the message may be forged.'],
   own: ['✓', 'Signed by you', 'You signed this message.'],
+  replayed: ['⟲', 'Replayed', 'This signed message was delivered before: the server sent it again.'],
+  reordered: ['⇅', 'Out of order', 'This signed message arrived after a later message of its sender: the server reordered them.'],
 };
 
 function setVerify(rec, status) {
   rec.verify = status;
   rec.li.dataset.verify = status;
   const [icon, label, title] = VERIFY_LABEL[status];
-  rec.verifyEl.replaceChildren(el('span', { 'aria-hidden': 'true', text: icon }), ` ${label}`);
+  const peer = status === 'verified' && state.signatures && state.signatures.peers.get(rec.senderId);
+  rec.verifyEl.replaceChildren(el('span', { 'aria-hidden': 'true', text: icon }), ` ${label}`, peer ? el('span', { class: 'fp', text: ` · ${peer.fp}` }) : '');
   rec.verifyEl.title = title;
   rec.verifyEl.className = `verify verify-${status}`;
 }
@@ -610,6 +645,7 @@ async function onPubkey(signatures, senderId, payload) {
     systemLine(`${memberName(senderId)} announced a different signing key; it was ignored.`, 'warn');
   }
   for (const { subject, verdict } of settled) setVerify(subject, verdict);
+  if (outcome === ANNOUNCEMENT.LEARNED) renderMembers();
 }
 
 async function verifyIncoming(signatures, rec, payload) {
@@ -858,12 +894,19 @@ async function handleMessage({ type, data }) {
       if (typeof d.id !== 'string') return;
       const name = memberName(d.id);
       r.members.delete(d.id);
+      state.signatures.peers.delete(d.id);
       renderMembers();
       state.typing.shown.delete(d.id);
       renderTyping();
-      systemLine(`${name} left.`);
+      if (d.reason === 'kicked') systemLine(`${name} was removed by the room owner.`, 'warn');
+      else if (d.reason === 'rekeyed') systemLine(`${name} was removed: their app cannot receive the new room key and needs a new invite link.`, 'warn');
+      else systemLine(`${name} left.`);
       return;
     }
+    case S.RELAY_DIRECT:
+      return onDirect(d);
+    case S.ROOM_SECRET_SET:
+      return;
     case S.RELAY_MESSAGE:
       return onRelayMessage(d);
     case S.MEMBER_TYPING:
@@ -903,7 +946,7 @@ async function onRelayMessage(d) {
   if (typeof d.senderId !== 'string' || typeof d.iv !== 'string' || typeof d.ciphertext !== 'string') return;
   let plaintext;
   try {
-    plaintext = await decryptText(r.key, d.iv, d.ciphertext);
+    plaintext = await decryptWithRoomKeys(r, d.iv, d.ciphertext);
   } catch {
     systemLine(`A message from ${typeof d.senderName === 'string' ? d.senderName : 'someone'} could not be decrypted.`, 'warn');
     return;
@@ -921,18 +964,119 @@ async function onRelayMessage(d) {
   await verifyIncoming(signatures, rec, payload);
 }
 
+const CLOSED_WHY = {
+  expired: 'This room has expired and was closed.',
+  kicked: 'You were removed from this room by its owner.',
+  rekeyed: 'The room key was changed and this app could not receive the new one: ask for a new invite link.',
+};
+
 function onRoomClosed(d) {
   const r = state.room;
   r.closed = true;
   files.clear();
   clearTypingShown();
   state.outbox = [];
-  const why = d.reason === 'expired' ? 'This room has expired and was closed.' : 'This room was closed.';
+  renderMembers();
+  const why = CLOSED_WHY[d.reason] || 'This room was closed.';
   systemLine(why, 'warn');
   $('closed-text').textContent = why;
   $('closed-bar').hidden = false;
   setComposerEnabled(false);
   startExpiryTicker();
+}
+
+// ------------------------------------------------------------------ owner: kick and rotation
+
+/** The current key, then the previous one (messages in flight during a rotation). */
+async function decryptWithRoomKeys(r, iv, ciphertext) {
+  try {
+    return await decryptText(r.key, iv, ciphertext);
+  } catch (err) {
+    if (!r.prevKey) throw err;
+    return decryptText(r.prevKey, iv, ciphertext);
+  }
+}
+
+/**
+ * The owner removes a member (`id`; null: nobody, a rotation on request) and
+ * rotates the room key (docs/SECURITY.md §5.3): the join password changes to
+ * the new key's, the member is kicked, every remaining member with a signed
+ * X25519 key gets the new key in a directed message, the others are removed
+ * as `rekeyed`, and this client moves to the new epoch. The frames go out in
+ * this order on one socket, so the relay applies them in this order.
+ */
+async function kickMember(id) {
+  const r = state.room;
+  const signatures = state.signatures;
+  if (!r || r.closed || !r.ownerSecret || !state.conn || !state.conn.isOpen()) return;
+  const name = id ? memberName(id) : '';
+  const keyEncoded = await exportRoomKey(await generateRoomKey());
+  const epoch = r.epoch + 1;
+  const passwordHash = await joinPasswordOf(keyEncoded, r.roomId);
+  const conn = state.conn;
+  conn.send(C.SET_ROOM_SECRET, { owner: r.ownerSecret, password: passwordHash });
+  if (id) conn.send(C.KICK, { owner: r.ownerSecret, id, reason: 'kicked' });
+  const rekey = await signatures.signed({ text: '', type: 'rekey', epoch, key: keyEncoded });
+  let sent = 0;
+  for (const m of [...r.members.values()]) {
+    if (m.id === r.myId || m.id === id) continue;
+    const peer = signatures.peers.get(m.id);
+    if (rekey && signatures.dh && peer && peer.dh) {
+      const sealed = await sealRekey({ ownerDh: signatures.dh, memberDhB64: peer.dh, roomId: r.roomId, epoch, payload: rekey });
+      conn.send(C.SEND_DIRECT, { to: m.id, ...sealed });
+      sent += 1;
+    } else {
+      conn.send(C.KICK, { owner: r.ownerSecret, id: m.id, reason: 'rekeyed' });
+    }
+  }
+  await switchKey(r, keyEncoded, epoch, passwordHash);
+  const what = id ? `You removed ${name}. ` : '';
+  systemLine(`${what}The room key changed (epoch ${epoch}) and went to ${sent} member${sent === 1 ? '' : 's'}; old invite links no longer work, share the new one.`, 'warn');
+}
+
+/** Moves the room to a new key and epoch. */
+async function switchKey(r, keyEncoded, epoch, passwordHash) {
+  r.prevKey = r.key;
+  r.key = await importRoomKey(keyEncoded);
+  r.keyEncoded = keyEncoded;
+  r.epoch = epoch;
+  r.passwordHash = passwordHash;
+  r.hasPassword = true;
+  state.signatures.epoch = epoch;
+  renderShareLink();
+}
+
+/** A directed message: only a rekey from the room owner is understood. */
+async function onDirect(d) {
+  const r = state.room;
+  const signatures = state.signatures;
+  if (r.closed || typeof d.senderId !== 'string' || typeof d.iv !== 'string' || typeof d.ciphertext !== 'string') return;
+  const peer = signatures.peers.get(d.senderId);
+  // Only from the member whose signing key the invite link named as owner.
+  if (!peer || !peer.dh || !signatures.dh || !r.owner || peer.ownerFp !== r.owner) {
+    systemLine(`${memberName(d.senderId)} sent a room key, but is not the room owner this invite named: ignored.`, 'warn');
+    return;
+  }
+  const epoch = r.epoch + 1;
+  let payload;
+  try {
+    payload = await openRekey({ myDh: signatures.dh, ownerDhB64: peer.dh, roomId: r.roomId, epoch, iv: d.iv, ciphertext: d.ciphertext });
+  } catch {
+    systemLine('A new room key arrived but could not be opened: ignored.', 'warn');
+    return;
+  }
+  const valid = payload && payload.type === 'rekey' && payload.epoch === epoch && typeof payload.key === 'string'
+    && await signatures.verifiedFrom(d.senderId, payload);
+  if (!valid) {
+    systemLine('A new room key arrived without a valid owner signature: ignored.', 'warn');
+    return;
+  }
+  try {
+    await switchKey(r, payload.key, epoch, await joinPasswordOf(payload.key, r.roomId));
+  } catch {
+    return;
+  }
+  systemLine(`The room owner changed the room key (epoch ${epoch}). Old invite links no longer work; use the new one.`, 'warn');
 }
 
 function onError(d) {
@@ -1015,6 +1159,7 @@ function init() {
   $('file-input').addEventListener('change', onFileChosen);
   $('reply-cancel').addEventListener('click', cancelReply);
   $('leave-btn').addEventListener('click', leaveRoom);
+  $('rotate-btn').addEventListener('click', () => kickMember(null));
   $('closed-home').addEventListener('click', leaveRoom);
   $('share-toggle').addEventListener('click', () => {
     const panel = $('share-panel');

@@ -47,8 +47,8 @@ export async function importRoomKey(encoded) {
 
 // ------------------------------------------------------------- AES-GCM
 
-export async function encryptBytes(key, plaintext) {
-  const iv = randomIv();
+/** AES-GCM with a fresh random IV (or `iv`, which must never repeat under `key`). */
+export async function encryptBytes(key, plaintext, iv = randomIv()) {
   const ct = await subtle().encrypt({ name: 'AES-GCM', iv }, key, plaintext);
   return { iv, ciphertext: new Uint8Array(ct) };
 }
@@ -167,14 +167,18 @@ export async function verifyPayload(publicKey, payload) {
 // ------------------------------------------------------------- chat payload
 
 /**
- * Build the plaintext chat payload {text, reply?, type?, pubkey?, sig?} and
+ * Build the plaintext chat payload {text, reply?, type?, pubkey?, room?,
+ * epoch?, ctr?, dh?, key?, sig?} and
  * sign it when a private key is given. Returns the object (JSON it to send).
  */
-export async function buildPayload({ text, reply, type, pubkey }, privateKey) {
+export async function buildPayload({ text, reply, type, pubkey, ...bound }, privateKey) {
   const payload = { text: text ?? '' };
   if (reply) payload.reply = reply;
   if (type) payload.type = type;
   if (pubkey) payload.pubkey = pubkey;
+  // What binds a payload to its room and place (signatures.js): room,
+  // epoch, ctr, and an announcement's dh key or a rekey's key.
+  for (const [k, v] of Object.entries(bound)) if (v !== undefined && v !== null) payload[k] = v;
   if (privateKey) payload.sig = await signBytes(privateKey, signableBytes(payload));
   return payload;
 }

@@ -2,13 +2,29 @@
 //   0x08 meta:     {transferId, iv: base64url str, ciphertext: bin}  (encrypted
 //                  JSON {transferId, fileName, fileSize, mimeType, totalChunks})
 //   0x09 chunk:    {transferId, index, iv: bin(12), data: bin (chunk + tag)}
+//                  The meta carries `ivSeed` (16 random bytes, base64url) and
+//                  chunk i's IV is chunkIv(ivSeed, transferId, i): a receiver
+//                  that knows the seed refuses a chunk the relay moved to
+//                  another index or transfer (its IV no longer matches), and
+//                  one that does not (another Arthas client) decrypts as before.
 //   0x0A complete, 0x0B cancel: {transferId}
 //   0x0C ack:      {transferId} sent by each receiver once the file is whole.
 // One active outgoing transfer at a time (the server allows one); others wait.
 
 import { C, LIMITS } from './protocol.js';
 import { encryptBytes, decryptBytes } from './crypto.js';
+
 import { toBase64Url, fromBase64Url, randomId, utf8 } from './encoding.js';
+
+/**
+ * The IV of chunk `index` of a transfer: the first 12 bytes of
+ * SHA-256("arthas/v1/chunk|" seed "|" transferId "|" index). Unique per
+ * chunk as long as the seed is random per transfer.
+ */
+export async function chunkIv(seed, transferId, index) {
+  const digest = await crypto.subtle.digest('SHA-256', utf8.encode(`arthas/v1/chunk|${seed}|${transferId}|${index}`));
+  return new Uint8Array(digest).slice(0, 12);
+}
 
 const PREVIEW_TYPES = new Set(['image/png', 'image/jpeg', 'image/gif', 'image/webp']);
 const HIGH_WATER = 512 * 1024;
@@ -120,6 +136,7 @@ export class FileTransfers {
       fileSize: t.size,
       mimeType: t.mime,
       totalChunks: t.totalChunks,
+      ivSeed: toBase64Url(crypto.getRandomValues(new Uint8Array(16))),
     };
     const encMeta = await encryptBytes(key, utf8.encode(JSON.stringify(meta)));
     if (t.status === 'cancelled') return;
@@ -132,7 +149,7 @@ export class FileTransfers {
       await this.waitForBuffer();
       const start = index * LIMITS.CHUNK_BYTES;
       const plain = new Uint8Array(await t.file.slice(start, Math.min(t.size, start + LIMITS.CHUNK_BYTES)).arrayBuffer());
-      const enc = await encryptBytes(key, plain);
+      const enc = await encryptBytes(key, plain, await chunkIv(meta.ivSeed, t.transferId, index));
       if (t.status === 'cancelled') return;
       if (!this.io.send(C.FILE_CHUNK, { transferId: t.transferId, index, iv: enc.iv, data: enc.ciphertext })) {
         throw new Error('Connection lost during the transfer.');
@@ -206,6 +223,7 @@ export class FileTransfers {
       size,
       mime,
       totalChunks: meta.totalChunks,
+      ivSeed: typeof meta.ivSeed === 'string' && meta.ivSeed.length === 22 ? meta.ivSeed : null,
       chunks: new Array(meta.totalChunks),
       done: 0,
       status: 'receiving',
@@ -224,6 +242,13 @@ export class FileTransfers {
     if (!t || t.status !== 'receiving') return;
     if (!Number.isSafeInteger(index) || index < 0 || index >= t.totalChunks || t.chunks[index]) return;
     if (!(iv instanceof Uint8Array) || !(data instanceof Uint8Array)) return;
+    if (t.ivSeed) {
+      const want = await chunkIv(t.ivSeed, transferId, index);
+      if (iv.length !== want.length || !want.every((b, i) => b === iv[i])) {
+        this.fail(t, 'A chunk was moved to another place by the server: the file was refused.');
+        return;
+      }
+    }
     let plain;
     try {
       plain = await decryptBytes(this.io.key(), iv, data);

@@ -15,6 +15,10 @@ export const C = Object.freeze({
   FILE_COMPLETE: 0x0a,
   FILE_CANCEL: 0x0b,
   FILE_ACK: 0x0c,
+  // Extension (docs/PROTOCOL.md §0): the room owner, directed messages.
+  KICK: 0x40,
+  SEND_DIRECT: 0x41,
+  SET_ROOM_SECRET: 0x42,
 });
 
 export const S = Object.freeze({
@@ -34,6 +38,8 @@ export const S = Object.freeze({
   RELAY_FILE_CANCEL: 0x1d,
   RELAY_FILE_ACK: 0x1e,
   MATCH_ERROR: 0x2b,
+  RELAY_DIRECT: 0x50,
+  ROOM_SECRET_SET: 0x51,
 });
 
 export const LIMITS = Object.freeze({
@@ -58,6 +64,7 @@ const ERROR_TEXT = {
   E005: 'The server rejected a message as invalid.',
   E006: 'Wrong password.',
   E007: 'This room has expired.',
+  E008: 'Only the room owner can do that.',
   E010: 'The public directory is full; the room was created as private.',
   E011: 'The public listing was refused; the room was created as private.',
   M001: 'Random match is disabled on this server.',

@@ -1,4 +1,7 @@
-// Share codes: `{roomId}:{base64url(roomKey)}[:{ephemeral}[:{expiresAt}]]`.
+// Share codes: `{roomId}:{base64url(roomKey)}[:{ephemeral}[:{expiresAt}[:{epoch}:{owner}]]]`.
+// The last two (this client's extension, docs/SECURITY.md §5.3) are the room
+// key's epoch and the fingerprint of the owner's signing key (32 hex digits):
+// a joiner accepts a new room key only from the member with that key.
 // The share link carries the code in the URL fragment, which browsers never
 // send to a server. This client makes one form, `https://host/#{code}`, and
 // also reads the original Arthas client's `https://host/#/join/{code}`, so
@@ -10,15 +13,17 @@ const ROOM_ID_RE = /^[A-Za-z0-9_-]{21}$/;
 /** The original Arthas client's route in front of the code: `#/join/{code}`. */
 const JOIN_ROUTE = '/join/';
 const KEY_RE = /^[A-Za-z0-9_-]{43}$/;
+const FINGERPRINT_RE = /^[0-9a-f]{32}$/;
 
 function parseNonNegativeInt(s) {
   if (!/^\d{1,15}$/.test(s)) return null;
   return Number(s);
 }
 
-/** Build a share code; segments 3 and 4 appear only when needed. */
-export function formatShareCode({ roomId, key, ephemeral = 0, expiresAt = 0 }) {
+/** Build a share code; segments 3 to 6 appear only when needed. */
+export function formatShareCode({ roomId, key, ephemeral = 0, expiresAt = 0, epoch = 0, owner = '' }) {
   const base = `${roomId}:${key}`;
+  if (owner) return `${base}:${ephemeral}:${expiresAt}:${epoch}:${owner}`;
   if (expiresAt > 0) return `${base}:${ephemeral}:${expiresAt}`;
   if (ephemeral > 0) return `${base}:${ephemeral}`;
   return base;
@@ -51,7 +56,7 @@ export function parseShareCode(input) {
   const code = codeFromLink(input);
   if (code === null) return null;
   const parts = code.split(':');
-  if (parts.length < 2 || parts.length > 4) return null;
+  if (parts.length < 2 || parts.length > 6 || parts.length === 5) return null;
   const [roomId, key] = parts;
   if (!ROOM_ID_RE.test(roomId) || !KEY_RE.test(key)) return null;
   try {
@@ -65,9 +70,14 @@ export function parseShareCode(input) {
     ephemeral = parseNonNegativeInt(parts[2]);
     if (ephemeral === null) return null;
   }
-  if (parts.length === 4) {
+  if (parts.length >= 4) {
     expiresAt = parseNonNegativeInt(parts[3]);
     if (expiresAt === null) return null;
+  }
+  if (parts.length === 6) {
+    const epoch = parseNonNegativeInt(parts[4]);
+    if (epoch === null || !FINGERPRINT_RE.test(parts[5])) return null;
+    return { roomId, key, ephemeral, expiresAt, epoch, owner: parts[5] };
   }
   return { roomId, key, ephemeral, expiresAt };
 }

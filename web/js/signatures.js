@@ -15,14 +15,17 @@
 // runner covers it (tests/unit/signatures.test.mjs). The UI only shows the
 // verdicts.
 //
-// Room to grow: the UI signs and verifies only through this module, and what
-// a signature covers is decided in one place (`signableBytes` in crypto.js).
-// Binding signatures to the room id, a key epoch or a per-sender counter
-// changes that function and the per-session `RoomSignatures` that would hold
-// them; a member's peer entry is where a counter or a key-agreement public
-// key would be kept.
+// Binding (docs/SECURITY.md §5.5): a session that knows its room signs
+// {room, epoch, ctr} into every payload (ctr counts this session's messages
+// from 1) and its announcement carries `room` and, when the browser has
+// X25519, `dh` (the key-agreement key rotation uses). A signed payload for
+// another room fails; a counter seen before from that sender is REPLAYED, one
+// below the highest seen is REORDERED. Announcements must be signed by the key
+// they announce. Signed payloads without a counter (other Arthas clients)
+// verify as before, without the order check; unsigned ones stay UNKNOWN.
 
 import { buildPayload, generateSigningKeyPair, importVerifyKey, verifyPayload } from './crypto.js';
+import { fingerprint, OWNER_FINGERPRINT } from './rekey.js';
 
 /** What the UI shows for a received message. */
 export const VERDICT = Object.freeze({
@@ -30,8 +33,12 @@ export const VERDICT = Object.freeze({
   VERIFIED: 'verified',
   /** Nothing to check: no signature, or the sender's key is not known (yet). */
   UNKNOWN: 'unknown',
-  /** The signature does not match the sender's key: possibly forged. */
+  /** The signature does not match the sender's key (or names another room): possibly forged. */
   FAILED: 'failed',
+  /** Signed and valid, but this sender's counter was seen before: the relay replayed it. */
+  REPLAYED: 'replayed',
+  /** Signed and valid, but it arrived after a later message of its sender. */
+  REORDERED: 'reordered',
 });
 
 /** What became of a key announcement. */
@@ -50,8 +57,8 @@ export const ANNOUNCEMENT = Object.freeze({
 export const MAX_WAITING_PER_SENDER = 50;
 /** How long a signed message waits for its sender's key, milliseconds. */
 export const KEY_WAIT_MS = 60_000;
-
-const verdictOf = (valid) => (valid ? VERDICT.VERIFIED : VERDICT.FAILED);
+/** Counters remembered per sender for the replay check. */
+export const MAX_SEEN_COUNTERS = 1024;
 
 /** The signatures of one room session, from one member's point of view. */
 export class RoomSignatures {
@@ -60,13 +67,26 @@ export class RoomSignatures {
     return new RoomSignatures(await generateSigningKeyPair(), options);
   }
 
+  /** This member's key fingerprint (`hexDigits` long), or '' when it cannot sign. */
+  async ownFingerprint(hexDigits) {
+    return this.signing ? fingerprint(this.signing.publicKeyB64, hexDigits) : '';
+  }
+
   /**
    * @param signing {privateKey, publicKeyB64} of this member, or null when it cannot sign
    * @param options.now the clock, milliseconds (tests pass their own)
    */
-  constructor(signing, { now = () => Date.now(), maxWaitingPerSender = MAX_WAITING_PER_SENDER, keyWaitMs = KEY_WAIT_MS } = {}) {
+  constructor(signing, { now = () => Date.now(), maxWaitingPerSender = MAX_WAITING_PER_SENDER, keyWaitMs = KEY_WAIT_MS, roomId = null, epoch = 0, dh = null } = {}) {
     /** This member's key pair, or null. */
     this.signing = signing;
+    /** The room this session signs for (null: unbound, as before). */
+    this.roomId = roomId;
+    /** The room key's epoch (docs/SECURITY.md §5.3). */
+    this.epoch = epoch;
+    /** This member's X25519 pair ({privateKey, publicKeyB64}), or null. */
+    this.dh = dh;
+    /** The counter of the last payload this member signed. */
+    this.ctr = 0;
     this.now = now;
     this.maxWaitingPerSender = maxWaitingPerSender;
     this.keyWaitMs = keyWaitMs;
@@ -81,15 +101,46 @@ export class RoomSignatures {
     return !!this.signing;
   }
 
-  /** The chat payload for `content` ({text, reply?}), signed when this member can sign. */
+  /** The chat payload for `content` ({text, reply?}), signed (and bound) when this member can sign. */
   sign(content) {
-    return buildPayload(content, this.signing && this.signing.privateKey);
+    if (!this.signing) return buildPayload(content, null);
+    const bound = this.roomId === null ? {} : { room: this.roomId, epoch: this.epoch, ctr: ++this.ctr };
+    return buildPayload({ ...content, ...bound }, this.signing.privateKey);
   }
 
   /** This member's key announcement, or null when it cannot sign. */
   async announcement() {
     if (!this.signing) return null;
-    return buildPayload({ text: '', type: 'pubkey', pubkey: this.signing.publicKeyB64 }, this.signing.privateKey);
+    const bound = this.roomId === null ? {} : { room: this.roomId };
+    if (this.dh) bound.dh = this.dh.publicKeyB64;
+    return buildPayload({ text: '', type: 'pubkey', pubkey: this.signing.publicKeyB64, ...bound }, this.signing.privateKey);
+  }
+
+  /** A payload of another kind (a rekey), signed and bound to the room. */
+  signed(content) {
+    if (!this.signing) return null;
+    return buildPayload({ ...content, room: this.roomId }, this.signing.privateKey);
+  }
+
+  /** Whether `payload` is validly signed by `senderId`'s learned key and names this room. */
+  async verifiedFrom(senderId, payload) {
+    const peer = this.peers.get(senderId);
+    if (!peer || !payload || payload.room !== this.roomId) return false;
+    return verifyPayload(peer.key, payload);
+  }
+
+  /** Where a valid signed payload sits in its sender's sequence. */
+  #verdict(peer, payload, valid) {
+    if (!valid) return VERDICT.FAILED;
+    if (payload.room !== undefined && payload.room !== this.roomId) return VERDICT.FAILED;
+    const ctr = payload.ctr;
+    if (!Number.isSafeInteger(ctr) || ctr < 1) return VERDICT.VERIFIED;
+    if (peer.seen.has(ctr) || ctr <= peer.maxCtr - MAX_SEEN_COUNTERS) return VERDICT.REPLAYED;
+    peer.seen.add(ctr);
+    if (peer.seen.size > MAX_SEEN_COUNTERS) peer.seen.delete(peer.seen.values().next().value);
+    if (ctr < peer.maxCtr) return VERDICT.REORDERED;
+    peer.maxCtr = ctr;
+    return VERDICT.VERIFIED;
   }
 
   /**
@@ -101,7 +152,7 @@ export class RoomSignatures {
   async check(senderId, payload, subject) {
     if (!payload || typeof payload.sig !== 'string') return VERDICT.UNKNOWN;
     const peer = this.peers.get(senderId);
-    if (peer) return verdictOf(await verifyPayload(peer.key, payload));
+    if (peer) return this.#verdict(peer, payload, await verifyPayload(peer.key, payload));
     this.#wait(senderId, payload, subject);
     return VERDICT.UNKNOWN;
   }
@@ -120,19 +171,27 @@ export class RoomSignatures {
     } catch {
       return { outcome: ANNOUNCEMENT.INVALID, settled: [] };
     }
-    if (announcement.sig !== undefined && !(await verifyPayload(key, announcement))) {
+    // Only signed announcements count: an unsigned one could be anyone's.
+    if (!(await verifyPayload(key, announcement))) {
       return { outcome: ANNOUNCEMENT.INVALID, settled: [] };
     }
+    if (announcement.room !== undefined && announcement.room !== this.roomId) {
+      return { outcome: ANNOUNCEMENT.INVALID, settled: [] };
+    }
+    const dh = typeof announcement.dh === 'string' && announcement.dh.length === 43 ? announcement.dh : null;
+    const fp = await fingerprint(announcement.pubkey);
+    const ownerFp = await fingerprint(announcement.pubkey, OWNER_FINGERPRINT);
     // Another announcement of this sender may have been learned meanwhile.
     const raced = this.#knownOutcome(senderId, announcement);
     if (raced) return { outcome: raced, settled: [] };
-    this.peers.set(senderId, { key, encoded: announcement.pubkey });
+    const peer = { key, encoded: announcement.pubkey, dh, fp, ownerFp, maxCtr: 0, seen: new Set() };
+    this.peers.set(senderId, peer);
     const now = this.now();
     const waiting = this.waiting.get(senderId) || [];
     this.waiting.delete(senderId);
     const settled = [];
     for (const w of waiting) {
-      if (w.until > now) settled.push({ subject: w.subject, verdict: verdictOf(await verifyPayload(key, w.payload)) });
+      if (w.until > now) settled.push({ subject: w.subject, verdict: this.#verdict(peer, w.payload, await verifyPayload(key, w.payload)) });
     }
     return { outcome: ANNOUNCEMENT.LEARNED, settled };
   }

@@ -1,5 +1,5 @@
 //! Shared pieces of the gateway's API tests: real loopback servers running
-//! [`arthas_gateway::server::serve`], and a small HTTP client.
+//! [`edge::http::serve`], and a small HTTP client.
 
 #![allow(dead_code)]
 
@@ -11,10 +11,10 @@ use std::time::Duration;
 use arthas_gateway::http::{HttpApi, HttpConfig};
 use arthas_gateway::internal::{InternalApi, InternalConfig};
 use arthas_gateway::password::PasswordConfig;
-use arthas_gateway::server::{serve, Handler};
 use arthas_gateway::{Gateway, GatewayConfig};
 use async_trait::async_trait;
 use bytes::Bytes;
+use edge::http::{serve, Handler};
 use http_body_util::{BodyExt, Full};
 use hyper::header::HeaderMap;
 use hyper::{Method, Request, StatusCode};
@@ -226,6 +226,17 @@ impl RoomStore for DownStore {
         Err(down())
     }
     async fn destroy(&self, _room_id: &str) -> Result<(), StoreError> {
+        Err(down())
+    }
+    async fn owner_hash(&self, _room_id: &str) -> Result<Option<String>, StoreError> {
+        Err(down())
+    }
+    async fn update_room_secrets(
+        &self,
+        _room_id: &str,
+        _owner_hash: &str,
+        _update: store::SecretUpdate,
+    ) -> Result<store::SecretOutcome, StoreError> {
         Err(down())
     }
     async fn list_room(&self, _listing: Listing, _max_listed: usize) -> Result<bool, StoreError> {

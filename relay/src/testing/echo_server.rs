@@ -18,7 +18,7 @@ pub struct NotFound;
 #[async_trait]
 impl HttpFallback for NotFound {
     async fn handle(&self, _request: Request<Incoming>, _peer: SocketAddr) -> Response<Body> {
-        server::text(StatusCode::NOT_FOUND, "not found")
+        edge::http::plain_text(StatusCode::NOT_FOUND, "not found")
     }
 }
 

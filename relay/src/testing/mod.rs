@@ -20,8 +20,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::connection::Application;
-use crate::hub::Peer;
 use crate::outbox::OutFrame;
+use crate::peer::Peer;
 use crate::websocket::opcode;
 
 /// Faults a test can inject into a relay.

@@ -5,15 +5,17 @@
 //! `arthas:{R}` lives in the room's slot, so a room's messages pass through
 //! one shard in one order.
 //!
-//! The client has two bugs this module works around (reproduced in
-//! `CRATES.md`, proven by the tests): after a node connection drops it
-//! resubscribes all of that node's channels in one SSUBSCRIBE, which Redis
-//! refuses with CROSSSLOT; and when a slot migrates, the old owner sends
-//! SUNSUBSCRIBE and the client forgets the channel. The push handler turns a
-//! `Disconnection` push into "resubscribe every hosted room" and an
-//! unrequested SUNSUBSCRIBE into "resubscribe this room"; the supervisor
-//! here re-issues SSUBSCRIBE one channel per command (bounded concurrency),
-//! retrying with backoff until each is confirmed or no longer wanted.
+//! The client (redis 1.8) has two bugs this module works around: after a
+//! node connection drops it resubscribes all of that node's channels in one
+//! SSUBSCRIBE, which Redis refuses with CROSSSLOT, so those rooms go silent;
+//! and when a slot migrates, the old owner sends SUNSUBSCRIBE and the client
+//! forgets the channel. Tests cause both faults and check that delivery
+//! resumes in every room (`store/tests/bus.rs`, `tests/cluster.rs`). The
+//! push handler turns a `Disconnection` push into "resubscribe every hosted
+//! room" and an unrequested SUNSUBSCRIBE into "resubscribe this room"; the
+//! supervisor here re-issues SSUBSCRIBE one channel per command (bounded
+//! concurrency), retrying with backoff until each is confirmed or no longer
+//! wanted.
 
 use std::collections::HashSet;
 use std::sync::Arc;

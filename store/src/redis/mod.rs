@@ -31,7 +31,7 @@
 //!
 //! Cluster ([`cluster_bus`]): the cluster client keeps one RESP3 connection
 //! per shard for commands and SSUBSCRIBE/SPUBLISH. Two redis-rs bugs are
-//! worked around (see `CRATES.md`): after a reconnect the client resubscribes
+//! worked around (see [`cluster_bus`]): after a reconnect the client resubscribes
 //! a node's channels in one multi-slot SSUBSCRIBE that Redis refuses with
 //! CROSSSLOT, and after a slot migration it forgets channels the server
 //! unsubscribed. On a `Disconnection` push or any SUNSUBSCRIBE we did not
@@ -267,8 +267,6 @@ pub(crate) struct BusShared {
     up: AtomicBool,
     /// Push payloads that were not ours (wrong shape or version).
     malformed: AtomicU64,
-    /// Bus messages handed to the sink.
-    delivered: AtomicU64,
     /// Health as published to observers.
     health: watch::Sender<BusHealth>,
     /// Wakes the supervisor (bounded; see [`BusShared::report`]).
@@ -296,7 +294,6 @@ impl BusShared {
             stale: Mutex::new(HashSet::new()),
             up: AtomicBool::new(true),
             malformed: AtomicU64::new(0),
-            delivered: AtomicU64::new(0),
             health: watch::Sender::new(BusHealth {
                 up: true,
                 ..BusHealth::default()
@@ -407,7 +404,6 @@ impl BusShared {
             }
         };
         if let Some(sink) = self.sink.get() {
-            self.delivered.fetch_add(1, Ordering::Relaxed);
             sink.deliver(room_id, message);
         }
     }
@@ -634,11 +630,6 @@ impl RedisEngine {
     /// Push payloads ignored because they were not valid bus messages.
     pub fn malformed_messages(&self) -> u64 {
         self.shared.malformed.load(Ordering::Relaxed)
-    }
-
-    /// Bus messages handed to the sink since the start.
-    pub fn delivered_messages(&self) -> u64 {
-        self.shared.delivered.load(Ordering::Relaxed)
     }
 
     /// Rooms this engine is subscribed to.

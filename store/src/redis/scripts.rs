@@ -32,6 +32,7 @@ script!(UNLIST, "unlist.lua");
 script!(MARK_LISTED, "mark_listed.lua");
 script!(COUNT_ACTIVITY, "count_activity.lua");
 script!(HIT, "hit.lua");
+script!(SET_SECRETS, "set_secrets.lua");
 // Abuse limits (budgets and password guesses), kept apart from the room
 // scripts above.
 script!(TAKE, "take.lua");

@@ -18,15 +18,12 @@ use redis::Value;
 use serde::{Deserialize, Serialize};
 
 use super::{keys, scripts, RedisEngine};
-use crate::memory::MAX_ACTIVITY_PER_ROOM;
 use crate::room::{
     Departure, JoinError, Joined, Left, Listing, ListingView, MemberRecord, MemberRestored,
     NewRoom, NodeState, Restored, RoomGuess, RoomRecord, RoomRestore, RoomRestored, RoomStore,
-    StoreError,
+    SecretOutcome, SecretUpdate, StoreError, ACTIVITY_WINDOW_MS, MAX_ACTIVITY_PER_ROOM,
 };
 
-/// The activity window of the public directory.
-const ACTIVITY_WINDOW_MS: i64 = 5 * 60 * 1000;
 /// How much sooner than its deadline says a node's registration is treated
 /// as lapsed (clock rate differences between relay and Redis).
 const REGISTRATION_MARGIN: Duration = Duration::from_secs(1);
@@ -545,8 +542,38 @@ impl RoomStore for RedisEngine {
             .arg(r.capacity)
             .arg(u8::from(r.listed))
             .arg(ttl)
-            .arg(u8::from(room.keep_while_empty));
+            .arg(u8::from(room.keep_while_empty))
+            .arg(&room.owner_hash);
         Ok(int(&self.script(&create).await?) == Some(1))
+    }
+
+    async fn owner_hash(&self, room_id: &str) -> Result<Option<String>, StoreError> {
+        let mut hmget = redis::cmd("HMGET");
+        hmget.arg(keys::room(room_id)).arg("created").arg("owner");
+        let values: Vec<Value> = self.query(&hmget).await?;
+        if values.first().is_none_or(|v| *v == Value::Nil) {
+            return Ok(None);
+        }
+        let owner = values.get(1).and_then(text).unwrap_or("");
+        Ok(Some(owner.to_owned()))
+    }
+
+    async fn update_room_secrets(
+        &self,
+        room_id: &str,
+        owner_hash: &str,
+        update: SecretUpdate,
+    ) -> Result<SecretOutcome, StoreError> {
+        let mut set = scripts::SET_SECRETS.key(keys::room(room_id));
+        set.arg(owner_hash)
+            .arg(update.password_hash.as_deref().unwrap_or(""))
+            .arg(update.owner_hash.as_deref().unwrap_or(""));
+        match bytes(&self.script(&set).await?) {
+            Some(b"OK") => Ok(SecretOutcome::Updated),
+            Some(b"NOT_FOUND") => Ok(SecretOutcome::NotFound),
+            Some(b"NOT_OWNER") => Ok(SecretOutcome::NotOwner),
+            _ => Err(corrupt("unexpected answer to set_secrets")),
+        }
     }
 
     async fn room(&self, room_id: &str) -> Result<Option<RoomRecord>, StoreError> {

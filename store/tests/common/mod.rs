@@ -127,6 +127,7 @@ pub fn new_room(id: &str, capacity: u32, password_hash: &str) -> NewRoom {
         },
         unjoined_ttl: Duration::from_secs(60),
         keep_while_empty: false,
+        owner_hash: String::new(),
     }
 }
 

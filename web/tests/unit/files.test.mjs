@@ -153,3 +153,23 @@ test('a receiver rejects chunks with a bad index, size or tag', async () => {
   receiver.clear();
   void S;
 });
+
+test('a chunk the relay moves to another index or transfer is refused (its IV is bound)', async () => {
+  const key = await generateRoomKey();
+  const { sender, receiver, frames } = loopback(key);
+  const t = sender.send(new File([new Uint8Array(140000).fill(5)], 'e.bin'));
+  await waitFor(() => t.status === 'sent');
+  const d = (f) => ({ ...f.data, senderId: 's1', senderName: 'S', t: 1 });
+  await receiver.onMeta(d(frames[0]));
+  const [rt] = receiver.incoming.values();
+  assert.match(rt.ivSeed, /^[A-Za-z0-9_-]{22}$/);
+  // chunks 0 and 1 are full 64 KiB chunks: swapping them keeps sizes and tags valid
+  await receiver.onChunk({ ...d(frames[2]), index: 0 });
+  assert.equal(rt.status, 'failed');
+  assert.match(rt.error, /moved/);
+  receiver.clear();
+  // the IVs follow from the seed: chunk i of transfer x
+  const { chunkIv } = await import('../../js/files.js');
+  const iv = await chunkIv('AAAAAAAAAAAAAAAAAAAAAA', 'x', 1);
+  assert.equal(Buffer.from(iv).toString('hex'), (await import('node:crypto')).createHash('sha256').update('arthas/v1/chunk|AAAAAAAAAAAAAAAAAAAAAA|x|1').digest('hex').slice(0, 24));
+});

@@ -47,6 +47,15 @@ test('invalid codes are rejected', () => {
   for (const b of bad) assert.equal(parseShareCode(b), null, String(b));
 });
 
+test('an owned room code carries the key epoch and the owner fingerprint', () => {
+  const c = { roomId: ROOM, key: KEY, ephemeral: 0, expiresAt: 0, epoch: 3, owner: '0a1b2c3d'.repeat(4) };
+  assert.equal(formatShareCode(c), `${ROOM}:${KEY}:0:0:3:${'0a1b2c3d'.repeat(4)}`);
+  assert.deepEqual(parseShareCode(formatShareCode(c)), c);
+  for (const b of [`${ROOM}:${KEY}:0:0:3`, `${ROOM}:${KEY}:0:0:x:${'0a1b2c3d'.repeat(4)}`, `${ROOM}:${KEY}:0:0:3:${'0A1B2C3D'.repeat(4)}`, `${ROOM}:${KEY}:0:0:3:${'0a1b2c3d'.repeat(4).slice(1)}`, `${ROOM}:${KEY}:0:0:3:${'0a1b2c3d'.repeat(4)}:x`]) {
+    assert.equal(parseShareCode(b), null, b);
+  }
+});
+
 test('format writes only the segments needed', () => {
   assert.equal(formatShareCode({ roomId: ROOM, key: KEY }), `${ROOM}:${KEY}`);
   assert.equal(formatShareCode({ roomId: ROOM, key: KEY, ephemeral: 30 }), `${ROOM}:${KEY}:30`);

@@ -144,13 +144,13 @@ test('an announcement signed by another key is refused', async () => {
   assert.equal(bob.peers.size, 0);
 });
 
-test('an unsigned announcement is accepted (clients that announce without signing)', async () => {
+test('an unsigned announcement is refused: anyone could have sent it', async () => {
   const { bob } = await aliceAndBob();
   const alice = await generateSigningKeyPair();
   const ann = { text: '', type: 'pubkey', pubkey: alice.publicKeyB64 };
-  assert.equal((await bob.learn('alice', ann)).outcome, ANNOUNCEMENT.LEARNED);
+  assert.equal((await bob.learn('alice', ann)).outcome, ANNOUNCEMENT.INVALID);
   const signed = await buildPayload({ text: 'hi' }, alice.privateKey);
-  assert.equal(await bob.check('alice', overTheWire(signed), 'rec'), VERDICT.VERIFIED);
+  assert.equal(await bob.check('alice', overTheWire(signed), 'rec'), VERDICT.UNKNOWN);
 });
 
 test('an announcement without a usable key is refused', async () => {
@@ -167,4 +167,84 @@ test('keys are per sender: one member key does not verify another member', async
   await bob.learn('alice', overTheWire(await alice.announcement()));
   const fromCarol = overTheWire(await alice.sign({ text: 'signed by alice, sent as carol' }));
   assert.equal(await bob.check('carol', fromCarol, 'rec'), VERDICT.UNKNOWN);
+});
+
+// ------------------------------------------------------------- binding
+
+/** Alice and Bob in room R at epoch 0, Bob knowing Alice's key. */
+async function boundPair(roomId = 'R') {
+  const alice = await RoomSignatures.start({ roomId });
+  const bob = await RoomSignatures.start({ roomId });
+  await bob.learn('alice', overTheWire(await alice.announcement()));
+  return { alice, bob };
+}
+
+test('a bound session signs room, epoch and a counter into every payload', async () => {
+  const alice = await RoomSignatures.start({ roomId: 'R', epoch: 2 });
+  const one = await alice.sign({ text: 'a' });
+  const two = await alice.sign({ text: 'b' });
+  assert.deepEqual([one.room, one.epoch, one.ctr], ['R', 2, 1]);
+  assert.equal(two.ctr, 2);
+  const ann = await alice.announcement();
+  assert.equal(ann.room, 'R');
+  assert.equal(ann.ctr, undefined);
+});
+
+test('a replayed message is detected, even though its signature is valid', async () => {
+  const { alice, bob } = await boundPair();
+  const m1 = overTheWire(await alice.sign({ text: 'pay 10' }));
+  assert.equal(await bob.check('alice', m1, 'r1'), VERDICT.VERIFIED);
+  assert.equal(await bob.check('alice', m1, 'r1 again'), VERDICT.REPLAYED);
+});
+
+test('a reordered message is detected', async () => {
+  const { alice, bob } = await boundPair();
+  const m1 = overTheWire(await alice.sign({ text: 'first' }));
+  const m2 = overTheWire(await alice.sign({ text: 'second' }));
+  assert.equal(await bob.check('alice', m2, 'r2'), VERDICT.VERIFIED);
+  assert.equal(await bob.check('alice', m1, 'r1'), VERDICT.REORDERED);
+  assert.equal(await bob.check('alice', m1, 'r1'), VERDICT.REPLAYED);
+});
+
+test('a message signed for another room fails', async () => {
+  const alice = await RoomSignatures.start({ roomId: 'other' });
+  const bob = await RoomSignatures.start({ roomId: 'R' });
+  const ann = overTheWire(await alice.announcement());
+  assert.equal((await bob.learn('alice', ann)).outcome, ANNOUNCEMENT.INVALID, 'an announcement for another room');
+  const aliceInR = await RoomSignatures.start({ roomId: 'R' });
+  await bob.learn('alice', overTheWire(await aliceInR.announcement()));
+  const moved = overTheWire(await aliceInR.sign({ text: 'x' }));
+  assert.equal(await bob.check('alice', { ...moved, room: 'other' }, 'r'), VERDICT.FAILED, 'room changed after signing');
+});
+
+test('the counter and the room cannot be changed without breaking the signature', async () => {
+  const { alice, bob } = await boundPair();
+  const m = overTheWire(await alice.sign({ text: 'x' }));
+  assert.equal(await bob.check('alice', { ...m, ctr: 99 }, 'r'), VERDICT.FAILED);
+  assert.equal(await bob.check('alice', { ...m, epoch: 5 }, 'r'), VERDICT.FAILED);
+});
+
+test('signed payloads without a counter (other Arthas clients) verify as before', async () => {
+  const { bob } = await boundPair();
+  const carol = await generateSigningKeyPair();
+  const ann = await buildPayload({ text: '', type: 'pubkey', pubkey: carol.publicKeyB64 }, carol.privateKey);
+  assert.equal((await bob.learn('carol', overTheWire(ann))).outcome, ANNOUNCEMENT.LEARNED);
+  const legacy = overTheWire(await buildPayload({ text: 'hi' }, carol.privateKey));
+  assert.equal(await bob.check('carol', legacy, 'r'), VERDICT.VERIFIED);
+  assert.equal(await bob.check('carol', legacy, 'r'), VERDICT.VERIFIED);
+});
+
+test('a learned key keeps its fingerprint and its X25519 key', async () => {
+  const { generateDhKeyPair } = await import('../../js/rekey.js');
+  const dh = await generateDhKeyPair();
+  const alice = await RoomSignatures.start({ roomId: 'R', dh });
+  const bob = await RoomSignatures.start({ roomId: 'R' });
+  await bob.learn('alice', overTheWire(await alice.announcement()));
+  const peer = bob.peers.get('alice');
+  assert.equal(peer.dh, dh.publicKeyB64);
+  assert.match(peer.fp, /^[0-9a-f]{8}$/);
+  assert.equal(peer.fp, await alice.ownFingerprint());
+  assert.match(peer.ownerFp, /^[0-9a-f]{32}$/);
+  assert.ok(peer.ownerFp.startsWith(peer.fp));
+  assert.equal(peer.ownerFp, await alice.ownFingerprint(32));
 });
