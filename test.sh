@@ -21,6 +21,8 @@ as_root() {
 apt_missing=()
 command -v redis-server >/dev/null 2>&1 || apt_missing+=(redis-server)
 command -v redis-cli >/dev/null 2>&1 || apt_missing+=(redis-tools)
+# tests/netns.rs drops packets with nftables inside its namespaces (as root; skipped otherwise).
+if [ "$(id -u)" = 0 ]; then command -v nft >/dev/null 2>&1 || apt_missing+=(nftables); fi
 [ -x /usr/bin/chromium ] || apt_missing+=(chromium chromium-driver)
 if [ "${#apt_missing[@]}" -gt 0 ]; then
   echo "test.sh: installing ${apt_missing[*]} from Debian" >&2

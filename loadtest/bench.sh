@@ -15,6 +15,13 @@
 #                              # (loadtest/k6/chat.js MODE=joins) on the
 #                              # cluster, CPU per join measured as
 #                              # arthas-loadgen does (needs k6 on PATH)
+#   loadtest/bench.sh storm    # a reconnect storm: CONNECTIONS (100000)
+#                              # clients over RELAYS (6) relays + standalone
+#                              # Redis from GENERATORS (6) processes, every
+#                              # connection opened at once, refusals (503,
+#                              # E005) retried with the web client's backoff
+#                              # within RETRY_BUDGET (8); then Redis must hold
+#                              # exactly the members that are connected
 #   loadtest/bench.sh creations  # a creation storm through one relay
 #                              # (IN_FLIGHT=500 at once) against joins through
 #                              # the same relay; CPU per process
@@ -229,6 +236,69 @@ print(json.dumps({
     "seconds_to_join_all": round(secs, 1), "joins_per_second": round(got / secs),
     "relays_rss_bytes_per_connection": round((int(ra) - int(rb)) * 1024 / max(got, 1)),
     "redis_rss_bytes_per_connection": round((int(da) - int(db)) * 1024 / max(got, 1)),
+}, indent=2))
+PY
+    ;;
+  storm)
+    # Every client at once (as after a relay or a zone died), each retrying
+    # a refused handshake or join as the web client does; the relays admit
+    # at most --max-joins-in-flight joins each (ARTHAS_MAX_JOINS_IN_FLIGHT).
+    RELAYS="${RELAYS:-6}" GENERATORS="${GENERATORS:-6}" CONNECTIONS="${CONNECTIONS:-100000}"
+    HOLD="${HOLD:-20}" RETRY_BUDGET="${RETRY_BUDGET:-8}"
+    REDIS_MASTERS=0 start_backend
+    start_relays "$RELAYS"
+    rooms=$((CONNECTIONS / GENERATORS / MEMBERS))
+    started="$(date +%s.%N)"
+    gen_pids=()
+    for g in $(seq 0 $((GENERATORS - 1))); do
+      target/release/arthas-loadgen --mode idle --rooms "$rooms" --members "$MEMBERS" \
+        --warmup 0 --duration "$HOLD" --url "$(IFS=,; echo "${urls[*]}")" \
+        --connect-concurrency 1000000 --retry-budget "$RETRY_BUDGET" \
+        >"$run_dir/gen$g.json" 2>"$run_dir/gen$g.err" &
+      gen_pids+=("$!")
+    done
+    for g in $(seq 0 $((GENERATORS - 1))); do
+      until grep -q "joined in" "$run_dir/gen$g.err" 2>/dev/null; do
+        kill -0 "${gen_pids[$g]}" 2>/dev/null || { cat "$run_dir/gen$g.err" >&2; exit 1; }
+        sleep 0.2
+      done
+    done
+    joined_at="$(date +%s.%N)"
+    # Settle: rollbacks of failed joins run at once and again 10 s later.
+    sleep 12
+    connected=0
+    for url in "${admins[@]}"; do
+      n="$(curl -fsS "$url" | awk '/^arthas_relay_connections / {print $2}')"
+      connected=$((connected + ${n%.*}))
+    done
+    in_redis="$(redis-cli -p "$((BASE_PORT + 9))" --scan --pattern 'arthas:{*}:members' |
+      while read -r key; do redis-cli -p "$((BASE_PORT + 9))" HLEN "$key"; done |
+      awk '{n += $1} END {print n + 0}')"
+    for url in "${admins[@]}"; do curl -fsS "$url"; done |
+      awk '/^arthas_relay_(joins_refused|joins_rolled_back|connections_rejected)_total/ {n[$1] += $2} END {for (k in n) print k, n[k]}' |
+      sort >&2
+    for p in "${gen_pids[@]}"; do wait "$p" || true; done
+    errors="$(cat "$run_dir"/gen*.err | grep -c -i "fail" || true)"
+    cat "$run_dir"/gen*.err | grep -i "fail" | sort | uniq -c | sort -rn | head -5 >&2 || true
+    python3 - "$CONNECTIONS" "$connected" "$in_redis" "$started" "$joined_at" "$errors" \
+      "$RELAYS" "$run_dir" <<'PY'
+import glob, json, sys
+want, connected, in_redis, t0, t1, errors, relays, run_dir = sys.argv[1:]
+retried, most = 0, 0
+for f in glob.glob(run_dir + "/gen*.json"):
+    try:
+        phase = json.load(open(f)).get("join_phase", {})
+    except ValueError:
+        continue
+    retried += phase.get("refusals_retried", 0)
+    most = max(most, phase.get("most_refusals_of_one_client", 0))
+print(json.dumps({
+    "mode": "storm", "relays": int(relays), "clients": int(want),
+    "connected": int(connected), "members_in_redis": int(in_redis),
+    "phantom_members": int(in_redis) - int(connected),
+    "clients_failed": int(errors),
+    "seconds_to_admit_all": round(float(t1) - float(t0), 1),
+    "refusals_retried": retried, "most_refusals_of_one_client": most,
 }, indent=2))
 PY
     ;;

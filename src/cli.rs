@@ -160,6 +160,9 @@ pub struct RelayArgs {
     /// WebSocket handshakes per client IP (IPv6: per /64) per second, as many at once (more get HTTP 429).
     #[arg(long, env = "ARTHAS_HANDSHAKES_PER_IP_PER_SEC", default_value_t = 20)]
     pub handshakes_per_ip_per_sec: u64,
+    /// CreateRoom/JoinRoom requests worked on at once per relay; more get E005 (retry), and while all are taken new WebSocket handshakes get HTTP 503 with Retry-After.
+    #[arg(long, env = "ARTHAS_MAX_JOINS_IN_FLIGHT", default_value_t = 128)]
+    pub max_joins_in_flight: usize,
     /// Reactions (SendReaction) per minute per connection, as many at once (more get E004).
     #[arg(long, env = "ARTHAS_REACTIONS_PER_MINUTE", default_value_t = 120)]
     pub reactions_per_minute: u64,
@@ -196,6 +199,9 @@ pub struct RelayArgs {
     /// A relay silent this long is dead: its members are removed (MemberLeft), milliseconds.
     #[arg(long, env = "ARTHAS_HEARTBEAT_TTL_MS", default_value_t = 10_000)]
     pub heartbeat_ttl_ms: u64,
+    /// After Redis lost this relay's rooms (it came back empty, or the relay was swept), wait a random delay below this before writing them back, milliseconds.
+    #[arg(long, env = "ARTHAS_HEAL_JITTER_MS", default_value_t = 1_000)]
+    pub heal_jitter_ms: u64,
     /// Keep a room subscribed this long after this relay's last member of it left (0 = unsubscribe at once), milliseconds.
     #[arg(long, env = "ARTHAS_ROOM_LINGER_MS", default_value_t = 5_000)]
     pub room_linger_ms: u64,
@@ -233,6 +239,7 @@ impl RelayArgs {
             max_connections: self.max_connections,
             max_connections_per_ip: self.max_connections_per_ip,
             handshakes_per_ip_per_sec: self.handshakes_per_ip_per_sec,
+            max_joins_in_flight: self.max_joins_in_flight.max(1),
             budgets: relay::MessageBudgets {
                 reactions_per_minute: self.reactions_per_minute,
                 typing_per_minute: self.typing_per_minute,
@@ -242,6 +249,7 @@ impl RelayArgs {
             },
             heartbeat_interval: Duration::from_millis(self.heartbeat_interval_ms.max(1)),
             heartbeat_ttl: Duration::from_millis(self.heartbeat_ttl_ms),
+            heal_jitter: Duration::from_millis(self.heal_jitter_ms),
             room_linger: Duration::from_millis(self.room_linger_ms),
             clock: store::clock::system(),
         }

@@ -103,6 +103,55 @@ struct Args {
     /// PEM CA bundle the servers' certificates chain to, for `wss://` URLs.
     #[arg(long)]
     tls_ca: Option<std::path::PathBuf>,
+    /// Refusals a client retries, as the web client does after a refused
+    /// handshake (HTTP 503) or a refused create/join (E005 "retry"): it
+    /// waits 1 s doubling to 30 s, each wait jittered by ±50 %, and tries
+    /// again; 0 (the default) gives up at the first refusal. For storms:
+    /// `--connect-concurrency 100000 --retry-budget 8`.
+    #[arg(long, default_value_t = 0)]
+    retry_budget: u32,
+}
+
+/// `--retry-budget`, for the join helpers.
+static RETRY_BUDGET: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+/// Refusals retried, in total and the most by one client.
+static RETRIES: AtomicU64 = AtomicU64::new(0);
+static MOST_RETRIES: AtomicU64 = AtomicU64::new(0);
+
+/// The web client's reconnect delay for attempt `n` (1 s doubling to 30 s),
+/// jittered by ±50 %.
+fn backoff(n: u32) -> Duration {
+    let base = (1000u64 << n.min(5)).min(30_000) as f64;
+    Duration::from_millis((base * (0.5 + rand::random::<f64>())) as u64)
+}
+
+/// Connects to `url` and sends `request`, until a frame of type `want`
+/// answers it; a refused handshake or an E005 "retry" is retried within
+/// `--retry-budget` (each on a new connection, as the web client does).
+async fn enter(url: &str, request: &[u8], want: u8) -> Result<(Reader, Writer, Vec<u8>), String> {
+    let budget = RETRY_BUDGET.load(Ordering::Relaxed);
+    let mut attempt = 0u32;
+    loop {
+        let outcome = async {
+            let (mut rx, mut tx) = connect(url).await?;
+            send(&mut tx, request.to_vec()).await?;
+            let frame = read_until(&mut rx, want).await?;
+            Ok::<_, String>((rx, tx, frame))
+        }
+        .await;
+        match outcome {
+            Ok(done) => {
+                MOST_RETRIES.fetch_max(attempt as u64, Ordering::Relaxed);
+                return Ok(done);
+            }
+            Err(e) if attempt < budget && (e.contains("503") || e.starts_with("E005")) => {
+                RETRIES.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(backoff(attempt)).await;
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// The TLS client configuration of `wss://` URLs (from `--tls-ca`).
@@ -208,13 +257,16 @@ type OpenRoom = (String, Vec<(Reader, Writer)>);
 /// Opens a room's members and joins them.
 async fn open_room(urls: &[String], first: usize, members: usize) -> Result<OpenRoom, String> {
     let mut out = Vec::with_capacity(members);
-    let (mut rx, mut tx) = connect(&urls[first % urls.len()]).await?;
     let create = CreateRoom {
         name: "m0",
         ..Default::default()
     };
-    send(&mut tx, client::encode(kind::CREATE_ROOM, &create)).await?;
-    let created = read_until(&mut rx, kind::ROOM_CREATED).await?;
+    let (mut rx, tx, created) = enter(
+        &urls[first % urls.len()],
+        &client::encode(kind::CREATE_ROOM, &create),
+        kind::ROOM_CREATED,
+    )
+    .await?;
     let (_, data) = server::decode(&created).map_err(|e| e.to_string())?;
     let created: RoomCreated = server::data(data).map_err(|e| e.to_string())?;
     let room_id = created.room_id.to_owned();
@@ -226,15 +278,14 @@ async fn open_room(urls: &[String], first: usize, members: usize) -> Result<Open
             let url = urls[(first + i) % urls.len()].clone();
             let room_id = room_id.clone();
             tokio::spawn(async move {
-                let (mut rx, mut tx) = connect(&url).await?;
                 let name = format!("m{i}");
                 let join = JoinRoom {
                     room_id: &room_id,
                     name: &name,
                     ..Default::default()
                 };
-                send(&mut tx, client::encode(kind::JOIN_ROOM, &join)).await?;
-                read_until(&mut rx, kind::ROOM_JOINED).await?;
+                let join = client::encode(kind::JOIN_ROOM, &join);
+                let (rx, tx, _) = enter(&url, &join, kind::ROOM_JOINED).await?;
                 Ok::<_, String>((rx, tx))
             })
         })
@@ -472,6 +523,8 @@ fn join_report(args: &Args, joined: usize, secs: f64, cpu: &[f64]) -> serde_json
         "joins_per_second": if secs > 0.0 { joined as f64 / secs } else { 0.0 },
         "server_cpu_seconds": total,
         "server_cpu_us_per_join": per_join(total),
+        "refusals_retried": RETRIES.load(Ordering::Relaxed),
+        "most_refusals_of_one_client": MOST_RETRIES.load(Ordering::Relaxed),
         "by_process": by_process,
     })
 }
@@ -486,6 +539,7 @@ fn percentile(sorted: &[u32], p: f64) -> u32 {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let args = Args::parse();
+    RETRY_BUDGET.store(args.retry_budget, Ordering::Relaxed);
     if args.url.is_empty() {
         eprintln!("at least one --url is needed");
         std::process::exit(2);

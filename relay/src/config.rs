@@ -58,6 +58,10 @@ pub struct RelayConfig {
     /// WebSocket handshakes per client key per second (as many at once);
     /// more get HTTP 429.
     pub handshakes_per_ip_per_sec: u64,
+    /// Most CreateRoom/JoinRoom requests worked on at once on this node;
+    /// more are refused with E005 (retry), and while all are taken new
+    /// WebSocket handshakes get HTTP 503 with `Retry-After`.
+    pub max_joins_in_flight: usize,
     /// The per-connection budgets of client messages beyond chat.
     pub budgets: MessageBudgets,
     /// How often this node heartbeats and sweeps dead nodes.
@@ -65,6 +69,10 @@ pub struct RelayConfig {
     /// A node whose heartbeat is older than this is dead: its members are
     /// removed and announced as gone.
     pub heartbeat_ttl: Duration,
+    /// After the store lost this relay's state, the relay waits a random
+    /// delay below this before writing back its rooms and members (so
+    /// relays do not all hit a Redis that just came back at once).
+    pub heal_jitter: Duration,
     /// A room stays subscribed (and, on Redis, recorded in this node's room
     /// set) this long after its last local member left, so members who leave
     /// and come back cost no round trips; zero unsubscribes at once.
@@ -99,9 +107,11 @@ impl Default for RelayConfig {
             max_connections: 19_000,
             max_connections_per_ip: 100,
             handshakes_per_ip_per_sec: 20,
+            max_joins_in_flight: 128,
             budgets: MessageBudgets::default(),
             heartbeat_interval: Duration::from_secs(3),
             heartbeat_ttl: Duration::from_secs(10),
+            heal_jitter: Duration::from_secs(1),
             clock: store::clock::system(),
         }
     }

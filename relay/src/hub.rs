@@ -24,8 +24,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use protocol::member::MemberId;
 use protocol::server;
-use store::{Bus, BusError, BusMessage, BusSink, Target};
+use store::{Bus, BusError, BusMessage, BusSink, RoomRecord, Target};
 
+use crate::heal::RoomFacts;
 use crate::metrics::Metrics;
 use crate::outbox::PushError;
 use crate::peer::Peer;
@@ -35,6 +36,10 @@ use crate::peer::Peer;
 pub struct LocalMember {
     pub id: MemberId,
     pub peer: Arc<Peer>,
+    /// The display name it joined with (re-asserted by [`crate::heal`]).
+    pub name: Arc<str>,
+    /// Unix milliseconds of its join (its place in the member list).
+    pub joined_at: i64,
 }
 
 /// A room as this relay sees it.
@@ -56,14 +61,17 @@ pub struct LocalRoom {
     closed: AtomicBool,
     /// When the last local member left (None while it has local members).
     idle_since: Mutex<Option<Instant>>,
+    /// What this relay would write back if the store lost the room.
+    pub facts: RoomFacts,
 }
 
 impl LocalRoom {
-    fn new(id: &str, expires_at: i64, listed: bool) -> LocalRoom {
+    fn new(record: &RoomRecord) -> LocalRoom {
         LocalRoom {
-            id: Arc::from(id),
-            expires_at,
-            listed,
+            id: Arc::from(record.id.as_str()),
+            expires_at: record.expires_at,
+            listed: record.listed,
+            facts: RoomFacts::new(record.clone()),
             members: Mutex::new(Arc::from(Vec::new())),
             subscription: tokio::sync::Mutex::new(false),
             warned: AtomicBool::new(false),
@@ -114,6 +122,29 @@ impl LocalRoom {
             self.lock_idle_since().get_or_insert_with(Instant::now);
         }
         members.is_empty()
+    }
+
+    /// Removes a member whose place in the store could not be restored
+    /// ([`crate::heal`]): queues `frame` (an error) to it and closes its
+    /// connection with `close_code`, so it reconnects and joins again.
+    pub fn evict(&self, id: MemberId, frame: Bytes, close_code: u16) {
+        let evicted = {
+            let mut members = self.lock_members();
+            let evicted = members.iter().find(|m| m.id == id).cloned();
+            if evicted.is_some() {
+                let next: Vec<LocalMember> =
+                    members.iter().filter(|m| m.id != id).cloned().collect();
+                *members = Arc::from(next);
+                if members.is_empty() {
+                    self.lock_idle_since().get_or_insert_with(Instant::now);
+                }
+            }
+            evicted
+        };
+        if let Some(member) = evicted {
+            let _ = member.peer.outbox.push(frame);
+            member.peer.outbox.close(close_code);
+        }
     }
 
     /// Takes a member out of the local list (a kick); returns its peer if
@@ -184,6 +215,13 @@ impl Hub {
         self.lock_rooms().get(room_id).cloned()
     }
 
+    /// A room with local members, not closed (what [`crate::heal`] can
+    /// write back).
+    pub fn live_room(&self, room_id: &str) -> Option<Arc<LocalRoom>> {
+        self.room(room_id)
+            .filter(|r| !r.is_closed() && !r.members().is_empty())
+    }
+
     /// Every room in the index, lingering ones included.
     pub fn rooms(&self) -> Vec<Arc<LocalRoom>> {
         self.lock_rooms().values().cloned().collect()
@@ -202,18 +240,17 @@ impl Hub {
     pub async fn join(
         &self,
         bus: &dyn Bus,
-        room_id: &str,
-        expires_at: i64,
-        listed: bool,
+        record: &RoomRecord,
         member: LocalMember,
         first_frame: Bytes,
     ) -> Result<Arc<LocalRoom>, BusError> {
+        let room_id = record.id.as_str();
         loop {
             let room = {
                 let mut rooms = self.lock_rooms();
                 let room = rooms
                     .entry(Arc::from(room_id))
-                    .or_insert_with(|| Arc::new(LocalRoom::new(room_id, expires_at, listed)))
+                    .or_insert_with(|| Arc::new(LocalRoom::new(record)))
                     .clone();
                 self.metrics.local_rooms.set(rooms.len() as i64);
                 room
@@ -348,6 +385,10 @@ pub struct HubSink {
     pub hub: Arc<Hub>,
     /// Closing a room needs an async unsubscribe; it is spawned with this.
     pub bus: std::sync::OnceLock<Arc<dyn Bus>>,
+    /// Rooms another relay asked to be written back into the store
+    /// (`Target::RestoreRoom`), for [`crate::heal::serve_requests`];
+    /// dropped when full (the next heartbeat's check heals anyway).
+    pub restore_requests: tokio::sync::mpsc::Sender<String>,
     /// Finishing a kick needs the relay (store, publish); set once it is
     /// built, weak so the relay and its sink do not keep each other.
     pub relay: std::sync::OnceLock<std::sync::Weak<crate::Relay>>,
@@ -388,6 +429,26 @@ impl BusSink for HubSink {
                     }
                     let n = room.push_all(&message.frame, None, &hub.metrics);
                     hub.metrics.delivered(&message.frame, n, received.elapsed());
+                }
+            }
+            Target::Members { ids } => {
+                if let Some(room) = hub.room(room_id) {
+                    let mut n = 0;
+                    let members = room.members();
+                    let recipients = members.iter().filter(|m| ids.contains(&m.id));
+                    for m in recipients {
+                        match m.peer.outbox.push(message.frame.clone()) {
+                            Ok(()) => n += 1,
+                            Err(PushError::Overflow) => hub.metrics.slow_consumers.inc(),
+                            Err(PushError::Closed) => {}
+                        }
+                    }
+                    hub.metrics.delivered(&message.frame, n, received.elapsed());
+                }
+            }
+            Target::RestoreRoom => {
+                if hub.live_room(room_id).is_some() {
+                    let _ = self.restore_requests.try_send(room_id.to_owned());
                 }
             }
             Target::Member { id } => {

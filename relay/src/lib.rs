@@ -10,6 +10,8 @@
 //! - [`transport`]: the socket under a WebSocket, plain TCP or TLS;
 //! - [`websocket`]: RFC 6455 framing;
 //! - [`session`]: the protocol state machine of one connection;
+//! - [`join_gate`]: at most `max_joins_in_flight` joins at once, failed
+//!   joins rolled back;
 //! - [`hub`]: the local room index and the bus fan-out;
 //! - [`publish`]: the one path that publishes to a room's bus channel;
 //! - [`peer`]: what of a connection the rest of the relay touches (its
@@ -21,6 +23,8 @@
 //! - [`slot`]: the connection limit, given back by a guard;
 //! - [`expiry`]: per-node expiry warnings and closes;
 //! - [`presence`]: heartbeats, and the sweep of dead relays' members;
+//! - [`heal`]: re-asserting this relay's rooms and members when the store
+//!   lost them (Redis came back empty, or this relay was swept);
 //! - [`metrics`]: Prometheus counters;
 //! - [`admin`]: health, readiness and metrics on the admin port;
 //! - `testing` (feature `testing`, tests only): fault injection, an echo
@@ -36,7 +40,9 @@ pub mod budget;
 pub mod config;
 pub mod connection;
 pub mod expiry;
+pub mod heal;
 pub mod hub;
+pub mod join_gate;
 pub mod message_budgets;
 pub mod metrics;
 pub mod outbox;
@@ -83,6 +89,13 @@ pub struct Relay {
     pub tasks: TaskTracker,
     /// Open connections, against `max_connections`.
     pub slots: slot::ConnectionSlots,
+    /// Whether the store lost this relay's state and it is being restored.
+    pub heal: heal::Healing,
+    /// Joins in flight, against `max_joins_in_flight`.
+    pub joins: join_gate::JoinGate,
+    /// Rooms other relays asked to write back (taken by the background
+    /// task that serves them).
+    restore_requests: std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<String>>>,
     /// Faults a test injects (the `testing` feature only).
     #[cfg(feature = "testing")]
     pub faults: testing::Faults,
@@ -93,6 +106,7 @@ pub struct Relay {
 pub struct RelayBuilder {
     metrics: Metrics,
     sink: Arc<HubSink>,
+    restore_requests: tokio::sync::mpsc::Receiver<String>,
 }
 
 impl RelayBuilder {
@@ -100,13 +114,16 @@ impl RelayBuilder {
     pub fn new() -> RelayBuilder {
         let metrics = Metrics::new();
         let hub = Arc::new(Hub::new(metrics.clone()));
+        let (requests, restore_requests) = tokio::sync::mpsc::channel(heal::RESTORE_REQUEST_QUEUE);
         RelayBuilder {
             metrics,
             sink: Arc::new(HubSink {
                 hub,
                 bus: OnceLock::new(),
+                restore_requests: requests,
                 relay: OnceLock::new(),
             }),
+            restore_requests,
         }
     }
 
@@ -135,6 +152,7 @@ impl RelayBuilder {
                 config.handshakes_per_ip_per_sec,
             )),
             rates: message_budgets::Rates::new(&config.budgets),
+            joins: join_gate::JoinGate::new(config.max_joins_in_flight),
             config,
             store,
             bus,
@@ -144,6 +162,8 @@ impl RelayBuilder {
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
             slots: slot::ConnectionSlots::default(),
+            heal: heal::Healing::default(),
+            restore_requests: std::sync::Mutex::new(Some(self.restore_requests)),
             #[cfg(feature = "testing")]
             faults: testing::Faults::default(),
         });
@@ -164,6 +184,15 @@ impl Relay {
     pub fn start_background(self: &Arc<Self>) {
         self.tasks.spawn(expiry::run(self.clone()));
         self.tasks.spawn(presence::run(self.clone()));
+        let requests = self
+            .restore_requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(requests) = requests {
+            self.tasks
+                .spawn(heal::serve_requests(self.clone(), requests));
+        }
         if !self.config.room_linger.is_zero() {
             self.tasks.spawn(retire_idle_rooms(self.clone()));
         }

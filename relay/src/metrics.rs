@@ -22,8 +22,8 @@ use protocol::client::MessageType;
 use protocol::{kind, ErrorCode};
 
 /// Close codes a relay ends connections with (`code` label).
-pub const CLOSE_CODES: [u16; 11] = [
-    1000, 1001, 1002, 1005, 1006, 1007, 1009, 1011, 4001, 4002, 4003,
+pub const CLOSE_CODES: [u16; 12] = [
+    1000, 1001, 1002, 1005, 1006, 1007, 1009, 1011, 1013, 4001, 4002, 4003,
 ];
 
 /// Why a WebSocket upgrade was refused (`reason` label).
@@ -39,6 +39,8 @@ pub enum Rejection {
     IpLimit,
     /// `--handshakes-per-ip-per-sec` exceeded for the client's address (429).
     HandshakeRate,
+    /// Every `--max-joins-in-flight` permit is taken (503).
+    JoinsBusy,
 }
 
 /// Client message types (`type` label of `frames_in_total`), by the
@@ -145,7 +147,7 @@ pub struct Metrics {
     /// WebSocket connections accepted since start.
     pub connections_accepted: IntCounter,
     /// WebSocket upgrades refused, by reason (limit, draining, origin).
-    rejected: [IntCounter; 5],
+    rejected: [IntCounter; 6],
     /// Client frames received, by message type ([`FRAME_IN_TYPES`]).
     frames_in: Vec<IntCounter>,
     /// Frames sent to clients, by message type, indexed by type number
@@ -191,6 +193,16 @@ pub struct Metrics {
     /// Relays alive according to the heartbeats in Redis, as this relay
     /// last read them.
     pub live_relays: IntGauge,
+    /// Times the store was found to have lost this relay's state (Redis
+    /// came back empty, or this relay was swept as dead) after the start.
+    pub store_losses: IntCounter,
+    /// Members this relay put back into the store after such a loss.
+    pub restored_members: IntCounter,
+    /// Joins (and creations) refused because `max_joins_in_flight` were
+    /// running.
+    pub joins_refused: IntCounter,
+    /// Joins whose store call failed but had been written, taken back.
+    pub joins_rolled_back: IntCounter,
     /// `arthas_build_info{version, commit}`: 1 for the running build.
     build_info: IntGaugeVec,
 }
@@ -244,7 +256,14 @@ impl Metrics {
             "arthas_relay_connections_rejected_total",
             "WebSocket upgrades refused, by reason",
             "reason",
-            &["limit", "draining", "origin", "ip_limit", "handshake_rate"],
+            &[
+                "limit",
+                "draining",
+                "origin",
+                "ip_limit",
+                "handshake_rate",
+                "joins_busy",
+            ],
         );
         let out_labels: Vec<&str> = FRAME_OUT_TYPES.iter().map(|(_, l)| *l).collect();
         let out = labelled(
@@ -280,7 +299,7 @@ impl Metrics {
             prometheus::process_collector::ProcessCollector::for_self(),
         ))
         .expect("the process collector is registered once");
-        let rejected: [IntCounter; 5] = rejected.try_into().expect("five reasons");
+        let rejected: [IntCounter; 6] = rejected.try_into().expect("six reasons");
         Metrics {
             connections: gauge("connections", "Open WebSocket connections"),
             connections_accepted: counter(
@@ -333,6 +352,22 @@ impl Metrics {
             slow_consumers: counter(
                 "slow_consumers_total",
                 "Members closed because their queue overflowed",
+            ),
+            store_losses: counter(
+                "store_losses_total",
+                "Times the store had lost this relay's rooms and members (Redis came back empty, or the relay was swept as dead)",
+            ),
+            restored_members: counter(
+                "restored_members_total",
+                "Members this relay put back into the store after it lost them",
+            ),
+            joins_refused: counter(
+                "joins_refused_total",
+                "Joins and creations refused because max_joins_in_flight were running",
+            ),
+            joins_rolled_back: counter(
+                "joins_rolled_back_total",
+                "Joins whose store call failed but had been written, taken back",
             ),
             closes: labelled(
                 r,

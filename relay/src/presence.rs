@@ -5,6 +5,7 @@
 //! departure to exactly one sweeper, which announces MemberLeft to the room.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use protocol::kind;
 use protocol::server::{self, MemberLeft};
@@ -14,27 +15,62 @@ use tokio::time::{interval, MissedTickBehavior};
 
 use crate::Relay;
 
+/// While heartbeats fail, they are retried this often (at most), so a
+/// Redis that comes back is noticed (and healed, see [`crate::heal`])
+/// quickly.
+const RETRY_FAILED_HEARTBEAT: Duration = Duration::from_millis(250);
+/// How often the bus's recoveries are looked at (a cheap read): when the bus
+/// recovered (Redis restarted, or a partition ended), the relay heartbeats
+/// and checks its state in the store at once rather than at the next tick.
+const BUS_WATCH: Duration = Duration::from_millis(100);
+
 /// Heartbeats every `heartbeat_interval` and sweeps dead nodes as often,
-/// until shutdown.
+/// until shutdown; after each heartbeat, checks whether the store lost this
+/// relay's state ([`crate::heal::check`]).
 pub async fn run(relay: Arc<Relay>) {
     let period = relay.config.heartbeat_interval;
     let ttl = relay.config.heartbeat_ttl;
     let mut tick = interval(period);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut watch = interval(BUS_WATCH);
+    watch.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut recoveries = relay.bus.recoveries();
+    // While heartbeats fail: when to try again.
+    let mut retry_at: Option<tokio::time::Instant> = None;
     loop {
+        let retry = tokio::time::sleep_until(
+            retry_at.unwrap_or_else(|| tokio::time::Instant::now() + period),
+        );
         tokio::select! {
             _ = tick.tick() => {}
+            _ = retry, if retry_at.is_some() => {}
+            _ = watch.tick() => {
+                let now = relay.bus.recoveries();
+                let recovered = now != recoveries;
+                recoveries = now;
+                if !recovered {
+                    continue;
+                }
+            }
             _ = relay.shutdown.cancelled() => return,
         }
         let connections = relay.metrics.connections.get().max(0) as u64;
         static HEARTBEAT_FAILED: WarnLimit = WarnLimit::new();
-        if let Err(e) = relay
+        match relay
             .store
             .heartbeat(&relay.config.node_id, ttl, connections)
             .await
         {
-            if let Some(suppressed) = HEARTBEAT_FAILED.check() {
-                tracing::warn!(error = %e, suppressed, "heartbeat failed");
+            Ok(()) => {
+                retry_at = None;
+                crate::heal::check(&relay).await;
+            }
+            Err(e) => {
+                retry_at = Some(tokio::time::Instant::now() + RETRY_FAILED_HEARTBEAT.min(period));
+                if let Some(suppressed) = HEARTBEAT_FAILED.check() {
+                    tracing::warn!(error = %e, suppressed, "heartbeat failed");
+                }
+                continue;
             }
         }
         if let Ok(live) = relay.store.live_nodes().await {
@@ -69,7 +105,12 @@ pub async fn sweep(relay: &Relay) {
                 reason: "",
             },
         );
-        let target = Target::Room { except: None };
+        // Not to the member itself: its relay may only have been cut off
+        // from Redis (it re-joins it, crate::heal), and this message may
+        // reach it when the partition ends.
+        let target = Target::Room {
+            except: Some(departure.member_id),
+        };
         if relay
             .publish(&departure.room_id, target, frame)
             .await

@@ -194,6 +194,15 @@ where
             return response;
         }
     };
+    if relay.joins.is_saturated() {
+        // Every join permit is taken: this client would only queue another.
+        relay.metrics.rejected(Rejection::JoinsBusy).inc();
+        let mut response = plain_text(StatusCode::SERVICE_UNAVAILABLE, "busy, retry");
+        response
+            .headers_mut()
+            .insert(hyper::header::RETRY_AFTER, 1.into());
+        return response;
+    }
     let Some(mut slot) = ConnectionSlot::try_acquire(&relay) else {
         relay.metrics.rejected(Rejection::Limit).inc();
         return plain_text(StatusCode::SERVICE_UNAVAILABLE, "too many connections");

@@ -77,6 +77,8 @@ pub struct Session {
     id: MemberId,
     /// The display name given at create/join.
     name: String,
+    /// Unix milliseconds of the last join (the member's place in the list).
+    joined_at: i64,
     /// The room this connection is in.
     room: Option<Arc<LocalRoom>>,
     /// When recent accepted chat messages were sent (rate limit); empty
@@ -105,6 +107,7 @@ impl Session {
             ip,
             id: random_member_id(),
             name: String::new(),
+            joined_at: 0,
             room: None,
             chat_times: VecDeque::new(),
             orphan: false,
@@ -230,6 +233,7 @@ impl Session {
         }
         let request = CreateRoom::parse(data)?;
         self.spend_room_change()?;
+        let _permit = self.enter_join_gate()?;
         let listing = request.public.then(|| ListingRequest {
             title: request.title.to_owned(),
             description: request.description.to_owned(),
@@ -280,6 +284,7 @@ impl Session {
         }
         let request = JoinRoom::parse(data)?;
         self.spend_room_change()?;
+        let _permit = self.enter_join_gate()?;
         if !client::is_room_id(request.room_id) {
             return Err(texts::ROOM_NOT_FOUND);
         }
@@ -315,6 +320,15 @@ impl Session {
         }
     }
 
+    /// One of the relay's `max_joins_in_flight` permits, held until the join
+    /// is done; none left: E005 (retry) before any work.
+    fn enter_join_gate(&self) -> Result<tokio::sync::OwnedSemaphorePermit, Reject> {
+        self.relay.joins.try_enter().ok_or_else(|| {
+            self.relay.metrics.joins_refused.inc();
+            texts::UNAVAILABLE
+        })
+    }
+
     /// Adds this member to the room record, checking its credentials
     /// through the gateway when the store says the room has a password.
     async fn join_store(
@@ -323,14 +337,18 @@ impl Session {
         name: &str,
         credentials: Credentials<'_>,
     ) -> Result<Joined, Reject> {
+        // A room this relay hosts but the store has lost is written back
+        // once (crate::heal) before a join is refused with E001.
+        let mut restored = false;
         let mut password_checked = matches!(credentials, Credentials::Creator);
         for _ in 0..MEMBER_ID_ATTEMPTS {
+            self.joined_at = self.relay.config.clock.now_millis();
             let member = MemberRecord {
                 id: self.id,
                 name: name.to_owned(),
                 color: member_color(self.id.as_str()),
                 node: self.relay.config.node_id.clone(),
-                joined_at: self.relay.config.clock.now_millis(),
+                joined_at: self.joined_at,
             };
             let now = self.relay.config.clock.now_secs();
             match self
@@ -354,12 +372,21 @@ impl Session {
                     password_checked = true;
                 }
                 Err(JoinError::IdTaken) => self.id = random_member_id(),
+                Err(JoinError::NotFound)
+                    if !restored && crate::heal::restore_hosted(&self.relay, room_id).await =>
+                {
+                    restored = true;
+                }
                 Err(JoinError::NotFound) => return Err(texts::ROOM_NOT_FOUND),
                 Err(JoinError::Expired) => return Err(texts::ROOM_EXPIRED),
                 Err(JoinError::Full) => return Err(texts::ROOM_FULL),
                 Err(JoinError::NeedsPassword) => return Err(texts::WRONG_PASSWORD),
                 Err(JoinError::Store(e)) => {
                     tracing::error!(room = %room_id, error = %e, "join failed");
+                    // It may have been written all the same (the reply was
+                    // lost or late): take it back, and never reuse the id.
+                    crate::join_gate::roll_back(&self.relay, room_id, self.id);
+                    self.id = random_member_id();
                     return Err(texts::UNAVAILABLE);
                 }
             }
@@ -393,21 +420,30 @@ impl Session {
         let member = LocalMember {
             id: self.id,
             peer: self.peer.clone(),
+            name: Arc::from(name),
+            joined_at: self.joined_at,
         };
         let relay = &self.relay;
         match relay
             .hub
-            .join(
-                relay.bus.as_ref(),
-                &room.id,
-                room.expires_at,
-                room.listed,
-                member,
-                room_joined,
-            )
+            .join(relay.bus.as_ref(), room, member, room_joined)
             .await
         {
             Ok(local) => {
+                if local.facts.needs_listing() {
+                    // Kept in case the store loses it (crate::heal); read
+                    // aside, so the join does not wait for it.
+                    let (relay, local) = (relay.clone(), local.clone());
+                    self.relay.tasks.spawn(async move {
+                        match relay.store.listing(&local.id).await {
+                            Ok(Some(listing)) => local.facts.set_listing(listing),
+                            Ok(None) => {}
+                            Err(e) => {
+                                tracing::debug!(room = %local.id, error = %e, "listing not read")
+                            }
+                        }
+                    });
+                }
                 self.room = Some(local);
                 self.name = name.to_owned();
                 Ok(())
@@ -441,7 +477,10 @@ impl Session {
                 .leave(&room.id, self.id, &relay.config.node_id)
                 .await
             {
-                Ok(left) if left.was_member && !left.destroyed => {
+                // Not a member any more and the room not destroyed: the
+                // store lost the member (crate::heal) or a sweep removed it;
+                // the others are told (again) so nobody keeps a ghost.
+                Ok(left) if !left.destroyed => {
                     let frame = server::encode(
                         kind::MEMBER_LEFT,
                         &MemberLeft {
@@ -790,6 +829,7 @@ impl Drop for Session {
             ip: self.ip,
             id: self.id,
             name: std::mem::take(&mut self.name),
+            joined_at: self.joined_at,
             room: Some(room),
             chat_times: VecDeque::new(),
             orphan: true,

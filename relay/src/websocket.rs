@@ -59,6 +59,9 @@ pub mod close_code {
     pub const MESSAGE_TOO_BIG: u16 = 1009;
     /// The server failed while serving the connection (a bug: counted).
     pub const INTERNAL_ERROR: u16 = 1011;
+    /// The server lost the member's place in its room (the store could not
+    /// take it back after a loss): reconnect and join again.
+    pub const TRY_AGAIN_LATER: u16 = 1013;
     /// The member's outbound queue overflowed: it reads slower than its room talks.
     pub const SLOW_CONSUMER: u16 = 4001;
     /// No WebSocket pong arrived within the read timeout.

@@ -30,6 +30,15 @@ pub enum Target {
     /// Every member of the room on every relay must leave it now: the room
     /// expired (`RoomClosed` is the frame). Relays also clear local state.
     CloseRoom,
+    /// These members only (at most 255): a member put back after the store
+    /// lost it is announced (MemberJoined) to those who joined while it was
+    /// missing, and to nobody who knew it all along.
+    Members { ids: Vec<MemberId> },
+    /// No frame for anyone: every relay hosting members of the room writes
+    /// the room and its members back into the store (a relay found the
+    /// room missing; on a Redis Cluster only the master holding it may have
+    /// lost its data, which the others cannot notice by themselves).
+    RestoreRoom,
     /// One member only (a directed message, extension), on whichever relay
     /// holds it.
     Member { id: MemberId },
@@ -72,6 +81,8 @@ const TAG_CLOSE: u8 = 3;
 const TAG_TRANSFER_ENDED: u8 = 4;
 const TAG_MEMBER: u8 = 5;
 const TAG_KICK: u8 = 6;
+const TAG_MEMBERS: u8 = 7;
+const TAG_RESTORE_ROOM: u8 = 8;
 
 /// A bus payload that is not ours (wrong version, truncated).
 #[derive(Debug, Clone, thiserror::Error)]
@@ -96,6 +107,16 @@ impl BusMessage {
                 out.put_slice(id.as_bytes());
             }
             Target::CloseRoom => out.put_u8(TAG_CLOSE),
+            Target::RestoreRoom => out.put_u8(TAG_RESTORE_ROOM),
+            Target::Members { ids } => {
+                out.put_u8(TAG_MEMBERS);
+                // More than 255 are cut (a room holds far fewer).
+                let ids = &ids[..ids.len().min(255)];
+                out.put_u8(ids.len() as u8);
+                for id in ids {
+                    out.put_slice(id.as_bytes());
+                }
+            }
             Target::TransferEnded {
                 sender,
                 transfer_id,
@@ -147,6 +168,22 @@ impl BusMessage {
                 (Target::TransferSender { transfer_id }, 3 + len as usize)
             }
             TAG_CLOSE => (Target::CloseRoom, 2),
+            TAG_RESTORE_ROOM => (Target::RestoreRoom, 2),
+            TAG_MEMBERS => {
+                let (&count, rest) = rest.split_first().ok_or(MalformedBusMessage)?;
+                let len = count as usize * 8;
+                let packed = rest.get(..len).ok_or(MalformedBusMessage)?;
+                let ids = packed
+                    .chunks_exact(8)
+                    .map(|id| {
+                        std::str::from_utf8(id)
+                            .ok()
+                            .and_then(MemberId::parse)
+                            .ok_or(MalformedBusMessage)
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                (Target::Members { ids }, 3 + len)
+            }
             TAG_TRANSFER_ENDED => {
                 let sender = rest.get(..8).ok_or(MalformedBusMessage)?;
                 let sender = std::str::from_utf8(sender).map_err(|_| MalformedBusMessage)?;
@@ -230,6 +267,13 @@ pub trait Bus: Send + Sync + 'static {
     fn is_up(&self) -> bool {
         true
     }
+
+    /// Completed recoveries since the start (the connection was lost and
+    /// every room resubscribed): a relay that sees this move checks at once
+    /// whether the store lost its state (Redis may have restarted empty).
+    fn recoveries(&self) -> u64 {
+        0
+    }
 }
 
 #[cfg(test)]
@@ -248,6 +292,14 @@ mod tests {
                 transfer_id: "t-1".into(),
             },
             Target::CloseRoom,
+            Target::Members { ids: Vec::new() },
+            Target::RestoreRoom,
+            Target::Members {
+                ids: vec![
+                    MemberId::parse("0123abcd").unwrap(),
+                    MemberId::parse("89abcdef").unwrap(),
+                ],
+            },
             Target::TransferEnded {
                 sender: MemberId::parse("0123abcd").unwrap(),
                 transfer_id: "t".repeat(MAX_TRANSFER_ID_BYTES),
@@ -315,6 +367,9 @@ mod tests {
             b"\x01\x050123abc",
             b"\x01\x060123abcd",
             b"\x01\x060123abcd\x02",
+            b"\x01\x07",
+            b"\x01\x07\x020123abcd",
+            b"\x01\x07\x01zzzzzzzz",
         ] {
             assert!(BusMessage::from_wire(Bytes::copy_from_slice(wire)).is_err());
         }

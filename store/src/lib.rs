@@ -32,8 +32,9 @@ pub mod window;
 pub use bus::{Bus, BusError, BusMessage, BusSink, Target, MAX_TRANSFER_ID_BYTES};
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use room::{
-    Departure, JoinError, Joined, Left, Listing, ListingView, MemberRecord, NewRoom, RoomGuess,
-    RoomRecord, RoomStore, SecretOutcome, SecretUpdate, StoreError,
+    Departure, JoinError, Joined, Left, Listing, ListingView, MemberRecord, MemberRestored,
+    NewRoom, NodeState, Restored, RoomGuess, RoomRecord, RoomRestore, RoomRestored, RoomStore,
+    SecretOutcome, SecretUpdate, StoreError,
 };
 
 /// Seconds since the Unix epoch (room timestamps).

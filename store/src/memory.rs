@@ -500,6 +500,14 @@ impl RoomStore for MemoryEngine {
         Ok(1)
     }
 
+    async fn listing(&self, room_id: &str) -> Result<Option<Listing>, StoreError> {
+        Ok(self
+            .state()
+            .listings
+            .get(room_id)
+            .map(|entry| entry.listing.clone()))
+    }
+
     /// One process is one node: it cannot outlive itself.
     async fn sweep_dead_nodes(&self) -> Result<Vec<Departure>, StoreError> {
         Ok(Vec::new())

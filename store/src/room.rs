@@ -191,6 +191,87 @@ pub enum RoomGuess {
     },
 }
 
+/// What a relay's own view of the store is (see [`RoomStore::node_state`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeState {
+    /// The store still holds what this engine recorded for the node.
+    Known,
+    /// The store has no record of this engine's node (it restarted empty,
+    /// failed over to an empty replica, or this is the node's first check):
+    /// the node must re-assert what it holds. Nobody was told its members
+    /// left.
+    Lost,
+    /// Another relay swept this node as dead (its heartbeat lapsed): its
+    /// members were removed and announced as gone (MemberLeft).
+    Swept,
+}
+
+/// Everything a relay holds about one live room, to write back into a
+/// store that lost it ([`RoomStore::restore_room`]).
+#[derive(Clone)]
+pub struct RoomRestore {
+    /// The record as the relay's first local join read it (expiry, listing
+    /// flag, capacity, the password verifier).
+    pub record: RoomRecord,
+    /// The directory entry, for a listed room.
+    pub listing: Option<Listing>,
+    /// This relay's members of the room, in join order.
+    pub members: Vec<MemberRecord>,
+    /// The relay holding them.
+    pub node: String,
+    /// Unix seconds (an expired room is not restored).
+    pub now_secs: i64,
+}
+
+impl std::fmt::Debug for RoomRestore {
+    /// Never prints the password verifier.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RoomRestore")
+            .field("room", &self.record.id)
+            .field("has_password", &self.record.has_password())
+            .field("listed", &self.listing.is_some())
+            .field("members", &self.members.len())
+            .field("node", &self.node)
+            .finish()
+    }
+}
+
+/// What became of a room's record in a restore.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoomRestored {
+    /// The record was there already.
+    Kept,
+    /// The record was missing and has been written back (and its listing).
+    Recreated,
+    /// The record was missing and the room has expired: not restored.
+    Expired,
+}
+
+/// What became of one member in a restore.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemberRestored {
+    /// The member was still recorded.
+    Present,
+    /// The member was missing and has been added back.
+    Added,
+    /// The member was missing and the room is full now.
+    Full,
+    /// The member was missing and another member has its id now.
+    IdTaken,
+}
+
+/// The outcome of [`RoomStore::restore_room`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Restored {
+    pub room: RoomRestored,
+    /// One entry per member of the request, in its order.
+    pub members: Vec<(MemberId, MemberRestored)>,
+    /// Members who joined the room since its record was last recreated
+    /// (after the loss): their member lists lacked the members put back
+    /// now, so they are told (MemberJoined).
+    pub joined_since_loss: Vec<MemberId>,
+}
+
 /// Room records, presence, listings and counters.
 ///
 /// Guarantees every engine keeps:
@@ -324,6 +405,38 @@ pub trait RoomStore: Send + Sync + 'static {
     /// cluster as Redis sees it. Every relay exports its answer, so relays
     /// that disagree (pointed at different Redis servers) show up.
     async fn live_nodes(&self) -> Result<u64, StoreError>;
+
+    /// Whether the store still holds what this engine recorded for relay
+    /// `node_id` (checked after each heartbeat). Engines that cannot lose
+    /// state answer [`NodeState::Known`].
+    async fn node_state(&self, _node_id: &str) -> Result<NodeState, StoreError> {
+        Ok(NodeState::Known)
+    }
+
+    /// Writes back what a relay holds about a live room: the record (with
+    /// its expiry, listing flag, capacity and password verifier) unless it
+    /// exists or the room has expired, the listing of a recreated listed
+    /// room, and each of the relay's members that is missing (while the
+    /// room has room). Idempotent: several relays restoring one room at once
+    /// each add their own members once. Restored members are listed by
+    /// their original join time, ahead of members who joined after the
+    /// loss. Engines that cannot lose state report everything as present.
+    async fn restore_room(&self, restore: RoomRestore) -> Result<Restored, StoreError> {
+        Ok(Restored {
+            room: RoomRestored::Kept,
+            members: restore
+                .members
+                .iter()
+                .map(|m| (m.id, MemberRestored::Present))
+                .collect(),
+            joined_since_loss: Vec::new(),
+        })
+    }
+
+    /// A listed room's directory entry as registered (`None`: not listed).
+    async fn listing(&self, _room_id: &str) -> Result<Option<Listing>, StoreError> {
+        Ok(None)
+    }
 
     /// Removes every member whose relay node's heartbeat lapsed and destroys
     /// rooms left empty (those created `keep_while_empty` stay); returns the departures so the caller can announce

@@ -1,12 +1,14 @@
 //! The harness shared by the black-box suites: start the real binary (`server`), talk to it
 //! over WebSockets (`client`) and HTTP (`http`) with independently encoded MessagePack (`msg`),
-//! the room-level steps most tests start with (`room`), and TLS with a CA of the test's own
+//! the room-level steps most tests start with (`room`), a TCP proxy a test can cut
+//! (`proxy`), and TLS with a CA of the test's own
 //! (`tls`).
 #![allow(dead_code, unused_imports)]
 
 pub mod client;
 pub mod http;
 pub mod msg;
+pub mod proxy;
 pub mod room;
 pub mod server;
 pub mod tls;

@@ -18,6 +18,7 @@
 //! | `arthas:{R}:activity` | sorted set | listed rooms: one entry per chat message (score = unix ms), trimmed to 5 minutes and 10,000 entries |
 //! | `arthas:{R}` | channel | `BusMessage::to_wire` payloads (PUBLISH, or SPUBLISH on a cluster) |
 //! | `arthas:node:{N}` | string, TTL | relay N's heartbeat deadline (for operators) |
+//! | `arthas:node:{N}:epoch` | string, TTL | the token of the engine that last recorded relay N (its incarnation), or `swept` once another relay swept N as dead; missing after Redis lost its data (see `RoomStore::node_state`); kept for `node_epoch_ttl` |
 //! | `arthas:node:{N}:rooms` | set | rooms where relay N has members, or had them less than `node_room_linger` ago (read by the sweeper) |
 //! | `arthas:nodes` | sorted set | relay -> heartbeat deadline (Redis server ms); the sweep's one range query; a join registers a relay not known to be in it |
 //! | `arthas:online{arthas:nodes}` | hash | relay -> WebSockets at its last heartbeat (the directory's online count; same slot as `arthas:nodes`) |
@@ -112,6 +113,16 @@ pub fn node(node_id: &str) -> String {
 pub fn node_rooms(node_id: &str) -> String {
     format!("arthas:node:{{{node_id}}}:rooms")
 }
+
+/// Whose state the store holds for a relay (string with a TTL): the token
+/// of the engine that recorded it, or [`SWEPT`] after a sweep. Missing
+/// means Redis lost it.
+pub fn node_epoch(node_id: &str) -> String {
+    format!("arthas:node:{{{node_id}}}:epoch")
+}
+
+/// The value [`node_epoch`] holds once the node was swept as dead.
+pub const SWEPT: &str = "swept";
 
 /// Every relay node known to be alive (sorted set): node id -> heartbeat
 /// deadline in Redis server time (unix ms). One key, so a sweeper finds the

@@ -195,6 +195,9 @@ pub struct RedisConfig {
     /// member of it left (removed by a later heartbeat), so a member who
     /// comes back costs no round trips; zero removes it at once.
     pub node_room_linger: Duration,
+    /// How long a relay's epoch mark (whose state Redis holds for it, or
+    /// that it was swept) outlives the relay's last check of it.
+    pub node_epoch_ttl: Duration,
     /// CA and client certificate for `rediss://` URLs.
     pub tls: RedisTls,
 }
@@ -220,6 +223,7 @@ impl Default for RedisConfig {
             sentinel_check_interval: Duration::from_secs(1),
             sentinel_lookup_timeout: Duration::from_secs(2),
             node_room_linger: Duration::ZERO,
+            node_epoch_ttl: Duration::from_secs(24 * 3600),
             tls: RedisTls::default(),
         }
     }
@@ -490,6 +494,9 @@ pub struct RedisEngine {
     /// registration through this engine; a join skips registering it until
     /// then.
     registered_until: Mutex<HashMap<String, Instant>>,
+    /// This engine's incarnation, written to each relay's epoch key
+    /// ([`keys::node_epoch`]): a different value there means Redis lost it.
+    epoch: String,
 }
 
 impl RedisEngine {
@@ -598,6 +605,7 @@ impl RedisEngine {
             shutdown,
             node_rooms: Mutex::new(HashMap::new()),
             registered_until: Mutex::new(HashMap::new()),
+            epoch: format!("{:016x}", rand::random::<u64>()),
         };
         // Prove the command path too.
         engine
@@ -645,6 +653,10 @@ impl Drop for RedisEngine {
 impl Bus for RedisEngine {
     fn is_up(&self) -> bool {
         self.shared.is_up()
+    }
+
+    fn recoveries(&self) -> u64 {
+        self.shared.health.borrow().recoveries
     }
 
     async fn subscribe(&self, room_id: &str) -> Result<(), BusError> {

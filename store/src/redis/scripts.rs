@@ -23,6 +23,9 @@ script!(ONLINE, "online.lua");
 script!(LIVE_NODES, "live_nodes.lua");
 script!(DEAD_NODES, "dead_nodes.lua");
 script!(FORGET_NODE, "forget_node.lua");
+// Self-healing after Redis lost a relay's state (relay::heal).
+script!(NODE_EPOCH, "node_epoch.lua");
+script!(RESTORE, "restore.lua");
 script!(LIST_ROOM, "list_room.lua");
 script!(LIST_DAILY_TOPIC, "list_daily_topic.lua");
 script!(UNLIST, "unlist.lua");

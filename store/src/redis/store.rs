@@ -19,9 +19,9 @@ use serde::{Deserialize, Serialize};
 
 use super::{keys, scripts, RedisEngine};
 use crate::room::{
-    Departure, JoinError, Joined, Left, Listing, ListingView, MemberRecord, NewRoom, RoomGuess,
-    RoomRecord, RoomStore, SecretOutcome, SecretUpdate, StoreError, ACTIVITY_WINDOW_MS,
-    MAX_ACTIVITY_PER_ROOM,
+    Departure, JoinError, Joined, Left, Listing, ListingView, MemberRecord, MemberRestored,
+    NewRoom, NodeState, Restored, RoomGuess, RoomRecord, RoomRestore, RoomRestored, RoomStore,
+    SecretOutcome, SecretUpdate, StoreError, ACTIVITY_WINDOW_MS, MAX_ACTIVITY_PER_ROOM,
 };
 
 /// How much sooner than its deadline says a node's registration is treated
@@ -122,6 +122,26 @@ fn pack_listing(listing: Listing) -> Result<(String, Vec<u8>), StoreError> {
         .map_err(|e| StoreError(format!("listing not encoded: {e}")))?;
     Ok((listing.room_id, packed))
 }
+
+/// A directory entry as stored, back to a [`Listing`].
+fn unpack_listing(room_id: String, packed: &[u8]) -> Option<Listing> {
+    let l: StoredListing = rmp_serde::from_slice(packed).ok()?;
+    Some(Listing {
+        room_id,
+        title: l.title,
+        description: l.description,
+        tags: l.tags,
+        share_code: l.share_code,
+        has_password: l.has_password,
+        created_at: l.created_at,
+        expires_at: l.expires_at,
+        is_daily_topic: l.is_daily_topic,
+    })
+}
+
+/// How long a restored daily topic's mark is kept (the gateway keeps its
+/// own for about as long: a day and then some).
+const RESTORED_DAILY_MARK_TTL: Duration = Duration::from_secs(2 * 24 * 3600);
 
 fn corrupt(what: &str) -> StoreError {
     StoreError(format!("unexpected reply from redis: {what}"))
@@ -401,6 +421,18 @@ impl RedisEngine {
     /// Sweeps one dead node; departures found before an error are kept
     /// (they were removed, so no other sweeper will report them).
     async fn sweep_node(&self, node: &str) -> Vec<Departure> {
+        // Marked first, so the node, if it comes back, learns that its
+        // members were announced as gone (`RoomStore::node_state`).
+        let mut tombstone = redis::cmd("SET");
+        tombstone
+            .arg(keys::node_epoch(node))
+            .arg(keys::SWEPT)
+            .arg("PX")
+            .arg(millis(self.config.node_epoch_ttl));
+        if let Err(e) = self.query::<Value>(&tombstone).await {
+            tracing::warn!(node, error = %e, "a dead node not marked as swept; not swept now");
+            return Vec::new();
+        }
         let mut smembers = redis::cmd("SMEMBERS");
         smembers.arg(keys::node_rooms(node));
         let rooms: Vec<String> = match self.query(&smembers).await {
@@ -438,6 +470,22 @@ impl RedisEngine {
             }
         }
         departures
+    }
+
+    /// Lists a restored room again: a daily topic as its day's topic (or,
+    /// when another took the day meanwhile, as a plain listing), any other
+    /// room whatever the directory's cap (it was counted before the loss).
+    async fn relist(&self, listing: Listing) -> Result<(), StoreError> {
+        if listing.is_daily_topic {
+            let day = listing.created_at.div_euclid(24 * 3600);
+            if self
+                .list_daily_topic(day, listing.clone(), RESTORED_DAILY_MARK_TTL)
+                .await?
+            {
+                return Ok(());
+            }
+        }
+        self.list_room(listing, usize::MAX).await.map(|_| ())
     }
 
     /// Member count, 5-minute activity, and whether the room still exists.
@@ -699,24 +747,14 @@ impl RoomStore for RedisEngine {
         let mut gone = Vec::new();
         for (room_id, packed, figures) in results {
             let (exists, member_count, message_count_5min) = figures?;
-            let stored = rmp_serde::from_slice::<StoredListing>(&packed);
+            let stored = unpack_listing(room_id.clone(), &packed);
             match (exists, stored) {
-                (true, Ok(l)) => views.push(ListingView {
-                    listing: Listing {
-                        room_id,
-                        title: l.title,
-                        description: l.description,
-                        tags: l.tags,
-                        share_code: l.share_code,
-                        has_password: l.has_password,
-                        created_at: l.created_at,
-                        expires_at: l.expires_at,
-                        is_daily_topic: l.is_daily_topic,
-                    },
+                (true, Some(listing)) => views.push(ListingView {
+                    listing,
                     member_count,
                     message_count_5min,
                 }),
-                (true, Err(_)) => {
+                (true, None) => {
                     tracing::warn!(room = %room_id, "an unreadable listing was removed");
                     gone.push(room_id);
                 }
@@ -824,6 +862,116 @@ impl RoomStore for RedisEngine {
     async fn live_nodes(&self) -> Result<u64, StoreError> {
         let live = scripts::LIVE_NODES.key(keys::NODES);
         Ok(int(&self.script(&live).await?).unwrap_or(0).max(0) as u64)
+    }
+
+    async fn node_state(&self, node_id: &str) -> Result<NodeState, StoreError> {
+        let mut check = scripts::NODE_EPOCH.key(keys::node_epoch(node_id));
+        check
+            .arg(&self.epoch)
+            .arg(millis(self.config.node_epoch_ttl));
+        match text(&self.script(&check).await?) {
+            Some("known") => Ok(NodeState::Known),
+            Some("swept") => Ok(NodeState::Swept),
+            Some("lost") => Ok(NodeState::Lost),
+            _ => Err(corrupt("node epoch")),
+        }
+    }
+
+    async fn restore_room(&self, restore: RoomRestore) -> Result<Restored, StoreError> {
+        let r = &restore.record;
+        let room_id = r.id.as_str();
+        let keep_while_empty = restore.listing.as_ref().is_some_and(|l| l.is_daily_topic);
+        let mut script = scripts::RESTORE.key(keys::room(room_id));
+        script
+            .key(keys::members(room_id))
+            .key(keys::room_nodes(room_id))
+            .arg(&restore.node)
+            .arg(restore.now_secs)
+            .arg(self.config.expired_room_grace.as_secs())
+            .arg(r.created_at)
+            .arg(r.expires_at)
+            .arg(r.ephemeral)
+            .arg(&r.password_hash)
+            .arg(r.capacity)
+            .arg(u8::from(r.listed))
+            .arg(u8::from(keep_while_empty));
+        for m in &restore.members {
+            script
+                .arg(m.id.as_str())
+                .arg(pack_member(m)?)
+                .arg(m.joined_at);
+        }
+        let reply = items(self.script(&script).await?).ok_or_else(|| corrupt("restore"))?;
+        let mut reply = reply.into_iter();
+        match reply.next().as_ref().and_then(text) {
+            Some("OK") => {}
+            Some("EXPIRED") => {
+                return Ok(Restored {
+                    room: RoomRestored::Expired,
+                    members: Vec::new(),
+                    joined_since_loss: Vec::new(),
+                })
+            }
+            _ => return Err(corrupt("restore status")),
+        }
+        let recreated = reply.next().as_ref().and_then(int) == Some(1);
+        let outcomes = reply.next().and_then(items).unwrap_or_default();
+        let joined_since_loss: Vec<MemberId> = reply
+            .next()
+            .and_then(items)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|id| text(id).and_then(MemberId::parse))
+            .collect();
+        if outcomes.len() != restore.members.len() {
+            return Err(corrupt("restore outcomes"));
+        }
+        let members: Vec<(MemberId, MemberRestored)> = restore
+            .members
+            .iter()
+            .zip(&outcomes)
+            .map(|(m, outcome)| {
+                let outcome = match text(outcome) {
+                    Some("present") => MemberRestored::Present,
+                    Some("added") => MemberRestored::Added,
+                    Some("full") => MemberRestored::Full,
+                    _ => MemberRestored::IdTaken,
+                };
+                (m.id, outcome)
+            })
+            .collect();
+        let holds_any = members
+            .iter()
+            .any(|(_, o)| matches!(o, MemberRestored::Present | MemberRestored::Added));
+        if holds_any {
+            // The node's room set and registration, as a first join makes them.
+            self.track_node_room(&restore.node, room_id).await?;
+            if !self.config.node_room_linger.is_zero() {
+                super::lock(&self.node_rooms)
+                    .insert((restore.node.clone(), room_id.to_owned()), None);
+            }
+        }
+        if recreated {
+            if let Some(listing) = restore.listing {
+                self.relist(listing).await?;
+            }
+        }
+        Ok(Restored {
+            room: if recreated {
+                RoomRestored::Recreated
+            } else {
+                RoomRestored::Kept
+            },
+            members,
+            joined_since_loss,
+        })
+    }
+
+    async fn listing(&self, room_id: &str) -> Result<Option<Listing>, StoreError> {
+        let mut hget = redis::cmd("HGET");
+        hget.arg(keys::LISTINGS).arg(room_id);
+        let packed: Option<Vec<u8>> = self.query(&hget).await?;
+        Ok(packed.and_then(|p| unpack_listing(room_id.to_owned(), &p)))
     }
 
     async fn sweep_dead_nodes(&self) -> Result<Vec<Departure>, StoreError> {

@@ -107,6 +107,15 @@ impl Env {
         }
     }
 
+    /// A gateway and three relays over a Redis the test started itself (not pooled).
+    pub async fn start_on(redis: Redis, opts: Opts) -> Env {
+        let topology = match redis {
+            Redis::Standalone(_) => Topology::Redis,
+            Redis::Cluster(_) => Topology::RedisCluster,
+        };
+        Env::cluster_on(topology, redis, opts, false).await
+    }
+
     /// A gateway and three relays over `redis`, started in parallel.
     pub(super) async fn cluster_on(
         topology: Topology,
@@ -208,11 +217,15 @@ impl Env {
         gateway_internal: &str,
     ) -> Starting {
         let node_id = format!("relay{index}-{}", unique_suffix());
+        let netns = opts.relay_netns.iter().find(|(i, _, _)| *i == index);
+        let listen = netns
+            .map(|(_, _, ip)| format!("{ip}:0"))
+            .unwrap_or_else(|| "127.0.0.1:0".to_string());
         let mut args: Vec<String> = [
             "--listen",
-            "127.0.0.1:0",
+            &listen,
             "--admin-listen",
-            "127.0.0.1:0",
+            &listen,
             "--node-id",
             &node_id,
             "--internal-secret",
@@ -227,7 +240,12 @@ impl Env {
                 }
             ),
             "--redis-url",
-            &redis.url_arg(),
+            &opts
+                .relay_redis_urls
+                .iter()
+                .find(|(i, _)| *i == index)
+                .map(|(_, url)| url.clone())
+                .unwrap_or_else(|| redis.url_arg()),
             "--redis-mode",
             redis.mode_arg(),
         ]
@@ -239,9 +257,20 @@ impl Env {
             args.extend(["--drain-window-ms".to_string(), "300".to_string()]);
         }
         args.extend(opts.args_for(&flags_of(RELAY_BIN)));
+        let (bin, args) = match netns {
+            Some((_, ns, _)) => {
+                let mut wrapped: Vec<String> = ["netns", "exec", ns, RELAY_BIN]
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect();
+                wrapped.extend(args);
+                ("ip", wrapped)
+            }
+            None => (RELAY_BIN, args),
+        };
         Starting::spawn(
             &format!("relay {index}"),
-            RELAY_BIN,
+            bin,
             &args,
             &opts.envs,
             &["listening", "admin"],

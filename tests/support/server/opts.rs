@@ -12,6 +12,10 @@ pub struct Opts {
     pub(super) envs: Vec<(String, String)>,
     /// Gateways in a cluster env (0 means 1); relay i calls gateway i % n.
     pub(super) gateways: usize,
+    /// Relay index -> the Redis URL it uses instead of the env's (a proxy in between).
+    pub(super) relay_redis_urls: Vec<(usize, String)>,
+    /// Relay index -> (network namespace it runs in, the address it listens on there).
+    pub(super) relay_netns: Vec<(usize, String, String)>,
 }
 
 impl Opts {
@@ -42,6 +46,22 @@ impl Opts {
     /// Adds an environment variable.
     pub fn env(mut self, key: &str, value: impl ToString) -> Self {
         self.envs.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    /// Relay `index` reaches Redis at `url` (say, through a proxy the test cuts) instead of
+    /// the env's own Redis URL (standalone Redis only).
+    pub fn relay_redis_url(mut self, index: usize, url: &str) -> Self {
+        self.relay_redis_urls.push((index, url.to_string()));
+        self
+    }
+
+    /// Relay `index` runs inside network namespace `netns` (`ip netns exec`) and listens (its
+    /// WebSocket and admin ports) on `ip` there. Its gateway URL stays the loopback one, which
+    /// does not reach out of the namespace: give it joins, not creations or password rooms.
+    pub fn relay_in_netns(mut self, index: usize, netns: &str, ip: &str) -> Self {
+        self.relay_netns
+            .push((index, netns.to_string(), ip.to_string()));
         self
     }
 

@@ -1,0 +1,634 @@
+//! Resilience: self-healing after Redis lost its data, a relay cut off from Redis past the
+//! heartbeat TTL (relay::heal), and admission control under a join storm (relay::join_gate);
+//! ARCHITECTURE.md "Failure behaviour", OPERATIONS.md §11. Real parts: a real `redis-server`
+//! (or a 3-master Redis Cluster) the test starts, one `gateway` and three `relay` processes,
+//! real WebSockets; partitions and slow replies go through a TCP proxy in the test that can be
+//! cut or slowed (tests/support/proxy.rs).
+//!
+//! Nothing sleeps to synchronise: every wait is for an event (a frame, a status) with a
+//! deadline; where the outcome can only be observed by asking again (a join after the
+//! restart, the directory), the test asks again until the deadline. The measured figures are
+//! printed as `FIGURE ...` lines (`-- --nocapture`).
+//!
+//! Run: `cargo test --all-features --test resilience`.
+
+#[path = "support/mod.rs"]
+mod support;
+
+use std::time::{Duration, Instant};
+
+use rmpv::Value;
+use support::client::Event;
+use support::msg::password_hash;
+use support::proxy::Proxy;
+use support::room::{
+    create_room_with, expect_member_joined, join_data, join_room, member_from, open_room,
+};
+use support::{assert_room_chats, http, t, Client, Env, Member, Opts, Topology, ValueExt};
+
+/// Runs `async fn $name(topology)` as `$name::redis` and `$name::redis_cluster`.
+macro_rules! both_modes {
+    ($($name:ident),+ $(,)?) => {$(
+        mod $name {
+            #[tokio::test]
+            async fn redis() {
+                super::$name(super::Topology::Redis).await;
+            }
+            #[tokio::test]
+            async fn redis_cluster() {
+                super::$name(super::Topology::RedisCluster).await;
+            }
+        }
+    )+};
+}
+
+both_modes!(rooms_come_back_after_redis_restarts_empty);
+
+/// The promise: a room with members is joinable again this soon after Redis came back empty.
+const HEALED_WITHIN: Duration = Duration::from_secs(5);
+const RIGHT: &str = "correct horse battery staple";
+
+/// Every redis-server process of the env, to restart them.
+fn redis_servers_mut(env: &mut Env) -> Vec<&mut store::testing::RedisServer> {
+    match env.redis_mut().expect("a cluster env has Redis") {
+        support::server::Redis::Standalone(s) => vec![s],
+        support::server::Redis::Cluster(c) => c.nodes.iter_mut().collect(),
+    }
+}
+
+/// Kills every Redis server and starts it again, empty; returns when Redis answers.
+async fn restart_redis_empty(env: &mut Env) {
+    for server in redis_servers_mut(env) {
+        server
+            .restart()
+            .await
+            .unwrap_or_else(|e| panic!("restart redis-server: {e}"));
+    }
+    if let Some(cluster) = env.redis().and_then(|r| r.cluster()) {
+        cluster
+            .wait_ok()
+            .await
+            .unwrap_or_else(|e| panic!("the restarted cluster: {e}"));
+    }
+}
+
+/// Joins `room_id` on `node` as `name` with `password` (plain, sent as its SHA-256 hex),
+/// asking again while the answer is E001 "room not found" or E005 "retry" (the relays have not
+/// restored the room yet), until `deadline`. Returns the client and its first answer that is
+/// neither.
+async fn join_until_restored(
+    env: &Env,
+    node: usize,
+    room_id: &str,
+    name: &str,
+    password: &str,
+    deadline: Instant,
+) -> (Client, u8, Value) {
+    let hash = if password.is_empty() {
+        String::new()
+    } else {
+        password_hash(password)
+    };
+    loop {
+        let mut c = Client::connect(&env.ws_url(node)).await;
+        c.label = name.to_string();
+        c.send(t::JOIN_ROOM, join_data(room_id, name, &hash)).await;
+        let (ty, data) = c.recv().await;
+        let retry = ty == t::ERROR && matches!(data.str("code"), "E001" | "E005");
+        if !retry {
+            return (c, ty, data);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name}: room {room_id} still answers {data} after the deadline"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn names(joined: &Value) -> Vec<String> {
+    joined
+        .array("members")
+        .iter()
+        .map(|m| m.str("name").to_string())
+        .collect()
+}
+
+/// Redis restarts empty under three rooms whose members sit on three relays: a plain room
+/// (m0, m1, m2 on relays 0, 1, 2), a password room with an expiry (owner on relay 0, guest on
+/// relay 1) and a listed room (on relays 2 and 0). Within 5 s of Redis answering again:
+/// - a newcomer joins the plain room with the same share code through relay 1, sees m0, m1,
+///   m2 and itself in join order, and every member sees its MemberJoined;
+/// - the password room takes the right password (same expiry as before) and answers a wrong
+///   one with E006;
+/// - the directory lists the public room again, with its members counted.
+///
+/// The rooms chat across relays afterwards.
+async fn rooms_come_back_after_redis_restarts_empty(topology: Topology) {
+    let mut env = Env::start_in(
+        topology,
+        Opts::new().flag("--handshakes-per-ip-per-sec", 1000),
+    )
+    .await;
+    let [mut m0, mut m1, mut m2] = open_room::<3>(&env).await;
+
+    let hash = password_hash(RIGHT);
+    let expiry = 3600;
+    let data = crate::map! {"name" => "owner", "password" => hash.as_str(), "ephemeral" => 0, "expiry" => expiry};
+    let (mut owner, created, _) = create_room_with(&env, 0, data).await;
+    let expires_at = created.int("expiresAt");
+    let (mut guest, _) = join_room(&env, 1, &owner.room_id, "guest", &hash).await;
+    expect_member_joined(&mut [&mut owner], &guest).await;
+
+    let title = format!("healing-{}", support::room::unique("t"));
+    let data = crate::map! {
+        "name" => "host", "password" => "", "ephemeral" => 0, "expiry" => 0,
+        "public" => true, "title" => title.as_str(), "description" => "", "tags" => support::msg::str_array(&[]),
+        "keyEncoded" => "a2V5",
+    };
+    let (mut host, _, _) = create_room_with(&env, 2, data).await;
+    let (mut visitor, _) = join_room(&env, 0, &host.room_id, "visitor", "").await;
+    expect_member_joined(&mut [&mut host], &visitor).await;
+    let hub = format!("{}/api/hub", env.http_url(0));
+    let listed = |json: &serde_json::Value| {
+        json["rooms"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|r| r["title"] == title.as_str())
+            .cloned()
+    };
+    let before = http::get(&hub).await.json();
+    let entry =
+        listed(&before).unwrap_or_else(|| panic!("the public room is not listed: {before}"));
+    assert_eq!(entry["memberCount"], 2, "{entry}");
+
+    restart_redis_empty(&mut env).await;
+    let back = Instant::now();
+    let deadline = back + HEALED_WITHIN;
+
+    // The plain room: the newcomer's member list (RoomJoined, then a MemberJoined for each
+    // member put back after it joined) is m0, m1, m2 and itself.
+    let (newcomer, ty, joined) =
+        join_until_restored(&env, 1, &m0.room_id, "newcomer", "", deadline).await;
+    assert_eq!(ty, t::ROOM_JOINED, "the newcomer: {joined}");
+    let took = back.elapsed();
+    let mut newcomer = member_from(newcomer, &joined);
+    let view = complete_view(&mut newcomer, &joined, &["m0", "m1", "m2", "newcomer"]).await;
+    // The others see the newcomer join, and nothing else (they never lost anyone).
+    expect_member_joined(&mut [&mut m0, &mut m1, &mut m2], &newcomer).await;
+    for m in [&mut m0, &mut m1, &mut m2] {
+        m.sync().await;
+    }
+    println!(
+        "FIGURE {} redis restarted empty: a newcomer joined the room again {took:?} after Redis answered; its member list was whole after {view:?}",
+        topology.name()
+    );
+    // Once healed, the store's list is whole and in join order.
+    let (mut late, joined) = join_room(&env, 2, &m0.room_id, "late", "").await;
+    assert_eq!(
+        names(&joined),
+        ["m0", "m1", "m2", "newcomer", "late"],
+        "the member list after the restore: {joined}"
+    );
+    expect_member_joined(&mut [&mut m0, &mut m1, &mut m2, &mut newcomer], &late).await;
+
+    // The password room: the right password joins (expiry unchanged), a wrong one is E006.
+    let (wrong, ty, data) =
+        join_until_restored(&env, 2, &owner.room_id, "wrong", "nope", deadline).await;
+    assert_eq!(
+        (ty, data.str("code"), data.str("msg")),
+        (t::ERROR, "E006", "wrong password"),
+        "a wrong password after the restore: {data}"
+    );
+    drop(wrong);
+    let (right, ty, joined) =
+        join_until_restored(&env, 2, &owner.room_id, "third", RIGHT, deadline).await;
+    assert_eq!(
+        ty,
+        t::ROOM_JOINED,
+        "the right password after the restore: {joined}"
+    );
+    assert_eq!(
+        joined.int("expiresAt"),
+        expires_at,
+        "the expiry changed: {joined}"
+    );
+    assert!(joined.boolean("hasPassword"), "{joined}");
+    let mut third = member_from(right, &joined);
+    complete_view(&mut third, &joined, &["owner", "guest", "third"]).await;
+    expect_member_joined(&mut [&mut owner, &mut guest], &third).await;
+
+    // The listed room is in the directory again, with both members.
+    loop {
+        let json = http::get(&hub).await.json();
+        // Listed again by the first relay to restore it; both members once both did.
+        if let Some(entry) = listed(&json) {
+            assert_eq!(
+                entry["shareCode"],
+                before_share_code(&before, &title),
+                "{entry}"
+            );
+            if entry["memberCount"] == 2 {
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the public room is not listed again with both members within {HEALED_WITHIN:?}: {json}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!(
+        "FIGURE {} redis restarted empty: password and listed rooms restored within {:?}",
+        topology.name(),
+        back.elapsed()
+    );
+
+    // Everyone chats across relays.
+    assert_room_chats(&mut [&mut m0, &mut m1, &mut m2, &mut newcomer, &mut late]).await;
+    assert_room_chats(&mut [&mut owner, &mut guest, &mut third]).await;
+    assert_room_chats(&mut [&mut host, &mut visitor]).await;
+}
+
+/// Reads `member`'s MemberJoined frames after its RoomJoined (`joined`) until its member
+/// list holds exactly `want` (in any order); returns how long that took. Fails on anything
+/// else, or if the list is not whole within the member's timeout.
+async fn complete_view(member: &mut Member, joined: &Value, want: &[&str]) -> Duration {
+    let started = Instant::now();
+    let mut have = names(joined);
+    loop {
+        let mut sorted = have.clone();
+        sorted.sort();
+        let mut wanted: Vec<String> = want.iter().map(|s| s.to_string()).collect();
+        wanted.sort();
+        if sorted == wanted {
+            return started.elapsed();
+        }
+        let data = member.expect(t::MEMBER_JOINED).await;
+        let name = data.str("name").to_string();
+        assert!(
+            want.contains(&name.as_str()) && !have.contains(&name),
+            "{}: MemberJoined for {name} with {have:?} known already",
+            member.name
+        );
+        have.push(name);
+    }
+}
+
+/// Redis Cluster: only the master holding a room's slot loses its data (FLUSHALL on it); the
+/// relays' epoch keys may live on the other masters, so the relays need not notice by
+/// themselves. A newcomer joining through a relay that hosts the room finds it anyway: that
+/// relay writes the room back and asks the other hosting relays (over the room's channel) to
+/// write back their members; the newcomer's list is whole within 5 s and the room chats.
+#[tokio::test]
+async fn a_cluster_master_that_lost_one_room_is_healed_by_a_join() {
+    let env = Env::start_in(Topology::RedisCluster, Opts::new()).await;
+    let [mut m0, mut m1, mut m2] = open_room::<3>(&env).await;
+    let cluster = env.redis().and_then(|r| r.cluster()).expect("a cluster");
+    let key = format!("arthas:{{{}}}:room", m0.room_id);
+    let slot = cluster.slot_of(&key).await.expect("slot");
+    let owner = cluster.owner_of_slot(slot).await.expect("owner");
+    cluster.nodes[owner]
+        .command(&["FLUSHALL"])
+        .await
+        .expect("FLUSHALL one master");
+    let lost = Instant::now();
+    let (newcomer, ty, joined) =
+        join_until_restored(&env, 1, &m0.room_id, "newcomer", "", lost + HEALED_WITHIN).await;
+    assert_eq!(ty, t::ROOM_JOINED, "{joined}");
+    let mut newcomer = member_from(newcomer, &joined);
+    let view = complete_view(&mut newcomer, &joined, &["m0", "m1", "m2", "newcomer"]).await;
+    println!(
+        "FIGURE redis-cluster one master flushed: a newcomer joined after {:?}, its member list whole {view:?} later",
+        lost.elapsed() - view
+    );
+    expect_member_joined(&mut [&mut m0, &mut m1, &mut m2], &newcomer).await;
+    assert_room_chats(&mut [&mut m0, &mut m1, &mut m2, &mut newcomer]).await;
+}
+
+fn before_share_code(before: &serde_json::Value, title: &str) -> serde_json::Value {
+    before["rooms"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|r| r["title"] == title)
+        .map(|r| r["shareCode"].clone())
+        .unwrap_or_default()
+}
+
+/// Relay 2 reaches Redis through a proxy the test cuts for longer than the heartbeat TTL
+/// (standalone Redis: a cluster announces its nodes' own addresses, which no proxy sits in).
+/// Relay 0 sweeps relay 2's member and the others see MemberLeft. When the proxy is back,
+/// relay 2 finds it was swept and re-joins its member properly: the others see MemberJoined
+/// for it, the store lists it again (a newcomer sees it), and it chats with everyone.
+#[tokio::test]
+async fn a_relay_swept_during_a_partition_re_joins_its_members() {
+    let redis = support::server::Redis::start(Topology::Redis).await;
+    let upstream = match &redis {
+        support::server::Redis::Standalone(s) => s.addr(),
+        support::server::Redis::Cluster(_) => unreachable!("standalone"),
+    };
+    let proxy = Proxy::start(&upstream).await;
+    let ttl_ms = 2_000;
+    let opts = Opts::new()
+        .flag("--heartbeat-interval-ms", 300)
+        .flag("--heartbeat-ttl-ms", ttl_ms)
+        .flag("--heal-jitter-ms", 200)
+        .relay_redis_url(2, &format!("redis://{}", proxy.addr()));
+    let env = Env::start_on(redis, opts).await;
+    let [mut m0, mut m1, mut m2] = open_room::<3>(&env).await;
+
+    let cut = Instant::now();
+    proxy.cut();
+    // The others are told m2 left (relay 0 or 1 swept relay 2).
+    for m in [&mut m0, &mut m1] {
+        m.timeout = Duration::from_secs(20);
+        let data = m.expect(t::MEMBER_LEFT).await;
+        assert_eq!(
+            data.str("id"),
+            m2.id,
+            "{}: MemberLeft for the wrong member",
+            m.name
+        );
+    }
+    let swept = cut.elapsed();
+    println!("FIGURE partition of relay 2 from Redis: its member announced gone after {swept:?} (ttl {ttl_ms} ms)");
+
+    proxy.restore();
+    let healed = Instant::now();
+    // m2 is re-joined: MemberJoined for it, with its name and colour.
+    for m in [&mut m0, &mut m1] {
+        let data = m.expect(t::MEMBER_JOINED).await;
+        assert_eq!(
+            (data.str("id"), data.str("name"), data.str("color")),
+            (m2.id.as_str(), m2.name.as_str(), m2.color.as_str()),
+            "{}: MemberJoined after the partition",
+            m.name
+        );
+    }
+    println!(
+        "FIGURE partition of relay 2 from Redis healed: its member re-joined (MemberJoined to the others) {:?} after the proxy was back",
+        healed.elapsed()
+    );
+    // m2 itself saw nothing of it (it never left).
+    m2.sync().await;
+    // The store has m2 again: a newcomer sees all three.
+    let (mut newcomer, joined) = join_room(&env, 0, &m0.room_id, "newcomer", "").await;
+    assert_eq!(names(&joined), ["m0", "m1", "m2", "newcomer"], "{joined}");
+    expect_member_joined(&mut [&mut m0, &mut m1, &mut m2], &newcomer).await;
+    assert_room_chats(&mut [&mut m0, &mut m1, &mut m2, &mut newcomer]).await;
+    // And when m2 leaves, the others hear it once more.
+    let m2_id = m2.id.clone();
+    drop(m2);
+    for m in [&mut m0, &mut m1, &mut newcomer] {
+        loop {
+            match m.event("MemberLeft for m2").await {
+                Event::Msg(ty, data) if ty == t::MEMBER_LEFT => {
+                    assert_eq!(data.str("id"), m2_id, "{}: MemberLeft", m.name);
+                    break;
+                }
+                Event::Msg(ty, _) if ty == t::PING => {}
+                Event::Ping(_) | Event::Pong => {}
+                other => panic!("{}: expected MemberLeft, got {other:?}", m.name),
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Admission control (relay::join_gate).
+
+/// The outcome of one storm client.
+struct Admitted {
+    member: Member,
+    /// HTTP 503 answers to its handshakes (the relay's joins were all busy).
+    refused_handshakes: usize,
+    /// E005 answers to its JoinRoom (no join permit free).
+    refused_joins: usize,
+}
+
+/// A client as the web client behaves in a storm: connect, JoinRoom; on HTTP 503 or E005
+/// "retry", back off (10–40 ms, jittered) and try again, until `deadline`.
+async fn storm_join(url: String, room_id: String, name: String, deadline: Instant) -> Admitted {
+    let (mut refused_handshakes, mut refused_joins) = (0, 0);
+    let backoff = || Duration::from_millis(10 + rand::random_range(0..30));
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "{name}: not admitted in time ({refused_handshakes} handshakes and {refused_joins} joins refused)"
+        );
+        let mut client = match Client::connect_opts(&url, &support::ConnectOpts::default()).await {
+            Ok(c) => c,
+            Err(support::ConnectError::Status(503)) => {
+                refused_handshakes += 1;
+                tokio::time::sleep(backoff()).await;
+                continue;
+            }
+            Err(e) => panic!("{name}: connect: {e:?}"),
+        };
+        client.label = name.clone();
+        loop {
+            client
+                .send(t::JOIN_ROOM, join_data(&room_id, &name, ""))
+                .await;
+            let (ty, data) = client.recv().await;
+            if ty == t::ROOM_JOINED {
+                return Admitted {
+                    member: member_from(client, &data),
+                    refused_handshakes,
+                    refused_joins,
+                };
+            }
+            assert_eq!(
+                (ty, data.str("code"), data.str("msg")),
+                (t::ERROR, "E005", "service temporarily unavailable, retry"),
+                "{name}: {data}"
+            );
+            refused_joins += 1;
+            assert!(Instant::now() < deadline, "{name}: still refused");
+            tokio::time::sleep(backoff()).await;
+        }
+    }
+}
+
+/// The value of metric series `series` (name and labels) on relay `node`.
+async fn metric(env: &Env, node: usize, series: &str) -> f64 {
+    let url = format!("{}/metrics", env.admin_url(node).expect("relay admin"));
+    let metrics = http::get(&url).await.text();
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("{series} not in {metrics}"))
+}
+
+/// The members Redis holds for a room (standalone).
+async fn members_in_redis(env: &Env, room_id: &str) -> i64 {
+    let Some(support::server::Redis::Standalone(server)) = env.redis() else {
+        panic!("a standalone Redis");
+    };
+    match server
+        .command(&["HLEN", &format!("arthas:{{{room_id}}}:members")])
+        .await
+    {
+        Ok(redis::Value::Int(n)) => n,
+        other => panic!("HLEN: {other:?}"),
+    }
+}
+
+/// `--max-joins-in-flight 1`: 60 clients join one room through one relay at once. Joins beyond
+/// the limit are refused before any work (HTTP 503 with Retry-After at the handshake, or E005
+/// "retry"), every client gets in after retrying, the relay counts its refusals, and Redis holds
+/// exactly the members that are connected (the owner and the 60).
+#[tokio::test]
+async fn a_join_storm_beyond_the_limit_is_refused_early_and_all_get_in() {
+    let env = Env::start_in(
+        Topology::Redis,
+        Opts::new()
+            .flag("--max-joins-in-flight", 1)
+            .flag("--max-room-members", 100)
+            .flag("--handshakes-per-ip-per-sec", 100_000)
+            .flag("--max-connections-per-ip", 1_000),
+    )
+    .await;
+    let (mut owner, _, _) = create_room_with(&env, 0, support::room::create_data("owner")).await;
+    const JOINERS: usize = 60;
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(60);
+    let tasks: Vec<_> = (0..JOINERS)
+        .map(|i| {
+            tokio::spawn(storm_join(
+                env.ws_url(1),
+                owner.room_id.clone(),
+                format!("j{i}"),
+                deadline,
+            ))
+        })
+        .collect();
+    let mut admitted = Vec::new();
+    for task in tasks {
+        admitted.push(task.await.expect("a storm client"));
+    }
+    let took = started.elapsed();
+    let handshakes: usize = admitted.iter().map(|a| a.refused_handshakes).sum();
+    let joins: usize = admitted.iter().map(|a| a.refused_joins).sum();
+    let most = admitted
+        .iter()
+        .map(|a| a.refused_handshakes + a.refused_joins)
+        .max()
+        .unwrap_or(0);
+    println!(
+        "FIGURE join storm: {JOINERS} joins at once through a relay with max-joins-in-flight 1 all admitted in {took:?}; {handshakes} handshakes refused (503), {joins} joins refused (E005), at most {most} refusals for one client"
+    );
+    assert!(
+        handshakes + joins > 0,
+        "60 joins at once never met the limit of 1 in flight"
+    );
+    assert_eq!(
+        metric(&env, 1, "arthas_relay_joins_refused_total").await as usize,
+        joins
+    );
+    assert_eq!(
+        metric(
+            &env,
+            1,
+            "arthas_relay_connections_rejected_total{reason=\"joins_busy\"}"
+        )
+        .await as usize,
+        handshakes
+    );
+    assert_eq!(
+        members_in_redis(&env, &owner.room_id).await,
+        JOINERS as i64 + 1,
+        "Redis holds exactly the connected members"
+    );
+    // The owner heard of each admitted member once, and of nobody else.
+    let mut expected: Vec<String> = admitted.iter().map(|a| a.member.id.clone()).collect();
+    let mut heard = Vec::new();
+    for _ in 0..JOINERS {
+        heard.push(owner.expect(t::MEMBER_JOINED).await.str("id").to_string());
+    }
+    owner.sync().await;
+    expected.sort();
+    heard.sort();
+    assert_eq!(heard, expected);
+}
+
+/// Relay 2's Redis replies arrive late (a proxy holds them past `--redis-command-timeout-ms`):
+/// a JoinRoom through it is written in Redis but answered E005 "retry" when the reply times
+/// out. The relay rolls the join back: the phantom member leaves Redis, and the room's owner
+/// never heard of it. Once replies are prompt again, the same client joins.
+#[tokio::test]
+async fn a_join_that_times_out_after_being_written_is_rolled_back() {
+    let redis = support::server::Redis::start(Topology::Redis).await;
+    let upstream = match &redis {
+        support::server::Redis::Standalone(s) => s.addr(),
+        support::server::Redis::Cluster(_) => unreachable!("standalone"),
+    };
+    let proxy = Proxy::start(&upstream).await;
+    let opts = Opts::new()
+        .flag("--redis-command-timeout-ms", 300)
+        .relay_redis_url(2, &format!("redis://{}", proxy.addr()));
+    let env = Env::start_on(redis, opts).await;
+    let (mut owner, _, _) = create_room_with(&env, 0, support::room::create_data("owner")).await;
+    // A member comes and goes first, so Redis has the leave script cached: the rollback's
+    // EVALSHA is then answered at once by Redis (a NOSCRIPT round trip would be delayed past the
+    // timeout too, and only the second rollback, ten seconds later, would remove the phantom).
+    let (mut visitor, _) = join_room(&env, 1, &owner.room_id, "visitor", "").await;
+    expect_member_joined(&mut [&mut owner], &visitor).await;
+    visitor.send(t::LEAVE_ROOM, crate::map! {}).await;
+    assert_eq!(owner.expect(t::MEMBER_LEFT).await.str("id"), visitor.id);
+    drop(visitor);
+
+    proxy.delay_replies(Duration::from_millis(600));
+    let mut c = Client::connect(&env.ws_url(2)).await;
+    c.label = "late".into();
+    c.send(t::JOIN_ROOM, join_data(&owner.room_id, "late", ""))
+        .await;
+    c.expect_error("E005", "service temporarily unavailable, retry")
+        .await;
+    // The join was written (the request went through at once) and is taken back.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let n = members_in_redis(&env, &owner.room_id).await;
+        if n == 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the timed-out join still left {n} members in Redis"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    owner.sync().await;
+    // The join was written: the room's join counter counted it (owner 1, visitor 2, it 3).
+    let Some(support::server::Redis::Standalone(server)) = env.redis() else {
+        panic!("a standalone Redis");
+    };
+    let seq = server
+        .command(&["HGET", &format!("arthas:{{{}}}:room", owner.room_id), "seq"])
+        .await
+        .expect("HGET seq");
+    assert_eq!(
+        seq,
+        redis::Value::BulkString(b"3".to_vec()),
+        "the timed-out join was not written: this test proves nothing"
+    );
+    proxy.delay_replies(Duration::ZERO);
+    // Prompt again: the same connection joins (a new member id).
+    let joined = loop {
+        c.send(t::JOIN_ROOM, join_data(&owner.room_id, "late", ""))
+            .await;
+        let (ty, data) = c.recv().await;
+        if ty == t::ROOM_JOINED {
+            break data;
+        }
+        assert_eq!(data.str("code"), "E005", "{data}");
+        assert!(Instant::now() < deadline, "never joined: {data}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(names(&joined), ["owner", "late"], "{joined}");
+    let late = member_from(c, &joined);
+    expect_member_joined(&mut [&mut owner], &late).await;
+    assert_eq!(members_in_redis(&env, &owner.room_id).await, 2);
+}
