@@ -8,7 +8,9 @@
 //!
 //! Needs root (namespaces, veth, nftables) and the `ip` and `nft` commands; otherwise every
 //! test prints `SKIPPED` and passes. Run: `cargo test --all-features --test netns --
-//! --nocapture --test-threads=2` (about 60 s).
+//! --nocapture --test-threads=2` (about 60 s). Each test runs on a multi-threaded runtime: the
+//! delaying proxy is a task of the test's runtime and must keep forwarding while the test
+//! blocks on a command (`ip`, `nft`).
 
 #[path = "support/mod.rs"]
 mod support;
@@ -259,7 +261,7 @@ async fn probe_until_delivered(
 /// A 5 s partition of relay 2 from Redis, shorter than the heartbeat TTL (10 s): nobody is
 /// swept (no MemberLeft, no MemberJoined), relay 2's sender is told its messages failed (E005,
 /// never silence), and delivery both ways resumes after the partition.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_short_partition_of_a_relay_from_redis() {
     require_netns!("a_short_partition_of_a_relay_from_redis");
     let (ns, proxy, _env, [mut m0, mut m1, mut m2]) = lab(Opts::new()).await;
@@ -341,7 +343,7 @@ async fn rejoined(m: &mut Member, back: &Member) -> rmpv::Value {
 /// A 30 s partition of relay 2 from Redis, longer than the heartbeat TTL (10 s): the others
 /// are told m2 left (the sweep), m2's messages are refused (E005). When the partition ends
 /// relay 2 re-joins m2: the others get MemberJoined for it and the room chats again.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_partition_of_a_relay_from_redis() {
     require_netns!("a_long_partition_of_a_relay_from_redis");
     let (ns, proxy, _env, [mut m0, mut m1, mut m2]) = lab(Opts::new()).await;
@@ -392,7 +394,7 @@ async fn a_long_partition_of_a_relay_from_redis() {
 /// Redis dropped: every message relay 2's member sends is either delivered to the others, in
 /// order, or refused with E005 (then sent again); none is lost silently. Prints the time per
 /// accepted message.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn latency_and_loss_between_a_relay_and_redis() {
     require_netns!("latency_and_loss_between_a_relay_and_redis");
     let (ns, proxy, _env, [mut m0, mut m1, mut m2]) = lab(Opts::new()).await;
@@ -465,7 +467,7 @@ async fn latency_and_loss_between_a_relay_and_redis() {
 
 /// The clients of relay 2 are cut off from it (every packet between them dropped): relay 2
 /// gets no pong within its read timeout, closes the member, and the others are told it left.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partition_of_clients_from_a_relay() {
     require_netns!("a_partition_of_clients_from_a_relay");
     let opts = Opts::new()

@@ -30,11 +30,11 @@ use support::{assert_room_chats, http, t, Client, Env, Member, Opts, Topology, V
 macro_rules! both_modes {
     ($($name:ident),+ $(,)?) => {$(
         mod $name {
-            #[tokio::test]
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn redis() {
                 super::$name(super::Topology::Redis).await;
             }
-            #[tokio::test]
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn redis_cluster() {
                 super::$name(super::Topology::RedisCluster).await;
             }
@@ -281,7 +281,7 @@ async fn complete_view(member: &mut Member, joined: &Value, want: &[&str]) -> Du
 /// themselves. A newcomer joining through a relay that hosts the room finds it anyway: that
 /// relay writes the room back and asks the other hosting relays (over the room's channel) to
 /// write back their members; the newcomer's list is whole within 5 s and the room chats.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_master_that_lost_one_room_is_healed_by_a_join() {
     let env = Env::start_in(Topology::RedisCluster, Opts::new()).await;
     let [mut m0, mut m1, mut m2] = open_room::<3>(&env).await;
@@ -322,7 +322,7 @@ fn before_share_code(before: &serde_json::Value, title: &str) -> serde_json::Val
 /// Relay 0 sweeps relay 2's member and the others see MemberLeft. When the proxy is back,
 /// relay 2 finds it was swept and re-joins its member properly: the others see MemberJoined
 /// for it, the store lists it again (a newcomer sees it), and it chats with everyone.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_swept_during_a_partition_re_joins_its_members() {
     let redis = support::server::Redis::start(Topology::Redis).await;
     let upstream = match &redis {
@@ -480,7 +480,7 @@ async fn members_in_redis(env: &Env, room_id: &str) -> i64 {
 /// the limit are refused before any work (HTTP 503 with Retry-After at the handshake, or E005
 /// "retry"), every client gets in after retrying, the relay counts its refusals, and Redis holds
 /// exactly the members that are connected (the owner and the 60).
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_join_storm_beyond_the_limit_is_refused_early_and_all_get_in() {
     let env = Env::start_in(
         Topology::Redis,
@@ -558,7 +558,7 @@ async fn a_join_storm_beyond_the_limit_is_refused_early_and_all_get_in() {
 /// a JoinRoom through it is written in Redis but answered E005 "retry" when the reply times
 /// out. The relay rolls the join back: the phantom member leaves Redis, and the room's owner
 /// never heard of it. Once replies are prompt again, the same client joins.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_join_that_times_out_after_being_written_is_rolled_back() {
     let redis = support::server::Redis::start(Topology::Redis).await;
     let upstream = match &redis {
