@@ -42,7 +42,10 @@ macro_rules! both_modes {
     )+};
 }
 
-both_modes!(rooms_come_back_after_redis_restarts_empty);
+both_modes!(
+    rooms_come_back_after_redis_restarts_empty,
+    an_owned_room_keeps_its_owner_and_new_password_after_redis_restarts_empty,
+);
 
 /// The promise: a room with members is joinable again this soon after Redis came back empty.
 const HEALED_WITHIN: Duration = Duration::from_secs(5);
@@ -249,6 +252,103 @@ async fn rooms_come_back_after_redis_restarts_empty(topology: Topology) {
     assert_room_chats(&mut [&mut m0, &mut m1, &mut m2, &mut newcomer, &mut late]).await;
     assert_room_chats(&mut [&mut owner, &mut guest, &mut third]).await;
     assert_room_chats(&mut [&mut host, &mut visitor]).await;
+}
+
+/// Waits until every relay has read a room's secrets `reads` times in all
+/// (`arthas_relay_room_secret_reads_total`; the env's only room).
+async fn await_secret_reads(env: &Env, reads: f64) {
+    let deadline = Instant::now() + HEALED_WITHIN;
+    for node in 0..3 {
+        loop {
+            let n = metric(env, node, "arthas_relay_room_secret_reads_total").await;
+            if n >= reads {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "relay {node} read the room's secrets {n} times, not {reads}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// The owner extension survives Redis restarting empty: a room with an owner hash and a
+/// join password has its owner on relay 0 and members on relays 1 and 2, each relay having
+/// read the room's secrets once. The owner sets a new password (every relay reads the secrets
+/// again). Redis restarts empty. Then the old password is refused (E006), the new one joins,
+/// and the owner can still kick a member (the owner hash came back with the room).
+async fn an_owned_room_keeps_its_owner_and_new_password_after_redis_restarts_empty(
+    topology: Topology,
+) {
+    let mut env = Env::start_in(
+        topology,
+        Opts::new().flag("--handshakes-per-ip-per-sec", 1000),
+    )
+    .await;
+    let owner_secret = password_hash("the owner's secret");
+    const NEW: &str = "the owner's new password";
+    let data = crate::map! {
+        "name" => "owner", "password" => password_hash(RIGHT).as_str(), "ephemeral" => 0,
+        "expiry" => 0, "ownerHash" => password_hash(&owner_secret).as_str(),
+    };
+    let (mut owner, _, _) = create_room_with(&env, 0, data).await;
+    let room_id = owner.room_id.clone();
+    let (mut b, _) = join_room(&env, 1, &room_id, "b", &password_hash(RIGHT)).await;
+    expect_member_joined(&mut [&mut owner], &b).await;
+    let (mut c, _) = join_room(&env, 2, &room_id, "c", &password_hash(RIGHT)).await;
+    expect_member_joined(&mut [&mut owner, &mut b], &c).await;
+    await_secret_reads(&env, 1.0).await;
+    owner
+        .send(
+            t::SET_ROOM_SECRET,
+            crate::map! {"owner" => owner_secret.as_str(), "password" => password_hash(NEW).as_str()},
+        )
+        .await;
+    assert!(owner.expect(t::ROOM_SECRET_SET).await.boolean("password"));
+    await_secret_reads(&env, 2.0).await;
+
+    restart_redis_empty(&mut env).await;
+    let deadline = Instant::now() + HEALED_WITHIN;
+    // Through each relay: the old password is refused, whichever relay restored the room.
+    for node in 0..3 {
+        let (old, ty, data) =
+            join_until_restored(&env, node, &room_id, "old", RIGHT, deadline).await;
+        assert_eq!(
+            ty,
+            t::ERROR,
+            "the password from before the change joined through relay {node}: {data}"
+        );
+        assert_eq!(
+            (ty, data.str("code"), data.str("msg")),
+            (t::ERROR, "E006", "wrong password"),
+            "the password from before the change, through relay {node}: {data}"
+        );
+        drop(old);
+    }
+    let (d, ty, joined) = join_until_restored(&env, 1, &room_id, "d", NEW, deadline).await;
+    assert_eq!(
+        ty,
+        t::ROOM_JOINED,
+        "the new password after the restore: {joined}"
+    );
+    let mut d = member_from(d, &joined);
+    complete_view(&mut d, &joined, &["owner", "b", "c", "d"]).await;
+    expect_member_joined(&mut [&mut owner, &mut b, &mut c], &d).await;
+
+    // The owner kicks b (on another relay): the owner hash was written back.
+    owner
+        .send(
+            t::KICK,
+            crate::map! {"owner" => owner_secret.as_str(), "id" => b.id.as_str()},
+        )
+        .await;
+    assert_eq!(b.expect(t::ROOM_CLOSED).await.str("reason"), "kicked");
+    for m in [&mut owner, &mut c, &mut d] {
+        let left = m.expect(t::MEMBER_LEFT).await;
+        assert_eq!(left.str("id"), b.id, "{}", m.label);
+    }
+    assert_room_chats(&mut [&mut owner, &mut c, &mut d]).await;
 }
 
 /// Reads `member`'s MemberJoined frames after its RoomJoined (`joined`) until its member

@@ -37,15 +37,20 @@
 //! at a time, so a Redis that just came back is not hit by every relay's
 //! every room in the same millisecond.
 //!
-//! The password verifier: join.lua already hands each relay the room's
-//! argon2id PHC string with every join answer (relays read Redis, where it
-//! lives). The relay keeps that string in memory for the rooms it hosts,
-//! writes it back only to Redis, and never logs, exports or sends it
-//! anywhere else ([`RoomFacts`] prints no secret). Relays hold no secret they
-//! could not read already; the gateway's internal API still carries no
-//! hashes.
+//! The room's secrets (the argon2id password verifier and, extension, the
+//! owner hash, a SHA-256 of the owner's secret): join.lua already hands
+//! each relay the verifier with every join answer, and relays read the
+//! owner hash for every kick (they read Redis, where both live). After its
+//! first local join of a room, a relay reads both again (aside, after it
+//! subscribed to the room), and again each time the owner changes them
+//! (SetRoomSecret succeeded: `Target::SecretsChanged` on the room's
+//! channel, which carries no secret) ([`refresh_secrets`]). It keeps them
+//! in memory for the rooms it hosts, writes them back only to Redis, and
+//! never logs, exports or sends them anywhere else ([`RoomFacts`] prints no
+//! secret). Relays hold no secret they could not read already; the
+//! gateway's internal API still carries no hashes.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -73,9 +78,16 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// What a relay keeps about a room to write it back: the record its first
-/// local join read, and the directory entry of a listed room.
+/// local join read, the room's current secrets, and the directory entry of
+/// a listed room.
 pub struct RoomFacts {
     record: RoomRecord,
+    secrets: Mutex<Secrets>,
+    /// Reads of the secrets started (each takes the next number; an answer
+    /// older than the one kept is dropped).
+    secret_reads: AtomicU64,
+    /// The secrets were read after the first local join.
+    secrets_read: AtomicBool,
     listing: Mutex<Option<Listing>>,
     /// Heal passes in a row whose restore of this room failed.
     failures: AtomicU32,
@@ -83,11 +95,24 @@ pub struct RoomFacts {
     unannounced: Mutex<Vec<MemberId>>,
 }
 
+/// A room's secrets as last read (never printed).
+struct Secrets {
+    /// argon2id PHC string of the join password, or empty.
+    password_hash: String,
+    /// SHA-256 hex of the owner secret (extension), or empty.
+    owner_hash: String,
+    /// The read these came from ([`RoomFacts::secret_reads`]; 0: the join
+    /// answer).
+    read: u64,
+}
+
 impl std::fmt::Debug for RoomFacts {
-    /// Never prints the password verifier.
+    /// Never prints the password verifier or the owner hash.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secrets = lock(&self.secrets);
         f.debug_struct("RoomFacts")
-            .field("has_password", &self.record.has_password())
+            .field("has_password", &!secrets.password_hash.is_empty())
+            .field("has_owner", &!secrets.owner_hash.is_empty())
             .field("listed", &self.record.listed)
             .finish()
     }
@@ -97,6 +122,13 @@ impl RoomFacts {
     /// The facts of a room as a join answer gave them.
     pub fn new(record: RoomRecord) -> RoomFacts {
         RoomFacts {
+            secrets: Mutex::new(Secrets {
+                password_hash: record.password_hash.clone(),
+                owner_hash: String::new(),
+                read: 0,
+            }),
+            secret_reads: AtomicU64::new(0),
+            secrets_read: AtomicBool::new(false),
             record,
             listing: Mutex::new(None),
             failures: AtomicU32::new(0),
@@ -128,6 +160,50 @@ impl RoomFacts {
 
     fn listing(&self) -> Option<Listing> {
         lock(&self.listing).clone()
+    }
+
+    /// Whether the secrets are still to be read after the first local join
+    /// (true once: the caller reads them).
+    pub fn first_secrets_read(&self) -> bool {
+        !self.secrets_read.swap(true, Ordering::AcqRel)
+    }
+
+    /// The record and owner hash to write back: the first local join's
+    /// record with the latest secrets read.
+    fn to_restore(&self) -> (RoomRecord, String) {
+        let secrets = lock(&self.secrets);
+        let mut record = self.record.clone();
+        record.password_hash = secrets.password_hash.clone();
+        (record, secrets.owner_hash.clone())
+    }
+}
+
+/// Reads the room's current secrets (password verifier, owner hash) from
+/// the store and keeps them for a restore: after the relay's first local
+/// join of the room, and whenever the owner changed them
+/// (`Target::SecretsChanged`). A room the store does not hold keeps what
+/// the relay had (the store lost it: this is what comes back).
+pub async fn refresh_secrets(relay: &Relay, room: &LocalRoom) {
+    let facts = &room.facts;
+    let read = facts.secret_reads.fetch_add(1, Ordering::AcqRel) + 1;
+    let (record, owner) =
+        tokio::join!(relay.store.room(&room.id), relay.store.owner_hash(&room.id));
+    match (record, owner) {
+        (Ok(Some(record)), Ok(Some(owner_hash))) => {
+            relay.metrics.room_secret_reads.inc();
+            let mut secrets = lock(&facts.secrets);
+            if read > secrets.read {
+                *secrets = Secrets {
+                    password_hash: record.password_hash,
+                    owner_hash,
+                    read,
+                };
+            }
+        }
+        (Ok(_), Ok(_)) => relay.metrics.room_secret_reads.inc(),
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::debug!(room = %room.id, error = %e, "room secrets not read");
+        }
     }
 }
 
@@ -302,8 +378,10 @@ async fn restore_room(relay: &Relay, room: &Arc<LocalRoom>, announce: Announce) 
             joined_at: m.joined_at,
         })
         .collect();
+    let (record, owner_hash) = room.facts.to_restore();
     let restore = RoomRestore {
-        record: room.facts.record.clone(),
+        record,
+        owner_hash,
         listing: room.facts.listing(),
         members,
         node: node.clone(),

@@ -460,6 +460,15 @@ impl BusSink for HubSink {
                     }
                 }
             }
+            Target::SecretsChanged => {
+                if let (Some(room), Some(relay)) = (
+                    hub.room(room_id),
+                    self.relay.get().and_then(std::sync::Weak::upgrade),
+                ) {
+                    let tasks = relay.tasks.clone();
+                    tasks.spawn(async move { crate::heal::refresh_secrets(&relay, &room).await });
+                }
+            }
             Target::Kick { member, reason } => {
                 if let Some(room) = hub.room(room_id) {
                     let relay = self.relay.get().and_then(std::sync::Weak::upgrade);

@@ -198,6 +198,9 @@ pub struct Metrics {
     pub store_losses: IntCounter,
     /// Members this relay put back into the store after such a loss.
     pub restored_members: IntCounter,
+    /// Reads of a room's secrets kept for a restore (after the room's
+    /// first local join here, and after its owner changed them).
+    pub room_secret_reads: IntCounter,
     /// Joins (and creations) refused because `max_joins_in_flight` were
     /// running.
     pub joins_refused: IntCounter,
@@ -360,6 +363,10 @@ impl Metrics {
             restored_members: counter(
                 "restored_members_total",
                 "Members this relay put back into the store after it lost them",
+            ),
+            room_secret_reads: counter(
+                "room_secret_reads_total",
+                "Reads of a room's password verifier and owner hash kept for a restore (after its first local join here, and after its owner changed them)",
             ),
             joins_refused: counter(
                 "joins_refused_total",

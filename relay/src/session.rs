@@ -430,6 +430,14 @@ impl Session {
             .await
         {
             Ok(local) => {
+                if local.facts.first_secrets_read() || local.members().len() == 1 {
+                    // Kept in case the store loses the room (crate::heal),
+                    // read after subscribing so no change is missed.
+                    let (relay, local) = (relay.clone(), local.clone());
+                    self.relay.tasks.spawn(async move {
+                        crate::heal::refresh_secrets(&relay, &local).await;
+                    });
+                }
                 if local.facts.needs_listing() {
                     // Kept in case the store loses it (crate::heal); read
                     // aside, so the join does not wait for it.
@@ -781,6 +789,12 @@ impl Session {
                 },
             )
             .await?;
+        // Every relay hosting the room reads the new secrets, to write back
+        // the current ones if the store loses the room (crate::heal).
+        let _ = self
+            .relay
+            .publish(&room.id, Target::SecretsChanged, bytes::Bytes::new())
+            .await;
         self.reply(server::encode(kind::ROOM_SECRET_SET, &answer));
         Ok(())
     }

@@ -49,6 +49,11 @@ pub enum Target {
         member: MemberId,
         reason: KickReason,
     },
+    /// No frame for anyone: the owner changed the room's join password
+    /// and/or owner hash (extension, SetRoomSecret). Every relay hosting
+    /// members of the room reads them again from the store, so what it
+    /// writes back after a loss is current. The message carries no secret.
+    SecretsChanged,
 }
 
 /// A routed, encoded frame.
@@ -83,6 +88,7 @@ const TAG_MEMBER: u8 = 5;
 const TAG_KICK: u8 = 6;
 const TAG_MEMBERS: u8 = 7;
 const TAG_RESTORE_ROOM: u8 = 8;
+const TAG_SECRETS_CHANGED: u8 = 9;
 
 /// A bus payload that is not ours (wrong version, truncated).
 #[derive(Debug, Clone, thiserror::Error)]
@@ -108,6 +114,7 @@ impl BusMessage {
             }
             Target::CloseRoom => out.put_u8(TAG_CLOSE),
             Target::RestoreRoom => out.put_u8(TAG_RESTORE_ROOM),
+            Target::SecretsChanged => out.put_u8(TAG_SECRETS_CHANGED),
             Target::Members { ids } => {
                 out.put_u8(TAG_MEMBERS);
                 // More than 255 are cut (a room holds far fewer).
@@ -169,6 +176,7 @@ impl BusMessage {
             }
             TAG_CLOSE => (Target::CloseRoom, 2),
             TAG_RESTORE_ROOM => (Target::RestoreRoom, 2),
+            TAG_SECRETS_CHANGED => (Target::SecretsChanged, 2),
             TAG_MEMBERS => {
                 let (&count, rest) = rest.split_first().ok_or(MalformedBusMessage)?;
                 let len = count as usize * 8;
@@ -294,6 +302,7 @@ mod tests {
             Target::CloseRoom,
             Target::Members { ids: Vec::new() },
             Target::RestoreRoom,
+            Target::SecretsChanged,
             Target::Members {
                 ids: vec![
                     MemberId::parse("0123abcd").unwrap(),
@@ -370,6 +379,7 @@ mod tests {
             b"\x01\x07",
             b"\x01\x07\x020123abcd",
             b"\x01\x07\x01zzzzzzzz",
+            b"\x01\x0a",
         ] {
             assert!(BusMessage::from_wire(Bytes::copy_from_slice(wire)).is_err());
         }

@@ -211,8 +211,11 @@ pub enum NodeState {
 #[derive(Clone)]
 pub struct RoomRestore {
     /// The record as the relay's first local join read it (expiry, listing
-    /// flag, capacity, the password verifier).
+    /// flag, capacity), with the password verifier the relay last read.
     pub record: RoomRecord,
+    /// The owner hash (extension; empty: the room has no owner), as the
+    /// relay last read it.
+    pub owner_hash: String,
     /// The directory entry, for a listed room.
     pub listing: Option<Listing>,
     /// This relay's members of the room, in join order.
@@ -224,11 +227,12 @@ pub struct RoomRestore {
 }
 
 impl std::fmt::Debug for RoomRestore {
-    /// Never prints the password verifier.
+    /// Never prints the password verifier or the owner hash.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RoomRestore")
             .field("room", &self.record.id)
             .field("has_password", &self.record.has_password())
+            .field("has_owner", &!self.owner_hash.is_empty())
             .field("listed", &self.listing.is_some())
             .field("members", &self.members.len())
             .field("node", &self.node)

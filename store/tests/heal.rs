@@ -32,12 +32,16 @@ fn restore(
 ) -> RoomRestore {
     RoomRestore {
         record: record.clone(),
+        owner_hash: OWNER.into(),
         listing: None,
         members,
         node: node.into(),
         now_secs: arthas_store::unix_secs(),
     }
 }
+
+/// The owner hash every restore here writes back (extension).
+const OWNER: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
 fn ids(members: &[MemberRecord]) -> Vec<MemberId> {
     members.iter().map(|m| m.id).collect()
@@ -111,6 +115,11 @@ async fn restore_writes_back_rooms_and_members(f: Fixture) {
     );
     assert!(restored.joined_since_loss.is_empty());
     assert_eq!(a.room("healed").await.unwrap().as_ref(), Some(&record));
+    // The owner hash came back with the record (kicks work again).
+    assert_eq!(
+        a.owner_hash("healed").await.unwrap().as_deref(),
+        Some(OWNER)
+    );
     // A joiner before B restored: the store lists A's members only (yet).
     let newcomer = member(4, "B");
     let joined = b

@@ -894,7 +894,8 @@ impl RoomStore for RedisEngine {
             .arg(&r.password_hash)
             .arg(r.capacity)
             .arg(u8::from(r.listed))
-            .arg(u8::from(keep_while_empty));
+            .arg(u8::from(keep_while_empty))
+            .arg(&restore.owner_hash);
         for m in &restore.members {
             script
                 .arg(m.id.as_str())

@@ -4,7 +4,7 @@
 -- KEYS: room, members, room nodes
 -- ARGV: node, now (unix s), grace after expiry (s), created, expiresAt,
 --       ephemeral, password, capacity, listed (0|1), kept while empty (0|1),
---       then per member: id, record (the relay's encoding, as join.lua),
+--       owner hash (extension; empty: no owner), then per member: id, record (the relay's encoding, as join.lua),
 --       joinedAt (unix ms)
 -- Returns {'EXPIRED'} or {'OK', recreated (0|1), {per member: 'present' |
 --   'added' | 'full' | 'taken'}, {ids of the members that joined since the
@@ -21,7 +21,7 @@ if redis.call('EXISTS', KEYS[1]) == 0 then
   redis.call('HSET', KEYS[1],
     'created', ARGV[4], 'expiresAt', ARGV[5], 'ephemeral', ARGV[6],
     'password', ARGV[7], 'capacity', ARGV[8], 'listed', ARGV[9], 'seq', 0,
-    'keepEmpty', ARGV[10])
+    'keepEmpty', ARGV[10], 'owner', ARGV[11])
   recreated = 1
 end
 local capacity = tonumber(redis.call('HGET', KEYS[1], 'capacity')) or 0
@@ -45,7 +45,7 @@ for i = 2, #all, 2 do
 end
 local outcomes = {}
 local added = 0
-for i = 11, #ARGV, 3 do
+for i = 12, #ARGV, 3 do
   local id = ARGV[i]
   if redis.call('HEXISTS', KEYS[2], id) == 1 then
     -- Ours (the id is random per connection), or a stranger's: tell apart
