@@ -370,7 +370,6 @@ mod tests {
             b"\x02\x00x",
             b"\x01\x01abc",
             b"\x01\x02\x09ab",
-            b"\x01\x09",
             b"\x01\x040123abcd\x00\x00\x00\x05abc",
             b"\x01\x040123abcd\x00\x00",
             b"\x01\x050123abc",
