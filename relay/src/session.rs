@@ -432,7 +432,9 @@ impl Session {
             Ok(local) => {
                 if local.facts.first_secrets_read() || local.members().len() == 1 {
                     // Kept in case the store loses the room (crate::heal),
-                    // read after subscribing so no change is missed.
+                    // read after subscribing so no change is missed; read
+                    // again by the first member back in a room that
+                    // lingered empty here (it may have missed a change).
                     let (relay, local) = (relay.clone(), local.clone());
                     self.relay.tasks.spawn(async move {
                         crate::heal::refresh_secrets(&relay, &local).await;
@@ -790,11 +792,15 @@ impl Session {
             )
             .await?;
         // Every relay hosting the room reads the new secrets, to write back
-        // the current ones if the store loses the room (crate::heal).
-        let _ = self
+        // the current ones if the store loses the room (crate::heal); this
+        // one reads them itself if the bus did not take the message.
+        let changed = self
             .relay
             .publish(&room.id, Target::SecretsChanged, bytes::Bytes::new())
             .await;
+        if changed.is_err() {
+            crate::heal::refresh_secrets(&self.relay, &room).await;
+        }
         self.reply(server::encode(kind::ROOM_SECRET_SET, &answer));
         Ok(())
     }
