@@ -375,15 +375,9 @@ impl InternalApi {
     }
 
     async fn create(&self, body: Incoming) -> Response<Body> {
-        let body: wire::CreateRoom = match read_json(
-            body,
-            self.inner.max_body_bytes,
-            self.inner.body_read_timeout,
-        )
-        .await
-        {
+        let body: wire::CreateRoom = match self.json(body).await {
             Ok(body) => body,
-            Err(problem) => return problem.into_response(),
+            Err(problem) => return problem,
         };
         let request = CreateRoomRequest {
             password: body.password,
@@ -410,16 +404,25 @@ impl InternalApi {
         }
     }
 
-    async fn password_check(&self, body: Incoming, room_id: &str) -> Response<Body> {
-        let body: wire::PasswordCheck = match read_json(
+    /// The request's JSON body within this API's size and time limits, or the
+    /// problem response that refuses it.
+    async fn json<T: serde::de::DeserializeOwned>(
+        &self,
+        body: Incoming,
+    ) -> Result<T, Response<Body>> {
+        read_json(
             body,
             self.inner.max_body_bytes,
             self.inner.body_read_timeout,
         )
         .await
-        {
+        .map_err(|problem| problem.into_response())
+    }
+
+    async fn password_check(&self, body: Incoming, room_id: &str) -> Response<Body> {
+        let body: wire::PasswordCheck = match self.json(body).await {
             Ok(body) => body,
-            Err(problem) => return problem.into_response(),
+            Err(problem) => return problem,
         };
         let ip: IpAddr = body.client_ip;
         match self
@@ -434,15 +437,9 @@ impl InternalApi {
     }
 
     async fn secrets(&self, body: Incoming, room_id: &str) -> Response<Body> {
-        let body: wire::RoomSecret = match read_json(
-            body,
-            self.inner.max_body_bytes,
-            self.inner.body_read_timeout,
-        )
-        .await
-        {
+        let body: wire::RoomSecret = match self.json(body).await {
             Ok(body) => body,
-            Err(problem) => return problem.into_response(),
+            Err(problem) => return problem,
         };
         let request = crate::rooms::RoomSecretRequest {
             owner: body.owner,
@@ -456,15 +453,9 @@ impl InternalApi {
     }
 
     async fn redeem(&self, body: Incoming, room_id: &str) -> Response<Body> {
-        let body: wire::TicketRedemption = match read_json(
-            body,
-            self.inner.max_body_bytes,
-            self.inner.body_read_timeout,
-        )
-        .await
-        {
+        let body: wire::TicketRedemption = match self.json(body).await {
             Ok(body) => body,
-            Err(problem) => return problem.into_response(),
+            Err(problem) => return problem,
         };
         match self
             .inner
