@@ -198,6 +198,11 @@ impl BusMessage {
                 let sender = MemberId::parse(sender).ok_or(MalformedBusMessage)?;
                 let len = rest.get(8..12).ok_or(MalformedBusMessage)?;
                 let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
+                // Never longer than the encoder writes: a longer id would not
+                // round-trip (and is no id a relay ever published).
+                if len > MAX_TRANSFER_ID_BYTES {
+                    return Err(MalformedBusMessage);
+                }
                 let id = rest.get(12..12 + len).ok_or(MalformedBusMessage)?;
                 let transfer_id =
                     String::from_utf8(id.to_vec()).map_err(|_| MalformedBusMessage)?;
@@ -327,6 +332,20 @@ mod tests {
             };
             assert_eq!(BusMessage::from_wire(msg.to_wire()).unwrap(), msg);
         }
+    }
+
+    /// Found by the bus_frame fuzz target: a TransferEnded whose four-byte
+    /// length says more than the encoder ever writes is refused, not
+    /// accepted and then re-encoded shorter.
+    #[test]
+    fn an_overlong_transfer_ended_id_is_malformed() {
+        let mut wire = vec![WIRE_VERSION, TAG_TRANSFER_ENDED];
+        wire.extend_from_slice(b"0123abcd");
+        let len = MAX_TRANSFER_ID_BYTES + 1;
+        wire.extend_from_slice(&(len as u32).to_be_bytes());
+        wire.extend(std::iter::repeat_n(b't', len));
+        wire.extend_from_slice(b"\x82frame");
+        assert!(BusMessage::from_wire(Bytes::from(wire)).is_err());
     }
 
     #[test]
