@@ -356,33 +356,14 @@ async fn no_ciphertext_is_stored_after_a_chat(f: Fixture) {
     );
 }
 
-macro_rules! on_redis {
-    ($($name:ident),* $(,)?) => {
-        mod standalone {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Fixture::standalone().await).await
-                }
-            )*
-        }
-        mod cluster {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Fixture::cluster().await).await
-                }
-            )*
-        }
-    };
-}
-
-on_redis!(
-    every_subscriber_sees_one_order_per_room,
-    a_message_published_after_subscribe_returns_is_never_lost,
-    unsubscribe_stops_delivery,
-    delivery_resumes_in_every_room_after_the_pubsub_connection_is_killed,
-    no_ciphertext_is_stored_after_a_chat,
+arthas_store::on_engines!(
+    [standalone, cluster] => [
+        every_subscriber_sees_one_order_per_room,
+        a_message_published_after_subscribe_returns_is_never_lost,
+        unsubscribe_stops_delivery,
+        delivery_resumes_in_every_room_after_the_pubsub_connection_is_killed,
+        no_ciphertext_is_stored_after_a_chat,
+    ]
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

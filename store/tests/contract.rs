@@ -667,59 +667,24 @@ async fn room_secrets_change_only_with_the_owner_hash(f: Fixture) {
     );
 }
 
-macro_rules! contract {
-    ($($name:ident),* $(,)?) => {
-        mod memory {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Fixture::memory().await).await
-                }
-            )*
-        }
-        mod standalone {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Fixture::standalone().await).await
-                }
-            )*
-        }
-        mod cluster {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Fixture::cluster().await).await
-                }
-            )*
-        }
-        mod sentinel {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Fixture::sentinel().await).await
-                }
-            )*
-        }
-    };
-}
-
-contract!(
-    join_checks_run_in_reference_order,
-    member_list_comes_back_in_join_order,
-    member_ids_stay_unique_under_concurrent_joins,
-    capacity_holds_under_concurrent_joins,
-    the_last_leave_destroys_the_room_and_its_listing,
-    an_expired_room_answers_e007_then_e001_after_the_grace,
-    an_unjoined_room_vanishes_after_its_ttl,
-    listings_count_members_and_recent_activity,
-    counters_count_per_window_and_claims_are_single_use,
-    members_of_a_dead_node_are_swept,
-    live_nodes_count_relays_whose_heartbeat_has_not_lapsed,
-    concurrent_sweepers_get_each_departure_once,
-    a_room_kept_while_empty_outlives_its_members,
-    one_daily_topic_per_day_under_concurrent_listing,
-    room_secrets_change_only_with_the_owner_hash,
+arthas_store::on_engines!(
+    [memory, standalone, cluster, sentinel] => [
+        join_checks_run_in_reference_order,
+        member_list_comes_back_in_join_order,
+        member_ids_stay_unique_under_concurrent_joins,
+        capacity_holds_under_concurrent_joins,
+        the_last_leave_destroys_the_room_and_its_listing,
+        an_expired_room_answers_e007_then_e001_after_the_grace,
+        an_unjoined_room_vanishes_after_its_ttl,
+        listings_count_members_and_recent_activity,
+        counters_count_per_window_and_claims_are_single_use,
+        members_of_a_dead_node_are_swept,
+        live_nodes_count_relays_whose_heartbeat_has_not_lapsed,
+        concurrent_sweepers_get_each_departure_once,
+        a_room_kept_while_empty_outlives_its_members,
+        one_daily_topic_per_day_under_concurrent_listing,
+        room_secrets_change_only_with_the_owner_hash,
+    ]
 );
 
 /// Redis: a joined room's three keys (record, members, node counts) carry the room's lifetime

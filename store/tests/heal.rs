@@ -238,29 +238,10 @@ async fn restore_relists_and_skips_expired_rooms(f: Fixture) {
     assert!(a.room("expired").await.unwrap().is_none());
 }
 
-macro_rules! on_redis {
-    ($($name:ident),* $(,)?) => {
-        mod standalone {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Fixture::standalone().await).await
-                }
-            )*
-        }
-        mod cluster {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Fixture::cluster().await).await
-                }
-            )*
-        }
-    };
-}
-
-on_redis!(
-    node_state_tells_lost_from_swept,
-    restore_writes_back_rooms_and_members,
-    restore_relists_and_skips_expired_rooms,
+arthas_store::on_engines!(
+    [standalone, cluster] => [
+        node_state_tells_lost_from_swept,
+        restore_writes_back_rooms_and_members,
+        restore_relists_and_skips_expired_rooms,
+    ]
 );

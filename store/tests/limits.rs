@@ -132,49 +132,14 @@ async fn member_counts_follow_joins(f: Fixture) {
     assert_eq!(s.member_count("r").await.unwrap(), Some(2));
 }
 
-macro_rules! on_every_engine {
-    ($($name:ident),* $(,)?) => {
-        mod memory {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Fixture::memory().await).await
-                }
-            )*
-        }
-        mod standalone {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Fixture::standalone().await).await
-                }
-            )*
-        }
-        mod cluster {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Fixture::cluster().await).await
-                }
-            )*
-        }
-        mod sentinel {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Fixture::sentinel().await).await
-                }
-            )*
-        }
-    };
-}
-
-on_every_engine!(
-    budgets_refuse_without_counting_and_take_back_refunds,
-    guesses_are_counted_only_on_password_rooms_that_exist,
-    concurrent_guesses_never_exceed_the_client_limit,
-    a_released_guess_is_given_back_to_the_client_and_the_room,
-    member_counts_follow_joins,
+arthas_store::on_engines!(
+    [memory, standalone, cluster, sentinel] => [
+        budgets_refuse_without_counting_and_take_back_refunds,
+        guesses_are_counted_only_on_password_rooms_that_exist,
+        concurrent_guesses_never_exceed_the_client_limit,
+        a_released_guess_is_given_back_to_the_client_and_the_room,
+        member_counts_follow_joins,
+    ]
 );
 
 /// Redis: guessing at rooms that do not exist, or have no password, makes no key at all (the

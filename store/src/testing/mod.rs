@@ -66,3 +66,26 @@ type Result<T> = std::result::Result<T, HarnessError>;
 fn fail(what: impl std::fmt::Display) -> HarnessError {
     HarnessError(what.to_string())
 }
+
+/// Runs one test body per engine: `on_engines!([memory, standalone] => [a, b])`
+/// makes `mod memory { async fn a() .. async fn b() }` and `mod standalone {
+/// .. }`, each a multi-threaded `#[tokio::test]` that calls the body
+/// `super::a(super::Fixture::memory().await)`. The calling test file has a
+/// `Fixture` with one constructor per engine named (the store's tests have it
+/// in `tests/common`), and `tokio` as a dependency.
+#[macro_export]
+macro_rules! on_engines {
+    ([$($engine:ident),+ $(,)?] => $names:tt) => {
+        $( $crate::on_engines!(@engine $engine $names); )+
+    };
+    (@engine $engine:ident [$($name:ident),* $(,)?]) => {
+        mod $engine {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Fixture::$engine().await).await
+                }
+            )*
+        }
+    };
+}
