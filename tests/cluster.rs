@@ -27,23 +27,8 @@ use support::{
     ValueExt,
 };
 
-/// Runs `async fn $name(topology)` as `$name::redis` and `$name::redis_cluster`.
-macro_rules! both_modes {
-    ($($name:ident),+ $(,)?) => {$(
-        mod $name {
-            #[tokio::test]
-            async fn redis() {
-                super::$name(super::Topology::Redis).await;
-            }
-            #[tokio::test]
-            async fn redis_cluster() {
-                super::$name(super::Topology::RedisCluster).await;
-            }
-        }
-    )+};
-}
-
-both_modes!(
+crate::both_modes!(
+    #[tokio::test]
     every_member_sees_the_same_order_across_relays,
     sigkilled_relay_is_swept_within_the_heartbeat_ttl,
     delivery_resumes_in_every_room_after_client_kill,
@@ -480,7 +465,11 @@ async fn redis_down_gives_error_frames_and_chat_resumes_when_it_is_back(topology
     let rooms = open_rooms(&env, 6).await;
     let mut rooms = rooms;
     let down = Instant::now();
-    for server in redis_servers_mut(&mut env) {
+    for server in env
+        .redis_mut()
+        .expect("a cluster env has Redis")
+        .servers_mut()
+    {
         server.stop();
     }
     // A message sent while Redis is down is refused with an error frame.
@@ -508,18 +497,10 @@ async fn redis_down_gives_error_frames_and_chat_resumes_when_it_is_back(topology
     );
 
     let back = Instant::now();
-    for server in redis_servers_mut(&mut env) {
-        server
-            .restart()
-            .await
-            .unwrap_or_else(|e| panic!("restart redis-server: {e}"));
-    }
-    if let Some(cluster) = env.redis().and_then(|r| r.cluster()) {
-        cluster
-            .wait_ok()
-            .await
-            .unwrap_or_else(|e| panic!("the restarted cluster: {e}"));
-    }
+    env.redis_mut()
+        .expect("a cluster env has Redis")
+        .restart()
+        .await;
     println!(
         "FIGURE {} redis down: Redis answering again {:?} after the restart began",
         topology.name(),
@@ -534,14 +515,6 @@ async fn redis_down_gives_error_frames_and_chat_resumes_when_it_is_back(topology
     }
     for node in 0..env.node_count() {
         assert!(env.server(node).is_running(), "relay {node} exited");
-    }
-}
-
-/// Every redis-server process of the env, to stop and restart them.
-fn redis_servers_mut(env: &mut Env) -> Vec<&mut store::testing::RedisServer> {
-    match env.redis_mut().expect("a cluster env has Redis") {
-        support::server::Redis::Standalone(s) => vec![s],
-        support::server::Redis::Cluster(c) => c.nodes.iter_mut().collect(),
     }
 }
 

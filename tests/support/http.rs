@@ -5,8 +5,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
 use hyper::Request;
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
 /// How long one request may take.
@@ -57,6 +59,20 @@ pub async fn post_json(url: &str, body: &serde_json::Value) -> HttpResponse {
     .await
 }
 
+/// An HTTP/1.1 connection over `io`, driven by a task of its own.
+async fn handshake<T>(io: T) -> SendRequest<Full<Bytes>>
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+        .await
+        .expect("http handshake");
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    sender
+}
+
 /// Sends one request with a body.
 pub async fn request_with_body(
     method: &str,
@@ -72,21 +88,9 @@ pub async fn request_with_body(
             let stream = super::tls::connect(stream, host, super::tls::client_config())
                 .await
                 .expect("TLS handshake");
-            let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-                .await
-                .expect("http handshake");
-            tokio::spawn(async move {
-                let _ = conn.await;
-            });
-            sender
+            handshake(stream).await
         } else {
-            let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-                .await
-                .expect("http handshake");
-            tokio::spawn(async move {
-                let _ = conn.await;
-            });
-            sender
+            handshake(stream).await
         };
         let mut req = Request::builder()
             .method(method)

@@ -53,6 +53,31 @@ impl Redis {
         }
     }
 
+    /// Every server process, mutably (to stop and restart them).
+    pub fn servers_mut(&mut self) -> Vec<&mut RedisServer> {
+        match self {
+            Redis::Standalone(s) => vec![s],
+            Redis::Cluster(c) => c.nodes.iter_mut().collect(),
+        }
+    }
+
+    /// Kills every server and starts it again on its port, empty (no persistence); returns
+    /// when Redis answers (a cluster: when `cluster_state:ok` again).
+    pub async fn restart(&mut self) {
+        for server in self.servers_mut() {
+            server
+                .restart()
+                .await
+                .unwrap_or_else(|e| panic!("restart redis-server: {e}"));
+        }
+        if let Some(cluster) = self.cluster() {
+            cluster
+                .wait_ok()
+                .await
+                .unwrap_or_else(|e| panic!("the restarted cluster: {e}"));
+        }
+    }
+
     /// Every key with its contents, on every server.
     pub async fn dump(&self) -> Vec<(String, Vec<u8>)> {
         match self {

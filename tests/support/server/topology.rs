@@ -41,3 +41,22 @@ impl Topology {
         }
     }
 }
+
+/// Runs each `async fn $name(topology: Topology)` as `$name::redis` and `$name::redis_cluster`,
+/// under the test attribute given first: `both_modes!(#[tokio::test] first, second)`. The
+/// calling file has `Topology` in scope.
+#[macro_export]
+macro_rules! both_modes {
+    (#[$test:meta] $($name:ident),+ $(,)?) => {$(
+        mod $name {
+            #[$test]
+            async fn redis() {
+                super::$name(super::Topology::Redis).await;
+            }
+            #[$test]
+            async fn redis_cluster() {
+                super::$name(super::Topology::RedisCluster).await;
+            }
+        }
+    )+};
+}
