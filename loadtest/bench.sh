@@ -167,6 +167,46 @@ loadgen() {
     "$@" ${LOADGEN_ARGS:-}
 }
 
+# idle_generators ARGS...: GENERATORS idle generators of $rooms rooms each
+# over every relay, holding HOLD seconds (ARGS go to each); sets started,
+# gen_pids and, once every generator says all its members joined, joined_at.
+idle_generators() {
+  started="$(date +%s.%N)"
+  gen_pids=()
+  for g in $(seq 0 $((GENERATORS - 1))); do
+    target/release/arthas-loadgen --mode idle --rooms "$rooms" --members "$MEMBERS" \
+      --warmup 0 --duration "$HOLD" --url "$(IFS=,; echo "${urls[*]}")" "$@" \
+      >"$run_dir/gen$g.json" 2>"$run_dir/gen$g.err" &
+    gen_pids+=("$!")
+  done
+  for g in $(seq 0 $((GENERATORS - 1))); do
+    until grep -q "joined in" "$run_dir/gen$g.err" 2>/dev/null; do
+      kill -0 "${gen_pids[$g]}" 2>/dev/null || { cat "$run_dir/gen$g.err" >&2; exit 1; }
+      sleep 0.2
+    done
+  done
+  joined_at="$(date +%s.%N)"
+}
+
+# relay_connections: open WebSocket connections, summed over the relays.
+relay_connections() {
+  local url n total=0
+  for url in "${admins[@]}"; do
+    n="$(curl -fsS "$url" | awk '/^arthas_relay_connections / {print $2}')"
+    total=$((total + ${n%.*}))
+  done
+  echo "$total"
+}
+
+# generator_failures: waits for the generators, prints their five most
+# common failures (stderr) and sets errors to how many they reported.
+generator_failures() {
+  local p
+  for p in "${gen_pids[@]}"; do wait "$p" || true; done
+  errors="$(cat "$run_dir"/gen*.err | grep -c -i "fail" || true)"
+  cat "$run_dir"/gen*.err | grep -i "fail" | sort | uniq -c | sort -rn | head -5 >&2 || true
+}
+
 case "$mode" in
   single|idle)
     start arthas "$bin/arthas" --listen "127.0.0.1:$BASE_PORT"
@@ -196,35 +236,14 @@ case "$mode" in
     }
     before_relays="$(rss "${relay_pids[@]}")" before_redis="$(rss "$redis_pid")"
     rooms=$((CONNECTIONS / GENERATORS / MEMBERS))
-    started="$(date +%s.%N)"
-    gen_pids=()
-    for g in $(seq 0 $((GENERATORS - 1))); do
-      target/release/arthas-loadgen --mode idle --rooms "$rooms" --members "$MEMBERS" \
-        --warmup 0 --duration "$HOLD" --url "$(IFS=,; echo "${urls[*]}")" \
-        >"$run_dir/gen$g.json" 2>"$run_dir/gen$g.err" &
-      gen_pids+=("$!")
-    done
-    # Every generator says when all its members joined.
-    for g in $(seq 0 $((GENERATORS - 1))); do
-      until grep -q "joined in" "$run_dir/gen$g.err" 2>/dev/null; do
-        kill -0 "${gen_pids[$g]}" 2>/dev/null || { cat "$run_dir/gen$g.err" >&2; exit 1; }
-        sleep 0.2
-      done
-    done
-    joined_at="$(date +%s.%N)"
-    connected=0
-    for url in "${admins[@]}"; do
-      n="$(curl -fsS "$url" | awk '/^arthas_relay_connections / {print $2}')"
-      connected=$((connected + ${n%.*}))
-    done
+    idle_generators
+    connected="$(relay_connections)"
     after_relays="$(rss "${relay_pids[@]}")" after_redis="$(rss "$redis_pid")"
     # Closes and error frames so far, by code, summed over the relays.
     for url in "${admins[@]}"; do curl -fsS "$url"; done |
       awk '/^arthas_relay_(closes|errors_out)_total\{/ {n[$1] += $2} END {for (k in n) print k, n[k]}' |
       sort >&2
-    for p in "${gen_pids[@]}"; do wait "$p" || true; done
-    errors="$(cat "$run_dir"/gen*.err | grep -c -i "fail" || true)"
-    cat "$run_dir"/gen*.err | grep -i "fail" | sort | uniq -c | sort -rn | head -5 >&2 || true
+    generator_failures
     python3 - "$CONNECTIONS" "$connected" "$started" "$joined_at" "$before_relays" \
       "$after_relays" "$before_redis" "$after_redis" "$RELAYS" "$errors" <<'PY'
 import json, sys
@@ -248,38 +267,17 @@ PY
     REDIS_MASTERS=0 start_backend
     start_relays "$RELAYS"
     rooms=$((CONNECTIONS / GENERATORS / MEMBERS))
-    started="$(date +%s.%N)"
-    gen_pids=()
-    for g in $(seq 0 $((GENERATORS - 1))); do
-      target/release/arthas-loadgen --mode idle --rooms "$rooms" --members "$MEMBERS" \
-        --warmup 0 --duration "$HOLD" --url "$(IFS=,; echo "${urls[*]}")" \
-        --connect-concurrency 1000000 --retry-budget "$RETRY_BUDGET" \
-        >"$run_dir/gen$g.json" 2>"$run_dir/gen$g.err" &
-      gen_pids+=("$!")
-    done
-    for g in $(seq 0 $((GENERATORS - 1))); do
-      until grep -q "joined in" "$run_dir/gen$g.err" 2>/dev/null; do
-        kill -0 "${gen_pids[$g]}" 2>/dev/null || { cat "$run_dir/gen$g.err" >&2; exit 1; }
-        sleep 0.2
-      done
-    done
-    joined_at="$(date +%s.%N)"
+    idle_generators --connect-concurrency 1000000 --retry-budget "$RETRY_BUDGET"
     # Settle: rollbacks of failed joins run at once and again 10 s later.
     sleep 12
-    connected=0
-    for url in "${admins[@]}"; do
-      n="$(curl -fsS "$url" | awk '/^arthas_relay_connections / {print $2}')"
-      connected=$((connected + ${n%.*}))
-    done
+    connected="$(relay_connections)"
     in_redis="$(redis-cli -p "$((BASE_PORT + 9))" --scan --pattern 'arthas:{*}:members' |
       while read -r key; do redis-cli -p "$((BASE_PORT + 9))" HLEN "$key"; done |
       awk '{n += $1} END {print n + 0}')"
     for url in "${admins[@]}"; do curl -fsS "$url"; done |
       awk '/^arthas_relay_(joins_refused|joins_rolled_back|connections_rejected)_total/ {n[$1] += $2} END {for (k in n) print k, n[k]}' |
       sort >&2
-    for p in "${gen_pids[@]}"; do wait "$p" || true; done
-    errors="$(cat "$run_dir"/gen*.err | grep -c -i "fail" || true)"
-    cat "$run_dir"/gen*.err | grep -i "fail" | sort | uniq -c | sort -rn | head -5 >&2 || true
+    generator_failures
     python3 - "$CONNECTIONS" "$connected" "$in_redis" "$started" "$joined_at" "$errors" \
       "$RELAYS" "$run_dir" <<'PY'
 import glob, json, sys
