@@ -170,6 +170,18 @@ impl HttpApi {
         }
     }
 
+    /// Reads a request body as JSON within the API's limits (`max_body_bytes`,
+    /// `body_read_timeout`); the error is the refusal to answer with.
+    async fn json<T: serde::de::DeserializeOwned>(
+        &self,
+        body: Incoming,
+    ) -> Result<T, Response<Body>> {
+        let config = &self.inner().config;
+        read_json(body, config.max_body_bytes, config.body_read_timeout)
+            .await
+            .map_err(|problem| problem.into_response())
+    }
+
     pub(crate) async fn create_room(
         &self,
         request: Request<Incoming>,
@@ -178,15 +190,9 @@ impl HttpApi {
         let config = &self.inner().config;
         let gateway = &self.inner().gateway;
         let ip = client_ip(request.headers(), peer, &config.trusted_proxies);
-        let body: CreateRoomBody = match read_json(
-            request.into_body(),
-            config.max_body_bytes,
-            config.body_read_timeout,
-        )
-        .await
-        {
+        let body: CreateRoomBody = match self.json(request.into_body()).await {
             Ok(body) => body,
-            Err(problem) => return problem.into_response(),
+            Err(problem) => return problem,
         };
         if !is_password_hash(&body.password) {
             return refusal(&Reject::invalid("invalid password format"), RATE_WINDOW);
@@ -284,16 +290,9 @@ impl HttpApi {
             peer,
             &self.inner().config.trusted_proxies,
         );
-        let config = &self.inner().config;
-        let body: TicketBody = match read_json(
-            request.into_body(),
-            config.max_body_bytes,
-            config.body_read_timeout,
-        )
-        .await
-        {
+        let body: TicketBody = match self.json(request.into_body()).await {
             Ok(body) => body,
-            Err(problem) => return problem.into_response(),
+            Err(problem) => return problem,
         };
         if !is_password_hash(&body.password) {
             return refusal(&Reject::invalid("invalid password format"), RATE_WINDOW);
