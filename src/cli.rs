@@ -13,7 +13,7 @@ use gateway::password::PasswordConfig;
 use gateway::GatewayConfig;
 use relay::RelayConfig;
 use store::redis::{RedisConfig, RedisEngine, RedisMode, RedisTls};
-use store::StoreError;
+use store::{RoomLinger, SharedClock, StoreError};
 
 /// Who may connect, and how client addresses are read.
 #[derive(Debug, Clone, Args)]
@@ -208,14 +208,21 @@ pub struct RelayArgs {
 }
 
 impl RelayArgs {
+    /// `--room-linger-ms`: the relay's room linger, for its hub and its
+    /// engine alike ([`store::linger`]).
+    pub fn room_linger(&self) -> RoomLinger {
+        RoomLinger::new(Duration::from_millis(self.room_linger_ms))
+    }
+
     /// The relay configuration for node `node_id`; `drain_window` spreads
-    /// the 1001 closes on shutdown.
+    /// the 1001 closes on shutdown; `clock` is `ProcessArgs::clock`.
     pub fn config(
         &self,
         edge: &EdgeArgs,
         http: &HttpArgs,
         node_id: String,
         drain_window: Duration,
+        clock: SharedClock,
     ) -> RelayConfig {
         RelayConfig {
             node_id,
@@ -250,8 +257,8 @@ impl RelayArgs {
             heartbeat_interval: Duration::from_millis(self.heartbeat_interval_ms.max(1)),
             heartbeat_ttl: Duration::from_millis(self.heartbeat_ttl_ms),
             heal_jitter: Duration::from_millis(self.heal_jitter_ms),
-            room_linger: Duration::from_millis(self.room_linger_ms),
-            clock: store::clock::system(),
+            room_linger: self.room_linger(),
+            clock,
         }
     }
 }
@@ -360,8 +367,8 @@ pub struct GatewayArgs {
 }
 
 impl GatewayArgs {
-    /// The gateway configuration.
-    pub fn config(&self) -> Result<GatewayConfig, String> {
+    /// The gateway configuration, deciding by `clock`.
+    pub fn config(&self, clock: SharedClock) -> Result<GatewayConfig, String> {
         let defaults = GatewayConfig::default();
         let ticket_secret = match &self.ticket_secret {
             Some(s) if s.len() < gateway::ticket::MIN_SECRET_BYTES => {
@@ -396,7 +403,7 @@ impl GatewayArgs {
             },
             ticket_secret,
             ticket_ttl: Duration::from_secs(self.ticket_ttl_secs),
-            clock: defaults.clock,
+            clock,
         })
     }
 
@@ -508,11 +515,9 @@ pub struct RedisArgs {
 
 impl RedisArgs {
     /// Connects the engine (fails fast if Redis does not answer now); a
-    /// relay passes its `--room-linger-ms` as `node_room_linger`.
-    pub async fn connect(
-        &self,
-        node_room_linger: Duration,
-    ) -> Result<Arc<RedisEngine>, StoreError> {
+    /// relay passes its room linger (`RelayArgs::room_linger`), a gateway
+    /// `RoomLinger::OFF`.
+    pub async fn connect(&self, room_linger: RoomLinger) -> Result<Arc<RedisEngine>, StoreError> {
         let list = || -> Vec<String> {
             self.redis_url
                 .split(',')
@@ -555,7 +560,7 @@ impl RedisArgs {
             command_timeout: Duration::from_millis(self.redis_command_timeout_ms),
             publish_timeout: Duration::from_millis(self.redis_publish_timeout_ms),
             expired_room_grace: Duration::from_secs(self.expired_room_grace_secs),
-            node_room_linger,
+            room_linger,
             ..RedisConfig::default()
         };
         RedisEngine::connect(mode, config).await
@@ -584,4 +589,20 @@ pub struct ProcessArgs {
     /// service.name of exported spans ("" = the binary's name).
     #[arg(long, env = "ARTHAS_OTLP_SERVICE_NAME", default_value = "")]
     pub otlp_service_name: String,
+    /// Tests only (hidden): decide by the system clock plus the milliseconds written in this
+    /// file (`store::clock::OffsetFileClock`), so a test moves the time of every process it
+    /// started instead of waiting for it.
+    #[arg(long, env = "ARTHAS_TEST_CLOCK_OFFSET_FILE", hide = true)]
+    pub test_clock_offset_file: Option<PathBuf>,
+}
+
+impl ProcessArgs {
+    /// The clock this process decides by: the system clock, unless a test gave
+    /// `--test-clock-offset-file`.
+    pub fn clock(&self) -> SharedClock {
+        match &self.test_clock_offset_file {
+            Some(path) => store::OffsetFileClock::new(path),
+            None => store::clock::system(),
+        }
+    }
 }

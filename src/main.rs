@@ -48,14 +48,18 @@ fn main() -> ExitCode {
 
 async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let engine = MemoryEngine::new(MemoryLimits::default());
-    let gateway = gateway::Gateway::new(engine.clone(), config.gateway.config()?)?;
+    let clock = config.process.clock();
+    let gateway = gateway::Gateway::new(engine.clone(), config.gateway.config(clock.clone())?)?;
     config.gateway.start_daily_topic(&gateway)?;
     let builder = relay::RelayBuilder::new();
     engine.attach(builder.sink());
-    let relay_config =
-        config
-            .relay
-            .config(&config.edge, &config.http, "local".into(), Duration::ZERO);
+    let relay_config = config.relay.config(
+        &config.edge,
+        &config.http,
+        "local".into(),
+        Duration::ZERO,
+        clock,
+    );
     let relay = builder.build(
         relay_config,
         engine.clone(),

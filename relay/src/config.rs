@@ -73,10 +73,12 @@ pub struct RelayConfig {
     /// delay below this before writing back its rooms and members (so
     /// relays do not all hit a Redis that just came back at once).
     pub heal_jitter: Duration,
-    /// A room stays subscribed (and, on Redis, recorded in this node's room
-    /// set) this long after its last local member left, so members who leave
-    /// and come back cost no round trips; zero unsubscribes at once.
-    pub room_linger: Duration,
+    /// The room linger ([`store::linger`]): a room stays subscribed (and, on
+    /// Redis, recorded in this node's room set: the relay hands the same
+    /// value to its engine) this long after its last local member left, so
+    /// members who leave and come back cost no round trips; off lets it go
+    /// at once.
+    pub room_linger: store::RoomLinger,
     /// Where "now" comes from (room expiry, message timestamps); the system
     /// clock but in tests.
     pub clock: store::SharedClock,
@@ -99,7 +101,7 @@ impl Default for RelayConfig {
             max_outbound_queue_bytes: 8 * 1024 * 1024,
             chat_rate_limit: 10,
             chat_rate_window: Duration::from_secs(10),
-            room_linger: Duration::from_secs(5),
+            room_linger: store::RoomLinger::new(Duration::from_secs(5)),
             expiry_sweep_interval: Duration::from_secs(1),
             expiry_warning_lead: Duration::from_secs(300),
             file_transfer_stale: Duration::from_secs(90),

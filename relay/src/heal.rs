@@ -385,7 +385,7 @@ async fn restore_room(relay: &Relay, room: &Arc<LocalRoom>, announce: Announce) 
         listing: room.facts.listing(),
         members,
         node: node.clone(),
-        now_secs: store::unix_secs(),
+        now_secs: relay.config.clock.now_secs(),
     };
     let restored = match relay.store.restore_room(restore).await {
         Ok(r) => r,

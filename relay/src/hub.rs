@@ -8,10 +8,11 @@
 //! allocated per recipient.
 //!
 //! Subscriptions: a relay is subscribed to a room's bus channel while it has
-//! local members there, and for `room_linger` after its last local member
-//! left (a member who leaves and comes back, or the next local joiner, then
-//! costs no UNSUBSCRIBE/SUBSCRIBE round trips; messages arriving meanwhile
-//! reach nobody here). [`Hub::retire_idle`] ends lingering subscriptions.
+//! local members there, and for the room linger ([`store::linger`], the
+//! same value the engine keeps the room in this node's room set for) after
+//! its last local member left (a member who leaves and comes back, or the
+//! next local joiner, then costs no UNSUBSCRIBE/SUBSCRIBE round trips;
+//! messages arriving meanwhile reach nobody here). [`Hub::retire_idle`] ends lingering subscriptions.
 //! Joins and retirements serialise on the room's `subscription` lock, so a
 //! SUBSCRIBE and an UNSUBSCRIBE for the same room never race on the bus
 //! connection.
@@ -24,7 +25,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use protocol::member::MemberId;
 use protocol::server;
-use store::{Bus, BusError, BusMessage, BusSink, RoomRecord, Target};
+use store::{Bus, BusError, BusMessage, BusSink, RoomLinger, RoomRecord, Target};
 
 use crate::heal::RoomFacts;
 use crate::metrics::Metrics;
@@ -157,10 +158,10 @@ impl LocalRoom {
         Some(peer)
     }
 
-    /// Whether the room has had no local member for at least `linger`.
-    fn idle_for(&self, linger: Duration) -> bool {
+    /// Whether the room has had no local member for the whole `linger`.
+    fn idle_for(&self, linger: RoomLinger) -> bool {
         self.lock_idle_since()
-            .is_some_and(|since| since.elapsed() >= linger)
+            .is_some_and(|since| linger.is_over(since))
     }
 
     /// Queues `frame` to every local member but `except`; returns how many.
@@ -182,8 +183,9 @@ impl LocalRoom {
 pub struct Hub {
     rooms: Mutex<HashMap<Arc<str>, Arc<LocalRoom>>>,
     metrics: Metrics,
-    /// How long a room stays subscribed after its last local member left,
-    /// milliseconds (0: unsubscribe at once).
+    /// How long a room stays subscribed after its last local member left
+    /// (the room linger, [`store::linger`]), milliseconds (0: unsubscribe at
+    /// once).
     linger_ms: AtomicU64,
 }
 
@@ -198,13 +200,15 @@ impl Hub {
     }
 
     /// Sets how long an emptied room stays subscribed (`room_linger`).
-    pub fn set_linger(&self, linger: Duration) {
-        let ms = linger.as_millis().min(u64::MAX as u128) as u64;
+    pub fn set_linger(&self, linger: RoomLinger) {
+        let ms = linger.duration().as_millis().min(u64::MAX as u128) as u64;
         self.linger_ms.store(ms, Ordering::Relaxed);
     }
 
-    fn linger(&self) -> Duration {
-        Duration::from_millis(self.linger_ms.load(Ordering::Relaxed))
+    fn linger(&self) -> RoomLinger {
+        RoomLinger::new(Duration::from_millis(
+            self.linger_ms.load(Ordering::Relaxed),
+        ))
     }
 
     fn lock_rooms(&self) -> MutexGuard<'_, HashMap<Arc<str>, Arc<LocalRoom>>> {
@@ -278,7 +282,7 @@ impl Hub {
     /// local member, the room lingers (see the module doc) or, without a
     /// linger, is unsubscribed now.
     pub async fn leave(&self, bus: &dyn Bus, room: &Arc<LocalRoom>, id: MemberId) {
-        if room.remove(id) && self.linger().is_zero() {
+        if room.remove(id) && self.linger().is_off() {
             self.retire_if_empty(bus, room).await;
         }
     }
@@ -303,7 +307,7 @@ impl Hub {
     }
 
     async fn retire_if_empty(&self, bus: &dyn Bus, room: &Arc<LocalRoom>) {
-        self.retire_idle_room(bus, room, Duration::ZERO).await;
+        self.retire_idle_room(bus, room, RoomLinger::OFF).await;
     }
 
     /// Unsubscribes and forgets `room` if it has no local member, for at
@@ -313,10 +317,10 @@ impl Hub {
         &self,
         bus: &dyn Bus,
         room: &Arc<LocalRoom>,
-        linger: Duration,
+        linger: RoomLinger,
     ) -> bool {
         let mut subscribed = room.subscription.lock().await;
-        if !room.members().is_empty() || (!linger.is_zero() && !room.idle_for(linger)) {
+        if !room.members().is_empty() || (!linger.is_off() && !room.idle_for(linger)) {
             return false;
         }
         if *subscribed {

@@ -193,7 +193,7 @@ impl Relay {
             self.tasks
                 .spawn(heal::serve_requests(self.clone(), requests));
         }
-        if !self.config.room_linger.is_zero() {
+        if !self.config.room_linger.is_off() {
             self.tasks.spawn(retire_idle_rooms(self.clone()));
         }
     }
@@ -218,7 +218,7 @@ const MIN_RETIRE_PERIOD: std::time::Duration = std::time::Duration::from_millis(
 /// Ends the subscriptions of rooms that lingered `room_linger` without a
 /// local member, checking twice per linger, until shutdown.
 async fn retire_idle_rooms(relay: Arc<Relay>) {
-    let period = (relay.config.room_linger / 2).max(MIN_RETIRE_PERIOD);
+    let period = (relay.config.room_linger.duration() / 2).max(MIN_RETIRE_PERIOD);
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

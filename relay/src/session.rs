@@ -763,7 +763,7 @@ impl Session {
                 sender_id: self.id.as_str(),
                 iv: direct.iv,
                 ciphertext: direct.ciphertext,
-                t: store::unix_millis(),
+                t: self.relay.config.clock.now_millis(),
             },
             direct.iv.len() + direct.ciphertext.len(),
         );

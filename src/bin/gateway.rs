@@ -87,7 +87,7 @@ async fn open_store(config: &Config) -> Result<Arc<dyn RoomStore>, String> {
         StoreKind::Memory => MemoryEngine::new(MemoryLimits::default()),
         StoreKind::Redis => config
             .redis
-            .connect(Duration::ZERO)
+            .connect(store::RoomLinger::OFF)
             .await
             .map_err(|e| e.to_string())?,
     })
@@ -136,8 +136,8 @@ async fn run(config: Config) -> Result<(), String> {
     let store = open_store(&config).await?;
     let online = Arc::new(AtomicU64::new(0));
     tokio::spawn(refresh_online(store.clone(), online.clone()));
-    let gateway =
-        Gateway::new(store, config.gateway.config()?).map_err(|e| format!("gateway: {e}"))?;
+    let gateway = Gateway::new(store, config.gateway.config(config.process.clock())?)
+        .map_err(|e| format!("gateway: {e}"))?;
     gateway
         .metrics()
         .set_build_info(process::VERSION, process::COMMIT);

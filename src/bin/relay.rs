@@ -172,10 +172,7 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let node_id = config.node_id.clone().unwrap_or_else(default_node_id);
     let identity = config.tls.identity()?;
     let gateway_tls = gateway_tls(&config)?;
-    let engine = config
-        .redis
-        .connect(Duration::from_millis(config.relay.room_linger_ms))
-        .await?;
+    let engine = config.redis.connect(config.relay.room_linger()).await?;
     let mut remote = RemoteConfig::new(config.gateway_url.clone(), secret);
     remote.tls = gateway_tls.as_ref().map(|tls| tls.client.clone());
     remote.max_in_flight = config.gateway_max_in_flight.max(1);
@@ -187,6 +184,7 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         &config.http,
         node_id.clone(),
         Duration::from_millis(config.drain_window_ms),
+        config.process.clock(),
     );
     let relay = builder.build(
         relay_config,

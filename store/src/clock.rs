@@ -14,12 +14,19 @@
 //! [`crate::unix_millis`] remain for what only measures (log rate limits)
 //! and for [`SystemClock`] itself.
 //!
+//! The conformance tests run the real binaries, in other processes than the
+//! test, where no [`ManualClock`] reaches: for them a binary started with
+//! the hidden `--test-clock-offset-file` decides by an [`OffsetFileClock`],
+//! the system clock moved by an offset the test writes to a file. Without
+//! that flag (always, in production) a binary runs on the [`SystemClock`].
+//!
 //! A clock only says what time it is. Waiting (`tokio::time::sleep`) stays on
 //! the runtime's timer: code that sleeps until a wall-clock instant computes
 //! the duration from its clock, so an injected clock decides *what* is due
 //! and a test decides *when* to look.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -103,6 +110,41 @@ impl Clock for ManualClock {
     }
 }
 
+/// The system clock plus an offset read from a file: for tests that run a
+/// binary as a separate process and must move its time (room expiry)
+/// without waiting for it. The file holds a whole number of milliseconds in
+/// ASCII (negative moves back); a missing file is an offset of 0. It is read
+/// on every call, so every process given the same file moves together as
+/// soon as the test replaces it (atomically: write another file, rename it
+/// over). Built only from the binaries' hidden `--test-clock-offset-file`.
+#[derive(Debug)]
+pub struct OffsetFileClock {
+    path: PathBuf,
+}
+
+impl OffsetFileClock {
+    /// A clock moved by the offset in `path`.
+    pub fn new(path: impl Into<PathBuf>) -> Arc<OffsetFileClock> {
+        Arc::new(OffsetFileClock { path: path.into() })
+    }
+
+    /// The offset in the file, milliseconds: 0 while there is no file, or
+    /// when it does not hold a number (a test writing it wrong then sees
+    /// its time not move, and the rest keeps running).
+    fn offset_millis(&self) -> i64 {
+        std::fs::read_to_string(&self.path)
+            .ok()
+            .and_then(|text| text.trim().parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Clock for OffsetFileClock {
+    fn now_millis(&self) -> i64 {
+        crate::unix_millis().saturating_add(self.offset_millis())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,6 +171,29 @@ mod tests {
         let shared: SharedClock = clock.clone();
         clock.advance(Duration::from_secs(1));
         assert_eq!(shared.now_secs(), 6, "every handle sees the same time");
+    }
+
+    #[test]
+    fn an_offset_file_clock_moves_when_the_file_changes() {
+        let dir = std::env::temp_dir().join(format!("arthas-clock-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("offset");
+        let _ = std::fs::remove_file(&path);
+        let clock = OffsetFileClock::new(&path);
+        let near = |clock: &OffsetFileClock, offset: i64| {
+            let before = crate::unix_millis() + offset;
+            let now = clock.now_millis();
+            let after = crate::unix_millis() + offset;
+            before <= now && now <= after
+        };
+        assert!(near(&clock, 0), "no file: the system time");
+        std::fs::write(&path, "3600000\n").expect("write");
+        assert!(near(&clock, 3_600_000), "an hour ahead");
+        std::fs::write(&path, "-1000").expect("write");
+        assert!(near(&clock, -1000), "a second back");
+        std::fs::write(&path, "soon").expect("write");
+        assert!(near(&clock, 0), "not a number: no offset");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

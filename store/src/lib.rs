@@ -17,10 +17,12 @@
 //! the same traits, [`redis`] (standalone Redis or a Redis Cluster).
 //! [`testing`] (feature `test-support`) starts real Redis servers for tests;
 //! [`clock`] is the seam through which code asks what time it is;
+//! [`linger`] says how long a relay keeps holding an emptied room;
 //! [`warn_limit`] keeps repeated warnings to one line per interval.
 
 pub mod bus;
 pub mod clock;
+pub mod linger;
 pub mod memory;
 pub mod redis;
 pub mod room;
@@ -30,7 +32,8 @@ pub mod warn_limit;
 pub mod window;
 
 pub use bus::{Bus, BusError, BusMessage, BusSink, Target, MAX_TRANSFER_ID_BYTES};
-pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
+pub use clock::{Clock, ManualClock, OffsetFileClock, SharedClock, SystemClock};
+pub use linger::RoomLinger;
 pub use room::{
     Departure, JoinError, Joined, Left, Listing, ListingView, MemberRecord, MemberRestored,
     NewRoom, NodeState, Restored, RoomGuess, RoomRecord, RoomRestore, RoomRestored, RoomStore,

@@ -10,7 +10,7 @@ use crate::map;
 use crate::support::http::{self, HttpResponse};
 use crate::support::msg::{now_secs, password_hash, str_array};
 use crate::support::room::{create_on, create_room_with, expect_member_joined, join_room, Member};
-use crate::support::{assert_room_chats, say, t, Client, Env, Opts, ValueExt};
+use crate::support::{assert_room_chats, say, t, Client, Env, Opts, TestClock, ValueExt};
 
 /// CreateRoom data for a public room.
 fn public_room(name: &str, title: &str, tags: &[&str]) -> Value {
@@ -457,19 +457,19 @@ async fn default_and_people_sorts_put_the_fullest_room_first() {
 
 #[tokio::test]
 async fn newest_sort_puts_the_latest_room_first() {
-    let env = hub_env().await;
+    let clock = TestClock::new();
+    let env =
+        Env::start_with(clock.opts(Opts::new().flag("--hub-requests-per-minute", 10_000))).await;
     let old = create_public(&env, 0, public_room("a", "Old", &[])).await;
-    // createdAt has whole-second resolution: the second room is created once the clock (the
-    // same machine's) has left the first room's second.
+    // createdAt has whole-second resolution: the second room is created once the processes'
+    // clock has left the first room's second.
     let rooms = listing(&env, "").await;
     let old_created_at = rooms["rooms"]
         .as_array()
         .and_then(|rooms| rooms.iter().find(|r| r["roomId"] == old.room_id.as_str()))
         .and_then(|r| r["createdAt"].as_i64())
         .unwrap_or_else(|| panic!("the first room's createdAt in {rooms}"));
-    while crate::support::msg::now_secs() <= old_created_at {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    clock.set_secs(old_created_at + 1);
     let new = create_public(&env, 1, public_room("b", "New", &[])).await;
     assert_eq!(
         room_ids(&listing(&env, "?sort=newest").await),
@@ -703,16 +703,20 @@ async fn deprecated_trust_forwarded_for_trusts_one_hop() {
 
 #[tokio::test]
 async fn expired_room_leaves_the_listing() {
+    let clock = TestClock::new();
     let env = Env::start_with(
-        Opts::new()
-            .flag("--expiry-sweep-interval-ms", 50)
-            .flag("--expiry-warning-lead-secs", 0)
-            .flag("--hub-requests-per-minute", 10_000),
+        clock.opts(
+            Opts::new()
+                .flag("--expiry-sweep-interval-ms", 50)
+                .flag("--expiry-warning-lead-secs", 0)
+                .flag("--hub-requests-per-minute", 10_000),
+        ),
     )
     .await;
-    let data = with(public_room("a", "Brief", &[]), "expiry", Value::from(1));
+    let data = with(public_room("a", "Brief", &[]), "expiry", Value::from(60));
     let mut a = create_public(&env, 0, data).await;
     assert_eq!(listing(&env, "").await["total"], 1);
+    clock.advance(Duration::from_secs(61));
     a.timeout = Duration::from_secs(6);
     a.expect(t::ROOM_CLOSED).await;
     // The listing is dropped right after RoomClosed goes out (§4 steps 2 and 4).

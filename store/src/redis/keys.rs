@@ -19,7 +19,7 @@
 //! | `arthas:{R}` | channel | `BusMessage::to_wire` payloads (PUBLISH, or SPUBLISH on a cluster) |
 //! | `arthas:node:{N}` | string, TTL | relay N's heartbeat deadline (for operators) |
 //! | `arthas:node:{N}:epoch` | string, TTL | the token of the engine that last recorded relay N (its incarnation), or `swept` once another relay swept N as dead; missing after Redis lost its data (see `RoomStore::node_state`); kept for `node_epoch_ttl` |
-//! | `arthas:node:{N}:rooms` | set | rooms where relay N has members, or had them less than `node_room_linger` ago (read by the sweeper) |
+//! | `arthas:node:{N}:rooms` | set | rooms where relay N has members, or had them less than the room linger ago (read by the sweeper) |
 //! | `arthas:nodes` | sorted set | relay -> heartbeat deadline (Redis server ms); the sweep's one range query; a join registers a relay not known to be in it |
 //! | `arthas:online{arthas:nodes}` | hash | relay -> WebSockets at its last heartbeat (the directory's online count; same slot as `arthas:nodes`) |
 //! | `arthas:{~directory}:listings` | hash | room id -> msgpack listing (the public directory) |

@@ -58,6 +58,7 @@ use redis::{IntoConnectionInfo, ProtocolVersion, PushInfo, PushKind, Value};
 use tokio::sync::{mpsc, watch};
 
 use crate::bus::{Bus, BusError, BusMessage, BusSink};
+use crate::linger::RoomLinger;
 use crate::room::StoreError;
 use commands::Commands;
 
@@ -191,10 +192,10 @@ pub struct RedisConfig {
     /// Sentinel only: longest one master lookup may take (asking the
     /// sentinels, then `ROLE` on the master they name).
     pub sentinel_lookup_timeout: Duration,
-    /// A room stays in a node's room set this long after the node's last
-    /// member of it left (removed by a later heartbeat), so a member who
-    /// comes back costs no round trips; zero removes it at once.
-    pub node_room_linger: Duration,
+    /// The relay's room linger ([`crate::linger`]): a room stays in a node's
+    /// room set this long after the node's last member of it left (removed
+    /// by a later heartbeat); off removes it at once.
+    pub room_linger: RoomLinger,
     /// How long a relay's epoch mark (whose state Redis holds for it, or
     /// that it was swept) outlives the relay's last check of it.
     pub node_epoch_ttl: Duration,
@@ -222,7 +223,7 @@ impl Default for RedisConfig {
             cluster_rebuild_after: Duration::from_secs(5),
             sentinel_check_interval: Duration::from_secs(1),
             sentinel_lookup_timeout: Duration::from_secs(2),
-            node_room_linger: Duration::ZERO,
+            room_linger: RoomLinger::OFF,
             node_epoch_ttl: Duration::from_secs(24 * 3600),
             tls: RedisTls::default(),
         }

@@ -308,11 +308,11 @@ impl RedisEngine {
     }
 
     /// After a node's last member left a room: whether the room stays in the
-    /// node's set for `node_room_linger` (then a later heartbeat removes it).
+    /// node's set for the room linger (then a later heartbeat removes it).
     fn linger_tracked(&self, node: &str, room_id: &str) -> bool {
         let mut tracked = super::lock(&self.node_rooms);
         let key = (node.to_owned(), room_id.to_owned());
-        if self.config.node_room_linger.is_zero() {
+        if self.config.room_linger.is_off() {
             tracked.remove(&key);
             return false;
         }
@@ -327,12 +327,12 @@ impl RedisEngine {
 
     /// Removes from the node room sets the rooms that lingered long enough.
     async fn untrack_lingered(&self) {
-        let linger = self.config.node_room_linger;
+        let linger = self.config.room_linger;
         let due: Vec<(String, String)> = {
             let mut tracked = super::lock(&self.node_rooms);
             let due: Vec<(String, String)> = tracked
                 .iter()
-                .filter(|(_, since)| since.is_some_and(|t| t.elapsed() >= linger))
+                .filter(|(_, since)| since.is_some_and(|t| linger.is_over(t)))
                 .map(|(key, _)| key.clone())
                 .collect();
             for key in &due {
@@ -636,7 +636,7 @@ impl RoomStore for RedisEngine {
                 let _ = self.leave(room_id, member.id, &member.node).await;
                 return Err(e.into());
             }
-            if !self.config.node_room_linger.is_zero() {
+            if !self.config.room_linger.is_off() {
                 super::lock(&self.node_rooms)
                     .insert((member.node.clone(), room_id.to_owned()), None);
             }
@@ -947,7 +947,7 @@ impl RoomStore for RedisEngine {
         if holds_any {
             // The node's room set and registration, as a first join makes them.
             self.track_node_room(&restore.node, room_id).await?;
-            if !self.config.node_room_linger.is_zero() {
+            if !self.config.room_linger.is_off() {
                 super::lock(&self.node_rooms)
                     .insert((restore.node.clone(), room_id.to_owned()), None);
             }
