@@ -9,6 +9,15 @@ use crate::support::{assert_room_chats, open_room_with, t, Client, Env, Opts, Va
 
 const TOO_MANY: &str = "too many wrong passwords, try again later";
 
+/// `c` asks to join `room_id` as `name` with `password` (plain, sent as its SHA-256 hex).
+async fn guess(c: &mut Client, room_id: &str, name: &str, password: &str) {
+    c.send(
+        t::JOIN_ROOM,
+        join_data(room_id, name, &password_hash(password)),
+    )
+    .await;
+}
+
 fn password_room(name: &str, hash: &str) -> rmpv::Value {
     map! {"name" => name, "password" => hash, "ephemeral" => 0, "expiry" => 0}
 }
@@ -38,19 +47,11 @@ async fn join_wrong_password_gets_e006() {
     let (mut a, _, _) =
         create_room_with(&env, 0, password_room("a", &password_hash("right"))).await;
     let mut c = Client::connect(&env.ws_url(1)).await;
-    c.send(
-        t::JOIN_ROOM,
-        join_data(&a.room_id, "c", &password_hash("wrong")),
-    )
-    .await;
+    guess(&mut c, &a.room_id, "c", "wrong").await;
     c.expect_error("E006", "wrong password").await;
     // The room saw nothing, and c is free to try again.
     a.sync().await;
-    c.send(
-        t::JOIN_ROOM,
-        join_data(&a.room_id, "c", &password_hash("right")),
-    )
-    .await;
+    guess(&mut c, &a.room_id, "c", "right").await;
     c.expect(t::ROOM_JOINED).await;
 }
 
@@ -138,11 +139,7 @@ async fn password_is_checked_before_capacity() {
     let hash = password_hash("right");
     let [a, _b] = open_room_with::<2>(&env, password_room("m0", &hash), &hash).await;
     let mut c = Client::connect(&env.ws_url(2)).await;
-    c.send(
-        t::JOIN_ROOM,
-        join_data(&a.room_id, "c", &password_hash("wrong")),
-    )
-    .await;
+    guess(&mut c, &a.room_id, "c", "wrong").await;
     c.expect_error("E006", "wrong password").await;
     c.send(t::JOIN_ROOM, join_data(&a.room_id, "c", &hash))
         .await;
@@ -163,11 +160,7 @@ async fn wrong_guesses_beyond_the_room_ip_limit_get_e004() {
         .await;
         c.expect_error("E006", "wrong password").await;
     }
-    c.send(
-        t::JOIN_ROOM,
-        join_data(&a.room_id, "c", &password_hash("guess3")),
-    )
-    .await;
+    guess(&mut c, &a.room_id, "c", "guess3").await;
     c.expect_error("E004", TOO_MANY).await;
     // The members are not affected.
     assert_room_chats(&mut [&mut a, &mut b]).await;
@@ -180,19 +173,11 @@ async fn room_ip_guess_limit_counts_guesses_from_every_connection() {
     let (a, _, _) = create_room_with(&env, 0, password_room("a", &hash)).await;
     for node in 0..2 {
         let mut c = Client::connect(&env.ws_url(node)).await;
-        c.send(
-            t::JOIN_ROOM,
-            join_data(&a.room_id, "c", &password_hash("nope")),
-        )
-        .await;
+        guess(&mut c, &a.room_id, "c", "nope").await;
         c.expect_error("E006", "wrong password").await;
     }
     let mut c = Client::connect(&env.ws_url(2)).await;
-    c.send(
-        t::JOIN_ROOM,
-        join_data(&a.room_id, "c", &password_hash("nope")),
-    )
-    .await;
+    guess(&mut c, &a.room_id, "c", "nope").await;
     c.expect_error("E004", TOO_MANY).await;
 }
 
@@ -208,17 +193,9 @@ async fn room_ip_guess_limit_does_not_affect_other_rooms() {
     let (a, _, _) = create_room_with(&env, 0, password_room("a", &hash)).await;
     let (b, _, _) = create_room_with(&env, 1, password_room("b", &hash)).await;
     let mut c = Client::connect(&env.ws_url(2)).await;
-    c.send(
-        t::JOIN_ROOM,
-        join_data(&a.room_id, "c", &password_hash("nope")),
-    )
-    .await;
+    guess(&mut c, &a.room_id, "c", "nope").await;
     c.expect_error("E006", "wrong password").await;
-    c.send(
-        t::JOIN_ROOM,
-        join_data(&a.room_id, "c", &password_hash("nope")),
-    )
-    .await;
+    guess(&mut c, &a.room_id, "c", "nope").await;
     c.expect_error("E004", TOO_MANY).await;
     // Room b's budget is untouched: the right password joins.
     c.send(t::JOIN_ROOM, join_data(&b.room_id, "c", &hash))
@@ -238,23 +215,11 @@ async fn wrong_guesses_beyond_the_ip_limit_get_e004() {
     let (a, _, _) = create_room_with(&env, 0, password_room("a", &hash)).await;
     let (b, _, _) = create_room_with(&env, 1, password_room("b", &hash)).await;
     let mut c = Client::connect(&env.ws_url(2)).await;
-    c.send(
-        t::JOIN_ROOM,
-        join_data(&a.room_id, "c", &password_hash("x1")),
-    )
-    .await;
+    guess(&mut c, &a.room_id, "c", "x1").await;
     c.expect_error("E006", "wrong password").await;
-    c.send(
-        t::JOIN_ROOM,
-        join_data(&b.room_id, "c", &password_hash("x2")),
-    )
-    .await;
+    guess(&mut c, &b.room_id, "c", "x2").await;
     c.expect_error("E006", "wrong password").await;
-    c.send(
-        t::JOIN_ROOM,
-        join_data(&b.room_id, "c", &password_hash("x3")),
-    )
-    .await;
+    guess(&mut c, &b.room_id, "c", "x3").await;
     c.expect_error("E004", TOO_MANY).await;
 }
 
@@ -298,24 +263,12 @@ async fn ip_guess_limit_uses_forwarded_for_behind_a_trusted_proxy() {
     .await;
     let (a, _, _) = create_room_with(&env, 0, password_room("a", &password_hash("right"))).await;
     let mut x = connect_from(&env, "10.0.0.1").await;
-    x.send(
-        t::JOIN_ROOM,
-        join_data(&a.room_id, "x", &password_hash("w1")),
-    )
-    .await;
+    guess(&mut x, &a.room_id, "x", "w1").await;
     x.expect_error("E006", "wrong password").await;
-    x.send(
-        t::JOIN_ROOM,
-        join_data(&a.room_id, "x", &password_hash("w2")),
-    )
-    .await;
+    guess(&mut x, &a.room_id, "x", "w2").await;
     x.expect_error("E004", TOO_MANY).await;
     let mut y = connect_from(&env, "10.0.0.2").await;
-    y.send(
-        t::JOIN_ROOM,
-        join_data(&a.room_id, "y", &password_hash("w3")),
-    )
-    .await;
+    guess(&mut y, &a.room_id, "y", "w3").await;
     y.expect_error("E006", "wrong password").await;
 }
 
@@ -324,18 +277,10 @@ async fn ip_guess_limit_ignores_forwarded_for_unless_trusted() {
     let env = Env::start_with(Opts::new().flag("--max-password-guesses-per-ip", 1)).await;
     let (a, _, _) = create_room_with(&env, 0, password_room("a", &password_hash("right"))).await;
     let mut x = connect_from(&env, "10.0.0.1").await;
-    x.send(
-        t::JOIN_ROOM,
-        join_data(&a.room_id, "x", &password_hash("w1")),
-    )
-    .await;
+    guess(&mut x, &a.room_id, "x", "w1").await;
     x.expect_error("E006", "wrong password").await;
     let mut y = connect_from(&env, "10.0.0.2").await;
-    y.send(
-        t::JOIN_ROOM,
-        join_data(&a.room_id, "y", &password_hash("w2")),
-    )
-    .await;
+    guess(&mut y, &a.room_id, "y", "w2").await;
     y.expect_error("E004", TOO_MANY).await;
 }
 
