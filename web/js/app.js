@@ -721,9 +721,9 @@ async function onPubkey(signatures, senderId, payload) {
 /**
  * Frames the relay did not deliver: a notice per gap in a sender's counters
  * ("2 messages from Alice missing"), counted down when a missing one arrives
- * late (out of order).
+ * late (out of order). A gap seen on a message is shown right before it (`anchor`).
  */
-function renderGaps() {
+function renderGaps(anchor = null) {
   const signatures = state.signatures;
   if (!signatures) return;
   for (const ev of signatures.takeGapEvents()) {
@@ -732,6 +732,7 @@ function renderGaps() {
       const counters = new Set();
       for (let c = Math.max(ev.from, ev.to - MAX_MISSING_COUNTERS + 1); c <= ev.to; c++) counters.add(c);
       const li = systemLine('', 'warn');
+      if (anchor && anchor.isConnected) anchor.before(li);
       li.dataset.gapSender = ev.senderId;
       const notice = { li, name: memberName(ev.senderId), count: ev.count, counters };
       list.push(notice);
@@ -1074,7 +1075,7 @@ async function onRelayMessage(d) {
   const rec = addChatMessage({ senderId: d.senderId, senderName, time, payload, mine: false });
   registerStableId(rec, stableIdOf(d.senderId, time));
   await verifyIncoming(signatures, rec, payload);
-  renderGaps();
+  renderGaps(rec.li);
 }
 
 const CLOSED_WHY = {
