@@ -33,7 +33,7 @@ const COLOR_RE = /^#[0-9a-fA-F]{6}$/;
 const state = {
   conn: null,
   joining: null, // pending create/join: {kind, name, passwordHash, key, keyEncoded, roomId?, expiresAt?, public?, onError?, onJoined?}
-  room: null, // {roomId, key, keyEncoded, prevKey, epoch, owner, ownerSecret, autoRotate, name, passwordHash, myId, members, hasPassword, ephemeral, expiresAt, public, closed, rejoining}
+  room: null, // {roomId, key, keyEncoded, prevKey, epoch, owner, ownerSecret, unconfirmedSecret, autoRotate, name, passwordHash, myId, members, hasPassword, ephemeral, expiresAt, public, closed, rejoining}
   signatures: null, // RoomSignatures of this room session
   messages: new MessageIndex(), // stableId -> record
   outbox: [],
@@ -287,6 +287,7 @@ async function enterRoom(data) {
     // The owner's signing-key fingerprint: ours when we own the room.
     owner: ownerSecret ? await signatures.ownFingerprint(OWNER_FINGERPRINT) : j.owner,
     ownerSecret,
+    unconfirmedSecret: '',
     autoRotate: ownerSecret ? j.autoRotate || (kept ? kept.autoRotate : false) : false,
     name: j.name,
     passwordHash: j.passwordHash,
@@ -1018,7 +1019,15 @@ async function handleMessage({ type, data }) {
       return onDirect(d);
     case S.ROOM_SECRET_SET:
       // Only a hand-over waits for its answer (the owner hash changed).
-      if (d.owner === true) settleRoomSecret(null, d);
+      if (d.owner === true && state.pendingSecret) settleRoomSecret(null, d);
+      else if (d.owner === true && r.unconfirmedSecret) {
+        // A hand-over given up on an unrelated error went through after all:
+        // the room's hash is the heir's, and this client holds that secret.
+        r.ownerSecret = r.unconfirmedSecret;
+        r.unconfirmedSecret = '';
+        persistOwner();
+        systemLine('The server took the new owner secret after all; you are still the owner. Hand the room over again if you want to.', 'warn');
+      }
       return;
     case S.RELAY_MESSAGE:
       return onRelayMessage(d);
@@ -1177,24 +1186,35 @@ async function rotateKey({ kickId = null, heirId = null, left = '' } = {}) {
   let heirSecret = null;
   if (heir) {
     heirSecret = await newOwnerSecret();
+    r.unconfirmedSecret = '';
     const answered = awaitRoomSecret();
     conn.send(C.SET_ROOM_SECRET, { owner: r.ownerSecret, password: passwordHash, ownerHash: heirSecret.hash });
     try {
       await answered;
     } catch (err) {
+      // Errors are not tied to the frame they answer: if this one was not
+      // SetRoomSecret's, its RoomSecretSet may still come (handleMessage).
+      r.unconfirmedSecret = heirSecret.secret;
       systemLine(`The room could not be handed over (${err && err.message ? err.message : err}); you are still its owner.`, 'warn');
       return;
     }
     if (state.room !== r || r.closed) return;
     secret = heirSecret.secret;
+    if (!r.members.has(heirId)) {
+      // The heir left meanwhile: the room's hash is already its secret, so
+      // this client keeps that one and finishes a plain rotation.
+      r.ownerSecret = secret;
+      heirId = null;
+      systemLine(`${heirName} left before the hand-over finished: you are still the owner.`, 'warn');
+    }
   } else {
     conn.send(C.SET_ROOM_SECRET, { owner: secret, password: passwordHash });
   }
   if (kickId) conn.send(C.KICK, { owner: secret, id: kickId, reason: 'kicked' });
   const content = { text: '', type: 'rekey', epoch, key: keyEncoded };
-  if (heir) content.owner = heir.ownerFp;
+  if (heirId) content.owner = heir.ownerFp;
   const rekey = await signatures.signed(content);
-  const heirRekey = heir ? await signatures.signed({ ...content, secret: heirSecret.secret, autoRotate: r.autoRotate }) : null;
+  const heirRekey = heirId ? await signatures.signed({ ...content, secret: heirSecret.secret, autoRotate: r.autoRotate }) : null;
   let sent = 0;
   for (const m of [...r.members.values()]) {
     if (m.id === r.myId || m.id === kickId) continue;
@@ -1210,7 +1230,7 @@ async function rotateKey({ kickId = null, heirId = null, left = '' } = {}) {
   }
   await switchKey(r, keyEncoded, epoch, passwordHash);
   const keyLine = `The room key changed (epoch ${epoch}) and went to ${sent} member${sent === 1 ? '' : 's'}; old invite links no longer work, share the new one.`;
-  if (heir) {
+  if (heirId) {
     r.ownerSecret = '';
     r.autoRotate = false;
     r.owner = heir.ownerFp;
