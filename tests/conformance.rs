@@ -14,9 +14,11 @@
 //! `ARTHAS_TEST_TOPOLOGY=redis cargo test --all-features --test conformance -- --test-threads=4`
 //! (about 25 s), the same with `redis-cluster` (about 30 s). A failing test prints the last
 //! log lines of each of its processes; `ARTHAS_TEST_LOG_DIR=DIR` keeps the whole logs.
-//! Time-based behaviour (pings, expiry, stale transfers, rate windows) runs with short
-//! configured periods; nothing sleeps to synchronise: absence is proven with barriers
-//! (`Client::sync`, or another member's message that must arrive next).
+//! Room expiry (the close, the warning, E007, `createdAt` seconds) runs on a clock the test
+//! moves (`support::clock::TestClock`, the binaries' hidden `--test-clock-offset-file`); other
+//! time-based behaviour (pings, stale transfers, rate windows) runs with short configured
+//! periods. Nothing sleeps to synchronise: absence is proven with barriers (`Client::sync`, or
+//! another member's message that must arrive next).
 
 #[path = "support/mod.rs"]
 mod support;
