@@ -542,6 +542,7 @@ fn redis_servers_mut(env: &mut Env) -> Vec<&mut store::testing::RedisServer> {
     match env.redis_mut().expect("a cluster env has Redis") {
         support::server::Redis::Standalone(s) => vec![s],
         support::server::Redis::Cluster(c) => c.nodes.iter_mut().collect(),
+        support::server::Redis::Sentinel(g) => g.servers.iter_mut().collect(),
     }
 }
 
