@@ -159,9 +159,17 @@ impl ClusterBus {
     }
 
     /// Hot path: one SPUBLISH, bounded by the publish timeout.
+    ///
+    /// A room this relay hosts is subscribed by this relay itself, so the
+    /// shard's master must count at least one receiver. None means the
+    /// subscription is gone without a word (a replica that took over its
+    /// master's slots by CLUSTER FAILOVER never had it): nobody got the
+    /// message, so the publish fails (the sender is told) and the room is
+    /// resubscribed.
     pub(crate) async fn publish(
         &self,
         config: &RedisConfig,
+        shared: &BusShared,
         room_id: &str,
         wire: &[u8],
     ) -> Result<(), BusError> {
@@ -169,9 +177,14 @@ impl ClusterBus {
         let mut cmd = redis::cmd("SPUBLISH");
         cmd.arg(keys::channel(room_id)).arg(wire);
         let call = cmd.query_async::<Value>(&mut conn);
-        within("spublish", config.publish_timeout, call)
-            .await
-            .map(drop)
+        let receivers = within("spublish", config.publish_timeout, call).await?;
+        if matches!(receivers, Value::Int(0)) && shared.rooms().contains(room_id) {
+            shared.report(BusEvent::ChannelDropped(room_id.to_owned()));
+            return Err(BusError(
+                "spublish: nobody subscribed, not even this relay; resubscribing".into(),
+            ));
+        }
+        Ok(())
     }
 }
 

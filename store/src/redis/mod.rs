@@ -315,7 +315,7 @@ impl BusShared {
 
     /// Queues an event for the supervisor without blocking; when the queue
     /// is full the event degrades to "resubscribe everything".
-    fn report(&self, event: BusEvent) {
+    pub(crate) fn report(&self, event: BusEvent) {
         if self.events.try_send(event).is_err() {
             self.events_overflowed.store(true, Ordering::Release);
         }
@@ -678,7 +678,7 @@ impl Bus for RedisEngine {
         let wire = message.to_wire();
         match &self.bus {
             BusConn::Standalone(b) => b.publish(&self.config, &self.shared, room_id, &wire).await,
-            BusConn::Cluster(b) => b.publish(&self.config, room_id, &wire).await,
+            BusConn::Cluster(b) => b.publish(&self.config, &self.shared, room_id, &wire).await,
         }
     }
 }
