@@ -1074,7 +1074,10 @@ async fn chat_through_failover(mut env: Env, label: &str) {
             .chain(cluster.replicas.iter().map(|n| ("replica", n)))
         {
             let subs = node.command(&["PUBSUB", "SHARDNUMSUB", &channel]).await;
-            println!("{role} {}: PUBSUB SHARDNUMSUB {channel}: {subs:?}", node.addr());
+            println!(
+                "{role} {}: PUBSUB SHARDNUMSUB {channel}: {subs:?}",
+                node.addr()
+            );
         }
     }
     // Known gap (OPERATIONS.md §11): messages published while a relay's subscription moves to
