@@ -39,8 +39,9 @@ const CLUSTER_CLIENT_RETRIES: u32 = 8;
 /// The cluster connection, replaceable. redis-rs 1.8's cluster client can
 /// wedge when every master restarts at once: its slot refresh then fails in
 /// a tight loop ("ClusterConnectionNotFound") and never reconnects. The
-/// supervisor notices subscriptions failing for `cluster_rebuild_after` and
-/// swaps in a fresh connection from the same client (which drops the
+/// supervisor notices subscriptions failing for `cluster_rebuild_after` (it
+/// happens after a CLIENT KILL of every connection too: then the client's
+/// "reconnect to initial nodes" never completes) and swaps in a fresh connection from the same client (which drops the
 /// wedged one once no request holds it).
 #[derive(Clone)]
 pub(crate) struct SharedCluster {
@@ -223,6 +224,57 @@ async fn sunsubscribe(
     within("sunsubscribe", config.subscribe_timeout, call).await
 }
 
+/// What one resubscription pass did.
+struct Pass {
+    /// Rooms confirmed subscribed.
+    done: Vec<String>,
+    /// Rooms to try again: the one that failed and those not tried after it.
+    left: Vec<String>,
+    /// Whether any subscription succeeded.
+    progressed: bool,
+}
+
+/// Resubscribes `batch` one channel per command, at most
+/// `resubscribe_concurrency` in flight, and stops at the first failure: when
+/// the client is wedged every attempt would wait the whole
+/// `subscribe_timeout`, and the rebuild that cures it must not wait for all
+/// of them.
+async fn resubscribe_pass(
+    conn: &ClusterConnection,
+    config: &RedisConfig,
+    batch: Vec<String>,
+) -> Pass {
+    let mut done = Vec::new();
+    {
+        let mut results = stream::iter(batch.iter().cloned())
+            .map(|room| async move {
+                let result = ssubscribe(conn, config, &room).await;
+                (room, result)
+            })
+            .buffer_unordered(config.resubscribe_concurrency.max(1));
+        while let Some((room, result)) = results.next().await {
+            match result {
+                Ok(()) => done.push(room),
+                Err(e) => {
+                    tracing::debug!(room = %room, error = %e.0, "redis cluster bus: resubscribe failed");
+                    break;
+                }
+            }
+        }
+    }
+    let confirmed: HashSet<&String> = done.iter().collect();
+    let left: Vec<String> = batch
+        .iter()
+        .filter(|room| !confirmed.contains(room))
+        .cloned()
+        .collect();
+    Pass {
+        progressed: !done.is_empty(),
+        done,
+        left,
+    }
+}
+
 /// Rooms waiting to be resubscribed.
 #[derive(Default)]
 struct Pending {
@@ -289,36 +341,14 @@ async fn supervise(
             if batch.is_empty() {
                 break;
             }
-            let conn = cluster.get();
-            let attempted = batch.len();
-            let results: Vec<(String, Result<(), BusError>)> = stream::iter(batch)
-                .map(|room| {
-                    let conn = &conn;
-                    let config = &config;
-                    async move {
-                        let r = ssubscribe(conn, config, &room).await;
-                        (room, r)
-                    }
-                })
-                .buffer_unordered(config.resubscribe_concurrency.max(1))
-                .collect()
-                .await;
-            let mut failed = 0usize;
-            for (room, result) in results {
-                match result {
-                    Ok(()) => {
-                        done.insert(room);
-                    }
-                    Err(e) => {
-                        failed += 1;
-                        tracing::debug!(room = %room, error = %e.0, "redis cluster bus: resubscribe failed");
-                        pending.rooms.insert(room);
-                    }
-                }
-            }
-            if failed < attempted {
+            let pass_started = Instant::now();
+            let pass = resubscribe_pass(&cluster.get(), &config, batch).await;
+            let failed = !pass.left.is_empty();
+            done.extend(pass.done);
+            pending.rooms.extend(pass.left);
+            if pass.progressed {
                 failing_since = None;
-            } else if failing_since.get_or_insert_with(Instant::now).elapsed()
+            } else if failing_since.get_or_insert(pass_started).elapsed()
                 >= config.cluster_rebuild_after
             {
                 // Nothing gets through: the client may be wedged. Start over.
@@ -333,9 +363,9 @@ async fn supervise(
                 }
                 failing_since = None;
             }
-            if failed > 0 {
+            if failed {
                 tracing::warn!(
-                    failed,
+                    left = pending.rooms.len(),
                     "redis cluster bus: rooms not yet resubscribed; retrying"
                 );
                 tokio::select! {

@@ -181,9 +181,12 @@ pub struct RedisConfig {
     pub resubscribe_concurrency: usize,
     /// Most dead relays one sweep handles (the rest wait for the next).
     pub sweep_max_nodes: usize,
-    /// Cluster only: when every resubscription has failed for this long, the
-    /// cluster connection is rebuilt (redis-rs can wedge after all masters
-    /// restart at once).
+    /// Cluster only: when no resubscription has succeeded for this long
+    /// (from the start of the first failed attempt), the cluster connection is
+    /// rebuilt (redis-rs can wedge after all masters restart at once or every
+    /// connection is killed). Well below a relay's heartbeat TTL: the rebuild
+    /// must come before the other relays sweep this one's members (3 s: the
+    /// second timed-out SSUBSCRIBE, about 4 s after the loss).
     pub cluster_rebuild_after: Duration,
     /// Sentinel only: how often the bus asks the sentinels which server is
     /// master, to follow a failover it was not disconnected by.
@@ -219,7 +222,7 @@ impl Default for RedisConfig {
             resubscribe_batch: 500,
             resubscribe_concurrency: 1,
             sweep_max_nodes: 16,
-            cluster_rebuild_after: Duration::from_secs(5),
+            cluster_rebuild_after: Duration::from_secs(3),
             sentinel_check_interval: Duration::from_secs(1),
             sentinel_lookup_timeout: Duration::from_secs(2),
             node_room_linger: Duration::ZERO,

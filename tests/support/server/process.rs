@@ -49,7 +49,7 @@ pub struct Starting {
 }
 
 impl Starting {
-    /// Spawns `bin` with `args` and `envs` (`ARTHAS_LOG=warn` unless given); `want` names the
+    /// Spawns `bin` with `args` and `envs` (`ARTHAS_LOG` from `ARTHAS_TEST_LOG`, else `warn`, unless given); `want` names the
     /// stdout lines (`listening`, `admin`, `internal`) that mean it is ready.
     pub fn spawn(
         label: &str,
@@ -62,7 +62,10 @@ impl Starting {
         cmd.args(args);
         clean_env(&mut cmd);
         if !envs.iter().any(|(k, _)| k == "ARTHAS_LOG") {
-            cmd.env("ARTHAS_LOG", "warn");
+            // ARTHAS_TEST_LOG (say `info,arthas_store=debug`) turns up every process's logs
+            // when chasing a failure.
+            let level = std::env::var("ARTHAS_TEST_LOG").unwrap_or_else(|_| "warn".to_owned());
+            cmd.env("ARTHAS_LOG", level);
         }
         // The daily topic would be one more room in every directory a test
         // reads; tests that want it set ARTHAS_DISABLE_DAILY_TOPIC=false.
