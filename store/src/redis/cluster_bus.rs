@@ -16,6 +16,14 @@
 //! supervisor here re-issues SSUBSCRIBE one channel per command (bounded
 //! concurrency), retrying with backoff until each is confirmed or no longer
 //! wanted.
+//!
+//! A failover (CLUSTER FAILOVER, a master lost) hands the slots to a replica
+//! that never had the shard's subscriptions, and the old master does not
+//! always send SUNSUBSCRIBE (Redis 7.0): the supervisor reads `CLUSTER
+//! SLOTS` every `bus_probe_interval` and resubscribes every hosted room when
+//! the slots' masters changed. Until then a publish nobody received in a
+//! room this relay hosts fails (the sender is told) and resubscribes that
+//! room (`tests/resilience.rs`).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -275,6 +283,30 @@ async fn resubscribe_pass(
     }
 }
 
+/// Which node is master of which slot range (`CLUSTER SLOTS`: the start of
+/// each range and its master), sorted, to notice a failover.
+async fn slot_masters(
+    conn: &ClusterConnection,
+    config: &RedisConfig,
+) -> Result<Vec<String>, BusError> {
+    let mut conn = conn.clone();
+    let mut cmd = redis::cmd("CLUSTER");
+    cmd.arg("SLOTS");
+    let call = cmd.query_async::<Value>(&mut conn);
+    let Value::Array(ranges) = within("cluster slots", config.command_timeout, call).await? else {
+        return Err(BusError("cluster slots: not an array".into()));
+    };
+    let mut masters: Vec<String> = ranges
+        .iter()
+        .map(|range| match range {
+            Value::Array(parts) => format!("{:?} {:?}", parts.first(), parts.get(2)),
+            other => format!("{other:?}"),
+        })
+        .collect();
+    masters.sort();
+    Ok(masters)
+}
+
 /// Rooms waiting to be resubscribed.
 #[derive(Default)]
 struct Pending {
@@ -307,6 +339,9 @@ async fn supervise(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut pending = Pending::default();
+    let mut probe = tokio::time::interval(config.bus_probe_interval);
+    probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut masters: Option<Vec<String>> = None;
     loop {
         tokio::select! {
             _ = shutdown.changed() => return,
@@ -314,6 +349,22 @@ async fn supervise(
                 None => return,
                 Some(event) => pending.add(event),
             },
+            _ = probe.tick() => {
+                // A failover (CLUSTER FAILOVER, a master lost) moves slots to
+                // a replica that never had the shard's subscriptions, and the
+                // old master does not always say so (no SUNSUBSCRIBE): when the
+                // slots' masters change, resubscribe every hosted room.
+                match slot_masters(&cluster.get(), &config).await {
+                    Ok(now) => {
+                        if masters.as_ref().is_some_and(|before| *before != now) {
+                            tracing::info!("redis cluster bus: the slots' masters changed; resubscribing");
+                            pending.add(BusEvent::ConnectionLost);
+                        }
+                        masters = Some(now);
+                    }
+                    Err(e) => tracing::debug!(error = %e.0, "redis cluster bus: CLUSTER SLOTS failed"),
+                }
+            }
         }
         let Some(since) = pending.since else { continue };
         shared.set_down();

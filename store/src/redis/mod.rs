@@ -169,7 +169,7 @@ pub struct RedisConfig {
     /// alive (its first heartbeat replaces this deadline).
     pub unannounced_node_ttl: Duration,
     /// How often the standalone bus PINGs its connection to notice a silent
-    /// loss.
+    /// loss, and the cluster bus reads `CLUSTER SLOTS` to notice a failover.
     pub bus_probe_interval: Duration,
     /// Channels per SUBSCRIBE in a standalone resubscription pass.
     pub resubscribe_batch: usize,
