@@ -263,7 +263,8 @@ PY
     # a refused handshake or join as the web client does; the relays admit
     # at most --max-joins-in-flight joins each (ARTHAS_MAX_JOINS_IN_FLIGHT).
     RELAYS="${RELAYS:-6}" GENERATORS="${GENERATORS:-6}" CONNECTIONS="${CONNECTIONS:-100000}"
-    HOLD="${HOLD:-20}" RETRY_BUDGET="${RETRY_BUDGET:-8}"
+    # HOLD outlasts admitting everyone, the 12 s settle and the count below.
+    HOLD="${HOLD:-60}" RETRY_BUDGET="${RETRY_BUDGET:-8}"
     REDIS_MASTERS=0 start_backend
     start_relays "$RELAYS"
     rooms=$((CONNECTIONS / GENERATORS / MEMBERS))

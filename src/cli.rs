@@ -163,6 +163,9 @@ pub struct RelayArgs {
     /// CreateRoom/JoinRoom requests worked on at once per relay; more get E005 (retry), and while all are taken new WebSocket handshakes get HTTP 503 with Retry-After.
     #[arg(long, env = "ARTHAS_MAX_JOINS_IN_FLIGHT", default_value_t = 128)]
     pub max_joins_in_flight: usize,
+    /// Second rollbacks of failed joins (10 s after the join failed) waiting at most per relay; beyond it they are dropped, counted and logged.
+    #[arg(long, env = "ARTHAS_JOIN_ROLLBACK_QUEUE", default_value_t = 4096)]
+    pub join_rollback_queue: usize,
     /// Reactions (SendReaction) per minute per connection, as many at once (more get E004).
     #[arg(long, env = "ARTHAS_REACTIONS_PER_MINUTE", default_value_t = 120)]
     pub reactions_per_minute: u64,
@@ -247,6 +250,7 @@ impl RelayArgs {
             max_connections_per_ip: self.max_connections_per_ip,
             handshakes_per_ip_per_sec: self.handshakes_per_ip_per_sec,
             max_joins_in_flight: self.max_joins_in_flight.max(1),
+            join_rollback_queue: self.join_rollback_queue.max(1),
             budgets: relay::MessageBudgets {
                 reactions_per_minute: self.reactions_per_minute,
                 typing_per_minute: self.typing_per_minute,

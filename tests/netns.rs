@@ -174,7 +174,7 @@ async fn lab(opts: Opts) -> (NetNs, Proxy, Env, [Member; 3]) {
     let redis = Redis::start(Topology::Redis).await;
     let upstream = match &redis {
         Redis::Standalone(s) => s.addr(),
-        Redis::Cluster(_) => unreachable!("standalone"),
+        _ => unreachable!("standalone"),
     };
     let proxy = Proxy::start_on(&ns.host_ip, &upstream).await;
     let opts = opts

@@ -396,7 +396,7 @@ async fn a_relay_swept_during_a_partition_re_joins_its_members() {
     let redis = support::server::Redis::start(Topology::Redis).await;
     let upstream = match &redis {
         support::server::Redis::Standalone(s) => s.addr(),
-        support::server::Redis::Cluster(_) => unreachable!("standalone"),
+        _ => unreachable!("standalone"),
     };
     let proxy = Proxy::start(&upstream).await;
     let ttl_ms = 2_000;
@@ -632,7 +632,7 @@ async fn a_join_that_times_out_after_being_written_is_rolled_back() {
     let redis = support::server::Redis::start(Topology::Redis).await;
     let upstream = match &redis {
         support::server::Redis::Standalone(s) => s.addr(),
-        support::server::Redis::Cluster(_) => unreachable!("standalone"),
+        _ => unreachable!("standalone"),
     };
     let proxy = Proxy::start(&upstream).await;
     let opts = Opts::new()
@@ -700,4 +700,402 @@ async fn a_join_that_times_out_after_being_written_is_rolled_back() {
     let late = member_from(c, &joined);
     expect_member_joined(&mut [&mut owner], &late).await;
     assert_eq!(members_in_redis(&env, &owner.room_id).await, 2);
+}
+
+/// `--join-rollback-queue 4`: 40 joins fired at once through relay 2 whose Redis replies
+/// arrive past the command timeout, so every join is written but answered E005. Each session
+/// removes its phantom at once (no task per join); the second rollbacks beyond the queue's 4
+/// places are dropped, counted and logged. Redis ends with the owner alone, the queue never
+/// held more than its 4 (plus the one the worker holds), and the relay says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_joins_at_once_leave_no_phantom_and_a_bounded_rollback_queue() {
+    let redis = support::server::Redis::start(Topology::Redis).await;
+    let upstream = match &redis {
+        support::server::Redis::Standalone(s) => s.addr(),
+        _ => unreachable!("standalone"),
+    };
+    let proxy = Proxy::start(&upstream).await;
+    let opts = Opts::new()
+        .flag("--redis-command-timeout-ms", 300)
+        .flag("--join-rollback-queue", 4)
+        .flag("--max-room-members", 100)
+        .flag("--handshakes-per-ip-per-sec", 100_000)
+        .flag("--max-connections-per-ip", 1_000)
+        .relay_redis_url(2, &format!("redis://{}", proxy.addr()));
+    let mut env = Env::start_on(redis, opts).await;
+    let (mut owner, _, _) = create_room_with(&env, 0, support::room::create_data("owner")).await;
+    // The leave script cached in Redis first (see the test above).
+    let (mut visitor, _) = join_room(&env, 2, &owner.room_id, "visitor", "").await;
+    expect_member_joined(&mut [&mut owner], &visitor).await;
+    visitor.send(t::LEAVE_ROOM, crate::map! {}).await;
+    assert_eq!(owner.expect(t::MEMBER_LEFT).await.str("id"), visitor.id);
+    drop(visitor);
+
+    proxy.delay_replies(Duration::from_millis(600));
+    const JOINERS: usize = 40;
+    let mut clients = Vec::new();
+    for i in 0..JOINERS {
+        let mut c = Client::connect(&env.ws_url(2)).await;
+        c.label = format!("failing{i}");
+        clients.push(c);
+    }
+    // Fired at once: every JoinRoom is written before any answer comes back.
+    for c in &mut clients {
+        c.send(
+            t::JOIN_ROOM,
+            join_data(&owner.room_id, &c.label.clone(), ""),
+        )
+        .await;
+    }
+    for c in &mut clients {
+        c.expect_error("E005", "service temporarily unavailable, retry")
+            .await;
+    }
+    // Each session removed its phantom before answering: Redis holds the owner alone.
+    assert_eq!(
+        members_in_redis(&env, &owner.room_id).await,
+        1,
+        "phantom members left in Redis"
+    );
+    proxy.delay_replies(Duration::ZERO);
+    let queued = metric(&env, 2, "arthas_relay_join_rollback_queue").await;
+    let dropped = metric(
+        &env,
+        2,
+        "arthas_relay_join_rollbacks_total{outcome=\"dropped\"}",
+    )
+    .await;
+    let mut first = 0.0;
+    for outcome in ["removed", "absent", "failed"] {
+        first += metric(
+            &env,
+            2,
+            &format!("arthas_relay_join_rollbacks_total{{outcome=\"{outcome}\"}}"),
+        )
+        .await;
+    }
+    println!(
+        "FIGURE failing joins: {JOINERS} joins written and timed out at once; {first} first rollbacks by the sessions, {queued} second rollbacks queued (capacity 4), {dropped} dropped; 0 phantom members"
+    );
+    assert!(queued <= 4.0, "the queue holds {queued} > 4");
+    assert!(first >= JOINERS as f64, "{first} first rollbacks");
+    assert!(
+        dropped >= (JOINERS - 5) as f64,
+        "{dropped} second rollbacks dropped: the queue was not bounded at 4 (+1 in the worker)"
+    );
+    let stderr = env.server(2).stderr();
+    assert!(
+        stderr.contains("the join rollback queue is full"),
+        "no log of the full queue: {stderr}"
+    );
+    owner.sync().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Failover under chat load (Redis Sentinel, Redis Cluster with replicas).
+
+/// What one chatting member saw.
+struct ChatLog {
+    room: usize,
+    member: String,
+    /// (ciphertext, sent at, the sender got an error for it).
+    sent: Vec<(String, Instant, bool)>,
+    /// ciphertext → when it arrived.
+    received: std::collections::HashMap<String, Instant>,
+    /// The connection ended during the run.
+    closed: bool,
+}
+
+/// A chatting member: sends a message every 20 ms until `stop`, each followed by a barrier
+/// (CreateRoom with an empty name: E005 with a known text), so any other Error before the
+/// barrier's reply is the message's; then reads until 3 s pass without a frame.
+async fn chat(
+    room: usize,
+    mut m: Member,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> ChatLog {
+    use std::sync::atomic::Ordering;
+    let mut log = ChatLog {
+        room,
+        member: m.name.clone(),
+        sent: Vec::new(),
+        received: Default::default(),
+        closed: false,
+    };
+    // The barrier's text, to tell its reply from a message's error.
+    m.send(t::CREATE_ROOM, crate::map! {"name" => "", "password" => ""})
+        .await;
+    let barrier = loop {
+        match m.next_event(Duration::from_secs(10)).await {
+            Some(Event::Msg(ty, data)) if ty == t::ERROR => break data.str("msg").to_string(),
+            Some(Event::Msg(..)) | Some(Event::Ping(_)) | Some(Event::Pong) => {}
+            other => panic!("{}: no barrier reply: {other:?}", m.name),
+        }
+    };
+    assert_ne!(barrier, "service temporarily unavailable, retry");
+    let mut seq = 0u64;
+    'run: while !stop.load(Ordering::Relaxed) {
+        seq += 1;
+        let ct = format!("{}-{seq}", m.name);
+        let sent_at = Instant::now();
+        let data = crate::map! {"iv" => "iv", "ciphertext" => ct.as_str()};
+        let barrier_frame = crate::map! {"name" => "", "password" => ""};
+        if m.client.try_send(t::SEND_MESSAGE, data).await.is_err()
+            || m.client
+                .try_send(t::CREATE_ROOM, barrier_frame)
+                .await
+                .is_err()
+        {
+            log.closed = true;
+            break;
+        }
+        let mut told = false;
+        loop {
+            match m.next_event(Duration::from_secs(20)).await {
+                Some(Event::Msg(ty, data)) if ty == t::RELAY_MESSAGE => {
+                    log.received
+                        .insert(data.str("ciphertext").to_string(), Instant::now());
+                }
+                Some(Event::Msg(ty, data)) if ty == t::ERROR => {
+                    if data.str("msg") == barrier {
+                        break;
+                    }
+                    told = true;
+                }
+                Some(Event::Msg(..)) | Some(Event::Ping(_)) | Some(Event::Pong) => {}
+                Some(Event::Close(..)) | Some(Event::Gone(_)) => {
+                    log.sent.push((ct, sent_at, told));
+                    log.closed = true;
+                    break 'run;
+                }
+                None => panic!("{}: no barrier reply within 20 s", m.name),
+            }
+        }
+        log.sent.push((ct, sent_at, told));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    while !log.closed {
+        match m.next_event(Duration::from_secs(3)).await {
+            None => break,
+            Some(Event::Msg(ty, data)) if ty == t::RELAY_MESSAGE => {
+                log.received
+                    .insert(data.str("ciphertext").to_string(), Instant::now());
+            }
+            Some(Event::Close(..)) | Some(Event::Gone(_)) => log.closed = true,
+            Some(_) => {}
+        }
+    }
+    log
+}
+
+/// Joins `room_id` through each relay in turn on a new connection every 100 ms until `stop`;
+/// returns (joins that succeeded, joins answered with an error, their error texts).
+async fn keep_joining(
+    urls: Vec<String>,
+    room_id: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> (usize, usize, Vec<String>) {
+    let (mut ok, mut failed, mut texts) = (0, 0, Vec::new());
+    let mut i = 0;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        i += 1;
+        let url = &urls[i % urls.len()];
+        match Client::connect_opts(url, &support::ConnectOpts::default()).await {
+            Ok(mut c) => {
+                c.send(t::JOIN_ROOM, join_data(&room_id, &format!("joiner{i}"), ""))
+                    .await;
+                loop {
+                    match c.next_event(Duration::from_secs(20)).await {
+                        Some(Event::Msg(ty, _)) if ty == t::ROOM_JOINED => {
+                            ok += 1;
+                            break;
+                        }
+                        Some(Event::Msg(ty, data)) if ty == t::ERROR => {
+                            failed += 1;
+                            texts.push(data.str("msg").to_string());
+                            break;
+                        }
+                        Some(Event::Msg(..)) | Some(Event::Ping(_)) | Some(Event::Pong) => {}
+                        other => {
+                            failed += 1;
+                            texts.push(format!("{other:?}"));
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                failed += 1;
+                texts.push(format!("connect: {e:?}"));
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    (ok, failed, texts)
+}
+
+/// Three rooms, each with a member on every relay, chatting; joins going on; the Redis fails
+/// over (Sentinel: SENTINEL FAILOVER; Cluster: CLUSTER FAILOVER on the replica of the master
+/// serving the first room) after 2 s of chat and the load goes on 5 s after it. Prints the
+/// figures: messages acknowledged (no error frame to the sender) but not delivered, time to the
+/// first delivery, joins failing. Asserts that every acknowledged message sent from
+/// [`RECOVERED_WITHIN`] after the failover on reached every other member of its room.
+async fn chat_through_failover(mut env: Env, label: &str) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let mut rooms = Vec::new();
+    let mut members = Vec::new();
+    for r in 0..3 {
+        let owner = create_room_with(&env, r, support::room::create_data(&format!("r{r}m0")))
+            .await
+            .0;
+        let room_id = owner.room_id.clone();
+        members.push((r, owner));
+        for k in 1..3 {
+            let (m, _) = join_room(&env, (r + k) % 3, &room_id, &format!("r{r}m{k}"), "").await;
+            members.push((r, m));
+        }
+        rooms.push(room_id);
+    }
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let chatters: Vec<_> = members
+        .into_iter()
+        .map(|(r, m)| tokio::spawn(chat(r, m, stop.clone())))
+        .collect();
+    let urls: Vec<String> = (0..3).map(|i| env.ws_url(i)).collect();
+    let joiner = tokio::spawn(keep_joining(urls, rooms[0].clone(), stop.clone()));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let failover_at = Instant::now();
+    match env.redis_mut().expect("a Redis") {
+        support::server::Redis::Sentinel(group) => {
+            group.failover().await.expect("SENTINEL FAILOVER");
+        }
+        support::server::Redis::Cluster(cluster) => {
+            // The master serving the first room (its keys and its channel).
+            let slot = cluster
+                .slot_of(&format!("arthas:{{{}}}", rooms[0]))
+                .await
+                .expect("slot");
+            let master = cluster.owner_of_slot(slot).await.expect("owner");
+            cluster.fail_over(master).await.expect("CLUSTER FAILOVER");
+        }
+        support::server::Redis::Standalone(_) => unreachable!("a Redis with a replica"),
+    }
+    let failover_done = Instant::now();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    stop.store(true, Ordering::Relaxed);
+    let (joins_ok, joins_failed, join_errors) = joiner.await.expect("joiner");
+    let mut logs = Vec::new();
+    for c in chatters {
+        logs.push(c.await.expect("a chatter"));
+    }
+    let (mut sent, mut told, mut lost, mut closed) = (0, 0, Vec::new(), 0);
+    let (mut lost_late, mut lost_span) = (Vec::new(), None::<(Duration, Duration)>);
+    let mut first_after: Option<Duration> = None;
+    let mut slowest = Duration::ZERO;
+    for log in &logs {
+        closed += usize::from(log.closed);
+        for (ct, sent_at, was_told) in &log.sent {
+            sent += 1;
+            if *was_told {
+                told += 1;
+                continue;
+            }
+            for other in logs
+                .iter()
+                .filter(|o| o.room == log.room && o.member != log.member)
+            {
+                match other.received.get(ct) {
+                    Some(at) => {
+                        slowest = slowest.max(at.saturating_duration_since(*sent_at));
+                        if *sent_at >= failover_at {
+                            let after = at.saturating_duration_since(failover_at);
+                            first_after = Some(first_after.map_or(after, |f| f.min(after)));
+                        }
+                    }
+                    None if other.closed => {}
+                    None => {
+                        if *sent_at >= failover_done + RECOVERED_WITHIN {
+                            lost_late.push(format!("{ct} never reached {}", other.member));
+                        }
+                        let at = sent_at.saturating_duration_since(failover_at);
+                        lost_span = Some(match lost_span {
+                            None => (at, at),
+                            Some((a, b)) => (a.min(at), b.max(at)),
+                        });
+                        lost.push(format!("{ct} never reached {}", other.member));
+                    }
+                }
+            }
+        }
+    }
+    println!(
+        "FIGURE {label} failover under chat: failover took {:?}; {sent} messages sent by 9 members in 3 rooms, {told} answered with an error, {} (message, recipient) pairs acknowledged but not delivered, of messages sent {lost_span:?} after the failover started; first delivery {first_after:?} after the failover started; slowest delivery {slowest:?}; {closed} connections closed; joins during the run: {joins_ok} succeeded, {joins_failed} failed {join_errors:?}",
+        failover_done - failover_at,
+        lost.len()
+    );
+    if let Some(support::server::Redis::Cluster(cluster)) = env.redis() {
+        let channel = format!("arthas:{{{}}}", rooms[0]);
+        for (role, node) in cluster
+            .nodes
+            .iter()
+            .map(|n| ("master", n))
+            .chain(cluster.replicas.iter().map(|n| ("replica", n)))
+        {
+            let subs = node.command(&["PUBSUB", "SHARDNUMSUB", &channel]).await;
+            println!(
+                "{role} {}: PUBSUB SHARDNUMSUB {channel}: {subs:?}",
+                node.addr()
+            );
+        }
+    }
+    // Known gap (OPERATIONS.md §11): messages published while a relay's subscription moves to
+    // the new master are acknowledged and lost; what must hold is that delivery comes back
+    // whole in every room.
+    assert!(
+        lost_late.is_empty(),
+        "acknowledged but not delivered {RECOVERED_WITHIN:?} after the failover: {lost_late:?}"
+    );
+    assert!(
+        first_after.is_some(),
+        "nothing delivered after the failover"
+    );
+}
+
+/// Every acknowledged message sent this long after the failover completed must be delivered.
+const RECOVERED_WITHIN: Duration = Duration::from_secs(3);
+
+/// Redis Sentinel (a master, a replica, three sentinels; the relays and the gateway in
+/// `--redis-mode sentinel`): SENTINEL FAILOVER while nine members chat in three rooms.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sentinel_failover_under_chat_loses_no_acknowledged_message() {
+    let group = store::testing::RedisSentinel::start()
+        .await
+        .unwrap_or_else(|e| panic!("start Redis Sentinel: {e}"));
+    let env = Env::start_on(support::server::Redis::Sentinel(group), failover_opts()).await;
+    chat_through_failover(env, "sentinel").await;
+}
+
+/// Redis Cluster with a replica per master: CLUSTER FAILOVER on the replica of the master
+/// serving the first room while nine members chat in three rooms.
+///
+/// The shard's subscriptions do not survive the failover and the old master does not always
+/// unsubscribe them: each relay notices the slots' masters changed (CLUSTER SLOTS, every 2 s)
+/// and resubscribes its rooms, so delivery is whole again within [`RECOVERED_WITHIN`].
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_failover_under_chat_loses_no_acknowledged_message() {
+    let cluster = store::testing::RedisCluster::start_with_replicas()
+        .await
+        .unwrap_or_else(|e| panic!("start a Redis Cluster with replicas: {e}"));
+    let env = Env::start_on(support::server::Redis::Cluster(cluster), failover_opts()).await;
+    chat_through_failover(env, "cluster").await;
+}
+
+/// Chat limits out of the way of a load of 50 messages a second per member.
+fn failover_opts() -> Opts {
+    Opts::new()
+        .flag("--chat-rate-limit", 100_000)
+        .flag("--chat-rate-window-ms", 1_000)
+        .flag("--max-room-members", 100)
+        .flag("--handshakes-per-ip-per-sec", 100_000)
+        .flag("--max-connections-per-ip", 1_000)
 }

@@ -62,6 +62,10 @@ pub struct RelayConfig {
     /// more are refused with E005 (retry), and while all are taken new
     /// WebSocket handshakes get HTTP 503 with `Retry-After`.
     pub max_joins_in_flight: usize,
+    /// Most second rollbacks of failed joins waiting on this node (each
+    /// runs `join_gate::ROLLBACK_RECHECK` after its join failed); beyond
+    /// it they are dropped, counted and logged.
+    pub join_rollback_queue: usize,
     /// The per-connection budgets of client messages beyond chat.
     pub budgets: MessageBudgets,
     /// How often this node heartbeats and sweeps dead nodes.
@@ -110,6 +114,7 @@ impl Default for RelayConfig {
             max_connections_per_ip: 100,
             handshakes_per_ip_per_sec: 20,
             max_joins_in_flight: 128,
+            join_rollback_queue: 4096,
             budgets: MessageBudgets::default(),
             heartbeat_interval: Duration::from_secs(3),
             heartbeat_ttl: Duration::from_secs(10),

@@ -152,7 +152,7 @@ impl RelayBuilder {
                 config.handshakes_per_ip_per_sec,
             )),
             rates: message_budgets::Rates::new(&config.budgets),
-            joins: join_gate::JoinGate::new(config.max_joins_in_flight),
+            joins: join_gate::JoinGate::new(config.max_joins_in_flight, config.join_rollback_queue),
             config,
             store,
             bus,
@@ -192,6 +192,10 @@ impl Relay {
         if let Some(requests) = requests {
             self.tasks
                 .spawn(heal::serve_requests(self.clone(), requests));
+        }
+        if let Some(queue) = self.joins.take_queue() {
+            self.tasks
+                .spawn(join_gate::run_rechecks(self.clone(), queue));
         }
         if !self.config.room_linger.is_off() {
             self.tasks.spawn(retire_idle_rooms(self.clone()));

@@ -206,6 +206,12 @@ pub struct Metrics {
     pub joins_refused: IntCounter,
     /// Joins whose store call failed but had been written, taken back.
     pub joins_rolled_back: IntCounter,
+    /// Rollbacks of failed joins by outcome, indexed like
+    /// [`crate::join_gate::ROLLBACK_OUTCOMES`] (removed, absent, failed,
+    /// dropped: the queue of second rollbacks was full).
+    pub join_rollbacks: Vec<IntCounter>,
+    /// Second rollbacks of failed joins waiting in the relay's queue.
+    pub join_rollback_queue: IntGauge,
     /// `arthas_build_info{version, commit}`: 1 for the running build.
     build_info: IntGaugeVec,
 }
@@ -375,6 +381,17 @@ impl Metrics {
             joins_rolled_back: counter(
                 "joins_rolled_back_total",
                 "Joins whose store call failed but had been written, taken back",
+            ),
+            join_rollbacks: labelled(
+                r,
+                "arthas_relay_join_rollbacks_total",
+                "Removals of failed joins' members (at once and again later): removed, absent (never written), failed (store error), dropped (the rollback queue was full)",
+                "outcome",
+                &crate::join_gate::ROLLBACK_OUTCOMES,
+            ),
+            join_rollback_queue: gauge(
+                "join_rollback_queue",
+                "Second rollbacks of failed joins waiting in this relay's queue (at most --join-rollback-queue)",
             ),
             closes: labelled(
                 r,

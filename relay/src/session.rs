@@ -385,7 +385,7 @@ impl Session {
                     tracing::error!(room = %room_id, error = %e, "join failed");
                     // It may have been written all the same (the reply was
                     // lost or late): take it back, and never reuse the id.
-                    crate::join_gate::roll_back(&self.relay, room_id, self.id);
+                    crate::join_gate::roll_back(&self.relay, room_id, self.id).await;
                     self.id = random_member_id();
                     return Err(texts::UNAVAILABLE);
                 }

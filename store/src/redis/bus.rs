@@ -189,6 +189,12 @@ impl StandaloneBus {
         )
         .await
         {
+            // This relay subscribes to every room it hosts, so at least one
+            // receiver; none: its subscription is not on this server (a
+            // failover moved the commands first), the sender is told.
+            Ok(Ok(Value::Int(0))) if shared.rooms().contains(room_id) => Err(BusError(
+                "publish: nobody subscribed, not even this relay".into(),
+            )),
             Ok(Ok(_)) => Ok(()),
             outcome => Err(BusError(failure("publish", outcome))),
         }

@@ -16,6 +16,14 @@
 //! supervisor here re-issues SSUBSCRIBE one channel per command (bounded
 //! concurrency), retrying with backoff until each is confirmed or no longer
 //! wanted.
+//!
+//! A failover (CLUSTER FAILOVER, a master lost) hands the slots to a replica
+//! that never had the shard's subscriptions, and the old master does not
+//! always send SUNSUBSCRIBE (Redis 7.0): the supervisor reads `CLUSTER
+//! SLOTS` every `bus_probe_interval` and resubscribes every hosted room when
+//! the slots' masters changed. Until then a publish nobody received in a
+//! room this relay hosts fails (the sender is told) and resubscribes that
+//! room (`tests/resilience.rs`).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -160,9 +168,17 @@ impl ClusterBus {
     }
 
     /// Hot path: one SPUBLISH, bounded by the publish timeout.
+    ///
+    /// A room this relay hosts is subscribed by this relay itself, so the
+    /// shard's master must count at least one receiver. None means the
+    /// subscription is gone without a word (a replica that took over its
+    /// master's slots by CLUSTER FAILOVER never had it): nobody got the
+    /// message, so the publish fails (the sender is told) and the room is
+    /// resubscribed.
     pub(crate) async fn publish(
         &self,
         config: &RedisConfig,
+        shared: &BusShared,
         room_id: &str,
         wire: &[u8],
     ) -> Result<(), BusError> {
@@ -170,9 +186,14 @@ impl ClusterBus {
         let mut cmd = redis::cmd("SPUBLISH");
         cmd.arg(keys::channel(room_id)).arg(wire);
         let call = cmd.query_async::<Value>(&mut conn);
-        within("spublish", config.publish_timeout, call)
-            .await
-            .map(drop)
+        let receivers = within("spublish", config.publish_timeout, call).await?;
+        if matches!(receivers, Value::Int(0)) && shared.rooms().contains(room_id) {
+            shared.report(BusEvent::ChannelDropped(room_id.to_owned()));
+            return Err(BusError(
+                "spublish: nobody subscribed, not even this relay; resubscribing".into(),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -262,6 +283,30 @@ async fn resubscribe_pass(
     }
 }
 
+/// Which node is master of which slot range (`CLUSTER SLOTS`: the start of
+/// each range and its master), sorted, to notice a failover.
+async fn slot_masters(
+    conn: &ClusterConnection,
+    config: &RedisConfig,
+) -> Result<Vec<String>, BusError> {
+    let mut conn = conn.clone();
+    let mut cmd = redis::cmd("CLUSTER");
+    cmd.arg("SLOTS");
+    let call = cmd.query_async::<Value>(&mut conn);
+    let Value::Array(ranges) = within("cluster slots", config.command_timeout, call).await? else {
+        return Err(BusError("cluster slots: not an array".into()));
+    };
+    let mut masters: Vec<String> = ranges
+        .iter()
+        .map(|range| match range {
+            Value::Array(parts) => format!("{:?} {:?}", parts.first(), parts.get(2)),
+            other => format!("{other:?}"),
+        })
+        .collect();
+    masters.sort();
+    Ok(masters)
+}
+
 /// Rooms waiting to be resubscribed.
 #[derive(Default)]
 struct Pending {
@@ -294,6 +339,9 @@ async fn supervise(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut pending = Pending::default();
+    let mut probe = tokio::time::interval(config.bus_probe_interval);
+    probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut masters: Option<Vec<String>> = None;
     loop {
         tokio::select! {
             _ = shutdown.changed() => return,
@@ -301,6 +349,22 @@ async fn supervise(
                 None => return,
                 Some(event) => pending.add(event),
             },
+            _ = probe.tick() => {
+                // A failover (CLUSTER FAILOVER, a master lost) moves slots to
+                // a replica that never had the shard's subscriptions, and the
+                // old master does not always say so (no SUNSUBSCRIBE): when the
+                // slots' masters change, resubscribe every hosted room.
+                match slot_masters(&cluster.get(), &config).await {
+                    Ok(now) => {
+                        if masters.as_ref().is_some_and(|before| *before != now) {
+                            tracing::info!("redis cluster bus: the slots' masters changed; resubscribing");
+                            pending.add(BusEvent::ConnectionLost);
+                        }
+                        masters = Some(now);
+                    }
+                    Err(e) => tracing::debug!(error = %e.0, "redis cluster bus: CLUSTER SLOTS failed"),
+                }
+            }
         }
         let Some(since) = pending.since else { continue };
         shared.set_down();

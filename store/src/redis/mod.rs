@@ -170,7 +170,7 @@ pub struct RedisConfig {
     /// alive (its first heartbeat replaces this deadline).
     pub unannounced_node_ttl: Duration,
     /// How often the standalone bus PINGs its connection to notice a silent
-    /// loss.
+    /// loss, and the cluster bus reads `CLUSTER SLOTS` to notice a failover.
     pub bus_probe_interval: Duration,
     /// Channels per SUBSCRIBE in a standalone resubscription pass.
     pub resubscribe_batch: usize,
@@ -319,7 +319,7 @@ impl BusShared {
 
     /// Queues an event for the supervisor without blocking; when the queue
     /// is full the event degrades to "resubscribe everything".
-    fn report(&self, event: BusEvent) {
+    pub(crate) fn report(&self, event: BusEvent) {
         if self.events.try_send(event).is_err() {
             self.events_overflowed.store(true, Ordering::Release);
         }
@@ -682,7 +682,7 @@ impl Bus for RedisEngine {
         let wire = message.to_wire();
         match &self.bus {
             BusConn::Standalone(b) => b.publish(&self.config, &self.shared, room_id, &wire).await,
-            BusConn::Cluster(b) => b.publish(&self.config, room_id, &wire).await,
+            BusConn::Cluster(b) => b.publish(&self.config, &self.shared, room_id, &wire).await,
         }
     }
 }

@@ -2,10 +2,15 @@
 
 use super::*;
 
-/// Three cluster masters (no replicas), every slot assigned.
+/// Three cluster masters, every slot assigned; with
+/// [`RedisCluster::start_with_replicas`] one replica each.
 pub struct RedisCluster {
-    /// The masters, in the order `redis-cli --cluster create` was given them.
+    /// The masters, in the order `redis-cli --cluster create` was given them
+    /// (after [`RedisCluster::fail_over`], the promoted replica takes its
+    /// master's place).
     pub nodes: Vec<RedisServer>,
+    /// `replicas[i]` replicates `nodes[i]` (empty without replicas).
+    pub replicas: Vec<RedisServer>,
 }
 
 impl RedisCluster {
@@ -58,17 +63,95 @@ impl RedisCluster {
                 String::from_utf8_lossy(&output.stderr)
             )));
         }
-        let cluster = RedisCluster { nodes };
+        let cluster = RedisCluster {
+            nodes,
+            replicas: Vec::new(),
+        };
         cluster.wait_ok().await?;
         Ok(cluster)
+    }
+
+    /// Three masters with one replica each (`CLUSTER MEET`, `CLUSTER
+    /// REPLICATE`); waits until every replica's link to its master is up and
+    /// every node sees all six.
+    pub async fn start_with_replicas() -> Result<RedisCluster> {
+        let mut cluster = RedisCluster::start().await?;
+        let seed = cluster.nodes[0].port().to_string();
+        for i in 0..cluster.nodes.len() {
+            let master_id = cluster.node_id(i).await?;
+            let replica = RedisServer::start_kind(true, None).await?;
+            replica
+                .command(&["CLUSTER", "MEET", "127.0.0.1", &seed])
+                .await?;
+            let deadline = Instant::now() + CLUSTER_DEADLINE;
+            // REPLICATE needs the master known to the replica first.
+            while replica
+                .command(&["CLUSTER", "REPLICATE", &master_id])
+                .await
+                .is_err()
+            {
+                if Instant::now() > deadline {
+                    return Err(fail("a replica never learnt of its master"));
+                }
+                tokio::time::sleep(POLL).await;
+            }
+            cluster.replicas.push(replica);
+        }
+        let deadline = Instant::now() + CLUSTER_DEADLINE;
+        for replica in &cluster.replicas {
+            loop {
+                let info = text(replica.command(&["INFO", "replication"]).await?)?;
+                if info.contains("master_link_status:up") {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    return Err(fail(format!(
+                        "replica {} not in sync: {info}",
+                        replica.addr()
+                    )));
+                }
+                tokio::time::sleep(POLL).await;
+            }
+        }
+        cluster.wait_ok().await?;
+        Ok(cluster)
+    }
+
+    /// A manual failover of master `i` (`CLUSTER FAILOVER` on its replica,
+    /// which first catches up with the master): waits until the replica
+    /// says it is master and every node is `ok` again, then swaps the two
+    /// in [`nodes`](Self::nodes) and [`replicas`](Self::replicas).
+    pub async fn fail_over(&mut self, i: usize) -> Result<()> {
+        let replica = self
+            .replicas
+            .get(i)
+            .ok_or_else(|| fail(format!("master {i} has no replica")))?;
+        replica.command(&["CLUSTER", "FAILOVER"]).await?;
+        let deadline = Instant::now() + CLUSTER_DEADLINE;
+        loop {
+            let role = text(replica.command(&["INFO", "replication"]).await?)?;
+            if role.contains("role:master") {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(fail(format!("the replica of master {i} was not promoted")));
+            }
+            tokio::time::sleep(POLL).await;
+        }
+        std::mem::swap(&mut self.nodes[i], &mut self.replicas[i]);
+        self.wait_ok().await
     }
 
     /// Waits until every node reports `cluster_state:ok` and sees all three
     /// masters with their slots.
     pub async fn wait_ok(&self) -> Result<()> {
         let deadline = Instant::now() + CLUSTER_DEADLINE;
+        let known = format!(
+            "cluster_known_nodes:{}",
+            self.nodes.len() + self.replicas.len()
+        );
         'poll: loop {
-            for node in &self.nodes {
+            for node in self.nodes.iter().chain(&self.replicas) {
                 let info: String = node
                     .command(&["CLUSTER", "INFO"])
                     .await
@@ -76,7 +159,7 @@ impl RedisCluster {
                     .unwrap_or_default();
                 let ok = info.contains("cluster_state:ok")
                     && info.contains("cluster_slots_ok:16384")
-                    && info.contains("cluster_known_nodes:3");
+                    && info.contains(&known);
                 if !ok {
                     if Instant::now() > deadline {
                         return Err(fail(format!(

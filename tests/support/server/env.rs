@@ -110,7 +110,7 @@ impl Env {
     /// A gateway and three relays over a Redis the test started itself (not pooled).
     pub async fn start_on(redis: Redis, opts: Opts) -> Env {
         let topology = match redis {
-            Redis::Standalone(_) => Topology::Redis,
+            Redis::Standalone(_) | Redis::Sentinel(_) => Topology::Redis,
             Redis::Cluster(_) => Topology::RedisCluster,
         };
         Env::cluster_on(topology, redis, opts, false).await

@@ -32,7 +32,7 @@ use std::sync::{Arc, LazyLock, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use store::testing::{RedisCluster, RedisServer};
+use store::testing::{RedisCluster, RedisSentinel, RedisServer};
 use tokio::sync::mpsc;
 
 mod env;

@@ -7,8 +7,10 @@ use super::*;
 pub enum Redis {
     /// One standalone `redis-server`.
     Standalone(RedisServer),
-    /// Three cluster masters.
+    /// Three cluster masters (with one replica each when the test started it so).
     Cluster(RedisCluster),
+    /// A master, a replica and three sentinels (`--redis-mode sentinel`).
+    Sentinel(RedisSentinel),
 }
 
 impl Redis {
@@ -34,6 +36,7 @@ impl Redis {
         match self {
             Redis::Standalone(s) => s.url(),
             Redis::Cluster(c) => c.urls().join(","),
+            Redis::Sentinel(g) => g.urls().join(","),
         }
     }
 
@@ -42,6 +45,7 @@ impl Redis {
         match self {
             Redis::Standalone(_) => "standalone",
             Redis::Cluster(_) => "cluster",
+            Redis::Sentinel(_) => "sentinel",
         }
     }
 
@@ -50,6 +54,7 @@ impl Redis {
         match self {
             Redis::Standalone(s) => vec![s],
             Redis::Cluster(c) => c.nodes.iter().collect(),
+            Redis::Sentinel(g) => g.servers.iter().collect(),
         }
     }
 
@@ -58,6 +63,7 @@ impl Redis {
         match self {
             Redis::Standalone(s) => vec![s],
             Redis::Cluster(c) => c.nodes.iter_mut().collect(),
+            Redis::Sentinel(g) => g.servers.iter_mut().collect(),
         }
     }
 
@@ -83,6 +89,13 @@ impl Redis {
         match self {
             Redis::Standalone(s) => s.dump().await,
             Redis::Cluster(c) => c.dump().await,
+            Redis::Sentinel(g) => match g.master_port().await {
+                Ok(port) => match g.server(port) {
+                    Some(master) => master.dump().await,
+                    None => panic!("no data server on the master's port {port}"),
+                },
+                Err(e) => Err(e),
+            },
         }
         .unwrap_or_else(|e| panic!("dump Redis: {e}"))
     }
@@ -92,6 +105,13 @@ impl Redis {
         match self {
             Redis::Standalone(s) => s.kill_all_clients().await,
             Redis::Cluster(c) => c.kill_all_clients().await,
+            Redis::Sentinel(g) => {
+                let mut n = 0;
+                for server in &g.servers {
+                    n += server.kill_all_clients().await.unwrap_or(0);
+                }
+                Ok(n)
+            }
         }
         .unwrap_or_else(|e| panic!("CLIENT KILL: {e}"))
     }
@@ -100,7 +120,7 @@ impl Redis {
     pub fn cluster(&self) -> Option<&RedisCluster> {
         match self {
             Redis::Cluster(c) => Some(c),
-            Redis::Standalone(_) => None,
+            Redis::Standalone(_) | Redis::Sentinel(_) => None,
         }
     }
 
@@ -108,7 +128,7 @@ impl Redis {
     pub fn standalone_mut(&mut self) -> Option<&mut RedisServer> {
         match self {
             Redis::Standalone(s) => Some(s),
-            Redis::Cluster(_) => None,
+            Redis::Cluster(_) | Redis::Sentinel(_) => None,
         }
     }
 }
