@@ -42,9 +42,11 @@ pub mod cluster_bus;
 mod commands;
 pub mod keys;
 mod limits;
+pub mod resp;
 mod scripts;
 mod sentinel;
 mod store;
+mod subscriber;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -380,7 +382,7 @@ impl BusShared {
         gone
     }
 
-    /// Hot path: one message push, delivered to the sink in arrival order.
+    /// A message push as redis-rs parses it (the cluster bus).
     fn dispatch(&self, data: Vec<Value>) {
         let mut it = data.into_iter();
         let (Some(Value::BulkString(channel)), Some(Value::BulkString(payload))) =
@@ -390,7 +392,12 @@ impl BusShared {
             tracing::debug!("bus: a message push of an unexpected shape was ignored");
             return;
         };
-        let Some(room_id) = keys::room_of_channel(&channel) else {
+        self.deliver(&channel, Bytes::from(payload));
+    }
+
+    /// Hot path: one message, delivered to the sink in arrival order.
+    pub(crate) fn deliver(&self, channel: &[u8], payload: Bytes) {
+        let Some(room_id) = keys::room_of_channel(channel) else {
             self.malformed.fetch_add(1, Ordering::Relaxed);
             tracing::debug!("bus: a message on a foreign channel was ignored");
             return;
@@ -398,7 +405,7 @@ impl BusShared {
         if !self.rooms().contains(room_id) {
             return; // unsubscribed meanwhile
         }
-        let message = match BusMessage::from_wire(Bytes::from(payload)) {
+        let message = match BusMessage::from_wire(payload) {
             Ok(m) => m,
             Err(_) => {
                 self.malformed.fetch_add(1, Ordering::Relaxed);
@@ -412,40 +419,20 @@ impl BusShared {
     }
 }
 
-/// The push sender given to the Redis client: runs on the client's push
-/// task, so it must never block.
+/// The push sender given to the Redis Cluster client: runs on the client's
+/// push task, so it must never block.
 pub(crate) struct PushDispatch {
     shared: Arc<BusShared>,
-    /// Cleared when its connection is replaced (a Sentinel failover): a
-    /// retired connection's pushes (messages relayed by a demoted master, its
-    /// disconnection) are ignored.
-    live: Arc<AtomicBool>,
 }
 
 impl PushDispatch {
-    /// A sender for the engine's whole life.
     pub(crate) fn new(shared: Arc<BusShared>) -> PushDispatch {
-        PushDispatch::retirable(shared).0
-    }
-
-    /// A sender and the flag that retires it.
-    pub(crate) fn retirable(shared: Arc<BusShared>) -> (PushDispatch, Arc<AtomicBool>) {
-        let live = Arc::new(AtomicBool::new(true));
-        (
-            PushDispatch {
-                shared,
-                live: live.clone(),
-            },
-            live,
-        )
+        PushDispatch { shared }
     }
 }
 
 impl AsyncPushSender for PushDispatch {
     fn send(&self, info: PushInfo) -> Result<(), SendError> {
-        if !self.live.load(Ordering::Acquire) {
-            return Ok(());
-        }
         let shared = &self.shared;
         match info.kind {
             PushKind::Message | PushKind::SMessage => shared.dispatch(info.data),
