@@ -13,24 +13,25 @@
 //!
 //! # The bus
 //!
-//! Standalone ([`bus`]): one RESP3 connection (redis-rs `ConnectionManager`)
-//! carries PUBLISH/SUBSCRIBE and receives the pushes, which are parsed and
-//! handed to the relay's [`BusSink`] synchronously, in arrival order. The
-//! manager reconnects and resubscribes by itself; a supervisor task notices
-//! the loss (the `Disconnection` push, or a failed PING probe), fails
-//! publishes fast meanwhile, and once the connection is back re-subscribes
-//! every hosted room again so a failed automatic resubscription cannot
-//! silence one.
+//! Standalone ([`bus`]): PUBLISH goes through a redis-rs
+//! `ConnectionManager`; SUBSCRIBE and the message pushes use our own RESP3
+//! connection (`subscriber`), read by a minimal strict reader ([`resp`]) that
+//! parses every push of a read in one pass and hands each payload to the
+//! relay's [`BusSink`] as a `Bytes` slice of the read buffer, synchronously,
+//! in arrival order. A supervisor task notices a loss (the connection ends,
+//! or a PING probe fails), fails publishes fast meanwhile, opens a new
+//! subscriber connection and subscribes every hosted room on it.
 //!
 //! Sentinel ([`RedisMode::Sentinel`]): the same bus and command pool, aimed
 //! at the master the sentinels name (`sentinel`). Pool connections ask the
 //! sentinels when they are opened and are discarded on a connection error or
 //! READONLY; the bus supervisor follows a failover (after a loss, and on a
-//! periodic check) by rebuilding its connection against the new master and
+//! periodic check) by rebuilding its connections against the new master and
 //! resubscribing every hosted room.
 //!
 //! Cluster ([`cluster_bus`]): the cluster client keeps one RESP3 connection
-//! per shard for commands and SSUBSCRIBE/SPUBLISH. Two redis-rs bugs are
+//! per shard for commands and SSUBSCRIBE/SPUBLISH; its pushes are parsed by
+//! redis-rs (the reader above is not used there). Two redis-rs bugs are
 //! worked around (see [`cluster_bus`]): after a reconnect the client resubscribes
 //! a node's channels in one multi-slot SSUBSCRIBE that Redis refuses with
 //! CROSSSLOT, and after a slot migration it forgets channels the server
@@ -170,8 +171,8 @@ pub struct RedisConfig {
     /// How long a relay that joined members but never heartbeated counts as
     /// alive (its first heartbeat replaces this deadline).
     pub unannounced_node_ttl: Duration,
-    /// How often the standalone bus PINGs its connection to notice a silent
-    /// loss.
+    /// How often the standalone bus PINGs its subscriber connection to
+    /// notice a silent loss.
     pub bus_probe_interval: Duration,
     /// Channels per SUBSCRIBE in a standalone resubscription pass.
     pub resubscribe_batch: usize,
