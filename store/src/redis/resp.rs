@@ -429,7 +429,7 @@ mod tests {
         input.extend_from_slice(b">4\r\n$8\r\npmessage\r\n$1\r\n*\r\n$1\r\nc\r\n$1\r\np\r\n");
         input.extend_from_slice(b"-ERR unknown command\r\n");
         input.extend_from_slice(b"!5\r\nOOPS!\r\n");
-        input.extend_from_slice(b"~2\r\n#t\r\n,1.5\r\n*2\r\n(-12\r\n=7\r\ntxt:abc\r\n");
+        input.extend_from_slice(b"~3\r\n#t\r\n,1.5\r\n*2\r\n(-12\r\n=7\r\ntxt:abc\r\n");
         let frames = every_split(&input);
         let kinds: Vec<&Frame> = frames.iter().map(|(f, _)| f).collect();
         assert_eq!(kinds.len(), 11);

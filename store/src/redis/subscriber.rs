@@ -38,9 +38,18 @@ use super::resp::{self, Frame};
 use super::{keys, BusEvent, BusShared, RedisTls};
 use crate::bus::BusError;
 
-/// Free space the read buffer has before every read: 64 KiB (it grows to
-/// hold a frame up to [`resp::MAX_FRAME_LEN`]).
-pub const READ_BUFFER: usize = 64 * 1024;
+/// The read buffer's block: 16 KiB, or the size of the incomplete frame it
+/// holds when larger (up to [`resp::MAX_FRAME_LEN`]). Successive reads fill
+/// one block; a new one is allocated when less than [`MIN_READ_SPACE`] is
+/// left. Payloads are slices of it, so a delivered message keeps its block
+/// alive until every recipient wrote it: a client whose outbound queue holds
+/// messages from many blocks pins up to one block per queued message (the
+/// queue's byte budget counts the messages, not their blocks), which this
+/// size keeps small while a read still carries ~50 pushes of 300 bytes.
+pub const READ_BUFFER: usize = 16 * 1024;
+
+/// Least free space a read is given before a new block is allocated.
+pub const MIN_READ_SPACE: usize = 1024;
 
 /// Commands waiting to be written to the connection; a caller waits for
 /// room within its own timeout.
@@ -380,7 +389,10 @@ struct Reader {
 impl Reader {
     async fn run(mut self, mut queue: mpsc::Receiver<Request>, retired: Arc<Notify>) {
         let outcome: Result<(), String> = loop {
-            self.buf.reserve(READ_BUFFER);
+            if self.buf.capacity() - self.buf.len() < MIN_READ_SPACE {
+                // Doubles for a large frame (no quadratic copying).
+                self.buf.reserve(READ_BUFFER.max(self.buf.len()));
+            }
             tokio::select! {
                 biased;
                 _ = retired.notified() => break Ok(()),
