@@ -307,7 +307,7 @@ impl Supervisor {
 
     /// One recovery attempt: follows the master (Sentinel), opens a new
     /// subscriber connection if the one in use ended, subscribes every
-    /// wanted room on it.
+    /// wanted room on it, and checks that the publisher answers.
     async fn recover(&mut self) -> Result<usize, BusError> {
         let client = match &mut self.source {
             Source::Fixed(client) => client.clone(),
@@ -330,7 +330,12 @@ impl Supervisor {
                 s
             }
         };
-        resubscribe_all(&subscriber, &self.config, &self.shared).await
+        let rooms = resubscribe_all(&subscriber, &self.config, &self.shared).await?;
+        // Publishes work again too before the bus is marked up (the
+        // publisher reconnects by itself; this waits for it).
+        let publisher = lock(&self.slot).publisher.clone();
+        ping(&publisher, &self.config).await?;
+        Ok(rooms)
     }
 }
 
