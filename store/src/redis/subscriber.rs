@@ -393,18 +393,11 @@ impl Reader {
                 // Doubles for a large frame (no quadratic copying).
                 self.buf.reserve(READ_BUFFER.max(self.buf.len()));
             }
+            // Commands first: they are rare, and a steady stream of pushes
+            // must not hold them back.
             tokio::select! {
                 biased;
                 _ = retired.notified() => break Ok(()),
-                read = self.stream.read_buf(&mut self.buf) => match read {
-                    Ok(0) => break Err("closed by the server".into()),
-                    Ok(_) => {
-                        if let Err(e) = self.frames() {
-                            break Err(e);
-                        }
-                    }
-                    Err(e) => break Err(format!("read: {e}")),
-                },
                 request = queue.recv() => match request {
                     // Every handle is gone: the engine was dropped.
                     None => break Ok(()),
@@ -413,6 +406,15 @@ impl Reader {
                             break Err(e);
                         }
                     }
+                },
+                read = self.stream.read_buf(&mut self.buf) => match read {
+                    Ok(0) => break Err("closed by the server".into()),
+                    Ok(_) => {
+                        if let Err(e) = self.frames() {
+                            break Err(e);
+                        }
+                    }
+                    Err(e) => break Err(format!("read: {e}")),
                 },
             }
         };
