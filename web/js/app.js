@@ -7,9 +7,10 @@ import { Connection } from './connection.js';
 import { relayUrlChooser } from './relays.js';
 import {
   generateRoomKey, exportRoomKey, importRoomKey, encryptJson, decryptText, decryptJson,
-  hashPassword, parsePayload,
+  hashPassword, parsePayload, exportSigningKeyPair, importSigningKeyPair, generateSigningKeyPair,
 } from './crypto.js';
-import { RoomSignatures, ANNOUNCEMENT } from './signatures.js';
+import { RoomSignatures, ANNOUNCEMENT, MAX_MISSING_COUNTERS } from './signatures.js';
+import { saveOwner, loadOwner, forgetOwner, latestOwner } from './ownerstore.js';
 import { generateDhKeyPair, joinPasswordOf, newOwnerSecret, openRekey, sealRekey, OWNER_FINGERPRINT } from './rekey.js';
 import { codeFromLink, formatShareCode, parseShareCode, shareLink } from './sharecode.js';
 import { initDirectory } from './directory.js';
@@ -32,7 +33,7 @@ const COLOR_RE = /^#[0-9a-fA-F]{6}$/;
 const state = {
   conn: null,
   joining: null, // pending create/join: {kind, name, passwordHash, key, keyEncoded, roomId?, expiresAt?, public?, onError?, onJoined?}
-  room: null, // {roomId, key, keyEncoded, prevKey, epoch, owner, ownerSecret, name, passwordHash, myId, members, hasPassword, ephemeral, expiresAt, public, closed, rejoining}
+  room: null, // {roomId, key, keyEncoded, prevKey, epoch, owner, ownerSecret, unconfirmedSecret, autoRotate, name, passwordHash, myId, members, hasPassword, ephemeral, expiresAt, public, closed, rejoining}
   signatures: null, // RoomSignatures of this room session
   messages: new MessageIndex(), // stableId -> record
   outbox: [],
@@ -43,7 +44,19 @@ const state = {
   replyTo: null,
   announceTimer: null,
   expiryTimer: null,
+  ownerOps: Promise.resolve(), // the owner's rotations and hand-overs, one after the other
+  pendingSecret: null, // {resolve, reject}: a hand-over waiting for RoomSecretSet
+  gapNotices: new Map(), // senderId -> [{li, name, count, counters}]: "n messages from X missing"
 };
+
+/** This tab's sessionStorage (null where the browser refuses it). */
+function tabStore() {
+  try {
+    return globalThis.sessionStorage || null;
+  } catch {
+    return null;
+  }
+}
 
 const publicListing = initPublicListing();
 const limiter = new SlidingWindowLimiter(LIMITS.CHAT_PER_WINDOW, LIMITS.CHAT_WINDOW_MS + 500);
@@ -133,6 +146,7 @@ function onOpen({ reconnect }) {
 }
 
 function onClosed() {
+  settleRoomSecret(new Error('the connection was lost'));
   files.onDisconnect();
   clearTypingShown();
   if (state.joining) joinFailed('The connection to the server was lost. Please try again.');
@@ -166,7 +180,8 @@ async function onCreate(ev) {
     const ephemeral = Number($('create-ephemeral').value) || 0;
     const conn = connection();
     await conn.whenOpen();
-    state.joining = { kind: 'create', name, passwordHash, key, keyEncoded, epoch: 0, owner: '', ownerSecret: owner.secret, public: listed.public, title: listed.public ? listed.listing.title : '' };
+    const autoRotate = $('create-rotate').checked;
+    state.joining = { kind: 'create', name, passwordHash, key, keyEncoded, epoch: 0, owner: '', ownerSecret: owner.secret, autoRotate, public: listed.public, title: listed.public ? listed.listing.title : '' };
     // Only the owner secret's hash goes to the server; the secret stays here.
     const data = { name, password: passwordHash, ephemeral, expiry, ownerHash: owner.hash };
     // A public room publishes its key with its listing, by the creator's choice.
@@ -214,7 +229,7 @@ async function startJoin(parsed, name, password, { onError = null, onJoined = nu
     const passwordHash = password ? await hashPassword(password) : (parsed.epoch > 0 ? await joinPasswordOf(parsed.key, parsed.roomId) : '');
     const conn = connection();
     await conn.whenOpen();
-    state.joining = { kind: 'join', name, passwordHash, key, keyEncoded: parsed.key, epoch: parsed.epoch || 0, owner: parsed.owner || '', ownerSecret: '', roomId: parsed.roomId, public: listed, title, onError, onJoined };
+    state.joining = { kind: 'join', name, passwordHash, key, keyEncoded: parsed.key, epoch: parsed.epoch || 0, owner: parsed.owner || '', ownerSecret: '', autoRotate: false, roomId: parsed.roomId, public: listed, title, onError, onJoined };
     // Only the room id, the name and the hashed password go to the server.
     conn.send(C.JOIN_ROOM, { roomId: parsed.roomId, name, password: passwordHash });
   } catch (err) {
@@ -249,7 +264,19 @@ async function enterRoom(data) {
     showLandingError('The server sent an unexpected answer.');
     return;
   }
-  const signatures = await RoomSignatures.start({ roomId: data.roomId, epoch: j.epoch, dh: await generateDhKeyPair() });
+  // The owner of this room in this tab before a reload (docs/SECURITY.md §5.1).
+  const kept = j.kind === 'join' ? loadOwner(tabStore(), data.roomId) : null;
+  let signing = null;
+  if (kept && kept.signing) {
+    try {
+      signing = await importSigningKeyPair(kept.signing);
+    } catch {
+      signing = null;
+    }
+  }
+  if (!signing) signing = await generateSigningKeyPair();
+  const ownerSecret = j.ownerSecret || (kept ? kept.secret : '');
+  const signatures = new RoomSignatures(signing, { roomId: data.roomId, epoch: j.epoch, dh: await generateDhKeyPair() });
   resetRoomState();
   state.room = {
     roomId: data.roomId,
@@ -257,9 +284,11 @@ async function enterRoom(data) {
     keyEncoded: j.keyEncoded,
     prevKey: null,
     epoch: j.epoch,
-    // The owner's signing-key fingerprint: ours when we created the room.
-    owner: j.ownerSecret ? await signatures.ownFingerprint(OWNER_FINGERPRINT) : j.owner,
-    ownerSecret: j.ownerSecret,
+    // The owner's signing-key fingerprint: ours when we own the room.
+    owner: ownerSecret ? await signatures.ownFingerprint(OWNER_FINGERPRINT) : j.owner,
+    ownerSecret,
+    unconfirmedSecret: '',
+    autoRotate: ownerSecret ? j.autoRotate || (kept ? kept.autoRotate : false) : false,
     name: j.name,
     passwordHash: j.passwordHash,
     myId: me.id,
@@ -282,6 +311,9 @@ async function enterRoom(data) {
     systemLine('Public room created: it is listed in the directory together with its key, so anyone can read it.', 'warn');
   } else if (j.kind === 'create') systemLine('Room created. Use “Invite” to share the link: it carries the key, so share it privately.');
   else systemLine(`You joined as ${state.room.name}.`);
+  if (kept && ownerSecret) systemLine('You are this room’s owner again: this tab kept the owner secret.');
+  $('owner-resume').hidden = true;
+  persistOwner();
   if (j.onJoined) j.onJoined();
   if (!state.signatures.canSign) systemLine('This browser cannot sign messages (no Ed25519); your messages will show as unverified.', 'warn');
   announcePubkey();
@@ -309,11 +341,13 @@ function resetRoomState() {
   clearTimeout(state.announceTimer);
   clearTypingShown();
   state.replyTo = null;
+  state.gapNotices.clear();
   limiter.reset();
   $('messages').replaceChildren();
 }
 
 function leaveRoom() {
+  if (state.room) forgetOwner(tabStore(), state.room.roomId);
   if (state.room && !state.room.closed && state.conn) state.conn.send(C.LEAVE_ROOM, {});
   state.room = null;
   state.signatures = null;
@@ -335,8 +369,7 @@ function showChat() {
   eph.hidden = !r.ephemeral;
   if (r.ephemeral) eph.textContent = `Messages vanish after ${formatDuration(r.ephemeral)}`;
   renderShareLink();
-  $('room-owner').hidden = !r.ownerSecret;
-  $('rotate-btn').hidden = !r.ownerSecret;
+  renderOwnerControls();
   $('share-panel').hidden = true;
   $('share-toggle').setAttribute('aria-expanded', 'false');
   $('closed-bar').hidden = true;
@@ -354,6 +387,37 @@ function renderShareLink() {
   $('share-code-plain').value = formatShareCode({ roomId: r.roomId, key: r.keyEncoded, ephemeral: r.ephemeral, expiresAt: r.expiresAt });
   $('room-epoch').textContent = `Key epoch ${r.epoch}`;
   $('room-epoch').dataset.epoch = String(r.epoch);
+}
+
+/** The owner's badge, buttons and setting: shown only while this client holds the owner secret. */
+function renderOwnerControls() {
+  const r = state.room;
+  const owner = !!(r && r.ownerSecret && !r.closed);
+  $('room-owner').hidden = !owner;
+  $('rotate-btn').hidden = !owner;
+  $('owner-settings').hidden = !owner;
+  $('auto-rotate-note').hidden = !owner;
+  $('auto-rotate').checked = owner && r.autoRotate;
+}
+
+/**
+ * Keeps (or updates) this tab's owner record: the secret, the signing key,
+ * the setting and the current share code, in sessionStorage only
+ * (ownerstore.js, docs/SECURITY.md §5.1).
+ */
+async function persistOwner() {
+  const r = state.room;
+  if (!r || !r.ownerSecret) return;
+  const signing = state.signatures && state.signatures.signing;
+  let jwk = null;
+  try {
+    jwk = signing ? await exportSigningKeyPair(signing) : null;
+  } catch {
+    jwk = null;
+  }
+  if (state.room !== r || !r.ownerSecret) return;
+  const code = formatShareCode({ roomId: r.roomId, key: r.keyEncoded, ephemeral: r.ephemeral, expiresAt: r.expiresAt, epoch: r.epoch, owner: r.owner });
+  saveOwner(tabStore(), r.roomId, { secret: r.ownerSecret, signing: jwk, autoRotate: r.autoRotate, name: r.name, code });
 }
 
 function showLanding() {
@@ -417,8 +481,14 @@ function renderMembers() {
     if (m.id === r.myId) li.append(el('span', { class: 'you', text: '(you)' }));
     else if (r.ownerSecret && !r.closed) {
       const kick = el('button', { type: 'button', class: 'kick-btn', 'aria-label': `Remove ${m.name}`, text: 'Remove' });
-      kick.addEventListener('click', () => kickMember(m.id));
+      kick.addEventListener('click', () => ownerTask(() => rotateKey({ kickId: m.id })));
       li.append(kick);
+      // Ownership goes only to a member that can receive it sealed (a signed X25519 key).
+      if (peer && peer.dh && state.signatures.dh && state.signatures.canSign) {
+        const give = el('button', { type: 'button', class: 'owner-btn', 'aria-label': `Make ${m.name} the owner`, text: 'Make owner' });
+        give.addEventListener('click', () => ownerTask(() => rotateKey({ heirId: m.id })));
+        li.append(give);
+      }
     }
     ul.append(li);
   }
@@ -645,7 +715,44 @@ async function onPubkey(signatures, senderId, payload) {
     systemLine(`${memberName(senderId)} announced a different signing key; it was ignored.`, 'warn');
   }
   for (const { subject, verdict } of settled) setVerify(subject, verdict);
+  renderGaps();
   if (outcome === ANNOUNCEMENT.LEARNED) renderMembers();
+}
+
+/**
+ * Frames the relay did not deliver: a notice per gap in a sender's counters
+ * ("2 messages from Alice missing"), counted down when a missing one arrives
+ * late (out of order). A gap seen on a message is shown right before it (`anchor`).
+ */
+function renderGaps(anchor = null) {
+  const signatures = state.signatures;
+  if (!signatures) return;
+  for (const ev of signatures.takeGapEvents()) {
+    const list = state.gapNotices.get(ev.senderId) || [];
+    if (ev.kind === 'gap') {
+      const counters = new Set();
+      for (let c = Math.max(ev.from, ev.to - MAX_MISSING_COUNTERS + 1); c <= ev.to; c++) counters.add(c);
+      const li = systemLine('', 'warn');
+      if (anchor && anchor.isConnected) anchor.before(li);
+      li.dataset.gapSender = ev.senderId;
+      const notice = { li, name: memberName(ev.senderId), count: ev.count, counters };
+      list.push(notice);
+      state.gapNotices.set(ev.senderId, list);
+      renderGapNotice(notice);
+    } else {
+      const notice = list.find((n) => n.counters.delete(ev.ctr));
+      if (!notice) continue;
+      notice.count -= 1;
+      renderGapNotice(notice);
+    }
+  }
+}
+
+function renderGapNotice(n) {
+  n.li.dataset.missing = String(n.count);
+  n.li.querySelector('.body').textContent = n.count > 0
+    ? `${n.count} message${n.count === 1 ? '' : 's'} from ${n.name} missing: the server did not deliver ${n.count === 1 ? 'it' : 'them'}.`
+    : `The missing messages from ${n.name} arrived late (out of order).`;
 }
 
 async function verifyIncoming(signatures, rec, payload) {
@@ -900,12 +1007,27 @@ async function handleMessage({ type, data }) {
       renderTyping();
       if (d.reason === 'kicked') systemLine(`${name} was removed by the room owner.`, 'warn');
       else if (d.reason === 'rekeyed') systemLine(`${name} was removed: their app cannot receive the new room key and needs a new invite link.`, 'warn');
-      else systemLine(`${name} left.`);
+      else {
+        systemLine(`${name} left.`);
+        // The room's setting (held by the owner's client): whoever left keeps
+        // the old key, so the others move to a new one.
+        if (r.ownerSecret && r.autoRotate && !r.closed) ownerTask(() => rotateKey({ left: name }));
+      }
       return;
     }
     case S.RELAY_DIRECT:
       return onDirect(d);
     case S.ROOM_SECRET_SET:
+      // Only a hand-over waits for its answer (the owner hash changed).
+      if (d.owner === true && state.pendingSecret) settleRoomSecret(null, d);
+      else if (d.owner === true && r.unconfirmedSecret) {
+        // A hand-over given up on an unrelated error went through after all:
+        // the room's hash is the heir's, and this client holds that secret.
+        r.ownerSecret = r.unconfirmedSecret;
+        r.unconfirmedSecret = '';
+        persistOwner();
+        systemLine('The server took the new owner secret after all; you are still the owner. Hand the room over again if you want to.', 'warn');
+      }
       return;
     case S.RELAY_MESSAGE:
       return onRelayMessage(d);
@@ -962,6 +1084,7 @@ async function onRelayMessage(d) {
   const rec = addChatMessage({ senderId: d.senderId, senderName, time, payload, mine: false });
   registerStableId(rec, stableIdOf(d.senderId, time));
   await verifyIncoming(signatures, rec, payload);
+  renderGaps(rec.li);
 }
 
 const CLOSED_WHY = {
@@ -973,6 +1096,9 @@ const CLOSED_WHY = {
 function onRoomClosed(d) {
   const r = state.room;
   r.closed = true;
+  forgetOwner(tabStore(), r.roomId);
+  settleRoomSecret(new Error('the room was closed'));
+  renderOwnerControls();
   files.clear();
   clearTypingShown();
   state.outbox = [];
@@ -997,41 +1123,127 @@ async function decryptWithRoomKeys(r, iv, ciphertext) {
   }
 }
 
+/** Runs an owner action after the ones before it (rotations must not interleave). */
+function ownerTask(fn) {
+  state.ownerOps = state.ownerOps.then(fn).catch((err) => {
+    toast(`The room key could not be changed: ${err && err.message ? err.message : err}`);
+  });
+  return state.ownerOps;
+}
+
+/** Waits for the RoomSecretSet of a hand-over; an error or a lost connection meanwhile rejects. */
+function awaitRoomSecret() {
+  settleRoomSecret(new Error('superseded'));
+  return new Promise((resolve, reject) => {
+    state.pendingSecret = { resolve, reject };
+  });
+}
+
+function settleRoomSecret(err, answer) {
+  const pending = state.pendingSecret;
+  if (!pending) return;
+  state.pendingSecret = null;
+  if (err) pending.reject(err);
+  else pending.resolve(answer);
+}
+
+const HEX32 = /^[0-9a-f]{32}$/;
+const HEX64 = /^[0-9a-f]{64}$/;
+
 /**
- * The owner removes a member (`id`; null: nobody, a rotation on request) and
- * rotates the room key (docs/SECURITY.md §5.3): the join password changes to
- * the new key's, the member is kicked, every remaining member with a signed
- * X25519 key gets the new key in a directed message, the others are removed
- * as `rekeyed`, and this client moves to the new epoch. The frames go out in
- * this order on one socket, so the relay applies them in this order.
+ * The owner rotates the room key (docs/SECURITY.md §5.3): on request (no
+ * argument), when removing a member (`kickId`), when a member left and the
+ * room asks for it (`left`: the name), or when handing the room over
+ * (`heirId`, §5.1). The join password changes to the new key's, the member
+ * is kicked, every remaining member with a signed X25519 key gets the new key
+ * in a directed message, the others are removed as `rekeyed`, and this
+ * client moves to the new epoch. The frames go out in this order on one
+ * socket, so the relay applies them in this order.
+ *
+ * A hand-over sets the new join password and the heir's owner hash in one
+ * SetRoomSecret and waits for the answer (on a refusal nothing moved and
+ * this client is still the owner); every member's new key then names the
+ * heir's signing-key fingerprint as the owner's, and the heir's alone also
+ * carries the new owner secret. This client forgets its secret.
  */
-async function kickMember(id) {
+async function rotateKey({ kickId = null, heirId = null, left = '' } = {}) {
   const r = state.room;
   const signatures = state.signatures;
   if (!r || r.closed || !r.ownerSecret || !state.conn || !state.conn.isOpen()) return;
-  const name = id ? memberName(id) : '';
+  const heir = heirId ? signatures.peers.get(heirId) : null;
+  if (heirId && (!heir || !heir.dh || !signatures.dh || !signatures.canSign || !r.members.has(heirId))) {
+    toast('This member cannot receive the room: its app announced no key to seal it to.');
+    return;
+  }
+  const name = kickId ? memberName(kickId) : '';
+  const heirName = heirId ? memberName(heirId) : '';
   const keyEncoded = await exportRoomKey(await generateRoomKey());
   const epoch = r.epoch + 1;
   const passwordHash = await joinPasswordOf(keyEncoded, r.roomId);
   const conn = state.conn;
-  conn.send(C.SET_ROOM_SECRET, { owner: r.ownerSecret, password: passwordHash });
-  if (id) conn.send(C.KICK, { owner: r.ownerSecret, id, reason: 'kicked' });
-  const rekey = await signatures.signed({ text: '', type: 'rekey', epoch, key: keyEncoded });
+  // The secret the owner actions below carry: the heir's once the hand-over is done.
+  let secret = r.ownerSecret;
+  let heirSecret = null;
+  if (heir) {
+    heirSecret = await newOwnerSecret();
+    r.unconfirmedSecret = '';
+    const answered = awaitRoomSecret();
+    conn.send(C.SET_ROOM_SECRET, { owner: r.ownerSecret, password: passwordHash, ownerHash: heirSecret.hash });
+    try {
+      await answered;
+    } catch (err) {
+      // Errors are not tied to the frame they answer: if this one was not
+      // SetRoomSecret's, its RoomSecretSet may still come (handleMessage).
+      r.unconfirmedSecret = heirSecret.secret;
+      systemLine(`The room could not be handed over (${err && err.message ? err.message : err}); you are still its owner.`, 'warn');
+      return;
+    }
+    if (state.room !== r || r.closed) return;
+    secret = heirSecret.secret;
+    if (!r.members.has(heirId)) {
+      // The heir left meanwhile: the room's hash is already its secret, so
+      // this client keeps that one and finishes a plain rotation.
+      r.ownerSecret = secret;
+      heirId = null;
+      systemLine(`${heirName} left before the hand-over finished: you are still the owner.`, 'warn');
+    }
+  } else {
+    conn.send(C.SET_ROOM_SECRET, { owner: secret, password: passwordHash });
+  }
+  if (kickId) conn.send(C.KICK, { owner: secret, id: kickId, reason: 'kicked' });
+  const content = { text: '', type: 'rekey', epoch, key: keyEncoded };
+  if (heirId) content.owner = heir.ownerFp;
+  const rekey = await signatures.signed(content);
+  const heirRekey = heirId ? await signatures.signed({ ...content, secret: heirSecret.secret, autoRotate: r.autoRotate }) : null;
   let sent = 0;
   for (const m of [...r.members.values()]) {
-    if (m.id === r.myId || m.id === id) continue;
+    if (m.id === r.myId || m.id === kickId) continue;
     const peer = signatures.peers.get(m.id);
-    if (rekey && signatures.dh && peer && peer.dh) {
-      const sealed = await sealRekey({ ownerDh: signatures.dh, memberDhB64: peer.dh, roomId: r.roomId, epoch, payload: rekey });
+    const payload = m.id === heirId ? heirRekey : rekey;
+    if (payload && signatures.dh && peer && peer.dh) {
+      const sealed = await sealRekey({ ownerDh: signatures.dh, memberDhB64: peer.dh, roomId: r.roomId, epoch, payload });
       conn.send(C.SEND_DIRECT, { to: m.id, ...sealed });
       sent += 1;
     } else {
-      conn.send(C.KICK, { owner: r.ownerSecret, id: m.id, reason: 'rekeyed' });
+      conn.send(C.KICK, { owner: secret, id: m.id, reason: 'rekeyed' });
     }
   }
   await switchKey(r, keyEncoded, epoch, passwordHash);
-  const what = id ? `You removed ${name}. ` : '';
-  systemLine(`${what}The room key changed (epoch ${epoch}) and went to ${sent} member${sent === 1 ? '' : 's'}; old invite links no longer work, share the new one.`, 'warn');
+  const keyLine = `The room key changed (epoch ${epoch}) and went to ${sent} member${sent === 1 ? '' : 's'}; old invite links no longer work, share the new one.`;
+  if (heirId) {
+    r.ownerSecret = '';
+    r.autoRotate = false;
+    r.owner = heir.ownerFp;
+    forgetOwner(tabStore(), r.roomId);
+    renderOwnerControls();
+    renderMembers();
+    renderShareLink();
+    systemLine(`You handed the room over to ${heirName}: only they can remove members now. ${keyLine}`, 'warn');
+    return;
+  }
+  persistOwner();
+  const what = kickId ? `You removed ${name}. ` : left ? `${left} left and this room changes its key then. ` : '';
+  systemLine(`${what}${keyLine}`, 'warn');
 }
 
 /** Moves the room to a new key and epoch. */
@@ -1077,11 +1289,40 @@ async function onDirect(d) {
     return;
   }
   systemLine(`The room owner changed the room key (epoch ${epoch}). Old invite links no longer work; use the new one.`, 'warn');
+  // A hand-over (docs/SECURITY.md §5.1): the owner names its heir's signing key.
+  if (typeof payload.owner === 'string' && HEX32.test(payload.owner) && payload.owner !== r.owner) {
+    await takeOwnerChange(r, d.senderId, payload);
+  }
+}
+
+/** The owner handed the room over: to this member (with the secret) or to another one. */
+async function takeOwnerChange(r, fromId, payload) {
+  const signatures = state.signatures;
+  r.owner = payload.owner;
+  const from = memberName(fromId);
+  const mine = payload.owner === await signatures.ownFingerprint(OWNER_FINGERPRINT);
+  if (mine && typeof payload.secret === 'string' && HEX64.test(payload.secret)) {
+    r.ownerSecret = payload.secret;
+    r.autoRotate = payload.autoRotate === true;
+    persistOwner();
+    renderOwnerControls();
+    renderMembers();
+    systemLine(`${from} handed this room over to you: you are its owner now.`, 'warn');
+  } else {
+    const heir = [...signatures.peers.values()].find((p) => p.ownerFp === payload.owner);
+    systemLine(`${from} handed this room over to ${heir ? memberName(heir.id) : 'another member'}.`, 'warn');
+  }
+  renderShareLink();
 }
 
 function onError(d) {
   const code = typeof d.code === 'string' ? d.code : '';
   const text = errorText(code, d.msg);
+  if (state.pendingSecret) {
+    // A hand-over's SetRoomSecret was refused (E008, E004, ...): nothing moved.
+    settleRoomSecret(new Error(text));
+    return;
+  }
   if (state.joining) {
     joinFailed(text, code);
     return;
@@ -1138,6 +1379,18 @@ function prefillFromFragment() {
   return true;
 }
 
+/** The room this tab owned before a reload: the join form filled in (ownerstore.js). */
+function prefillOwnedRoom() {
+  const kept = latestOwner(tabStore());
+  if (!kept || !parseShareCode(kept.code)) return false;
+  $('join-code').value = kept.code;
+  if (validName(kept.name)) $('join-name').value = kept.name;
+  $('owner-resume').hidden = false;
+  $('join-form').closest('.card').classList.add('highlight');
+  $('join-submit').focus();
+  return true;
+}
+
 function init() {
   if (!globalThis.crypto || !globalThis.crypto.subtle) {
     showLandingError('This page must be opened over https (or on localhost): the browser only offers its cryptography to secure pages.');
@@ -1159,7 +1412,14 @@ function init() {
   $('file-input').addEventListener('change', onFileChosen);
   $('reply-cancel').addEventListener('click', cancelReply);
   $('leave-btn').addEventListener('click', leaveRoom);
-  $('rotate-btn').addEventListener('click', () => kickMember(null));
+  $('rotate-btn').addEventListener('click', () => ownerTask(() => rotateKey()));
+  $('auto-rotate').addEventListener('change', () => {
+    const r = state.room;
+    if (!r || !r.ownerSecret) return;
+    r.autoRotate = $('auto-rotate').checked;
+    persistOwner();
+    systemLine(r.autoRotate ? 'The room key will change whenever someone leaves.' : 'The room key no longer changes when someone leaves.');
+  });
   $('closed-home').addEventListener('click', leaveRoom);
   $('share-toggle').addEventListener('click', () => {
     const panel = $('share-panel');
@@ -1191,8 +1451,9 @@ function init() {
   });
   window.addEventListener('online', () => state.conn && state.conn.retryNow());
 
-  // An invite link opens the join form pre-filled (the fragment stays local).
-  if (!prefillFromFragment()) $('create-name').focus();
+  // An invite link opens the join form pre-filled (the fragment stays local);
+  // else a room this tab owned before a reload is offered again.
+  if (!prefillFromFragment() && !prefillOwnedRoom()) $('create-name').focus();
   window.addEventListener('hashchange', () => {
     if (!state.room) prefillFromFragment();
   });

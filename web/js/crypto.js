@@ -142,6 +142,25 @@ export async function generateSigningKeyPair() {
   return { privateKey: pair.privateKey, publicKey: pair.publicKey, publicKeyB64: toBase64Url(raw) };
 }
 
+/** The pair as a private JWK (the owner keeps its identity across a reload: app.js, ownerstore.js). */
+export async function exportSigningKeyPair(pair) {
+  return subtle().exportKey('jwk', pair.privateKey);
+}
+
+/** A pair from a private JWK written by exportSigningKeyPair; throws when it is not one. */
+export async function importSigningKeyPair(jwk) {
+  if (!jwk || jwk.kty !== 'OKP' || jwk.crv !== 'Ed25519' || typeof jwk.d !== 'string' || typeof jwk.x !== 'string') {
+    throw new Error('not an Ed25519 private key');
+  }
+  const privateKey = await subtle().importKey('jwk', jwk, { name: 'Ed25519' }, true, ['sign']);
+  const publicKey = await importVerifyKey(jwk.x);
+  // The public half must belong to the private one (a fingerprint is derived from it).
+  const probe = new Uint8Array(32);
+  const sig = await subtle().sign({ name: 'Ed25519' }, privateKey, probe);
+  if (!(await subtle().verify({ name: 'Ed25519' }, publicKey, sig, probe))) throw new Error('the key halves do not match');
+  return { privateKey, publicKey, publicKeyB64: jwk.x };
+}
+
 export async function importVerifyKey(publicKeyB64) {
   const raw = fromBase64Url(publicKeyB64);
   if (raw.length !== 32) throw new Error('invalid Ed25519 public key');

@@ -23,6 +23,13 @@
 // below the highest seen is REORDERED. Announcements must be signed by the key
 // they announce. Signed payloads without a counter (other Arthas clients)
 // verify as before, without the order check; unsigned ones stay UNKNOWN.
+//
+// Gaps: a counter that jumps past the next one (frames the relay dropped or
+// withholds) is recorded as a gap event {kind: 'gap', senderId, from, to,
+// count}; a missing counter that arrives later (reordered) as {kind:
+// 'filled', senderId, ctr}. The UI takes them with takeGapEvents(). The
+// first counter seen from a member is its baseline: what it sent before we
+// joined (or before the first frame we got) is not a gap.
 
 import { buildPayload, generateSigningKeyPair, importVerifyKey, verifyPayload } from './crypto.js';
 import { fingerprint, OWNER_FINGERPRINT } from './rekey.js';
@@ -59,6 +66,8 @@ export const MAX_WAITING_PER_SENDER = 50;
 export const KEY_WAIT_MS = 60_000;
 /** Counters remembered per sender for the replay check. */
 export const MAX_SEEN_COUNTERS = 1024;
+/** Missing counters remembered per sender (to recognise a late one): those in the replay window. */
+export const MAX_MISSING_COUNTERS = MAX_SEEN_COUNTERS;
 
 /** The signatures of one room session, from one member's point of view. */
 export class RoomSignatures {
@@ -94,6 +103,20 @@ export class RoomSignatures {
     this.peers = new Map();
     /** senderId -> [{subject, payload, until}]: signed messages waiting for the sender's key */
     this.waiting = new Map();
+    /** Gap events not taken yet (bounded: the oldest go first). */
+    this.gapEvents = [];
+  }
+
+  /** The gap events since the last call ({kind: 'gap'|'filled', ...}), oldest first. */
+  takeGapEvents() {
+    const events = this.gapEvents;
+    this.gapEvents = [];
+    return events;
+  }
+
+  #gapEvent(event) {
+    this.gapEvents.push(event);
+    if (this.gapEvents.length > MAX_MISSING_COUNTERS) this.gapEvents.shift();
   }
 
   /** Whether this member signs what it sends. */
@@ -138,7 +161,21 @@ export class RoomSignatures {
     if (peer.seen.has(ctr) || ctr <= peer.maxCtr - MAX_SEEN_COUNTERS) return VERDICT.REPLAYED;
     peer.seen.add(ctr);
     if (peer.seen.size > MAX_SEEN_COUNTERS) peer.seen.delete(peer.seen.values().next().value);
-    if (ctr < peer.maxCtr) return VERDICT.REORDERED;
+    if (ctr < peer.maxCtr) {
+      if (peer.missing.delete(ctr)) this.#gapEvent({ kind: 'filled', senderId: peer.id, ctr });
+      return VERDICT.REORDERED;
+    }
+    if (peer.maxCtr > 0 && ctr > peer.maxCtr + 1) {
+      const from = peer.maxCtr + 1;
+      const to = ctr - 1;
+      // Only the counters a late frame could still fill (the replay window).
+      for (let c = Math.max(from, ctr - MAX_MISSING_COUNTERS); c <= to; c++) peer.missing.add(c);
+      for (const c of peer.missing) {
+        if (peer.missing.size <= MAX_MISSING_COUNTERS && c > ctr - MAX_MISSING_COUNTERS) break;
+        peer.missing.delete(c);
+      }
+      this.#gapEvent({ kind: 'gap', senderId: peer.id, from, to, count: to - from + 1 });
+    }
     peer.maxCtr = ctr;
     return VERDICT.VERIFIED;
   }
@@ -184,7 +221,7 @@ export class RoomSignatures {
     // Another announcement of this sender may have been learned meanwhile.
     const raced = this.#knownOutcome(senderId, announcement);
     if (raced) return { outcome: raced, settled: [] };
-    const peer = { key, encoded: announcement.pubkey, dh, fp, ownerFp, maxCtr: 0, seen: new Set() };
+    const peer = { id: senderId, key, encoded: announcement.pubkey, dh, fp, ownerFp, maxCtr: 0, seen: new Set(), missing: new Set() };
     this.peers.set(senderId, peer);
     const now = this.now();
     const waiting = this.waiting.get(senderId) || [];

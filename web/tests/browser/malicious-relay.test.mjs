@@ -1,9 +1,10 @@
-// A relay that replays and reorders frames (docs/SECURITY.md §5.5): Bob's
+// A relay that replays, reorders and drops frames (docs/SECURITY.md §5.5): Bob's
 // WebSocket goes through a hook (Playwright's routeWebSocket) that stands in
 // for a malicious relay between his page and the real server. It can only
 // move ciphertext it cannot read, and Bob's client shows what it did: a
 // replayed message is marked "Replayed", a message delivered after a later
-// one "Out of order", and both stay correctly signed by Alice.
+// one "Out of order", both stay correctly signed by Alice, and a message the
+// relay withholds shows as a gap ("1 message from Alice missing").
 
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -13,13 +14,13 @@ import { decode } from '../../js/msgpack.js';
 
 const T = 15_000;
 
-describe('a relay that replays and reorders frames is detected', { timeout: 120_000 }, () => {
+describe('a relay that replays, reorders and drops frames is detected', { timeout: 120_000 }, () => {
   let servers;
   let browser;
   let alice;
   let bob;
   // What the hook does to the next chat frames it relays to Bob.
-  const hook = { mode: 'pass', held: null, relayed: 0 };
+  const hook = { mode: 'pass', held: null, relayed: 0, dropped: 0 };
 
   before(async () => {
     servers = await serverUrls(2);
@@ -41,7 +42,10 @@ describe('a relay that replays and reorders frames is detected', { timeout: 120_
           return;
         }
         hook.relayed += 1;
-        if (hook.mode === 'replay') {
+        if (hook.mode === 'drop') {
+          hook.mode = 'pass';
+          hook.dropped += 1;
+        } else if (hook.mode === 'replay') {
           hook.mode = 'pass';
           ws.send(m);
           ws.send(m);
@@ -107,13 +111,31 @@ describe('a relay that replays and reorders frames is detected', { timeout: 120_
     const texts = await bob.page.locator('#messages li[data-kind="chat"] .body').allTextContents();
     assert.ok(texts.indexOf('second in order') < texts.indexOf('first in order'));
     assert.match(await chat(bob, 'first in order').locator('.verify').textContent(), /Out of order/);
+    // The gap the held frame opened for a moment closed when it arrived.
+    await bob.page.locator('#messages li.system[data-missing="0"]', { hasText: 'The missing messages from Alice arrived late' }).waitFor({ timeout: T });
+  });
+
+  it('a dropped message is shown as missing', async () => {
+    hook.mode = 'drop';
+    await send(alice, 'withheld by the relay');
+    await waitUntil(() => hook.dropped === 1, { what: 'the dropped frame' });
+    await send(alice, 'after the gap');
+    await chat(bob, 'after the gap', 'verified').waitFor({ timeout: T });
+    const notice = bob.page.locator('#messages li.system[data-missing="1"]');
+    await notice.waitFor({ timeout: T });
+    assert.match(await notice.textContent(), /^1 message from Alice missing/);
+    assert.equal(await chat(bob, 'withheld by the relay').count(), 0);
+    // The notice sits where the gap was seen: right before the message after it.
+    const kinds = await bob.page.locator('#messages li').evaluateAll((lis) => lis.slice(-2).map((li) => li.dataset.missing ?? li.textContent));
+    assert.equal(kinds[0], '1');
   });
 
   it('messages relayed faithfully are verified again', async () => {
     await send(alice, 'back to normal');
     await chat(bob, 'back to normal', 'verified').waitFor({ timeout: T });
     assert.equal(hook.mode, 'pass');
-    assert.equal(hook.relayed, 3, "one replayed and two reordered frames");
+    assert.equal(hook.relayed, 4, 'one replayed, two reordered and one dropped frame');
+    assert.equal(await bob.page.locator('#messages li.system[data-missing]').count(), 2, 'no other gap was reported');
     assert.deepEqual([...alice.errors, ...bob.errors], []);
   });
 });

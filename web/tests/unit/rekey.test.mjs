@@ -78,3 +78,31 @@ test('an owner secret is 64 hex characters and the room keeps its SHA-256', asyn
 test('a fingerprint is 8 hex digits of the SHA-256 of the key', async () => {
   assert.equal(await fingerprint(b64(ALICE_PUBLIC)), Buffer.from(await crypto.subtle.digest('SHA-256', ALICE_PUBLIC)).toString('hex').slice(0, 8));
 });
+
+test('a hand-over key names the heir for everyone and carries the new secret for the heir only', async () => {
+  const { RoomSignatures } = await import('../../js/signatures.js');
+  const ownerDh = await generateDhKeyPair();
+  const heirDh = await generateDhKeyPair();
+  const otherDh = await generateDhKeyPair();
+  const owner = await RoomSignatures.start({ roomId: 'R', dh: ownerDh });
+  const heir = await RoomSignatures.start({ roomId: 'R', dh: heirDh });
+  const other = await RoomSignatures.start({ roomId: 'R', dh: otherDh });
+  for (const m of [heir, other]) await m.learn('owner', JSON.parse(JSON.stringify(await owner.announcement())));
+  const heirFp = await heir.ownFingerprint(32);
+  const next = await newOwnerSecret();
+  const content = { text: '', type: 'rekey', epoch: 3, key: 'k'.repeat(43), owner: heirFp };
+  const forHeir = await owner.signed({ ...content, secret: next.secret, autoRotate: true });
+  const forOther = await owner.signed(content);
+  const sealedHeir = await sealRekey({ ownerDh, memberDhB64: heirDh.publicKeyB64, roomId: 'R', epoch: 3, payload: forHeir });
+  const sealedOther = await sealRekey({ ownerDh, memberDhB64: otherDh.publicKeyB64, roomId: 'R', epoch: 3, payload: forOther });
+  const openedHeir = await openRekey({ myDh: heirDh, ownerDhB64: ownerDh.publicKeyB64, roomId: 'R', epoch: 3, ...sealedHeir });
+  assert.equal(openedHeir.secret, next.secret);
+  assert.equal(openedHeir.owner, heirFp);
+  assert.equal(await heir.verifiedFrom('owner', openedHeir), true);
+  const openedOther = await openRekey({ myDh: otherDh, ownerDhB64: ownerDh.publicKeyB64, roomId: 'R', epoch: 3, ...sealedOther });
+  assert.equal(openedOther.secret, undefined, 'the others never get the secret');
+  assert.equal(await other.verifiedFrom('owner', openedOther), true);
+  // Another member cannot open the heir's, and naming another heir breaks the signature.
+  await assert.rejects(openRekey({ myDh: otherDh, ownerDhB64: ownerDh.publicKeyB64, roomId: 'R', epoch: 3, ...sealedHeir }));
+  assert.equal(await other.verifiedFrom('owner', { ...openedOther, owner: await other.ownFingerprint(32) }), false);
+});

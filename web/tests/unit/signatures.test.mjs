@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  RoomSignatures, VERDICT, ANNOUNCEMENT, MAX_WAITING_PER_SENDER, KEY_WAIT_MS,
+  RoomSignatures, VERDICT, ANNOUNCEMENT, MAX_WAITING_PER_SENDER, KEY_WAIT_MS, MAX_MISSING_COUNTERS,
 } from '../../js/signatures.js';
 import { buildPayload, generateSigningKeyPair, parsePayload } from '../../js/crypto.js';
 
@@ -247,4 +247,63 @@ test('a learned key keeps its fingerprint and its X25519 key', async () => {
   assert.match(peer.ownerFp, /^[0-9a-f]{32}$/);
   assert.ok(peer.ownerFp.startsWith(peer.fp));
   assert.equal(peer.ownerFp, await alice.ownFingerprint(32));
+});
+
+test('a dropped message shows as a gap in its sender\'s counters', async () => {
+  const { alice, bob } = await boundPair();
+  const sent = [];
+  for (const text of ['one', 'two', 'three', 'four', 'five']) sent.push(overTheWire(await alice.sign({ text })));
+  assert.equal(await bob.check('alice', sent[0], 'r1'), VERDICT.VERIFIED);
+  assert.deepEqual(bob.takeGapEvents(), [], 'the first counter is the baseline');
+  // The relay drops two and three.
+  assert.equal(await bob.check('alice', sent[3], 'r4'), VERDICT.VERIFIED);
+  assert.deepEqual(bob.takeGapEvents(), [{ kind: 'gap', senderId: 'alice', from: 2, to: 3, count: 2 }]);
+  assert.deepEqual(bob.takeGapEvents(), [], 'events are taken once');
+  assert.equal(await bob.check('alice', sent[4], 'r5'), VERDICT.VERIFIED);
+  assert.deepEqual(bob.takeGapEvents(), [], 'the next counter is no gap');
+});
+
+test('a missing message that arrives late fills its gap and is out of order', async () => {
+  const { alice, bob } = await boundPair();
+  const sent = [];
+  for (const text of ['one', 'two', 'three']) sent.push(overTheWire(await alice.sign({ text })));
+  await bob.check('alice', sent[0], 'r1');
+  assert.equal(await bob.check('alice', sent[2], 'r3'), VERDICT.VERIFIED);
+  assert.deepEqual(bob.takeGapEvents(), [{ kind: 'gap', senderId: 'alice', from: 2, to: 2, count: 1 }]);
+  assert.equal(await bob.check('alice', sent[1], 'r2'), VERDICT.REORDERED);
+  assert.deepEqual(bob.takeGapEvents(), [{ kind: 'filled', senderId: 'alice', ctr: 2 }]);
+  // A replay of it fills nothing.
+  assert.equal(await bob.check('alice', sent[1], 'r2 again'), VERDICT.REPLAYED);
+  assert.deepEqual(bob.takeGapEvents(), []);
+});
+
+test('a member who joins late sees no gap for what was sent before', async () => {
+  const alice = await RoomSignatures.start({ roomId: 'R' });
+  for (let i = 0; i < 5; i++) await alice.sign({ text: `before ${i}` });
+  const bob = await RoomSignatures.start({ roomId: 'R' });
+  const sixth = overTheWire(await alice.sign({ text: 'six' }));
+  // Bob gets the message before the key: it waits, and is settled with the key.
+  assert.equal(await bob.check('alice', sixth, 'r6'), VERDICT.UNKNOWN);
+  const { settled } = await bob.learn('alice', overTheWire(await alice.announcement()));
+  assert.deepEqual(settled.map((x) => x.verdict), [VERDICT.VERIFIED]);
+  assert.deepEqual(bob.takeGapEvents(), []);
+  assert.equal(await bob.check('alice', overTheWire(await alice.sign({ text: 'seven' })), 'r7'), VERDICT.VERIFIED);
+  assert.deepEqual(bob.takeGapEvents(), []);
+});
+
+test('gaps are per sender, and a huge jump keeps only the replay window of missing counters', async () => {
+  const { alice, bob } = await boundPair();
+  const carol = await RoomSignatures.start({ roomId: 'R' });
+  await bob.learn('carol', overTheWire(await carol.announcement()));
+  await bob.check('alice', overTheWire(await alice.sign({ text: 'a1' })), 'a1');
+  await bob.check('carol', overTheWire(await carol.sign({ text: 'c1' })), 'c1');
+  await carol.sign({ text: 'c2 dropped' });
+  await bob.check('alice', overTheWire(await alice.sign({ text: 'a2' })), 'a2');
+  await bob.check('carol', overTheWire(await carol.sign({ text: 'c3' })), 'c3');
+  assert.deepEqual(bob.takeGapEvents(), [{ kind: 'gap', senderId: 'carol', from: 2, to: 2, count: 1 }]);
+  const jump = MAX_MISSING_COUNTERS * 3;
+  for (let i = 0; i < jump; i++) await alice.sign({ text: 'dropped' });
+  await bob.check('alice', overTheWire(await alice.sign({ text: 'after the jump' })), 'aj');
+  assert.deepEqual(bob.takeGapEvents(), [{ kind: 'gap', senderId: 'alice', from: 3, to: 2 + jump, count: jump }]);
+  assert.ok(bob.peers.get('alice').missing.size <= MAX_MISSING_COUNTERS);
 });
