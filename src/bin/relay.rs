@@ -169,6 +169,15 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
                 .into(),
         );
     }
+    // A bus message carries one inbound message and a small header; the
+    // standalone bus's RESP3 reader refuses pushes over its bulk limit.
+    let max_bus_message = store::redis::resp::MAX_BULK_LEN / 2;
+    if config.relay.max_message_bytes > max_bus_message {
+        return Err(format!(
+            "--max-message-bytes must be at most {max_bus_message} (half the largest push the Redis bus reads)"
+        )
+        .into());
+    }
     let node_id = config.node_id.clone().unwrap_or_else(default_node_id);
     let identity = config.tls.identity()?;
     let gateway_tls = gateway_tls(&config)?;

@@ -473,3 +473,92 @@ async fn delivery_resumes_after_the_channels_slot_migrates() {
         moved_at.elapsed()
     );
 }
+
+/// A TCP proxy in front of a real Redis that, when told, sends bytes that
+/// are not RESP3 to every client connection that has subscribed (the bus's
+/// subscriber connection), as a broken or hostile server would.
+async fn garbling_proxy(upstream: String) -> (String, tokio::sync::watch::Sender<u32>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind the proxy");
+    let addr = listener.local_addr().expect("proxy address");
+    let (garble, garbled) = tokio::sync::watch::channel(0u32);
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let upstream = upstream.clone();
+            let mut garbled = garbled.clone();
+            garbled.mark_unchanged();
+            tokio::spawn(async move {
+                let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else {
+                    return;
+                };
+                let (mut cr, mut cw) = client.into_split();
+                let (mut sr, mut sw) = server.into_split();
+                let subscribed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+                let seen = subscribed.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 16 * 1024];
+                    while let Ok(n @ 1..) = cr.read(&mut buf).await {
+                        if buf[..n].windows(9).any(|w| w == b"SUBSCRIBE") {
+                            seen.store(true, std::sync::atomic::Ordering::Release);
+                        }
+                        if sw.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+                let mut buf = vec![0u8; 16 * 1024];
+                loop {
+                    tokio::select! {
+                        read = sr.read(&mut buf) => match read {
+                            Ok(n @ 1..) => {
+                                if cw.write_all(&buf[..n]).await.is_err() {
+                                    return;
+                                }
+                            }
+                            _ => return,
+                        },
+                        changed = garbled.changed() => {
+                            if changed.is_err() {
+                                return;
+                            }
+                            if subscribed.load(std::sync::atomic::Ordering::Acquire) {
+                                let _ = cw.write_all(b"$-1\r\n").await;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (format!("redis://{addr}"), garble)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_frame_from_redis_drops_the_subscriber_connection_and_the_bus_recovers() {
+    let f = Fixture::standalone().await;
+    let Backend::Standalone(server) = &f.backend else {
+        unreachable!()
+    };
+    let (url, garble) = garbling_proxy(server.addr()).await;
+    let engine = RedisEngine::connect(
+        arthas_store::redis::RedisMode::Standalone { url },
+        common::test_config(),
+    )
+    .await
+    .expect("connect through the proxy");
+    let sink = arthas_store::testing::RecordingSink::new();
+    engine.attach(sink.clone());
+    let receiver = Relay { engine, sink };
+    let publisher = relay(&f).await;
+    let rooms: Vec<String> = (0..5).map(|i| format!("room-{i}")).collect();
+    for room in &rooms {
+        receiver.engine.subscribe(room).await.expect("subscribe");
+    }
+    let before = receiver.engine.bus_health().borrow().recoveries;
+    garble.send_modify(|n| *n += 1);
+    let health = recovered(&receiver.engine, before).await;
+    assert_eq!(health.last_recovery_rooms, rooms.len());
+    delivery_resumes_in_every_room(&publisher, &receiver, &rooms).await;
+}

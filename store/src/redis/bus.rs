@@ -1,29 +1,27 @@
-//! The standalone bus: PUBLISH/SUBSCRIBE on one RESP3 connection.
+//! The standalone bus: SUBSCRIBE on our own RESP3 connection, PUBLISH on
+//! redis-rs.
 //!
-//! One redis-rs `ConnectionManager` carries the relay's publishes, its
-//! subscribe commands and the message pushes; pushes go straight to
-//! [`PushDispatch`](super::PushDispatch), which hands them to the relay's
-//! sink in arrival order (Redis orders a channel's messages, so every relay
-//! sees one order per room).
+//! Pushes arrive on the subscriber connection ([`subscriber`](super::subscriber)),
+//! read with the minimal RESP3 reader ([`resp`](super::resp)) and handed to
+//! the relay's sink in arrival order (Redis orders a channel's messages for
+//! every subscriber, whichever connection published them, so every relay
+//! sees one order per room). Publishes go through a redis-rs
+//! `ConnectionManager` (reconnecting by itself).
 //!
-//! Faults: when the connection drops, the manager reconnects with backoff
-//! and replays the subscriptions it confirmed. The supervisor here learns of
-//! the loss from the `Disconnection` push (or a PING probe that fails), marks
-//! the bus down so publishes fail at once instead of queueing, and once a
-//! PING answers again subscribes every hosted room once more (idempotent on
-//! the server) before marking the bus up: the replay's outcome is never
-//! assumed.
+//! Faults: when the subscriber connection drops (or fails a PING probe),
+//! the bus is marked down so publishes fail at once instead of queueing; the
+//! supervisor here opens a new connection (with backoff), subscribes every
+//! hosted room on it and only then marks the bus up again.
 //!
-//! Sentinel mode: the connection goes to the master the sentinels name. The
-//! manager alone would reconnect to the old address, a demoted master where
-//! PUBLISH still answers but reaches nobody on the new one, so after a loss
-//! the supervisor asks the sentinels first and, when the master moved,
-//! replaces the manager by one for the new master before resubscribing; it
-//! also asks every `sentinel_check_interval` and does the same when the
-//! answer changes. The bus stays down (publishes fail fast) until the
-//! sentinels name a master that answers.
+//! Sentinel mode: both connections go to the master the sentinels name.
+//! After a loss the supervisor asks the sentinels first and, when the master
+//! moved, replaces the publisher and retires the subscriber connection
+//! (closing it, which unsubscribes everything on the demoted master; its
+//! pushes are ignored from then on) before connecting to the new master and
+//! resubscribing; it also asks every `sentinel_check_interval` and does the
+//! same when the answer changes. The bus stays down (publishes fail fast)
+//! until the sentinels name a master that answers.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -33,51 +31,52 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::{timeout, MissedTickBehavior};
 
 use super::sentinel::{self, MasterLocator};
-use super::{keys, lock, next_backoff, BusEvent, BusShared, PushDispatch, RedisConfig};
+use super::subscriber::{Connector, Subscriber};
+use super::{keys, lock, next_backoff, BusEvent, BusShared, RedisConfig};
 use crate::bus::BusError;
 use crate::room::StoreError;
 
 /// Where the bus connects.
 pub(crate) enum BusTarget {
-    /// One server (the manager reconnects to it).
+    /// One server.
     Fixed(Box<redis::Client>),
-    /// The master the sentinels name (RESP3 connections).
+    /// The master the sentinels name.
     Sentinel(Arc<MasterLocator>),
 }
 
-/// The manager in use, and the flag that retires its push sender; replaced
-/// when a Sentinel failover moved the master.
-type ManagerSlot = Arc<Mutex<(ConnectionManager, Arc<AtomicBool>)>>;
+/// The connections in use: replaced when a Sentinel failover moved the
+/// master (both) or the subscriber connection was lost (that one).
+struct Connections {
+    /// Publishes (reconnects by itself).
+    publisher: ConnectionManager,
+    /// Subscriptions and message pushes; `None` until the supervisor opened
+    /// a new one after a loss.
+    subscriber: Option<Subscriber>,
+}
+
+type Slot = Arc<Mutex<Connections>>;
 
 /// The standalone bus connection.
 pub(crate) struct StandaloneBus {
-    /// Commands and pushes on one reconnecting RESP3 connection.
-    manager: ManagerSlot,
+    slot: Slot,
 }
 
-fn new_manager(
+fn new_publisher(
     client: redis::Client,
     config: &RedisConfig,
-    shared: &Arc<BusShared>,
-) -> Result<(ConnectionManager, Arc<AtomicBool>), redis::RedisError> {
-    let (sender, live) = PushDispatch::retirable(shared.clone());
+) -> Result<ConnectionManager, redis::RedisError> {
     let manager_config = ConnectionManagerConfig::new()
-        .set_push_sender(sender)
-        .set_automatic_resubscription()
         .set_connection_timeout(Some(config.connect_timeout))
-        .set_response_timeout(Some(config.subscribe_timeout))
+        .set_response_timeout(Some(config.publish_timeout))
         .set_min_delay(config.reconnect_backoff_min)
         .set_max_delay(config.reconnect_backoff_max)
         // Never give up: every caller's wait is bounded by our timeouts.
         .set_number_of_retries(usize::MAX);
-    Ok((
-        ConnectionManager::new_lazy_with_config(client, manager_config)?,
-        live,
-    ))
+    ConnectionManager::new_lazy_with_config(client, manager_config)
 }
 
 impl StandaloneBus {
-    /// Opens the connection and starts the supervisor.
+    /// Opens both connections and starts the supervisor.
     pub(crate) async fn connect(
         target: BusTarget,
         config: &RedisConfig,
@@ -92,30 +91,44 @@ impl StandaloneBus {
                 .await
                 .map_err(|e| StoreError(format!("redis bus: sentinel: {e}")))?,
         };
-        let master = sentinel::address(&client);
-        let manager = new_manager(client, config, &shared)
-            .map_err(|e| StoreError(format!("redis bus: {e}")))?;
-        ping(&manager.0, config)
+        let connector = Arc::new(Connector::new(config.tls.clone()));
+        let subscriber = connector
+            .connect(&client, config.connect_timeout, shared.clone())
             .await
             .map_err(|e| StoreError(format!("redis bus: {}", e.0)))?;
-        let slot = Arc::new(Mutex::new(manager));
-        let locator = match target {
-            BusTarget::Fixed(_) => None,
-            BusTarget::Sentinel(locator) => Some(Follow { locator, master }),
+        let publisher = new_publisher(client.clone(), config)
+            .map_err(|e| StoreError(format!("redis bus: {e}")))?;
+        ping(&publisher, config)
+            .await
+            .map_err(|e| StoreError(format!("redis bus: {}", e.0)))?;
+        let slot = Arc::new(Mutex::new(Connections {
+            publisher,
+            subscriber: Some(subscriber),
+        }));
+        let source = match target {
+            BusTarget::Fixed(_) => Source::Fixed(client),
+            BusTarget::Sentinel(locator) => Source::Sentinel(Follow {
+                locator,
+                master: sentinel::address(&client),
+                client,
+            }),
         };
         tokio::spawn(supervise(
-            slot.clone(),
-            locator,
-            config.clone(),
-            shared,
+            Supervisor {
+                slot: slot.clone(),
+                source,
+                connector,
+                config: config.clone(),
+                shared,
+            },
             events,
             shutdown,
         ));
-        Ok(StandaloneBus { manager: slot })
+        Ok(StandaloneBus { slot })
     }
 
-    fn manager(&self) -> ConnectionManager {
-        lock(&self.manager).0.clone()
+    fn subscriber(&self) -> Option<Subscriber> {
+        lock(&self.slot).subscriber.clone()
     }
 
     pub(crate) async fn subscribe(
@@ -129,21 +142,19 @@ impl StandaloneBus {
         }
         let _gate = shared.gate.read().await;
         shared.want(room_id);
-        let mut manager = self.manager();
         // Returns once Redis confirmed the subscription.
-        match timeout(
-            config.subscribe_timeout,
-            manager.subscribe(keys::channel(room_id)),
-        )
-        .await
-        {
-            Ok(Ok(())) => Ok(()),
-            outcome => {
-                shared.unwant(room_id);
-                shared.stale().insert(room_id.to_owned());
-                Err(BusError(failure("subscribe", outcome)))
+        let outcome = match self.subscriber() {
+            Some(s) => {
+                s.subscribe(vec![keys::channel(room_id)], config.subscribe_timeout)
+                    .await
             }
-        }
+            None => Err("reconnecting to redis".into()),
+        };
+        outcome.map_err(|e| {
+            shared.unwant(room_id);
+            shared.stale().insert(room_id.to_owned());
+            BusError(format!("subscribe: {e}"))
+        })
     }
 
     pub(crate) async fn unsubscribe(
@@ -154,19 +165,17 @@ impl StandaloneBus {
     ) -> Result<(), BusError> {
         let _gate = shared.gate.read().await;
         shared.unwant(room_id);
-        let mut manager = self.manager();
-        match timeout(
-            config.subscribe_timeout,
-            manager.unsubscribe(keys::channel(room_id)),
-        )
-        .await
-        {
-            Ok(Ok(())) => Ok(()),
-            outcome => {
-                shared.stale().insert(room_id.to_owned());
-                Err(BusError(failure("unsubscribe", outcome)))
+        let outcome = match self.subscriber() {
+            Some(s) => {
+                s.unsubscribe(vec![keys::channel(room_id)], config.subscribe_timeout)
+                    .await
             }
-        }
+            None => Err("reconnecting to redis".into()),
+        };
+        outcome.map_err(|e| {
+            shared.stale().insert(room_id.to_owned());
+            BusError(format!("unsubscribe: {e}"))
+        })
     }
 
     /// Hot path: one PUBLISH, bounded by the publish timeout.
@@ -180,12 +189,12 @@ impl StandaloneBus {
         if !shared.is_up() {
             return Err(BusError("reconnecting to redis".into()));
         }
-        let mut manager = self.manager();
+        let mut publisher = lock(&self.slot).publisher.clone();
         let mut cmd = redis::cmd("PUBLISH");
         cmd.arg(keys::channel(room_id)).arg(wire);
         match timeout(
             config.publish_timeout,
-            cmd.query_async::<Value>(&mut manager),
+            cmd.query_async::<Value>(&mut publisher),
         )
         .await
         {
@@ -221,25 +230,28 @@ async fn ping(manager: &ConnectionManager, config: &RedisConfig) -> Result<(), B
     }
 }
 
+/// Which server the supervisor connects to.
+enum Source {
+    Fixed(redis::Client),
+    Sentinel(Follow),
+}
+
 /// Sentinel mode: the supervisor's view of the master.
 struct Follow {
     /// Asks the sentinels.
     locator: Arc<MasterLocator>,
-    /// `host:port` of the master the manager in use connects to.
+    /// `host:port` of the master the connections in use go to.
     master: String,
+    /// That master.
+    client: redis::Client,
 }
 
 impl Follow {
     /// Points the slot at the master the sentinels name now, replacing the
-    /// manager when it moved; the old one unsubscribes everything (best
-    /// effort, in the background) and its pushes are ignored from now on, so a
-    /// demoted master delivers nothing twice.
-    async fn follow(
-        &mut self,
-        slot: &ManagerSlot,
-        config: &RedisConfig,
-        shared: &Arc<BusShared>,
-    ) -> Result<(), BusError> {
+    /// publisher and retiring the subscriber connection when it moved (the
+    /// demoted master drops its subscriptions as the connection closes, and
+    /// nothing it still sends reaches the relay).
+    async fn follow(&mut self, slot: &Slot, config: &RedisConfig) -> Result<(), BusError> {
         let client = self
             .locator
             .master()
@@ -249,18 +261,19 @@ impl Follow {
         if master == self.master {
             return Ok(());
         }
-        let manager = new_manager(client, config, shared)
+        let publisher = new_publisher(client.clone(), config)
             .map_err(|e| BusError(format!("sentinel: new master {master}: {e}")))?;
-        let (mut old, retired) = std::mem::replace(&mut *lock(slot), manager);
-        // Nothing from the old connection reaches the relay any more.
-        retired.store(false, Ordering::Release);
+        let retired = {
+            let mut connections = lock(slot);
+            connections.publisher = publisher;
+            connections.subscriber.take()
+        };
+        if let Some(old) = retired {
+            old.retire();
+        }
         tracing::info!(from = %self.master, to = %master, "redis bus: following the new master");
         self.master = master;
-        let channels: Vec<String> = shared.rooms().iter().map(|r| keys::channel(r)).collect();
-        let wait = config.subscribe_timeout;
-        tokio::spawn(async move {
-            let _ = timeout(wait, old.unsubscribe(channels)).await;
-        });
+        self.client = client;
         Ok(())
     }
 
@@ -277,23 +290,76 @@ impl Follow {
     }
 }
 
-/// Watches the connection: notices losses (and, with Sentinel, a moved
-/// master), resubscribes, reports health.
-async fn supervise(
-    slot: ManagerSlot,
-    mut follow: Option<Follow>,
+/// What the supervisor task owns.
+struct Supervisor {
+    slot: Slot,
+    source: Source,
+    connector: Arc<Connector>,
     config: RedisConfig,
     shared: Arc<BusShared>,
+}
+
+impl Supervisor {
+    fn subscriber(&self) -> Option<Subscriber> {
+        lock(&self.slot).subscriber.clone()
+    }
+
+    /// Closes the subscriber connection (it is suspected).
+    fn retire(&self) {
+        if let Some(old) = lock(&self.slot).subscriber.take() {
+            old.retire();
+        }
+    }
+
+    /// One recovery attempt: follows the master (Sentinel), opens a new
+    /// subscriber connection if the one in use ended, subscribes every
+    /// wanted room on it, and checks that the publisher answers.
+    async fn recover(&mut self) -> Result<usize, BusError> {
+        let client = match &mut self.source {
+            Source::Fixed(client) => client.clone(),
+            Source::Sentinel(f) => {
+                f.follow(&self.slot, &self.config).await?;
+                f.client.clone()
+            }
+        };
+        let subscriber = match self.subscriber() {
+            Some(s) if !s.is_closed() => s,
+            _ => {
+                let s = self
+                    .connector
+                    .connect(&client, self.config.connect_timeout, self.shared.clone())
+                    .await?;
+                let replaced = lock(&self.slot).subscriber.replace(s.clone());
+                if let Some(old) = replaced {
+                    old.retire();
+                }
+                s
+            }
+        };
+        let rooms = resubscribe_all(&subscriber, &self.config, &self.shared).await?;
+        // Publishes work again too before the bus is marked up (the
+        // publisher reconnects by itself; this waits for it).
+        let publisher = lock(&self.slot).publisher.clone();
+        ping(&publisher, &self.config).await?;
+        Ok(rooms)
+    }
+}
+
+/// Watches the connection: notices losses (and, with Sentinel, a moved
+/// master), reconnects, resubscribes, reports health.
+async fn supervise(
+    mut sup: Supervisor,
     mut events: mpsc::Receiver<BusEvent>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let current = |slot: &ManagerSlot| lock(slot).0.clone();
+    let config = sup.config.clone();
     let mut probe = tokio::time::interval(config.bus_probe_interval);
     probe.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut check = tokio::time::interval(config.sentinel_check_interval);
     check.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut lost_at: Option<Instant> = None;
     loop {
+        let sentinel = matches!(sup.source, Source::Sentinel(_));
         tokio::select! {
             _ = shutdown.changed() => return,
             event = events.recv() => match event {
@@ -304,38 +370,36 @@ async fn supervise(
                 }
             },
             _ = probe.tick(), if lost_at.is_none() => {
-                if let Err(e) = ping(&current(&slot), &config).await {
-                    tracing::warn!(error = %e.0, "redis bus: probe failed");
-                    shared.set_down();
+                let wait = config.connect_timeout + config.command_timeout;
+                let outcome = match sup.subscriber() {
+                    Some(s) => s.ping(wait).await,
+                    None => Err("no connection".into()),
+                };
+                if let Err(e) = outcome {
+                    tracing::warn!(error = %e, "redis bus: probe failed");
+                    sup.shared.set_down();
+                    sup.retire();
                     lost_at = Some(Instant::now());
                 }
             }
-            _ = check.tick(), if lost_at.is_none() && follow.is_some() => {
-                if let Some(f) = &follow {
+            _ = check.tick(), if lost_at.is_none() && sentinel => {
+                if let Source::Sentinel(f) = &sup.source {
                     if f.moved().await {
                         tracing::warn!("redis bus: the sentinels name another master");
-                        shared.set_down();
+                        sup.shared.set_down();
                         lost_at = Some(Instant::now());
                     }
                 }
             }
         }
         let Some(since) = lost_at else { continue };
-        shared.set_down();
+        sup.shared.set_down();
         // Events queued (or dropped) so far are covered by the pass below.
         while events.try_recv().is_ok() {}
-        shared.take_overflow();
+        sup.shared.take_overflow();
         let mut delay = config.reconnect_backoff_min;
         loop {
-            let followed = match follow.as_mut() {
-                Some(f) => f.follow(&slot, &config, &shared).await,
-                None => Ok(()),
-            };
-            let outcome = match followed {
-                Ok(()) => resubscribe_all(&current(&slot), &config, &shared).await,
-                Err(e) => Err(e),
-            };
-            match outcome {
+            match sup.recover().await {
                 Ok(rooms) => {
                     let took = since.elapsed();
                     tracing::info!(
@@ -343,7 +407,7 @@ async fn supervise(
                         took_ms = took.as_millis() as u64,
                         "redis bus: recovered"
                     );
-                    shared.recovered(Some(took), rooms);
+                    sup.shared.recovered(Some(took), rooms);
                     lost_at = None;
                     break;
                 }
@@ -362,40 +426,42 @@ async fn supervise(
 
 /// Subscribes every wanted room again and unsubscribes the stale ones.
 async fn resubscribe_all(
-    manager: &ConnectionManager,
+    subscriber: &Subscriber,
     config: &RedisConfig,
     shared: &BusShared,
 ) -> Result<usize, BusError> {
-    ping(manager, config).await?;
+    let fail = |what: &str, e: String| BusError(format!("{what}: {e}"));
+    subscriber
+        .ping(config.command_timeout)
+        .await
+        .map_err(|e| fail("ping", e))?;
     let rooms: Vec<String> = shared.rooms().iter().cloned().collect();
-    let mut m = manager.clone();
     for chunk in rooms.chunks(config.resubscribe_batch.max(1)) {
         let channels: Vec<String> = chunk.iter().map(|r| keys::channel(r)).collect();
-        let outcome = timeout(config.subscribe_timeout, m.subscribe(channels)).await;
-        if !matches!(outcome, Ok(Ok(()))) {
-            return Err(BusError(failure("resubscribe", outcome)));
-        }
+        subscriber
+            .subscribe(channels, config.subscribe_timeout)
+            .await
+            .map_err(|e| fail("resubscribe", e))?;
     }
     // Rooms given up meanwhile, or while their UNSUBSCRIBE failed.
     let _gate = shared.gate.write().await;
     let gone = shared.unwanted(&rooms);
     for chunk in gone.chunks(config.resubscribe_batch.max(1)) {
         let channels: Vec<String> = chunk.iter().map(|r| keys::channel(r)).collect();
-        let outcome = timeout(config.subscribe_timeout, m.unsubscribe(channels)).await;
-        let done = matches!(outcome, Ok(Ok(())));
+        let outcome = subscriber
+            .unsubscribe(channels, config.subscribe_timeout)
+            .await;
         {
             let mut stale = shared.stale();
             for room in chunk {
-                if done {
+                if outcome.is_ok() {
                     stale.remove(room);
                 } else {
                     stale.insert(room.clone());
                 }
             }
         }
-        if !done {
-            return Err(BusError(failure("unsubscribe stale", outcome)));
-        }
+        outcome.map_err(|e| fail("unsubscribe stale", e))?;
     }
     Ok(rooms.len())
 }

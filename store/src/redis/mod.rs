@@ -13,24 +13,25 @@
 //!
 //! # The bus
 //!
-//! Standalone ([`bus`]): one RESP3 connection (redis-rs `ConnectionManager`)
-//! carries PUBLISH/SUBSCRIBE and receives the pushes, which are parsed and
-//! handed to the relay's [`BusSink`] synchronously, in arrival order. The
-//! manager reconnects and resubscribes by itself; a supervisor task notices
-//! the loss (the `Disconnection` push, or a failed PING probe), fails
-//! publishes fast meanwhile, and once the connection is back re-subscribes
-//! every hosted room again so a failed automatic resubscription cannot
-//! silence one.
+//! Standalone ([`bus`]): PUBLISH goes through a redis-rs
+//! `ConnectionManager`; SUBSCRIBE and the message pushes use our own RESP3
+//! connection (`subscriber`), read by a minimal strict reader ([`resp`]) that
+//! parses every push of a read in one pass and hands each payload to the
+//! relay's [`BusSink`] as a `Bytes` slice of the read buffer, synchronously,
+//! in arrival order. A supervisor task notices a loss (the connection ends,
+//! or a PING probe fails), fails publishes fast meanwhile, opens a new
+//! subscriber connection and subscribes every hosted room on it.
 //!
 //! Sentinel ([`RedisMode::Sentinel`]): the same bus and command pool, aimed
 //! at the master the sentinels name (`sentinel`). Pool connections ask the
 //! sentinels when they are opened and are discarded on a connection error or
 //! READONLY; the bus supervisor follows a failover (after a loss, and on a
-//! periodic check) by rebuilding its connection against the new master and
+//! periodic check) by rebuilding its connections against the new master and
 //! resubscribing every hosted room.
 //!
 //! Cluster ([`cluster_bus`]): the cluster client keeps one RESP3 connection
-//! per shard for commands and SSUBSCRIBE/SPUBLISH. Two redis-rs bugs are
+//! per shard for commands and SSUBSCRIBE/SPUBLISH; its pushes are parsed by
+//! redis-rs (the reader above is not used there). Two redis-rs bugs are
 //! worked around (see [`cluster_bus`]): after a reconnect the client resubscribes
 //! a node's channels in one multi-slot SSUBSCRIBE that Redis refuses with
 //! CROSSSLOT, and after a slot migration it forgets channels the server
@@ -42,9 +43,11 @@ pub mod cluster_bus;
 mod commands;
 pub mod keys;
 mod limits;
+pub mod resp;
 mod scripts;
 mod sentinel;
 mod store;
+mod subscriber;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -169,8 +172,9 @@ pub struct RedisConfig {
     /// How long a relay that joined members but never heartbeated counts as
     /// alive (its first heartbeat replaces this deadline).
     pub unannounced_node_ttl: Duration,
-    /// How often the standalone bus PINGs its connection to notice a silent
-    /// loss, and the cluster bus reads `CLUSTER SLOTS` to notice a failover.
+    /// How often the standalone bus PINGs its subscriber connection to
+    /// notice a silent loss, and the cluster bus reads `CLUSTER SLOTS` to
+    /// notice a failover.
     pub bus_probe_interval: Duration,
     /// Channels per SUBSCRIBE in a standalone resubscription pass.
     pub resubscribe_batch: usize,
@@ -381,7 +385,7 @@ impl BusShared {
         gone
     }
 
-    /// Hot path: one message push, delivered to the sink in arrival order.
+    /// A message push as redis-rs parses it (the cluster bus).
     fn dispatch(&self, data: Vec<Value>) {
         let mut it = data.into_iter();
         let (Some(Value::BulkString(channel)), Some(Value::BulkString(payload))) =
@@ -391,7 +395,12 @@ impl BusShared {
             tracing::debug!("bus: a message push of an unexpected shape was ignored");
             return;
         };
-        let Some(room_id) = keys::room_of_channel(&channel) else {
+        self.deliver(&channel, Bytes::from(payload));
+    }
+
+    /// Hot path: one message, delivered to the sink in arrival order.
+    pub(crate) fn deliver(&self, channel: &[u8], payload: Bytes) {
+        let Some(room_id) = keys::room_of_channel(channel) else {
             self.malformed.fetch_add(1, Ordering::Relaxed);
             tracing::debug!("bus: a message on a foreign channel was ignored");
             return;
@@ -399,7 +408,7 @@ impl BusShared {
         if !self.rooms().contains(room_id) {
             return; // unsubscribed meanwhile
         }
-        let message = match BusMessage::from_wire(Bytes::from(payload)) {
+        let message = match BusMessage::from_wire(payload) {
             Ok(m) => m,
             Err(_) => {
                 self.malformed.fetch_add(1, Ordering::Relaxed);
@@ -413,40 +422,20 @@ impl BusShared {
     }
 }
 
-/// The push sender given to the Redis client: runs on the client's push
-/// task, so it must never block.
+/// The push sender given to the Redis Cluster client: runs on the client's
+/// push task, so it must never block.
 pub(crate) struct PushDispatch {
     shared: Arc<BusShared>,
-    /// Cleared when its connection is replaced (a Sentinel failover): a
-    /// retired connection's pushes (messages relayed by a demoted master, its
-    /// disconnection) are ignored.
-    live: Arc<AtomicBool>,
 }
 
 impl PushDispatch {
-    /// A sender for the engine's whole life.
     pub(crate) fn new(shared: Arc<BusShared>) -> PushDispatch {
-        PushDispatch::retirable(shared).0
-    }
-
-    /// A sender and the flag that retires it.
-    pub(crate) fn retirable(shared: Arc<BusShared>) -> (PushDispatch, Arc<AtomicBool>) {
-        let live = Arc::new(AtomicBool::new(true));
-        (
-            PushDispatch {
-                shared,
-                live: live.clone(),
-            },
-            live,
-        )
+        PushDispatch { shared }
     }
 }
 
 impl AsyncPushSender for PushDispatch {
     fn send(&self, info: PushInfo) -> Result<(), SendError> {
-        if !self.live.load(Ordering::Acquire) {
-            return Ok(());
-        }
         let shared = &self.shared;
         match info.kind {
             PushKind::Message | PushKind::SMessage => shared.dispatch(info.data),

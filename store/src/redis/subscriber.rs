@@ -1,0 +1,560 @@
+//! The standalone (and Sentinel) bus's subscriber connection: our own RESP3
+//! connection that only sends `HELLO 3`, SUBSCRIBE, UNSUBSCRIBE and PING,
+//! and reads the message pushes with the [`resp`](super::resp) reader.
+//!
+//! One task owns the connection. It reads into one reusable buffer, parses
+//! every complete frame of a read in one pass, splits the parsed bytes off
+//! the buffer once and hands each message's payload to the relay's sink as
+//! a `Bytes` slice of them (no copy, no allocation per message); commands
+//! reach it through a bounded queue and their confirmations are matched in
+//! order (a SUBSCRIBE of n channels is confirmed by n `subscribe` pushes).
+//!
+//! The connection does not reconnect: when it fails (the server closed it,
+//! a read or write error, a malformed frame, too many unanswered commands)
+//! it marks the bus down, tells the supervisor ([`BusEvent::ConnectionLost`])
+//! and ends; the supervisor ([`bus`](super::bus)) opens a new one and
+//! subscribes every hosted room again. A retired connection (replaced after
+//! a Sentinel failover, or suspected after a failed probe) delivers nothing
+//! more and closes, which unsubscribes it on the server.
+//!
+//! TLS (`rediss://`) uses rustls with the material of [`RedisTls`]: the
+//! configured CA or the system's roots, and the client certificate if any,
+//! as the engine's other connections.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use redis::ConnectionAddr;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::time::timeout;
+
+use super::resp::{self, Frame};
+use super::{keys, BusEvent, BusShared, RedisTls};
+use crate::bus::BusError;
+
+/// The read buffer's block: 16 KiB, or the size of the incomplete frame it
+/// holds when larger (up to [`resp::MAX_FRAME_LEN`]). Successive reads fill
+/// one block; a new one is allocated when less than [`MIN_READ_SPACE`] is
+/// left. Payloads are slices of it, so a delivered message keeps its block
+/// alive until every recipient wrote it: a client whose outbound queue holds
+/// messages from many blocks pins up to one block per queued message (the
+/// queue's byte budget counts the messages, not their blocks), which this
+/// size keeps small while a read still carries ~50 pushes of 300 bytes.
+pub const READ_BUFFER: usize = 16 * 1024;
+
+/// Least free space a read is given before a new block is allocated.
+pub const MIN_READ_SPACE: usize = 1024;
+
+/// Commands waiting to be written to the connection; a caller waits for
+/// room within its own timeout.
+pub const COMMAND_QUEUE: usize = 256;
+
+/// Commands written and not yet answered; more means the server stopped
+/// answering, and the connection is given up.
+pub const MAX_UNANSWERED: usize = 1024;
+
+/// A byte stream to Redis (TCP, TLS or a Unix socket).
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// What a command is answered by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Command {
+    Subscribe,
+    Unsubscribe,
+    Ping,
+}
+
+impl Command {
+    fn name(self) -> &'static [u8] {
+        match self {
+            Command::Subscribe => b"SUBSCRIBE",
+            Command::Unsubscribe => b"UNSUBSCRIBE",
+            Command::Ping => b"PING",
+        }
+    }
+}
+
+type Answer = oneshot::Sender<Result<(), String>>;
+
+struct Request {
+    command: Command,
+    channels: Vec<String>,
+    answer: Answer,
+}
+
+/// A command written, waiting for its confirmations.
+struct Pending {
+    command: Command,
+    /// Confirmations still expected (one per channel; one for PING).
+    remaining: usize,
+    answer: Option<Answer>,
+}
+
+/// Opens subscriber connections (one TLS configuration for all of them).
+pub(crate) struct Connector {
+    tls: RedisTls,
+    config: OnceLock<Arc<rustls::ClientConfig>>,
+}
+
+impl Connector {
+    pub(crate) fn new(tls: RedisTls) -> Connector {
+        Connector {
+            tls,
+            config: OnceLock::new(),
+        }
+    }
+
+    /// The rustls configuration, built on first use.
+    fn tls_config(&self) -> Result<Arc<rustls::ClientConfig>, String> {
+        if let Some(config) = self.config.get() {
+            return Ok(config.clone());
+        }
+        let config = Arc::new(rustls_config(&self.tls)?);
+        Ok(self.config.get_or_init(|| config).clone())
+    }
+
+    /// Connects to `client`'s server and says `HELLO 3` (with its
+    /// credentials), within `config.connect_timeout`.
+    pub(crate) async fn connect(
+        &self,
+        client: &redis::Client,
+        connect_timeout: Duration,
+        shared: Arc<BusShared>,
+    ) -> Result<Subscriber, BusError> {
+        let info = client.get_connection_info();
+        let settings = info.redis_settings();
+        let hello = hello(settings.username(), settings.password());
+        let opened = timeout(connect_timeout, async {
+            let mut stream = self.open(info.addr()).await?;
+            stream
+                .write_all(&hello)
+                .await
+                .map_err(|e| format!("write: {e}"))?;
+            let mut buf = BytesMut::with_capacity(READ_BUFFER);
+            loop {
+                match resp::parse(&buf).map_err(|e| e.to_string())? {
+                    Some((Frame::Reply, used)) => {
+                        let _ = buf.split_to(used);
+                        return Ok((stream, buf));
+                    }
+                    Some((Frame::Error { text }, _)) => {
+                        return Err(format!("HELLO: {}", String::from_utf8_lossy(&buf[text])))
+                    }
+                    Some(_) => return Err("HELLO: unexpected answer".into()),
+                    None => {}
+                }
+                buf.reserve(READ_BUFFER);
+                if stream
+                    .read_buf(&mut buf)
+                    .await
+                    .map_err(|e| format!("read: {e}"))?
+                    == 0
+                {
+                    return Err("closed by the server".into());
+                }
+            }
+        })
+        .await;
+        let (stream, buf) = match opened {
+            Ok(Ok(opened)) => opened,
+            Ok(Err(e)) => return Err(BusError(format!("subscriber connection: {e}"))),
+            Err(_) => return Err(BusError("subscriber connection: no answer in time".into())),
+        };
+        let (requests, queue) = mpsc::channel(COMMAND_QUEUE);
+        let live = Arc::new(AtomicBool::new(true));
+        let retired = Arc::new(Notify::new());
+        tokio::spawn(
+            Reader {
+                stream,
+                buf,
+                shared,
+                live: live.clone(),
+                frames: Vec::new(),
+                pending: VecDeque::new(),
+                out: Vec::new(),
+            }
+            .run(queue, retired.clone()),
+        );
+        Ok(Subscriber {
+            requests,
+            live,
+            retired,
+        })
+    }
+
+    async fn open(&self, addr: &ConnectionAddr) -> Result<Box<dyn Io>, String> {
+        match addr {
+            ConnectionAddr::Tcp(host, port) => Ok(Box::new(tcp(host, *port).await?)),
+            ConnectionAddr::TcpTls {
+                host,
+                port,
+                insecure,
+                ..
+            } => {
+                if *insecure {
+                    return Err("insecure TLS is not supported".into());
+                }
+                let name = ServerName::try_from(host.clone())
+                    .map_err(|e| format!("TLS server name {host}: {e}"))?;
+                let tcp = tcp(host, *port).await?;
+                let tls = tokio_rustls::TlsConnector::from(self.tls_config()?)
+                    .connect(name, tcp)
+                    .await
+                    .map_err(|e| format!("TLS: {e}"))?;
+                Ok(Box::new(tls))
+            }
+            #[cfg(unix)]
+            ConnectionAddr::Unix(path) => Ok(Box::new(
+                tokio::net::UnixStream::connect(path)
+                    .await
+                    .map_err(|e| format!("connect {}: {e}", path.display()))?,
+            )),
+            other => Err(format!("unsupported address {other}")),
+        }
+    }
+}
+
+async fn tcp(host: &str, port: u16) -> Result<tokio::net::TcpStream, String> {
+    let stream = tokio::net::TcpStream::connect((host, port))
+        .await
+        .map_err(|e| format!("connect {host}:{port}: {e}"))?;
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
+
+/// The rustls client configuration for `rediss://`: the configured CA (or
+/// the system's roots, honouring `SSL_CERT_FILE`) and client certificate.
+fn rustls_config(tls: &RedisTls) -> Result<rustls::ClientConfig, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    match &tls.ca_pem {
+        Some(pem) => {
+            for cert in CertificateDer::pem_slice_iter(pem) {
+                let cert = cert.map_err(|e| format!("redis CA: {e}"))?;
+                roots.add(cert).map_err(|e| format!("redis CA: {e}"))?;
+            }
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            if let Some(e) = found.errors.first() {
+                return Err(format!("system roots: {e}"));
+            }
+            for cert in found.certs {
+                roots.add(cert).map_err(|e| format!("system roots: {e}"))?;
+            }
+        }
+    }
+    let builder = rustls::ClientConfig::builder().with_root_certificates(roots);
+    match &tls.client_pem {
+        None => Ok(builder.with_no_client_auth()),
+        Some((chain, key)) => {
+            let chain = CertificateDer::pem_slice_iter(chain)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("redis client certificate: {e}"))?;
+            let key =
+                PrivateKeyDer::from_pem_slice(key).map_err(|e| format!("redis client key: {e}"))?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| format!("redis client certificate: {e}"))
+        }
+    }
+}
+
+/// `HELLO 3`, with `AUTH` when there is a password.
+fn hello(username: Option<&str>, password: Option<&str>) -> Vec<u8> {
+    let mut args: Vec<&[u8]> = vec![b"HELLO", b"3"];
+    if let Some(password) = password {
+        args.extend([
+            b"AUTH".as_slice(),
+            username.unwrap_or("default").as_bytes(),
+            password.as_bytes(),
+        ]);
+    }
+    let mut out = Vec::new();
+    encode(&mut out, &args);
+    out
+}
+
+/// Appends a command (an array of bulk strings) to `out`.
+fn encode<A: AsRef<[u8]>>(out: &mut Vec<u8>, args: &[A]) {
+    out.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
+    for arg in args {
+        let arg = arg.as_ref();
+        out.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
+        out.extend_from_slice(arg);
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// A handle on a subscriber connection (cheap to clone).
+#[derive(Clone)]
+pub(crate) struct Subscriber {
+    requests: mpsc::Sender<Request>,
+    /// Cleared when the connection ends or is retired: it delivers nothing
+    /// more.
+    live: Arc<AtomicBool>,
+    /// Tells the connection's task to close.
+    retired: Arc<Notify>,
+}
+
+impl Subscriber {
+    /// Whether the connection ended (failed or retired).
+    pub(crate) fn is_closed(&self) -> bool {
+        !self.live.load(Ordering::Acquire) || self.requests.is_closed()
+    }
+
+    /// Stops delivering and closes the connection (the server drops its
+    /// subscriptions); no [`BusEvent::ConnectionLost`] follows.
+    pub(crate) fn retire(&self) {
+        self.live.store(false, Ordering::Release);
+        self.retired.notify_one();
+    }
+
+    /// Subscribes `channels`; returns once Redis confirmed every one.
+    pub(crate) async fn subscribe(
+        &self,
+        channels: Vec<String>,
+        wait: Duration,
+    ) -> Result<(), String> {
+        self.call(Command::Subscribe, channels, wait).await
+    }
+
+    /// Unsubscribes `channels`; returns once Redis confirmed every one.
+    pub(crate) async fn unsubscribe(
+        &self,
+        channels: Vec<String>,
+        wait: Duration,
+    ) -> Result<(), String> {
+        self.call(Command::Unsubscribe, channels, wait).await
+    }
+
+    /// One round trip.
+    pub(crate) async fn ping(&self, wait: Duration) -> Result<(), String> {
+        self.call(Command::Ping, Vec::new(), wait).await
+    }
+
+    async fn call(
+        &self,
+        command: Command,
+        channels: Vec<String>,
+        wait: Duration,
+    ) -> Result<(), String> {
+        if command != Command::Ping && channels.is_empty() {
+            return Ok(());
+        }
+        let (answer, answered) = oneshot::channel();
+        let request = Request {
+            command,
+            channels,
+            answer,
+        };
+        let outcome = timeout(wait, async {
+            self.requests
+                .send(request)
+                .await
+                .map_err(|_| "connection closed".to_string())?;
+            answered
+                .await
+                .map_err(|_| "connection closed".to_string())?
+        })
+        .await;
+        match outcome {
+            Ok(outcome) => outcome,
+            Err(_) => Err("no answer in time".into()),
+        }
+    }
+}
+
+/// The connection's task.
+struct Reader {
+    stream: Box<dyn Io>,
+    /// The read buffer: parsed frames are split off its front.
+    buf: BytesMut,
+    shared: Arc<BusShared>,
+    live: Arc<AtomicBool>,
+    /// The frames of one read (reused).
+    frames: Vec<Frame>,
+    /// Commands written, oldest first.
+    pending: VecDeque<Pending>,
+    /// The command being written (reused).
+    out: Vec<u8>,
+}
+
+impl Reader {
+    async fn run(mut self, mut queue: mpsc::Receiver<Request>, retired: Arc<Notify>) {
+        let outcome: Result<(), String> = loop {
+            if self.buf.capacity() - self.buf.len() < MIN_READ_SPACE {
+                // Doubles for a large frame (no quadratic copying).
+                self.buf.reserve(READ_BUFFER.max(self.buf.len()));
+            }
+            // Commands first: they are rare, and a steady stream of pushes
+            // must not hold them back.
+            tokio::select! {
+                biased;
+                _ = retired.notified() => break Ok(()),
+                request = queue.recv() => match request {
+                    // Every handle is gone: the engine was dropped.
+                    None => break Ok(()),
+                    Some(request) => {
+                        if let Err(e) = self.write(request).await {
+                            break Err(e);
+                        }
+                    }
+                },
+                read = self.stream.read_buf(&mut self.buf) => match read {
+                    Ok(0) => break Err("closed by the server".into()),
+                    Ok(_) => {
+                        if let Err(e) = self.frames() {
+                            break Err(e);
+                        }
+                    }
+                    Err(e) => break Err(format!("read: {e}")),
+                },
+            }
+        };
+        // Unanswered commands fail now (their senders are dropped).
+        self.pending.clear();
+        if self.live.swap(false, Ordering::AcqRel) {
+            if let Err(e) = outcome {
+                tracing::warn!(error = %e, "redis bus: subscriber connection lost");
+                self.shared.set_down();
+                self.shared.report(BusEvent::ConnectionLost);
+            }
+        }
+    }
+
+    async fn write(&mut self, request: Request) -> Result<(), String> {
+        if self.pending.len() >= MAX_UNANSWERED {
+            return Err("too many unanswered commands".into());
+        }
+        self.out.clear();
+        let name: &[u8] = request.command.name();
+        let args: Vec<&[u8]> = std::iter::once(name)
+            .chain(request.channels.iter().map(|c| c.as_bytes()))
+            .collect();
+        encode(&mut self.out, &args);
+        self.stream
+            .write_all(&self.out)
+            .await
+            .map_err(|e| format!("write: {e}"))?;
+        self.pending.push_back(Pending {
+            command: request.command,
+            remaining: request.channels.len().max(1),
+            answer: Some(request.answer),
+        });
+        Ok(())
+    }
+
+    /// Handles every complete frame in the buffer, in one pass: the parsed
+    /// bytes are split off once and each payload is a slice of them.
+    fn frames(&mut self) -> Result<(), String> {
+        let mut used = 0;
+        let mut failure = None;
+        loop {
+            match resp::parse(&self.buf[used..]) {
+                Ok(Some((frame, len))) => {
+                    self.frames.push(shift(frame, used));
+                    used += len;
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    failure = Some(e.to_string());
+                    break;
+                }
+            }
+        }
+        if used > 0 {
+            let chunk = self.buf.split_to(used).freeze();
+            let live = self.live.load(Ordering::Acquire);
+            let mut frames = std::mem::take(&mut self.frames);
+            for frame in frames.drain(..) {
+                match frame {
+                    Frame::Message { channel, payload } => {
+                        if live {
+                            self.shared.deliver(&chunk[channel], chunk.slice(payload));
+                        }
+                    }
+                    Frame::Subscribed { .. } => self.confirm(Command::Subscribe)?,
+                    Frame::Unsubscribed { channel } => {
+                        if self.expects(Command::Unsubscribe) {
+                            self.confirm(Command::Unsubscribe)?;
+                        } else if let Some(channel) = channel {
+                            // Not ours: the server dropped a channel.
+                            if let Some(room_id) = keys::room_of_channel(&chunk[channel]) {
+                                if self.shared.rooms().contains(room_id) {
+                                    self.shared
+                                        .report(BusEvent::ChannelDropped(room_id.to_owned()));
+                                }
+                            }
+                        }
+                    }
+                    Frame::Reply => self.confirm(Command::Ping)?,
+                    Frame::Error { text } => {
+                        let text = String::from_utf8_lossy(&chunk[text]).into_owned();
+                        let Some(pending) = self.pending.pop_front() else {
+                            return Err(format!("unexpected error: {text}"));
+                        };
+                        if let Some(answer) = pending.answer {
+                            let _ = answer.send(Err(text));
+                        }
+                    }
+                    Frame::OtherPush => {}
+                }
+            }
+            self.frames = frames;
+        }
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    fn expects(&self, command: Command) -> bool {
+        self.pending.front().is_some_and(|p| p.command == command)
+    }
+
+    /// One confirmation of the oldest command, which must be a `command`.
+    fn confirm(&mut self, command: Command) -> Result<(), String> {
+        let Some(pending) = self.pending.front_mut() else {
+            return Err(format!("unexpected {command:?} confirmation"));
+        };
+        if pending.command != command {
+            return Err(format!(
+                "{command:?} confirmation while waiting for {:?}",
+                pending.command
+            ));
+        }
+        pending.remaining = pending.remaining.saturating_sub(1);
+        if pending.remaining == 0 {
+            if let Some(answer) = self.pending.pop_front().and_then(|p| p.answer) {
+                let _ = answer.send(Ok(()));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `frame` with its ranges moved `by` bytes on.
+fn shift(frame: Frame, by: usize) -> Frame {
+    let at = |r: std::ops::Range<usize>| r.start + by..r.end + by;
+    match frame {
+        Frame::Message { channel, payload } => Frame::Message {
+            channel: at(channel),
+            payload: at(payload),
+        },
+        Frame::Subscribed { channel } => Frame::Subscribed {
+            channel: at(channel),
+        },
+        Frame::Unsubscribed { channel } => Frame::Unsubscribed {
+            channel: channel.map(at),
+        },
+        Frame::Error { text } => Frame::Error { text: at(text) },
+        other => other,
+    }
+}
