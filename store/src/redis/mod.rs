@@ -17,7 +17,7 @@
 //! `ConnectionManager`; SUBSCRIBE and the message pushes use our own RESP3
 //! connection (`subscriber`), read by a minimal strict reader ([`resp`]) that
 //! parses every push of a read in one pass and hands each payload to the
-//! relay's [`BusSink`] as a `Bytes` slice of the read buffer, synchronously,
+//! relay's [`BusSink`] copied once into its own `Bytes`, synchronously,
 //! in arrival order. A supervisor task notices a loss (the connection ends,
 //! or a PING probe fails), fails publishes fast meanwhile, opens a new
 //! subscriber connection and subscribes every hosted room on it.

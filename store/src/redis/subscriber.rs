@@ -4,8 +4,8 @@
 //!
 //! One task owns the connection. It reads into one reusable buffer, parses
 //! every complete frame of a read in one pass, splits the parsed bytes off
-//! the buffer once and hands each message's payload to the relay's sink as
-//! a `Bytes` slice of them (no copy, no allocation per message); commands
+//! the buffer once and hands each message's payload to the relay's sink
+//! copied once into its own `Bytes` (see [`READ_BUFFER`]); commands
 //! reach it through a bounded queue and their confirmations are matched in
 //! order (a SUBSCRIBE of n channels is confirmed by n `subscribe` pushes).
 //!
@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use redis::ConnectionAddr;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
@@ -41,11 +41,10 @@ use crate::bus::BusError;
 /// The read buffer's block: 16 KiB, or the size of the incomplete frame it
 /// holds when larger (up to [`resp::MAX_FRAME_LEN`]). Successive reads fill
 /// one block; a new one is allocated when less than [`MIN_READ_SPACE`] is
-/// left. Payloads are slices of it, so a delivered message keeps its block
-/// alive until every recipient wrote it: a client whose outbound queue holds
-/// messages from many blocks pins up to one block per queued message (the
-/// queue's byte budget counts the messages, not their blocks), which this
-/// size keeps small while a read still carries ~50 pushes of 300 bytes.
+/// left. Each message's payload is copied out once (one allocation per
+/// push, shared by every local recipient), so a slow client's queue holds
+/// its messages and never a block: memory stays what the outbound queues'
+/// byte budgets say. A read of one block carries ~50 pushes of 300 bytes.
 pub const READ_BUFFER: usize = 16 * 1024;
 
 /// Least free space a read is given before a new block is allocated.
@@ -477,7 +476,11 @@ impl Reader {
                 match frame {
                     Frame::Message { channel, payload } => {
                         if live {
-                            self.shared.deliver(&chunk[channel], chunk.slice(payload));
+                            // One copy per push, shared by every recipient: a slice
+                            // of `chunk` would pin its whole block for as long as the
+                            // slowest recipient queues the message.
+                            let payload = Bytes::copy_from_slice(&chunk[payload]);
+                            self.shared.deliver(&chunk[channel], payload);
                         }
                     }
                     Frame::Subscribed { .. } => self.confirm(Command::Subscribe)?,
