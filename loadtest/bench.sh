@@ -42,13 +42,8 @@ cd "$(dirname "$0")/.."
 mode="${1:-single}"
 ROOMS="${ROOMS:-600}" MEMBERS="${MEMBERS:-10}" RATE="${RATE:-0.9}"
 DURATION="${DURATION:-20}" PAYLOAD="${PAYLOAD:-256}" BASE_PORT="${BASE_PORT:-17000}"
-# Every generated client comes from 127.0.0.1: lift the per-address limits
-# (connections, handshakes, creations) and the per-connection room-change
-# budget (churn mode), which exist to stop one abusive address, not a load test.
-export ARTHAS_MAX_CONNECTIONS_PER_IP="${ARTHAS_MAX_CONNECTIONS_PER_IP:-1000000}"
-export ARTHAS_HANDSHAKES_PER_IP_PER_SEC="${ARTHAS_HANDSHAKES_PER_IP_PER_SEC:-1000000}"
-export ARTHAS_ROOM_CREATIONS_PER_MINUTE="${ARTHAS_ROOM_CREATIONS_PER_MINUTE:-1000000}"
-export ARTHAS_ROOM_CHANGES_PER_MINUTE="${ARTHAS_ROOM_CHANGES_PER_MINUTE:-1000000}"
+# shellcheck source=loadtest/lift-per-address-limits.sh
+source loadtest/lift-per-address-limits.sh
 [ -n "${SKIP_BUILD:-}" ] || cargo build --release --quiet --bins -p arthas -p arthas-loadgen
 bin="${BIN_DIR:-target/release}"
 run_dir="$(mktemp -d)"

@@ -22,6 +22,8 @@ cd "$(dirname "$0")/.."
 mode="${1:-chat-single}"
 ROOMS="${ROOMS:-20}" MEMBERS="${MEMBERS:-10}" RATE="${RATE:-0.9}" DURATION="${DURATION:-20}"
 BASE_PORT="${BASE_PORT:-18000}" BIN_DIR="${BIN_DIR:-target/release}"
+# shellcheck source=loadtest/lift-per-address-limits.sh
+source loadtest/lift-per-address-limits.sh
 loadgen=target/release/arthas-loadgen
 run_dir="$(mktemp -d)"
 pids=()
