@@ -131,7 +131,10 @@ redis_per_join() {
 joins_run() {
   local out="$1" joins="$2"; shift 2
   [ "${REDIS_MASTERS:-0}" != 0 ] || redis-cli -p "$((BASE_PORT + 9))" CONFIG RESETSTAT >/dev/null
-  target/release/arthas-loadgen --mode joins --hold 3 "$@" >"$out" 2>"$out.err" &
+  # Refused joins (admission control: 503 or E005 "retry") are retried as
+  # the web client does; the report counts them (refusals_retried).
+  target/release/arthas-loadgen --mode joins --hold 3 --retry-budget "${RETRY_BUDGET:-8}" \
+    "$@" >"$out" 2>"$out.err" &
   local gen="$!"
   until grep -q "join report printed" "$out.err" 2>/dev/null; do
     kill -0 "$gen" 2>/dev/null || { cat "$out.err" >&2; exit 1; }
