@@ -429,6 +429,8 @@ async fn transmit(
                 if tx.write_frame(Frame::pong(Payload::Owned(p))).await.is_err() { return; }
             }
             changed = stop.changed() => if changed.is_err() { return; },
+            // The reader ended (the connection closed).
+            else => return,
         }
     };
     let period = Duration::from_secs_f64(if rate > 0.0 { 1.0 / rate } else { 1.0 });
@@ -449,6 +451,8 @@ async fn transmit(
                 stats.sent.fetch_add(1, Ordering::Relaxed);
                 if window { stats.window_sent.fetch_add(1, Ordering::Relaxed); }
             }
+            // The reader ended and nothing is to be sent (idle members).
+            else => return,
         }
     }
 }
