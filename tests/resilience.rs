@@ -623,31 +623,38 @@ async fn a_join_storm_beyond_the_limit_is_refused_early_and_all_get_in() {
     assert_eq!(heard, expected);
 }
 
-/// Relay 2's Redis replies arrive late (a proxy holds them past `--redis-command-timeout-ms`):
-/// a JoinRoom through it is written in Redis but answered E005 "retry" when the reply times
-/// out. The relay rolls the join back: the phantom member leaves Redis, and the room's owner
-/// never heard of it. Once replies are prompt again, the same client joins.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_join_that_times_out_after_being_written_is_rolled_back() {
+/// Standalone Redis, relay 2 reaching it through a proxy that can hold replies back, and a
+/// 300 ms command timeout (plus `opts`); a room owned by a member on relay 0. A member comes
+/// and goes first, so Redis has the leave script cached: a rollback's EVALSHA is then answered
+/// at once (a NOSCRIPT round trip would be delayed past the timeout too, and only the second
+/// rollback, ten seconds later, would remove the phantom).
+async fn relay_2_behind_a_proxy(opts: Opts) -> (Env, Proxy, Member) {
     let redis = support::server::Redis::start(Topology::Redis).await;
     let upstream = match &redis {
         support::server::Redis::Standalone(s) => s.addr(),
         _ => unreachable!("standalone"),
     };
     let proxy = Proxy::start(&upstream).await;
-    let opts = Opts::new()
+    let opts = opts
         .flag("--redis-command-timeout-ms", 300)
         .relay_redis_url(2, &format!("redis://{}", proxy.addr()));
     let env = Env::start_on(redis, opts).await;
     let (mut owner, _, _) = create_room_with(&env, 0, support::room::create_data("owner")).await;
-    // A member comes and goes first, so Redis has the leave script cached: the rollback's
-    // EVALSHA is then answered at once by Redis (a NOSCRIPT round trip would be delayed past the
-    // timeout too, and only the second rollback, ten seconds later, would remove the phantom).
     let (mut visitor, _) = join_room(&env, 1, &owner.room_id, "visitor", "").await;
     expect_member_joined(&mut [&mut owner], &visitor).await;
     visitor.send(t::LEAVE_ROOM, crate::map! {}).await;
     assert_eq!(owner.expect(t::MEMBER_LEFT).await.str("id"), visitor.id);
     drop(visitor);
+    (env, proxy, owner)
+}
+
+/// Relay 2's Redis replies arrive late (a proxy holds them past `--redis-command-timeout-ms`):
+/// a JoinRoom through it is written in Redis but answered E005 "retry" when the reply times
+/// out. The relay rolls the join back: the phantom member leaves Redis, and the room's owner
+/// never heard of it. Once replies are prompt again, the same client joins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_join_that_times_out_after_being_written_is_rolled_back() {
+    let (env, proxy, mut owner) = relay_2_behind_a_proxy(Opts::new()).await;
 
     proxy.delay_replies(Duration::from_millis(600));
     let mut c = Client::connect(&env.ws_url(2)).await;
@@ -709,27 +716,12 @@ async fn a_join_that_times_out_after_being_written_is_rolled_back() {
 /// held more than its 4 (plus the one the worker holds), and the relay says so.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failing_joins_at_once_leave_no_phantom_and_a_bounded_rollback_queue() {
-    let redis = support::server::Redis::start(Topology::Redis).await;
-    let upstream = match &redis {
-        support::server::Redis::Standalone(s) => s.addr(),
-        _ => unreachable!("standalone"),
-    };
-    let proxy = Proxy::start(&upstream).await;
     let opts = Opts::new()
-        .flag("--redis-command-timeout-ms", 300)
         .flag("--join-rollback-queue", 4)
         .flag("--max-room-members", 100)
         .flag("--handshakes-per-ip-per-sec", 100_000)
-        .flag("--max-connections-per-ip", 1_000)
-        .relay_redis_url(2, &format!("redis://{}", proxy.addr()));
-    let mut env = Env::start_on(redis, opts).await;
-    let (mut owner, _, _) = create_room_with(&env, 0, support::room::create_data("owner")).await;
-    // The leave script cached in Redis first (see the test above).
-    let (mut visitor, _) = join_room(&env, 2, &owner.room_id, "visitor", "").await;
-    expect_member_joined(&mut [&mut owner], &visitor).await;
-    visitor.send(t::LEAVE_ROOM, crate::map! {}).await;
-    assert_eq!(owner.expect(t::MEMBER_LEFT).await.str("id"), visitor.id);
-    drop(visitor);
+        .flag("--max-connections-per-ip", 1_000);
+    let (mut env, proxy, mut owner) = relay_2_behind_a_proxy(opts).await;
 
     proxy.delay_replies(Duration::from_millis(600));
     const JOINERS: usize = 40;
