@@ -29,6 +29,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use protocol::member::MemberId;
+use store::warn_limit::WarnLimit;
 use tokio::sync::mpsc::{self, error::TrySendError};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
@@ -108,9 +109,15 @@ pub async fn roll_back(relay: &Arc<Relay>, room_id: &str, member: MemberId) {
             .set(relay.joins.rechecks_waiting() as i64),
         Err(TrySendError::Full(_)) => {
             relay.metrics.join_rollbacks[DROPPED].inc();
+            // A storm of failing joins fills it at once: one line per interval, not per join.
+            static QUEUE_FULL: WarnLimit = WarnLimit::new();
+            let Some(suppressed) = QUEUE_FULL.check() else {
+                return;
+            };
             tracing::warn!(
                 room = %room_id,
                 member = %member,
+                suppressed,
                 capacity = relay.joins.rechecks.max_capacity(),
                 "the join rollback queue is full: the second rollback of a failed join is dropped; \
                  a phantom member left by a late join script goes with the room's expiry or this relay's stop"
