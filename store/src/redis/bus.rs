@@ -178,14 +178,15 @@ impl StandaloneBus {
         })
     }
 
-    /// Hot path: one PUBLISH, bounded by the publish timeout.
+    /// Hot path: one PUBLISH, bounded by the publish timeout; returns how
+    /// many subscriptions (relays) received it.
     pub(crate) async fn publish(
         &self,
         config: &RedisConfig,
         shared: &BusShared,
         room_id: &str,
         wire: &[u8],
-    ) -> Result<(), BusError> {
+    ) -> Result<u64, BusError> {
         if !shared.is_up() {
             return Err(BusError("reconnecting to redis".into()));
         }
@@ -204,7 +205,8 @@ impl StandaloneBus {
             Ok(Ok(Value::Int(0))) if shared.rooms().contains(room_id) => Err(BusError(
                 "publish: nobody subscribed, not even this relay".into(),
             )),
-            Ok(Ok(_)) => Ok(()),
+            Ok(Ok(Value::Int(n))) => Ok(u64::try_from(n).unwrap_or(0)),
+            Ok(Ok(other)) => Err(BusError(format!("publish: unexpected reply {other:?}"))),
             outcome => Err(BusError(failure("publish", outcome))),
         }
     }
