@@ -27,6 +27,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use futures_util::FutureExt;
 use redis::ConnectionAddr;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
@@ -57,6 +58,11 @@ pub const COMMAND_QUEUE: usize = 256;
 /// Commands written and not yet answered; more means the server stopped
 /// answering, and the connection is given up.
 pub const MAX_UNANSWERED: usize = 1024;
+
+/// At most this many reads of what a retired connection's socket already
+/// holds (16 KiB or more each), so a server that keeps sending cannot keep
+/// it open.
+pub const RETIRE_DRAIN_READS: usize = 64;
 
 /// A byte stream to Redis (TCP, TLS or a Unix socket).
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -308,10 +314,12 @@ impl Subscriber {
         !self.live.load(Ordering::Acquire) || self.requests.is_closed()
     }
 
-    /// Stops delivering and closes the connection (the server drops its
-    /// subscriptions); no [`BusEvent::ConnectionLost`] follows.
+    /// Closes the connection (the server drops its subscriptions) once the
+    /// pushes already received are delivered: the server counted them as
+    /// delivered when it answered their PUBLISH, and the sender was not
+    /// told otherwise. Nothing read later is delivered; no
+    /// [`BusEvent::ConnectionLost`] follows.
     pub(crate) fn retire(&self) {
-        self.live.store(false, Ordering::Release);
         self.retired.notify_one();
     }
 
@@ -396,7 +404,7 @@ impl Reader {
             // must not hold them back.
             tokio::select! {
                 biased;
-                _ = retired.notified() => break Ok(()),
+                _ = retired.notified() => break self.drain(),
                 request = queue.recv() => match request {
                     // Every handle is gone: the engine was dropped.
                     None => break Ok(()),
@@ -426,6 +434,22 @@ impl Reader {
                 self.shared.report(BusEvent::ConnectionLost);
             }
         }
+    }
+
+    /// A retired connection's last reads: whatever the socket already
+    /// holds (at most [`RETIRE_DRAIN_READS`] reads, none waited for) is
+    /// handled before it closes.
+    fn drain(&mut self) -> Result<(), String> {
+        for _ in 0..RETIRE_DRAIN_READS {
+            if self.buf.capacity() - self.buf.len() < MIN_READ_SPACE {
+                self.buf.reserve(READ_BUFFER.max(self.buf.len()));
+            }
+            match self.stream.read_buf(&mut self.buf).now_or_never() {
+                Some(Ok(n)) if n > 0 => self.frames()?,
+                _ => break,
+            }
+        }
+        Ok(())
     }
 
     async fn write(&mut self, request: Request) -> Result<(), String> {
