@@ -820,6 +820,11 @@ async fn chat(
     let barrier = loop {
         match m.next_event(Duration::from_secs(10)).await {
             Some(Event::Msg(ty, data)) if ty == t::ERROR => break data.str("msg").to_string(),
+            // The others may have started chatting already.
+            Some(Event::Msg(ty, data)) if ty == t::RELAY_MESSAGE => {
+                log.received
+                    .insert(data.str("ciphertext").to_string(), Instant::now());
+            }
             Some(Event::Msg(..)) | Some(Event::Ping(_)) | Some(Event::Pong) => {}
             other => panic!("{}: no barrier reply: {other:?}", m.name),
         }
@@ -940,9 +945,8 @@ enum Failover {
 /// (Cluster: the master serving the first room) fails over as `how` says after 2 s of chat and
 /// the load goes on 5 s after it. Prints the figures: messages acknowledged (no error frame to
 /// the sender) but not delivered, time to the first delivery, joins failing. Asserts that every
-/// acknowledged message sent from [`RECOVERED_WITHIN`] after the failover on reached every
-/// other member of its room that stayed connected, and that no message is refused any more 4 s
-/// after it.
+/// acknowledged message reached every other member of its room that stayed connected, and
+/// that no message is refused any more 4 s after the failover.
 async fn chat_through_failover(mut env: Env, label: &str, how: Failover) {
     use std::sync::atomic::{AtomicBool, Ordering};
     let mut rooms = Vec::new();
@@ -996,7 +1000,7 @@ async fn chat_through_failover(mut env: Env, label: &str, how: Failover) {
         logs.push(c.await.expect("a chatter"));
     }
     let (mut sent, mut told, mut lost, mut closed) = (0, 0, Vec::new(), 0);
-    let (mut lost_late, mut lost_span) = (Vec::new(), None::<(Duration, Duration)>);
+    let mut lost_span = None::<(Duration, Duration)>;
     let mut told_span = None::<(Duration, Duration)>;
     let mut first_after: Option<Duration> = None;
     let mut slowest = Duration::ZERO;
@@ -1026,9 +1030,6 @@ async fn chat_through_failover(mut env: Env, label: &str, how: Failover) {
                     }
                     None if other.closed => {}
                     None => {
-                        if *sent_at >= failover_done + RECOVERED_WITHIN {
-                            lost_late.push(format!("{ct} never reached {}", other.member));
-                        }
                         widen(
                             &mut lost_span,
                             sent_at.saturating_duration_since(failover_at),
@@ -1063,9 +1064,12 @@ async fn chat_through_failover(mut env: Env, label: &str, how: Failover) {
     // relay's `reach`); what is still lost is rare (no pair in most runs, 1-2 sent right at the
     // switch otherwise; OPERATIONS.md §11): the promise asserted is that nothing acknowledged
     // is lost once the failover is over.
+    // A publish that reached fewer relays than hold members is answered with an error (the
+    // relay's `reach`), and a relay moving its subscription off a master first takes every push
+    // that master counted for it: nothing acknowledged is lost.
     assert!(
-        lost_late.is_empty(),
-        "acknowledged but not delivered {RECOVERED_WITHIN:?} after the failover: {lost_late:?}"
+        lost.is_empty(),
+        "acknowledged (no error to the sender) but not delivered: {lost:?}"
     );
     assert!(
         first_after.is_some(),
@@ -1083,9 +1087,6 @@ async fn chat_through_failover(mut env: Env, label: &str, how: Failover) {
         "messages still refused 4 s after the failover ended"
     );
 }
-
-/// Every acknowledged message sent this long after the failover completed must be delivered.
-const RECOVERED_WITHIN: Duration = Duration::from_secs(3);
 
 /// Widens a span of offsets to include `at`.
 fn widen(span: &mut Option<(Duration, Duration)>, at: Duration) {
@@ -1121,7 +1122,8 @@ async fn chat_through_sentinel_failover(how: Failover, label: &str) {
 ///
 /// The shard's subscriptions do not survive the failover and the old master does not always
 /// unsubscribe them: each relay notices the slots' masters changed (CLUSTER SLOTS, every 2 s)
-/// and resubscribes its rooms, so delivery is whole again within [`RECOVERED_WITHIN`].
+/// and resubscribes its rooms; until then publishes reach fewer relays than hold members and
+/// their senders are told.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_failover_under_chat_loses_no_acknowledged_message() {
     chat_through_cluster_failover(Failover::Graceful, "cluster").await;

@@ -27,12 +27,11 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use futures_util::FutureExt;
 use redis::ConnectionAddr;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio::time::timeout;
 
 use super::resp::{self, Frame};
@@ -58,11 +57,6 @@ pub const COMMAND_QUEUE: usize = 256;
 /// Commands written and not yet answered; more means the server stopped
 /// answering, and the connection is given up.
 pub const MAX_UNANSWERED: usize = 1024;
-
-/// At most this many reads of what a retired connection's socket already
-/// holds (16 KiB or more each), so a server that keeps sending cannot keep
-/// it open.
-pub const RETIRE_DRAIN_READS: usize = 64;
 
 /// A byte stream to Redis (TCP, TLS or a Unix socket).
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -126,11 +120,13 @@ impl Connector {
     }
 
     /// Connects to `client`'s server and says `HELLO 3` (with its
-    /// credentials), within `config.connect_timeout`.
+    /// credentials), within `connect_timeout`; `retire_wait` bounds its
+    /// retirement ([`Subscriber::retire`]).
     pub(crate) async fn connect(
         &self,
         client: &redis::Client,
         connect_timeout: Duration,
+        retire_wait: Duration,
         shared: Arc<BusShared>,
     ) -> Result<Subscriber, BusError> {
         let info = client.get_connection_info();
@@ -175,6 +171,7 @@ impl Connector {
         let (requests, queue) = mpsc::channel(COMMAND_QUEUE);
         let live = Arc::new(AtomicBool::new(true));
         let retired = Arc::new(Notify::new());
+        let (ended_tx, ended) = watch::channel(false);
         tokio::spawn(
             Reader {
                 stream,
@@ -184,6 +181,9 @@ impl Connector {
                 frames: Vec::new(),
                 pending: VecDeque::new(),
                 out: Vec::new(),
+                retiring: None,
+                retire_wait,
+                ended: ended_tx,
             }
             .run(queue, retired.clone()),
         );
@@ -191,6 +191,8 @@ impl Connector {
             requests,
             live,
             retired,
+            ended,
+            retire_wait,
         })
     }
 
@@ -306,6 +308,10 @@ pub(crate) struct Subscriber {
     live: Arc<AtomicBool>,
     /// Tells the connection's task to close.
     retired: Arc<Notify>,
+    /// Set when the connection's task ended.
+    ended: watch::Receiver<bool>,
+    /// How long a retirement may take.
+    retire_wait: Duration,
 }
 
 impl Subscriber {
@@ -314,13 +320,20 @@ impl Subscriber {
         !self.live.load(Ordering::Acquire) || self.requests.is_closed()
     }
 
-    /// Closes the connection (the server drops its subscriptions) once the
-    /// pushes already received are delivered: the server counted them as
-    /// delivered when it answered their PUBLISH, and the sender was not
-    /// told otherwise. Nothing read later is delivered; no
+    /// Closes the connection, after delivering every push its server
+    /// counted for it: the connection sends UNSUBSCRIBE (every channel) and
+    /// PING, delivers what arrives before the PONG, then closes. Redis runs
+    /// one connection's commands in order, so each PUBLISH it ran before the
+    /// UNSUBSCRIBE (its publisher was answered "received by this relay")
+    /// reaches the relay, and a PUBLISH after it no longer counts this relay
+    /// (its publisher sees fewer receivers and its sender is told). Waits at
+    /// most `retire_wait` (a dead server: at once); no
     /// [`BusEvent::ConnectionLost`] follows.
-    pub(crate) fn retire(&self) {
+    pub(crate) async fn retire(&self) {
         self.retired.notify_one();
+        let mut ended = self.ended.clone();
+        // The task bounds its own wait; this bound only guards against a bug.
+        let _ = timeout(self.retire_wait * 2, ended.wait_for(|ended| *ended)).await;
     }
 
     /// Subscribes `channels`; returns once Redis confirmed every one.
@@ -391,6 +404,13 @@ struct Reader {
     pending: VecDeque<Pending>,
     /// The command being written (reused).
     out: Vec<u8>,
+    /// Retiring: how many replies (PONGs) are still due before the last
+    /// one, the retirement's own.
+    retiring: Option<usize>,
+    /// How long a retirement may take.
+    retire_wait: Duration,
+    /// Set when the task ends.
+    ended: watch::Sender<bool>,
 }
 
 impl Reader {
@@ -404,7 +424,7 @@ impl Reader {
             // must not hold them back.
             tokio::select! {
                 biased;
-                _ = retired.notified() => break self.drain(),
+                _ = retired.notified() => break self.retire().await,
                 request = queue.recv() => match request {
                     // Every handle is gone: the engine was dropped.
                     None => break Ok(()),
@@ -427,6 +447,7 @@ impl Reader {
         };
         // Unanswered commands fail now (their senders are dropped).
         self.pending.clear();
+        let _ = self.ended.send(true);
         if self.live.swap(false, Ordering::AcqRel) {
             if let Err(e) = outcome {
                 tracing::warn!(error = %e, "redis bus: subscriber connection lost");
@@ -436,18 +457,41 @@ impl Reader {
         }
     }
 
-    /// A retired connection's last reads: whatever the socket already
-    /// holds (at most [`RETIRE_DRAIN_READS`] reads, none waited for) is
-    /// handled before it closes.
-    fn drain(&mut self) -> Result<(), String> {
-        for _ in 0..RETIRE_DRAIN_READS {
-            if self.buf.capacity() - self.buf.len() < MIN_READ_SPACE {
-                self.buf.reserve(READ_BUFFER.max(self.buf.len()));
+    /// The retirement ([`Subscriber::retire`]): UNSUBSCRIBE and PING, then
+    /// pushes are delivered until the PONG (after those of pings already
+    /// written), within `retire_wait`. Answers to commands in flight are
+    /// ignored (their callers see the connection closed).
+    async fn retire(&mut self) -> Result<(), String> {
+        let pings = self
+            .pending
+            .iter()
+            .filter(|p| p.command == Command::Ping)
+            .count();
+        self.pending.clear();
+        self.retiring = Some(pings + 1);
+        self.out.clear();
+        encode(&mut self.out, &[b"UNSUBSCRIBE".as_slice()]);
+        encode(&mut self.out, &[b"PING".as_slice()]);
+        let drained = timeout(self.retire_wait, async {
+            self.stream
+                .write_all(&self.out)
+                .await
+                .map_err(|e| format!("write: {e}"))?;
+            while self.retiring != Some(0) {
+                if self.buf.capacity() - self.buf.len() < MIN_READ_SPACE {
+                    self.buf.reserve(READ_BUFFER.max(self.buf.len()));
+                }
+                match self.stream.read_buf(&mut self.buf).await {
+                    Ok(0) => return Err("closed by the server".to_string()),
+                    Ok(_) => self.frames()?,
+                    Err(e) => return Err(format!("read: {e}")),
+                }
             }
-            match self.stream.read_buf(&mut self.buf).now_or_never() {
-                Some(Ok(n)) if n > 0 => self.frames()?,
-                _ => break,
-            }
+            Ok(())
+        })
+        .await;
+        if let Ok(Err(e)) | Err(e) = drained.map_err(|_| "no answer in time".to_string()) {
+            tracing::debug!(error = %e, "redis bus: a retired subscriber connection closed before its last answer");
         }
         Ok(())
     }
@@ -497,6 +541,17 @@ impl Reader {
             let live = self.live.load(Ordering::Acquire);
             let mut frames = std::mem::take(&mut self.frames);
             for frame in frames.drain(..) {
+                if let Some(due) = self.retiring {
+                    // Retiring: only the pushes and the PONGs matter.
+                    match frame {
+                        Frame::Message { .. } => {}
+                        Frame::Reply => {
+                            self.retiring = Some(due.saturating_sub(1));
+                            continue;
+                        }
+                        _ => continue,
+                    }
+                }
                 match frame {
                     Frame::Message { channel, payload } => {
                         if live {
