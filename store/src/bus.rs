@@ -261,6 +261,11 @@ pub trait BusSink: Send + Sync + 'static {
 /// - **at-most-once**: a message is delivered to each subscribed relay at most
 ///   once; while the bus is down, `publish` fails (the sender is told) and
 ///   nothing is queued for later;
+/// - **reach**: `publish` answers how many relays received the message when
+///   the bus can tell (Redis counts its subscriptions), so a relay can tell
+///   its sender when fewer received it than hold members of the room; a
+///   relay leaving a server's subscriptions first receives every message
+///   that server counted for it;
 /// - **per-room order**: all relays see a room's messages in one order,
 ///   the publisher included (it receives its own messages back through the
 ///   bus);
