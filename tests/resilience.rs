@@ -820,6 +820,11 @@ async fn chat(
     let barrier = loop {
         match m.next_event(Duration::from_secs(10)).await {
             Some(Event::Msg(ty, data)) if ty == t::ERROR => break data.str("msg").to_string(),
+            // The others may have started chatting already.
+            Some(Event::Msg(ty, data)) if ty == t::RELAY_MESSAGE => {
+                log.received
+                    .insert(data.str("ciphertext").to_string(), Instant::now());
+            }
             Some(Event::Msg(..)) | Some(Event::Ping(_)) | Some(Event::Pong) => {}
             other => panic!("{}: no barrier reply: {other:?}", m.name),
         }
@@ -926,13 +931,23 @@ async fn keep_joining(
     (ok, failed, texts)
 }
 
-/// Three rooms, each with a member on every relay, chatting; joins going on; the Redis fails
-/// over (Sentinel: SENTINEL FAILOVER; Cluster: CLUSTER FAILOVER on the replica of the master
-/// serving the first room) after 2 s of chat and the load goes on 5 s after it. Prints the
-/// figures: messages acknowledged (no error frame to the sender) but not delivered, time to the
-/// first delivery, joins failing. Asserts that every acknowledged message sent from
-/// [`RECOVERED_WITHIN`] after the failover on reached every other member of its room.
-async fn chat_through_failover(mut env: Env, label: &str) {
+/// How the Redis master goes away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failover {
+    /// Asked for: SENTINEL FAILOVER, or CLUSTER FAILOVER on the replica.
+    Graceful,
+    /// The master process killed (SIGKILL); Sentinel or the cluster notices and promotes the
+    /// replica (a killed cluster node is started again, empty, and rejoins as a replica).
+    Kill,
+}
+
+/// Three rooms, each with a member on every relay, chatting; joins going on; the Redis master
+/// (Cluster: the master serving the first room) fails over as `how` says after 2 s of chat and
+/// the load goes on 5 s after it. Prints the figures: messages acknowledged (no error frame to
+/// the sender) but not delivered, time to the first delivery, joins failing. Asserts that every
+/// acknowledged message reached every other member of its room that stayed connected, and
+/// that no message is refused any more 4 s after the failover.
+async fn chat_through_failover(mut env: Env, label: &str, how: Failover) {
     use std::sync::atomic::{AtomicBool, Ordering};
     let mut rooms = Vec::new();
     let mut members = Vec::new();
@@ -958,9 +973,10 @@ async fn chat_through_failover(mut env: Env, label: &str) {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let failover_at = Instant::now();
     match env.redis_mut().expect("a Redis") {
-        support::server::Redis::Sentinel(group) => {
-            group.failover().await.expect("SENTINEL FAILOVER");
-        }
+        support::server::Redis::Sentinel(group) => match how {
+            Failover::Graceful => drop(group.failover().await.expect("SENTINEL FAILOVER")),
+            Failover::Kill => drop(group.kill_master().await.expect("kill the master")),
+        },
         support::server::Redis::Cluster(cluster) => {
             // The master serving the first room (its keys and its channel).
             let slot = cluster
@@ -968,7 +984,10 @@ async fn chat_through_failover(mut env: Env, label: &str) {
                 .await
                 .expect("slot");
             let master = cluster.owner_of_slot(slot).await.expect("owner");
-            cluster.fail_over(master).await.expect("CLUSTER FAILOVER");
+            match how {
+                Failover::Graceful => cluster.fail_over(master).await.expect("CLUSTER FAILOVER"),
+                Failover::Kill => cluster.kill_master(master).await.expect("kill the master"),
+            }
         }
         support::server::Redis::Standalone(_) => unreachable!("a Redis with a replica"),
     }
@@ -981,7 +1000,8 @@ async fn chat_through_failover(mut env: Env, label: &str) {
         logs.push(c.await.expect("a chatter"));
     }
     let (mut sent, mut told, mut lost, mut closed) = (0, 0, Vec::new(), 0);
-    let (mut lost_late, mut lost_span) = (Vec::new(), None::<(Duration, Duration)>);
+    let mut lost_span = None::<(Duration, Duration)>;
+    let mut told_span = None::<(Duration, Duration)>;
     let mut first_after: Option<Duration> = None;
     let mut slowest = Duration::ZERO;
     for log in &logs {
@@ -990,6 +1010,10 @@ async fn chat_through_failover(mut env: Env, label: &str) {
             sent += 1;
             if *was_told {
                 told += 1;
+                widen(
+                    &mut told_span,
+                    sent_at.saturating_duration_since(failover_at),
+                );
                 continue;
             }
             for other in logs
@@ -1006,14 +1030,10 @@ async fn chat_through_failover(mut env: Env, label: &str) {
                     }
                     None if other.closed => {}
                     None => {
-                        if *sent_at >= failover_done + RECOVERED_WITHIN {
-                            lost_late.push(format!("{ct} never reached {}", other.member));
-                        }
-                        let at = sent_at.saturating_duration_since(failover_at);
-                        lost_span = Some(match lost_span {
-                            None => (at, at),
-                            Some((a, b)) => (a.min(at), b.max(at)),
-                        });
+                        widen(
+                            &mut lost_span,
+                            sent_at.saturating_duration_since(failover_at),
+                        );
                         lost.push(format!("{ct} never reached {}", other.member));
                     }
                 }
@@ -1021,7 +1041,7 @@ async fn chat_through_failover(mut env: Env, label: &str) {
         }
     }
     println!(
-        "FIGURE {label} failover under chat: failover took {:?}; {sent} messages sent by 9 members in 3 rooms, {told} answered with an error, {} (message, recipient) pairs acknowledged but not delivered, of messages sent {lost_span:?} after the failover started; first delivery {first_after:?} after the failover started; slowest delivery {slowest:?}; {closed} connections closed; joins during the run: {joins_ok} succeeded, {joins_failed} failed {join_errors:?}",
+        "FIGURE {label} failover under chat: failover took {:?}; {sent} messages sent by 9 members in 3 rooms, {told} answered with an error (sent {told_span:?} after the failover started), {} (message, recipient) pairs acknowledged but not delivered, of messages sent {lost_span:?} after the failover started; first delivery {first_after:?} after the failover started; slowest delivery {slowest:?}; {closed} connections closed; joins during the run: {joins_ok} succeeded, {joins_failed} failed {join_errors:?}",
         failover_done - failover_at,
         lost.len()
     );
@@ -1040,31 +1060,61 @@ async fn chat_through_failover(mut env: Env, label: &str) {
             );
         }
     }
-    // Known gap (OPERATIONS.md §11): messages published while a relay's subscription moves to
-    // the new master are acknowledged and lost; what must hold is that delivery comes back
-    // whole in every room.
+    // A publish that reached fewer relays than hold members is answered with an error (the
+    // relay's `reach`); what is still lost is rare (no pair in most runs, 1-2 sent right at the
+    // switch otherwise; OPERATIONS.md §11): the promise asserted is that nothing acknowledged
+    // is lost once the failover is over.
+    // A publish that reached fewer relays than hold members is answered with an error (the
+    // relay's `reach`), and a relay moving its subscription off a master first takes every push
+    // that master counted for it: nothing acknowledged is lost.
     assert!(
-        lost_late.is_empty(),
-        "acknowledged but not delivered {RECOVERED_WITHIN:?} after the failover: {lost_late:?}"
+        lost.is_empty(),
+        "acknowledged (no error to the sender) but not delivered: {lost:?}"
     );
     assert!(
         first_after.is_some(),
         "nothing delivered after the failover"
     );
+    // Delivery is whole again: the last second's messages were all acknowledged.
+    let last_second = failover_done + Duration::from_secs(4);
+    let late_told = logs
+        .iter()
+        .flat_map(|l| &l.sent)
+        .filter(|(_, at, told)| *told && *at >= last_second)
+        .count();
+    assert_eq!(
+        late_told, 0,
+        "messages still refused 4 s after the failover ended"
+    );
 }
 
-/// Every acknowledged message sent this long after the failover completed must be delivered.
-const RECOVERED_WITHIN: Duration = Duration::from_secs(3);
+/// Widens a span of offsets to include `at`.
+fn widen(span: &mut Option<(Duration, Duration)>, at: Duration) {
+    *span = Some(match *span {
+        None => (at, at),
+        Some((a, b)) => (a.min(at), b.max(at)),
+    });
+}
 
 /// Redis Sentinel (a master, a replica, three sentinels; the relays and the gateway in
 /// `--redis-mode sentinel`): SENTINEL FAILOVER while nine members chat in three rooms.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sentinel_failover_under_chat_loses_no_acknowledged_message() {
+    chat_through_sentinel_failover(Failover::Graceful, "sentinel").await;
+}
+
+/// The same with the master killed (SIGKILL): the sentinels promote the replica after 1 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sentinel_master_killed_under_chat_loses_no_acknowledged_message() {
+    chat_through_sentinel_failover(Failover::Kill, "sentinel (master killed)").await;
+}
+
+async fn chat_through_sentinel_failover(how: Failover, label: &str) {
     let group = store::testing::RedisSentinel::start()
         .await
         .unwrap_or_else(|e| panic!("start Redis Sentinel: {e}"));
     let env = Env::start_on(support::server::Redis::Sentinel(group), failover_opts()).await;
-    chat_through_failover(env, "sentinel").await;
+    chat_through_failover(env, label, how).await;
 }
 
 /// Redis Cluster with a replica per master: CLUSTER FAILOVER on the replica of the master
@@ -1072,14 +1122,26 @@ async fn sentinel_failover_under_chat_loses_no_acknowledged_message() {
 ///
 /// The shard's subscriptions do not survive the failover and the old master does not always
 /// unsubscribe them: each relay notices the slots' masters changed (CLUSTER SLOTS, every 2 s)
-/// and resubscribes its rooms, so delivery is whole again within [`RECOVERED_WITHIN`].
+/// and resubscribes its rooms; until then publishes reach fewer relays than hold members and
+/// their senders are told.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_failover_under_chat_loses_no_acknowledged_message() {
+    chat_through_cluster_failover(Failover::Graceful, "cluster").await;
+}
+
+/// The same with the master killed (SIGKILL): the cluster promotes its replica after the node
+/// timeout (5 s); commands to its slots fail meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_master_killed_under_chat_loses_no_acknowledged_message() {
+    chat_through_cluster_failover(Failover::Kill, "cluster (master killed)").await;
+}
+
+async fn chat_through_cluster_failover(how: Failover, label: &str) {
     let cluster = store::testing::RedisCluster::start_with_replicas()
         .await
         .unwrap_or_else(|e| panic!("start a Redis Cluster with replicas: {e}"));
     let env = Env::start_on(support::server::Redis::Cluster(cluster), failover_opts()).await;
-    chat_through_failover(env, "cluster").await;
+    chat_through_failover(env, label, how).await;
 }
 
 /// Chat limits out of the way of a load of 50 messages a second per member.

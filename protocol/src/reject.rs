@@ -150,6 +150,11 @@ pub mod texts {
         Reject::new(ErrorCode::InvalidListing, "keyEncoded is too long");
     /// Our extension: the bus (Redis) is unreachable, so the message was not sent.
     pub const UNAVAILABLE: Reject = Reject::invalid("service temporarily unavailable, retry");
+    /// Our extension: the message was published, but fewer relays received
+    /// it than hold members of the room (a Redis failover or a lost
+    /// subscription): some members may not have it.
+    pub const MAYBE_UNDELIVERED: Reject =
+        Reject::invalid("message may not have reached every member, retry");
     /// Extension: an owner action whose secret does not hash to the room's
     /// owner hash (or the room has no owner).
     pub const NOT_OWNER: Reject = Reject::new(ErrorCode::NotOwner, "not the room owner");

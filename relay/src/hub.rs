@@ -31,6 +31,7 @@ use crate::heal::RoomFacts;
 use crate::metrics::Metrics;
 use crate::outbox::PushError;
 use crate::peer::Peer;
+use crate::reach::Reach;
 
 /// One local member of a room.
 #[derive(Debug, Clone)]
@@ -64,6 +65,8 @@ pub struct LocalRoom {
     idle_since: Mutex<Option<Instant>>,
     /// What this relay would write back if the store lost the room.
     pub facts: RoomFacts,
+    /// The relays this room's publishes should reach.
+    pub reach: Reach,
 }
 
 impl LocalRoom {
@@ -78,6 +81,7 @@ impl LocalRoom {
             warned: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             idle_since: Mutex::new(None),
+            reach: Reach::default(),
         }
     }
 

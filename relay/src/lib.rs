@@ -14,6 +14,7 @@
 //!   joins rolled back;
 //! - [`hub`]: the local room index and the bus fan-out;
 //! - [`publish`]: the one path that publishes to a room's bus channel;
+//! - [`reach`]: whether a publish reached every relay holding members;
 //! - [`peer`]: what of a connection the rest of the relay touches (its
 //!   queue, its file transfers);
 //! - [`transfer`]: a connection's file-transfer state;
@@ -50,6 +51,7 @@ pub mod owner;
 pub mod peer;
 pub mod presence;
 pub mod publish;
+pub mod reach;
 pub mod server;
 pub mod session;
 pub mod slot;

@@ -166,6 +166,7 @@ pub struct Metrics {
     pub publishes: IntCounter,
     /// Publishes that failed (bus down).
     pub publish_errors: IntCounter,
+    pub publishes_short: IntCounter,
     /// Time one publish took (the Redis round trip).
     pub publish_seconds: Histogram,
     /// Application Ping to matching Pong, per connection and ping.
@@ -343,6 +344,10 @@ impl Metrics {
             ),
             publishes: counter("publishes_total", "Messages published on the bus"),
             publish_errors: counter("publish_errors_total", "Bus publishes that failed"),
+            publishes_short: counter(
+                "publishes_short_total",
+                "Members' publishes that reached fewer relays than hold members of the room (a lost subscription, e.g. during a Redis failover); the sender was told",
+            ),
             publish_seconds: histogram(
                 "publish_duration_seconds",
                 "Time a bus publish took, failed ones included",

@@ -159,7 +159,7 @@ impl Session {
     }
 
     async fn publish(&self, room: &LocalRoom, target: Target, frame: Bytes) -> Result<(), Reject> {
-        self.relay.publish(&room.id, target, frame).await
+        self.relay.publish_from_member(room, target, frame).await
     }
 
     /// Publishes `frame` to every member of `room` but this one.
@@ -430,6 +430,7 @@ impl Session {
             .await
         {
             Ok(local) => {
+                local.reach.joined(&joined.members);
                 if local.facts.first_secrets_read() || local.members().len() == 1 {
                     // Kept in case the store loses the room (crate::heal),
                     // read after subscribing so no change is missed; read

@@ -273,8 +273,11 @@ pub trait Bus: Send + Sync + 'static {
     async fn subscribe(&self, room_id: &str) -> Result<(), BusError>;
     /// Stops receiving a room's messages.
     async fn unsubscribe(&self, room_id: &str) -> Result<(), BusError>;
-    /// Sends one message to every relay subscribed to the room.
-    async fn publish(&self, room_id: &str, message: BusMessage) -> Result<(), BusError>;
+    /// Sends one message to every relay subscribed to the room. Returns how
+    /// many relays received it when the bus can tell (Redis counts the
+    /// subscriptions it delivered to); `None` for a bus that cannot lose a
+    /// subscriber (the in-process one).
+    async fn publish(&self, room_id: &str, message: BusMessage) -> Result<Option<u64>, BusError>;
 
     /// Whether the bus is connected now (metrics; a publish may still fail).
     fn is_up(&self) -> bool {

@@ -500,6 +500,17 @@ impl RoomStore for MemoryEngine {
         Ok(1)
     }
 
+    async fn relays_holding(&self, room_id: &str) -> Result<u64, StoreError> {
+        let state = self.state();
+        let Some(room) = state.rooms.get(room_id) else {
+            return Ok(0);
+        };
+        let mut nodes: Vec<&str> = room.members.iter().map(|m| m.node.as_str()).collect();
+        nodes.sort_unstable();
+        nodes.dedup();
+        Ok(nodes.len() as u64)
+    }
+
     async fn listing(&self, room_id: &str) -> Result<Option<Listing>, StoreError> {
         Ok(self
             .state()
@@ -525,14 +536,14 @@ impl Bus for MemoryEngine {
     }
 
     /// Hot path: delivers synchronously to the local relay.
-    async fn publish(&self, room_id: &str, message: BusMessage) -> Result<(), BusError> {
+    async fn publish(&self, room_id: &str, message: BusMessage) -> Result<Option<u64>, BusError> {
         let sink = self
             .sink
             .get()
             .ok_or_else(|| BusError("no relay attached".into()))?;
         let _order = self.publish_order.lock().unwrap_or_else(|e| e.into_inner());
         sink.deliver(room_id, message);
-        Ok(())
+        Ok(None)
     }
 }
 

@@ -410,6 +410,12 @@ pub trait RoomStore: Send + Sync + 'static {
     /// that disagree (pointed at different Redis servers) show up.
     async fn live_nodes(&self) -> Result<u64, StoreError>;
 
+    /// How many relay nodes hold members of room `room_id` (0: no such
+    /// room). A relay subscribes to a room's channel while it holds members
+    /// there, so a publish that reached fewer relays than this lost some
+    /// of them (see the relay's `reach` module).
+    async fn relays_holding(&self, room_id: &str) -> Result<u64, StoreError>;
+
     /// Whether the store still holds what this engine recorded for relay
     /// `node_id` (checked after each heartbeat). Engines that cannot lose
     /// state answer [`NodeState::Known`].

@@ -70,9 +70,17 @@ const ERROR_TEXT = {
   M001: 'Random match is disabled on this server.',
 };
 
+/** E005 texts of the relay's extensions that are not about invalid input. */
+const E005_TEXT = {
+  'service temporarily unavailable, retry': 'The server is briefly unavailable. Please try again.',
+  'message may not have reached every member, retry':
+    'Your last message may not have reached every member (the server was recovering). Send it again if it matters.',
+};
+
 /** A readable sentence for a server error {code, msg}. */
 export function errorText(code, msg) {
   const base = ERROR_TEXT[code];
+  if (code === 'E005' && Object.hasOwn(E005_TEXT, msg)) return E005_TEXT[msg];
   if (code === 'E004' && typeof msg === 'string' && /password/i.test(msg)) {
     return 'Too many wrong passwords. Please try again later.';
   }

@@ -297,6 +297,9 @@ impl RoomStore for DownStore {
     async fn live_nodes(&self) -> Result<u64, StoreError> {
         Err(down())
     }
+    async fn relays_holding(&self, _: &str) -> Result<u64, StoreError> {
+        Err(down())
+    }
     async fn sweep_dead_nodes(&self) -> Result<Vec<Departure>, StoreError> {
         Err(down())
     }

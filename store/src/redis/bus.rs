@@ -16,8 +16,9 @@
 //! Sentinel mode: both connections go to the master the sentinels name.
 //! After a loss the supervisor asks the sentinels first and, when the master
 //! moved, replaces the publisher and retires the subscriber connection
-//! (closing it, which unsubscribes everything on the demoted master; its
-//! pushes are ignored from then on) before connecting to the new master and
+//! (UNSUBSCRIBE and PING on the demoted master, every push that arrives
+//! before the PONG delivered: each one Redis counted for this relay; see
+//! `Subscriber::retire`) before connecting to the new master and
 //! resubscribing; it also asks every `sentinel_check_interval` and does the
 //! same when the answer changes. The bus stays down (publishes fail fast)
 //! until the sentinels name a master that answers.
@@ -93,7 +94,12 @@ impl StandaloneBus {
         };
         let connector = Arc::new(Connector::new(config.tls.clone()));
         let subscriber = connector
-            .connect(&client, config.connect_timeout, shared.clone())
+            .connect(
+                &client,
+                config.connect_timeout,
+                config.publish_timeout,
+                shared.clone(),
+            )
             .await
             .map_err(|e| StoreError(format!("redis bus: {}", e.0)))?;
         let publisher = new_publisher(client.clone(), config)
@@ -178,14 +184,15 @@ impl StandaloneBus {
         })
     }
 
-    /// Hot path: one PUBLISH, bounded by the publish timeout.
+    /// Hot path: one PUBLISH, bounded by the publish timeout; returns how
+    /// many subscriptions (relays) received it.
     pub(crate) async fn publish(
         &self,
         config: &RedisConfig,
         shared: &BusShared,
         room_id: &str,
         wire: &[u8],
-    ) -> Result<(), BusError> {
+    ) -> Result<u64, BusError> {
         if !shared.is_up() {
             return Err(BusError("reconnecting to redis".into()));
         }
@@ -204,7 +211,8 @@ impl StandaloneBus {
             Ok(Ok(Value::Int(0))) if shared.rooms().contains(room_id) => Err(BusError(
                 "publish: nobody subscribed, not even this relay".into(),
             )),
-            Ok(Ok(_)) => Ok(()),
+            Ok(Ok(Value::Int(n))) => Ok(u64::try_from(n).unwrap_or(0)),
+            Ok(Ok(other)) => Err(BusError(format!("publish: unexpected reply {other:?}"))),
             outcome => Err(BusError(failure("publish", outcome))),
         }
     }
@@ -248,9 +256,9 @@ struct Follow {
 
 impl Follow {
     /// Points the slot at the master the sentinels name now, replacing the
-    /// publisher and retiring the subscriber connection when it moved (the
-    /// demoted master drops its subscriptions as the connection closes, and
-    /// nothing it still sends reaches the relay).
+    /// publisher and retiring the subscriber connection when it moved (it
+    /// unsubscribes on the demoted master and delivers what that master
+    /// counted for it, then closes).
     async fn follow(&mut self, slot: &Slot, config: &RedisConfig) -> Result<(), BusError> {
         let client = self
             .locator
@@ -269,7 +277,7 @@ impl Follow {
             connections.subscriber.take()
         };
         if let Some(old) = retired {
-            old.retire();
+            old.retire().await;
         }
         tracing::info!(from = %self.master, to = %master, "redis bus: following the new master");
         self.master = master;
@@ -305,9 +313,10 @@ impl Supervisor {
     }
 
     /// Closes the subscriber connection (it is suspected).
-    fn retire(&self) {
-        if let Some(old) = lock(&self.slot).subscriber.take() {
-            old.retire();
+    async fn retire(&self) {
+        let old = lock(&self.slot).subscriber.take();
+        if let Some(old) = old {
+            old.retire().await;
         }
     }
 
@@ -327,11 +336,16 @@ impl Supervisor {
             _ => {
                 let s = self
                     .connector
-                    .connect(&client, self.config.connect_timeout, self.shared.clone())
+                    .connect(
+                        &client,
+                        self.config.connect_timeout,
+                        self.config.publish_timeout,
+                        self.shared.clone(),
+                    )
                     .await?;
                 let replaced = lock(&self.slot).subscriber.replace(s.clone());
                 if let Some(old) = replaced {
-                    old.retire();
+                    old.retire().await;
                 }
                 s
             }
@@ -378,7 +392,7 @@ async fn supervise(
                 if let Err(e) = outcome {
                     tracing::warn!(error = %e, "redis bus: probe failed");
                     sup.shared.set_down();
-                    sup.retire();
+                    sup.retire().await;
                     lost_at = Some(Instant::now());
                 }
             }

@@ -181,19 +181,22 @@ impl ClusterBus {
         shared: &BusShared,
         room_id: &str,
         wire: &[u8],
-    ) -> Result<(), BusError> {
+    ) -> Result<u64, BusError> {
         let mut conn = self.conn.get();
         let mut cmd = redis::cmd("SPUBLISH");
         cmd.arg(keys::channel(room_id)).arg(wire);
         let call = cmd.query_async::<Value>(&mut conn);
-        let receivers = within("spublish", config.publish_timeout, call).await?;
-        if matches!(receivers, Value::Int(0)) && shared.rooms().contains(room_id) {
+        let receivers = match within("spublish", config.publish_timeout, call).await? {
+            Value::Int(n) => u64::try_from(n).unwrap_or(0),
+            other => return Err(BusError(format!("spublish: unexpected reply {other:?}"))),
+        };
+        if receivers == 0 && shared.rooms().contains(room_id) {
             shared.report(BusEvent::ChannelDropped(room_id.to_owned()));
             return Err(BusError(
                 "spublish: nobody subscribed, not even this relay; resubscribing".into(),
             ));
         }
-        Ok(())
+        Ok(receivers)
     }
 }
 

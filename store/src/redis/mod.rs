@@ -667,12 +667,13 @@ impl Bus for RedisEngine {
     }
 
     /// Hot path: one PUBLISH (SPUBLISH on a cluster) per chat message.
-    async fn publish(&self, room_id: &str, message: BusMessage) -> Result<(), BusError> {
+    async fn publish(&self, room_id: &str, message: BusMessage) -> Result<Option<u64>, BusError> {
         let wire = message.to_wire();
         match &self.bus {
             BusConn::Standalone(b) => b.publish(&self.config, &self.shared, room_id, &wire).await,
             BusConn::Cluster(b) => b.publish(&self.config, &self.shared, room_id, &wire).await,
         }
+        .map(Some)
     }
 }
 

@@ -864,6 +864,12 @@ impl RoomStore for RedisEngine {
         Ok(int(&self.script(&live).await?).unwrap_or(0).max(0) as u64)
     }
 
+    async fn relays_holding(&self, room_id: &str) -> Result<u64, StoreError> {
+        let mut hlen = redis::cmd("HLEN");
+        hlen.arg(keys::room_nodes(room_id));
+        Ok(self.query::<u64>(&hlen).await?)
+    }
+
     async fn node_state(&self, node_id: &str) -> Result<NodeState, StoreError> {
         let mut check = scripts::NODE_EPOCH.key(keys::node_epoch(node_id));
         check

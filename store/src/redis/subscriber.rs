@@ -31,7 +31,7 @@ use redis::ConnectionAddr;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio::time::timeout;
 
 use super::resp::{self, Frame};
@@ -120,11 +120,13 @@ impl Connector {
     }
 
     /// Connects to `client`'s server and says `HELLO 3` (with its
-    /// credentials), within `config.connect_timeout`.
+    /// credentials), within `connect_timeout`; `retire_wait` bounds its
+    /// retirement ([`Subscriber::retire`]).
     pub(crate) async fn connect(
         &self,
         client: &redis::Client,
         connect_timeout: Duration,
+        retire_wait: Duration,
         shared: Arc<BusShared>,
     ) -> Result<Subscriber, BusError> {
         let info = client.get_connection_info();
@@ -169,6 +171,7 @@ impl Connector {
         let (requests, queue) = mpsc::channel(COMMAND_QUEUE);
         let live = Arc::new(AtomicBool::new(true));
         let retired = Arc::new(Notify::new());
+        let (ended_tx, ended) = watch::channel(false);
         tokio::spawn(
             Reader {
                 stream,
@@ -178,6 +181,9 @@ impl Connector {
                 frames: Vec::new(),
                 pending: VecDeque::new(),
                 out: Vec::new(),
+                retiring: None,
+                retire_wait,
+                ended: ended_tx,
             }
             .run(queue, retired.clone()),
         );
@@ -185,6 +191,8 @@ impl Connector {
             requests,
             live,
             retired,
+            ended,
+            retire_wait,
         })
     }
 
@@ -300,6 +308,10 @@ pub(crate) struct Subscriber {
     live: Arc<AtomicBool>,
     /// Tells the connection's task to close.
     retired: Arc<Notify>,
+    /// Set when the connection's task ended.
+    ended: watch::Receiver<bool>,
+    /// How long a retirement may take.
+    retire_wait: Duration,
 }
 
 impl Subscriber {
@@ -308,11 +320,20 @@ impl Subscriber {
         !self.live.load(Ordering::Acquire) || self.requests.is_closed()
     }
 
-    /// Stops delivering and closes the connection (the server drops its
-    /// subscriptions); no [`BusEvent::ConnectionLost`] follows.
-    pub(crate) fn retire(&self) {
-        self.live.store(false, Ordering::Release);
+    /// Closes the connection, after delivering every push its server
+    /// counted for it: the connection sends UNSUBSCRIBE (every channel) and
+    /// PING, delivers what arrives before the PONG, then closes. Redis runs
+    /// one connection's commands in order, so each PUBLISH it ran before the
+    /// UNSUBSCRIBE (its publisher was answered "received by this relay")
+    /// reaches the relay, and a PUBLISH after it no longer counts this relay
+    /// (its publisher sees fewer receivers and its sender is told). Waits at
+    /// most `retire_wait` (a dead server: at once); no
+    /// [`BusEvent::ConnectionLost`] follows.
+    pub(crate) async fn retire(&self) {
         self.retired.notify_one();
+        let mut ended = self.ended.clone();
+        // The task bounds its own wait; this bound only guards against a bug.
+        let _ = timeout(self.retire_wait * 2, ended.wait_for(|ended| *ended)).await;
     }
 
     /// Subscribes `channels`; returns once Redis confirmed every one.
@@ -383,6 +404,13 @@ struct Reader {
     pending: VecDeque<Pending>,
     /// The command being written (reused).
     out: Vec<u8>,
+    /// Retiring: how many replies (PONGs) are still due before the last
+    /// one, the retirement's own.
+    retiring: Option<usize>,
+    /// How long a retirement may take.
+    retire_wait: Duration,
+    /// Set when the task ends.
+    ended: watch::Sender<bool>,
 }
 
 impl Reader {
@@ -396,7 +424,7 @@ impl Reader {
             // must not hold them back.
             tokio::select! {
                 biased;
-                _ = retired.notified() => break Ok(()),
+                _ = retired.notified() => break self.retire().await,
                 request = queue.recv() => match request {
                     // Every handle is gone: the engine was dropped.
                     None => break Ok(()),
@@ -419,6 +447,7 @@ impl Reader {
         };
         // Unanswered commands fail now (their senders are dropped).
         self.pending.clear();
+        let _ = self.ended.send(true);
         if self.live.swap(false, Ordering::AcqRel) {
             if let Err(e) = outcome {
                 tracing::warn!(error = %e, "redis bus: subscriber connection lost");
@@ -426,6 +455,45 @@ impl Reader {
                 self.shared.report(BusEvent::ConnectionLost);
             }
         }
+    }
+
+    /// The retirement ([`Subscriber::retire`]): UNSUBSCRIBE and PING, then
+    /// pushes are delivered until the PONG (after those of pings already
+    /// written), within `retire_wait`. Answers to commands in flight are
+    /// ignored (their callers see the connection closed).
+    async fn retire(&mut self) -> Result<(), String> {
+        let pings = self
+            .pending
+            .iter()
+            .filter(|p| p.command == Command::Ping)
+            .count();
+        self.pending.clear();
+        self.retiring = Some(pings + 1);
+        self.out.clear();
+        encode(&mut self.out, &[b"UNSUBSCRIBE".as_slice()]);
+        encode(&mut self.out, &[b"PING".as_slice()]);
+        let drained = timeout(self.retire_wait, async {
+            self.stream
+                .write_all(&self.out)
+                .await
+                .map_err(|e| format!("write: {e}"))?;
+            while self.retiring != Some(0) {
+                if self.buf.capacity() - self.buf.len() < MIN_READ_SPACE {
+                    self.buf.reserve(READ_BUFFER.max(self.buf.len()));
+                }
+                match self.stream.read_buf(&mut self.buf).await {
+                    Ok(0) => return Err("closed by the server".to_string()),
+                    Ok(_) => self.frames()?,
+                    Err(e) => return Err(format!("read: {e}")),
+                }
+            }
+            Ok(())
+        })
+        .await;
+        if let Ok(Err(e)) | Err(e) = drained.map_err(|_| "no answer in time".to_string()) {
+            tracing::debug!(error = %e, "redis bus: a retired subscriber connection closed before its last answer");
+        }
+        Ok(())
     }
 
     async fn write(&mut self, request: Request) -> Result<(), String> {
@@ -473,6 +541,17 @@ impl Reader {
             let live = self.live.load(Ordering::Acquire);
             let mut frames = std::mem::take(&mut self.frames);
             for frame in frames.drain(..) {
+                if let Some(due) = self.retiring {
+                    // Retiring: only the pushes and the PONGs matter.
+                    match frame {
+                        Frame::Message { .. } => {}
+                        Frame::Reply => {
+                            self.retiring = Some(due.saturating_sub(1));
+                            continue;
+                        }
+                        _ => continue,
+                    }
+                }
                 match frame {
                     Frame::Message { channel, payload } => {
                         if live {

@@ -127,6 +127,29 @@ impl RedisCluster {
             .get(i)
             .ok_or_else(|| fail(format!("master {i} has no replica")))?;
         replica.command(&["CLUSTER", "FAILOVER"]).await?;
+        self.promoted(i).await?;
+        self.wait_ok().await
+    }
+
+    /// Kills master `i` (SIGKILL, as a crashed pod): the others mark it
+    /// failed after the node timeout and its replica wins the election.
+    /// Then the killed node starts again, empty (a restarted pod), and
+    /// rejoins as the new master's replica. Waits until every node is `ok`,
+    /// then swaps the two as [`fail_over`](Self::fail_over) does.
+    pub async fn kill_master(&mut self, i: usize) -> Result<()> {
+        if self.replicas.get(i).is_none() {
+            return Err(fail(format!("master {i} has no replica")));
+        }
+        self.nodes[i].stop();
+        self.promoted(i).await?;
+        self.replicas[i].restart().await?;
+        self.wait_ok().await
+    }
+
+    /// Waits until the replica of master `i` says it is master, swaps the
+    /// two in [`nodes`](Self::nodes) and [`replicas`](Self::replicas).
+    async fn promoted(&mut self, i: usize) -> Result<()> {
+        let replica = &self.replicas[i];
         let deadline = Instant::now() + CLUSTER_DEADLINE;
         loop {
             let role = text(replica.command(&["INFO", "replication"]).await?)?;
@@ -139,7 +162,7 @@ impl RedisCluster {
             tokio::time::sleep(POLL).await;
         }
         std::mem::swap(&mut self.nodes[i], &mut self.replicas[i]);
-        self.wait_ok().await
+        Ok(())
     }
 
     /// Waits until every node reports `cluster_state:ok` and sees all three

@@ -122,18 +122,37 @@ impl RedisSentinel {
     /// until every sentinel names the new master and it says it is master.
     /// Returns the new master's port.
     pub async fn failover(&self) -> Result<u16> {
-        let old = self.master_port().await?;
-        let new = self
-            .servers
-            .iter()
-            .map(RedisServer::port)
-            .find(|p| *p != old)
-            .ok_or_else(|| fail("no replica to fail over to"))?;
+        let (_, new) = self.master_and_replica().await?;
         self.sentinels[0]
             .command(&["SENTINEL", "FAILOVER", SENTINEL_MASTER])
             .await?;
         self.wait_master(new).await?;
         Ok(new)
+    }
+
+    /// Kills the master (SIGKILL, as a crashed host) and waits until every
+    /// sentinel names the replica (they notice after 1 s, then vote) and it
+    /// says it is master. Returns the new master's port; the old one stays
+    /// down.
+    pub async fn kill_master(&mut self) -> Result<u16> {
+        let (old, new) = self.master_and_replica().await?;
+        if let Some(master) = self.servers.iter_mut().find(|s| s.port() == old) {
+            master.stop();
+        }
+        self.wait_master(new).await?;
+        Ok(new)
+    }
+
+    /// The ports of the master now and of the other data server.
+    async fn master_and_replica(&self) -> Result<(u16, u16)> {
+        let master = self.master_port().await?;
+        let replica = self
+            .servers
+            .iter()
+            .map(RedisServer::port)
+            .find(|p| *p != master)
+            .ok_or_else(|| fail("no replica to fail over to"))?;
+        Ok((master, replica))
     }
 }
 

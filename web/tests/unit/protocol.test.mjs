@@ -28,6 +28,9 @@ test('E001–E007 become readable sentences', () => {
   assert.equal(errorText('E006', 'wrong password'), 'Wrong password.');
   assert.match(errorText('E004', 'too many wrong passwords, try again later'), /wrong passwords/);
   assert.match(errorText('E005', 'name must be 1-20 characters'), /name must be 1-20/);
+  assert.match(errorText('E005', 'message may not have reached every member, retry'), /may not have reached every member/);
+  assert.doesNotMatch(errorText('E005', 'message may not have reached every member, retry'), /invalid/);
+  assert.match(errorText('E005', 'service temporarily unavailable, retry'), /briefly unavailable/);
   assert.equal(errorText('E011', 'title is required'), 'The public listing was refused; the room was created as private. (title is required)');
   assert.match(errorText('E010', 'hub is full, room created as private'), /directory is full/);
   assert.equal(errorText('X999', 'something'), 'something');
