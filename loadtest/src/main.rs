@@ -16,8 +16,17 @@
 //! (`/proc/PID/stat`) from before the first connection to after the last
 //! RoomJoined, divided by the members that joined. A join is a new TCP
 //! connection, the WebSocket handshake and CreateRoom or JoinRoom up to
-//! RoomJoined, with the MemberJoined notices it causes. The k6 script's
-//! joins scenario is measured the same way by `loadtest/bench.sh`.
+//! RoomJoined, with the MemberJoined notices it causes. Joins mode logs
+//! "joins done" once every member has joined (the sessions still open):
+//! `loadtest/bench.sh` samples the servers' CPU there itself, with the same
+//! function for this generator and for the k6 script's joins mode.
+//!
+//! Chat and idle members start reading (and answering the relays' pings)
+//! the moment they have joined, not once their whole room is open: a room
+//! whose last members are refused and retry with backoff can take longer to
+//! fill than the relays' read timeout (40 s), and a socket nobody reads
+//! answers no ping (the relay closes it with 4002). The report counts the
+//! connections the servers closed, by close code (`closed_by_server`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -96,6 +105,10 @@ struct Args {
     /// Connections opened at once while joining.
     #[arg(long, default_value_t = 64)]
     connect_concurrency: usize,
+    /// Rooms started per second (0: no limit, only `--connect-concurrency`),
+    /// to compare a join load at another tool's rate (k6's is CPU-bound).
+    #[arg(long, default_value_t = 0.0)]
+    rooms_per_second: f64,
     /// Joins mode: keep the connections open this many seconds after the
     /// report is printed (so the servers can be inspected before the leaves).
     #[arg(long, default_value_t = 0)]
@@ -117,6 +130,8 @@ static RETRY_BUDGET: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32
 /// Refusals retried, in total and the most by one client.
 static RETRIES: AtomicU64 = AtomicU64::new(0);
 static MOST_RETRIES: AtomicU64 = AtomicU64::new(0);
+/// Members that got their RoomJoined (rooms given up included).
+static JOINED: AtomicU64 = AtomicU64::new(0);
 
 /// The web client's reconnect delay for attempt `n` (1 s doubling to 30 s),
 /// jittered by ±50 %.
@@ -169,6 +184,11 @@ struct Stats {
     measuring: std::sync::atomic::AtomicBool,
     window_sent: AtomicU64,
     window_received: AtomicU64,
+    /// Members' connections the server closed, by close code (0: a close
+    /// frame without a code).
+    closes: Mutex<std::collections::BTreeMap<u16, u64>>,
+    /// Members' connections that ended without a close frame.
+    dropped: AtomicU64,
 }
 
 struct Executor;
@@ -251,11 +271,55 @@ async fn send(tx: &mut Writer, bytes: Vec<u8>) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
-/// A room's id and its members' socket halves.
+/// A room's id and its members' socket halves (none when a [`Starter`]
+/// took them).
 type OpenRoom = (String, Vec<(Reader, Writer)>);
 
-/// Opens a room's members and joins them.
-async fn open_room(urls: &[String], first: usize, members: usize) -> Result<OpenRoom, String> {
+/// Starts a joined member's reader (which answers pings) and sender, in
+/// chat and idle modes.
+#[derive(Clone)]
+struct Starter {
+    rate: f64,
+    payload: usize,
+    start: Instant,
+    schedule: watch::Receiver<Option<Instant>>,
+    stats: Arc<Stats>,
+    tasks: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl Starter {
+    /// Starts member `n` (its index in the run sets its send phase).
+    fn start(&self, n: usize, rx: Reader, tx: Writer) {
+        let (pong_tx, pong_rx) = mpsc::channel(4);
+        let phase = Duration::from_secs_f64(if self.rate > 0.0 {
+            (n as f64 * 0.618_034 % 1.0) / self.rate
+        } else {
+            0.0
+        });
+        let pace = Pace {
+            rate: self.rate,
+            payload: self.payload,
+            start: self.start,
+            stop: self.schedule.clone(),
+            phase,
+        };
+        let reader = tokio::spawn(receive(rx, pong_tx, self.stats.clone(), self.start));
+        let writer = tokio::spawn(transmit(tx, pong_rx, pace, self.stats.clone()));
+        if let Ok(mut t) = self.tasks.lock() {
+            t.extend([reader, writer]);
+        }
+    }
+}
+
+/// Opens a room's members and joins them. With a `starter`, each member is
+/// started the moment it has joined (so it answers pings while the rest of
+/// its room joins); without, the sockets are returned unread.
+async fn open_room(
+    urls: &[String],
+    first: usize,
+    members: usize,
+    starter: Option<Starter>,
+) -> Result<OpenRoom, String> {
     let mut out = Vec::with_capacity(members);
     let create = CreateRoom {
         name: "m0",
@@ -271,12 +335,17 @@ async fn open_room(urls: &[String], first: usize, members: usize) -> Result<Open
     let created: RoomCreated = server::data(data).map_err(|e| e.to_string())?;
     let room_id = created.room_id.to_owned();
     read_until(&mut rx, kind::ROOM_JOINED).await?;
-    out.push((rx, tx));
+    JOINED.fetch_add(1, Ordering::Relaxed);
+    match &starter {
+        Some(s) => s.start(first, rx, tx),
+        None => out.push((rx, tx)),
+    }
     // The other members join at once, as a room filling up would.
     let joins: Vec<_> = (1..members)
         .map(|i| {
             let url = urls[(first + i) % urls.len()].clone();
             let room_id = room_id.clone();
+            let starter = starter.clone();
             tokio::spawn(async move {
                 let name = format!("m{i}");
                 let join = JoinRoom {
@@ -286,12 +355,19 @@ async fn open_room(urls: &[String], first: usize, members: usize) -> Result<Open
                 };
                 let join = client::encode(kind::JOIN_ROOM, &join);
                 let (rx, tx, _) = enter(&url, &join, kind::ROOM_JOINED).await?;
-                Ok::<_, String>((rx, tx))
+                JOINED.fetch_add(1, Ordering::Relaxed);
+                Ok::<_, String>(match starter {
+                    Some(s) => {
+                        s.start(first + i, rx, tx);
+                        None
+                    }
+                    None => Some((rx, tx)),
+                })
             })
         })
         .collect();
     for join in joins {
-        out.push(join.await.map_err(|e| e.to_string())??);
+        out.extend(join.await.map_err(|e| e.to_string())??);
     }
     Ok((room_id, out))
 }
@@ -354,8 +430,18 @@ async fn receive(mut rx: Reader, pong: mpsc::Sender<Vec<u8>>, stats: Arc<Stats>,
                 }
             })
             .await;
-        let Ok(frame) = frame else { return };
+        let Ok(frame) = frame else {
+            stats.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
         if frame.opcode == OpCode::Close {
+            let code = match *frame.payload {
+                [a, b, ..] => u16::from_be_bytes([a, b]),
+                _ => 0,
+            };
+            if let Ok(mut closes) = stats.closes.lock() {
+                *closes.entry(code).or_default() += 1;
+            }
             return;
         }
         if frame.opcode != OpCode::Binary {
@@ -571,9 +657,17 @@ async fn main() {
         args.rate
     };
     // Chat and idle members start reading (and answering pings) as soon as
-    // their room is open; they send once every room is (`go`).
+    // they have joined; they send once every room is open (`go`).
     let (go, schedule) = watch::channel(None);
     let member_tasks = Arc::new(Mutex::new(Vec::new()));
+    let starter = matches!(args.mode, Mode::Chat | Mode::Idle).then(|| Starter {
+        rate,
+        payload: args.payload,
+        start,
+        schedule,
+        stats: stats.clone(),
+        tasks: member_tasks.clone(),
+    });
 
     // Join every room, a few at a time.
     let semaphore = Arc::new(tokio::sync::Semaphore::new(args.connect_concurrency.max(1)));
@@ -585,40 +679,20 @@ async fn main() {
         };
         let permit = semaphore.clone();
         let members = args.members;
-        let (mode, payload, stats, schedule) =
-            (args.mode, args.payload, stats.clone(), schedule.clone());
-        let member_tasks = member_tasks.clone();
+        let starter = starter.clone();
+        let at = (args.rooms_per_second > 0.0).then(|| {
+            tokio::time::Instant::from_std(start)
+                + Duration::from_secs_f64(r as f64 / args.rooms_per_second)
+        });
         joins.push(tokio::spawn(async move {
+            if let Some(at) = at {
+                tokio::time::sleep_until(at).await;
+            }
             let _p = permit.acquire_owned().await;
-            let (room_id, opened) = open_room(&urls, r * members, members).await?;
-            if matches!(mode, Mode::Churn | Mode::Joins) {
-                return Ok::<_, String>((room_id, opened.len(), opened));
-            }
-            let count = opened.len();
-            for (k, (rx, tx)) in opened.into_iter().enumerate() {
-                let (pong_tx, pong_rx) = mpsc::channel(4);
-                let n = (r * members + k) as f64;
-                let phase = Duration::from_secs_f64(if rate > 0.0 {
-                    (n * 0.618_034 % 1.0) / rate
-                } else {
-                    0.0
-                });
-                let pace = Pace {
-                    rate,
-                    payload,
-                    start,
-                    stop: schedule.clone(),
-                    phase,
-                };
-                let reader = tokio::spawn(receive(rx, pong_tx, stats.clone(), start));
-                let writer = tokio::spawn(transmit(tx, pong_rx, pace, stats.clone()));
-                if let Ok(mut t) = member_tasks.lock() {
-                    t.extend([reader, writer]);
-                }
-            }
-            Ok((room_id, count, Vec::new()))
+            open_room(&urls, r * members, members, starter).await
         }));
     }
+    drop(starter);
     let mut rooms = Vec::new();
     for j in joins {
         match j.await {
@@ -627,7 +701,7 @@ async fn main() {
             Err(e) => eprintln!("join task failed: {e}"),
         }
     }
-    let joined = rooms.iter().map(|(_, n, _)| n).sum::<usize>();
+    let joined = JOINED.load(Ordering::Relaxed) as usize;
     let join_secs = start.elapsed().as_secs_f64();
     let join_cpu = cpu_since(&args.pid, &join_cpu0, ticks_per_sec);
     eprintln!(
@@ -640,7 +714,7 @@ async fn main() {
             "{}",
             serde_json::to_string_pretty(&join_report).unwrap_or_default()
         );
-        eprintln!("join report printed");
+        eprintln!("joins done");
         tokio::time::sleep(Duration::from_secs(args.hold)).await;
         return;
     }
@@ -654,7 +728,7 @@ async fn main() {
     let churned = Arc::new(AtomicU64::new(0));
     let mut creators = Vec::new();
     // Churn: the rooms came back with their members' sockets.
-    for (room_id, _, members) in rooms {
+    for (room_id, members) in rooms {
         for (k, (rx, tx)) in members.into_iter().enumerate() {
             if k == 0 {
                 // The creator stays, so the room never empties.
@@ -740,6 +814,8 @@ async fn main() {
         "server_rss_kib_before": rss_before,
         "server_rss_kib_after": rss_after,
         "server_rss_bytes_per_connection": if joined > 0 { (rss_after as f64 - rss_before as f64) * 1024.0 / joined as f64 } else { 0.0 },
+        "closed_by_server": stats.closes.lock().map(|c| c.iter().map(|(code, n)| (code.to_string(), serde_json::json!(n))).collect::<serde_json::Map<_, _>>()).unwrap_or_default(),
+        "connections_dropped": stats.dropped.load(Ordering::Relaxed),
     });
     println!(
         "{}",
