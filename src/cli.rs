@@ -54,9 +54,32 @@ pub struct HttpArgs {
     /// Largest HTTP request head (request line and headers), bytes (at least 8192; larger: 431).
     #[arg(long, env = "ARTHAS_MAX_HEADER_BYTES", default_value_t = edge::http::DEFAULT_MAX_HEADER_BYTES)]
     pub max_header_bytes: usize,
+    /// Connections the kernel queues on the public listener until the server accepts them (the kernel caps it at net.core.somaxconn); when a reconnect storm overflows it, handshakes are lost.
+    #[arg(long, env = "ARTHAS_LISTEN_BACKLOG", default_value_t = 4096)]
+    pub listen_backlog: u32,
 }
 
 impl HttpArgs {
+    /// Listens on `addr` (the first address it resolves to) with
+    /// `--listen-backlog`.
+    pub async fn bind(&self, addr: &str) -> std::io::Result<tokio::net::TcpListener> {
+        let addr = tokio::net::lookup_host(addr).await?.next().ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("{addr} resolves to no address"),
+            )
+        })?;
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        // As std's and tokio's bind do: a restarted server may listen at once.
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        socket.listen(self.listen_backlog.max(1))
+    }
+
     /// The limits.
     pub fn limits(&self) -> edge::http::HttpLimits {
         edge::http::HttpLimits {

@@ -117,7 +117,8 @@ struct Args {
     #[arg(long)]
     tls_ca: Option<std::path::PathBuf>,
     /// Refusals a client retries, as the web client does after a refused
-    /// handshake (HTTP 503) or a refused create/join (E005 "retry"): it
+    /// handshake (HTTP 503), a refused create/join (E005 "retry") or a
+    /// connection that failed before its WebSocket opened: it
     /// waits 1 s doubling to 30 s, each wait jittered by ±50 %, and tries
     /// again; 0 (the default) gives up at the first refusal. For storms:
     /// `--connect-concurrency 100000 --retry-budget 8`.
@@ -141,7 +142,7 @@ fn backoff(n: u32) -> Duration {
 }
 
 /// Connects to `url` and sends `request`, until a frame of type `want`
-/// answers it; a refused handshake or an E005 "retry" is retried within
+/// answers it; a refused or failed handshake or an E005 "retry" is retried within
 /// `--retry-budget` (each on a new connection, as the web client does).
 async fn enter(url: &str, request: &[u8], want: u8) -> Result<(Reader, Writer, Vec<u8>), String> {
     let budget = RETRY_BUDGET.load(Ordering::Relaxed);
@@ -159,7 +160,10 @@ async fn enter(url: &str, request: &[u8], want: u8) -> Result<(Reader, Writer, V
                 MOST_RETRIES.fetch_max(attempt as u64, Ordering::Relaxed);
                 return Ok(done);
             }
-            Err(e) if attempt < budget && (e.contains("503") || e.starts_with("E005")) => {
+            Err(e)
+                if attempt < budget
+                    && (e.contains("503") || e.starts_with("E005") || e.starts_with(TRANSPORT)) =>
+            {
                 RETRIES.fetch_add(1, Ordering::Relaxed);
                 tokio::time::sleep(backoff(attempt)).await;
                 attempt += 1;
@@ -215,8 +219,8 @@ async fn connect(url: &str) -> Result<(Reader, Writer), String> {
         ),
     };
     let (host, path) = rest.split_once('/').map_or((rest, "/"), |(h, p)| (h, p));
-    let stream = TcpStream::connect(host).await.map_err(|e| e.to_string())?;
-    stream.set_nodelay(true).map_err(|e| e.to_string())?;
+    let stream = TcpStream::connect(host).await.map_err(transport)?;
+    stream.set_nodelay(true).map_err(transport)?;
     let request = hyper::Request::builder()
         .uri(format!("/{}", path.trim_start_matches('/')))
         .header("Host", host)
@@ -233,15 +237,30 @@ async fn connect(url: &str) -> Result<(Reader, Writer), String> {
         let stream = tokio_rustls::TlsConnector::from(config)
             .connect(name, stream)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(transport)?;
         handshake::client(&Executor, request, stream).await
     } else {
         handshake::client(&Executor, request, stream).await
     }
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| match e.to_string() {
+        // A refusal (`Retry-After`) is retried as a refusal.
+        refused if refused.contains("503") => refused,
+        other => transport(other),
+    })?;
     let (rx, tx) = ws.split(tokio::io::split);
     Ok((FragmentCollectorRead::new(rx), tx))
 }
+
+/// A connection that failed before the WebSocket was open (refused,
+/// reset, a handshake cut off when a storm overflows the server's accept
+/// queue): the web client reconnects after such a failure, so it is
+/// retried within `--retry-budget` like a refusal.
+fn transport(e: impl std::fmt::Display) -> String {
+    format!("{TRANSPORT}{e}")
+}
+
+/// How [`transport`] errors begin.
+const TRANSPORT: &str = "transport: ";
 
 /// Reads until a frame of `want` arrives; returns its encoded bytes.
 async fn read_until(rx: &mut Reader, want: u8) -> Result<Vec<u8>, String> {

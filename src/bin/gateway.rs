@@ -165,7 +165,9 @@ async fn run(config: Config) -> Result<(), String> {
             body_read_timeout: config.gateway.body_read_timeout(),
         },
     ));
-    let public_listener = TcpListener::bind(config.listen)
+    let public_listener = config
+        .http
+        .bind(&config.listen.to_string())
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
     let internal_listener = TcpListener::bind(config.internal_listen)
