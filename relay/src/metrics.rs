@@ -346,7 +346,7 @@ impl Metrics {
             publish_errors: counter("publish_errors_total", "Bus publishes that failed"),
             publishes_short: counter(
                 "publishes_short_total",
-                "Members' publishes that reached fewer relays than hold members of the room (a lost subscription, e.g. during a Redis failover); the sender was told",
+                "Members' publishes that reached fewer relays than hold members of the room (a subscription missing during a Redis failover, or a relay that died and is not swept yet); each sender was told E005 \"message may not have reached every member, retry\"",
             ),
             publish_seconds: histogram(
                 "publish_duration_seconds",
