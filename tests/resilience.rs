@@ -91,6 +91,7 @@ fn names(joined: &Value) -> Vec<String> {
 ///
 /// The rooms chat across relays afterwards.
 async fn rooms_come_back_after_redis_restarts_empty(topology: Topology) {
+    let _side_by_side = HEAVY.read().await;
     let mut env = Env::start_in(
         topology,
         Opts::new().flag("--handshakes-per-ip-per-sec", 1000),
@@ -247,6 +248,7 @@ async fn await_secret_reads(env: &Env, reads: f64) {
 async fn an_owned_room_keeps_its_owner_and_new_password_after_redis_restarts_empty(
     topology: Topology,
 ) {
+    let _side_by_side = HEAVY.read().await;
     let mut env = Env::start_in(
         topology,
         Opts::new().flag("--handshakes-per-ip-per-sec", 1000),
@@ -352,6 +354,7 @@ async fn complete_view(member: &mut Member, joined: &Value, want: &[&str]) -> Du
 /// write back their members; the newcomer's list is whole within 5 s and the room chats.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_master_that_lost_one_room_is_healed_by_a_join() {
+    let _side_by_side = HEAVY.read().await;
     let env = Env::start_in(Topology::RedisCluster, Opts::new()).await;
     let [mut m0, mut m1, mut m2] = open_room::<3>(&env).await;
     let cluster = env.redis().and_then(|r| r.cluster()).expect("a cluster");
@@ -393,6 +396,7 @@ fn before_share_code(before: &serde_json::Value, title: &str) -> serde_json::Val
 /// for it, the store lists it again (a newcomer sees it), and it chats with everyone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_swept_during_a_partition_re_joins_its_members() {
+    let _side_by_side = HEAVY.read().await;
     let redis = support::server::Redis::start(Topology::Redis).await;
     let upstream = match &redis {
         support::server::Redis::Standalone(s) => s.addr(),
@@ -551,6 +555,7 @@ async fn members_in_redis(env: &Env, room_id: &str) -> i64 {
 /// exactly the members that are connected (the owner and the 60).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_join_storm_beyond_the_limit_is_refused_early_and_all_get_in() {
+    let _side_by_side = HEAVY.read().await;
     let env = Env::start_in(
         Topology::Redis,
         Opts::new()
@@ -654,6 +659,7 @@ async fn relay_2_behind_a_proxy(opts: Opts) -> (Env, Proxy, Member) {
 /// never heard of it. Once replies are prompt again, the same client joins.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_join_that_times_out_after_being_written_is_rolled_back() {
+    let _side_by_side = HEAVY.read().await;
     let (env, proxy, mut owner) = relay_2_behind_a_proxy(Opts::new()).await;
 
     proxy.delay_replies(Duration::from_millis(600));
@@ -716,6 +722,7 @@ async fn a_join_that_times_out_after_being_written_is_rolled_back() {
 /// held more than its 4 (plus the one the worker holds), and the relay says so.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failing_joins_at_once_leave_no_phantom_and_a_bounded_rollback_queue() {
+    let _side_by_side = HEAVY.read().await;
     let opts = Opts::new()
         .flag("--join-rollback-queue", 4)
         .flag("--max-room-members", 100)
@@ -931,6 +938,11 @@ async fn keep_joining(
     (ok, failed, texts)
 }
 
+/// The failover-under-chat tests load both cores (nine members sending 50 messages a second,
+/// joins, Redis with replicas): each runs alone; the other tests of this file run side by side
+/// (their timings assume a machine not saturated by another test).
+static HEAVY: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
 /// How the Redis master goes away.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Failover {
@@ -1110,6 +1122,7 @@ async fn sentinel_master_killed_under_chat_loses_no_acknowledged_message() {
 }
 
 async fn chat_through_sentinel_failover(how: Failover, label: &str) {
+    let _alone = HEAVY.write().await;
     let group = store::testing::RedisSentinel::start()
         .await
         .unwrap_or_else(|e| panic!("start Redis Sentinel: {e}"));
@@ -1137,6 +1150,7 @@ async fn cluster_master_killed_under_chat_loses_no_acknowledged_message() {
 }
 
 async fn chat_through_cluster_failover(how: Failover, label: &str) {
+    let _alone = HEAVY.write().await;
     let cluster = store::testing::RedisCluster::start_with_replicas()
         .await
         .unwrap_or_else(|e| panic!("start a Redis Cluster with replicas: {e}"));
