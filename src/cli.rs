@@ -62,11 +62,14 @@ pub struct HttpArgs {
 impl HttpArgs {
     /// Listens on `addr` (the first address it resolves to) with
     /// `--listen-backlog`.
-    pub async fn bind(&self, addr: &str) -> std::io::Result<tokio::net::TcpListener> {
+    pub async fn bind(
+        &self,
+        addr: impl tokio::net::ToSocketAddrs,
+    ) -> std::io::Result<tokio::net::TcpListener> {
         let addr = tokio::net::lookup_host(addr).await?.next().ok_or_else(|| {
             std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
-                format!("{addr} resolves to no address"),
+                "the listen address resolves to no address",
             )
         })?;
         let socket = if addr.is_ipv4() {

@@ -87,7 +87,7 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
             .register(Box::new(identity.expiry_gauge()))?;
     }
     let tls = cli::acceptor(&identity, "public", HandshakeLog::Public, None)?;
-    let listener = config.http.bind(&config.listen).await?;
+    let listener = config.http.bind(config.listen.as_str()).await?;
     let addr = listener.local_addr()?;
     // The one line on stdout (text mode): tests and scripts read the address from it.
     process::announce("listening", cli::scheme(&identity), addr);

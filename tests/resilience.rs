@@ -943,6 +943,15 @@ async fn keep_joining(
 /// (their timings assume a machine not saturated by another test).
 static HEAVY: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 
+/// A Redis whose master has a replica to fail over to.
+#[derive(Debug, Clone, Copy)]
+enum Replicated {
+    /// A master, a replica and three sentinels (the relays in `--redis-mode sentinel`).
+    Sentinel,
+    /// A Redis Cluster with a replica per master.
+    Cluster,
+}
+
 /// How the Redis master goes away.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Failover {
@@ -959,8 +968,22 @@ enum Failover {
 /// the sender) but not delivered, time to the first delivery, joins failing. Asserts that every
 /// acknowledged message reached every other member of its room that stayed connected, and
 /// that no message is refused any more 4 s after the failover.
-async fn chat_through_failover(mut env: Env, label: &str, how: Failover) {
+async fn chat_through_failover(redis: Replicated, how: Failover, label: &str) {
     use std::sync::atomic::{AtomicBool, Ordering};
+    let _alone = HEAVY.write().await;
+    let redis = match redis {
+        Replicated::Sentinel => support::server::Redis::Sentinel(
+            store::testing::RedisSentinel::start()
+                .await
+                .unwrap_or_else(|e| panic!("start Redis Sentinel: {e}")),
+        ),
+        Replicated::Cluster => support::server::Redis::Cluster(
+            store::testing::RedisCluster::start_with_replicas()
+                .await
+                .unwrap_or_else(|e| panic!("start a Redis Cluster with replicas: {e}")),
+        ),
+    };
+    let mut env = Env::start_on(redis, failover_opts()).await;
     let mut rooms = Vec::new();
     let mut members = Vec::new();
     for r in 0..3 {
@@ -1112,22 +1135,18 @@ fn widen(span: &mut Option<(Duration, Duration)>, at: Duration) {
 /// `--redis-mode sentinel`): SENTINEL FAILOVER while nine members chat in three rooms.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sentinel_failover_under_chat_loses_no_acknowledged_message() {
-    chat_through_sentinel_failover(Failover::Graceful, "sentinel").await;
+    chat_through_failover(Replicated::Sentinel, Failover::Graceful, "sentinel").await;
 }
 
 /// The same with the master killed (SIGKILL): the sentinels promote the replica after 1 s.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sentinel_master_killed_under_chat_loses_no_acknowledged_message() {
-    chat_through_sentinel_failover(Failover::Kill, "sentinel (master killed)").await;
-}
-
-async fn chat_through_sentinel_failover(how: Failover, label: &str) {
-    let _alone = HEAVY.write().await;
-    let group = store::testing::RedisSentinel::start()
-        .await
-        .unwrap_or_else(|e| panic!("start Redis Sentinel: {e}"));
-    let env = Env::start_on(support::server::Redis::Sentinel(group), failover_opts()).await;
-    chat_through_failover(env, label, how).await;
+    chat_through_failover(
+        Replicated::Sentinel,
+        Failover::Kill,
+        "sentinel (master killed)",
+    )
+    .await;
 }
 
 /// Redis Cluster with a replica per master: CLUSTER FAILOVER on the replica of the master
@@ -1139,23 +1158,19 @@ async fn chat_through_sentinel_failover(how: Failover, label: &str) {
 /// their senders are told.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_failover_under_chat_loses_no_acknowledged_message() {
-    chat_through_cluster_failover(Failover::Graceful, "cluster").await;
+    chat_through_failover(Replicated::Cluster, Failover::Graceful, "cluster").await;
 }
 
 /// The same with the master killed (SIGKILL): the cluster promotes its replica after the node
 /// timeout (5 s); commands to its slots fail meanwhile.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_master_killed_under_chat_loses_no_acknowledged_message() {
-    chat_through_cluster_failover(Failover::Kill, "cluster (master killed)").await;
-}
-
-async fn chat_through_cluster_failover(how: Failover, label: &str) {
-    let _alone = HEAVY.write().await;
-    let cluster = store::testing::RedisCluster::start_with_replicas()
-        .await
-        .unwrap_or_else(|e| panic!("start a Redis Cluster with replicas: {e}"));
-    let env = Env::start_on(support::server::Redis::Cluster(cluster), failover_opts()).await;
-    chat_through_failover(env, label, how).await;
+    chat_through_failover(
+        Replicated::Cluster,
+        Failover::Kill,
+        "cluster (master killed)",
+    )
+    .await;
 }
 
 /// Chat limits out of the way of a load of 50 messages a second per member.

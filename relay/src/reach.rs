@@ -44,10 +44,8 @@ impl Reach {
     /// A member joined through this relay: the relays holding the room's
     /// members (the joiner's own relay included) should all receive.
     pub fn joined(&self, members: &[MemberRecord]) {
-        let mut nodes: Vec<&str> = members.iter().map(|m| m.node.as_str()).collect();
-        nodes.sort_unstable();
-        nodes.dedup();
-        self.floor.fetch_max(nodes.len() as u64, Ordering::Relaxed);
+        self.floor
+            .fetch_max(store::relays_of(members), Ordering::Relaxed);
     }
 
     /// Whether a publish in room `room_id` that `receivers` relays received

@@ -167,7 +167,7 @@ async fn run(config: Config) -> Result<(), String> {
     ));
     let public_listener = config
         .http
-        .bind(&config.listen.to_string())
+        .bind(config.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
     let internal_listener = TcpListener::bind(config.internal_listen)

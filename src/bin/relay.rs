@@ -214,7 +214,7 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let public_tls = cli::acceptor(&identity, "public", HandshakeLog::Public, None)?;
     let admin_tls = cli::acceptor(&identity, "admin", HandshakeLog::Internal, None)?;
 
-    let listener = config.http.bind(&config.listen).await?;
+    let listener = config.http.bind(config.listen.as_str()).await?;
     let admin = tokio::net::TcpListener::bind(&config.admin_listen).await?;
     let addr = listener.local_addr()?;
     let admin_addr = admin.local_addr()?;

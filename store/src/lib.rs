@@ -35,9 +35,9 @@ pub use bus::{Bus, BusError, BusMessage, BusSink, Target, MAX_TRANSFER_ID_BYTES}
 pub use clock::{Clock, ManualClock, OffsetFileClock, SharedClock, SystemClock};
 pub use linger::RoomLinger;
 pub use room::{
-    Departure, JoinError, Joined, Left, Listing, ListingView, MemberRecord, MemberRestored,
-    NewRoom, NodeState, Restored, RoomGuess, RoomRecord, RoomRestore, RoomRestored, RoomStore,
-    SecretOutcome, SecretUpdate, StoreError,
+    relays_of, Departure, JoinError, Joined, Left, Listing, ListingView, MemberRecord,
+    MemberRestored, NewRoom, NodeState, Restored, RoomGuess, RoomRecord, RoomRestore, RoomRestored,
+    RoomStore, SecretOutcome, SecretUpdate, StoreError,
 };
 
 /// Seconds since the Unix epoch (room timestamps).

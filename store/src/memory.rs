@@ -502,13 +502,10 @@ impl RoomStore for MemoryEngine {
 
     async fn relays_holding(&self, room_id: &str) -> Result<u64, StoreError> {
         let state = self.state();
-        let Some(room) = state.rooms.get(room_id) else {
-            return Ok(0);
-        };
-        let mut nodes: Vec<&str> = room.members.iter().map(|m| m.node.as_str()).collect();
-        nodes.sort_unstable();
-        nodes.dedup();
-        Ok(nodes.len() as u64)
+        Ok(state
+            .rooms
+            .get(room_id)
+            .map_or(0, |room| crate::room::relays_of(&room.members)))
     }
 
     async fn listing(&self, room_id: &str) -> Result<Option<Listing>, StoreError> {

@@ -101,6 +101,14 @@ pub struct MemberRecord {
     pub joined_at: i64,
 }
 
+/// How many relay nodes hold `members` (each counted once).
+pub fn relays_of(members: &[MemberRecord]) -> u64 {
+    let mut nodes: Vec<&str> = members.iter().map(|m| m.node.as_str()).collect();
+    nodes.sort_unstable();
+    nodes.dedup();
+    nodes.len() as u64
+}
+
 /// A successful join.
 #[derive(Debug, Clone)]
 pub struct Joined {
