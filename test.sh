@@ -24,6 +24,8 @@ command -v redis-cli >/dev/null 2>&1 || apt_missing+=(redis-tools)
 # tests/netns.rs drops packets with nftables inside its namespaces (as root; skipped otherwise).
 if [ "$(id -u)" = 0 ]; then command -v nft >/dev/null 2>&1 || apt_missing+=(nftables); fi
 [ -x /usr/bin/chromium ] || apt_missing+=(chromium chromium-driver)
+# tests/hostile.rs reads the relay's listen queue with ss.
+command -v ss >/dev/null 2>&1 || apt_missing+=(iproute2)
 if [ "${#apt_missing[@]}" -gt 0 ]; then
   echo "test.sh: installing ${apt_missing[*]} from Debian" >&2
   as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq

@@ -9,7 +9,9 @@
 //!   lengths, slow bytes, slow or oversized handshakes, while a normal room
 //!   chats: the room loses nothing, the relay's RSS stays under a stated
 //!   bound, every hostile connection is closed, and the connection count
-//!   returns to zero.
+//!   returns to zero;
+//! - the public listener's accept queue is `--listen-backlog` long (a storm's
+//!   handshakes wait in it).
 
 #[path = "support/mod.rs"]
 mod support;
@@ -324,4 +326,29 @@ async fn accept_loops_back_off_when_out_of_descriptors() {
         }
         assert!(Instant::now() < deadline, "the admin port did not recover");
     }
+}
+
+/// `--listen-backlog` reaches the kernel: the public listener's accept queue (what `ss` shows
+/// as a listening socket's Send-Q) is the configured length, not tokio's default of 1024, so a
+/// reconnect storm's handshakes wait in it instead of being dropped.
+#[tokio::test]
+async fn the_public_listener_queues_listen_backlog_connections() {
+    const BACKLOG: u32 = 1500;
+    let env = Env::start_in(
+        Topology::Single,
+        Opts::new().flag("--listen-backlog", BACKLOG),
+    )
+    .await;
+    let port = ws_addr(&env).port();
+    let out = std::process::Command::new("ss")
+        .args(["-Hltn", &format!("sport = :{port}")])
+        .output()
+        .expect("run ss (iproute2)");
+    let listing = String::from_utf8_lossy(&out.stdout).into_owned();
+    // State, Recv-Q (connections waiting now), Send-Q (the queue's length), local address.
+    let queue: Vec<&str> = listing
+        .lines()
+        .filter_map(|line| line.split_whitespace().nth(2))
+        .collect();
+    assert_eq!(queue, [BACKLOG.to_string()], "ss: {listing}");
 }
