@@ -16,7 +16,7 @@ fuzz_target!(|data: &[u8]| {
             Frame::Subscribed { channel } => vec![channel.clone()],
             Frame::Unsubscribed { channel } => channel.iter().cloned().collect(),
             Frame::Error { text } => vec![text.clone()],
-            Frame::OtherPush | Frame::Reply => vec![],
+            Frame::OtherPush | Frame::Reply | Frame::Integer(_) => vec![],
         };
         for r in ranges {
             assert!(r.start <= r.end && r.end <= used);

@@ -160,6 +160,40 @@ async fn a_message_published_after_subscribe_returns_is_never_lost(f: Fixture) {
         .expect("none lost");
 }
 
+/// More publishes at once than the bus connection lets go unanswered
+/// (`subscriber::MAX_UNANSWERED`, 1,024) or queues (`COMMAND_QUEUE`):
+/// they wait their turn, every one is answered with its receivers, every
+/// message arrives in each subscriber, and the connection is never given
+/// up (no recovery).
+async fn a_burst_of_publishes_is_answered_without_dropping_the_connection(f: Fixture) {
+    const BURST: usize = 3_000;
+    let publisher = relay(&f).await;
+    let receiver = relay(&f).await;
+    for r in [&publisher, &receiver] {
+        r.engine.subscribe("burst").await.expect("subscribe");
+    }
+    let publishes = (0..BURST).map(|i| {
+        let engine = publisher.engine.clone();
+        tokio::spawn(async move { engine.publish("burst", message(&format!("{i}"))).await })
+    });
+    let answers = futures_util::future::join_all(publishes).await;
+    for answer in answers {
+        let receivers = answer.expect("task").expect("publish");
+        assert_eq!(receivers, Some(2), "both relays counted");
+    }
+    for r in [&publisher, &receiver] {
+        r.sink
+            .wait_for("burst", BURST, WAIT)
+            .await
+            .expect("every message");
+        assert_eq!(r.sink.count("burst"), BURST, "no duplicates");
+    }
+    for r in [&publisher, &receiver] {
+        let health = r.engine.bus_health().borrow().clone();
+        assert!(health.up && health.recoveries == 0, "{health:?}");
+    }
+}
+
 async fn unsubscribe_stops_delivery(f: Fixture) {
     let publisher = relay(&f).await;
     let receiver = relay(&f).await;
@@ -360,6 +394,7 @@ arthas_store::on_engines!(
     [standalone, cluster] => [
         every_subscriber_sees_one_order_per_room,
         a_message_published_after_subscribe_returns_is_never_lost,
+        a_burst_of_publishes_is_answered_without_dropping_the_connection,
         unsubscribe_stops_delivery,
         delivery_resumes_in_every_room_after_the_pubsub_connection_is_killed,
         no_ciphertext_is_stored_after_a_chat,

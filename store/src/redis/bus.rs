@@ -1,24 +1,23 @@
-//! The standalone bus: SUBSCRIBE on our own RESP3 connection, PUBLISH on
-//! redis-rs.
+//! The standalone bus: SUBSCRIBE and PUBLISH on our own RESP3 connection.
 //!
-//! Pushes arrive on the subscriber connection ([`subscriber`](super::subscriber)),
-//! read with the minimal RESP3 reader ([`resp`](super::resp)) and handed to
-//! the relay's sink in arrival order (Redis orders a channel's messages for
-//! every subscriber, whichever connection published them, so every relay
-//! sees one order per room). Publishes go through a redis-rs
-//! `ConnectionManager` (reconnecting by itself).
+//! One connection ([`subscriber`](super::subscriber)) carries the relay's
+//! subscriptions, its publishes and the message pushes, read with the
+//! minimal RESP3 reader ([`resp`](super::resp)) and handed to the relay's
+//! sink in arrival order (Redis orders a channel's messages for every
+//! subscriber, whichever connection published them, so every relay sees one
+//! order per room).
 //!
-//! Faults: when the subscriber connection drops (or fails a PING probe),
-//! the bus is marked down so publishes fail at once instead of queueing; the
+//! Faults: when the connection drops (or fails a PING probe), the bus is
+//! marked down so publishes fail at once instead of queueing; the
 //! supervisor here opens a new connection (with backoff), subscribes every
 //! hosted room on it and only then marks the bus up again.
 //!
-//! Sentinel mode: both connections go to the master the sentinels name.
+//! Sentinel mode: the connection goes to the master the sentinels name.
 //! After a loss the supervisor asks the sentinels first and, when the master
-//! moved, replaces the publisher and retires the subscriber connection
-//! (UNSUBSCRIBE and PING on the demoted master, every push that arrives
-//! before the PONG delivered: each one Redis counted for this relay; see
-//! `Subscriber::retire`) before connecting to the new master and
+//! moved, retires the connection (UNSUBSCRIBE and PING on the demoted
+//! master, every push that arrives before the PONG delivered: each one
+//! Redis counted for this relay; publishes already written are answered
+//! too; see `Subscriber::retire`) before connecting to the new master and
 //! resubscribing; it also asks every `sentinel_check_interval` and does the
 //! same when the answer changes. The bus stays down (publishes fail fast)
 //! until the sentinels name a master that answers.
@@ -26,10 +25,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::Value;
 use tokio::sync::{mpsc, watch};
-use tokio::time::{timeout, MissedTickBehavior};
+use tokio::time::MissedTickBehavior;
 
 use super::sentinel::{self, MasterLocator};
 use super::subscriber::{Connector, Subscriber};
@@ -45,39 +42,18 @@ pub(crate) enum BusTarget {
     Sentinel(Arc<MasterLocator>),
 }
 
-/// The connections in use: replaced when a Sentinel failover moved the
-/// master (both) or the subscriber connection was lost (that one).
-struct Connections {
-    /// Publishes (reconnects by itself).
-    publisher: ConnectionManager,
-    /// Subscriptions and message pushes; `None` until the supervisor opened
-    /// a new one after a loss.
-    subscriber: Option<Subscriber>,
-}
-
-type Slot = Arc<Mutex<Connections>>;
+/// The connection in use (subscriptions, publishes and message pushes):
+/// `None` from a loss or a Sentinel failover until the supervisor opened a
+/// new one.
+type Slot = Arc<Mutex<Option<Subscriber>>>;
 
 /// The standalone bus connection.
 pub(crate) struct StandaloneBus {
     slot: Slot,
 }
 
-fn new_publisher(
-    client: redis::Client,
-    config: &RedisConfig,
-) -> Result<ConnectionManager, redis::RedisError> {
-    let manager_config = ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(config.connect_timeout))
-        .set_response_timeout(Some(config.publish_timeout))
-        .set_min_delay(config.reconnect_backoff_min)
-        .set_max_delay(config.reconnect_backoff_max)
-        // Never give up: every caller's wait is bounded by our timeouts.
-        .set_number_of_retries(usize::MAX);
-    ConnectionManager::new_lazy_with_config(client, manager_config)
-}
-
 impl StandaloneBus {
-    /// Opens both connections and starts the supervisor.
+    /// Opens the connection and starts the supervisor.
     pub(crate) async fn connect(
         target: BusTarget,
         config: &RedisConfig,
@@ -102,15 +78,11 @@ impl StandaloneBus {
             )
             .await
             .map_err(|e| StoreError(format!("redis bus: {}", e.0)))?;
-        let publisher = new_publisher(client.clone(), config)
-            .map_err(|e| StoreError(format!("redis bus: {e}")))?;
-        ping(&publisher, config)
+        subscriber
+            .ping(config.connect_timeout + config.command_timeout)
             .await
-            .map_err(|e| StoreError(format!("redis bus: {}", e.0)))?;
-        let slot = Arc::new(Mutex::new(Connections {
-            publisher,
-            subscriber: Some(subscriber),
-        }));
+            .map_err(|e| StoreError(format!("redis bus: ping: {e}")))?;
+        let slot = Arc::new(Mutex::new(Some(subscriber)));
         let source = match target {
             BusTarget::Fixed(_) => Source::Fixed(client),
             BusTarget::Sentinel(locator) => Source::Sentinel(Follow {
@@ -134,7 +106,7 @@ impl StandaloneBus {
     }
 
     fn subscriber(&self) -> Option<Subscriber> {
-        lock(&self.slot).subscriber.clone()
+        lock(&self.slot).clone()
     }
 
     pub(crate) async fn subscribe(
@@ -196,45 +168,22 @@ impl StandaloneBus {
         if !shared.is_up() {
             return Err(BusError("reconnecting to redis".into()));
         }
-        let mut publisher = lock(&self.slot).publisher.clone();
-        let mut cmd = redis::cmd("PUBLISH");
-        cmd.arg(keys::channel(room_id)).arg(wire);
-        match timeout(
-            config.publish_timeout,
-            cmd.query_async::<Value>(&mut publisher),
-        )
-        .await
+        let Some(connection) = self.subscriber() else {
+            return Err(BusError("reconnecting to redis".into()));
+        };
+        match connection
+            .publish(room_id, wire, config.publish_timeout)
+            .await
         {
-            // This relay subscribes to every room it hosts, so at least one
-            // receiver; none: its subscription is not on this server (a
-            // failover moved the commands first), the sender is told.
-            Ok(Ok(Value::Int(0))) if shared.rooms().contains(room_id) => Err(BusError(
+            // This relay subscribes to every room it hosts on this very
+            // connection, so at least one receiver; none: the subscription
+            // is gone without a word, the sender is told.
+            Ok(0) if shared.rooms().contains(room_id) => Err(BusError(
                 "publish: nobody subscribed, not even this relay".into(),
             )),
-            Ok(Ok(Value::Int(n))) => Ok(u64::try_from(n).unwrap_or(0)),
-            Ok(Ok(other)) => Err(BusError(format!("publish: unexpected reply {other:?}"))),
-            outcome => Err(BusError(failure("publish", outcome))),
+            Ok(n) => Ok(u64::try_from(n).unwrap_or(0)),
+            Err(e) => Err(BusError(format!("publish: {e}"))),
         }
-    }
-}
-
-fn failure<T>(
-    what: &str,
-    outcome: Result<Result<T, redis::RedisError>, tokio::time::error::Elapsed>,
-) -> String {
-    match outcome {
-        Ok(Err(e)) => format!("{what}: {e}"),
-        Err(_) => format!("{what}: no answer in time"),
-        Ok(Ok(_)) => format!("{what}: ok"),
-    }
-}
-
-async fn ping(manager: &ConnectionManager, config: &RedisConfig) -> Result<(), BusError> {
-    let mut manager = manager.clone();
-    let wait = config.connect_timeout + config.command_timeout;
-    match timeout(wait, redis::cmd("PING").query_async::<Value>(&mut manager)).await {
-        Ok(Ok(_)) => Ok(()),
-        outcome => Err(BusError(failure("ping", outcome))),
     }
 }
 
@@ -255,11 +204,10 @@ struct Follow {
 }
 
 impl Follow {
-    /// Points the slot at the master the sentinels name now, replacing the
-    /// publisher and retiring the subscriber connection when it moved (it
-    /// unsubscribes on the demoted master and delivers what that master
-    /// counted for it, then closes).
-    async fn follow(&mut self, slot: &Slot, config: &RedisConfig) -> Result<(), BusError> {
+    /// Points the slot at the master the sentinels name now, retiring the
+    /// connection when it moved (it unsubscribes on the demoted master and
+    /// delivers what that master counted for it, then closes).
+    async fn follow(&mut self, slot: &Slot) -> Result<(), BusError> {
         let client = self
             .locator
             .master()
@@ -269,13 +217,7 @@ impl Follow {
         if master == self.master {
             return Ok(());
         }
-        let publisher = new_publisher(client.clone(), config)
-            .map_err(|e| BusError(format!("sentinel: new master {master}: {e}")))?;
-        let retired = {
-            let mut connections = lock(slot);
-            connections.publisher = publisher;
-            connections.subscriber.take()
-        };
+        let retired = lock(slot).take();
         if let Some(old) = retired {
             old.retire().await;
         }
@@ -309,25 +251,25 @@ struct Supervisor {
 
 impl Supervisor {
     fn subscriber(&self) -> Option<Subscriber> {
-        lock(&self.slot).subscriber.clone()
+        lock(&self.slot).clone()
     }
 
-    /// Closes the subscriber connection (it is suspected).
+    /// Closes the connection (it is suspected).
     async fn retire(&self) {
-        let old = lock(&self.slot).subscriber.take();
+        let old = lock(&self.slot).take();
         if let Some(old) = old {
             old.retire().await;
         }
     }
 
     /// One recovery attempt: follows the master (Sentinel), opens a new
-    /// subscriber connection if the one in use ended, subscribes every
-    /// wanted room on it, and checks that the publisher answers.
+    /// connection if the one in use ended and subscribes every wanted room
+    /// on it.
     async fn recover(&mut self) -> Result<usize, BusError> {
         let client = match &mut self.source {
             Source::Fixed(client) => client.clone(),
             Source::Sentinel(f) => {
-                f.follow(&self.slot, &self.config).await?;
+                f.follow(&self.slot).await?;
                 f.client.clone()
             }
         };
@@ -343,19 +285,14 @@ impl Supervisor {
                         self.shared.clone(),
                     )
                     .await?;
-                let replaced = lock(&self.slot).subscriber.replace(s.clone());
+                let replaced = lock(&self.slot).replace(s.clone());
                 if let Some(old) = replaced {
                     old.retire().await;
                 }
                 s
             }
         };
-        let rooms = resubscribe_all(&subscriber, &self.config, &self.shared).await?;
-        // Publishes work again too before the bus is marked up (the
-        // publisher reconnects by itself; this waits for it).
-        let publisher = lock(&self.slot).publisher.clone();
-        ping(&publisher, &self.config).await?;
-        Ok(rooms)
+        resubscribe_all(&subscriber, &self.config, &self.shared).await
     }
 }
 

@@ -90,15 +90,20 @@ pub fn room_client_guesses(room_id: &str, client: &str) -> String {
     format!("arthas:{{{room_id}}}:guesses:{client}")
 }
 
+/// What a room's bus channel starts with; the room id and `}` follow.
+pub const CHANNEL_PREFIX: &str = "arthas:{";
+
 /// The room's bus channel (PUBLISH/SUBSCRIBE, or SPUBLISH/SSUBSCRIBE on a
 /// cluster, where the tag puts it in the room's slot).
 pub fn channel(room_id: &str) -> String {
-    format!("arthas:{{{room_id}}}")
+    format!("{CHANNEL_PREFIX}{room_id}}}")
 }
 
 /// The room id of a channel name made by [`channel`].
 pub fn room_of_channel(channel: &[u8]) -> Option<&str> {
-    let inner = channel.strip_prefix(b"arthas:{")?.strip_suffix(b"}")?;
+    let inner = channel
+        .strip_prefix(CHANNEL_PREFIX.as_bytes())?
+        .strip_suffix(b"}")?;
     std::str::from_utf8(inner).ok()
 }
 

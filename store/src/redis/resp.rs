@@ -1,8 +1,8 @@
 //! A minimal, strict RESP3 reader for the bus's subscriber connection.
 //!
 //! It reads what a Redis server sends a connection that said `HELLO 3` and
-//! then only SUBSCRIBEs, UNSUBSCRIBEs and PINGs: pushes (`>`), replies
-//! (`+PONG`, the `HELLO` map) and errors. A message push
+//! then only SUBSCRIBEs, UNSUBSCRIBEs, PUBLISHes and PINGs: pushes (`>`),
+//! replies (`+PONG`, the `HELLO` map, PUBLISH's integer) and errors. A message push
 //! (`>3 $7 message $<channel> $<payload>`) is parsed without allocating:
 //! [`parse`] returns the byte ranges of the channel and the payload inside
 //! the buffer, so the reader slices the payload as `Bytes` out of its read
@@ -63,6 +63,8 @@ pub enum Frame {
     OtherPush,
     /// An error reply (`-` line or `!` blob): its text.
     Error { text: Range<usize> },
+    /// An integer reply (`:<n>`): what PUBLISH answers (its receivers).
+    Integer(i64),
     /// Any other reply (`+PONG`, the `HELLO` map).
     Reply,
 }
@@ -118,6 +120,7 @@ impl Cursor<'_> {
             b'>' => self.push(),
             b'-' => Ok(Frame::Error { text: self.line()? }),
             b'!' => Ok(Frame::Error { text: self.blob()? }),
+            b':' => Ok(Frame::Integer(self.signed()?)),
             _ => {
                 self.pos -= 1;
                 self.skip(0)?;
@@ -430,9 +433,11 @@ mod tests {
         input.extend_from_slice(b"-ERR unknown command\r\n");
         input.extend_from_slice(b"!5\r\nOOPS!\r\n");
         input.extend_from_slice(b"~3\r\n#t\r\n,1.5\r\n*2\r\n(-12\r\n=7\r\ntxt:abc\r\n");
+        // PUBLISH's answers: receivers.
+        input.extend_from_slice(b":3\r\n:0\r\n:-1\r\n");
         let frames = every_split(&input);
         let kinds: Vec<&Frame> = frames.iter().map(|(f, _)| f).collect();
-        assert_eq!(kinds.len(), 11);
+        assert_eq!(kinds.len(), 14);
         assert_eq!(*kinds[0], Frame::Reply);
         let Frame::Subscribed { channel } = kinds[1].clone() else {
             panic!("{:?}", kinds[1])
@@ -453,6 +458,9 @@ mod tests {
         assert_eq!(&frames[8].1[text], b"ERR unknown command");
         assert!(matches!(kinds[9], Frame::Error { .. }));
         assert_eq!(*kinds[10], Frame::Reply);
+        assert_eq!(*kinds[11], Frame::Integer(3));
+        assert_eq!(*kinds[12], Frame::Integer(0));
+        assert_eq!(*kinds[13], Frame::Integer(-1));
     }
 
     #[test]

@@ -1,13 +1,18 @@
-//! The standalone (and Sentinel) bus's subscriber connection: our own RESP3
-//! connection that only sends `HELLO 3`, SUBSCRIBE, UNSUBSCRIBE and PING,
-//! and reads the message pushes with the [`resp`](super::resp) reader.
+//! The standalone (and Sentinel) bus's connection: our own RESP3 connection
+//! that only sends `HELLO 3`, SUBSCRIBE, UNSUBSCRIBE, PUBLISH and PING, and
+//! reads the message pushes and the answers with the [`resp`](super::resp)
+//! reader. RESP3 lets a subscribed connection run any command, so the
+//! relay's publishes share it with its subscriptions: one connection per
+//! relay, and no general-purpose client on the delivery path.
 //!
 //! One task owns the connection. It reads into one reusable buffer, parses
 //! every complete frame of a read in one pass, splits the parsed bytes off
 //! the buffer once and hands each message's payload to the relay's sink
 //! copied once into its own `Bytes` (see [`READ_BUFFER`]); commands
-//! reach it through a bounded queue and their confirmations are matched in
-//! order (a SUBSCRIBE of n channels is confirmed by n `subscribe` pushes).
+//! reach it through a bounded queue, every command waiting there when the
+//! task wakes is written with one write, and their answers are matched in
+//! order (a SUBSCRIBE of n channels is confirmed by n `subscribe` pushes, a
+//! PUBLISH by its receiver count, a PING by PONG).
 //!
 //! The connection does not reconnect: when it fails (the server closed it,
 //! a read or write error, a malformed frame, too many unanswered commands)
@@ -50,13 +55,18 @@ pub const READ_BUFFER: usize = 16 * 1024;
 /// Least free space a read is given before a new block is allocated.
 pub const MIN_READ_SPACE: usize = 1024;
 
-/// Commands waiting to be written to the connection; a caller waits for
-/// room within its own timeout.
-pub const COMMAND_QUEUE: usize = 256;
+/// Commands (publishes, mostly) waiting to be written to the connection; a
+/// caller waits for room within its own timeout (the publish timeout).
+pub const COMMAND_QUEUE: usize = 1024;
 
-/// Commands written and not yet answered; more means the server stopped
-/// answering, and the connection is given up.
+/// Commands written and not yet answered. At the limit the task writes
+/// nothing more until answers arrive (the queue above fills and callers
+/// wait within their timeouts); a server that stopped answering fails the
+/// supervisor's PING probe, which replaces the connection.
 pub const MAX_UNANSWERED: usize = 1024;
+
+/// Most bytes of queued commands gathered into one write.
+pub const WRITE_BATCH: usize = 64 * 1024;
 
 /// A byte stream to Redis (TCP, TLS or a Unix socket).
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -67,6 +77,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 enum Command {
     Subscribe,
     Unsubscribe,
+    Publish,
     Ping,
 }
 
@@ -75,16 +86,21 @@ impl Command {
         match self {
             Command::Subscribe => b"SUBSCRIBE",
             Command::Unsubscribe => b"UNSUBSCRIBE",
+            Command::Publish => b"PUBLISH",
             Command::Ping => b"PING",
         }
     }
 }
 
-type Answer = oneshot::Sender<Result<(), String>>;
+/// The answer: PUBLISH's receiver count, 0 for the others.
+type Answer = oneshot::Sender<Result<i64, String>>;
 
 struct Request {
     command: Command,
+    /// SUBSCRIBE's and UNSUBSCRIBE's channels.
     channels: Vec<String>,
+    /// PUBLISH: the whole command, encoded by the caller.
+    encoded: Bytes,
     answer: Answer,
 }
 
@@ -181,7 +197,7 @@ impl Connector {
                 frames: Vec::new(),
                 pending: VecDeque::new(),
                 out: Vec::new(),
-                retiring: None,
+                retiring: false,
                 retire_wait,
                 ended: ended_tx,
             }
@@ -299,6 +315,25 @@ fn encode<A: AsRef<[u8]>>(out: &mut Vec<u8>, args: &[A]) {
     }
 }
 
+/// `PUBLISH arthas:{<room_id>} <payload>`, encoded in one buffer (the
+/// channel as [`keys::channel`] names it).
+fn encode_publish(room_id: &str, payload: &[u8]) -> Bytes {
+    use bytes::BufMut;
+    let channel_len = keys::CHANNEL_PREFIX.len() + room_id.len() + 1;
+    let mut out = BytesMut::with_capacity(payload.len() + channel_len + 48);
+    out.put_slice(b"*3\r\n$7\r\nPUBLISH\r\n$");
+    out.put_slice(itoa::Buffer::new().format(channel_len).as_bytes());
+    out.put_slice(b"\r\n");
+    out.put_slice(keys::CHANNEL_PREFIX.as_bytes());
+    out.put_slice(room_id.as_bytes());
+    out.put_slice(b"}\r\n$");
+    out.put_slice(itoa::Buffer::new().format(payload.len()).as_bytes());
+    out.put_slice(b"\r\n");
+    out.put_slice(payload);
+    out.put_slice(b"\r\n");
+    out.freeze()
+}
+
 /// A handle on a subscriber connection (cheap to clone).
 #[derive(Clone)]
 pub(crate) struct Subscriber {
@@ -342,7 +377,12 @@ impl Subscriber {
         channels: Vec<String>,
         wait: Duration,
     ) -> Result<(), String> {
-        self.call(Command::Subscribe, channels, wait).await
+        if channels.is_empty() {
+            return Ok(());
+        }
+        self.call(Command::Subscribe, channels, Bytes::new(), wait)
+            .await
+            .map(drop)
     }
 
     /// Unsubscribes `channels`; returns once Redis confirmed every one.
@@ -351,27 +391,46 @@ impl Subscriber {
         channels: Vec<String>,
         wait: Duration,
     ) -> Result<(), String> {
-        self.call(Command::Unsubscribe, channels, wait).await
+        if channels.is_empty() {
+            return Ok(());
+        }
+        self.call(Command::Unsubscribe, channels, Bytes::new(), wait)
+            .await
+            .map(drop)
+    }
+
+    /// Hot path: PUBLISH `payload` on `room_id`'s channel; returns how many
+    /// subscriptions received it. The command is encoded here, in the
+    /// caller's task, into one buffer.
+    pub(crate) async fn publish(
+        &self,
+        room_id: &str,
+        payload: &[u8],
+        wait: Duration,
+    ) -> Result<i64, String> {
+        let encoded = encode_publish(room_id, payload);
+        self.call(Command::Publish, Vec::new(), encoded, wait).await
     }
 
     /// One round trip.
     pub(crate) async fn ping(&self, wait: Duration) -> Result<(), String> {
-        self.call(Command::Ping, Vec::new(), wait).await
+        self.call(Command::Ping, Vec::new(), Bytes::new(), wait)
+            .await
+            .map(drop)
     }
 
     async fn call(
         &self,
         command: Command,
         channels: Vec<String>,
+        encoded: Bytes,
         wait: Duration,
-    ) -> Result<(), String> {
-        if command != Command::Ping && channels.is_empty() {
-            return Ok(());
-        }
+    ) -> Result<i64, String> {
         let (answer, answered) = oneshot::channel();
         let request = Request {
             command,
             channels,
+            encoded,
             answer,
         };
         let outcome = timeout(wait, async {
@@ -402,11 +461,10 @@ struct Reader {
     frames: Vec<Frame>,
     /// Commands written, oldest first.
     pending: VecDeque<Pending>,
-    /// The command being written (reused).
+    /// The commands being written (reused).
     out: Vec<u8>,
-    /// Retiring: how many replies (PONGs) are still due before the last
-    /// one, the retirement's own.
-    retiring: Option<usize>,
+    /// Retiring: only pushes and the answers of publishes and pings matter.
+    retiring: bool,
     /// How long a retirement may take.
     retire_wait: Duration,
     /// Set when the task ends.
@@ -420,16 +478,17 @@ impl Reader {
                 // Doubles for a large frame (no quadratic copying).
                 self.buf.reserve(READ_BUFFER.max(self.buf.len()));
             }
-            // Commands first: they are rare, and a steady stream of pushes
-            // must not hold them back.
+            // Commands first: a steady stream of pushes must not hold them
+            // back. None is taken while MAX_UNANSWERED are unanswered.
+            let room = self.pending.len() < MAX_UNANSWERED;
             tokio::select! {
                 biased;
                 _ = retired.notified() => break self.retire().await,
-                request = queue.recv() => match request {
+                request = queue.recv(), if room => match request {
                     // Every handle is gone: the engine was dropped.
                     None => break Ok(()),
                     Some(request) => {
-                        if let Err(e) = self.write(request).await {
+                        if let Err(e) = self.write(request, &mut queue).await {
                             break Err(e);
                         }
                     }
@@ -458,17 +517,19 @@ impl Reader {
     }
 
     /// The retirement ([`Subscriber::retire`]): UNSUBSCRIBE and PING, then
-    /// pushes are delivered until the PONG (after those of pings already
-    /// written), within `retire_wait`. Answers to commands in flight are
-    /// ignored (their callers see the connection closed).
+    /// pushes are delivered until the PONG, within `retire_wait`. Publishes
+    /// and pings already written are still answered (a publish Redis ran
+    /// was received by whoever it counted); subscriptions in flight are
+    /// abandoned (their callers see the connection closed).
     async fn retire(&mut self) -> Result<(), String> {
-        let pings = self
-            .pending
-            .iter()
-            .filter(|p| p.command == Command::Ping)
-            .count();
-        self.pending.clear();
-        self.retiring = Some(pings + 1);
+        self.pending
+            .retain(|p| matches!(p.command, Command::Publish | Command::Ping));
+        self.pending.push_back(Pending {
+            command: Command::Ping,
+            remaining: 1,
+            answer: None,
+        });
+        self.retiring = true;
         self.out.clear();
         encode(&mut self.out, &[b"UNSUBSCRIBE".as_slice()]);
         encode(&mut self.out, &[b"PING".as_slice()]);
@@ -477,7 +538,7 @@ impl Reader {
                 .write_all(&self.out)
                 .await
                 .map_err(|e| format!("write: {e}"))?;
-            while self.retiring != Some(0) {
+            while !self.pending.is_empty() {
                 if self.buf.capacity() - self.buf.len() < MIN_READ_SPACE {
                     self.buf.reserve(READ_BUFFER.max(self.buf.len()));
                 }
@@ -496,26 +557,39 @@ impl Reader {
         Ok(())
     }
 
-    async fn write(&mut self, request: Request) -> Result<(), String> {
-        if self.pending.len() >= MAX_UNANSWERED {
-            return Err("too many unanswered commands".into());
-        }
+    /// Writes `first` and every command queued behind it (up to
+    /// [`WRITE_BATCH`] bytes and [`MAX_UNANSWERED`] unanswered) with one
+    /// write.
+    async fn write(
+        &mut self,
+        first: Request,
+        queue: &mut mpsc::Receiver<Request>,
+    ) -> Result<(), String> {
         self.out.clear();
-        let name: &[u8] = request.command.name();
-        let args: Vec<&[u8]> = std::iter::once(name)
-            .chain(request.channels.iter().map(|c| c.as_bytes()))
-            .collect();
-        encode(&mut self.out, &args);
+        let mut next = Some(first);
+        while let Some(request) = next.take() {
+            if request.command == Command::Publish {
+                self.out.extend_from_slice(&request.encoded);
+            } else {
+                let name: &[u8] = request.command.name();
+                let args: Vec<&[u8]> = std::iter::once(name)
+                    .chain(request.channels.iter().map(|c| c.as_bytes()))
+                    .collect();
+                encode(&mut self.out, &args);
+            }
+            self.pending.push_back(Pending {
+                command: request.command,
+                remaining: request.channels.len().max(1),
+                answer: Some(request.answer),
+            });
+            if self.out.len() < WRITE_BATCH && self.pending.len() < MAX_UNANSWERED {
+                next = queue.try_recv().ok();
+            }
+        }
         self.stream
             .write_all(&self.out)
             .await
-            .map_err(|e| format!("write: {e}"))?;
-        self.pending.push_back(Pending {
-            command: request.command,
-            remaining: request.channels.len().max(1),
-            answer: Some(request.answer),
-        });
-        Ok(())
+            .map_err(|e| format!("write: {e}"))
     }
 
     /// Handles every complete frame in the buffer, in one pass: the parsed
@@ -541,16 +615,11 @@ impl Reader {
             let live = self.live.load(Ordering::Acquire);
             let mut frames = std::mem::take(&mut self.frames);
             for frame in frames.drain(..) {
-                if let Some(due) = self.retiring {
-                    // Retiring: only the pushes and the PONGs matter.
-                    match frame {
-                        Frame::Message { .. } => {}
-                        Frame::Reply => {
-                            self.retiring = Some(due.saturating_sub(1));
-                            continue;
-                        }
-                        _ => continue,
-                    }
+                if self.retiring
+                    && matches!(frame, Frame::Subscribed { .. } | Frame::Unsubscribed { .. })
+                {
+                    // The retirement's UNSUBSCRIBE, or subscriptions abandoned.
+                    continue;
                 }
                 match frame {
                     Frame::Message { channel, payload } => {
@@ -562,10 +631,10 @@ impl Reader {
                             self.shared.deliver(&chunk[channel], payload);
                         }
                     }
-                    Frame::Subscribed { .. } => self.confirm(Command::Subscribe)?,
+                    Frame::Subscribed { .. } => self.confirm(Command::Subscribe, 0)?,
                     Frame::Unsubscribed { channel } => {
                         if self.expects(Command::Unsubscribe) {
-                            self.confirm(Command::Unsubscribe)?;
+                            self.confirm(Command::Unsubscribe, 0)?;
                         } else if let Some(channel) = channel {
                             // Not ours: the server dropped a channel.
                             if let Some(room_id) = keys::room_of_channel(&chunk[channel]) {
@@ -576,7 +645,8 @@ impl Reader {
                             }
                         }
                     }
-                    Frame::Reply => self.confirm(Command::Ping)?,
+                    Frame::Reply => self.confirm(Command::Ping, 0)?,
+                    Frame::Integer(receivers) => self.confirm(Command::Publish, receivers)?,
                     Frame::Error { text } => {
                         let text = String::from_utf8_lossy(&chunk[text]).into_owned();
                         let Some(pending) = self.pending.pop_front() else {
@@ -601,8 +671,9 @@ impl Reader {
         self.pending.front().is_some_and(|p| p.command == command)
     }
 
-    /// One confirmation of the oldest command, which must be a `command`.
-    fn confirm(&mut self, command: Command) -> Result<(), String> {
+    /// One confirmation of the oldest command, which must be a `command`;
+    /// the last one answers it with `value`.
+    fn confirm(&mut self, command: Command, value: i64) -> Result<(), String> {
         let Some(pending) = self.pending.front_mut() else {
             return Err(format!("unexpected {command:?} confirmation"));
         };
@@ -615,7 +686,7 @@ impl Reader {
         pending.remaining = pending.remaining.saturating_sub(1);
         if pending.remaining == 0 {
             if let Some(answer) = self.pending.pop_front().and_then(|p| p.answer) {
-                let _ = answer.send(Ok(()));
+                let _ = answer.send(Ok(value));
             }
         }
         Ok(())
