@@ -13,21 +13,21 @@
 //!
 //! # The bus
 //!
-//! Standalone ([`bus`]): PUBLISH goes through a redis-rs
-//! `ConnectionManager`; SUBSCRIBE and the message pushes use our own RESP3
-//! connection (`subscriber`), read by a minimal strict reader ([`resp`]) that
-//! parses every push of a read in one pass and hands each payload to the
-//! relay's [`BusSink`] copied once into its own `Bytes`, synchronously,
-//! in arrival order. A supervisor task notices a loss (the connection ends,
-//! or a PING probe fails), fails publishes fast meanwhile, opens a new
-//! subscriber connection and subscribes every hosted room on it.
+//! Standalone ([`bus`]): SUBSCRIBE, PUBLISH and the message pushes share
+//! our own RESP3 connection (`subscriber`; RESP3 lets a subscribed
+//! connection run any command), read by a minimal strict reader ([`resp`])
+//! that parses every push and answer of a read in one pass and hands each
+//! payload to the relay's [`BusSink`] copied once into its own `Bytes`,
+//! synchronously, in arrival order. A supervisor task notices a loss (the
+//! connection ends, or a PING probe fails), fails publishes fast meanwhile,
+//! opens a new connection and subscribes every hosted room on it.
 //!
 //! Sentinel ([`RedisMode::Sentinel`]): the same bus and command pool, aimed
 //! at the master the sentinels name (`sentinel`). Pool connections ask the
 //! sentinels when they are opened and are discarded on a connection error or
 //! READONLY; the bus supervisor follows a failover (after a loss, and on a
-//! periodic check) by rebuilding its connections against the new master and
-//! resubscribing every hosted room.
+//! periodic check) by retiring its connection, opening one to the new master
+//! and resubscribing every hosted room.
 //!
 //! Cluster ([`cluster_bus`]): the cluster client keeps one RESP3 connection
 //! per shard for commands and SSUBSCRIBE/SPUBLISH; its pushes are parsed by
