@@ -1096,10 +1096,6 @@ async fn chat_through_failover(redis: Replicated, how: Failover, label: &str) {
         }
     }
     // A publish that reached fewer relays than hold members is answered with an error (the
-    // relay's `reach`); what is still lost is rare (no pair in most runs, 1-2 sent right at the
-    // switch otherwise; OPERATIONS.md §11): the promise asserted is that nothing acknowledged
-    // is lost once the failover is over.
-    // A publish that reached fewer relays than hold members is answered with an error (the
     // relay's `reach`), and a relay moving its subscription off a master first takes every push
     // that master counted for it: nothing acknowledged is lost.
     assert!(
