@@ -109,8 +109,11 @@ impl server::HttpFallback for WebClient {
     }
 }
 
-/// `hostname-xxxxxx`: unique per process start, so a restarted pod's stale
-/// presence is swept instead of being taken over.
+/// `hostname-xxxxxxxxxxxx` (48 random bits): unique per process start, so a
+/// restarted pod's stale presence is swept instead of being taken over. Two
+/// relays sharing an id would each take the other's epoch key for a lost
+/// store and restore their rooms over and over (seen once with 24 bits,
+/// three relays on one host: hence 48).
 fn default_node_id() -> String {
     let host = std::env::var("HOSTNAME")
         .ok()
@@ -121,7 +124,7 @@ fn default_node_id() -> String {
                 .map(|h| h.trim().to_owned())
         })
         .unwrap_or_else(|| "relay".into());
-    format!("{host}-{:06x}", rand::random::<u32>() & 0xff_ffff)
+    format!("{host}-{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff)
 }
 
 /// How this relay reaches the gateway over TLS.
