@@ -37,9 +37,12 @@
 # sitting; the load generator stays target/release's); KEEP_RUN_DIR=1 keeps the processes'
 # logs and the generators' reports; LOADGEN_ARGS adds generator flags, e.g.
 # LOADGEN_ARGS="--mode churn" for join throughput (members leave and re-join
-# on open connections). Joins and k6-joins: CONCURRENCY (64) rooms opened at
-# once, RETRY_BUDGET (8) refusals retried per client (pass ROOMS: the
-# default above, 600, applies to them too).
+# on open connections). RETRY_BUDGET (8): refusals (HTTP 503, E005) a
+# client retries with the web client's backoff while joining, in every mode
+# (a relay admits --max-joins-in-flight joins at once; without retries a
+# refused member leaves its room short). Joins and k6-joins: CONCURRENCY
+# (64) rooms opened at once (pass ROOMS: the default above, 600, applies
+# to them too).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode="${1:-single}"
@@ -217,6 +220,7 @@ start_relays() {
 loadgen() {
   target/release/arthas-loadgen --rooms "$ROOMS" --members "$MEMBERS" --rate "$RATE" \
     --duration "$DURATION" --payload "$PAYLOAD" --placement "${PLACEMENT:-spread}" \
+    --retry-budget "${RETRY_BUDGET:-8}" \
     "$@" ${LOADGEN_ARGS:-}
 }
 

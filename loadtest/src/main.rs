@@ -187,6 +187,9 @@ struct Stats {
     /// Only deliveries of messages sent inside the window count.
     measuring: std::sync::atomic::AtomicBool,
     window_sent: AtomicU64,
+    /// Deliveries the window's messages owe: each one's room size less
+    /// the sender (a room some of whose members were refused is smaller).
+    window_expected: AtomicU64,
     window_received: AtomicU64,
     /// Members' connections the server closed, by close code (0: a close
     /// frame without a code).
@@ -304,11 +307,20 @@ struct Starter {
     schedule: watch::Receiver<Option<Instant>>,
     stats: Arc<Stats>,
     tasks: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    /// Members per room (member `n` is in room `n / members`).
+    members: usize,
+    /// Members joined, per room.
+    room_sizes: Arc<Vec<AtomicU64>>,
 }
 
 impl Starter {
-    /// Starts member `n` (its index in the run sets its send phase).
+    /// Starts member `n`, which has just joined (its index in the run sets
+    /// its room and its send phase).
     fn start(&self, n: usize, rx: Reader, tx: Writer) {
+        let room = n / self.members.max(1);
+        if let Some(size) = self.room_sizes.get(room) {
+            size.fetch_add(1, Ordering::Relaxed);
+        }
         let (pong_tx, pong_rx) = mpsc::channel(4);
         let phase = Duration::from_secs_f64(if self.rate > 0.0 {
             (n as f64 * 0.618_034 % 1.0) / self.rate
@@ -321,6 +333,8 @@ impl Starter {
             start: self.start,
             stop: self.schedule.clone(),
             phase,
+            room_sizes: self.room_sizes.clone(),
+            room,
         };
         let reader = tokio::spawn(receive(rx, pong_tx, self.stats.clone(), self.start));
         let writer = tokio::spawn(transmit(tx, pong_rx, pace, self.stats.clone()));
@@ -509,6 +523,9 @@ struct Pace {
     stop: watch::Receiver<Option<Instant>>,
     /// Offset of this member's first message, so senders do not align.
     phase: Duration,
+    /// Members joined per room, and this member's room.
+    room_sizes: Arc<Vec<AtomicU64>>,
+    room: usize,
 }
 
 /// Sends at `pace.rate` per second until `pace.stop`, answering pings in between.
@@ -524,6 +541,8 @@ async fn transmit(
         start,
         mut stop,
         phase,
+        room_sizes,
+        room,
     } = pace;
     let stop = loop {
         if let Some(stop) = *stop.borrow_and_update() {
@@ -554,7 +573,11 @@ async fn transmit(
                 let msg = Sealed { iv: "AAAAAAAAAAAAAAAA", ciphertext: &ciphertext };
                 if send(&mut tx, client::encode(kind::SEND_MESSAGE, &msg)).await.is_err() { return; }
                 stats.sent.fetch_add(1, Ordering::Relaxed);
-                if window { stats.window_sent.fetch_add(1, Ordering::Relaxed); }
+                if window {
+                    stats.window_sent.fetch_add(1, Ordering::Relaxed);
+                    let size = room_sizes.get(room).map_or(0, |s| s.load(Ordering::Relaxed));
+                    stats.window_expected.fetch_add(size.saturating_sub(1), Ordering::Relaxed);
+                }
             }
             // The reader ended and nothing is to be sent (idle members).
             else => return,
@@ -686,6 +709,8 @@ async fn main() {
         schedule,
         stats: stats.clone(),
         tasks: member_tasks.clone(),
+        members: args.members,
+        room_sizes: Arc::new((0..args.rooms).map(|_| AtomicU64::new(0)).collect()),
     });
 
     // Join every room, a few at a time.
@@ -796,8 +821,7 @@ async fn main() {
     // Let in-flight window messages land before counting loss.
     tokio::time::sleep(Duration::from_secs(2)).await;
 
-    let window_sent = stats.window_sent.load(Ordering::Relaxed);
-    let expected = window_sent * (args.members as u64 - 1);
+    let expected = stats.window_expected.load(Ordering::Relaxed);
     let window_received = stats.window_received.load(Ordering::Relaxed);
     let mut lat = stats
         .latencies
@@ -821,6 +845,7 @@ async fn main() {
         "payload_bytes": args.payload,
         "measured_seconds": elapsed,
         "deliveries_per_second": deliveries_per_sec,
+        "messages_sent_in_window": stats.window_sent.load(Ordering::Relaxed),
         "expected_deliveries": expected,
         "received_deliveries": window_received,
         "lost": expected.saturating_sub(window_received),
