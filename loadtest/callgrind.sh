@@ -4,9 +4,9 @@
 # hot-path change is judged by its before/after count, not by timings.
 #
 #   loadtest/callgrind.sh chat-single   # the all-in-one binary, chatting
-#   loadtest/callgrind.sh chat-relay    # relay 0 of 3 (+ Redis), chatting
+#   loadtest/callgrind.sh chat-relay    # relay 0 of RELAYS (3) (+ Redis), chatting
 #   loadtest/callgrind.sh joins-single  # the all-in-one binary, joins
-#   loadtest/callgrind.sh joins-relay   # relay 0 of 3 (+ Redis), joins
+#   loadtest/callgrind.sh joins-relay   # relay 0 of RELAYS (3) (+ Redis), joins
 #
 # The workload: ROOMS (20) rooms of MEMBERS (10), every member sending RATE
 # (0.9) messages per second for DURATION (20) s after every room is open
@@ -21,7 +21,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 mode="${1:-chat-single}"
 ROOMS="${ROOMS:-20}" MEMBERS="${MEMBERS:-10}" RATE="${RATE:-0.9}" DURATION="${DURATION:-20}"
-BASE_PORT="${BASE_PORT:-18000}" BIN_DIR="${BIN_DIR:-target/release}"
+BASE_PORT="${BASE_PORT:-18000}" BIN_DIR="${BIN_DIR:-target/release}" RELAYS="${RELAYS:-3}"
 # shellcheck source=loadtest/lift-per-address-limits.sh
 source loadtest/lift-per-address-limits.sh
 loadgen=target/release/arthas-loadgen
@@ -70,7 +70,7 @@ start_cluster() {
   start_plain gateway "$BIN_DIR/gateway" --listen "127.0.0.1:$((BASE_PORT + 1))" \
     --internal-listen "127.0.0.1:$((BASE_PORT + 2))" --admin-listen "127.0.0.1:$((BASE_PORT + 3))"
   urls=()
-  for i in 0 1 2; do
+  for i in $(seq 0 $((RELAYS - 1))); do
     local relay=(relay "$BIN_DIR/relay" --listen "127.0.0.1:$((BASE_PORT + 10 + i))"
       --admin-listen "127.0.0.1:$((BASE_PORT + 20 + i))"
       --gateway-url "http://127.0.0.1:$((BASE_PORT + 2))")
@@ -113,23 +113,23 @@ wait "$counted_pid" 2>/dev/null || true
 # The dump (part 1) holds the counted window; the part written at exit is
 # empty (instrumentation was off by then).
 out="$(ls "$run_dir"/*.cg.1)"
-python3 - "$out" "$run_dir/loadgen.json" "$mode" "$MEMBERS" <<'PY'
+python3 - "$out" "$run_dir/loadgen.json" "$mode" "$MEMBERS" "$RELAYS" <<'PY'
 import json, re, sys
-out, report, mode, members = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+out, report, mode, members, relays = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
 text = open(out, errors="replace").read()
 m = re.findall(r"^totals:\s*(\d+)", text, re.M)
 total = int(m[-1]) if m else 0
 r = json.load(open(report))
 if mode.startswith("chat"):
     # Deliveries the counted process made: all of them on the all-in-one,
-    # a third on relay 0 of 3 (members are spread evenly).
-    share = 1.0 if mode == "chat-single" else 1 / 3
+    # one in RELAYS on relay 0 (members are spread evenly).
+    share = 1.0 if mode == "chat-single" else 1 / relays
     ops = r["received_deliveries"] * share
     unit = "delivery"
 else:
-    # Relay 0 of 3 holds a third of the sockets and sees a third of the bus
-    # traffic: its count per third of the joins is the three relays' per join.
-    ops = r["joins"] if mode == "joins-single" else r["joins"] / 3
+    # Relay 0 of RELAYS holds its share of the sockets and of the bus
+    # traffic: its count per share of the joins is the relays' per join.
+    ops = r["joins"] if mode == "joins-single" else r["joins"] / relays
     unit = "join"
 print(json.dumps({"mode": mode, "instructions": total, f"{unit}s_counted": round(ops),
                   f"instructions_per_{unit}": round(total / ops) if ops else 0}, indent=2))

@@ -473,6 +473,8 @@ struct Reader {
 
 impl Reader {
     async fn run(mut self, mut queue: mpsc::Receiver<Request>, retired: Arc<Notify>) {
+        // Registered once, not once per wake-up.
+        let mut retired = std::pin::pin!(retired.notified());
         let outcome: Result<(), String> = loop {
             if self.buf.capacity() - self.buf.len() < MIN_READ_SPACE {
                 // Doubles for a large frame (no quadratic copying).
@@ -483,7 +485,7 @@ impl Reader {
             let room = self.pending.len() < MAX_UNANSWERED;
             tokio::select! {
                 biased;
-                _ = retired.notified() => break self.retire().await,
+                _ = &mut retired => break self.retire().await,
                 request = queue.recv(), if room => match request {
                     // Every handle is gone: the engine was dropped.
                     None => break Ok(()),
