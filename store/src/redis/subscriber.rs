@@ -1,21 +1,27 @@
-//! The standalone (and Sentinel) bus's subscriber connection: our own RESP3
-//! connection that only sends `HELLO 3`, SUBSCRIBE, UNSUBSCRIBE and PING,
-//! and reads the message pushes with the [`resp`](super::resp) reader.
+//! The bus's subscriber connections: our own RESP3 connection that only
+//! sends `HELLO 3`, SUBSCRIBE, UNSUBSCRIBE and PING (on a Redis Cluster,
+//! [`Channels::Sharded`]: SSUBSCRIBE and SUNSUBSCRIBE, one connection per
+//! master; see [`cluster_bus`](super::cluster_bus)), and reads the message
+//! pushes with the [`resp`](super::resp) reader.
 //!
 //! One task owns the connection. It reads into one reusable buffer, parses
 //! every complete frame of a read in one pass, splits the parsed bytes off
 //! the buffer once and hands each message's payload to the relay's sink
 //! copied once into its own `Bytes` (see [`READ_BUFFER`]); commands
 //! reach it through a bounded queue and their confirmations are matched in
-//! order (a SUBSCRIBE of n channels is confirmed by n `subscribe` pushes).
+//! order (a SUBSCRIBE of n channels is confirmed by n `subscribe` pushes; an
+//! `unsubscribe` push for a channel the oldest UNSUBSCRIBE did not name is
+//! the server dropping it: [`BusEvent::ChannelDropped`] when the room is
+//! still wanted).
 //!
 //! The connection does not reconnect: when it fails (the server closed it,
 //! a read or write error, a malformed frame, too many unanswered commands)
 //! it marks the bus down, tells the supervisor ([`BusEvent::ConnectionLost`])
-//! and ends; the supervisor ([`bus`](super::bus)) opens a new one and
-//! subscribes every hosted room again. A retired connection (replaced after
-//! a Sentinel failover, or suspected after a failed probe) delivers nothing
-//! more and closes, which unsubscribes it on the server.
+//! and ends; the supervisor ([`bus`](super::bus),
+//! [`cluster_bus`](super::cluster_bus)) opens a new one and subscribes every
+//! hosted room again. A retired connection (replaced after a failover, or
+//! suspected after a failed probe) first delivers what its server counted
+//! for it, then delivers nothing more and closes ([`Subscriber::retire`]).
 //!
 //! TLS (`rediss://`) uses rustls with the material of [`RedisTls`]: the
 //! configured CA or the system's roots, and the client certificate if any,
@@ -27,7 +33,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use redis::ConnectionAddr;
+use redis::{ConnectionAddr, ConnectionInfo};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -62,6 +68,15 @@ pub const MAX_UNANSWERED: usize = 1024;
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
+/// Which channels a connection subscribes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Channels {
+    /// SUBSCRIBE/UNSUBSCRIBE (standalone, Sentinel).
+    Plain,
+    /// SSUBSCRIBE/SUNSUBSCRIBE: shard channels on a Redis Cluster master.
+    Sharded,
+}
+
 /// What a command is answered by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Command {
@@ -71,11 +86,13 @@ enum Command {
 }
 
 impl Command {
-    fn name(self) -> &'static [u8] {
-        match self {
-            Command::Subscribe => b"SUBSCRIBE",
-            Command::Unsubscribe => b"UNSUBSCRIBE",
-            Command::Ping => b"PING",
+    fn name(self, channels: Channels) -> &'static [u8] {
+        match (self, channels) {
+            (Command::Subscribe, Channels::Plain) => b"SUBSCRIBE",
+            (Command::Subscribe, Channels::Sharded) => b"SSUBSCRIBE",
+            (Command::Unsubscribe, Channels::Plain) => b"UNSUBSCRIBE",
+            (Command::Unsubscribe, Channels::Sharded) => b"SUNSUBSCRIBE",
+            (Command::Ping, _) => b"PING",
         }
     }
 }
@@ -93,6 +110,9 @@ struct Pending {
     command: Command,
     /// Confirmations still expected (one per channel; one for PING).
     remaining: usize,
+    /// An UNSUBSCRIBE's channels not yet confirmed (empty for the others):
+    /// an `unsubscribe` push for another channel is the server's own.
+    channels: Vec<String>,
     answer: Option<Answer>,
 }
 
@@ -119,17 +139,17 @@ impl Connector {
         Ok(self.config.get_or_init(|| config).clone())
     }
 
-    /// Connects to `client`'s server and says `HELLO 3` (with its
+    /// Connects to `info`'s server and says `HELLO 3` (with its
     /// credentials), within `connect_timeout`; `retire_wait` bounds its
     /// retirement ([`Subscriber::retire`]).
     pub(crate) async fn connect(
         &self,
-        client: &redis::Client,
+        info: &ConnectionInfo,
+        channels: Channels,
         connect_timeout: Duration,
         retire_wait: Duration,
         shared: Arc<BusShared>,
     ) -> Result<Subscriber, BusError> {
-        let info = client.get_connection_info();
         let settings = info.redis_settings();
         let hello = hello(settings.username(), settings.password());
         let opened = timeout(connect_timeout, async {
@@ -176,6 +196,7 @@ impl Connector {
             Reader {
                 stream,
                 buf,
+                channels,
                 shared,
                 live: live.clone(),
                 frames: Vec::new(),
@@ -315,6 +336,11 @@ pub(crate) struct Subscriber {
 }
 
 impl Subscriber {
+    /// Whether `other` is a handle on the same connection.
+    pub(crate) fn same(&self, other: &Subscriber) -> bool {
+        Arc::ptr_eq(&self.live, &other.live)
+    }
+
     /// Whether the connection ended (failed or retired).
     pub(crate) fn is_closed(&self) -> bool {
         !self.live.load(Ordering::Acquire) || self.requests.is_closed()
@@ -396,6 +422,8 @@ struct Reader {
     stream: Box<dyn Io>,
     /// The read buffer: parsed frames are split off its front.
     buf: BytesMut,
+    /// Plain or shard channels.
+    channels: Channels,
     shared: Arc<BusShared>,
     live: Arc<AtomicBool>,
     /// The frames of one read (reused).
@@ -470,7 +498,7 @@ impl Reader {
         self.pending.clear();
         self.retiring = Some(pings + 1);
         self.out.clear();
-        encode(&mut self.out, &[b"UNSUBSCRIBE".as_slice()]);
+        encode(&mut self.out, &[Command::Unsubscribe.name(self.channels)]);
         encode(&mut self.out, &[b"PING".as_slice()]);
         let drained = timeout(self.retire_wait, async {
             self.stream
@@ -501,7 +529,7 @@ impl Reader {
             return Err("too many unanswered commands".into());
         }
         self.out.clear();
-        let name: &[u8] = request.command.name();
+        let name: &[u8] = request.command.name(self.channels);
         let args: Vec<&[u8]> = std::iter::once(name)
             .chain(request.channels.iter().map(|c| c.as_bytes()))
             .collect();
@@ -510,9 +538,15 @@ impl Reader {
             .write_all(&self.out)
             .await
             .map_err(|e| format!("write: {e}"))?;
+        let remaining = request.channels.len().max(1);
+        let channels = match request.command {
+            Command::Unsubscribe => request.channels,
+            Command::Subscribe | Command::Ping => Vec::new(),
+        };
         self.pending.push_back(Pending {
             command: request.command,
-            remaining: request.channels.len().max(1),
+            remaining,
+            channels,
             answer: Some(request.answer),
         });
         Ok(())
@@ -564,7 +598,11 @@ impl Reader {
                     }
                     Frame::Subscribed { .. } => self.confirm(Command::Subscribe)?,
                     Frame::Unsubscribed { channel } => {
-                        if self.expects(Command::Unsubscribe) {
+                        let requested = match &channel {
+                            None => self.expects(Command::Unsubscribe),
+                            Some(channel) => self.requested(&chunk[channel.clone()]),
+                        };
+                        if requested {
                             self.confirm(Command::Unsubscribe)?;
                         } else if let Some(channel) = channel {
                             // Not ours: the server dropped a channel.
@@ -599,6 +637,28 @@ impl Reader {
 
     fn expects(&self, command: Command) -> bool {
         self.pending.front().is_some_and(|p| p.command == command)
+    }
+
+    /// Whether the oldest command is an UNSUBSCRIBE naming `channel` (then
+    /// struck off its list): an `unsubscribe` push for it is its answer.
+    fn requested(&mut self, channel: &[u8]) -> bool {
+        let Some(pending) = self.pending.front_mut() else {
+            return false;
+        };
+        if pending.command != Command::Unsubscribe {
+            return false;
+        }
+        match pending
+            .channels
+            .iter()
+            .position(|c| c.as_bytes() == channel)
+        {
+            Some(i) => {
+                pending.channels.swap_remove(i);
+                true
+            }
+            None => false,
+        }
     }
 
     /// One confirmation of the oldest command, which must be a `command`.
