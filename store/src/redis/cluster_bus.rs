@@ -34,10 +34,15 @@
 //!   resubscribes the rooms whose master changed. Until then a publish
 //!   nobody received in a room this relay hosts fails (the sender is told)
 //!   and resubscribes that room.
+//! - A master is lost (killed, unreachable): its connection cannot be
+//!   reopened until a replica takes its slots; the bus stays down (the other
+//!   masters' rooms are resubscribed at once) and the supervisor retries
+//!   with backoff, following the slot map.
 //! - The redis-rs cluster client wedges (after every master restarted at
-//!   once, or every connection was killed): when `CLUSTER SLOTS` fails, or
-//!   no resubscription succeeds, for `cluster_rebuild_after`, the supervisor
-//!   swaps in a fresh cluster connection ([`SharedCluster`]).
+//!   once, or every connection was killed): when `CLUSTER SLOTS` has failed
+//!   for `cluster_rebuild_after`, the supervisor swaps in a fresh cluster
+//!   connection ([`SharedCluster`]). The subscriber connections do not need
+//!   it: meanwhile they reconnect to the masters of the last slot map read.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -68,9 +73,9 @@ const SLOTS: u16 = 16384;
 /// a tight loop ("ClusterConnectionNotFound") and never reconnects (it
 /// happens after a CLIENT KILL of every connection too: then the client's
 /// "reconnect to initial nodes" never completes). The supervisor notices
-/// `CLUSTER SLOTS` or the resubscriptions failing for `cluster_rebuild_after`
-/// and swaps in a fresh connection from the same client (which drops the
-/// wedged one once no request holds it).
+/// `CLUSTER SLOTS` failing for `cluster_rebuild_after` and swaps in a fresh
+/// connection from the same client (which drops the wedged one once no
+/// request holds it).
 #[derive(Clone)]
 pub(crate) struct SharedCluster {
     client: Arc<ClusterClient>,
@@ -604,12 +609,16 @@ impl Supervisor {
             let wanted: Vec<String> = self.shared.rooms().iter().cloned().collect();
             let mut routes = lock(&self.shards.routes);
             if routes.slots != slots {
+                let before = pending.rooms.len();
                 for room in wanted {
                     if routes.slots.master_of_room(&room) != slots.master_of_room(&room) {
                         pending.rooms.insert(room);
                     }
                 }
-                tracing::info!(slots = ?slots.0, "redis cluster bus: following the slot map");
+                tracing::info!(
+                    moved_rooms = pending.rooms.len() - before,
+                    "redis cluster bus: the slot map changed; resubscribing the rooms whose master changed"
+                );
             }
             let masters: HashSet<Node> = slots.masters().into_iter().cloned().collect();
             let gone: Vec<Node> = routes
@@ -727,8 +736,7 @@ async fn supervise(
     let mut pending = Pending::default();
     let mut probe = tokio::time::interval(config.bus_probe_interval);
     probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // Since when `CLUSTER SLOTS` has failed (outside recoveries).
-    let mut slots_failing: Option<Instant> = None;
+    let mut slots_failing = SlotsFailing::default();
     loop {
         let ticked = tokio::select! {
             _ = shutdown.changed() => return,
@@ -747,11 +755,12 @@ async fn supervise(
             // replica that never had the shard's subscriptions, and the old
             // master does not always say so (no SUNSUBSCRIBE): follow the
             // slot map.
+            let attempt = Instant::now();
             match sup.slot_map().await {
                 Ok(slots) => {
-                    slots_failing = None;
+                    slots_failing.note(true, attempt, &config);
                     if !sup.follows(&slots) {
-                        tracing::info!(
+                        tracing::debug!(
                             "redis cluster bus: the slot map changed or a master has no connection"
                         );
                         pending.noticed();
@@ -759,11 +768,8 @@ async fn supervise(
                 }
                 Err(e) => {
                     tracing::debug!(error = %e.0, "redis cluster bus: CLUSTER SLOTS failed");
-                    if slots_failing.get_or_insert_with(Instant::now).elapsed()
-                        >= config.cluster_rebuild_after
-                    {
+                    if slots_failing.note(false, attempt, &config) {
                         rebuild(&sup).await;
-                        slots_failing = None;
                     }
                 }
             }
@@ -774,7 +780,6 @@ async fn supervise(
         let Some(since) = pending.since else { continue };
         shared.set_down();
         let mut delay = config.reconnect_backoff_min;
-        let mut failing_since: Option<Instant> = None;
         let mut done: HashSet<String> = HashSet::new();
         loop {
             let attempt = Instant::now();
@@ -785,19 +790,26 @@ async fn supervise(
                 pending.add(BusEvent::ConnectionLost);
             }
             let mut failed = false;
-            let mut slots_ok = true;
-            match sup.slot_map().await {
+            let slots = match sup.slot_map().await {
                 Ok(slots) => {
-                    if let Err(e) = sup.follow(slots, &mut pending).await {
-                        tracing::warn!(error = %e.0, "redis cluster bus: a master is unreachable");
-                        failed = true;
-                    }
+                    slots_failing.note(true, attempt, &config);
+                    slots
                 }
                 Err(e) => {
                     tracing::warn!(error = %e.0, "redis cluster bus: CLUSTER SLOTS failed");
                     failed = true;
-                    slots_ok = false;
+                    if slots_failing.note(false, attempt, &config) {
+                        // The cluster client may be wedged.
+                        rebuild(&sup).await;
+                    }
+                    // Reconnect what was lost where the slots were: the
+                    // subscriber connections do not need the cluster client.
+                    lock(&sup.shards.routes).slots.clone()
                 }
+            };
+            if let Err(e) = sup.follow(slots, &mut pending).await {
+                tracing::warn!(error = %e.0, "redis cluster bus: a master is unreachable");
+                failed = true;
             }
             if std::mem::take(&mut pending.all) {
                 pending.rooms.extend(shared.rooms().iter().cloned());
@@ -814,20 +826,11 @@ async fn supervise(
             if tried || !failed {
                 let pass = resubscribe_pass(&sup.shards, &config, batch).await;
                 failed |= !pass.left.is_empty();
-                let progressed = !pass.done.is_empty();
                 done.extend(pass.done);
                 pending.rooms.extend(pass.left);
-                if progressed && slots_ok {
-                    failing_since = None;
-                }
             }
             if !failed {
                 break;
-            }
-            if failing_since.get_or_insert(attempt).elapsed() >= config.cluster_rebuild_after {
-                // Nothing gets through: the cluster client may be wedged.
-                rebuild(&sup).await;
-                failing_since = None;
             }
             tracing::warn!(
                 left = pending.rooms.len(),
@@ -862,10 +865,35 @@ async fn supervise(
     }
 }
 
+/// Since when `CLUSTER SLOTS` (through the cluster client) has failed.
+#[derive(Default)]
+struct SlotsFailing(Option<Instant>);
+
+impl SlotsFailing {
+    /// Notes the outcome of an attempt started at `attempt`; true when the
+    /// failures have lasted `cluster_rebuild_after` (then the count starts
+    /// over): the cluster connection should be rebuilt.
+    fn note(&mut self, ok: bool, attempt: Instant, config: &RedisConfig) -> bool {
+        if ok {
+            self.0 = None;
+            return false;
+        }
+        if self.0.get_or_insert(attempt).elapsed() >= config.cluster_rebuild_after {
+            self.0 = None;
+            return true;
+        }
+        false
+    }
+}
+
 /// Swaps in a fresh cluster connection (commands and SPUBLISH).
 async fn rebuild(sup: &Supervisor) {
     match sup.cluster.rebuild(&sup.config).await {
-        Ok(()) => tracing::warn!("redis cluster bus: cluster connection rebuilt after failures"),
+        Ok(()) => {
+            tracing::warn!(
+                "redis cluster bus: cluster connection rebuilt after failing CLUSTER SLOTS"
+            )
+        }
         Err(e) => tracing::warn!(error = %e.0, "redis cluster bus: rebuild failed"),
     }
 }

@@ -184,13 +184,13 @@ pub struct RedisConfig {
     pub resubscribe_concurrency: usize,
     /// Most dead relays one sweep handles (the rest wait for the next).
     pub sweep_max_nodes: usize,
-    /// Cluster only: when `CLUSTER SLOTS` has failed, or no resubscription
-    /// has succeeded, for this long (from the start of the first failed
-    /// attempt), the cluster connection (commands, SPUBLISH, `CLUSTER SLOTS`)
-    /// is rebuilt (redis-rs can wedge after all masters restart at once or
-    /// every connection is killed). Well below a relay's heartbeat TTL: the rebuild
-    /// must come before the other relays sweep this one's members (3 s: the
-    /// second timed-out SSUBSCRIBE, about 4 s after the loss).
+    /// Cluster only: when `CLUSTER SLOTS` has failed for this long (from the
+    /// start of the first failed attempt), the cluster connection (commands,
+    /// SPUBLISH, `CLUSTER SLOTS`) is rebuilt (redis-rs can wedge after all
+    /// masters restart at once or every connection is killed). Well below a
+    /// relay's heartbeat TTL: the rebuild must come before the other relays
+    /// sweep this one's members (3 s: the second timed-out `CLUSTER SLOTS`,
+    /// about 4 s after the loss).
     pub cluster_rebuild_after: Duration,
     /// Sentinel only: how often the bus asks the sentinels which server is
     /// master, to follow a failover it was not disconnected by.
