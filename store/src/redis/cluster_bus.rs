@@ -34,10 +34,14 @@
 //!   resubscribes the rooms whose master changed. Until then a publish
 //!   nobody received in a room this relay hosts fails (the sender is told)
 //!   and resubscribes that room.
-//! - A master is lost (killed, unreachable): its connection cannot be
-//!   reopened until a replica takes its slots; the bus stays down (the other
-//!   masters' rooms are resubscribed at once) and the supervisor retries
-//!   with backoff, following the slot map.
+//! - A master is lost (killed, unreachable): the other masters' rooms are
+//!   resubscribed at once; its rooms are subscribed on one of its replicas
+//!   (a replica serves its master's shard channels, SSUBSCRIBE and the
+//!   SPUBLISHes the cluster client then sends it alike), and the supervisor
+//!   keeps retrying the master with backoff (the bus reads down meanwhile).
+//!   When the replica takes the slots, its connection serves them as their
+//!   master's; when the master answers again, the replica's connection is
+//!   retired before the rooms are subscribed on the master.
 //! - The redis-rs cluster client wedges (after every master restarted at
 //!   once, or every connection was killed): when `CLUSTER SLOTS` has failed
 //!   for `cluster_rebuild_after`, the supervisor swaps in a fresh cluster
@@ -153,17 +157,25 @@ impl std::fmt::Display for Node {
     }
 }
 
-/// Which master serves which slots: (first slot, last slot, master),
-/// sorted by first slot.
+/// One range of `CLUSTER SLOTS`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct SlotRange {
+    first: u16,
+    last: u16,
+    master: Node,
+    replicas: Vec<Node>,
+}
+
+/// Which master (and replicas) serve which slots, sorted by first slot.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-struct SlotMap(Vec<(u16, u16, Node)>);
+struct SlotMap(Vec<SlotRange>);
 
 impl SlotMap {
     /// The master serving `slot`.
     fn master_of(&self, slot: u16) -> Option<&Node> {
-        let after = self.0.partition_point(|(first, _, _)| *first <= slot);
-        let (first, last, node) = self.0.get(after.checked_sub(1)?)?;
-        (*first <= slot && slot <= *last).then_some(node)
+        let after = self.0.partition_point(|r| r.first <= slot);
+        let range = self.0.get(after.checked_sub(1)?)?;
+        (range.first <= slot && slot <= range.last).then_some(&range.master)
     }
 
     /// The master serving `room_id`'s channel.
@@ -172,7 +184,16 @@ impl SlotMap {
     }
 
     fn masters(&self) -> BTreeSet<&Node> {
-        self.0.iter().map(|(_, _, node)| node).collect()
+        self.0.iter().map(|r| &r.master).collect()
+    }
+
+    /// The replicas of `master`.
+    fn replicas_of(&self, master: &Node) -> BTreeSet<&Node> {
+        self.0
+            .iter()
+            .filter(|r| r.master == *master)
+            .flat_map(|r| &r.replicas)
+            .collect()
     }
 
     /// Reads a `CLUSTER SLOTS` reply: one array per range, `[first, last,
@@ -190,32 +211,48 @@ impl SlotMap {
                 Some(Value::Int(n)) => u16::try_from(*n).ok().filter(|n| *n < SLOTS),
                 _ => None,
             };
-            let (Some(first), Some(last), Some(Value::Array(master))) =
-                (slot(parts.first()), slot(parts.get(1)), parts.get(2))
-            else {
-                return Err("a range without its slots and master".into());
+            let (Some(first), Some(last)) = (slot(parts.first()), slot(parts.get(1))) else {
+                return Err("a range without its slots".into());
             };
-            let host = match master.first() {
-                Some(Value::BulkString(b)) => String::from_utf8(b.clone()).ok(),
-                Some(Value::SimpleString(s)) => Some(s.clone()),
-                _ => None,
-            };
-            let port = match master.get(1) {
-                Some(Value::Int(p)) => u16::try_from(*p).ok(),
-                _ => None,
-            };
-            let (Some(host), Some(port)) = (host, port) else {
-                return Err("a master without host and port".into());
-            };
-            // "" or "?": the node does not know its address.
-            if host.is_empty() || host == "?" || first > last {
-                return Err(format!("a range with master {host}:{port} unusable"));
+            if first > last {
+                return Err(format!("a range from {first} to {last}"));
             }
-            map.push((first, last, Node { host, port }));
+            let Some(master) = parts.get(2).and_then(node) else {
+                return Err(format!("the range from {first} without a usable master"));
+            };
+            // A replica whose address is unknown is left out.
+            let replicas = parts.iter().skip(3).filter_map(node).collect();
+            map.push(SlotRange {
+                first,
+                last,
+                master,
+                replicas,
+            });
         }
-        map.sort_by_key(|(first, _, _)| *first);
+        map.sort_by_key(|r| r.first);
         Ok(SlotMap(map))
     }
+}
+
+/// A node of a `CLUSTER SLOTS` range (`[host, port, id, ...]`); `None`
+/// when its address is unknown (`""` or `"?"`).
+fn node(value: &Value) -> Option<Node> {
+    let Value::Array(parts) = value else {
+        return None;
+    };
+    let host = match parts.first()? {
+        Value::BulkString(b) => String::from_utf8(b.clone()).ok()?,
+        Value::SimpleString(s) => s.clone(),
+        _ => return None,
+    };
+    let port = match parts.get(1)? {
+        Value::Int(p) => u16::try_from(*p).ok()?,
+        _ => return None,
+    };
+    if host.is_empty() || host == "?" {
+        return None;
+    }
+    Some(Node { host, port })
 }
 
 /// The node `MOVED <slot> <host>:<port>` names.
@@ -231,20 +268,38 @@ fn moved_to(error: &str) -> Option<Node> {
     })
 }
 
+/// The connection serving a master's slots.
+struct Shard {
+    /// The node it goes to: the master, or one of its replicas while the
+    /// master cannot be reached (a replica serves its master's shard
+    /// channels, SSUBSCRIBE and SPUBLISH alike).
+    node: Node,
+    subscriber: Subscriber,
+}
+
 /// The slot map and a subscriber connection per master.
 #[derive(Default)]
 struct Routes {
     slots: SlotMap,
-    subscribers: HashMap<Node, Subscriber>,
+    /// By master.
+    subscribers: HashMap<Node, Shard>,
 }
 
 impl Routes {
-    /// The live connection to `node`.
-    fn at(&self, node: &Node) -> Option<Subscriber> {
+    /// The live connection serving `master`'s slots.
+    fn at(&self, master: &Node) -> Option<Subscriber> {
         self.subscribers
-            .get(node)
-            .filter(|s| !s.is_closed())
-            .cloned()
+            .get(master)
+            .filter(|s| !s.subscriber.is_closed())
+            .map(|s| s.subscriber.clone())
+    }
+
+    /// The live connection to `node` itself, whichever master it serves.
+    fn to(&self, node: &Node) -> Option<Subscriber> {
+        self.subscribers
+            .values()
+            .find(|s| s.node == *node && !s.subscriber.is_closed())
+            .map(|s| s.subscriber.clone())
     }
 
     /// The live connection to the master serving `room_id`.
@@ -277,14 +332,9 @@ impl Shards {
     }
 
     /// SSUBSCRIBE on the master serving the room, confirmed. A MOVED answer
-    /// asks for a fresh slot map and, when `follow_moved` and a connection to
-    /// the named master is open, is retried there once.
-    async fn ssubscribe(
-        &self,
-        config: &RedisConfig,
-        room_id: &str,
-        follow_moved: bool,
-    ) -> Result<(), String> {
+    /// asks the supervisor for a fresh slot map and, when a connection to the
+    /// named master is open, is retried there once.
+    async fn ssubscribe(&self, config: &RedisConfig, room_id: &str) -> Result<(), String> {
         let (_, subscriber) = self.route(room_id)?;
         let channel = keys::channel(room_id);
         let wait = config.subscribe_timeout;
@@ -296,10 +346,10 @@ impl Shards {
             return Err(error);
         };
         self.refresh.notify_one();
-        let elsewhere = lock(&self.routes).at(&node);
+        let elsewhere = lock(&self.routes).to(&node);
         match elsewhere {
-            Some(s) if follow_moved => s.subscribe(vec![channel], wait).await,
-            _ => Err(error),
+            Some(s) => s.subscribe(vec![channel], wait).await,
+            None => Err(error),
         }
     }
 
@@ -389,7 +439,7 @@ impl ClusterBus {
     ) -> Result<(), BusError> {
         let _gate = shared.gate.read().await;
         shared.want(room_id);
-        match self.shards.ssubscribe(config, room_id, true).await {
+        match self.shards.ssubscribe(config, room_id).await {
             Ok(()) => Ok(()),
             Err(e) => {
                 shared.unwant(room_id);
@@ -590,20 +640,29 @@ impl Supervisor {
     }
 
     /// Whether the connections follow `slots`: the same map, and a live
-    /// connection to every master.
+    /// connection to every master itself.
     fn follows(&self, slots: &SlotMap) -> bool {
         let routes = lock(&self.shards.routes);
-        routes.slots == *slots && slots.masters().iter().all(|m| routes.at(m).is_some())
+        routes.slots == *slots
+            && slots.masters().into_iter().all(|m| {
+                routes
+                    .subscribers
+                    .get(m)
+                    .is_some_and(|s| s.node == *m && !s.subscriber.is_closed())
+            })
     }
 
     /// Makes the connections follow `slots`: adds to `pending` the hosted
-    /// rooms whose master changed, retires the connections of nodes that no
-    /// longer serve slots (and of closed ones) before anything is subscribed
-    /// elsewhere, then opens a connection to every master without one and
-    /// adds the rooms it serves. Fails when a master could not be reached
-    /// (its rooms wait in `pending`).
+    /// rooms whose master changed; keeps a connection to a replica that is
+    /// now its shard's master; retires the connections of nodes that no
+    /// longer serve slots (and closed ones) before anything is subscribed
+    /// elsewhere; then opens a connection to every master without one (or
+    /// served by a replica) and adds the rooms it serves. A master that
+    /// cannot be reached is served by one of its replicas meanwhile, and the
+    /// call fails (the supervisor retries the master).
     async fn follow(&self, slots: SlotMap, pending: &mut Pending) -> Result<(), BusError> {
-        let retired: Vec<Subscriber> = {
+        let mut retired: Vec<Subscriber> = Vec::new();
+        {
             // No subscribe may pick a connection about to be retired.
             let _gate = self.shared.gate.write().await;
             let wanted: Vec<String> = self.shared.rooms().iter().cloned().collect();
@@ -621,60 +680,116 @@ impl Supervisor {
                 );
             }
             let masters: HashSet<Node> = slots.masters().into_iter().cloned().collect();
-            let gone: Vec<Node> = routes
-                .subscribers
-                .iter()
-                .filter(|(node, s)| !masters.contains(*node) || s.is_closed())
-                .map(|(node, _)| node.clone())
-                .collect();
+            let old: Vec<(Node, Shard)> = routes.subscribers.drain().collect();
+            for (master, shard) in old {
+                let key = if masters.contains(&master) {
+                    master
+                } else {
+                    // A replica that took its master's slots keeps serving them.
+                    shard.node.clone()
+                };
+                let keep = masters.contains(&key)
+                    && !shard.subscriber.is_closed()
+                    && !routes.subscribers.contains_key(&key);
+                if keep {
+                    routes.subscribers.insert(key, shard);
+                } else {
+                    retired.push(shard.subscriber);
+                }
+            }
             routes.slots = slots;
-            gone.iter()
-                .filter_map(|node| routes.subscribers.remove(node))
-                .collect()
-        };
+        }
         for old in retired {
             old.retire().await;
         }
-        let missing: Vec<Node> = {
+        // Masters without a connection, or served by a replica (then true).
+        let todo: Vec<(Node, bool, Vec<Node>)> = {
             let routes = lock(&self.shards.routes);
             routes
                 .slots
                 .masters()
                 .into_iter()
-                .filter(|m| routes.at(m).is_none())
-                .cloned()
+                .filter_map(|m| match routes.subscribers.get(m) {
+                    Some(s) if s.node == *m => None,
+                    Some(_) => Some((m.clone(), true, Vec::new())),
+                    None => Some((
+                        m.clone(),
+                        false,
+                        routes.slots.replicas_of(m).into_iter().cloned().collect(),
+                    )),
+                })
                 .collect()
         };
         let mut failure = None;
-        for node in missing {
-            let info = node_info(&self.shards.base, &node);
-            let opened = self
-                .shards
-                .connector
-                .connect(
-                    &info,
-                    Channels::Sharded,
-                    self.config.connect_timeout,
-                    self.config.publish_timeout,
-                    self.shared.clone(),
-                )
-                .await;
-            match opened {
+        for (master, degraded, replicas) in todo {
+            match self.open(&master).await {
                 Ok(subscriber) => {
-                    let wanted: Vec<String> = self.shared.rooms().iter().cloned().collect();
-                    let mut routes = lock(&self.shards.routes);
-                    pending.rooms.extend(
-                        wanted
-                            .into_iter()
-                            .filter(|r| routes.slots.master_of_room(r) == Some(&node)),
-                    );
-                    tracing::debug!(node = %node, "redis cluster bus: subscriber connection opened");
-                    routes.subscribers.insert(node, subscriber);
+                    let shard = Shard {
+                        node: master.clone(),
+                        subscriber,
+                    };
+                    let replaced = lock(&self.shards.routes)
+                        .subscribers
+                        .insert(master.clone(), shard);
+                    // The replica's connection ends before its rooms are
+                    // subscribed on the master: a message is counted by one
+                    // of the two, never both.
+                    if let Some(replaced) = replaced {
+                        replaced.subscriber.retire().await;
+                    }
+                    self.add_rooms_of(&master, pending);
+                    tracing::debug!(node = %master, "redis cluster bus: subscriber connection opened");
                 }
-                Err(e) => failure = Some(BusError(format!("{node}: {}", e.0))),
+                Err(e) => {
+                    failure = Some(BusError(format!("{master}: {}", e.0)));
+                    if degraded {
+                        continue;
+                    }
+                    for replica in replicas {
+                        let Ok(subscriber) = self.open(&replica).await else {
+                            continue;
+                        };
+                        tracing::warn!(master = %master, replica = %replica, "redis cluster bus: a master is unreachable; its replica serves its rooms meanwhile");
+                        let shard = Shard {
+                            node: replica,
+                            subscriber,
+                        };
+                        lock(&self.shards.routes)
+                            .subscribers
+                            .insert(master.clone(), shard);
+                        self.add_rooms_of(&master, pending);
+                        break;
+                    }
+                }
             }
         }
         failure.map_or(Ok(()), Err)
+    }
+
+    /// A new subscriber connection to `node`.
+    async fn open(&self, node: &Node) -> Result<Subscriber, BusError> {
+        let info = node_info(&self.shards.base, node);
+        self.shards
+            .connector
+            .connect(
+                &info,
+                Channels::Sharded,
+                self.config.connect_timeout,
+                self.config.publish_timeout,
+                self.shared.clone(),
+            )
+            .await
+    }
+
+    /// Adds the hosted rooms `master` serves to `pending`.
+    fn add_rooms_of(&self, master: &Node, pending: &mut Pending) {
+        let wanted: Vec<String> = self.shared.rooms().iter().cloned().collect();
+        let routes = lock(&self.shards.routes);
+        pending.rooms.extend(
+            wanted
+                .into_iter()
+                .filter(|r| routes.slots.master_of_room(r) == Some(master)),
+        );
     }
 
     /// PINGs every connection; closes those that do not answer. Whether
@@ -683,24 +798,24 @@ impl Supervisor {
         let subscribers: Vec<(Node, Subscriber)> = lock(&self.shards.routes)
             .subscribers
             .iter()
-            .map(|(n, s)| (n.clone(), s.clone()))
+            .map(|(n, s)| (n.clone(), s.subscriber.clone()))
             .collect();
         let wait = self.config.command_timeout;
         let pings = subscribers.iter().map(|(_, s)| s.ping(wait));
         let outcomes = join_all(pings).await;
         let mut healthy = true;
-        for ((node, subscriber), outcome) in subscribers.iter().zip(outcomes) {
+        for ((master, subscriber), outcome) in subscribers.iter().zip(outcomes) {
             if let Err(e) = outcome {
-                tracing::warn!(node = %node, error = %e, "redis cluster bus: probe failed");
+                tracing::warn!(master = %master, error = %e, "redis cluster bus: probe failed");
                 healthy = false;
                 {
                     let mut routes = lock(&self.shards.routes);
                     if routes
                         .subscribers
-                        .get(node)
-                        .is_some_and(|s| s.same(subscriber))
+                        .get(master)
+                        .is_some_and(|s| s.subscriber.same(subscriber))
                     {
-                        routes.subscribers.remove(node);
+                        routes.subscribers.remove(master);
                     }
                 }
                 subscriber.retire().await;
@@ -959,6 +1074,9 @@ mod tests {
         assert_eq!(port(5461), Some(7002));
         assert_eq!(port(16383), Some(7003));
         assert_eq!(map.masters().len(), 3);
+        let master = map.master_of(0).expect("a master").clone();
+        let replicas: Vec<u16> = map.replicas_of(&master).iter().map(|n| n.port).collect();
+        assert_eq!(replicas, vec![7101]);
         let gap = SlotMap::parse(Value::Array(vec![
             range(0, 99, 7001),
             range(200, 300, 7002),
