@@ -15,7 +15,9 @@
 # the report gives instructions in total and per delivery or per join, and
 # the heaviest functions (inclusive). BIN_DIR (target/release) picks the
 # server binaries, so two builds can be compared in one sitting; the load
-# generator is always target/release/arthas-loadgen. KEEP_RUN_DIR=1 keeps
+# generator is always target/release/arthas-loadgen. REDIS_MASTERS (0: one
+# standalone redis-server; N: a Redis Cluster of N masters, sharded pub/sub,
+# as in loadtest/bench.sh) is the relay modes' Redis. KEEP_RUN_DIR=1 keeps
 # the callgrind output.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -59,14 +61,38 @@ start_plain() { # name binary args...
   wait_listening "$name"
 }
 
+start_redis() {
+  local redis_port=$((BASE_PORT + 9)) masters="${REDIS_MASTERS:-0}"
+  if [ "$masters" = 0 ]; then
+    redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no \
+      --dir "$run_dir" --logfile "$run_dir/redis.log" --daemonize no &
+    pids+=("$!")
+    until redis-cli -p "$redis_port" ping >/dev/null 2>&1; do sleep 0.05; done
+    export ARTHAS_REDIS_URL="redis://127.0.0.1:$redis_port" ARTHAS_REDIS_MODE=standalone
+    return
+  fi
+  local nodes=() m port
+  for m in $(seq 0 $((masters - 1))); do
+    port=$((BASE_PORT + 50 + m))
+    mkdir -p "$run_dir/redis$m"
+    redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no \
+      --cluster-enabled yes --cluster-config-file "$run_dir/redis$m/nodes.conf" \
+      --dir "$run_dir/redis$m" --logfile "$run_dir/redis$m.log" --daemonize no &
+    pids+=("$!") nodes+=("127.0.0.1:$port")
+    until redis-cli -p "$port" ping >/dev/null 2>&1; do sleep 0.05; done
+  done
+  if [ "$masters" = 1 ]; then
+    redis-cli -p "$((BASE_PORT + 50))" CLUSTER ADDSLOTSRANGE 0 16383 >/dev/null
+  else
+    redis-cli --cluster create "${nodes[@]}" --cluster-replicas 0 --cluster-yes >/dev/null
+  fi
+  until redis-cli -p "$((BASE_PORT + 50))" CLUSTER INFO | grep -q "cluster_state:ok"; do sleep 0.1; done
+  export ARTHAS_REDIS_URL="$(printf 'redis://%s,' "${nodes[@]}" | sed 's/,$//')" ARTHAS_REDIS_MODE=cluster
+}
+
 start_cluster() {
-  local redis_port=$((BASE_PORT + 9))
-  redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no \
-    --dir "$run_dir" --logfile "$run_dir/redis.log" --daemonize no &
-  pids+=("$!")
-  until redis-cli -p "$redis_port" ping >/dev/null 2>&1; do sleep 0.05; done
+  start_redis
   export ARTHAS_INTERNAL_SECRET="$(head -c 24 /dev/urandom | base64)"
-  export ARTHAS_REDIS_URL="redis://127.0.0.1:$redis_port"
   start_plain gateway "$BIN_DIR/gateway" --listen "127.0.0.1:$((BASE_PORT + 1))" \
     --internal-listen "127.0.0.1:$((BASE_PORT + 2))" --admin-listen "127.0.0.1:$((BASE_PORT + 3))"
   urls=()

@@ -509,6 +509,44 @@ async fn delivery_resumes_after_the_channels_slot_migrates() {
     );
 }
 
+/// A room joined right after its slot moved (the relay's slot map may still
+/// name the old master: its SSUBSCRIBE is answered MOVED and retried on the
+/// new one) is subscribed on the new master when `subscribe` returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_subscribed_right_after_its_slot_migrated_delivers() {
+    let f = Fixture::cluster().await;
+    let publisher = relay(&f).await;
+    let receiver = relay(&f).await;
+    receiver.engine.subscribe("other").await.expect("subscribe");
+    let Backend::Cluster(cluster) = &f.backend else {
+        unreachable!()
+    };
+    cluster
+        .migrate_slot_of(&keys::channel("late"))
+        .await
+        .expect("slot migration");
+    receiver
+        .engine
+        .subscribe("late")
+        .await
+        .expect("subscribe after the migration");
+    let receivers = publisher
+        .engine
+        .publish("late", message("after the move"))
+        .await
+        .expect("publish");
+    assert_eq!(receivers, Some(1), "the receiver's subscription counted");
+    receiver
+        .sink
+        .wait_for("late", 1, WAIT)
+        .await
+        .expect("delivered");
+    assert_eq!(
+        frames(&receiver.sink, "late"),
+        vec![Bytes::from("after the move")]
+    );
+}
+
 /// A TCP proxy in front of a real Redis that, when told, sends bytes that
 /// are not RESP3 to every client connection that has subscribed (the bus's
 /// subscriber connection), as a broken or hostile server would.

@@ -29,7 +29,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::MissedTickBehavior;
 
 use super::sentinel::{self, MasterLocator};
-use super::subscriber::{Connector, Subscriber};
+use super::subscriber::{Channels, Connector, Subscriber};
 use super::{keys, lock, next_backoff, BusEvent, BusShared, RedisConfig};
 use crate::bus::BusError;
 use crate::room::StoreError;
@@ -71,7 +71,8 @@ impl StandaloneBus {
         let connector = Arc::new(Connector::new(config.tls.clone()));
         let subscriber = connector
             .connect(
-                &client,
+                client.get_connection_info(),
+                Channels::Plain,
                 config.connect_timeout,
                 config.publish_timeout,
                 shared.clone(),
@@ -279,7 +280,8 @@ impl Supervisor {
                 let s = self
                     .connector
                     .connect(
-                        &client,
+                        client.get_connection_info(),
+                        Channels::Plain,
                         self.config.connect_timeout,
                         self.config.publish_timeout,
                         self.shared.clone(),

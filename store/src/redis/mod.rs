@@ -29,14 +29,13 @@
 //! periodic check) by retiring its connection, opening one to the new master
 //! and resubscribing every hosted room.
 //!
-//! Cluster ([`cluster_bus`]): the cluster client keeps one RESP3 connection
-//! per shard for commands and SSUBSCRIBE/SPUBLISH; its pushes are parsed by
-//! redis-rs (the reader above is not used there). Two redis-rs bugs are
-//! worked around (see [`cluster_bus`]): after a reconnect the client resubscribes
-//! a node's channels in one multi-slot SSUBSCRIBE that Redis refuses with
-//! CROSSSLOT, and after a slot migration it forgets channels the server
-//! unsubscribed. On a `Disconnection` push or any SUNSUBSCRIBE we did not
-//! ask for, the supervisor re-issues SSUBSCRIBE one channel per command.
+//! Cluster ([`cluster_bus`]): commands and SPUBLISH go through the redis-rs
+//! cluster client; SSUBSCRIBE and the message pushes use our own subscriber
+//! connections, one per master, read by the same reader. The supervisor
+//! follows the slot map (`CLUSTER SLOTS`): it subscribes each room's channel
+//! on the master serving its slot, one channel per command, and resubscribes
+//! after a lost connection, a slot migration (an unrequested SUNSUBSCRIBE)
+//! or a failover (the slots' masters changed).
 
 pub mod bus;
 pub mod cluster_bus;
@@ -56,8 +55,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use redis::aio::{AsyncPushSender, SendError};
-use redis::{IntoConnectionInfo, ProtocolVersion, PushInfo, PushKind, Value};
+use redis::{IntoConnectionInfo, ProtocolVersion, Value};
 use tokio::sync::{mpsc, watch};
 
 use crate::bus::{Bus, BusError, BusMessage, BusSink};
@@ -172,26 +170,27 @@ pub struct RedisConfig {
     /// How long a relay that joined members but never heartbeated counts as
     /// alive (its first heartbeat replaces this deadline).
     pub unannounced_node_ttl: Duration,
-    /// How often the standalone bus PINGs its subscriber connection to
-    /// notice a silent loss, and the cluster bus reads `CLUSTER SLOTS` to
-    /// notice a failover.
+    /// How often the bus PINGs its subscriber connections (standalone: one;
+    /// cluster: one per master) to notice a silent loss, and the cluster bus
+    /// reads `CLUSTER SLOTS` to notice a failover.
     pub bus_probe_interval: Duration,
     /// Channels per SUBSCRIBE in a standalone resubscription pass.
     pub resubscribe_batch: usize,
-    /// Single-channel SSUBSCRIBEs in flight during a cluster resubscription.
-    /// 1 by default: with 64 in flight while the cluster client refreshed
-    /// its slots after a CLIENT KILL on every node, redis-rs 1.8.1 wedged
-    /// (its slot refresh never completed) in 2 of 3 runs; one at a time it
-    /// recovered in 6 of 6, ~0.4 ms per room.
+    /// Single-channel SSUBSCRIBEs in flight on each master's subscriber
+    /// connection during a cluster resubscription (the masters' connections
+    /// side by side). 1 by default, chosen when SSUBSCRIBE still went through
+    /// the redis-rs cluster client, which wedged with 64 in flight (~0.4 ms
+    /// per room one at a time).
     pub resubscribe_concurrency: usize,
     /// Most dead relays one sweep handles (the rest wait for the next).
     pub sweep_max_nodes: usize,
-    /// Cluster only: when no resubscription has succeeded for this long
-    /// (from the start of the first failed attempt), the cluster connection is
-    /// rebuilt (redis-rs can wedge after all masters restart at once or every
-    /// connection is killed). Well below a relay's heartbeat TTL: the rebuild
-    /// must come before the other relays sweep this one's members (3 s: the
-    /// second timed-out SSUBSCRIBE, about 4 s after the loss).
+    /// Cluster only: when `CLUSTER SLOTS` has failed for this long (from the
+    /// start of the first failed attempt), the cluster connection (commands,
+    /// SPUBLISH, `CLUSTER SLOTS`) is rebuilt (redis-rs can wedge after all
+    /// masters restart at once or every connection is killed). Well below a
+    /// relay's heartbeat TTL: the rebuild must come before the other relays
+    /// sweep this one's members (3 s: the second timed-out `CLUSTER SLOTS`,
+    /// about 4 s after the loss).
     pub cluster_rebuild_after: Duration,
     /// Sentinel only: how often the bus asks the sentinels which server is
     /// master, to follow a failover it was not disconnected by.
@@ -252,7 +251,7 @@ pub struct BusHealth {
     pub last_recovery_rooms: usize,
 }
 
-/// What the push handler tells the bus supervisor.
+/// What the subscriber connections (and a publish) tell the bus supervisor.
 #[derive(Debug)]
 pub(crate) enum BusEvent {
     /// A connection carrying subscriptions closed.
@@ -261,8 +260,8 @@ pub(crate) enum BusEvent {
     ChannelDropped(String),
 }
 
-/// The bus state shared by the engine, the push handler (which lives inside
-/// the Redis client) and the supervisor task.
+/// The bus state shared by the engine, the subscriber connections' readers
+/// and the supervisor task.
 pub(crate) struct BusShared {
     /// The relay's sink, set once by [`RedisEngine::attach`].
     sink: OnceLock<Arc<dyn BusSink>>,
@@ -385,19 +384,6 @@ impl BusShared {
         gone
     }
 
-    /// A message push as redis-rs parses it (the cluster bus).
-    fn dispatch(&self, data: Vec<Value>) {
-        let mut it = data.into_iter();
-        let (Some(Value::BulkString(channel)), Some(Value::BulkString(payload))) =
-            (it.next(), it.next())
-        else {
-            self.malformed.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!("bus: a message push of an unexpected shape was ignored");
-            return;
-        };
-        self.deliver(&channel, Bytes::from(payload));
-    }
-
     /// Hot path: one message, delivered to the sink in arrival order.
     pub(crate) fn deliver(&self, channel: &[u8], payload: Bytes) {
         let Some(room_id) = keys::room_of_channel(channel) else {
@@ -422,44 +408,6 @@ impl BusShared {
     }
 }
 
-/// The push sender given to the Redis Cluster client: runs on the client's
-/// push task, so it must never block.
-pub(crate) struct PushDispatch {
-    shared: Arc<BusShared>,
-}
-
-impl PushDispatch {
-    pub(crate) fn new(shared: Arc<BusShared>) -> PushDispatch {
-        PushDispatch { shared }
-    }
-}
-
-impl AsyncPushSender for PushDispatch {
-    fn send(&self, info: PushInfo) -> Result<(), SendError> {
-        let shared = &self.shared;
-        match info.kind {
-            PushKind::Message | PushKind::SMessage => shared.dispatch(info.data),
-            PushKind::Disconnection => {
-                shared.set_down();
-                shared.report(BusEvent::ConnectionLost);
-            }
-            PushKind::Unsubscribe | PushKind::SUnsubscribe => {
-                // Ours are removed from `rooms` before the command is sent,
-                // so a wanted room here was dropped by the server.
-                if let Some(Value::BulkString(channel)) = info.data.first() {
-                    if let Some(room_id) = keys::room_of_channel(channel) {
-                        if shared.rooms().contains(room_id) {
-                            shared.report(BusEvent::ChannelDropped(room_id.to_owned()));
-                        }
-                    }
-                }
-            }
-            _ => {}
-        }
-        Ok(())
-    }
-}
-
 /// The two bus implementations.
 enum BusConn {
     Standalone(bus::StandaloneBus),
@@ -475,7 +423,8 @@ pub struct RedisEngine {
     commands: Commands,
     /// Publish and subscribe.
     bus: BusConn,
-    /// Subscribed rooms, the sink and health, shared with the push handler.
+    /// Subscribed rooms, the sink and health, shared with the subscriber
+    /// connections and the supervisor.
     shared: Arc<BusShared>,
     /// Tells the bus supervisor to stop when the engine is dropped.
     shutdown: watch::Sender<bool>,

@@ -1,9 +1,11 @@
 //! A minimal, strict RESP3 reader for the bus's subscriber connection.
 //!
 //! It reads what a Redis server sends a connection that said `HELLO 3` and
-//! then only SUBSCRIBEs, UNSUBSCRIBEs, PUBLISHes and PINGs: pushes (`>`),
-//! replies (`+PONG`, the `HELLO` map, PUBLISH's integer) and errors. A message push
-//! (`>3 $7 message $<channel> $<payload>`) is parsed without allocating:
+//! then only SUBSCRIBEs, UNSUBSCRIBEs, PUBLISHes and PINGs (or, on a Redis
+//! Cluster, the sharded SSUBSCRIBE and SUNSUBSCRIBE): pushes (`>`), replies
+//! (`+PONG`, the `HELLO` map, PUBLISH's integer) and errors (`-MOVED ...`
+//! included). A message push (`>3 $7 message $<channel> $<payload>`, or
+//! `smessage`) is parsed without allocating:
 //! [`parse`] returns the byte ranges of the channel and the payload inside
 //! the buffer, so the reader slices the payload as `Bytes` out of its read
 //! buffer without copying it.
@@ -47,17 +49,18 @@ const MAX_KIND_LEN: usize = 64;
 /// [`parse`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Frame {
-    /// `>3 message <channel> <payload>`: a message published on a channel
-    /// this connection subscribes to.
+    /// `>3 message <channel> <payload>` (`smessage` for a shard channel): a
+    /// message published on a channel this connection subscribes to.
     Message {
         channel: Range<usize>,
         payload: Range<usize>,
     },
-    /// `>3 subscribe <channel> <count>`: one channel's subscription
-    /// confirmed.
+    /// `>3 subscribe <channel> <count>` (`ssubscribe`): one channel's
+    /// subscription confirmed.
     Subscribed { channel: Range<usize> },
-    /// `>3 unsubscribe <channel|null> <count>`: one channel unsubscribed
-    /// (null when there was nothing to unsubscribe).
+    /// `>3 unsubscribe <channel|null> <count>` (`sunsubscribe`): one channel
+    /// unsubscribed (null when there was nothing to unsubscribe), on request
+    /// or by the server (a Redis Cluster slot moved away).
     Unsubscribed { channel: Option<Range<usize>> },
     /// Any other push (ignored).
     OtherPush,
@@ -144,7 +147,7 @@ impl Cursor<'_> {
         }
         let rest = count - 1;
         match &self.buf[kind] {
-            b"message" => {
+            b"message" | b"smessage" => {
                 if rest != 2 {
                     return bad("message push of the wrong length");
                 }
@@ -152,7 +155,7 @@ impl Cursor<'_> {
                 let payload = self.bulk()?;
                 Ok(Frame::Message { channel, payload })
             }
-            b"subscribe" => {
+            b"subscribe" | b"ssubscribe" => {
                 if rest != 2 {
                     return bad("subscribe push of the wrong length");
                 }
@@ -160,7 +163,7 @@ impl Cursor<'_> {
                 self.integer()?;
                 Ok(Frame::Subscribed { channel })
             }
-            b"unsubscribe" => {
+            b"unsubscribe" | b"sunsubscribe" => {
                 if rest != 2 {
                     return bad("unsubscribe push of the wrong length");
                 }
@@ -461,6 +464,39 @@ mod tests {
         assert_eq!(*kinds[11], Frame::Integer(3));
         assert_eq!(*kinds[12], Frame::Integer(0));
         assert_eq!(*kinds[13], Frame::Integer(-1));
+    }
+
+    #[test]
+    fn the_sharded_pushes_of_a_cluster_parse_as_their_plain_forms() {
+        let mut input = Vec::new();
+        input.extend_from_slice(b">3\r\n$10\r\nssubscribe\r\n$11\r\narthas:{r1}\r\n:1\r\n");
+        input.extend_from_slice(b">3\r\n$8\r\nsmessage\r\n$11\r\narthas:{r1}\r\n$5\r\nhello\r\n");
+        input.extend_from_slice(b">3\r\n$12\r\nsunsubscribe\r\n$11\r\narthas:{r1}\r\n:0\r\n");
+        input.extend_from_slice(b">3\r\n$12\r\nsunsubscribe\r\n_\r\n:0\r\n");
+        input.extend_from_slice(b"-MOVED 1234 127.0.0.1:7001\r\n");
+        let frames = every_split(&input);
+        assert_eq!(frames.len(), 5);
+        let Frame::Subscribed { channel } = frames[0].0.clone() else {
+            panic!("{:?}", frames[0].0)
+        };
+        assert_eq!(&frames[0].1[channel], b"arthas:{r1}");
+        let Frame::Message { channel, payload } = frames[1].0.clone() else {
+            panic!("{:?}", frames[1].0)
+        };
+        assert_eq!(&frames[1].1[channel], b"arthas:{r1}");
+        assert_eq!(&frames[1].1[payload], b"hello");
+        let Frame::Unsubscribed {
+            channel: Some(channel),
+        } = frames[2].0.clone()
+        else {
+            panic!("{:?}", frames[2].0)
+        };
+        assert_eq!(&frames[2].1[channel], b"arthas:{r1}");
+        assert_eq!(frames[3].0, Frame::Unsubscribed { channel: None });
+        let Frame::Error { text } = frames[4].0.clone() else {
+            panic!("{:?}", frames[4].0)
+        };
+        assert_eq!(&frames[4].1[text], b"MOVED 1234 127.0.0.1:7001");
     }
 
     #[test]

@@ -1,9 +1,12 @@
-//! The standalone (and Sentinel) bus's connection: our own RESP3 connection
-//! that only sends `HELLO 3`, SUBSCRIBE, UNSUBSCRIBE, PUBLISH and PING, and
-//! reads the message pushes and the answers with the [`resp`](super::resp)
-//! reader. RESP3 lets a subscribed connection run any command, so the
-//! relay's publishes share it with its subscriptions: one connection per
-//! relay, and no general-purpose client on the delivery path.
+//! The bus's connections: our own RESP3 connection that only sends
+//! `HELLO 3`, SUBSCRIBE, UNSUBSCRIBE, PUBLISH and PING (on a Redis Cluster,
+//! [`Channels::Sharded`]: SSUBSCRIBE and SUNSUBSCRIBE, one connection per
+//! master, publishes going through redis-rs; see
+//! [`cluster_bus`](super::cluster_bus)), and reads the message pushes and
+//! the answers with the [`resp`](super::resp) reader. RESP3 lets a
+//! subscribed connection run any command, so the standalone/Sentinel
+//! relay's publishes share its one connection with its subscriptions: no
+//! general-purpose client on the delivery path.
 //!
 //! One task owns the connection. It reads into one reusable buffer, parses
 //! every complete frame of a read in one pass, splits the parsed bytes off
@@ -12,15 +15,18 @@
 //! reach it through a bounded queue, every command waiting there when the
 //! task wakes is written with one write, and their answers are matched in
 //! order (a SUBSCRIBE of n channels is confirmed by n `subscribe` pushes, a
-//! PUBLISH by its receiver count, a PING by PONG).
+//! PUBLISH by its receiver count, a PING by PONG; an `unsubscribe` push for
+//! a channel the oldest UNSUBSCRIBE did not name is the server dropping it:
+//! [`BusEvent::ChannelDropped`] when the room is still wanted).
 //!
 //! The connection does not reconnect: when it fails (the server closed it,
 //! a read or write error, a malformed frame, too many unanswered commands)
 //! it marks the bus down, tells the supervisor ([`BusEvent::ConnectionLost`])
-//! and ends; the supervisor ([`bus`](super::bus)) opens a new one and
-//! subscribes every hosted room again. A retired connection (replaced after
-//! a Sentinel failover, or suspected after a failed probe) delivers nothing
-//! more and closes, which unsubscribes it on the server.
+//! and ends; the supervisor ([`bus`](super::bus),
+//! [`cluster_bus`](super::cluster_bus)) opens a new one and subscribes every
+//! hosted room again. A retired connection (replaced after a failover, or
+//! suspected after a failed probe) first delivers what its server counted
+//! for it, then delivers nothing more and closes ([`Subscriber::retire`]).
 //!
 //! TLS (`rediss://`) uses rustls with the material of [`RedisTls`]: the
 //! configured CA or the system's roots, and the client certificate if any,
@@ -32,7 +38,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use redis::ConnectionAddr;
+use redis::{ConnectionAddr, ConnectionInfo};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -72,6 +78,15 @@ pub const WRITE_BATCH: usize = 64 * 1024;
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
+/// Which channels a connection subscribes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Channels {
+    /// SUBSCRIBE/UNSUBSCRIBE (standalone, Sentinel).
+    Plain,
+    /// SSUBSCRIBE/SUNSUBSCRIBE: shard channels on a Redis Cluster master.
+    Sharded,
+}
+
 /// What a command is answered by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Command {
@@ -82,12 +97,15 @@ enum Command {
 }
 
 impl Command {
-    fn name(self) -> &'static [u8] {
-        match self {
-            Command::Subscribe => b"SUBSCRIBE",
-            Command::Unsubscribe => b"UNSUBSCRIBE",
-            Command::Publish => b"PUBLISH",
-            Command::Ping => b"PING",
+    fn name(self, channels: Channels) -> &'static [u8] {
+        match (self, channels) {
+            (Command::Subscribe, Channels::Plain) => b"SUBSCRIBE",
+            (Command::Subscribe, Channels::Sharded) => b"SSUBSCRIBE",
+            (Command::Unsubscribe, Channels::Plain) => b"UNSUBSCRIBE",
+            (Command::Unsubscribe, Channels::Sharded) => b"SUNSUBSCRIBE",
+            (Command::Publish, Channels::Plain) => b"PUBLISH",
+            (Command::Publish, Channels::Sharded) => b"SPUBLISH",
+            (Command::Ping, _) => b"PING",
         }
     }
 }
@@ -109,6 +127,9 @@ struct Pending {
     command: Command,
     /// Confirmations still expected (one per channel; one for PING).
     remaining: usize,
+    /// An UNSUBSCRIBE's channels not yet confirmed (empty for the others):
+    /// an `unsubscribe` push for another channel is the server's own.
+    channels: Vec<String>,
     answer: Option<Answer>,
 }
 
@@ -135,17 +156,17 @@ impl Connector {
         Ok(self.config.get_or_init(|| config).clone())
     }
 
-    /// Connects to `client`'s server and says `HELLO 3` (with its
+    /// Connects to `info`'s server and says `HELLO 3` (with its
     /// credentials), within `connect_timeout`; `retire_wait` bounds its
     /// retirement ([`Subscriber::retire`]).
     pub(crate) async fn connect(
         &self,
-        client: &redis::Client,
+        info: &ConnectionInfo,
+        channels: Channels,
         connect_timeout: Duration,
         retire_wait: Duration,
         shared: Arc<BusShared>,
     ) -> Result<Subscriber, BusError> {
-        let info = client.get_connection_info();
         let settings = info.redis_settings();
         let hello = hello(settings.username(), settings.password());
         let opened = timeout(connect_timeout, async {
@@ -192,6 +213,7 @@ impl Connector {
             Reader {
                 stream,
                 buf,
+                channels,
                 shared,
                 live: live.clone(),
                 frames: Vec::new(),
@@ -350,6 +372,11 @@ pub(crate) struct Subscriber {
 }
 
 impl Subscriber {
+    /// Whether `other` is a handle on the same connection.
+    pub(crate) fn same(&self, other: &Subscriber) -> bool {
+        Arc::ptr_eq(&self.live, &other.live)
+    }
+
     /// Whether the connection ended (failed or retired).
     pub(crate) fn is_closed(&self) -> bool {
         !self.live.load(Ordering::Acquire) || self.requests.is_closed()
@@ -455,6 +482,8 @@ struct Reader {
     stream: Box<dyn Io>,
     /// The read buffer: parsed frames are split off its front.
     buf: BytesMut,
+    /// Plain or shard channels.
+    channels: Channels,
     shared: Arc<BusShared>,
     live: Arc<AtomicBool>,
     /// The frames of one read (reused).
@@ -529,11 +558,12 @@ impl Reader {
         self.pending.push_back(Pending {
             command: Command::Ping,
             remaining: 1,
+            channels: Vec::new(),
             answer: None,
         });
         self.retiring = true;
         self.out.clear();
-        encode(&mut self.out, &[b"UNSUBSCRIBE".as_slice()]);
+        encode(&mut self.out, &[Command::Unsubscribe.name(self.channels)]);
         encode(&mut self.out, &[b"PING".as_slice()]);
         let drained = timeout(self.retire_wait, async {
             self.stream
@@ -573,15 +603,21 @@ impl Reader {
             if request.command == Command::Publish {
                 self.out.extend_from_slice(&request.encoded);
             } else {
-                let name: &[u8] = request.command.name();
+                let name: &[u8] = request.command.name(self.channels);
                 let args: Vec<&[u8]> = std::iter::once(name)
                     .chain(request.channels.iter().map(|c| c.as_bytes()))
                     .collect();
                 encode(&mut self.out, &args);
             }
+            let remaining = request.channels.len().max(1);
+            let channels = match request.command {
+                Command::Unsubscribe => request.channels,
+                Command::Subscribe | Command::Publish | Command::Ping => Vec::new(),
+            };
             self.pending.push_back(Pending {
                 command: request.command,
-                remaining: request.channels.len().max(1),
+                remaining,
+                channels,
                 answer: Some(request.answer),
             });
             if self.out.len() < WRITE_BATCH && self.pending.len() < MAX_UNANSWERED {
@@ -635,7 +671,11 @@ impl Reader {
                     }
                     Frame::Subscribed { .. } => self.confirm(Command::Subscribe, 0)?,
                     Frame::Unsubscribed { channel } => {
-                        if self.expects(Command::Unsubscribe) {
+                        let requested = match &channel {
+                            None => self.expects(Command::Unsubscribe),
+                            Some(channel) => self.requested(&chunk[channel.clone()]),
+                        };
+                        if requested {
                             self.confirm(Command::Unsubscribe, 0)?;
                         } else if let Some(channel) = channel {
                             // Not ours: the server dropped a channel.
@@ -671,6 +711,28 @@ impl Reader {
 
     fn expects(&self, command: Command) -> bool {
         self.pending.front().is_some_and(|p| p.command == command)
+    }
+
+    /// Whether the oldest command is an UNSUBSCRIBE naming `channel` (then
+    /// struck off its list): an `unsubscribe` push for it is its answer.
+    fn requested(&mut self, channel: &[u8]) -> bool {
+        let Some(pending) = self.pending.front_mut() else {
+            return false;
+        };
+        if pending.command != Command::Unsubscribe {
+            return false;
+        }
+        match pending
+            .channels
+            .iter()
+            .position(|c| c.as_bytes() == channel)
+        {
+            Some(i) => {
+                pending.channels.swap_remove(i);
+                true
+            }
+            None => false,
+        }
     }
 
     /// One confirmation of the oldest command, which must be a `command`;
