@@ -1,12 +1,14 @@
 //! The cluster bus: sharded pub/sub (SPUBLISH/SSUBSCRIBE, Redis 7+).
 //!
 //! A room's channel `arthas:{R}` lives in the slot of `{R}`, so a room's
-//! messages pass through one shard in one order. SPUBLISH (and every store
-//! command) goes through the redis-rs cluster client ([`SharedCluster`]);
-//! SSUBSCRIBE, SUNSUBSCRIBE and the message pushes go through our own
-//! subscriber connections ([`subscriber`](super::subscriber), one per
-//! master, [`Channels::Sharded`]), read by the minimal RESP3 reader
-//! ([`resp`](super::resp)) as the standalone bus reads its pushes. The slot
+//! messages pass through one shard in one order. Every store command goes
+//! through the redis-rs cluster client ([`SharedCluster`]); SSUBSCRIBE,
+//! SUNSUBSCRIBE, SPUBLISH and the message pushes go through our own
+//! connections ([`subscriber`](super::subscriber), one per master,
+//! [`Channels::Sharded`]), read by the minimal RESP3 reader
+//! ([`resp`](super::resp)) as the standalone bus reads its pushes; an
+//! SPUBLISH with no connection to its master yet, or answered MOVED or ASK,
+//! goes through the cluster client instead. The slot
 //! map (`CLUSTER SLOTS`, read through the cluster client) says which
 //! master, hence which connection, serves a room: the slot is the CRC16 of
 //! the hash tag ([`slot_of`]); one channel per SSUBSCRIBE (several would be
@@ -476,6 +478,13 @@ impl ClusterBus {
     /// master's slots by CLUSTER FAILOVER never had it): nobody got the
     /// message, so the publish fails (the sender is told) and the room is
     /// resubscribed.
+    ///
+    /// It goes on the subscriber connection serving the room's slot (RESP3
+    /// lets a subscribed connection run SPUBLISH), read by our own reader.
+    /// When there is no such connection, or it answers MOVED or ASK (the
+    /// slot moved: the supervisor is asked for a fresh map), the redis-rs
+    /// cluster client sends it instead, following redirections; an
+    /// unanswered SPUBLISH is never sent twice.
     pub(crate) async fn publish(
         &self,
         config: &RedisConfig,
@@ -483,13 +492,26 @@ impl ClusterBus {
         room_id: &str,
         wire: &[u8],
     ) -> Result<u64, BusError> {
-        let mut conn = self.conn.get();
-        let mut cmd = redis::cmd("SPUBLISH");
-        cmd.arg(keys::channel(room_id)).arg(wire);
-        let call = cmd.query_async::<Value>(&mut conn);
-        let receivers = match within("spublish", config.publish_timeout, call).await? {
-            Value::Int(n) => u64::try_from(n).unwrap_or(0),
-            other => return Err(BusError(format!("spublish: unexpected reply {other:?}"))),
+        let route = self.shards.route(room_id);
+        let receivers = match route {
+            Ok((_, subscriber)) => {
+                match subscriber
+                    .publish(room_id, wire, config.publish_timeout)
+                    .await
+                {
+                    Ok(n) => u64::try_from(n).unwrap_or(0),
+                    // Refused, so not run: the slot moved.
+                    Err(e) if moved_to(&e).is_some() || e.starts_with("ASK ") => {
+                        self.shards.refresh.notify_one();
+                        self.publish_routed(config, room_id, wire).await?
+                    }
+                    // Maybe run (no answer, the connection ended): never
+                    // sent twice; the sender is told.
+                    Err(e) => return Err(BusError(format!("spublish: {e}"))),
+                }
+            }
+            // No connection to the room's master yet: not sent.
+            Err(_) => self.publish_routed(config, room_id, wire).await?,
         };
         if receivers == 0 && shared.rooms().contains(room_id) {
             shared.report(BusEvent::ChannelDropped(room_id.to_owned()));
@@ -498,6 +520,25 @@ impl ClusterBus {
             ));
         }
         Ok(receivers)
+    }
+}
+
+impl ClusterBus {
+    /// SPUBLISH through the redis-rs cluster client (MOVED and ASK followed).
+    async fn publish_routed(
+        &self,
+        config: &RedisConfig,
+        room_id: &str,
+        wire: &[u8],
+    ) -> Result<u64, BusError> {
+        let mut conn = self.conn.get();
+        let mut cmd = redis::cmd("SPUBLISH");
+        cmd.arg(keys::channel(room_id)).arg(wire);
+        let call = cmd.query_async::<Value>(&mut conn);
+        match within("spublish", config.publish_timeout, call).await? {
+            Value::Int(n) => Ok(u64::try_from(n).unwrap_or(0)),
+            other => Err(BusError(format!("spublish: unexpected reply {other:?}"))),
+        }
     }
 }
 
@@ -1003,7 +1044,8 @@ impl SlotsFailing {
     }
 }
 
-/// Swaps in a fresh cluster connection (commands and SPUBLISH).
+/// Swaps in a fresh cluster connection (commands, and SPUBLISH when a
+/// master's own connection cannot take it).
 async fn rebuild(sup: &Supervisor) {
     match sup.cluster.rebuild(&sup.config).await {
         Ok(()) => {

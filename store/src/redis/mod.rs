@@ -29,9 +29,11 @@
 //! periodic check) by retiring its connection, opening one to the new master
 //! and resubscribing every hosted room.
 //!
-//! Cluster ([`cluster_bus`]): commands and SPUBLISH go through the redis-rs
-//! cluster client; SSUBSCRIBE and the message pushes use our own subscriber
-//! connections, one per master, read by the same reader. The supervisor
+//! Cluster ([`cluster_bus`]): commands go through the redis-rs cluster
+//! client; SSUBSCRIBE, SPUBLISH and the message pushes use our own
+//! connections, one per master, read by the same reader (an SPUBLISH the
+//! slot's connection cannot take, or answered MOVED, goes through the
+//! cluster client). The supervisor
 //! follows the slot map (`CLUSTER SLOTS`): it subscribes each room's channel
 //! on the master serving its slot, one channel per command, and resubscribes
 //! after a lost connection, a slot migration (an unrequested SUNSUBSCRIBE)

@@ -231,6 +231,7 @@ impl Connector {
             retired,
             ended,
             retire_wait,
+            channels,
         })
     }
 
@@ -337,13 +338,17 @@ fn encode<A: AsRef<[u8]>>(out: &mut Vec<u8>, args: &[A]) {
     }
 }
 
-/// `PUBLISH arthas:{<room_id>} <payload>`, encoded in one buffer (the
-/// channel as [`keys::channel`] names it).
-fn encode_publish(room_id: &str, payload: &[u8]) -> Bytes {
+/// `PUBLISH arthas:{<room_id>} <payload>` (or SPUBLISH), encoded in one
+/// buffer (the channel as [`keys::channel`] names it).
+fn encode_publish(name: &[u8], room_id: &str, payload: &[u8]) -> Bytes {
     use bytes::BufMut;
     let channel_len = keys::CHANNEL_PREFIX.len() + room_id.len() + 1;
     let mut out = BytesMut::with_capacity(payload.len() + channel_len + 48);
-    out.put_slice(b"*3\r\n$7\r\nPUBLISH\r\n$");
+    out.put_slice(b"*3\r\n$");
+    out.put_slice(itoa::Buffer::new().format(name.len()).as_bytes());
+    out.put_slice(b"\r\n");
+    out.put_slice(name);
+    out.put_slice(b"\r\n$");
     out.put_slice(itoa::Buffer::new().format(channel_len).as_bytes());
     out.put_slice(b"\r\n");
     out.put_slice(keys::CHANNEL_PREFIX.as_bytes());
@@ -369,6 +374,8 @@ pub(crate) struct Subscriber {
     ended: watch::Receiver<bool>,
     /// How long a retirement may take.
     retire_wait: Duration,
+    /// Plain (PUBLISH) or sharded (SPUBLISH) channels.
+    channels: Channels,
 }
 
 impl Subscriber {
@@ -426,16 +433,16 @@ impl Subscriber {
             .map(drop)
     }
 
-    /// Hot path: PUBLISH `payload` on `room_id`'s channel; returns how many
-    /// subscriptions received it. The command is encoded here, in the
-    /// caller's task, into one buffer.
+    /// Hot path: PUBLISH (SPUBLISH on a shard connection) `payload` on
+    /// `room_id`'s channel; returns how many subscriptions received it. The
+    /// command is encoded here, in the caller's task, into one buffer.
     pub(crate) async fn publish(
         &self,
         room_id: &str,
         payload: &[u8],
         wait: Duration,
     ) -> Result<i64, String> {
-        let encoded = encode_publish(room_id, payload);
+        let encoded = encode_publish(Command::Publish.name(self.channels), room_id, payload);
         self.call(Command::Publish, Vec::new(), encoded, wait).await
     }
 
@@ -773,5 +780,23 @@ fn shift(frame: Frame, by: usize) -> Frame {
         },
         Frame::Error { text } => Frame::Error { text: at(text) },
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_publish_is_encoded_as_one_resp_array() {
+        assert_eq!(
+            &encode_publish(b"PUBLISH", "r1", b"p\r\nq")[..],
+            b"*3\r\n$7\r\nPUBLISH\r\n$11\r\narthas:{r1}\r\n$4\r\np\r\nq\r\n"
+        );
+        assert_eq!(
+            &encode_publish(b"SPUBLISH", "room", b"")[..],
+            b"*3\r\n$8\r\nSPUBLISH\r\n$13\r\narthas:{room}\r\n$0\r\n\r\n"
+        );
+        assert_eq!(keys::channel("room").len(), 13);
     }
 }
