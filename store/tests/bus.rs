@@ -401,6 +401,42 @@ arthas_store::on_engines!(
     ]
 );
 
+/// A Redis Cluster of one master lists itself in `CLUSTER SLOTS` with an
+/// empty host (it never met another node): the bus takes the seed URL's
+/// host for it, and two relays chat through it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_of_one_master_carries_the_bus() {
+    let cluster = arthas_store::testing::RedisCluster::start_one_master()
+        .await
+        .expect("a cluster of one master");
+    let connect = || async {
+        let engine = RedisEngine::connect(
+            arthas_store::redis::RedisMode::Cluster {
+                nodes: cluster.urls(),
+            },
+            common::test_config(),
+        )
+        .await
+        .expect("engine connects");
+        let sink = RecordingSink::new();
+        engine.attach(sink.clone());
+        Relay { engine, sink }
+    };
+    let (a, b) = (connect().await, connect().await);
+    for r in [&a, &b] {
+        r.engine.subscribe("lone").await.expect("subscribe");
+    }
+    let receivers = a
+        .engine
+        .publish("lone", message("hello"))
+        .await
+        .expect("publish");
+    assert_eq!(receivers, Some(2));
+    for r in [&a, &b] {
+        r.sink.wait_for("lone", 1, WAIT).await.expect("delivered");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_payloads_are_ignored_and_counted() {
     let f = Fixture::standalone().await;

@@ -201,8 +201,12 @@ impl SlotMap {
     }
 
     /// Reads a `CLUSTER SLOTS` reply: one array per range, `[first, last,
-    /// [host, port, id, ...], replicas...]`.
-    fn parse(reply: Value) -> Result<SlotMap, String> {
+    /// [host, port, id, ...], replicas...]`. A node listed with an empty
+    /// host does not know its own address (a lone node that never met
+    /// another: a cluster of one master answers so): it is `seed_host`, the
+    /// host of the first node URL, which is where such a cluster is
+    /// reached.
+    fn parse(reply: Value, seed_host: &str) -> Result<SlotMap, String> {
         let Value::Array(ranges) = reply else {
             return Err("not an array".into());
         };
@@ -221,6 +225,7 @@ impl SlotMap {
             if first > last {
                 return Err(format!("a range from {first} to {last}"));
             }
+            let node = |v: &Value| node(v, seed_host);
             let Some(master) = parts.get(2).and_then(node) else {
                 return Err(format!("the range from {first} without a usable master"));
             };
@@ -238,9 +243,9 @@ impl SlotMap {
     }
 }
 
-/// A node of a `CLUSTER SLOTS` range (`[host, port, id, ...]`); `None`
-/// when its address is unknown (`""` or `"?"`).
-fn node(value: &Value) -> Option<Node> {
+/// A node of a `CLUSTER SLOTS` range (`[host, port, id, ...]`), an empty
+/// host read as `seed_host`; `None` when its address is unknown (`"?"`).
+fn node(value: &Value, seed_host: &str) -> Option<Node> {
     let Value::Array(parts) = value else {
         return None;
     };
@@ -253,8 +258,14 @@ fn node(value: &Value) -> Option<Node> {
         Value::Int(p) => u16::try_from(*p).ok()?,
         _ => return None,
     };
-    if host.is_empty() || host == "?" {
+    if host == "?" {
         return None;
+    }
+    if host.is_empty() {
+        return Some(Node {
+            host: seed_host.to_owned(),
+            port,
+        });
     }
     Some(Node { host, port })
 }
@@ -324,6 +335,9 @@ struct Shards {
     /// Credentials and TLS (`rediss://`) of the first node URL, as the
     /// cluster client uses them for every node.
     base: ConnectionInfo,
+    /// The first node URL's host: a node `CLUSTER SLOTS` lists without a
+    /// host of its own is there ([`SlotMap::parse`]).
+    seed_host: String,
     connector: Connector,
     routes: Mutex<Routes>,
     /// Asks the supervisor to read `CLUSTER SLOTS` now (a MOVED answer).
@@ -409,8 +423,13 @@ impl ClusterBus {
             client: Arc::new(client),
             conn: Arc::new(std::sync::RwLock::new(conn)),
         };
+        let seed_host = match base.addr() {
+            ConnectionAddr::Tcp(host, _) | ConnectionAddr::TcpTls { host, .. } => host.clone(),
+            _ => String::new(),
+        };
         let shards = Arc::new(Shards {
             base,
+            seed_host,
             connector: Connector::new(config.tls.clone()),
             routes: Mutex::new(Routes::default()),
             refresh: Notify::new(),
@@ -679,7 +698,8 @@ impl Supervisor {
         cmd.arg("SLOTS");
         let call = cmd.query_async::<Value>(&mut conn);
         let reply = within("cluster slots", self.config.command_timeout, call).await?;
-        SlotMap::parse(reply).map_err(|e| BusError(format!("cluster slots: {e}")))
+        SlotMap::parse(reply, &self.shards.seed_host)
+            .map_err(|e| BusError(format!("cluster slots: {e}")))
     }
 
     /// Whether the connections follow `slots`: the same map, and a live
@@ -1106,11 +1126,14 @@ mod tests {
                 node(port + 100),
             ])
         };
-        let map = SlotMap::parse(Value::Array(vec![
-            range(10923, 16383, 7003),
-            range(0, 5460, 7001),
-            range(5461, 10922, 7002),
-        ]))
+        let map = SlotMap::parse(
+            Value::Array(vec![
+                range(10923, 16383, 7003),
+                range(0, 5460, 7001),
+                range(5461, 10922, 7002),
+            ]),
+            "seed",
+        )
         .expect("valid");
         let port = |slot| map.master_of(slot).map(|n| n.port);
         assert_eq!(port(0), Some(7001));
@@ -1121,15 +1144,42 @@ mod tests {
         let master = map.master_of(0).expect("a master").clone();
         let replicas: Vec<u16> = map.replicas_of(&master).iter().map(|n| n.port).collect();
         assert_eq!(replicas, vec![7101]);
-        let gap = SlotMap::parse(Value::Array(vec![
-            range(0, 99, 7001),
-            range(200, 300, 7002),
-        ]))
+        let gap = SlotMap::parse(
+            Value::Array(vec![range(0, 99, 7001), range(200, 300, 7002)]),
+            "seed",
+        )
         .expect("valid");
         assert_eq!(gap.master_of(150), None);
         assert_eq!(gap.master_of(301), None);
-        assert!(SlotMap::parse(Value::Array(vec![Value::Int(1)])).is_err());
-        assert!(SlotMap::parse(Value::Array(vec![range(0, 16384, 7001)])).is_err());
+        assert!(SlotMap::parse(Value::Array(vec![Value::Int(1)]), "seed").is_err());
+        assert!(SlotMap::parse(Value::Array(vec![range(0, 16384, 7001)]), "seed").is_err());
+    }
+
+    #[test]
+    fn a_lone_master_without_its_own_address_is_the_seed_host() {
+        // What a cluster of one master answers (it never met another node).
+        let lone = Value::Array(vec![Value::Array(vec![
+            Value::Int(0),
+            Value::Int(16383),
+            Value::Array(vec![
+                Value::BulkString(Vec::new()),
+                Value::Int(7001),
+                Value::BulkString(b"id".to_vec()),
+            ]),
+        ])]);
+        let map = SlotMap::parse(lone, "redis-0.example").expect("valid");
+        let master = map.master_of(42).expect("a master");
+        assert_eq!(
+            (master.host.as_str(), master.port),
+            ("redis-0.example", 7001)
+        );
+        // An unknown address ("?") is never guessed.
+        let unknown = Value::Array(vec![Value::Array(vec![
+            Value::Int(0),
+            Value::Int(16383),
+            Value::Array(vec![Value::BulkString(b"?".to_vec()), Value::Int(7001)]),
+        ])]);
+        assert!(SlotMap::parse(unknown, "redis-0.example").is_err());
     }
 
     #[test]

@@ -71,6 +71,21 @@ impl RedisCluster {
         Ok(cluster)
     }
 
+    /// One master holding every slot (`CLUSTER ADDSLOTSRANGE 0 16383`): a
+    /// node that never met another, which lists itself in `CLUSTER SLOTS`
+    /// without a host.
+    pub async fn start_one_master() -> Result<RedisCluster> {
+        let node = RedisServer::start_kind(true, None).await?;
+        node.command(&["CLUSTER", "ADDSLOTSRANGE", "0", "16383"])
+            .await?;
+        let cluster = RedisCluster {
+            nodes: vec![node],
+            replicas: Vec::new(),
+        };
+        cluster.wait_ok().await?;
+        Ok(cluster)
+    }
+
     /// Three masters with one replica each (`CLUSTER MEET`, `CLUSTER
     /// REPLICATE`); waits until every replica's link to its master is up and
     /// every node sees all six.
