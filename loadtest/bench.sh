@@ -50,6 +50,8 @@ ROOMS="${ROOMS:-600}" MEMBERS="${MEMBERS:-10}" RATE="${RATE:-0.9}"
 DURATION="${DURATION:-20}" PAYLOAD="${PAYLOAD:-256}" BASE_PORT="${BASE_PORT:-17000}"
 # shellcheck source=loadtest/lift-per-address-limits.sh
 source loadtest/lift-per-address-limits.sh
+# shellcheck source=loadtest/start-redis.sh
+source loadtest/start-redis.sh
 [ -n "${SKIP_BUILD:-}" ] || cargo build --release --quiet --bins -p arthas -p arthas-loadgen
 bin="${BIN_DIR:-target/release}"
 run_dir="$(mktemp -d)"
@@ -76,34 +78,8 @@ start() {
 # Redis (REDIS_MASTERS) and the gateway (cluster modes); sets redis_pid (all
 # Redis processes, comma-separated), redis_name and gateway_pid.
 start_backend() {
-  local redis_port=$((BASE_PORT + 9)) masters="${REDIS_MASTERS:-0}"
-  if [ "$masters" = 0 ]; then
-    redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no \
-      --dir "$run_dir" --logfile "$run_dir/redis.log" --daemonize no &
-    pids+=("$!")
-    redis_pid="$!" redis_name=redis
-    until redis-cli -p "$redis_port" ping >/dev/null 2>&1; do sleep 0.05; done
-    export ARTHAS_REDIS_URL="redis://127.0.0.1:$redis_port" ARTHAS_REDIS_MODE=standalone
-  else
-    local nodes=() redis_pids=() names=() m port
-    for m in $(seq 0 $((masters - 1))); do
-      port=$((BASE_PORT + 50 + m))
-      mkdir -p "$run_dir/redis$m"
-      redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no \
-        --cluster-enabled yes --cluster-config-file "$run_dir/redis$m/nodes.conf" \
-        --dir "$run_dir/redis$m" --logfile "$run_dir/redis$m.log" --daemonize no &
-      pids+=("$!") redis_pids+=("$!") names+=("redis$m") nodes+=("127.0.0.1:$port")
-      until redis-cli -p "$port" ping >/dev/null 2>&1; do sleep 0.05; done
-    done
-    if [ "$masters" = 1 ]; then
-      redis-cli -p "$((BASE_PORT + 50))" CLUSTER ADDSLOTSRANGE 0 16383 >/dev/null
-    else
-      redis-cli --cluster create "${nodes[@]}" --cluster-replicas 0 --cluster-yes >/dev/null
-    fi
-    until redis-cli -p "$((BASE_PORT + 50))" CLUSTER INFO | grep -q "cluster_state:ok"; do sleep 0.1; done
-    redis_pid="$(IFS=,; echo "${redis_pids[*]}")" redis_name="$(IFS=,; echo "${names[*]}")"
-    export ARTHAS_REDIS_URL="$(printf 'redis://%s,' "${nodes[@]}" | sed 's/,$//')" ARTHAS_REDIS_MODE=cluster
-  fi
+  start_redis
+  redis_pid="$redis_pids" redis_name="$redis_names"
   export ARTHAS_INTERNAL_SECRET="$(head -c 24 /dev/urandom | base64)"
   start gateway "$bin/gateway" --listen "127.0.0.1:$((BASE_PORT + 1))" \
     --internal-listen "127.0.0.1:$((BASE_PORT + 2))" \

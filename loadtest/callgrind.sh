@@ -26,6 +26,8 @@ ROOMS="${ROOMS:-20}" MEMBERS="${MEMBERS:-10}" RATE="${RATE:-0.9}" DURATION="${DU
 BASE_PORT="${BASE_PORT:-18000}" BIN_DIR="${BIN_DIR:-target/release}" RELAYS="${RELAYS:-3}"
 # shellcheck source=loadtest/lift-per-address-limits.sh
 source loadtest/lift-per-address-limits.sh
+# shellcheck source=loadtest/start-redis.sh
+source loadtest/start-redis.sh
 loadgen=target/release/arthas-loadgen
 run_dir="$(mktemp -d)"
 pids=()
@@ -59,35 +61,6 @@ start_plain() { # name binary args...
   "$@" >"$run_dir/$name.out" 2>"$run_dir/$name.err" &
   pids+=("$!")
   wait_listening "$name"
-}
-
-start_redis() {
-  local redis_port=$((BASE_PORT + 9)) masters="${REDIS_MASTERS:-0}"
-  if [ "$masters" = 0 ]; then
-    redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no \
-      --dir "$run_dir" --logfile "$run_dir/redis.log" --daemonize no &
-    pids+=("$!")
-    until redis-cli -p "$redis_port" ping >/dev/null 2>&1; do sleep 0.05; done
-    export ARTHAS_REDIS_URL="redis://127.0.0.1:$redis_port" ARTHAS_REDIS_MODE=standalone
-    return
-  fi
-  local nodes=() m port
-  for m in $(seq 0 $((masters - 1))); do
-    port=$((BASE_PORT + 50 + m))
-    mkdir -p "$run_dir/redis$m"
-    redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no \
-      --cluster-enabled yes --cluster-config-file "$run_dir/redis$m/nodes.conf" \
-      --dir "$run_dir/redis$m" --logfile "$run_dir/redis$m.log" --daemonize no &
-    pids+=("$!") nodes+=("127.0.0.1:$port")
-    until redis-cli -p "$port" ping >/dev/null 2>&1; do sleep 0.05; done
-  done
-  if [ "$masters" = 1 ]; then
-    redis-cli -p "$((BASE_PORT + 50))" CLUSTER ADDSLOTSRANGE 0 16383 >/dev/null
-  else
-    redis-cli --cluster create "${nodes[@]}" --cluster-replicas 0 --cluster-yes >/dev/null
-  fi
-  until redis-cli -p "$((BASE_PORT + 50))" CLUSTER INFO | grep -q "cluster_state:ok"; do sleep 0.1; done
-  export ARTHAS_REDIS_URL="$(printf 'redis://%s,' "${nodes[@]}" | sed 's/,$//')" ARTHAS_REDIS_MODE=cluster
 }
 
 start_cluster() {
