@@ -263,9 +263,9 @@ pub trait BusSink: Send + Sync + 'static {
 ///   nothing is queued for later;
 /// - **reach**: `publish` answers how many relays received the message when
 ///   the bus can tell (Redis counts its subscriptions), so a relay can tell
-///   its sender when fewer received it than hold members of the room; on
-///   the standalone and Sentinel bus a relay moving its subscriptions off a
-///   server first receives every message that server counted for it;
+///   its sender when fewer received it than hold members of the room; a
+///   relay moving its subscriptions off a server (a Sentinel or Cluster
+///   failover) first receives every message that server counted for it;
 /// - **per-room order**: all relays see a room's messages in one order,
 ///   the publisher included (it receives its own messages back through the
 ///   bus);

@@ -132,20 +132,19 @@ fn slot_of(key: &[u8]) -> u16 {
     crc16(tag.unwrap_or(key)) % SLOTS
 }
 
-/// CRC16-CCITT (XMODEM: polynomial 0x1021, initial value 0).
-fn crc16(bytes: &[u8]) -> u16 {
-    let mut crc: u16 = 0;
-    for &b in bytes {
-        crc ^= u16::from(b) << 8;
-        for _ in 0..8 {
-            crc = if crc & 0x8000 != 0 {
-                (crc << 1) ^ 0x1021
-            } else {
-                crc << 1
-            };
-        }
+/// The slot of `room_id`'s channel (`arthas:{R}`, whose hash tag is the room
+/// id itself), without building the channel name: the hot path's routing.
+fn room_slot(room_id: &str) -> u16 {
+    if room_id.is_empty() || room_id.contains('}') {
+        // Not a tag of its own (never a valid room id): as Redis reads it.
+        return slot_of(keys::channel(room_id).as_bytes());
     }
-    crc
+    crc16(room_id.as_bytes()) % SLOTS
+}
+
+/// CRC16-CCITT (XMODEM), table-driven, as Redis Cluster hashes keys.
+fn crc16(bytes: &[u8]) -> u16 {
+    crc16::State::<crc16::XMODEM>::calculate(bytes)
 }
 
 /// A master's address, as `CLUSTER SLOTS` gives it.
@@ -184,7 +183,7 @@ impl SlotMap {
 
     /// The master serving `room_id`'s channel.
     fn master_of_room(&self, room_id: &str) -> Option<&Node> {
-        self.master_of(slot_of(keys::channel(room_id).as_bytes()))
+        self.master_of(room_slot(room_id))
     }
 
     fn masters(&self) -> BTreeSet<&Node> {
@@ -317,14 +316,14 @@ impl Routes {
             .map(|s| s.subscriber.clone())
     }
 
-    /// The live connection to the master serving `room_id`.
-    fn route(&self, room_id: &str) -> Result<(Node, Subscriber), String> {
+    /// The master serving `room_id` and the live connection to it.
+    fn route(&self, room_id: &str) -> Result<(&Node, Subscriber), String> {
         let node = self
             .slots
             .master_of_room(room_id)
             .ok_or("no master known for the room's slot")?;
         match self.at(node) {
-            Some(s) => Ok((node.clone(), s)),
+            Some(s) => Ok((node, s)),
             None => Err(format!("reconnecting to {node}")),
         }
     }
@@ -345,15 +344,16 @@ struct Shards {
 }
 
 impl Shards {
-    fn route(&self, room_id: &str) -> Result<(Node, Subscriber), String> {
-        lock(&self.routes).route(room_id)
+    /// The live connection to the master serving `room_id`.
+    fn route(&self, room_id: &str) -> Result<Subscriber, String> {
+        lock(&self.routes).route(room_id).map(|(_, s)| s)
     }
 
     /// SSUBSCRIBE on the master serving the room, confirmed. A MOVED answer
     /// asks the supervisor for a fresh slot map and, when a connection to the
     /// named master is open, is retried there once.
     async fn ssubscribe(&self, config: &RedisConfig, room_id: &str) -> Result<(), String> {
-        let (_, subscriber) = self.route(room_id)?;
+        let subscriber = self.route(room_id)?;
         let channel = keys::channel(room_id);
         let wait = config.subscribe_timeout;
         let error = match subscriber.subscribe(vec![channel.clone()], wait).await {
@@ -373,7 +373,7 @@ impl Shards {
 
     /// SUNSUBSCRIBE on the master serving the room, confirmed.
     async fn sunsubscribe(&self, config: &RedisConfig, room_id: &str) -> Result<(), String> {
-        let (_, subscriber) = self.route(room_id)?;
+        let subscriber = self.route(room_id)?;
         subscriber
             .unsubscribe(vec![keys::channel(room_id)], config.subscribe_timeout)
             .await
@@ -513,7 +513,7 @@ impl ClusterBus {
     ) -> Result<u64, BusError> {
         let route = self.shards.route(room_id);
         let receivers = match route {
-            Ok((_, subscriber)) => {
+            Ok(subscriber) => {
                 match subscriber
                     .publish(room_id, wire, config.publish_timeout)
                     .await
@@ -596,7 +596,7 @@ async fn resubscribe_pass(shards: &Shards, config: &RedisConfig, batch: Vec<Stri
         for room in batch {
             match routes.route(&room) {
                 Ok((node, subscriber)) => by_node
-                    .entry(node)
+                    .entry(node.clone())
                     .or_insert_with(|| (subscriber, Vec::new()))
                     .1
                     .push(room),
@@ -1107,6 +1107,17 @@ mod tests {
             slot_of(b"{r}"),
             "a room's channel is in the slot of its hash tag"
         );
+    }
+
+    #[test]
+    fn a_rooms_slot_is_its_channels_slot() {
+        for room in ["r", "V1StGXR8_Z5jdHi6B-myT", "room-1", "", "a}b", "}", "{x"] {
+            assert_eq!(
+                room_slot(room),
+                slot_of(keys::channel(room).as_bytes()),
+                "{room:?}"
+            );
+        }
     }
 
     #[test]

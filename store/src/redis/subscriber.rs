@@ -1,11 +1,10 @@
 //! The bus's connections: our own RESP3 connection that only sends
 //! `HELLO 3`, SUBSCRIBE, UNSUBSCRIBE, PUBLISH and PING (on a Redis Cluster,
-//! [`Channels::Sharded`]: SSUBSCRIBE and SUNSUBSCRIBE, one connection per
-//! master, publishes going through redis-rs; see
-//! [`cluster_bus`](super::cluster_bus)), and reads the message pushes and
-//! the answers with the [`resp`](super::resp) reader. RESP3 lets a
-//! subscribed connection run any command, so the standalone/Sentinel
-//! relay's publishes share its one connection with its subscriptions: no
+//! [`Channels::Sharded`]: SSUBSCRIBE, SUNSUBSCRIBE and SPUBLISH, one
+//! connection per master; see [`cluster_bus`](super::cluster_bus)), and
+//! reads the message pushes and the answers with the [`resp`](super::resp)
+//! reader. RESP3 lets a subscribed connection run any command, so a relay's
+//! publishes share the connection that carries its subscriptions: no
 //! general-purpose client on the delivery path.
 //!
 //! One task owns the connection. It reads into one reusable buffer, parses
@@ -20,7 +19,7 @@
 //! [`BusEvent::ChannelDropped`] when the room is still wanted).
 //!
 //! The connection does not reconnect: when it fails (the server closed it,
-//! a read or write error, a malformed frame, too many unanswered commands)
+//! a read or write error, a malformed frame, an answer out of order)
 //! it marks the bus down, tells the supervisor ([`BusEvent::ConnectionLost`])
 //! and ends; the supervisor ([`bus`](super::bus),
 //! [`cluster_bus`](super::cluster_bus)) opens a new one and subscribes every
@@ -37,7 +36,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use redis::{ConnectionAddr, ConnectionInfo};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
@@ -329,35 +328,39 @@ fn hello(username: Option<&str>, password: Option<&str>) -> Vec<u8> {
 
 /// Appends a command (an array of bulk strings) to `out`.
 fn encode<A: AsRef<[u8]>>(out: &mut Vec<u8>, args: &[A]) {
-    out.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
+    put_header(out, b'*', args.len());
     for arg in args {
-        let arg = arg.as_ref();
-        out.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
-        out.extend_from_slice(arg);
-        out.extend_from_slice(b"\r\n");
+        put_bulk(out, &[arg.as_ref()]);
     }
 }
 
+/// `<marker><n>\r\n`: an array's or a bulk string's length line.
+fn put_header(out: &mut impl BufMut, marker: u8, n: usize) {
+    out.put_u8(marker);
+    out.put_slice(itoa::Buffer::new().format(n).as_bytes());
+    out.put_slice(b"\r\n");
+}
+
+/// One bulk string made of `parts`, concatenated.
+fn put_bulk(out: &mut impl BufMut, parts: &[&[u8]]) {
+    put_header(out, b'$', parts.iter().map(|p| p.len()).sum());
+    for part in parts {
+        out.put_slice(part);
+    }
+    out.put_slice(b"\r\n");
+}
+
 /// `PUBLISH arthas:{<room_id>} <payload>` (or SPUBLISH), encoded in one
-/// buffer (the channel as [`keys::channel`] names it).
+/// buffer (the channel as [`keys::channel`] names it, without building it).
 fn encode_publish(name: &[u8], room_id: &str, payload: &[u8]) -> Bytes {
-    use bytes::BufMut;
-    let channel_len = keys::CHANNEL_PREFIX.len() + room_id.len() + 1;
-    let mut out = BytesMut::with_capacity(payload.len() + channel_len + 48);
-    out.put_slice(b"*3\r\n$");
-    out.put_slice(itoa::Buffer::new().format(name.len()).as_bytes());
-    out.put_slice(b"\r\n");
-    out.put_slice(name);
-    out.put_slice(b"\r\n$");
-    out.put_slice(itoa::Buffer::new().format(channel_len).as_bytes());
-    out.put_slice(b"\r\n");
-    out.put_slice(keys::CHANNEL_PREFIX.as_bytes());
-    out.put_slice(room_id.as_bytes());
-    out.put_slice(b"}\r\n$");
-    out.put_slice(itoa::Buffer::new().format(payload.len()).as_bytes());
-    out.put_slice(b"\r\n");
-    out.put_slice(payload);
-    out.put_slice(b"\r\n");
+    let mut out = BytesMut::with_capacity(payload.len() + room_id.len() + 64);
+    put_header(&mut out, b'*', 3);
+    put_bulk(&mut out, &[name]);
+    put_bulk(
+        &mut out,
+        &[keys::CHANNEL_PREFIX.as_bytes(), room_id.as_bytes(), b"}"],
+    );
+    put_bulk(&mut out, &[payload]);
     out.freeze()
 }
 
@@ -411,12 +414,7 @@ impl Subscriber {
         channels: Vec<String>,
         wait: Duration,
     ) -> Result<(), String> {
-        if channels.is_empty() {
-            return Ok(());
-        }
-        self.call(Command::Subscribe, channels, Bytes::new(), wait)
-            .await
-            .map(drop)
+        self.confirmed(Command::Subscribe, channels, wait).await
     }
 
     /// Unsubscribes `channels`; returns once Redis confirmed every one.
@@ -425,10 +423,20 @@ impl Subscriber {
         channels: Vec<String>,
         wait: Duration,
     ) -> Result<(), String> {
+        self.confirmed(Command::Unsubscribe, channels, wait).await
+    }
+
+    /// A (un)subscription of `channels` (none: nothing to send).
+    async fn confirmed(
+        &self,
+        command: Command,
+        channels: Vec<String>,
+        wait: Duration,
+    ) -> Result<(), String> {
         if channels.is_empty() {
             return Ok(());
         }
-        self.call(Command::Unsubscribe, channels, Bytes::new(), wait)
+        self.call(command, channels, Bytes::new(), wait)
             .await
             .map(drop)
     }
