@@ -311,7 +311,7 @@ PY
     # Refusals, rollbacks and closes by code (4002: no pong within the
     # read timeout), summed over the relays, at the count.
     for url in "${admins[@]}"; do curl -fsS "$url"; done |
-      awk '/^arthas_relay_(joins_refused|joins_rolled_back|connections_rejected|closes)_total/ && $2 > 0 {n[$1] += $2} END {for (k in n) print k, n[k]}' |
+      awk '/^arthas_relay_(joins_refused|join_rollbacks|connections_rejected|closes)_total/ && $2 > 0 {n[$1] += $2} END {for (k in n) print k, n[k]}' |
       sort | tee "$run_dir/relay-counts.txt" >&2
     generator_failures
     python3 - "$CONNECTIONS" "$connected" "$in_redis" "$started" "$joined_at" "$errors" \

@@ -7,10 +7,15 @@ pub fn member_color(id: &str) -> String {
     let h = id
         .chars()
         .fold(0u32, |h, c| h.wrapping_mul(31).wrapping_add(c as u32));
-    let r = ((h >> 16) & 0xff) | 0x40;
-    let g = ((h >> 8) & 0xff) | 0x40;
-    let b = (h & 0xff) | 0x40;
-    format!("#{r:02x}{g:02x}{b:02x}")
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut color = String::with_capacity(7);
+    color.push('#');
+    for shift in [16, 8, 0] {
+        let channel = ((h >> shift) & 0xff) | 0x40;
+        color.push(char::from(HEX[(channel >> 4) as usize]));
+        color.push(char::from(HEX[(channel & 0xf) as usize]));
+    }
+    color
 }
 
 #[cfg(test)]
@@ -21,6 +26,12 @@ mod tests {
     fn colour_matches_the_reference_fold() {
         // "a" = 97: h = 97 -> r=0x40, g=0x40, b=0x61|0x40=0x61
         assert_eq!(member_color("a"), "#404061");
+        // the same as formatting the channels, for any id
+        for id in ["", "a", "3f2a9c1b", "ffffffff", "00000000", "ÿ€"] {
+            let h = id.chars().fold(0u32, |h, c| h.wrapping_mul(31).wrapping_add(c as u32));
+            let [r, g, b] = [16, 8, 0].map(|s| ((h >> s) & 0xff) | 0x40);
+            assert_eq!(member_color(id), format!("#{r:02x}{g:02x}{b:02x}"), "{id}");
+        }
         // every channel has bit 6 set
         let c = member_color("3f2a9c1b");
         assert_eq!(c.len(), 7);

@@ -143,7 +143,6 @@ async fn remove(relay: &Relay, room_id: &str, member: MemberId) {
         .await
     {
         Ok(left) if left.was_member => {
-            relay.metrics.joins_rolled_back.inc();
             relay.metrics.join_rollbacks[REMOVED].inc();
             tracing::info!(room = %room_id, member = %member, "a join that failed had been written: rolled back");
         }

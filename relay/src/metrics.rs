@@ -205,8 +205,6 @@ pub struct Metrics {
     /// Joins (and creations) refused because `max_joins_in_flight` were
     /// running.
     pub joins_refused: IntCounter,
-    /// Joins whose store call failed but had been written, taken back.
-    pub joins_rolled_back: IntCounter,
     /// Rollbacks of failed joins by outcome, indexed like
     /// [`crate::join_gate::ROLLBACK_OUTCOMES`] (removed, absent, failed,
     /// dropped: the queue of second rollbacks was full).
@@ -382,10 +380,6 @@ impl Metrics {
             joins_refused: counter(
                 "joins_refused_total",
                 "Joins and creations refused because max_joins_in_flight were running",
-            ),
-            joins_rolled_back: counter(
-                "joins_rolled_back_total",
-                "Joins whose store call failed but had been written, taken back",
             ),
             join_rollbacks: labelled(
                 r,

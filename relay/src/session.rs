@@ -307,7 +307,10 @@ impl Session {
         let room = self.in_room()?;
         // Best effort: the joiner is in; a bus failure only hides the notice.
         let _ = self.to_others(&room, member_joined).await;
-        tracing::info!(room = %room_id, member = %self.id, "member joined");
+        // Debug, not info: one line per join is ~10k lines/s on a busy
+        // cluster; joins are counted in
+        // `arthas_relay_frames_out_total{type="room_joined"}`.
+        tracing::debug!(room = %room_id, member = %self.id, "member joined");
         Ok(())
     }
 

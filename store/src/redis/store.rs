@@ -76,8 +76,22 @@ fn unpack_member(id: MemberId, stored: &[u8]) -> Option<(u64, MemberRecord)> {
     }
     let colon = stored.iter().position(|b| *b == b':')?;
     let seq = std::str::from_utf8(&stored[..colon]).ok()?.parse().ok()?;
-    let (name, color, node, joined_at): (String, String, String, i64) =
-        rmp_serde::from_slice(&stored[colon + 1..]).ok()?;
+    // Read with rmp itself: a room's whole member list is decoded on every
+    // join, and serde's tuple visitor cost more than the strings' copies.
+    let mut rest = &stored[colon + 1..];
+    if rmp::decode::read_array_len(&mut rest).ok()? != 4 {
+        return None;
+    }
+    let mut text = || -> Option<String> {
+        let (text, after) = rmp::decode::read_str_from_slice(rest).ok()?;
+        rest = after;
+        Some(text.to_owned())
+    };
+    let (name, color, node) = (text()?, text()?, text()?);
+    let joined_at = rmp::decode::read_int(&mut rest).ok()?;
+    if !rest.is_empty() {
+        return None;
+    }
     let record = MemberRecord {
         id,
         name,
@@ -995,5 +1009,44 @@ impl RoomStore for RedisEngine {
             departures.extend(self.sweep_node(&node).await);
         }
         Ok(departures)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: MemberId) -> MemberRecord {
+        MemberRecord {
+            id,
+            name: "Ann é".into(),
+            color: "#40a0c1".into(),
+            node: "relay-7".into(),
+            joined_at: 1_764_000_000_123,
+        }
+    }
+
+    #[test]
+    fn a_stored_member_reads_back_as_written() {
+        let id = MemberId::parse("3f2a9c1b").expect("id");
+        let mut stored = b"42:".to_vec();
+        stored.extend(pack_member(&record(id)).expect("packed"));
+        assert_eq!(unpack_member(id, &stored), Some((42, record(id))));
+    }
+
+    #[test]
+    fn a_damaged_member_record_is_refused() {
+        let id = MemberId::parse("3f2a9c1b").expect("id");
+        let packed = pack_member(&record(id)).expect("packed");
+        let mut with_seq = b"7:".to_vec();
+        with_seq.extend(&packed);
+        for cut in 2..with_seq.len() {
+            assert_eq!(unpack_member(id, &with_seq[..cut]), None, "cut at {cut}");
+        }
+        let mut longer = with_seq.clone();
+        longer.push(0);
+        assert_eq!(unpack_member(id, &longer), None);
+        assert_eq!(unpack_member(id, b"x:"), None);
+        assert_eq!(unpack_member(id, b""), None);
     }
 }
