@@ -98,7 +98,37 @@ pub struct MalformedBusMessage;
 impl BusMessage {
     /// Serialises for Redis: `version, tag, [target], frame`.
     pub fn to_wire(&self) -> Bytes {
-        let mut out = BytesMut::with_capacity(self.frame.len() + 16);
+        let mut out = BytesMut::with_capacity(self.wire_len());
+        self.write_wire(&mut out);
+        out.freeze()
+    }
+
+    /// How many bytes [`write_wire`](Self::write_wire) writes (a command
+    /// that carries the message needs its length first).
+    pub fn wire_len(&self) -> usize {
+        let target = match &self.target {
+            Target::Room { except: None }
+            | Target::CloseRoom
+            | Target::RestoreRoom
+            | Target::SecretsChanged => 0,
+            Target::Room { except: Some(id) } | Target::Member { id } => id.as_bytes().len(),
+            Target::TransferSender { transfer_id } => 1 + wire_transfer_id(transfer_id).len(),
+            Target::Members { ids } => {
+                let ids = &ids[..ids.len().min(255)];
+                1 + ids.iter().map(|id| id.as_bytes().len()).sum::<usize>()
+            }
+            Target::TransferEnded {
+                sender,
+                transfer_id,
+            } => sender.as_bytes().len() + 4 + wire_transfer_id(transfer_id).len(),
+            Target::Kick { member, .. } => member.as_bytes().len() + 1,
+        };
+        2 + target + self.frame.len()
+    }
+
+    /// Writes the message as [`to_wire`](Self::to_wire) returns it, straight
+    /// into `out` (the bus connection's PUBLISH command: no copy of its own).
+    pub fn write_wire(&self, out: &mut impl BufMut) {
         out.put_u8(WIRE_VERSION);
         match &self.target {
             Target::Room { except: None } => out.put_u8(TAG_ROOM_ALL),
@@ -149,7 +179,6 @@ impl BusMessage {
             }
         }
         out.put_slice(&self.frame);
-        out.freeze()
     }
 
     /// Parses what [`to_wire`](Self::to_wire) wrote; the frame shares `wire`.
@@ -338,6 +367,7 @@ mod tests {
                 target,
                 frame: frame.clone(),
             };
+            assert_eq!(msg.to_wire().len(), msg.wire_len(), "{msg:?}");
             assert_eq!(BusMessage::from_wire(msg.to_wire()).unwrap(), msg);
         }
     }

@@ -31,7 +31,7 @@ use tokio::time::MissedTickBehavior;
 use super::sentinel::{self, MasterLocator};
 use super::subscriber::{Channels, Connector, Subscriber};
 use super::{keys, lock, next_backoff, BusEvent, BusShared, RedisConfig};
-use crate::bus::BusError;
+use crate::bus::{BusError, BusMessage};
 use crate::room::StoreError;
 
 /// Where the bus connects.
@@ -164,7 +164,7 @@ impl StandaloneBus {
         config: &RedisConfig,
         shared: &BusShared,
         room_id: &str,
-        wire: &[u8],
+        message: &BusMessage,
     ) -> Result<u64, BusError> {
         if !shared.is_up() {
             return Err(BusError("reconnecting to redis".into()));
@@ -173,7 +173,7 @@ impl StandaloneBus {
             return Err(BusError("reconnecting to redis".into()));
         };
         match connection
-            .publish(room_id, wire, config.publish_timeout)
+            .publish(room_id, message, config.publish_timeout)
             .await
         {
             // This relay subscribes to every room it hosts on this very

@@ -66,7 +66,7 @@ use tokio::time::timeout;
 
 use super::subscriber::{Channels, Connector, Subscriber};
 use super::{keys, lock, next_backoff, BusEvent, BusShared, RedisConfig};
-use crate::bus::BusError;
+use crate::bus::{BusError, BusMessage};
 use crate::room::StoreError;
 
 /// Most retries the cluster client makes for one request (MOVED, ASK,
@@ -509,20 +509,20 @@ impl ClusterBus {
         config: &RedisConfig,
         shared: &BusShared,
         room_id: &str,
-        wire: &[u8],
+        message: &BusMessage,
     ) -> Result<u64, BusError> {
         let route = self.shards.route(room_id);
         let receivers = match route {
             Ok(subscriber) => {
                 match subscriber
-                    .publish(room_id, wire, config.publish_timeout)
+                    .publish(room_id, message, config.publish_timeout)
                     .await
                 {
                     Ok(n) => u64::try_from(n).unwrap_or(0),
                     // Refused, so not run: the slot moved.
                     Err(e) if moved_to(&e).is_some() || e.starts_with("ASK ") => {
                         self.shards.refresh.notify_one();
-                        self.publish_routed(config, room_id, wire).await?
+                        self.publish_routed(config, room_id, message).await?
                     }
                     // Maybe run (no answer, the connection ended): never
                     // sent twice; the sender is told.
@@ -530,7 +530,7 @@ impl ClusterBus {
                 }
             }
             // No connection to the room's master yet: not sent.
-            Err(_) => self.publish_routed(config, room_id, wire).await?,
+            Err(_) => self.publish_routed(config, room_id, message).await?,
         };
         if receivers == 0 && shared.rooms().contains(room_id) {
             shared.report(BusEvent::ChannelDropped(room_id.to_owned()));
@@ -548,11 +548,11 @@ impl ClusterBus {
         &self,
         config: &RedisConfig,
         room_id: &str,
-        wire: &[u8],
+        message: &BusMessage,
     ) -> Result<u64, BusError> {
         let mut conn = self.conn.get();
         let mut cmd = redis::cmd("SPUBLISH");
-        cmd.arg(keys::channel(room_id)).arg(wire);
+        cmd.arg(keys::channel(room_id)).arg(&message.to_wire()[..]);
         let call = cmd.query_async::<Value>(&mut conn);
         match within("spublish", config.publish_timeout, call).await? {
             Value::Int(n) => Ok(u64::try_from(n).unwrap_or(0)),

@@ -619,10 +619,9 @@ impl Bus for RedisEngine {
 
     /// Hot path: one PUBLISH (SPUBLISH on a cluster) per chat message.
     async fn publish(&self, room_id: &str, message: BusMessage) -> Result<Option<u64>, BusError> {
-        let wire = message.to_wire();
         match &self.bus {
-            BusConn::Standalone(b) => b.publish(&self.config, &self.shared, room_id, &wire).await,
-            BusConn::Cluster(b) => b.publish(&self.config, &self.shared, room_id, &wire).await,
+            BusConn::Standalone(b) => b.publish(&self.config, &self.shared, room_id, &message).await,
+            BusConn::Cluster(b) => b.publish(&self.config, &self.shared, room_id, &message).await,
         }
         .map(Some)
     }

@@ -46,7 +46,7 @@ use tokio::time::timeout;
 
 use super::resp::{self, Frame};
 use super::{keys, BusEvent, BusShared, RedisTls};
-use crate::bus::BusError;
+use crate::bus::{BusError, BusMessage};
 
 /// The read buffer's block: 16 KiB, or the size of the incomplete frame it
 /// holds when larger (up to [`resp::MAX_FRAME_LEN`]). Successive reads fill
@@ -350,17 +350,21 @@ fn put_bulk(out: &mut impl BufMut, parts: &[&[u8]]) {
     out.put_slice(b"\r\n");
 }
 
-/// `PUBLISH arthas:{<room_id>} <payload>` (or SPUBLISH), encoded in one
-/// buffer (the channel as [`keys::channel`] names it, without building it).
-fn encode_publish(name: &[u8], room_id: &str, payload: &[u8]) -> Bytes {
-    let mut out = BytesMut::with_capacity(payload.len() + room_id.len() + 64);
+/// `PUBLISH arthas:{<room_id>} <message>` (or SPUBLISH), encoded in one
+/// buffer: the channel as [`keys::channel`] names it and the message as
+/// [`BusMessage::to_wire`] writes it, neither built on its own.
+fn encode_publish(name: &[u8], room_id: &str, message: &BusMessage) -> Bytes {
+    let payload_len = message.wire_len();
+    let mut out = BytesMut::with_capacity(payload_len + room_id.len() + 64);
     put_header(&mut out, b'*', 3);
     put_bulk(&mut out, &[name]);
     put_bulk(
         &mut out,
         &[keys::CHANNEL_PREFIX.as_bytes(), room_id.as_bytes(), b"}"],
     );
-    put_bulk(&mut out, &[payload]);
+    put_header(&mut out, b'$', payload_len);
+    message.write_wire(&mut out);
+    out.put_slice(b"\r\n");
     out.freeze()
 }
 
@@ -447,10 +451,10 @@ impl Subscriber {
     pub(crate) async fn publish(
         &self,
         room_id: &str,
-        payload: &[u8],
+        message: &BusMessage,
         wait: Duration,
     ) -> Result<i64, String> {
-        let encoded = encode_publish(Command::Publish.name(self.channels), room_id, payload);
+        let encoded = encode_publish(Command::Publish.name(self.channels), room_id, message);
         self.call(Command::Publish, Vec::new(), encoded, wait).await
     }
 
@@ -797,14 +801,20 @@ mod tests {
 
     #[test]
     fn a_publish_is_encoded_as_one_resp_array() {
-        assert_eq!(
-            &encode_publish(b"PUBLISH", "r1", b"p\r\nq")[..],
-            b"*3\r\n$7\r\nPUBLISH\r\n$11\r\narthas:{r1}\r\n$4\r\np\r\nq\r\n"
-        );
-        assert_eq!(
-            &encode_publish(b"SPUBLISH", "room", b"")[..],
-            b"*3\r\n$8\r\nSPUBLISH\r\n$13\r\narthas:{room}\r\n$0\r\n\r\n"
-        );
+        let to_all = |frame: &'static [u8]| BusMessage {
+            target: crate::bus::Target::Room { except: None },
+            frame: Bytes::from_static(frame),
+        };
+        let message = to_all(b"p\r\nq");
+        let mut expected = b"*3\r\n$7\r\nPUBLISH\r\n$11\r\narthas:{r1}\r\n$6\r\n".to_vec();
+        expected.extend_from_slice(&message.to_wire());
+        expected.extend_from_slice(b"\r\n");
+        assert_eq!(&encode_publish(b"PUBLISH", "r1", &message)[..], &expected[..]);
+        let message = to_all(b"");
+        let mut expected = b"*3\r\n$8\r\nSPUBLISH\r\n$13\r\narthas:{room}\r\n$2\r\n".to_vec();
+        expected.extend_from_slice(&message.to_wire());
+        expected.extend_from_slice(b"\r\n");
+        assert_eq!(&encode_publish(b"SPUBLISH", "room", &message)[..], &expected[..]);
         assert_eq!(keys::channel("room").len(), 13);
     }
 }
