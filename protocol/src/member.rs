@@ -28,7 +28,9 @@ mod tests {
         assert_eq!(member_color("a"), "#404061");
         // the same as formatting the channels, for any id
         for id in ["", "a", "3f2a9c1b", "ffffffff", "00000000", "ÿ€"] {
-            let h = id.chars().fold(0u32, |h, c| h.wrapping_mul(31).wrapping_add(c as u32));
+            let h = id
+                .chars()
+                .fold(0u32, |h, c| h.wrapping_mul(31).wrapping_add(c as u32));
             let [r, g, b] = [16, 8, 0].map(|s| ((h >> s) & 0xff) | 0x40);
             assert_eq!(member_color(id), format!("#{r:02x}{g:02x}{b:02x}"), "{id}");
         }

@@ -620,8 +620,14 @@ impl Bus for RedisEngine {
     /// Hot path: one PUBLISH (SPUBLISH on a cluster) per chat message.
     async fn publish(&self, room_id: &str, message: BusMessage) -> Result<Option<u64>, BusError> {
         match &self.bus {
-            BusConn::Standalone(b) => b.publish(&self.config, &self.shared, room_id, &message).await,
-            BusConn::Cluster(b) => b.publish(&self.config, &self.shared, room_id, &message).await,
+            BusConn::Standalone(b) => {
+                b.publish(&self.config, &self.shared, room_id, &message)
+                    .await
+            }
+            BusConn::Cluster(b) => {
+                b.publish(&self.config, &self.shared, room_id, &message)
+                    .await
+            }
         }
         .map(Some)
     }

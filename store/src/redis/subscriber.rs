@@ -809,12 +809,18 @@ mod tests {
         let mut expected = b"*3\r\n$7\r\nPUBLISH\r\n$11\r\narthas:{r1}\r\n$6\r\n".to_vec();
         expected.extend_from_slice(&message.to_wire());
         expected.extend_from_slice(b"\r\n");
-        assert_eq!(&encode_publish(b"PUBLISH", "r1", &message)[..], &expected[..]);
+        assert_eq!(
+            &encode_publish(b"PUBLISH", "r1", &message)[..],
+            &expected[..]
+        );
         let message = to_all(b"");
         let mut expected = b"*3\r\n$8\r\nSPUBLISH\r\n$13\r\narthas:{room}\r\n$2\r\n".to_vec();
         expected.extend_from_slice(&message.to_wire());
         expected.extend_from_slice(b"\r\n");
-        assert_eq!(&encode_publish(b"SPUBLISH", "room", &message)[..], &expected[..]);
+        assert_eq!(
+            &encode_publish(b"SPUBLISH", "room", &message)[..],
+            &expected[..]
+        );
         assert_eq!(keys::channel("room").len(), 13);
     }
 }
