@@ -80,6 +80,31 @@ async fn a_join_into_a_room_the_relay_holds_is_one_script_call() {
     assert_eq!(command_calls(server).await, calls(&JOIN_SCRIPT));
 }
 
+/// A Redis that lost its scripts (restarted, `SCRIPT FLUSH`) answers the
+/// join's EVALSHA with NOSCRIPT: the script is loaded and the join runs
+/// once, with the whole member list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_join_after_redis_lost_its_scripts_loads_the_script_and_joins_once() {
+    let f = Fixture::standalone().await;
+    let server = standalone(&f);
+    let s = f.store().await;
+    let now = arthas_store::unix_secs();
+    s.create_room(new_room("r", 10, "")).await.unwrap();
+    s.join("r", member(1, "relay-a"), false, now).await.unwrap();
+    server
+        .command(&["SCRIPT", "FLUSH"])
+        .await
+        .expect("SCRIPT FLUSH");
+    reset_stats(server).await;
+    let joined = s.join("r", member(2, "relay-a"), false, now).await.unwrap();
+    let ids: Vec<MemberId> = joined.members.iter().map(|m| m.id).collect();
+    assert_eq!(ids, [member(1, "relay-a").id, member(2, "relay-a").id]);
+    let counted = command_calls(server).await;
+    assert_eq!(counted.get("script|load"), Some(&1), "{counted:?}");
+    assert_eq!(counted.get("evalsha"), Some(&2), "refused once, then run: {counted:?}");
+    assert_eq!(counted.get("hsetnx"), Some(&1), "the member is written once: {counted:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_whose_heartbeat_holds_is_not_registered_by_its_joins() {
     let f = Fixture::standalone().await;
