@@ -45,12 +45,17 @@
 //! no heartbeat of N is known to hold, registers N in `arthas:nodes` (`nx`);
 //! the sweeper reads both when N's deadline passes.
 
+/// `arthas:{<room_id>}:<what>`, built without `fmt` (several per join).
+fn of_room(room_id: &str, what: &str) -> String {
+    ["arthas:{", room_id, "}:", what].concat()
+}
+
 /// A room's record (hash): `created`, `expiresAt`, `ephemeral`, `password`,
 /// `capacity`, `listed`, `inDirectory`, `keepEmpty` (survives having no
 /// members: a daily topic), and `seq` (the join counter that orders the
 /// member list).
 pub fn room(room_id: &str) -> String {
-    format!("arthas:{{{room_id}}}:room")
+    of_room(room_id, "room")
 }
 
 /// A room's members (hash): member id -> `<seq>:<record>`, where `seq` is
@@ -61,26 +66,26 @@ pub fn room(room_id: &str) -> String {
 /// map `{name, color, node, joinedAt, seq}`, first byte not a digit) are
 /// still read.
 pub fn members(room_id: &str) -> String {
-    format!("arthas:{{{room_id}}}:members")
+    of_room(room_id, "members")
 }
 
 /// How many of a room's members each relay node holds (hash): node id ->
 /// count. Tells a leave whether it removed the node's last member of the
 /// room, so the node's room set stays small.
 pub fn room_nodes(room_id: &str) -> String {
-    format!("arthas:{{{room_id}}}:nodes")
+    of_room(room_id, "nodes")
 }
 
 /// A listed room's recent chat messages (sorted set): score = unix ms,
 /// member = a random token; trimmed to the 5-minute window and capped.
 pub fn activity(room_id: &str) -> String {
-    format!("arthas:{{{room_id}}}:activity")
+    of_room(room_id, "activity")
 }
 
 /// A password room's guesses in the current window (string with a TTL):
 /// wrong ones, and those being verified. Made only for a room that exists.
 pub fn room_guesses(room_id: &str) -> String {
-    format!("arthas:{{{room_id}}}:guesses")
+    of_room(room_id, "guesses")
 }
 
 /// One client's guesses on a password room in the current window (string
@@ -96,7 +101,7 @@ pub const CHANNEL_PREFIX: &str = "arthas:{";
 /// The room's bus channel (PUBLISH/SUBSCRIBE, or SPUBLISH/SSUBSCRIBE on a
 /// cluster, where the tag puts it in the room's slot).
 pub fn channel(room_id: &str) -> String {
-    format!("{CHANNEL_PREFIX}{room_id}}}")
+    [CHANNEL_PREFIX, room_id, "}"].concat()
 }
 
 /// The room id of a channel name made by [`channel`].
@@ -189,5 +194,10 @@ mod tests {
         ] {
             assert!(key.starts_with("arthas:{R}:"), "{key}");
         }
+        assert_eq!(room("R"), "arthas:{R}:room");
+        assert_eq!(members("R"), "arthas:{R}:members");
+        assert_eq!(room_nodes("R"), "arthas:{R}:nodes");
+        assert_eq!(activity("R"), "arthas:{R}:activity");
+        assert_eq!(room_guesses("R"), "arthas:{R}:guesses");
     }
 }
