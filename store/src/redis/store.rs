@@ -204,7 +204,8 @@ fn room_record(id: &str, fields: [Option<&str>; 6]) -> Result<RoomRecord, StoreE
 }
 
 /// join.lua's answer: `[first of node, created, expiresAt, ephemeral,
-/// password, capacity, listed, [id, record, ...]]` in one msgpack string.
+/// password, capacity, listed, [id, record, ...]]` in one msgpack string,
+/// the whole reply (a refusal is its name instead).
 type JoinAnswer<'a> = (
     u8,
     &'a str,
@@ -620,23 +621,18 @@ impl RoomStore for RedisEngine {
             .arg(u8::from(password_checked))
             .arg(now_secs)
             .arg(self.config.expired_room_grace.as_secs());
-        let reply = items(self.script(&join).await?).ok_or_else(|| corrupt("join"))?;
-        let mut reply = reply.into_iter();
-        let status = reply.next().ok_or_else(|| corrupt("join"))?;
-        match text(&status) {
-            Some("OK") => {}
-            Some("NOT_FOUND") => return Err(JoinError::NotFound),
-            Some("EXPIRED") => return Err(JoinError::Expired),
-            Some("NEEDS_PASSWORD") => return Err(JoinError::NeedsPassword),
-            Some("FULL") => return Err(JoinError::Full),
-            Some("ID_TAKEN") => return Err(JoinError::IdTaken),
-            _ => return Err(corrupt("join status").into()),
+        let reply = self.script(&join).await?;
+        let answer = bytes(&reply).ok_or_else(|| corrupt("join"))?;
+        match answer {
+            b"NOT_FOUND" => return Err(JoinError::NotFound),
+            b"EXPIRED" => return Err(JoinError::Expired),
+            b"NEEDS_PASSWORD" => return Err(JoinError::NeedsPassword),
+            b"FULL" => return Err(JoinError::Full),
+            b"ID_TAKEN" => return Err(JoinError::IdTaken),
+            _ => {}
         }
-        let answer = reply.next().ok_or_else(|| corrupt("join answer"))?;
         let (first, created, expires_at, ephemeral, password, capacity, listed, members): JoinAnswer =
-            bytes(&answer)
-                .and_then(|b| rmp_serde::from_slice(b).ok())
-                .ok_or_else(|| corrupt("join answer"))?;
+            rmp_serde::from_slice(answer).map_err(|_| corrupt("join answer"))?;
         let first_of_node = first == 1;
         let room = [created, expires_at, ephemeral, password, capacity, listed].map(Some);
         let joined = Joined {
