@@ -101,8 +101,16 @@ async fn a_join_after_redis_lost_its_scripts_loads_the_script_and_joins_once() {
     assert_eq!(ids, [member(1, "relay-a").id, member(2, "relay-a").id]);
     let counted = command_calls(server).await;
     assert_eq!(counted.get("script|load"), Some(&1), "{counted:?}");
-    assert_eq!(counted.get("evalsha"), Some(&2), "refused once, then run: {counted:?}");
-    assert_eq!(counted.get("hsetnx"), Some(&1), "the member is written once: {counted:?}");
+    assert_eq!(
+        counted.get("evalsha"),
+        Some(&2),
+        "refused once, then run: {counted:?}"
+    );
+    assert_eq!(
+        counted.get("hsetnx"),
+        Some(&1),
+        "the member is written once: {counted:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -233,4 +241,47 @@ async fn members_stored_in_the_older_layout_are_still_listed_in_order() {
         "join order across both layouts"
     );
     assert_eq!(joined.members[1], old);
+}
+
+/// The leave of a relay's last member in a room that stays (another relay
+/// still holds members) takes the room out of that relay's room set, and
+/// only then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leave_of_a_relays_last_member_takes_the_room_off_its_room_set() {
+    let f = Fixture::standalone().await;
+    let server = standalone(&f);
+    let s = f.store().await;
+    let now = arthas_store::unix_secs();
+    s.create_room(new_room("r", 10, "")).await.unwrap();
+    s.join("r", member(1, "relay-a"), false, now).await.unwrap();
+    s.join("r", member(2, "relay-a"), false, now).await.unwrap();
+    s.join("r", member(3, "relay-b"), false, now).await.unwrap();
+    let holds = |node: &'static str| async move {
+        let key = format!("arthas:node:{{{node}}}:rooms");
+        server.command(&["SISMEMBER", &key, "r"]).await.unwrap() == redis::Value::Int(1)
+    };
+    assert!(holds("relay-a").await && holds("relay-b").await);
+    let left = s
+        .leave("r", MemberId::from_random(1), "relay-a")
+        .await
+        .unwrap();
+    assert_eq!((left.was_member, left.destroyed), (true, false));
+    assert!(holds("relay-a").await, "relay-a still holds member 2");
+    let left = s
+        .leave("r", MemberId::from_random(2), "relay-a")
+        .await
+        .unwrap();
+    assert_eq!((left.was_member, left.destroyed), (true, false));
+    assert!(!holds("relay-a").await, "relay-a's last member left");
+    assert!(holds("relay-b").await);
+    let left = s
+        .leave("r", MemberId::from_random(3), "relay-b")
+        .await
+        .unwrap();
+    assert_eq!((left.was_member, left.destroyed), (true, true));
+    let again = s
+        .leave("r", MemberId::from_random(3), "relay-b")
+        .await
+        .unwrap();
+    assert_eq!((again.was_member, again.destroyed), (false, false));
 }

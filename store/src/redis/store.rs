@@ -667,13 +667,12 @@ impl RoomStore for RedisEngine {
             .key(keys::activity(room_id))
             .arg(member_id.as_str())
             .arg(node);
-        let reply = items(self.script(&leave).await?).ok_or_else(|| corrupt("leave"))?;
-        let flag = |i: usize| reply.get(i).and_then(int) == Some(1);
+        let flags = int(&self.script(&leave).await?).ok_or_else(|| corrupt("leave"))?;
         let left = Left {
-            was_member: flag(0),
-            destroyed: flag(1),
+            was_member: flags & 1 != 0,
+            destroyed: flags & 2 != 0,
         };
-        if flag(2) && !self.linger_tracked(node, room_id) {
+        if flags & 4 != 0 && !self.linger_tracked(node, room_id) {
             self.untrack_node_room(node, room_id).await;
         }
         if left.destroyed {
