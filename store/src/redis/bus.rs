@@ -110,6 +110,12 @@ impl StandaloneBus {
         lock(&self.slot).clone()
     }
 
+    /// The open connection, for a store script (see
+    /// [`RedisEngine::script_on_bus`](super::RedisEngine)).
+    pub(crate) fn connection(&self) -> Option<Subscriber> {
+        self.subscriber().filter(|s| !s.is_closed())
+    }
+
     pub(crate) async fn subscribe(
         &self,
         config: &RedisConfig,

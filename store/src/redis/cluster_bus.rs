@@ -389,6 +389,12 @@ pub(crate) struct ClusterBus {
 }
 
 impl ClusterBus {
+    /// The open connection to the master of `room_id`'s slot (a replica's
+    /// while the master is unreachable), for a store script.
+    pub(crate) fn connection_for(&self, room_id: &str) -> Option<Subscriber> {
+        self.shards.route(room_id).ok().filter(|s| !s.is_closed())
+    }
+
     /// Connects to the cluster, opens a subscriber connection to every
     /// master and starts the supervisor; the cluster connection is also the
     /// store's command path.

@@ -416,6 +416,16 @@ enum BusConn {
     Cluster(cluster_bus::ClusterBus),
 }
 
+impl BusConn {
+    /// The bus connection to the server that holds `room_id`'s keys.
+    fn connection_for(&self, room_id: &str) -> Option<subscriber::Subscriber> {
+        match self {
+            BusConn::Standalone(b) => b.connection(),
+            BusConn::Cluster(b) => b.connection_for(room_id),
+        }
+    }
+}
+
 /// Room state and the bus on Redis. Build with [`RedisEngine::connect`],
 /// then [`attach`](RedisEngine::attach) the relay's sink.
 pub struct RedisEngine {

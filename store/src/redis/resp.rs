@@ -66,8 +66,11 @@ pub enum Frame {
     OtherPush,
     /// An error reply (`-` line or `!` blob): its text.
     Error { text: Range<usize> },
-    /// An integer reply (`:<n>`): what PUBLISH answers (its receivers).
+    /// An integer reply (`:<n>`): what PUBLISH answers (its receivers), or
+    /// a script.
     Integer(i64),
+    /// A bulk string reply (`$`): a script's answer.
+    Bulk { data: Range<usize> },
     /// Any other reply (`+PONG`, the `HELLO` map).
     Reply,
 }
@@ -124,6 +127,7 @@ impl Cursor<'_> {
             b'-' => Ok(Frame::Error { text: self.line()? }),
             b'!' => Ok(Frame::Error { text: self.blob()? }),
             b':' => Ok(Frame::Integer(self.signed()?)),
+            b'$' => Ok(Frame::Bulk { data: self.blob()? }),
             _ => {
                 self.pos -= 1;
                 self.skip(0)?;
@@ -438,9 +442,11 @@ mod tests {
         input.extend_from_slice(b"~3\r\n#t\r\n,1.5\r\n*2\r\n(-12\r\n=7\r\ntxt:abc\r\n");
         // PUBLISH's answers: receivers.
         input.extend_from_slice(b":3\r\n:0\r\n:-1\r\n");
+        // A script's answers: a bulk string, also empty or holding CRLF.
+        input.extend_from_slice(b"$4\r\n\x98ab\n\r\n$0\r\n\r\n$2\r\n\r\n\r\n");
         let frames = every_split(&input);
         let kinds: Vec<&Frame> = frames.iter().map(|(f, _)| f).collect();
-        assert_eq!(kinds.len(), 14);
+        assert_eq!(kinds.len(), 17);
         assert_eq!(*kinds[0], Frame::Reply);
         let Frame::Subscribed { channel } = kinds[1].clone() else {
             panic!("{:?}", kinds[1])
@@ -464,6 +470,13 @@ mod tests {
         assert_eq!(*kinds[11], Frame::Integer(3));
         assert_eq!(*kinds[12], Frame::Integer(0));
         assert_eq!(*kinds[13], Frame::Integer(-1));
+        let bulks: Vec<&[u8]> = (14..17)
+            .map(|i| match kinds[i].clone() {
+                Frame::Bulk { data } => &frames[i].1[data],
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(bulks, [&b"\x98ab\n"[..], b"", b"\r\n"]);
     }
 
     #[test]

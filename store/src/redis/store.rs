@@ -17,6 +17,7 @@ use protocol::member::MemberId;
 use redis::Value;
 use serde::{Deserialize, Serialize};
 
+use super::subscriber::{encode_script, Reply};
 use super::{keys, scripts, RedisEngine};
 use crate::room::{
     Departure, JoinError, Joined, Left, Listing, ListingView, MemberRecord, MemberRestored,
@@ -236,6 +237,26 @@ fn member_records(room_id: &str, flat: &[&serde_bytes::Bytes]) -> Vec<MemberReco
     members.into_iter().map(|(_, m)| m).collect()
 }
 
+/// Whether Redis refused a command without running it: the script is not
+/// loaded, the slot lives elsewhere, the server is a replica now, or it
+/// cannot take writes yet.
+fn not_run(error: &str) -> bool {
+    const CODES: [&str; 10] = [
+        "NOSCRIPT",
+        "MOVED",
+        "ASK",
+        "READONLY",
+        "LOADING",
+        "MASTERDOWN",
+        "TRYAGAIN",
+        "CLUSTERDOWN",
+        "OOM",
+        "BUSY",
+    ];
+    let code = error.split(' ').next().unwrap_or("");
+    CODES.contains(&code)
+}
+
 pub(super) fn millis(d: Duration) -> u64 {
     (d.as_millis().min(u64::MAX as u128) as u64).max(1)
 }
@@ -248,6 +269,45 @@ impl RedisEngine {
         self.commands
             .script(self.config.command_timeout, invocation)
             .await
+    }
+
+    /// A room's script on the hot path (a join, a leave): sent on the bus's
+    /// own connection to the server holding the room's keys (one buffer
+    /// out, the answer read as a range of the block it arrived in: redis-rs
+    /// spends ~15k instructions on a round trip and its parse); through the
+    /// command connections when the bus has no open connection there or
+    /// Redis did not run it (NOSCRIPT, MOVED, READONLY after a failover:
+    /// redis-rs loads the script and follows the redirection). A script
+    /// sent and not answered is not sent again: it may have run.
+    async fn room_script(
+        &self,
+        room_id: &str,
+        script: &redis::Script,
+        keys: &[String],
+        args: &[&[u8]],
+    ) -> Result<Value, StoreError> {
+        if let Some(connection) = self.bus.connection_for(room_id) {
+            let key_parts: Vec<&[u8]> = keys.iter().map(|k| k.as_bytes()).collect();
+            let encoded = encode_script(script.get_hash(), &key_parts, args);
+            match connection
+                .script(encoded, self.config.command_timeout)
+                .await
+            {
+                Ok(Reply::Integer(n)) => return Ok(Value::Int(n)),
+                Ok(Reply::Bulk(answer)) => return Ok(Value::BulkString(answer.into())),
+                Ok(Reply::Done) => return Err(corrupt("script answer")),
+                Err(e) if not_run(&e) => {}
+                Err(e) => return Err(StoreError(format!("redis: {e}"))),
+            }
+        }
+        let mut invocation = script.prepare_invoke();
+        for key in keys {
+            invocation.key(key);
+        }
+        for arg in args {
+            invocation.arg(*arg);
+        }
+        self.script(&invocation).await
     }
 
     async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, StoreError> {
@@ -612,16 +672,26 @@ impl RoomStore for RedisEngine {
         password_checked: bool,
         now_secs: i64,
     ) -> Result<Joined, JoinError> {
-        let mut join = scripts::JOIN.key(keys::room(room_id));
-        join.key(keys::members(room_id))
-            .key(keys::room_nodes(room_id))
-            .arg(member.id.as_str())
-            .arg(pack_member(&member)?)
-            .arg(&member.node)
-            .arg(u8::from(password_checked))
-            .arg(now_secs)
-            .arg(self.config.expired_room_grace.as_secs());
-        let reply = self.script(&join).await?;
+        let keys = [
+            keys::room(room_id),
+            keys::members(room_id),
+            keys::room_nodes(room_id),
+        ];
+        let packed = pack_member(&member)?;
+        let (mut now, mut grace) = (itoa::Buffer::new(), itoa::Buffer::new());
+        let args: [&[u8]; 6] = [
+            member.id.as_str().as_bytes(),
+            &packed,
+            member.node.as_bytes(),
+            if password_checked { b"1" } else { b"0" },
+            now.format(now_secs).as_bytes(),
+            grace
+                .format(self.config.expired_room_grace.as_secs())
+                .as_bytes(),
+        ];
+        let reply = self
+            .room_script(room_id, &scripts::JOIN, &keys, &args)
+            .await?;
         let answer = bytes(&reply).ok_or_else(|| corrupt("join"))?;
         match answer {
             b"NOT_FOUND" => return Err(JoinError::NotFound),
@@ -660,14 +730,17 @@ impl RoomStore for RedisEngine {
         member_id: MemberId,
         node: &str,
     ) -> Result<Left, StoreError> {
-        let mut leave = scripts::LEAVE.key(keys::room(room_id));
-        leave
-            .key(keys::members(room_id))
-            .key(keys::room_nodes(room_id))
-            .key(keys::activity(room_id))
-            .arg(member_id.as_str())
-            .arg(node);
-        let flags = int(&self.script(&leave).await?).ok_or_else(|| corrupt("leave"))?;
+        let keys = [
+            keys::room(room_id),
+            keys::members(room_id),
+            keys::room_nodes(room_id),
+            keys::activity(room_id),
+        ];
+        let args: [&[u8]; 2] = [member_id.as_str().as_bytes(), node.as_bytes()];
+        let reply = self
+            .room_script(room_id, &scripts::LEAVE, &keys, &args)
+            .await?;
+        let flags = int(&reply).ok_or_else(|| corrupt("leave"))?;
         let left = Left {
             was_member: flags & 1 != 0,
             destroyed: flags & 2 != 0,

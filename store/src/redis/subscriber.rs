@@ -1,11 +1,13 @@
 //! The bus's connections: our own RESP3 connection that only sends
 //! `HELLO 3`, SUBSCRIBE, UNSUBSCRIBE, PUBLISH and PING (on a Redis Cluster,
 //! [`Channels::Sharded`]: SSUBSCRIBE, SUNSUBSCRIBE and SPUBLISH, one
-//! connection per master; see [`cluster_bus`](super::cluster_bus)), and
-//! reads the message pushes and the answers with the [`resp`](super::resp)
-//! reader. RESP3 lets a subscribed connection run any command, so a relay's
-//! publishes share the connection that carries its subscriptions: no
-//! general-purpose client on the delivery path.
+//! connection per master; see [`cluster_bus`](super::cluster_bus)), plus the
+//! EVALSHA of the store's two hot scripts (a join, a leave: their room's
+//! keys live on the server the connection reaches), and reads the message
+//! pushes and the answers with the [`resp`](super::resp) reader. RESP3 lets
+//! a subscribed connection run any command, so a relay's publishes and
+//! joins share the connection that carries its subscriptions: no
+//! general-purpose client on the delivery path or a join's.
 //!
 //! One task owns the connection. It reads into one reusable buffer, parses
 //! every complete frame of a read in one pass, splits the parsed bytes off
@@ -14,7 +16,9 @@
 //! reach it through a bounded queue, every command waiting there when the
 //! task wakes is written with one write, and their answers are matched in
 //! order (a SUBSCRIBE of n channels is confirmed by n `subscribe` pushes, a
-//! PUBLISH by its receiver count, a PING by PONG; an `unsubscribe` push for
+//! PUBLISH by its receiver count, an EVALSHA by its integer or bulk string
+//! or an error (which ends only that command), a PING by PONG; an
+//! `unsubscribe` push for
 //! a channel the oldest UNSUBSCRIBE did not name is the server dropping it:
 //! [`BusEvent::ChannelDropped`] when the room is still wanted).
 //!
@@ -93,6 +97,8 @@ enum Command {
     Unsubscribe,
     Publish,
     Ping,
+    /// EVALSHA of a store script (a join or a leave: the store's hot path).
+    Script,
 }
 
 impl Command {
@@ -105,18 +111,29 @@ impl Command {
             (Command::Publish, Channels::Plain) => b"PUBLISH",
             (Command::Publish, Channels::Sharded) => b"SPUBLISH",
             (Command::Ping, _) => b"PING",
+            (Command::Script, _) => b"EVALSHA",
         }
     }
 }
 
-/// The answer: PUBLISH's receiver count, 0 for the others.
-type Answer = oneshot::Sender<Result<i64, String>>;
+/// What a command was answered with.
+#[derive(Debug)]
+pub(crate) enum Reply {
+    /// PUBLISH's receiver count, or a script's integer.
+    Integer(i64),
+    /// A script's bulk string (a slice of the block it was read into).
+    Bulk(Bytes),
+    /// A (un)subscription confirmed, a PONG.
+    Done,
+}
+
+type Answer = oneshot::Sender<Result<Reply, String>>;
 
 struct Request {
     command: Command,
     /// SUBSCRIBE's and UNSUBSCRIBE's channels.
     channels: Vec<String>,
-    /// PUBLISH: the whole command, encoded by the caller.
+    /// PUBLISH and EVALSHA: the whole command, encoded by the caller.
     encoded: Bytes,
     answer: Answer,
 }
@@ -368,6 +385,23 @@ fn encode_publish(name: &[u8], room_id: &str, message: &BusMessage) -> Bytes {
     out.freeze()
 }
 
+/// `EVALSHA <sha> <number of keys> <keys...> <args...>` in one buffer.
+pub(crate) fn encode_script(sha: &str, keys: &[&[u8]], args: &[&[u8]]) -> Bytes {
+    let len: usize = keys.iter().chain(args).map(|a| a.len() + 16).sum();
+    let mut out = BytesMut::with_capacity(len + sha.len() + 48);
+    put_header(&mut out, b'*', 3 + keys.len() + args.len());
+    put_bulk(&mut out, &[b"EVALSHA"]);
+    put_bulk(&mut out, &[sha.as_bytes()]);
+    put_bulk(
+        &mut out,
+        &[itoa::Buffer::new().format(keys.len()).as_bytes()],
+    );
+    for part in keys.iter().chain(args) {
+        put_bulk(&mut out, &[part]);
+    }
+    out.freeze()
+}
+
 /// A handle on a subscriber connection (cheap to clone).
 #[derive(Clone)]
 pub(crate) struct Subscriber {
@@ -455,7 +489,21 @@ impl Subscriber {
         wait: Duration,
     ) -> Result<i64, String> {
         let encoded = encode_publish(Command::Publish.name(self.channels), room_id, message);
-        self.call(Command::Publish, Vec::new(), encoded, wait).await
+        match self
+            .call(Command::Publish, Vec::new(), encoded, wait)
+            .await?
+        {
+            Reply::Integer(receivers) => Ok(receivers),
+            other => Err(format!("unexpected answer to a publish: {other:?}")),
+        }
+    }
+
+    /// A store script's EVALSHA (`encoded` by [`encode_script`]): its
+    /// answer, or the error Redis gave (NOSCRIPT, MOVED, READONLY: the
+    /// script did not run). Never sent twice: without an answer the caller
+    /// cannot know whether it ran.
+    pub(crate) async fn script(&self, encoded: Bytes, wait: Duration) -> Result<Reply, String> {
+        self.call(Command::Script, Vec::new(), encoded, wait).await
     }
 
     /// One round trip.
@@ -471,7 +519,7 @@ impl Subscriber {
         channels: Vec<String>,
         encoded: Bytes,
         wait: Duration,
-    ) -> Result<i64, String> {
+    ) -> Result<Reply, String> {
         let (answer, answered) = oneshot::channel();
         let request = Request {
             command,
@@ -572,8 +620,12 @@ impl Reader {
     /// was received by whoever it counted); subscriptions in flight are
     /// abandoned (their callers see the connection closed).
     async fn retire(&mut self) -> Result<(), String> {
-        self.pending
-            .retain(|p| matches!(p.command, Command::Publish | Command::Ping));
+        self.pending.retain(|p| {
+            matches!(
+                p.command,
+                Command::Publish | Command::Ping | Command::Script
+            )
+        });
         self.pending.push_back(Pending {
             command: Command::Ping,
             remaining: 1,
@@ -619,7 +671,7 @@ impl Reader {
         self.out.clear();
         let mut next = Some(first);
         while let Some(request) = next.take() {
-            if request.command == Command::Publish {
+            if matches!(request.command, Command::Publish | Command::Script) {
                 self.out.extend_from_slice(&request.encoded);
             } else {
                 let name: &[u8] = request.command.name(self.channels);
@@ -631,7 +683,9 @@ impl Reader {
             let remaining = request.channels.len().max(1);
             let channels = match request.command {
                 Command::Unsubscribe => request.channels,
-                Command::Subscribe | Command::Publish | Command::Ping => Vec::new(),
+                Command::Subscribe | Command::Publish | Command::Ping | Command::Script => {
+                    Vec::new()
+                }
             };
             self.pending.push_back(Pending {
                 command: request.command,
@@ -688,14 +742,14 @@ impl Reader {
                             self.shared.deliver(&chunk[channel], payload);
                         }
                     }
-                    Frame::Subscribed { .. } => self.confirm(Command::Subscribe, 0)?,
+                    Frame::Subscribed { .. } => self.confirm(Command::Subscribe, Reply::Done)?,
                     Frame::Unsubscribed { channel } => {
                         let requested = match &channel {
                             None => self.expects(Command::Unsubscribe),
                             Some(channel) => self.requested(&chunk[channel.clone()]),
                         };
                         if requested {
-                            self.confirm(Command::Unsubscribe, 0)?;
+                            self.confirm(Command::Unsubscribe, Reply::Done)?;
                         } else if let Some(channel) = channel {
                             // Not ours: the server dropped a channel.
                             if let Some(room_id) = keys::room_of_channel(&chunk[channel]) {
@@ -706,8 +760,18 @@ impl Reader {
                             }
                         }
                     }
-                    Frame::Reply => self.confirm(Command::Ping, 0)?,
-                    Frame::Integer(receivers) => self.confirm(Command::Publish, receivers)?,
+                    Frame::Reply => self.confirm(Command::Ping, Reply::Done)?,
+                    Frame::Integer(n) => {
+                        let command = if self.expects(Command::Script) {
+                            Command::Script
+                        } else {
+                            Command::Publish
+                        };
+                        self.confirm(command, Reply::Integer(n))?
+                    }
+                    Frame::Bulk { data } => {
+                        self.confirm(Command::Script, Reply::Bulk(chunk.slice(data)))?
+                    }
                     Frame::Error { text } => {
                         let text = String::from_utf8_lossy(&chunk[text]).into_owned();
                         let Some(pending) = self.pending.pop_front() else {
@@ -756,7 +820,7 @@ impl Reader {
 
     /// One confirmation of the oldest command, which must be a `command`;
     /// the last one answers it with `value`.
-    fn confirm(&mut self, command: Command, value: i64) -> Result<(), String> {
+    fn confirm(&mut self, command: Command, value: Reply) -> Result<(), String> {
         let Some(pending) = self.pending.front_mut() else {
             return Err(format!("unexpected {command:?} confirmation"));
         };
@@ -791,6 +855,7 @@ fn shift(frame: Frame, by: usize) -> Frame {
             channel: channel.map(at),
         },
         Frame::Error { text } => Frame::Error { text: at(text) },
+        Frame::Bulk { data } => Frame::Bulk { data: at(data) },
         other => other,
     }
 }
@@ -798,6 +863,14 @@ fn shift(frame: Frame, by: usize) -> Frame {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_script_is_encoded_as_one_evalsha() {
+        assert_eq!(
+            &encode_script("abc", &[b"k1", b"key2"], &[b"", b"7"])[..],
+            b"*7\r\n$7\r\nEVALSHA\r\n$3\r\nabc\r\n$1\r\n2\r\n$2\r\nk1\r\n$4\r\nkey2\r\n$0\r\n\r\n$1\r\n7\r\n"
+        );
+    }
 
     #[test]
     fn a_publish_is_encoded_as_one_resp_array() {
