@@ -1,7 +1,8 @@
 //! The bus subscriber's RESP3 reader (what Redis sends the subscriber
-//! connection): never panics, every range it returns lies inside the frame
-//! it measured, a frame parses the same with bytes after it, and a prefix of
-//! a complete frame is incomplete or malformed, never another frame.
+//! connection: pushes, and the answers to publishes and store scripts):
+//! never panics, every range it returns lies inside the frame it measured,
+//! a frame parses the same with bytes after it, and a prefix of a complete
+//! frame is incomplete or malformed, never another frame.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -16,6 +17,7 @@ fuzz_target!(|data: &[u8]| {
             Frame::Subscribed { channel } => vec![channel.clone()],
             Frame::Unsubscribed { channel } => channel.iter().cloned().collect(),
             Frame::Error { text } => vec![text.clone()],
+            Frame::Bulk { data } => vec![data.clone()],
             Frame::OtherPush | Frame::Reply | Frame::Integer(_) => vec![],
         };
         for r in ranges {
