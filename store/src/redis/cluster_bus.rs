@@ -269,6 +269,12 @@ fn node(value: &Value, seed_host: &str) -> Option<Node> {
     Some(Node { host, port })
 }
 
+/// Whether `error` sends the command elsewhere (MOVED, or ASK during a
+/// slot migration): it did not run here, and the slot map is stale.
+pub(crate) fn redirected(error: &str) -> bool {
+    moved_to(error).is_some() || error.starts_with("ASK ")
+}
+
 /// The node `MOVED <slot> <host>:<port>` names.
 fn moved_to(error: &str) -> Option<Node> {
     let mut words = error.strip_prefix("MOVED ")?.split(' ');
@@ -393,6 +399,12 @@ impl ClusterBus {
     /// while the master is unreachable), for a store script.
     pub(crate) fn connection_for(&self, room_id: &str) -> Option<Subscriber> {
         self.shards.route(room_id).ok().filter(|s| !s.is_closed())
+    }
+
+    /// A command sent by [`connection_for`](Self::connection_for)'s route
+    /// was redirected: read the slot map now, not at the next probe.
+    pub(crate) fn redirected(&self) {
+        self.shards.refresh.notify_one();
     }
 
     /// Connects to the cluster, opens a subscriber connection to every
@@ -526,7 +538,7 @@ impl ClusterBus {
                 {
                     Ok(n) => u64::try_from(n).unwrap_or(0),
                     // Refused, so not run: the slot moved.
-                    Err(e) if moved_to(&e).is_some() || e.starts_with("ASK ") => {
+                    Err(e) if redirected(&e) => {
                         self.shards.refresh.notify_one();
                         self.publish_routed(config, room_id, message).await?
                     }

@@ -13,9 +13,9 @@
 //!
 //! # The bus
 //!
-//! Standalone ([`bus`]): SUBSCRIBE, PUBLISH and the message pushes share
-//! our own RESP3 connection (`subscriber`; RESP3 lets a subscribed
-//! connection run any command), read by a minimal strict reader ([`resp`])
+//! Standalone ([`bus`]): SUBSCRIBE, PUBLISH, the message pushes and the
+//! EVALSHA of the join and leave scripts share our own RESP3 connection
+//! (`subscriber`; RESP3 lets a subscribed connection run any command), read by a minimal strict reader ([`resp`])
 //! that parses every push and answer of a read in one pass and hands each
 //! payload to the relay's [`BusSink`] copied once into its own `Bytes`,
 //! synchronously, in arrival order. A supervisor task notices a loss (the
@@ -30,10 +30,10 @@
 //! and resubscribing every hosted room.
 //!
 //! Cluster ([`cluster_bus`]): commands go through the redis-rs cluster
-//! client; SSUBSCRIBE, SPUBLISH and the message pushes use our own
-//! connections, one per master, read by the same reader (an SPUBLISH the
-//! slot's connection cannot take, or answered MOVED, goes through the
-//! cluster client). The supervisor
+//! client, except the join and leave scripts; those, SSUBSCRIBE, SPUBLISH
+//! and the message pushes use our own connections, one per master, read by
+//! the same reader (an SPUBLISH or a script the slot's connection cannot
+//! take, or answered MOVED, goes through the cluster client). The supervisor
 //! follows the slot map (`CLUSTER SLOTS`): it subscribes each room's channel
 //! on the master serving its slot, one channel per command, and resubscribes
 //! after a lost connection, a slot migration (an unrequested SUNSUBSCRIBE)
@@ -422,6 +422,17 @@ impl BusConn {
         match self {
             BusConn::Standalone(b) => b.connection(),
             BusConn::Cluster(b) => b.connection_for(room_id),
+        }
+    }
+
+    /// A command on [`connection_for`](Self::connection_for)'s connection
+    /// was answered `error`; a redirection makes a Cluster bus read the slot
+    /// map now.
+    fn refused(&self, error: &str) {
+        if let BusConn::Cluster(b) = self {
+            if cluster_bus::redirected(error) {
+                b.redirected();
+            }
         }
     }
 }

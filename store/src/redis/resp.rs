@@ -1,10 +1,10 @@
 //! A minimal, strict RESP3 reader for the bus's subscriber connection.
 //!
 //! It reads what a Redis server sends a connection that said `HELLO 3` and
-//! then only SUBSCRIBEs, UNSUBSCRIBEs, PUBLISHes and PINGs (or, on a Redis
-//! Cluster, the sharded SSUBSCRIBE and SUNSUBSCRIBE): pushes (`>`), replies
-//! (`+PONG`, the `HELLO` map, PUBLISH's integer) and errors (`-MOVED ...`
-//! included). A message push (`>3 $7 message $<channel> $<payload>`, or
+//! then only SUBSCRIBEs, UNSUBSCRIBEs, PUBLISHes, PINGs and the EVALSHA of
+//! the join and leave scripts (or, on a Redis Cluster, the sharded forms):
+//! pushes (`>`), replies (`+PONG`, the `HELLO` map, PUBLISH's integer, a
+//! script's integer or bulk string) and errors (`-MOVED ...` included). A message push (`>3 $7 message $<channel> $<payload>`, or
 //! `smessage`) is parsed without allocating:
 //! [`parse`] returns the byte ranges of the channel and the payload inside
 //! the buffer, so the reader slices the payload as `Bytes` out of its read

@@ -287,8 +287,7 @@ impl RedisEngine {
         args: &[&[u8]],
     ) -> Result<Value, StoreError> {
         if let Some(connection) = self.bus.connection_for(room_id) {
-            let key_parts: Vec<&[u8]> = keys.iter().map(|k| k.as_bytes()).collect();
-            let encoded = encode_script(script.get_hash(), &key_parts, args);
+            let encoded = encode_script(script.get_hash(), keys, args);
             match connection
                 .script(encoded, self.config.command_timeout)
                 .await
@@ -296,7 +295,7 @@ impl RedisEngine {
                 Ok(Reply::Integer(n)) => return Ok(Value::Int(n)),
                 Ok(Reply::Bulk(answer)) => return Ok(Value::BulkString(answer.into())),
                 Ok(Reply::Done) => return Err(corrupt("script answer")),
-                Err(e) if not_run(&e) => {}
+                Err(e) if not_run(&e) => self.bus.refused(&e),
                 Err(e) => return Err(StoreError(format!("redis: {e}"))),
             }
         }

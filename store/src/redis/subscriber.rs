@@ -18,9 +18,9 @@
 //! order (a SUBSCRIBE of n channels is confirmed by n `subscribe` pushes, a
 //! PUBLISH by its receiver count, an EVALSHA by its integer or bulk string
 //! or an error (which ends only that command), a PING by PONG; an
-//! `unsubscribe` push for
-//! a channel the oldest UNSUBSCRIBE did not name is the server dropping it:
-//! [`BusEvent::ChannelDropped`] when the room is still wanted).
+//! `unsubscribe` push for a channel the oldest UNSUBSCRIBE did not name is
+//! the server dropping it: [`BusEvent::ChannelDropped`] when the room is
+//! still wanted).
 //!
 //! The connection does not reconnect: when it fails (the server closed it,
 //! a read or write error, a malformed frame, an answer out of order)
@@ -386,8 +386,9 @@ fn encode_publish(name: &[u8], room_id: &str, message: &BusMessage) -> Bytes {
 }
 
 /// `EVALSHA <sha> <number of keys> <keys...> <args...>` in one buffer.
-pub(crate) fn encode_script(sha: &str, keys: &[&[u8]], args: &[&[u8]]) -> Bytes {
-    let len: usize = keys.iter().chain(args).map(|a| a.len() + 16).sum();
+pub(crate) fn encode_script<K: AsRef<[u8]>>(sha: &str, keys: &[K], args: &[&[u8]]) -> Bytes {
+    let parts = keys.iter().map(AsRef::as_ref).chain(args.iter().copied());
+    let len: usize = parts.clone().map(|a| a.len() + 16).sum();
     let mut out = BytesMut::with_capacity(len + sha.len() + 48);
     put_header(&mut out, b'*', 3 + keys.len() + args.len());
     put_bulk(&mut out, &[b"EVALSHA"]);
@@ -396,7 +397,7 @@ pub(crate) fn encode_script(sha: &str, keys: &[&[u8]], args: &[&[u8]]) -> Bytes 
         &mut out,
         &[itoa::Buffer::new().format(keys.len()).as_bytes()],
     );
-    for part in keys.iter().chain(args) {
+    for part in parts {
         put_bulk(&mut out, &[part]);
     }
     out.freeze()
@@ -559,7 +560,8 @@ struct Reader {
     pending: VecDeque<Pending>,
     /// The commands being written (reused).
     out: Vec<u8>,
-    /// Retiring: only pushes and the answers of publishes and pings matter.
+    /// Retiring: only pushes and the answers of publishes, scripts and pings
+    /// matter.
     retiring: bool,
     /// How long a retirement may take.
     retire_wait: Duration,
@@ -615,10 +617,11 @@ impl Reader {
     }
 
     /// The retirement ([`Subscriber::retire`]): UNSUBSCRIBE and PING, then
-    /// pushes are delivered until the PONG, within `retire_wait`. Publishes
-    /// and pings already written are still answered (a publish Redis ran
-    /// was received by whoever it counted); subscriptions in flight are
-    /// abandoned (their callers see the connection closed).
+    /// pushes are delivered until the PONG, within `retire_wait`. Publishes,
+    /// scripts and pings already written are still answered (a publish Redis
+    /// ran was received by whoever it counted; a script's caller learns what
+    /// it did); subscriptions in flight are abandoned (their callers see the
+    /// connection closed).
     async fn retire(&mut self) -> Result<(), String> {
         self.pending.retain(|p| {
             matches!(
@@ -867,32 +870,35 @@ mod tests {
     #[test]
     fn a_script_is_encoded_as_one_evalsha() {
         assert_eq!(
-            &encode_script("abc", &[b"k1", b"key2"], &[b"", b"7"])[..],
+            &encode_script("abc", &["k1", "key2"], &[b"", b"7"])[..],
             b"*7\r\n$7\r\nEVALSHA\r\n$3\r\nabc\r\n$1\r\n2\r\n$2\r\nk1\r\n$4\r\nkey2\r\n$0\r\n\r\n$1\r\n7\r\n"
         );
     }
 
     #[test]
     fn a_publish_is_encoded_as_one_resp_array() {
-        let to_all = |frame: &'static [u8]| BusMessage {
-            target: crate::bus::Target::Room { except: None },
-            frame: Bytes::from_static(frame),
+        // The command up to the payload's length line, then the payload.
+        let check = |name: &[u8], room: &str, frame: &'static [u8], head: &[u8]| {
+            let message = BusMessage {
+                target: crate::bus::Target::Room { except: None },
+                frame: Bytes::from_static(frame),
+            };
+            let mut expected = head.to_vec();
+            expected.extend_from_slice(&message.to_wire());
+            expected.extend_from_slice(b"\r\n");
+            assert_eq!(&encode_publish(name, room, &message)[..], &expected[..]);
         };
-        let message = to_all(b"p\r\nq");
-        let mut expected = b"*3\r\n$7\r\nPUBLISH\r\n$11\r\narthas:{r1}\r\n$6\r\n".to_vec();
-        expected.extend_from_slice(&message.to_wire());
-        expected.extend_from_slice(b"\r\n");
-        assert_eq!(
-            &encode_publish(b"PUBLISH", "r1", &message)[..],
-            &expected[..]
+        check(
+            b"PUBLISH",
+            "r1",
+            b"p\r\nq",
+            b"*3\r\n$7\r\nPUBLISH\r\n$11\r\narthas:{r1}\r\n$6\r\n",
         );
-        let message = to_all(b"");
-        let mut expected = b"*3\r\n$8\r\nSPUBLISH\r\n$13\r\narthas:{room}\r\n$2\r\n".to_vec();
-        expected.extend_from_slice(&message.to_wire());
-        expected.extend_from_slice(b"\r\n");
-        assert_eq!(
-            &encode_publish(b"SPUBLISH", "room", &message)[..],
-            &expected[..]
+        check(
+            b"SPUBLISH",
+            "room",
+            b"",
+            b"*3\r\n$8\r\nSPUBLISH\r\n$13\r\narthas:{room}\r\n$2\r\n",
         );
         assert_eq!(keys::channel("room").len(), 13);
     }
