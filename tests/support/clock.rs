@@ -70,6 +70,15 @@ impl TestClock {
         self.advance(Duration::from_millis(ahead as u64));
     }
 
+    /// Moves the processes' time to `secs` since the Unix epoch if it is not there yet (on a
+    /// slow machine the time may already have passed it).
+    pub fn reach_secs(&self, secs: i64) {
+        let ahead = secs * 1000 - self.now_ms();
+        if ahead > 0 {
+            self.advance(Duration::from_millis(ahead as u64));
+        }
+    }
+
     /// Writes `offset` where the processes read it: another file, renamed over the old one,
     /// so no process reads a half-written number.
     fn write(&self, offset: i64) {
