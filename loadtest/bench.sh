@@ -269,7 +269,7 @@ case "$mode" in
     }
     before_relays="$(rss "${relay_pids[@]}")" before_redis="$(rss "$redis_pid")"
     rooms=$((CONNECTIONS / GENERATORS / MEMBERS))
-    idle_generators
+    idle_generators --retry-budget "${RETRY_BUDGET:-8}"
     connected="$(relay_connections)"
     after_relays="$(rss "${relay_pids[@]}")" after_redis="$(rss "$redis_pid")"
     # Closes and error frames so far, by code, summed over the relays.
