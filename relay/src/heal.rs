@@ -186,22 +186,20 @@ impl RoomFacts {
 pub async fn refresh_secrets(relay: &Relay, room: &LocalRoom) {
     let facts = &room.facts;
     let read = facts.secret_reads.fetch_add(1, Ordering::AcqRel) + 1;
-    let (record, owner) =
-        tokio::join!(relay.store.room(&room.id), relay.store.owner_hash(&room.id));
-    match (record, owner) {
-        (Ok(Some(record)), Ok(Some(owner_hash))) => {
+    match relay.store.secrets(&room.id).await {
+        Ok(Some(stored)) => {
             relay.metrics.room_secret_reads.inc();
             let mut secrets = lock(&facts.secrets);
             if read > secrets.read {
                 *secrets = Secrets {
-                    password_hash: record.password_hash,
-                    owner_hash,
+                    password_hash: stored.password_hash,
+                    owner_hash: stored.owner_hash,
                     read,
                 };
             }
         }
-        (Ok(_), Ok(_)) => relay.metrics.room_secret_reads.inc(),
-        (Err(e), _) | (_, Err(e)) => {
+        Ok(None) => relay.metrics.room_secret_reads.inc(),
+        Err(e) => {
             tracing::debug!(room = %room.id, error = %e, "room secrets not read");
         }
     }

@@ -37,7 +37,7 @@ pub use linger::RoomLinger;
 pub use room::{
     relays_of, Departure, JoinError, Joined, Left, Listing, ListingView, MemberRecord,
     MemberRestored, NewRoom, NodeState, Restored, RoomGuess, RoomRecord, RoomRestore, RoomRestored,
-    RoomStore, SecretOutcome, SecretUpdate, StoreError,
+    RoomSecrets, RoomStore, SecretOutcome, SecretUpdate, StoreError,
 };
 
 /// Seconds since the Unix epoch (room timestamps).

@@ -76,6 +76,15 @@ pub struct SecretUpdate {
     pub owner_hash: Option<String>,
 }
 
+/// A room's secrets as [`RoomStore::secrets`] reads them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RoomSecrets {
+    /// The join password's argon2id PHC string ("" without a password).
+    pub password_hash: String,
+    /// The owner hash ("" without an owner).
+    pub owner_hash: String,
+}
+
 /// The outcome of [`RoomStore::update_room_secrets`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SecretOutcome {
@@ -327,6 +336,23 @@ pub trait RoomStore: Send + Sync + 'static {
     /// The room's owner hash (extension): `None` when there is no such
     /// room, `Some("")` when it has no owner.
     async fn owner_hash(&self, room_id: &str) -> Result<Option<String>, StoreError>;
+
+    /// The room's password verifier and owner hash, read together: `None`
+    /// when there is no such room. An engine that can should read both in
+    /// one round trip (a relay reads them after its first local join of
+    /// each room, to write them back if the store loses the room).
+    async fn secrets(&self, room_id: &str) -> Result<Option<RoomSecrets>, StoreError> {
+        let Some(record) = self.room(room_id).await? else {
+            return Ok(None);
+        };
+        Ok(self
+            .owner_hash(room_id)
+            .await?
+            .map(|owner_hash| RoomSecrets {
+                password_hash: record.password_hash,
+                owner_hash,
+            }))
+    }
 
     /// Changes a room's join password hash and/or owner hash, atomically
     /// with the check that its owner hash is `owner_hash` (non-empty):

@@ -8,7 +8,9 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arthas_store::{Departure, JoinError, Listing, RoomStore, SecretOutcome, SecretUpdate};
+use arthas_store::{
+    Departure, JoinError, Listing, RoomSecrets, RoomStore, SecretOutcome, SecretUpdate,
+};
 use common::{member, new_room, Fixture, WAIT};
 use protocol::member::MemberId;
 use tokio::time::Instant;
@@ -619,6 +621,13 @@ async fn room_secrets_change_only_with_the_owner_hash(f: Fixture) {
         Some(String::new())
     );
     assert_eq!(s.owner_hash("missing").await.unwrap(), None);
+    let secrets = |password: &str, owner: &str| RoomSecrets {
+        password_hash: password.to_owned(),
+        owner_hash: owner.to_owned(),
+    };
+    assert_eq!(s.secrets("owned").await.unwrap(), Some(secrets("", &owner)));
+    assert_eq!(s.secrets("ownerless").await.unwrap(), Some(secrets("", "")));
+    assert_eq!(s.secrets("missing").await.unwrap(), None);
     let update = |password: &str, owner: Option<&str>| SecretUpdate {
         password_hash: Some(password.to_owned()),
         owner_hash: owner.map(str::to_owned),
@@ -650,6 +659,10 @@ async fn room_secrets_change_only_with_the_owner_hash(f: Fixture) {
     );
     assert_eq!(s.room("owned").await.unwrap().unwrap().password_hash, "phc");
     assert_eq!(s.owner_hash("owned").await.unwrap(), Some(next.clone()));
+    assert_eq!(
+        s.secrets("owned").await.unwrap(),
+        Some(secrets("phc", &next))
+    );
     let now = arthas_store::unix_secs();
     assert_eq!(
         s.join("owned", member(1, "n1"), false, now)

@@ -21,8 +21,8 @@ use super::subscriber::{encode_script, Reply};
 use super::{keys, scripts, RedisEngine};
 use crate::room::{
     Departure, JoinError, Joined, Left, Listing, ListingView, MemberRecord, MemberRestored,
-    NewRoom, NodeState, Restored, RoomGuess, RoomRecord, RoomRestore, RoomRestored, RoomStore,
-    SecretOutcome, SecretUpdate, StoreError, ACTIVITY_WINDOW_MS, MAX_ACTIVITY_PER_ROOM,
+    NewRoom, NodeState, Restored, RoomGuess, RoomRecord, RoomRestore, RoomRestored, RoomSecrets,
+    RoomStore, SecretOutcome, SecretUpdate, StoreError, ACTIVITY_WINDOW_MS, MAX_ACTIVITY_PER_ROOM,
 };
 
 /// How much sooner than its deadline says a node's registration is treated
@@ -630,6 +630,26 @@ impl RoomStore for RedisEngine {
         }
         let owner = values.get(1).and_then(text).unwrap_or("");
         Ok(Some(owner.to_owned()))
+    }
+
+    /// One HMGET of the room record's `created` (whether it exists),
+    /// `password` and `owner`.
+    async fn secrets(&self, room_id: &str) -> Result<Option<RoomSecrets>, StoreError> {
+        let mut hmget = redis::cmd("HMGET");
+        hmget
+            .arg(keys::room(room_id))
+            .arg("created")
+            .arg("password")
+            .arg("owner");
+        let values: Vec<Value> = self.query(&hmget).await?;
+        if values.first().is_none_or(|v| *v == Value::Nil) {
+            return Ok(None);
+        }
+        let field = |i: usize| values.get(i).and_then(text).unwrap_or("").to_owned();
+        Ok(Some(RoomSecrets {
+            password_hash: field(1),
+            owner_hash: field(2),
+        }))
     }
 
     async fn update_room_secrets(
