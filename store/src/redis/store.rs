@@ -207,19 +207,63 @@ fn room_record(id: &str, fields: [Option<&str>; 6]) -> Result<RoomRecord, StoreE
 /// join.lua's answer: `[first of node, created, expiresAt, ephemeral,
 /// password, capacity, listed, [id, record, ...]]` in one msgpack string,
 /// the whole reply (a refusal is its name instead).
-type JoinAnswer<'a> = (
-    u8,
-    &'a str,
-    &'a str,
-    &'a str,
-    &'a str,
-    &'a str,
-    &'a str,
-    Vec<&'a serde_bytes::Bytes>,
-);
+#[derive(Debug, PartialEq, Eq)]
+struct JoinAnswer<'a> {
+    first_of_node: bool,
+    /// created, expiresAt, ephemeral, password, capacity, listed.
+    room: [&'a str; 6],
+    /// `[id, record, id, record, ...]`, in no particular order.
+    members: Vec<&'a [u8]>,
+}
+
+/// Reads a [`JoinAnswer`] with rmp itself: serde's visitors cost a relay
+/// ~4k instructions a join here. `None` unless the whole of `answer` is
+/// exactly that shape.
+fn read_join_answer(answer: &[u8]) -> Option<JoinAnswer<'_>> {
+    let mut rest = answer;
+    if rmp::decode::read_array_len(&mut rest).ok()? != 8 {
+        return None;
+    }
+    let first: u8 = rmp::decode::read_int(&mut rest).ok()?;
+    let mut room = [""; 6];
+    for field in &mut room {
+        *field = std::str::from_utf8(raw(&mut rest)?).ok()?;
+    }
+    let count = usize::try_from(rmp::decode::read_array_len(&mut rest).ok()?).ok()?;
+    // Each element takes at least a byte: the count cannot reserve more.
+    let mut members = Vec::with_capacity(count.min(rest.len()));
+    for _ in 0..count {
+        members.push(raw(&mut rest)?);
+    }
+    if !rest.is_empty() {
+        return None;
+    }
+    Some(JoinAnswer {
+        first_of_node: first == 1,
+        room,
+        members,
+    })
+}
+
+/// A msgpack string's or binary's bytes, taken off the front of `rest`
+/// (Lua's cmsgpack writes every string as a msgpack string, binary or not).
+fn raw<'a>(rest: &mut &'a [u8]) -> Option<&'a [u8]> {
+    let len = match *rest.first()? {
+        0xa0..=0xbf | 0xd9..=0xdb => rmp::decode::read_str_len(rest).ok()?,
+        0xc4..=0xc6 => rmp::decode::read_bin_len(rest).ok()?,
+        _ => return None,
+    };
+    let len = usize::try_from(len).ok()?;
+    if len > rest.len() {
+        return None;
+    }
+    let (bytes, after) = rest.split_at(len);
+    *rest = after;
+    Some(bytes)
+}
 
 /// A flat `[id, record, id, record, ...]` member list, in join order.
-fn member_records(room_id: &str, flat: &[&serde_bytes::Bytes]) -> Vec<MemberRecord> {
+fn member_records(room_id: &str, flat: &[&[u8]]) -> Vec<MemberRecord> {
     let mut members: Vec<(u64, MemberRecord)> = flat
         .chunks_exact(2)
         .filter_map(|pair| {
@@ -720,13 +764,11 @@ impl RoomStore for RedisEngine {
             b"ID_TAKEN" => return Err(JoinError::IdTaken),
             _ => {}
         }
-        let (first, created, expires_at, ephemeral, password, capacity, listed, members): JoinAnswer =
-            rmp_serde::from_slice(answer).map_err(|_| corrupt("join answer"))?;
-        let first_of_node = first == 1;
-        let room = [created, expires_at, ephemeral, password, capacity, listed].map(Some);
+        let answer = read_join_answer(answer).ok_or_else(|| corrupt("join answer"))?;
+        let first_of_node = answer.first_of_node;
         let joined = Joined {
-            room: room_record(room_id, room)?,
-            members: member_records(room_id, &members),
+            room: room_record(room_id, answer.room.map(Some))?,
+            members: member_records(room_id, &answer.members),
         };
         if first_of_node && !self.still_tracked(&member.node, room_id) {
             if let Err(e) = self.track_node_room(&member.node, room_id).await {
@@ -1135,5 +1177,75 @@ mod tests {
         assert_eq!(unpack_member(id, &longer), None);
         assert_eq!(unpack_member(id, b"x:"), None);
         assert_eq!(unpack_member(id, b""), None);
+    }
+
+    /// join.lua's answer as Redis's cmsgpack writes it: every Lua string a
+    /// msgpack string (fixstr, str8, str16), the member records' binary
+    /// msgpack included.
+    fn cmsgpack_answer(record: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let string = |out: &mut Vec<u8>, bytes: &[u8]| {
+            rmp::encode::write_str_len(out, bytes.len() as u32).expect("length");
+            out.extend_from_slice(bytes);
+        };
+        rmp::encode::write_array_len(&mut out, 8).expect("array");
+        rmp::encode::write_uint(&mut out, 1).expect("first");
+        let hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA";
+        for field in ["1764000000", "0", "1", hash, "10", "0"] {
+            string(&mut out, field.as_bytes());
+        }
+        rmp::encode::write_array_len(&mut out, 4).expect("members");
+        string(&mut out, b"3f2a9c1b");
+        string(&mut out, record);
+        string(&mut out, b"0badf00d");
+        // A long record: str16.
+        string(&mut out, &[b'x'; 300]);
+        out
+    }
+
+    #[test]
+    fn a_join_answer_reads_back_as_cmsgpack_wrote_it() {
+        let id = MemberId::parse("3f2a9c1b").expect("id");
+        let mut stored = b"42:".to_vec();
+        stored.extend(pack_member(&record(id)).expect("packed"));
+        let answer = cmsgpack_answer(&stored);
+        let read = read_join_answer(&answer).expect("an answer");
+        assert!(read.first_of_node);
+        assert_eq!(read.room[0], "1764000000");
+        assert!(read.room[3].starts_with("$argon2id$"));
+        assert_eq!(read.room[4], "10");
+        assert_eq!(read.members.len(), 4);
+        assert_eq!(read.members[1], stored.as_slice());
+        assert_eq!(read.members[3], [b'x'; 300].as_slice());
+        let members = member_records("r", &read.members);
+        assert_eq!(members.len(), 1, "the unreadable record is skipped");
+        assert_eq!(members[0], record(id));
+        // msgpack binaries are taken too.
+        let mut bin = Vec::new();
+        rmp::encode::write_bin(&mut bin, b"\x00\xff").expect("bin");
+        assert_eq!(raw(&mut bin.as_slice()), Some(b"\x00\xff".as_slice()));
+    }
+
+    #[test]
+    fn a_damaged_join_answer_is_refused() {
+        let answer = cmsgpack_answer(b"7:record");
+        for cut in 0..answer.len() {
+            assert_eq!(read_join_answer(&answer[..cut]), None, "cut at {cut}");
+        }
+        let mut longer = answer.clone();
+        longer.push(0xc0);
+        assert_eq!(read_join_answer(&longer), None);
+        let mut seven = answer.clone();
+        seven[0] = 0x97;
+        assert_eq!(read_join_answer(&seven), None);
+        // A member count far beyond the bytes reserves nothing, reads nothing.
+        let mut huge = Vec::new();
+        rmp::encode::write_array_len(&mut huge, 8).expect("array");
+        rmp::encode::write_uint(&mut huge, 0).expect("first");
+        for _ in 0..6 {
+            rmp::encode::write_str(&mut huge, "").expect("field");
+        }
+        rmp::encode::write_array_len(&mut huge, u32::MAX).expect("members");
+        assert_eq!(read_join_answer(&huge), None);
     }
 }
