@@ -50,6 +50,9 @@ mod sentinel;
 mod store;
 mod subscriber;
 
+#[doc(hidden)]
+pub use store::read_replies_for_fuzzing;
+
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};

@@ -262,6 +262,23 @@ fn raw<'a>(rest: &mut &'a [u8]) -> Option<&'a [u8]> {
     Some(bytes)
 }
 
+/// Reads `reply` every way a join's answer from Redis is read, for the
+/// fuzz target `store_replies`: as join.lua's answer (its room fields and
+/// member records), and as one stored member record. Returns how many
+/// members were read.
+#[doc(hidden)]
+pub fn read_replies_for_fuzzing(reply: &[u8]) -> usize {
+    let mut read = 0;
+    if let Some(answer) = read_join_answer(reply) {
+        let _ = room_record("fuzz", answer.room.map(Some));
+        read += member_records("fuzz", &answer.members).len();
+    }
+    if let Some(id) = MemberId::parse("0123abcd") {
+        read += usize::from(unpack_member(id, reply).is_some());
+    }
+    read
+}
+
 /// A flat `[id, record, id, record, ...]` member list, in join order.
 fn member_records(room_id: &str, flat: &[&[u8]]) -> Vec<MemberRecord> {
     let mut members: Vec<(u64, MemberRecord)> = flat
