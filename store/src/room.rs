@@ -77,12 +77,22 @@ pub struct SecretUpdate {
 }
 
 /// A room's secrets as [`RoomStore::secrets`] reads them.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct RoomSecrets {
     /// The join password's argon2id PHC string ("" without a password).
     pub password_hash: String,
     /// The owner hash ("" without an owner).
     pub owner_hash: String,
+}
+
+impl std::fmt::Debug for RoomSecrets {
+    /// Never prints the password verifier or the owner hash.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RoomSecrets")
+            .field("has_password", &!self.password_hash.is_empty())
+            .field("has_owner", &!self.owner_hash.is_empty())
+            .finish()
+    }
 }
 
 /// The outcome of [`RoomStore::update_room_secrets`].
