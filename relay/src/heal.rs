@@ -60,7 +60,8 @@ use protocol::member::{member_color, MemberId};
 use protocol::reject::texts;
 use protocol::server::{self, MemberView, RoomClosed};
 use store::{
-    Listing, MemberRecord, MemberRestored, NodeState, RoomRecord, RoomRestore, RoomRestored, Target,
+    Listing, MemberRecord, MemberRestored, NodeState, RoomRecord, RoomRestore, RoomRestored,
+    RoomSecrets, Target,
 };
 
 use crate::hub::LocalRoom;
@@ -97,10 +98,8 @@ pub struct RoomFacts {
 
 /// A room's secrets as last read (never printed).
 struct Secrets {
-    /// argon2id PHC string of the join password, or empty.
-    password_hash: String,
-    /// SHA-256 hex of the owner secret (extension), or empty.
-    owner_hash: String,
+    /// The password verifier and the owner hash ("" when none).
+    stored: RoomSecrets,
     /// The read these came from ([`RoomFacts::secret_reads`]; 0: the join
     /// answer).
     read: u64,
@@ -111,8 +110,8 @@ impl std::fmt::Debug for RoomFacts {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let secrets = lock(&self.secrets);
         f.debug_struct("RoomFacts")
-            .field("has_password", &!secrets.password_hash.is_empty())
-            .field("has_owner", &!secrets.owner_hash.is_empty())
+            .field("has_password", &!secrets.stored.password_hash.is_empty())
+            .field("has_owner", &!secrets.stored.owner_hash.is_empty())
             .field("listed", &self.record.listed)
             .finish()
     }
@@ -123,8 +122,10 @@ impl RoomFacts {
     pub fn new(record: RoomRecord) -> RoomFacts {
         RoomFacts {
             secrets: Mutex::new(Secrets {
-                password_hash: record.password_hash.clone(),
-                owner_hash: String::new(),
+                stored: RoomSecrets {
+                    password_hash: record.password_hash.clone(),
+                    owner_hash: String::new(),
+                },
                 read: 0,
             }),
             secret_reads: AtomicU64::new(0),
@@ -173,8 +174,8 @@ impl RoomFacts {
     fn to_restore(&self) -> (RoomRecord, String) {
         let secrets = lock(&self.secrets);
         let mut record = self.record.clone();
-        record.password_hash = secrets.password_hash.clone();
-        (record, secrets.owner_hash.clone())
+        record.password_hash = secrets.stored.password_hash.clone();
+        (record, secrets.stored.owner_hash.clone())
     }
 }
 
@@ -191,11 +192,7 @@ pub async fn refresh_secrets(relay: &Relay, room: &LocalRoom) {
             relay.metrics.room_secret_reads.inc();
             let mut secrets = lock(&facts.secrets);
             if read > secrets.read {
-                *secrets = Secrets {
-                    password_hash: stored.password_hash,
-                    owner_hash: stored.owner_hash,
-                    read,
-                };
+                *secrets = Secrets { stored, read };
             }
         }
         Ok(None) => relay.metrics.room_secret_reads.inc(),
