@@ -4,8 +4,9 @@
 //! then only SUBSCRIBEs, UNSUBSCRIBEs, PUBLISHes, PINGs and the EVALSHA of
 //! the join and leave scripts (or, on a Redis Cluster, the sharded forms):
 //! pushes (`>`), replies (`+PONG`, the `HELLO` map, PUBLISH's integer, a
-//! script's integer or bulk string) and errors (`-MOVED ...` included). A message push (`>3 $7 message $<channel> $<payload>`, or
-//! `smessage`) is parsed without allocating:
+//! script's integer or bulk string) and errors (`-MOVED ...` included). A
+//! message push (`>3 $7 message $<channel> $<payload>`, or `smessage`) is
+//! parsed without allocating:
 //! [`parse`] returns the byte ranges of the channel and the payload inside
 //! the buffer, so the reader slices the payload as `Bytes` out of its read
 //! buffer without copying it.
