@@ -16,9 +16,10 @@
 //! Standalone ([`bus`]): SUBSCRIBE, PUBLISH, the message pushes and the
 //! EVALSHA of the join and leave scripts share our own RESP3 connection
 //! (`subscriber`; RESP3 lets a subscribed connection run any command),
-//! read by a minimal strict reader ([`resp`]) that parses every push and answer of a read in one pass and hands each
-//! payload to the relay's [`BusSink`] copied once into its own `Bytes`,
-//! synchronously, in arrival order. A supervisor task notices a loss (the
+//! read by a minimal strict reader ([`resp`]) that parses every push and
+//! answer of a read in one pass and hands each payload to the relay's
+//! [`BusSink`] copied once into its own `Bytes`, synchronously, in arrival
+//! order. A supervisor task notices a loss (the
 //! connection ends, or a PING probe fails), fails publishes fast meanwhile,
 //! opens a new connection and subscribes every hosted room on it.
 //!
