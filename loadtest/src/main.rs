@@ -28,6 +28,12 @@
 //! answers no ping (the relay closes it with 4002). The report counts the
 //! connections the servers closed, by close code (`closed_by_server`).
 
+/// The servers' allocator: the generator shares the machine's cores with
+/// the servers it measures, and glibc's malloc cost it more CPU per join
+/// than the all-in-one server spends (docs/BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
