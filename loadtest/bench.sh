@@ -42,7 +42,10 @@
 # (a relay admits --max-joins-in-flight joins at once; without retries a
 # refused member leaves its room short). Joins and k6-joins: CONCURRENCY
 # (64) rooms opened at once (pass ROOMS: the default above, 600, applies
-# to them too).
+# to them too). SOURCE_ADDRESSES (16): the generators connect from that
+# many loopback addresses (127.0.0.1-16; one address to one server port
+# leaves `connect` searching ~28k ephemeral ports, which at ~15k
+# connections bounded the all-in-one's joins/s, docs/BENCHMARKS.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode="${1:-single}"
@@ -182,7 +185,8 @@ PY
 joins_loadgen() {
   local out="$1" joins="$2" server_pids="$3" names="$4"; shift 4
   joins_measured "$out" loadgen "$joins" "$server_pids" "$names" \
-    target/release/arthas-loadgen --mode joins --hold 3 --retry-budget "${RETRY_BUDGET:-8}" "$@"
+    target/release/arthas-loadgen --mode joins --hold 3 --retry-budget "${RETRY_BUDGET:-8}" \
+    --source-addresses "${SOURCE_ADDRESSES:-16}" "$@"
 }
 
 # start_relays N: relays on BASE_PORT+10.. (admin +40..); sets urls,
@@ -202,7 +206,7 @@ start_relays() {
 loadgen() {
   target/release/arthas-loadgen --rooms "$ROOMS" --members "$MEMBERS" --rate "$RATE" \
     --duration "$DURATION" --payload "$PAYLOAD" --placement "${PLACEMENT:-spread}" \
-    --retry-budget "${RETRY_BUDGET:-8}" \
+    --retry-budget "${RETRY_BUDGET:-8}" --source-addresses "${SOURCE_ADDRESSES:-16}" \
     "$@" ${LOADGEN_ARGS:-}
 }
 
@@ -214,7 +218,8 @@ idle_generators() {
   gen_pids=()
   for g in $(seq 0 $((GENERATORS - 1))); do
     target/release/arthas-loadgen --mode idle --rooms "$rooms" --members "$MEMBERS" \
-      --warmup 0 --duration "$HOLD" --url "$(IFS=,; echo "${urls[*]}")" "$@" \
+      --warmup 0 --duration "$HOLD" --url "$(IFS=,; echo "${urls[*]}")" \
+      --source-addresses "${SOURCE_ADDRESSES:-16}" "$@" \
       >"$run_dir/gen$g.json" 2>"$run_dir/gen$g.err" &
     gen_pids+=("$!")
   done
@@ -310,10 +315,15 @@ PY
     idle_generators --connect-concurrency 1000000 --retry-budget "$RETRY_BUDGET"
     # Settle: rollbacks of failed joins run at once and again 10 s later.
     sleep 12
+    # One pipelined pass (a redis-cli per room took ~40 s for 10,000 rooms,
+    # long enough for the first generators' hold to end during the count).
+    # The count stands only if the connections did not change meanwhile.
     connected="$(relay_connections)"
     in_redis="$(redis-cli -p "$((BASE_PORT + 9))" --scan --pattern 'arthas:{*}:members' |
-      while read -r key; do redis-cli -p "$((BASE_PORT + 9))" HLEN "$key"; done |
-      awk '{n += $1} END {print n + 0}')"
+      sed 's/^/HLEN /' | redis-cli -p "$((BASE_PORT + 9))" | awk '{n += $1} END {print n + 0}')"
+    connected_after="$(relay_connections)"
+    [ "$connected" = "$connected_after" ] ||
+      echo "the connections changed during the count ($connected -> $connected_after): raise HOLD" >&2
     # Refusals, rollbacks and closes by code (4002: no pong within the
     # read timeout), summed over the relays, at the count.
     for url in "${admins[@]}"; do curl -fsS "$url"; done |
@@ -321,9 +331,9 @@ PY
       sort | tee "$run_dir/relay-counts.txt" >&2
     generator_failures
     python3 - "$CONNECTIONS" "$connected" "$in_redis" "$started" "$joined_at" "$errors" \
-      "$RELAYS" "$run_dir" <<'PY'
+      "$RELAYS" "$run_dir" "$connected_after" <<'PY'
 import glob, json, sys
-want, connected, in_redis, t0, t1, errors, relays, run_dir = sys.argv[1:]
+want, connected, in_redis, t0, t1, errors, relays, run_dir, connected_after = sys.argv[1:]
 retried, most, joined, closes = 0, 0, 0, {}
 for f in glob.glob(run_dir + "/gen*.json"):
     try:
@@ -343,6 +353,7 @@ print(json.dumps({
     "members_joined": joined, "connected": int(connected),
     "members_in_redis": int(in_redis),
     "phantom_members": int(in_redis) - int(connected),
+    "connected_after_count": int(connected_after),
     "clients_failed": int(errors),
     "seconds_to_admit_all": round(float(t1) - float(t0), 1),
     "refusals_retried": retried, "most_refusals_of_one_client": most,

@@ -130,6 +130,14 @@ struct Args {
     /// `--connect-concurrency 100000 --retry-budget 8`.
     #[arg(long, default_value_t = 0)]
     retry_budget: u32,
+    /// Connections to a loopback address go out from this many source
+    /// addresses (127.0.0.1, 127.0.0.2, ...), round-robin. From one source
+    /// to one server address the kernel has ~28k ephemeral ports, and
+    /// `connect` spends ever longer finding a free one as they fill up (at
+    /// 15k connections it is the generator, not the server, that sets the
+    /// joins/s). The servers see that many client addresses.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..))]
+    source_addresses: u8,
 }
 
 /// `--retry-budget`, for the join helpers.
@@ -137,6 +145,9 @@ static RETRY_BUDGET: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32
 /// Refusals retried, in total and the most by one client.
 static RETRIES: AtomicU64 = AtomicU64::new(0);
 static MOST_RETRIES: AtomicU64 = AtomicU64::new(0);
+/// `--source-addresses`, and the connections made so far (the round-robin).
+static SOURCE_ADDRESSES: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(1);
+static CONNECTIONS_MADE: AtomicU64 = AtomicU64::new(0);
 /// Members that got their RoomJoined (rooms given up included).
 static JOINED: AtomicU64 = AtomicU64::new(0);
 
@@ -228,7 +239,7 @@ async fn connect(url: &str) -> Result<(Reader, Writer), String> {
         ),
     };
     let (host, path) = rest.split_once('/').map_or((rest, "/"), |(h, p)| (h, p));
-    let stream = TcpStream::connect(host).await.map_err(transport)?;
+    let stream = open(host).await.map_err(transport)?;
     stream.set_nodelay(true).map_err(transport)?;
     let request = hyper::Request::builder()
         .uri(format!("/{}", path.trim_start_matches('/')))
@@ -258,6 +269,21 @@ async fn connect(url: &str) -> Result<(Reader, Writer), String> {
     })?;
     let (rx, tx) = ws.split(tokio::io::split);
     Ok((FragmentCollectorRead::new(rx), tx))
+}
+
+/// A TCP connection to `host` (`address:port`); to a loopback IPv4
+/// address, from the next of `--source-addresses` source addresses.
+async fn open(host: &str) -> std::io::Result<TcpStream> {
+    let sources = SOURCE_ADDRESSES.load(Ordering::Relaxed);
+    let server = match host.parse::<std::net::SocketAddr>() {
+        Ok(server @ std::net::SocketAddr::V4(v4)) if sources > 1 && v4.ip().is_loopback() => server,
+        _ => return TcpStream::connect(host).await,
+    };
+    let n = CONNECTIONS_MADE.fetch_add(1, Ordering::Relaxed) % u64::from(sources);
+    let last = u8::try_from(n).unwrap_or(0).saturating_add(1);
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind(std::net::SocketAddr::from(([127, 0, 0, last], 0)))?;
+    socket.connect(server).await
 }
 
 /// A connection that failed before the WebSocket was open (refused,
@@ -678,6 +704,7 @@ fn percentile(sorted: &[u32], p: f64) -> u32 {
 async fn main() {
     let args = Args::parse();
     RETRY_BUDGET.store(args.retry_budget, Ordering::Relaxed);
+    SOURCE_ADDRESSES.store(args.source_addresses, Ordering::Relaxed);
     if args.url.is_empty() {
         eprintln!("at least one --url is needed");
         std::process::exit(2);
