@@ -903,3 +903,27 @@ async fn main() {
     }
     drop(creators);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn connections_to_loopback_go_out_from_each_source_address_in_turn() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let server = listener.local_addr().unwrap().to_string();
+        SOURCE_ADDRESSES.store(3, Ordering::Relaxed);
+        let mut sources = Vec::new();
+        for _ in 0..4 {
+            let client = open(&server).await.unwrap();
+            let (_, peer) = listener.accept().await.unwrap();
+            assert_eq!(client.local_addr().unwrap(), peer);
+            sources.push(peer.ip().to_string());
+        }
+        let first: u8 = sources[0].rsplit('.').next().unwrap().parse().unwrap();
+        let expected: Vec<String> = (0..4)
+            .map(|i| format!("127.0.0.{}", (first - 1 + i) % 3 + 1))
+            .collect();
+        assert_eq!(sources, expected);
+    }
+}
