@@ -368,6 +368,12 @@ PY
     # the other in one run; CPU per join summed over every server process.
     RELAYS="${RELAYS:-3}" ROOMS="${ROOMS:-1000}" CONCURRENCY="${CONCURRENCY:-64}"
     joins=$((ROOMS * MEMBERS))
+    # One generator holds every connection: past its descriptor limit its
+    # connects fail and are retried with backoff for minutes.
+    if [ "$((joins + 100))" -gt "$(ulimit -n)" ]; then
+      echo "ROOMS x MEMBERS = $joins connections exceed one generator's descriptors ($(ulimit -n))" >&2
+      exit 2
+    fi
     start arthas "$bin/arthas" --listen "127.0.0.1:$BASE_PORT"
     joins_loadgen "$run_dir/single.json" "$joins" "${pids[0]}" arthas \
       --rooms "$ROOMS" --members "$MEMBERS" --connect-concurrency "$CONCURRENCY" \
