@@ -214,10 +214,37 @@ impl Transport {
 
     /// Hot path: [`try_read`](Self::try_read) into the spare capacity of
     /// `buf` (appended; plain TCP fills it without zeroing it first).
+    ///
+    /// Plain TCP: a read that leaves part of `buf`'s spare capacity unfilled
+    /// has drained the socket, so it also clears the socket's read readiness
+    /// (epoll(7): "if you call read(2) by asking to read a certain amount of
+    /// data and read(2) returns a lower number of bytes, you can be sure of
+    /// having exhausted the read I/O space"). The next [`readable`]
+    /// (Self::readable) then waits for new bytes instead of letting a second
+    /// read find nothing: half of a chatting server's `recvfrom` calls were
+    /// that `EAGAIN` (docs/BENCHMARKS.md). tokio clears readiness only if no
+    /// new readiness event arrived since the read began, so bytes that came
+    /// in meanwhile still wake the reader.
     #[inline]
     pub fn try_read_buf(&self, buf: &mut Vec<u8>) -> io::Result<usize> {
         match self {
-            Transport::Plain(tcp) => tcp.try_read_buf(buf),
+            Transport::Plain(tcp) => {
+                let spare = buf.capacity() - buf.len();
+                let mut short = None;
+                let read = tcp.try_io(tokio::io::Interest::READABLE, || {
+                    let n = tcp.try_read_buf(buf)?;
+                    if n > 0 && n < spare {
+                        short = Some(n);
+                        // Not an error: the way to have tokio clear readiness.
+                        return Err(io::ErrorKind::WouldBlock.into());
+                    }
+                    Ok(n)
+                });
+                match short {
+                    Some(n) => Ok(n),
+                    None => read,
+                }
+            }
             Transport::Tls(tls) => {
                 let start = buf.len();
                 buf.resize(buf.capacity().max(start + 1), 0);
@@ -279,5 +306,88 @@ impl Transport {
             tls.close_notify();
         }
         let _ = socket2::SockRef::from(self.tcp()).shutdown(std::net::Shutdown::Write);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use futures_util::FutureExt;
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpListener;
+    use tokio::time::timeout;
+
+    use super::*;
+
+    /// A connected pair: the client's end and the server's end as a
+    /// [`Transport`].
+    async fn pair() -> (TcpStream, Transport) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        (client, Transport::Plain(server))
+    }
+
+    const WITHIN: Duration = Duration::from_secs(5);
+
+    #[tokio::test]
+    async fn a_short_read_clears_readiness_and_new_bytes_wake_the_reader() {
+        let (mut client, server) = pair().await;
+        client.write_all(b"hello").await.unwrap();
+        timeout(WITHIN, server.readable()).await.unwrap().unwrap();
+        let mut buf = Vec::with_capacity(64);
+        assert_eq!(server.try_read_buf(&mut buf).unwrap(), 5);
+        assert_eq!(buf, b"hello");
+        // Drained: no readiness left for a read that would find nothing.
+        assert!(server.readable().now_or_never().is_none());
+        client.write_all(b"abc").await.unwrap();
+        timeout(WITHIN, server.readable()).await.unwrap().unwrap();
+        buf.clear();
+        assert_eq!(server.try_read_buf(&mut buf).unwrap(), 3);
+        assert_eq!(buf, b"abc");
+    }
+
+    #[tokio::test]
+    async fn a_read_that_fills_the_buffer_keeps_readiness_for_the_rest() {
+        let (mut client, server) = pair().await;
+        client.write_all(b"0123456789").await.unwrap();
+        timeout(WITHIN, server.readable()).await.unwrap().unwrap();
+        // The bytes may arrive in more than one segment: read until all ten
+        // are in, each read into at most four bytes of room, never waiting
+        // on readiness while the socket still holds bytes.
+        let mut got = Vec::new();
+        while got.len() < 10 {
+            let mut buf = Vec::with_capacity(4);
+            let spare = buf.capacity();
+            match server.try_read_buf(&mut buf) {
+                Ok(n) => {
+                    assert!(n > 0);
+                    got.extend_from_slice(&buf);
+                    if n == spare && got.len() < 10 {
+                        // A full read cannot know the socket is empty.
+                        assert!(server.readable().now_or_never().is_some());
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    timeout(WITHIN, server.readable()).await.unwrap().unwrap()
+                }
+                Err(e) => panic!("read failed: {e}"),
+            }
+        }
+        assert_eq!(got, b"0123456789");
+    }
+
+    #[tokio::test]
+    async fn the_end_of_the_stream_reads_as_zero() {
+        let (client, server) = pair().await;
+        drop(client);
+        timeout(WITHIN, server.readable()).await.unwrap().unwrap();
+        let mut buf = Vec::with_capacity(16);
+        assert_eq!(server.try_read_buf(&mut buf).unwrap(), 0);
+        // Still readable: the end of the stream is final.
+        assert!(server.readable().now_or_never().is_some());
     }
 }
