@@ -1,10 +1,10 @@
 //! The relay's local room index: which of this node's connections sit in
 //! which room, and the fan-out of bus messages to them.
 //!
-//! Hot path ([`Hub::deliver`]): one map lookup under a short lock, a clone
-//! of the room's copy-on-write member list (`Arc<[LocalMember]>`) under
-//! another, then one reference-counted `Bytes` pushed into each recipient's
-//! bounded queue. No lock is held while pushing, nothing is encoded or
+//! Hot path (`HubSink::deliver`, the bus's [`BusSink`]): one map lookup
+//! under a short lock, a clone of the room's copy-on-write member list
+//! (`Arc<[LocalMember]>`) under another, then one reference-counted `Bytes`
+//! pushed into each recipient's bounded queue. No lock is held while pushing, nothing is encoded or
 //! allocated per recipient.
 //!
 //! Subscriptions: a relay is subscribed to a room's bus channel while it has

@@ -63,7 +63,7 @@ pub fn owns(stored: &str, secret: &str) -> bool {
 
 /// Delivers a kick on this relay: if `member` is local in `room`, it leaves
 /// the local index now and gets `frame` (RoomClosed with the reason); the
-/// rest runs in a task of the relay ([`finish_kick`]).
+/// rest runs in a task of the relay (`finish_kick`).
 pub fn deliver_kick(
     room: Arc<LocalRoom>,
     member: MemberId,

@@ -219,9 +219,9 @@ impl Transport {
     /// has drained the socket, so it also clears the socket's read readiness
     /// (epoll(7): "if you call read(2) by asking to read a certain amount of
     /// data and read(2) returns a lower number of bytes, you can be sure of
-    /// having exhausted the read I/O space"). The next [`readable`]
-    /// (Self::readable) then waits for new bytes instead of letting a second
-    /// read find nothing: half of a chatting server's `recvfrom` calls were
+    /// having exhausted the read I/O space"). The next
+    /// [`readable`](Self::readable) then waits for new bytes instead of
+    /// letting a second read find nothing: half of a chatting server's `recvfrom` calls were
     /// that `EAGAIN` (docs/BENCHMARKS.md). tokio clears readiness only if no
     /// new readiness event arrived since the read began, so bytes that came
     /// in meanwhile still wake the reader.

@@ -19,9 +19,9 @@
 //! read by a minimal strict reader ([`resp`]) that parses every push and
 //! answer of a read in one pass and hands each payload to the relay's
 //! [`BusSink`] copied once into its own `Bytes`, synchronously, in arrival
-//! order. A supervisor task notices a loss (the
-//! connection ends, or a PING probe fails), fails publishes fast meanwhile,
-//! opens a new connection and subscribes every hosted room on it.
+//! order. A supervisor task notices a loss (the connection ends, or a PING
+//! probe fails), fails publishes fast meanwhile, opens a new connection and
+//! subscribes every hosted room on it.
 //!
 //! Sentinel ([`RedisMode::Sentinel`]): the same bus and command pool, aimed
 //! at the master the sentinels name (`sentinel`). Pool connections ask the
