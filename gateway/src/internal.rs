@@ -61,7 +61,11 @@ pub mod wire {
         pub ephemeral: i64,
         #[serde(default, deserialize_with = "crate::server::json_integer")]
         pub expiry_secs: i64,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[serde(
+            default,
+            deserialize_with = "crate::server::json_object",
+            skip_serializing_if = "Option::is_none"
+        )]
         pub listing: Option<Listing>,
         /// The client's IP as the relay sees it (creation budgets per
         /// client); absent from relays older than the budgets.

@@ -74,8 +74,8 @@ pub fn request_span(method: &Method, route: &'static str) -> tracing::Span {
 
 /// Reads a JSON body of at most `max_bytes` within `timeout`: 413 problem
 /// when larger, 408 when it does not arrive in time, 400 problem when it is
-/// not the expected JSON object. An empty body reads as `{}`, so requests
-/// whose fields are all optional need none.
+/// not the expected JSON object. An empty body (no bytes) reads as `{}`,
+/// so requests whose fields are all optional need none.
 pub async fn read_json<T: DeserializeOwned>(
     body: Incoming,
     max_bytes: usize,
@@ -106,11 +106,8 @@ pub async fn read_json<T: DeserializeOwned>(
             ))
         }
     };
-    let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
-        b"{}"
-    } else {
-        &bytes
-    };
+    // Only a body of no bytes at all: whitespace alone is not JSON.
+    let bytes: &[u8] = if bytes.is_empty() { b"{}" } else { &bytes };
     // Every body of these APIs is a JSON object (serde would also read a
     // struct from an array of its fields).
     if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
@@ -156,6 +153,28 @@ pub fn json_integer<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result
     deserializer.deserialize_any(Integer)
 }
 
+/// Deserialises an optional nested object the way JSON Schema types it:
+/// absent or `null` is `None`, an object is read as `T`, and anything else
+/// is an error (400). serde alone would also read a struct from an array
+/// of its fields, so `"listing": []` would pass as an empty listing;
+/// [`read_json`] guards the top level the same way.
+pub fn json_object<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: DeserializeOwned,
+{
+    use serde::de::Error;
+    use serde::Deserialize;
+    let Some(object) =
+        Option::<serde_json::Map<String, serde_json::Value>>::deserialize(deserializer)?
+    else {
+        return Ok(None);
+    };
+    T::deserialize(serde_json::Value::Object(object))
+        .map(Some)
+        .map_err(D::Error::custom)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,6 +187,32 @@ mod tests {
         assert_eq!(unescape("").as_deref(), Some(""));
         for bad in ["%", "%4", "%zz", "a%+1", "%%41"] {
             assert_eq!(unescape(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn nested_objects_are_read_from_objects_only() {
+        #[derive(Debug, Default, PartialEq, serde::Deserialize)]
+        struct Inner {
+            #[serde(default)]
+            a: String,
+        }
+        #[derive(Debug, serde::Deserialize)]
+        struct Outer {
+            #[serde(default, deserialize_with = "json_object")]
+            inner: Option<Inner>,
+        }
+        let read = |json: &str| serde_json::from_str::<Outer>(json).map(|o| o.inner);
+        assert_eq!(read("{}").unwrap(), None);
+        assert_eq!(read(r#"{"inner": null}"#).unwrap(), None);
+        assert_eq!(read(r#"{"inner": {}}"#).unwrap(), Some(Inner::default()));
+        assert_eq!(
+            read(r#"{"inner": {"a": "x"}}"#).unwrap(),
+            Some(Inner { a: "x".into() })
+        );
+        for bad in [r#"[]"#, r#"["x"]"#, r#""x""#, "1", "true", r#"{"a": 1}"#] {
+            let json = format!(r#"{{"inner": {bad}}}"#);
+            assert!(read(&json).is_err(), "{json}");
         }
     }
 }
