@@ -56,6 +56,10 @@ python3 tests/doc_links.py
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --all-features -- -D warnings
+# The code's own docs, private items included (what the next engineer reads): every intra-doc
+# link resolves.
+RUSTDOCFLAGS="-D warnings -A rustdoc::private_intra_doc_links" \
+  cargo doc --workspace --no-deps --all-features --document-private-items
 cargo test --workspace --all-features
 # The conformance suite again on a cluster (a gateway and three relays per test, each room's
 # members on different relays), over standalone Redis and over a 3-master Redis Cluster.

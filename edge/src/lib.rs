@@ -7,7 +7,7 @@
 //! limits. They must agree on who the client is, or a limit counted on one
 //! would be dodged on the other; so the rule lives here, once:
 //!
-//! - [`client_ip`]: the client's address from the TCP peer and, behind
+//! - [`client_ip()`]: the client's address from the TCP peer and, behind
 //!   `--trusted-proxies`, the `X-Forwarded-For` chain (rightmost entry that
 //!   is not a trusted proxy);
 //! - [`ClientKey`]: the address a client's limits are counted under (an IPv4

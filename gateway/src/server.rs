@@ -24,7 +24,7 @@ pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default limit on a JSON request body.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024;
 
-/// The client's IP by the edge rule ([`edge::client_ip`]).
+/// The client's IP by the edge rule ([`edge::client_ip()`]).
 pub fn client_ip(headers: &HeaderMap, peer: SocketAddr, trusted: &edge::TrustedProxies) -> IpAddr {
     edge::client_ip(headers, peer.ip(), trusted)
 }

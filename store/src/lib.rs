@@ -15,7 +15,7 @@
 //! Engines: [`memory`] (one process; `cargo run` and unit tests; its
 //! counters live in [`window`] tables) and, behind
 //! the same traits, [`redis`] (standalone Redis or a Redis Cluster).
-//! [`testing`] (feature `test-support`) starts real Redis servers for tests;
+//! `testing` (feature `test-support`) starts real Redis servers for tests;
 //! [`clock`] is the seam through which code asks what time it is;
 //! [`linger`] says how long a relay keeps holding an emptied room;
 //! [`warn_limit`] keeps repeated warnings to one line per interval.

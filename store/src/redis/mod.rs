@@ -1,4 +1,4 @@
-//! The Redis engines: [`RedisEngine`] implements [`RoomStore`] and [`Bus`]
+//! The Redis engines: [`RedisEngine`] implements [`RoomStore`](crate::RoomStore) and [`Bus`]
 //! on a standalone Redis ([`RedisMode::Standalone`]) or a Redis Cluster
 //! ([`RedisMode::Cluster`]), so any number of relays share rooms, presence
 //! and one channel per room.

@@ -4,7 +4,7 @@
 //! connection per master; see [`cluster_bus`](super::cluster_bus)), plus the
 //! EVALSHA of the store's two hot scripts (a join, a leave: their room's
 //! keys live on the server the connection reaches), and reads the message
-//! pushes and the answers with the [`resp`](super::resp) reader. RESP3 lets
+//! pushes and the answers with the [`resp`] reader. RESP3 lets
 //! a subscribed connection run any command, so a relay's publishes and
 //! joins share the connection that carries its subscriptions: no
 //! general-purpose client on the delivery path or a join's.
