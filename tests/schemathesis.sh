@@ -32,6 +32,7 @@ ARTHAS_LOG=warn "$target/debug/gateway" --store memory \
   --admin-listen "127.0.0.1:$admin" --internal-secret "$secret" \
   --argon2-memory-kib 64 --argon2-iterations 1 \
   --room-creations-per-minute 1000000 --hub-requests-per-minute 1000000 \
+  --room-lookups-per-minute 1000000 --public-listings-per-hour 1000000 \
   --max-password-guesses-per-room 1000000 --max-password-guesses-per-ip 1000000 \
   >"$log" 2>&1 &
 gateway=$!
