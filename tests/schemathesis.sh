@@ -45,7 +45,8 @@ done
 status=0
 for port in "$public" "$internal"; do
   echo "schemathesis: http://127.0.0.1:$port/openapi.json"
-  "$venv/bin/schemathesis" run "http://127.0.0.1:$port/openapi.json" \
+  "$venv/bin/schemathesis" --config-file tests/schemathesis.toml \
+    run "http://127.0.0.1:$port/openapi.json" \
     -H "Authorization: Bearer $secret" --checks all \
     --max-examples "${SCHEMATHESIS_EXAMPLES:-100}" --seed "${SCHEMATHESIS_SEED:-20261204}" \
     --no-color || status=1
