@@ -4,8 +4,8 @@
 //! Hot path (`HubSink::deliver`, the bus's [`BusSink`]): one map lookup
 //! under a short lock, a clone of the room's copy-on-write member list
 //! (`Arc<[LocalMember]>`) under another, then one reference-counted `Bytes`
-//! pushed into each recipient's bounded queue. No lock is held while pushing, nothing is encoded or
-//! allocated per recipient.
+//! pushed into each recipient's bounded queue. No lock is held while
+//! pushing, nothing is encoded or allocated per recipient.
 //!
 //! Subscriptions: a relay is subscribed to a room's bus channel while it has
 //! local members there, and for the room linger ([`store::linger`], the

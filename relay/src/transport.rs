@@ -221,10 +221,10 @@ impl Transport {
     /// data and read(2) returns a lower number of bytes, you can be sure of
     /// having exhausted the read I/O space"). The next
     /// [`readable`](Self::readable) then waits for new bytes instead of
-    /// letting a second read find nothing: half of a chatting server's `recvfrom` calls were
-    /// that `EAGAIN` (docs/BENCHMARKS.md). tokio clears readiness only if no
-    /// new readiness event arrived since the read began, so bytes that came
-    /// in meanwhile still wake the reader.
+    /// letting a second read find nothing: half of a chatting server's
+    /// `recvfrom` calls were that `EAGAIN` (docs/BENCHMARKS.md). tokio
+    /// clears readiness only if no new readiness event arrived since the
+    /// read began, so bytes that came in meanwhile still wake the reader.
     #[inline]
     pub fn try_read_buf(&self, buf: &mut Vec<u8>) -> io::Result<usize> {
         match self {
